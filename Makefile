@@ -1,0 +1,74 @@
+# Keel — the only entry points a user needs.
+#   make run     install what is missing, build, boot Keel in QEMU (serial on this terminal)
+#   make test    every test: host unit tests and QEMU scenarios
+#   make gdb     QEMU halted with its gdb stub, gdb-multiarch attached with kernel symbols
+#   make deps    only install the toolchain (Debian packages; sudo when not root)
+#
+# QEMU settings are variables: make run SMP=2 MEM=512M APPEND="loglevel=debug" QEMU_EXTRA="..."
+
+SHELL := /bin/bash
+
+# The Debian toolchain (Rust 1.96 with library sources); the rustup one on PATH has no aarch64 std.
+CARGO := /usr/bin/cargo
+export RUSTC := /usr/bin/rustc
+export RUSTC_BOOTSTRAP := 1
+export CARGO_TERM_COLOR ?= never
+
+KERNEL_TARGET := aarch64-unknown-none-softfloat
+BUILD_STD := -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem
+PROFILE ?= release
+KERNEL_ELF := target/$(KERNEL_TARGET)/$(PROFILE)/keel
+IMAGE := target/keel.Image
+
+QEMU ?= qemu-system-aarch64
+MACHINE ?= virt,virtualization=on,gic-version=3,iommu=smmuv3
+CPU ?= max
+SMP ?= 4
+MEM ?= 2G
+APPEND ?=
+QEMU_EXTRA ?=
+QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SMP) -m $(MEM) \
+	-nographic -kernel $(IMAGE) -append "$(APPEND)" $(QEMU_EXTRA)
+
+DEPS_STAMP := target/.deps-ok
+
+.PHONY: all run test test-host test-qemu gdb deps build image clean
+
+all: image
+
+deps:
+	@bash scripts/deps.sh
+
+# Re-check the toolchain only when the install script changes.
+$(DEPS_STAMP): scripts/deps.sh
+	@bash scripts/deps.sh
+	@mkdir -p target && touch $@
+
+build image: $(IMAGE)
+
+$(IMAGE): $(DEPS_STAMP) FORCE
+	$(CARGO) build -p keel-kernel --bin keel --target $(KERNEL_TARGET) $(BUILD_STD) \
+		$(if $(filter release,$(PROFILE)),--release)
+	python3 scripts/mkimage.py $(KERNEL_ELF) $(IMAGE)
+
+FORCE:
+
+run: $(IMAGE)
+	$(QEMU) $(QEMU_ARGS)
+
+test: $(IMAGE)
+	KEEL_IMAGE=$(abspath $(IMAGE)) QEMU=$(QEMU) $(CARGO) test --workspace
+
+test-host: $(DEPS_STAMP)
+	$(CARGO) test --workspace --exclude keel-tests
+
+test-qemu: $(IMAGE)
+	KEEL_IMAGE=$(abspath $(IMAGE)) QEMU=$(QEMU) $(CARGO) test -p keel-tests
+
+gdb: $(IMAGE)
+	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::1234 & qemu_pid=$$!; \
+	gdb-multiarch -q $(KERNEL_ELF) -ex 'set architecture aarch64' -ex 'target remote :1234'; \
+	kill $$qemu_pid 2>/dev/null || true
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,1 @@
+//! Support for the QEMU scenario tests in `tests/tests/`: booting Keel and reading its serial log.
