@@ -12,6 +12,7 @@ SHELL := /bin/bash
 CARGO := /usr/bin/cargo
 export RUSTC := /usr/bin/rustc
 export RUSTC_BOOTSTRAP := 1
+export RUSTDOC := /usr/bin/rustdoc
 export CARGO_TERM_COLOR ?= never
 
 KERNEL_TARGET := aarch64-unknown-none-softfloat

@@ -1,1 +1,219 @@
-//! Support for the QEMU scenario tests in `tests/tests/`: booting Keel and reading its serial log.
+//! Support for the QEMU scenario tests in `tests/tests/`: boot a Keel image in QEMU with a
+//! scenario on the kernel command line, collect the serial log, and check it.
+//!
+//! The image comes from `KEEL_IMAGE` (set by `make test`), the emulator from `QEMU` (default
+//! `qemu-system-aarch64`). Each boot is one QEMU process with its own timeout; a failed check
+//! panics with the reason and the last lines of the serial log.
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Lines of serial log shown when a check fails.
+const TAIL_LINES: usize = 40;
+
+/// One QEMU boot to be made.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    name: String,
+    machine: String,
+    cpu: String,
+    smp: u32,
+    mem: String,
+    append: String,
+    extra: Vec<String>,
+    timeout: Duration,
+}
+
+impl Boot {
+    /// The reference machine (DESIGN.md) with `scenario=<scenario>` on the command line;
+    /// an empty scenario boots with no scenario at all.
+    pub fn scenario(scenario: &str) -> Self {
+        Self {
+            name: if scenario.is_empty() { "default".into() } else { scenario.into() },
+            machine: "virt,virtualization=on,gic-version=3,iommu=smmuv3".into(),
+            cpu: "max".into(),
+            smp: 4,
+            mem: "2G".into(),
+            append: if scenario.is_empty() { String::new() } else { format!("scenario={scenario}") },
+            extra: vec!["-global".into(), "arm-smmuv3.stage=2".into()],
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    pub fn machine(mut self, machine: &str) -> Self {
+        self.machine = machine.into();
+        self
+    }
+
+    pub fn cpu(mut self, cpu: &str) -> Self {
+        self.cpu = cpu.into();
+        self
+    }
+
+    pub fn smp(mut self, n: u32) -> Self {
+        self.smp = n;
+        self
+    }
+
+    pub fn mem(mut self, mem: &str) -> Self {
+        self.mem = mem.into();
+        self
+    }
+
+    /// Adds words to the kernel command line.
+    pub fn append(mut self, words: &str) -> Self {
+        if !self.append.is_empty() {
+            self.append.push(' ');
+        }
+        self.append.push_str(words);
+        self
+    }
+
+    /// The QEMU command line this boot uses (without the program name).
+    pub fn args(&self, image: &str) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-machine", &self.machine, "-cpu", &self.cpu, "-smp", &self.smp.to_string(), "-m", &self.mem,
+            "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot",
+            "-kernel", image, "-append", &self.append,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// Boots and waits for QEMU to exit or the timeout to pass.
+    pub fn run(&self) -> Run {
+        let image = std::env::var("KEEL_IMAGE")
+            .expect("KEEL_IMAGE is not set: run the QEMU tests with `make test` (it builds the image first)");
+        assert!(std::path::Path::new(&image).exists(), "KEEL_IMAGE {image} does not exist: run `make test`");
+        let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
+        let mut child = Command::new(&qemu)
+            .args(self.args(&image))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {qemu}: {e} (run `make deps`)"));
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = stdout.read_to_end(&mut out);
+            let _ = tx.send(());
+            out
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut err = String::new();
+            let _ = stderr.read_to_string(&mut err);
+            err
+        });
+        // The reader finishes when QEMU closes the serial pipe, i.e. when it exits.
+        let timed_out = rx.recv_timeout(self.timeout).is_err();
+        if timed_out {
+            let _ = child.kill();
+        }
+        let status = child.wait().ok();
+        let log = String::from_utf8_lossy(&reader.join().unwrap_or_default()).replace('\r', "");
+        let stderr = err_reader.join().unwrap_or_default();
+        Run { name: self.name.clone(), log, stderr, status, timed_out, timeout: self.timeout }
+    }
+}
+
+/// What one boot printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    name: String,
+    pub log: String,
+    pub stderr: String,
+    pub status: Option<ExitStatus>,
+    pub timed_out: bool,
+    timeout: Duration,
+}
+
+impl Run {
+    /// Fails the test with `why` and the end of the serial log.
+    pub fn fail(&self, why: &str) -> ! {
+        let lines: Vec<&str> = self.log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+        let ending = if self.timed_out {
+            format!("QEMU was killed after the {:?} timeout", self.timeout)
+        } else {
+            format!("QEMU exited with {:?}", self.status)
+        };
+        panic!(
+            "scenario '{}': {why}\n{ending}\n--- last {} lines of the serial log ---\n{tail}\n--- QEMU stderr ---\n{}",
+            self.name,
+            TAIL_LINES.min(lines.len()),
+            self.stderr.trim()
+        );
+    }
+
+    /// The log holds a line containing `needle`.
+    pub fn expect(&self, needle: &str) -> &Self {
+        if !self.log.lines().any(|l| l.contains(needle)) {
+            self.fail(&format!("no line contains {needle:?}"));
+        }
+        self
+    }
+
+    /// No line contains `needle`.
+    pub fn expect_absent(&self, needle: &str) -> &Self {
+        if let Some(line) = self.log.lines().find(|l| l.contains(needle)) {
+            self.fail(&format!("unexpected line: {line:?}"));
+        }
+        self
+    }
+
+    /// QEMU exited by itself with status 0 (PSCI SYSTEM_OFF), without a kernel panic.
+    pub fn expect_clean_poweroff(&self) -> &Self {
+        if self.timed_out {
+            self.fail("QEMU did not exit (the machine did not power off)");
+        }
+        if !self.status.is_some_and(|s| s.success()) {
+            self.fail("QEMU did not exit cleanly");
+        }
+        self.expect_absent("PANIC")
+    }
+
+    /// Lines starting with `prefix`.
+    pub fn lines_starting(&self, prefix: &str) -> Vec<&str> {
+        self.log.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+}
+
+/// The number right after `key` in `line` (e.g. `number_after("5 ticks", "")`), if any.
+pub fn number_before(line: &str, word: &str) -> Option<u64> {
+    let end = line.find(word)?;
+    let digits: String = line[..end].trim_end().chars().rev().take_while(|c| c.is_ascii_digit()).collect();
+    digits.chars().rev().collect::<String>().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_before_a_word() {
+        let line = "smp: cpu1 mpidr 0x1: online, 12 ticks, 3 ipis received";
+        assert_eq!(number_before(line, " ticks"), Some(12));
+        assert_eq!(number_before(line, " ipis"), Some(3));
+        assert_eq!(number_before(line, " nothing"), None);
+        assert_eq!(number_before("no digits ticks", " ticks"), None);
+    }
+
+    #[test]
+    fn qemu_args_carry_the_scenario_and_machine() {
+        let b = Boot::scenario("smp").smp(2).mem("512M").append("loglevel=debug");
+        let args = b.args("/img");
+        let joined = args.join(" ");
+        assert!(joined.contains("-smp 2 -m 512M"));
+        assert!(joined.contains("-append scenario=smp loglevel=debug"));
+        assert!(joined.contains("-kernel /img"));
+        assert_eq!(Boot::scenario("").args("/img").iter().position(|a| a == "-append").map(|i| args.len() > i), Some(true));
+    }
+}
