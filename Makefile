@@ -21,6 +21,14 @@ PROFILE ?= release
 KERNEL_ELF := target/$(KERNEL_TARGET)/$(PROFILE)/keel
 IMAGE := target/keel.Image
 
+# User programs (EL0) and the initrd that carries them.
+USER_TARGET := aarch64-unknown-none
+USER_BIN_DIR := target/$(USER_TARGET)/user
+PROGRAMS := init
+INITRD := target/initrd.cpio
+MANIFEST := services/init/manifest
+INITRD_EXTRA ?=
+
 QEMU ?= qemu-system-aarch64
 MACHINE ?= virt,virtualization=on,gic-version=3,iommu=smmuv3
 CPU ?= max
@@ -29,13 +37,13 @@ MEM ?= 2G
 APPEND ?=
 QEMU_EXTRA ?=
 QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SMP) -m $(MEM) \
-	-nographic -kernel $(IMAGE) -append "$(APPEND)" $(QEMU_EXTRA)
+	-nographic -kernel $(IMAGE) -initrd $(INITRD) -append "$(APPEND)" $(QEMU_EXTRA)
 
 DEPS_STAMP := target/.deps-ok
 
-.PHONY: all run test test-host test-qemu gdb deps build image clean
+.PHONY: all run test test-host test-qemu gdb deps build image initrd clean
 
-all: image
+all: image initrd
 
 deps:
 	@bash scripts/deps.sh
@@ -52,21 +60,28 @@ $(IMAGE): $(DEPS_STAMP) FORCE
 		$(if $(filter release,$(PROFILE)),--release)
 	python3 scripts/mkimage.py $(KERNEL_ELF) $(IMAGE)
 
+initrd: $(INITRD)
+
+$(INITRD): $(DEPS_STAMP) FORCE
+	$(CARGO) build $(foreach p,$(PROGRAMS),-p keel-$(p)) --target $(USER_TARGET) $(BUILD_STD) --profile user
+	python3 scripts/mkinitrd.py $(INITRD) --bin $(USER_BIN_DIR) $(PROGRAMS) \
+		$(if $(wildcard $(MANIFEST)),--manifest $(MANIFEST)) $(if $(strip $(INITRD_EXTRA)),--extra $(INITRD_EXTRA))
+
 FORCE:
 
-run: $(IMAGE)
+run: $(IMAGE) $(INITRD)
 	$(QEMU) $(QEMU_ARGS)
 
-test: $(IMAGE)
-	KEEL_IMAGE=$(abspath $(IMAGE)) QEMU=$(QEMU) $(CARGO) test --workspace
+test: $(IMAGE) $(INITRD)
+	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test --workspace
 
 test-host: $(DEPS_STAMP)
 	$(CARGO) test --workspace --exclude keel-tests
 
-test-qemu: $(IMAGE)
-	KEEL_IMAGE=$(abspath $(IMAGE)) QEMU=$(QEMU) $(CARGO) test -p keel-tests
+test-qemu: $(IMAGE) $(INITRD)
+	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test -p keel-tests
 
-gdb: $(IMAGE)
+gdb: $(IMAGE) $(INITRD)
 	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::1234 & qemu_pid=$$!; \
 	gdb-multiarch -q $(KERNEL_ELF) -ex 'set architecture aarch64' -ex 'target remote :1234'; \
 	kill $$qemu_pid 2>/dev/null || true

@@ -22,6 +22,11 @@ impl<'a> CommandLine<'a> {
         })
     }
 
+    /// Every word, in order.
+    pub fn words(&self) -> impl Iterator<Item = &'a str> {
+        self.text.split_ascii_whitespace()
+    }
+
     /// Whether the bare word `flag` is present.
     pub fn has_flag(&self, flag: &str) -> bool {
         self.text.split_ascii_whitespace().any(|w| w == flag)

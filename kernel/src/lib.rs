@@ -4,7 +4,7 @@
 //! building, command line, log formatting, ESR decoding, the boot report) builds for the host and
 //! is unit-tested there; everything that touches the CPU lives in `arch::aarch64` and is built
 //! only for the bare-metal target. Outside `arch::aarch64`, `unsafe` is forbidden.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
@@ -12,10 +12,19 @@ extern crate alloc;
 #[allow(unsafe_code)]
 pub mod arch;
 pub mod boot_report;
+pub mod cap;
 pub mod cmdline;
+pub mod hal;
+pub mod ipc;
+pub mod kernel;
 pub mod klog;
+pub mod loader;
 pub mod mm;
+pub mod object;
 pub mod percpu;
+pub mod sched;
+pub mod syscall;
+pub mod trap;
 #[cfg(target_os = "none")]
 pub mod scenario;
 

@@ -33,18 +33,22 @@ macro_rules! say {
     ($($arg:tt)*) => { console::print(format_args!($($arg)*)) };
 }
 
-/// Runs the scenario the command line names, then powers off.
+/// Scenarios the kernel runs itself, before and instead of user space.
+const KERNEL_SCENARIOS: [&str; 3] = ["smp", "exception", "panic"];
+
+/// Whether the command line names a kernel scenario (others are for user space's test program).
+pub fn is_kernel_scenario(cmdline: &CommandLine) -> bool {
+    cmdline.value("scenario").is_some_and(|s| KERNEL_SCENARIOS.contains(&s))
+}
+
+/// Runs the kernel scenario the command line names, then powers off.
 pub fn run(cmdline: &CommandLine, _machine: &Machine) -> ! {
     let ok = match cmdline.value("scenario") {
-        None => {
-            say!("keel: no user space yet; powering off\n");
-            true
-        }
         Some("smp") => smp(),
         Some("exception") => exception(),
         Some("panic") => panic!("scenario panic: this panic was requested on the kernel command line"),
-        Some(other) => {
-            say!("keel: unknown scenario '{other}' (known: smp, exception, panic)\n");
+        other => {
+            say!("keel: {other:?} is not a kernel scenario (those are: smp, exception, panic)\n");
             false
         }
     };

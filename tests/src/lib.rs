@@ -23,6 +23,7 @@ pub struct Boot {
     mem: String,
     append: String,
     extra: Vec<String>,
+    initrd: bool,
     timeout: Duration,
 }
 
@@ -38,6 +39,7 @@ impl Boot {
             mem: "2G".into(),
             append: if scenario.is_empty() { String::new() } else { format!("scenario={scenario}") },
             extra: vec!["-global".into(), "arm-smmuv3.stage=2".into()],
+            initrd: true,
             timeout: Duration::from_secs(120),
         }
     }
@@ -71,6 +73,12 @@ impl Boot {
         self
     }
 
+    /// Boots without the initrd (no user space).
+    pub fn without_initrd(mut self) -> Self {
+        self.initrd = false;
+        self
+    }
+
     /// The QEMU command line this boot uses (without the program name).
     pub fn args(&self, image: &str) -> Vec<String> {
         let mut args: Vec<String> = [
@@ -81,6 +89,12 @@ impl Boot {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if self.initrd {
+            if let Ok(initrd) = std::env::var("KEEL_INITRD") {
+                args.push("-initrd".into());
+                args.push(initrd);
+            }
+        }
         args.extend(self.extra.iter().cloned());
         args
     }

@@ -14,7 +14,17 @@ fn default_boot_prints_the_report_and_powers_off_cleanly() {
         .expect("keel: devices: 32 virtio-mmio slot(s)")
         .expect("keel: boot took ")
         .expect("keel: ready: 4 cpus online, ")
-        .expect("keel: no user space yet; powering off")
+        .expect("keel: initrd: ")
+        .expect_clean_poweroff();
+}
+
+#[test]
+fn without_an_initrd_keel_says_there_is_no_user_space() {
+    Boot::scenario("")
+        .without_initrd()
+        .run()
+        .expect("keel: initrd: none")
+        .expect("keel: no initrd, so no user space to start; powering off")
         .expect_clean_poweroff();
 }
 
@@ -117,6 +127,6 @@ fn a_panic_prints_its_location_and_powers_off() {
 fn an_unknown_scenario_is_named_and_fails() {
     Boot::scenario("no-such-thing")
         .run()
-        .expect("keel: unknown scenario 'no-such-thing' (known: smp, exception, panic)")
-        .expect("keel: scenario FAILED; powering off");
+        .expect("init: unknown scenario 'no-such-thing'")
+        .expect_clean_poweroff();
 }

@@ -41,6 +41,15 @@ pub fn print(args: fmt::Arguments) {
     cpu::irq_restore(daif);
 }
 
+/// Writes raw bytes (user output through `debug_write`) as one unit.
+pub fn write_bytes(bytes: &[u8]) {
+    let daif = cpu::irq_save();
+    if let Some(uart) = UART.lock().as_ref() {
+        uart.write_bytes(bytes);
+    }
+    cpu::irq_restore(daif);
+}
+
 /// Writes from a dying CPU: waits a bounded time for the lock, then takes it anyway.
 pub fn print_panic(args: fmt::Arguments) {
     cpu::irq_save();

@@ -137,7 +137,68 @@ extern "C" fn kernel_main(dtb_pa: u64, boot_status: u64, kimage_pa: u64) -> ! {
         online_cpus: percpu::online_count(),
     };
     boot_report::write(&facts, console::print);
-    crate::scenario::run(&cmdline, &machine)
+    if crate::scenario::is_kernel_scenario(&cmdline) {
+        crate::scenario::run(&cmdline, &machine)
+    }
+    start_user_space(&machine, &cmdline)
+}
+
+/// Creates the first process (`bin/init` from the initrd) and runs user threads on every CPU.
+fn start_user_space(machine: &Machine, cmdline: &CommandLine) -> ! {
+    use crate::cap::Rights;
+    use crate::kernel::Kernel;
+    use crate::object::ObjRef;
+    use crate::object::pmo::Pmo;
+    use keel_platform::gicv3::Trigger;
+
+    let Some(initrd) = machine.initrd else {
+        console::print(format_args!("keel: no initrd, so no user space to start; powering off\n"));
+        psci::system_off()
+    };
+    let bytes = kspace::initrd_bytes(initrd);
+    let init_elf = match keel_formats::cpio::Archive::new(bytes).and_then(|a| a.find("bin/init")) {
+        Ok(Some(entry)) => entry.data,
+        Ok(None) => {
+            console::print(format_args!("keel: the initrd has no bin/init; powering off\n"));
+            psci::system_off()
+        }
+        Err(e) => {
+            console::print(format_args!("keel: the initrd is not a valid newc cpio archive ({e}); powering off\n"));
+            psci::system_off()
+        }
+    };
+
+    let mut k = Kernel::new(percpu::online_count());
+    k.set_asid_limit(kspace::asid_count());
+    k.ram = machine.memory.iter().map(|r| (r.base, r.size)).collect();
+    gic::register_device_irq(machine.uart.intid, Trigger::Level);
+    k.claimable_irqs.push(machine.uart.intid);
+    for v in machine.virtio_mmio.iter() {
+        gic::register_device_irq(v.intid, Trigger::Edge);
+        k.claimable_irqs.push(v.intid);
+    }
+    let initrd_id = k.new_id();
+    k.pmos.insert(initrd_id, Pmo::borrowed_ram(initrd.base & !0xfff, (initrd.size + (initrd.base & 0xfff)).next_multiple_of(4096)));
+
+    // Devices and where the archive starts inside the (page-aligned) initrd object.
+    let uart_arg = alloc::format!("uart={:#x}:{:#x}:{}", machine.uart.base, machine.uart.size, machine.uart.intid);
+    let initrd_arg = alloc::format!("initrd={:#x}:{:#x}", initrd.base & 0xfff, initrd.size);
+    let mut args: alloc::vec::Vec<&str> = alloc::vec!["init", uart_arg.as_str(), initrd_arg.as_str()];
+    args.extend(cmdline.words());
+    let caps = [
+        (ObjRef::Control, Rights::ALL, "control"),
+        (ObjRef::Pmo(initrd_id), Rights::READ.union(Rights::MAP).union(Rights::GRANT), "initrd"),
+    ];
+    if let Err(e) = k.spawn_elf("init", init_elf, &args, &caps) {
+        console::print(format_args!("keel: cannot start bin/init: {e}; powering off\n"));
+        psci::system_off()
+    }
+    let Some(empty) = FRAMES.lock().alloc(1) else { panic!("no memory left for the empty user page table") };
+    crate::hal::zero_frame(empty);
+    log::info!("starting user space: init is process 1 of {} cpus", percpu::online_count());
+    super::user::set_stack_top(0, kspace::boot_stack_top());
+    super::user::start(k, empty);
+    super::user::enter_user_space(0)
 }
 
 /// Keel runs only at EL2 with VHE: say why not and power off.

@@ -6,20 +6,13 @@
 
 use super::{cpu, gic, psci};
 use crate::arch::esr;
+use crate::kernel::KERNEL;
 use crate::percpu;
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
 
-/// Registers saved by `vectors.S` (layout shared with it: 34 words).
-#[repr(C)]
-#[derive(Debug)]
-pub struct TrapFrame {
-    pub x: [u64; 31],
-    pub sp_el0: u64,
-    pub elr: u64,
-    pub spsr: u64,
-}
-
-const _: () = assert!(core::mem::size_of::<TrapFrame>() == 272);
+/// Registers saved by `vectors.S` (34 words: x0-x30, SP_EL0, ELR, SPSR) — a user thread's
+/// registers when the exception came from EL0.
+pub type TrapFrame = crate::object::thread::UserRegs;
 
 /// The vector that was taken, in table order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +61,32 @@ impl Vector {
 #[unsafe(no_mangle)]
 extern "C" fn handle_exception(frame: &mut TrapFrame, index: u64) {
     match Vector::from_index(index) {
-        Vector::CurrentSpx(Kind::Irq) | Vector::Lower64(Kind::Irq) => gic::handle_irq(),
+        Vector::CurrentSpx(Kind::Irq) => {
+            // The kernel was idle (the only time it runs with IRQs unmasked).
+            let cpu = cpu::cpu_id();
+            let mut k = KERNEL.lock();
+            gic::handle_irq(k.as_mut(), cpu);
+        }
+        Vector::Lower64(Kind::Irq) => {
+            let cpu = cpu::cpu_id();
+            let mut guard = KERNEL.lock();
+            if let Some(k) = guard.as_mut() {
+                gic::handle_irq(Some(&mut *k), cpu);
+                k.finish_trap(cpu, frame);
+            } else {
+                gic::handle_irq(None, cpu);
+            }
+            super::user::run_user(guard, cpu, frame);
+        }
+        Vector::Lower64(Kind::Sync) => {
+            let cpu = cpu::cpu_id();
+            let trap = super::user::decode_user_trap(frame);
+            let mut guard = KERNEL.lock();
+            if let Some(k) = guard.as_mut() {
+                k.user_trap(cpu, frame, trap);
+            }
+            super::user::run_user(guard, cpu, frame);
+        }
         vector => report_and_stop(frame, vector),
     }
 }
@@ -82,7 +100,7 @@ fn report_and_stop(frame: &TrapFrame, vector: Vector) -> ! {
     let cpu_index = cpu::cpu_id();
     let origin = vector.origin();
     if kind != Kind::Sync {
-        log::error!("unexpected {kind:?} from {origin}, ESR {esr_value:#x}, ELR {:#x}; stopping cpu{cpu_index}", frame.elr);
+        log::error!("unexpected {kind:?} from {origin}, ESR {esr_value:#x}, ELR {:#x}; stopping cpu{cpu_index}", frame.pc);
     } else if esr::is_abort(ec) {
         let iss = esr::iss(esr_value);
         let access = match ec {
@@ -95,14 +113,14 @@ fn report_and_stop(frame: &TrapFrame, vector: Vector) -> ! {
             esr::class_name(ec),
             esr::fault_status_name(iss),
             FAR_EL1.get(),
-            frame.elr,
+            frame.pc,
         );
     } else {
         log::error!(
             "unexpected exception from {origin}: {} (ESR {esr_value:#x}), FAR {:#x}, ELR {:#x}; stopping cpu{cpu_index}",
             esr::class_name(ec),
             FAR_EL1.get(),
-            frame.elr,
+            frame.pc,
         );
     }
     stop_this_cpu(cpu_index)

@@ -5,6 +5,7 @@
 //! each other inside the kernel (IRQs stay masked in handlers anyway).
 
 use super::sysreg::{icc_bpr1_el1, icc_ctlr_el1, icc_eoir1_el1, icc_iar1_el1, icc_igrpen1_el1, icc_pmr_el1, icc_sgi1r_el1, icc_sre_el2};
+use crate::kernel::Kernel;
 use crate::percpu::{self, MAX_CPUS};
 use aarch64_cpu::asm::barrier;
 use keel_platform::gicv3::{Distributor, Redistributor, Trigger};
@@ -71,6 +72,27 @@ pub fn enable_spi(intid: u32, trigger: Trigger, mpidr: u64) {
     }
 }
 
+/// Trigger types of the device interrupts user space may claim (from the DTB), by INTID.
+static DEVICE_TRIGGERS: spin::Mutex<alloc::collections::BTreeMap<u32, Trigger>> = spin::Mutex::new(alloc::collections::BTreeMap::new());
+
+/// Records a device interrupt user space may claim, with its trigger type.
+pub fn register_device_irq(intid: u32, trigger: Trigger) {
+    DEVICE_TRIGGERS.lock().insert(intid, trigger);
+}
+
+/// Enables a claimed device SPI, routed to the boot CPU.
+pub fn enable_device_irq(intid: u32) {
+    let trigger = DEVICE_TRIGGERS.lock().get(&intid).copied().unwrap_or(Trigger::Level);
+    enable_spi(intid, trigger, percpu::get(0).mpidr());
+}
+
+/// Masks a device SPI (until user space acknowledges it).
+pub fn mask_device_irq(intid: u32) {
+    if let Some(d) = DISTRIBUTOR.get() {
+        d.disable_spi(intid);
+    }
+}
+
 /// Sends SGI `intid` to the CPU with affinity `mpidr`.
 pub fn send_sgi(mpidr: u64, intid: u32) {
     let aff0 = mpidr & 0xff;
@@ -85,26 +107,40 @@ pub fn send_sgi(mpidr: u64, intid: u32) {
     barrier::isb(barrier::SY);
 }
 
-/// Handles every pending interrupt on this CPU (called from the IRQ vector, IRQs masked).
-pub fn handle_irq() {
+/// Handles every pending interrupt on `cpu` (from an IRQ vector, IRQs masked). `kernel` is the
+/// locked kernel state once user space exists.
+pub fn handle_irq(mut kernel: Option<&mut Kernel>, cpu: usize) {
     loop {
         let intid = (icc_iar1_el1::read() & 0xff_ffff) as u32;
         if intid >= INTID_SPECIAL {
             break;
         }
-        dispatch(intid);
+        dispatch(kernel.as_deref_mut(), cpu, intid);
         icc_eoir1_el1::write(u64::from(intid));
     }
 }
 
-fn dispatch(intid: u32) {
-    let cpu = super::cpu::cpu_id();
+fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
     if intid == SGI_IPI {
         percpu::get(cpu).count_ipi();
+        // Someone queued a thread here or killed the one running: look again.
+        if let Some(k) = kernel {
+            k.cpus[cpu].need_resched = true;
+        }
     } else if intid == super::timer::tick_intid() {
         super::timer::handle_tick();
         percpu::get(cpu).count_tick();
+        if let Some(k) = kernel {
+            if k.tick(cpu, super::cpu::counter()) {
+                k.cpus[cpu].need_resched = true;
+            }
+        }
+    } else if let Some(k) = kernel.filter(|k| k.irqs.contains_key(&intid)) {
+        // A device line user space owns: mask it until the driver acknowledges, and signal.
+        mask_device_irq(intid);
+        k.irq_fired(intid);
     } else {
-        log::warn!("interrupt {intid} has no handler; ignoring it");
+        mask_device_irq(intid);
+        log::warn!("interrupt {intid} has no handler; masked it");
     }
 }

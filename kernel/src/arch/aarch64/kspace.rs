@@ -90,6 +90,14 @@ pub fn kimage_region() -> Region {
     Region { base: kimage_virt_to_phys(start), size: end - start }
 }
 
+/// The boot CPU's kernel stack top.
+pub fn boot_stack_top() -> u64 {
+    unsafe extern "C" {
+        safe static __boot_stack_top: u8;
+    }
+    &raw const __boot_stack_top as u64
+}
+
 /// Physical address of the bootstrap identity-map tables (TTBR0 for CPUs enabling their MMU).
 pub fn boot_ttbr0() -> u64 {
     kimage_virt_to_phys(&raw const __boot_pt_start as u64)
@@ -217,6 +225,36 @@ pub fn disable_identity_map() {
     barrier::isb(barrier::SY);
     // SAFETY: TLB maintenance has no memory-safety effect; it drops stale TTBR0 entries.
     unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// Prepares this CPU to run user threads: 16-bit ASIDs (when the CPU has them), TTBR0 walks on,
+/// TTBR0 pointing at the empty table until a thread's address space is installed, and EL0 access
+/// to the counters.
+pub fn enable_user_space(empty_table: u64) {
+    use aarch64_cpu::registers::{CNTHCTL_EL2, CNTVOFF_EL2, ID_AA64MMFR0_EL1, TTBR0_EL1, Writeable};
+    let asid16 = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::ASIDBits) == 0b0010;
+    TTBR0_EL1.set(empty_table);
+    TCR_EL1.modify(TCR_EL1::EPD0::EnableTTBR0Walks + if asid16 { TCR_EL1::AS::ASID16Bits } else { TCR_EL1::AS::ASID8Bits });
+    // With E2H=1, CNTHCTL_EL2 bits 0 and 1 are EL0PCTEN and EL0VCTEN: user code may read the
+    // counters (benchmarks, uptime). CNTVOFF is 0 so the virtual counter is the physical one.
+    CNTHCTL_EL2.set(CNTHCTL_EL2.get() | 0b11);
+    CNTVOFF_EL2.set(0);
+    barrier::isb(barrier::SY);
+    // SAFETY: TLB maintenance only: nothing cached from before the ASID size changed may survive.
+    unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// The number of ASIDs this CPU supports (8 or 16 bits).
+pub fn asid_count() -> u32 {
+    use aarch64_cpu::registers::ID_AA64MMFR0_EL1;
+    if ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::ASIDBits) == 0b0010 { 1 << 16 } else { 1 << 8 }
+}
+
+/// The initrd's bytes through the direct map.
+pub fn initrd_bytes(region: Region) -> &'static [u8] {
+    // SAFETY: the DTB's initrd range is RAM excluded from the frame allocator (never reused) and
+    // mapped read-write in the direct map for the kernel's life.
+    unsafe { core::slice::from_raw_parts(phys_to_virt(region.base) as *const u8, region.size as usize) }
 }
 
 /// The TTBR1 value live on this CPU.

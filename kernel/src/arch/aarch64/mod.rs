@@ -18,3 +18,5 @@ pub mod psci;
 pub mod smp;
 pub mod sysreg;
 pub mod timer;
+pub mod user;
+pub mod hal;

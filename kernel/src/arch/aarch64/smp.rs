@@ -112,6 +112,9 @@ extern "C" fn secondary_main(index: usize) -> ! {
     barrier::isb(barrier::SY);
     cpu::set_cpu_id(index);
     kspace::disable_identity_map();
+    // SAFETY: the boot CPU wrote this record before starting us and never touches it again.
+    let stack_top = unsafe { (*record_ptr(index)).stack_top };
+    super::user::set_stack_top(index, stack_top);
     let mpidr = cpu::mpidr();
     let windows = GIC_WINDOWS.get().copied().unwrap_or(&[]);
     if !gic::init_cpu(index, mpidr, windows) {
@@ -126,5 +129,8 @@ extern "C" fn secondary_main(index: usize) -> ! {
     loop {
         cpu::wait_for_interrupt();
         crate::scenario::secondary_woke(index);
+        if super::user::started() {
+            super::user::enter_user_space(index);
+        }
     }
 }

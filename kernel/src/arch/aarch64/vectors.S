@@ -59,6 +59,10 @@ exception_save:
     mov     x0, sp
     bl      handle_exception
 
+// Restores the frame at sp and returns from the exception. `ret_to_user(frame)` enters here
+// with sp = frame to start a user thread.
+.global exception_return
+exception_return:
     ldp     x1, x2, [sp, #256]
     msr     elr_el1, x1
     msr     spsr_el1, x2
@@ -81,3 +85,16 @@ exception_save:
     ldp     x28, x29, [sp, #224]
     add     sp, sp, #FRAME_SIZE
     eret
+
+// x0 = the frame to return with (it must sit at the top of this CPU's kernel stack).
+.global ret_to_user
+ret_to_user:
+    mov     sp, x0
+    b       exception_return
+
+// x0 = new stack pointer, x1 = function to call on it with x2 as its argument. Never returns.
+.global call_on_stack
+call_on_stack:
+    mov     sp, x0
+    mov     x0, x2
+    br      x1

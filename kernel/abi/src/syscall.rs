@@ -1,0 +1,88 @@
+//! System call numbers (x8). Arguments and results per call are in docs/ABI.md.
+
+pub const NULL: u64 = 0;
+pub const DEBUG_WRITE: u64 = 1;
+pub const YIELD: u64 = 2;
+pub const THREAD_EXIT: u64 = 3;
+pub const PROCESS_EXIT: u64 = 4;
+pub const CAP_INFO: u64 = 5;
+pub const CAP_COPY: u64 = 6;
+pub const CAP_DELETE: u64 = 7;
+pub const CAP_REVOKE: u64 = 8;
+pub const PROCESS_CREATE: u64 = 9;
+pub const THREAD_CREATE: u64 = 10;
+pub const PMO_CREATE: u64 = 11;
+pub const PMO_WRITE: u64 = 12;
+pub const PMO_READ: u64 = 13;
+pub const VMSPACE_MAP: u64 = 14;
+pub const VMSPACE_UNMAP: u64 = 15;
+pub const PROCESS_WAIT: u64 = 16;
+pub const PROCESS_KILL: u64 = 17;
+pub const PROCESS_INFO: u64 = 18;
+pub const CONN_CREATE: u64 = 19;
+pub const IPC_CALL: u64 = 20;
+pub const IPC_RECV: u64 = 21;
+pub const IPC_REPLY_RECV: u64 = 22;
+pub const IPC_REPLY: u64 = 23;
+pub const NOTIF_CREATE: u64 = 24;
+pub const NOTIF_SIGNAL: u64 = 25;
+pub const NOTIF_WAIT: u64 = 26;
+pub const IRQ_CREATE: u64 = 27;
+pub const IRQ_BIND: u64 = 28;
+pub const IRQ_ACK: u64 = 29;
+pub const DEVICE_PMO: u64 = 30;
+pub const MEM_INFO: u64 = 31;
+pub const POWER_OFF: u64 = 32;
+pub const THREAD_SET_SCHED: u64 = 33;
+pub const SLEEP: u64 = 34;
+pub const PMO_PHYS: u64 = 35;
+pub const CAP_MOVE: u64 = 36;
+pub const PROCESS_WATCH: u64 = 37;
+
+/// One past the highest call number.
+pub const COUNT: u64 = 38;
+
+/// The call's name, for logs and tests.
+pub fn name(nr: u64) -> &'static str {
+    match nr {
+        NULL => "null",
+        DEBUG_WRITE => "debug_write",
+        YIELD => "yield",
+        THREAD_EXIT => "thread_exit",
+        PROCESS_EXIT => "process_exit",
+        CAP_INFO => "cap_info",
+        CAP_COPY => "cap_copy",
+        CAP_DELETE => "cap_delete",
+        CAP_REVOKE => "cap_revoke",
+        PROCESS_CREATE => "process_create",
+        THREAD_CREATE => "thread_create",
+        PMO_CREATE => "pmo_create",
+        PMO_WRITE => "pmo_write",
+        PMO_READ => "pmo_read",
+        VMSPACE_MAP => "vmspace_map",
+        VMSPACE_UNMAP => "vmspace_unmap",
+        PROCESS_WAIT => "process_wait",
+        PROCESS_KILL => "process_kill",
+        PROCESS_INFO => "process_info",
+        CONN_CREATE => "conn_create",
+        IPC_CALL => "ipc_call",
+        IPC_RECV => "ipc_recv",
+        IPC_REPLY_RECV => "ipc_reply_recv",
+        IPC_REPLY => "ipc_reply",
+        NOTIF_CREATE => "notif_create",
+        NOTIF_SIGNAL => "notif_signal",
+        NOTIF_WAIT => "notif_wait",
+        IRQ_CREATE => "irq_create",
+        IRQ_BIND => "irq_bind",
+        IRQ_ACK => "irq_ack",
+        DEVICE_PMO => "device_pmo",
+        MEM_INFO => "mem_info",
+        POWER_OFF => "power_off",
+        THREAD_SET_SCHED => "thread_set_sched",
+        SLEEP => "sleep",
+        PMO_PHYS => "pmo_phys",
+        CAP_MOVE => "cap_move",
+        PROCESS_WATCH => "process_watch",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,126 @@
+//! The kernel's hardware interface (see `crate::hal`) on AArch64 at EL2 with VHE.
+
+use super::{console, cpu, gic, psci};
+use crate::hal::FpState;
+use crate::mm::layout::phys_to_virt;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{TTBR0_EL1, Writeable};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Physical address of an empty level-0 table: TTBR0 points here when no user space runs.
+static EMPTY_TTBR0: AtomicU64 = AtomicU64::new(0);
+
+/// Records the empty table used while a CPU runs no user thread.
+pub fn set_empty_user_table(pa: u64) {
+    EMPTY_TTBR0.store(pa, Ordering::Relaxed);
+}
+
+pub fn zero_frame(pa: u64) {
+    // SAFETY: `pa` is a RAM frame the caller owns (from the frame allocator); the direct map
+    // covers all RAM with RW Normal memory.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, 4096) };
+}
+
+pub fn copy_to_phys(pa: u64, bytes: &[u8]) {
+    // SAFETY: the caller owns [pa, pa+len) (a frame of a PMO it holds, checked by the PMO code),
+    // which is RAM mapped RW in the direct map; the source is a kernel buffer that cannot overlap.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), phys_to_virt(pa) as *mut u8, bytes.len()) };
+}
+
+pub fn copy_from_phys(pa: u64, out: &mut [u8]) {
+    // SAFETY: as for `copy_to_phys`, reading.
+    unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, out.as_mut_ptr(), out.len()) };
+}
+
+pub fn phys_table(pa: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `pa` is a page-table frame of a user address space; those are only touched under the
+    // big kernel lock, so this is the only live reference.
+    unsafe { &mut *(phys_to_virt(pa) as *mut [u64; 512]) }
+}
+
+pub fn tlb_flush_asid(asid: u16) {
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: TLB maintenance only; broadcast to every CPU (inner shareable).
+    unsafe { core::arch::asm!("tlbi aside1is, {}", "dsb ish", "isb", in(reg) u64::from(asid) << 48, options(nostack)) };
+}
+
+pub fn tlb_flush_page(asid: u16, va: u64) {
+    barrier::dsb(barrier::ISHST);
+    let operand = (u64::from(asid) << 48) | ((va >> 12) & 0xFFF_FFFF_FFFF);
+    // SAFETY: TLB maintenance only; broadcast to every CPU (inner shareable).
+    unsafe { core::arch::asm!("tlbi vae1is, {}", "dsb ish", "isb", in(reg) operand, options(nostack)) };
+}
+
+/// Installs a user address space in TTBR0_EL2 (root 0: none).
+pub fn set_user_space(root: u64, asid: u16) {
+    let ttbr = if root == 0 { EMPTY_TTBR0.load(Ordering::Relaxed) } else { root | (u64::from(asid) << 48) };
+    TTBR0_EL1.set(ttbr);
+    barrier::isb(barrier::SY);
+}
+
+pub fn fp_save(fp: &mut FpState) {
+    // SAFETY: stores the 32 SIMD registers and FPCR/FPSR into `fp` (528 bytes, 16-byte aligned
+    // by its type). The kernel is built soft-float, so these registers hold user state only.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension fp", ".arch_extension simd",
+            "stp q0, q1, [{p}, #0]", "stp q2, q3, [{p}, #32]", "stp q4, q5, [{p}, #64]", "stp q6, q7, [{p}, #96]",
+            "stp q8, q9, [{p}, #128]", "stp q10, q11, [{p}, #160]", "stp q12, q13, [{p}, #192]", "stp q14, q15, [{p}, #224]",
+            "stp q16, q17, [{p}, #256]", "stp q18, q19, [{p}, #288]", "stp q20, q21, [{p}, #320]", "stp q22, q23, [{p}, #352]",
+            "stp q24, q25, [{p}, #384]", "stp q26, q27, [{p}, #416]", "stp q28, q29, [{p}, #448]", "stp q30, q31, [{p}, #480]",
+            "mrs {t}, fpcr", "str {t}, [{p}, #512]", "mrs {t}, fpsr", "str {t}, [{p}, #520]",
+            p = in(reg) fp as *mut FpState, t = out(reg) _, options(nostack),
+        )
+    };
+}
+
+pub fn fp_restore(fp: &FpState) {
+    // SAFETY: loads the registers `fp_save` stored; only user code reads them.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension fp", ".arch_extension simd",
+            "ldp q0, q1, [{p}, #0]", "ldp q2, q3, [{p}, #32]", "ldp q4, q5, [{p}, #64]", "ldp q6, q7, [{p}, #96]",
+            "ldp q8, q9, [{p}, #128]", "ldp q10, q11, [{p}, #160]", "ldp q12, q13, [{p}, #192]", "ldp q14, q15, [{p}, #224]",
+            "ldp q16, q17, [{p}, #256]", "ldp q18, q19, [{p}, #288]", "ldp q20, q21, [{p}, #320]", "ldp q22, q23, [{p}, #352]",
+            "ldp q24, q25, [{p}, #384]", "ldp q26, q27, [{p}, #416]", "ldp q28, q29, [{p}, #448]", "ldp q30, q31, [{p}, #480]",
+            "ldr {t}, [{p}, #512]", "msr fpcr, {t}", "ldr {t}, [{p}, #520]", "msr fpsr, {t}",
+            p = in(reg) fp as *const FpState, t = out(reg) _, options(nostack),
+        )
+    };
+}
+
+pub fn send_ipi(target: usize) {
+    let mpidr = crate::percpu::get(target).mpidr();
+    gic::send_sgi(mpidr, gic::SGI_IPI);
+}
+
+pub fn irq_enable(intid: u32) {
+    gic::enable_device_irq(intid);
+}
+
+pub fn irq_mask(intid: u32) {
+    gic::mask_device_irq(intid);
+}
+
+pub fn console_write(bytes: &[u8]) {
+    console::write_bytes(bytes);
+}
+
+pub fn power_off(reset: bool) {
+    if reset {
+        psci::system_reset();
+    }
+    psci::system_off();
+}
+
+pub fn now_ticks() -> u64 {
+    cpu::counter()
+}
+
+pub fn ticks_per_second() -> u64 {
+    cpu::counter_freq()
+}
+
+pub fn this_cpu() -> usize {
+    cpu::cpu_id()
+}

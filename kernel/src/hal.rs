@@ -1,0 +1,144 @@
+//! The hardware the arch-neutral kernel needs, as plain functions: physical memory through the
+//! direct map, TLB maintenance, address-space and FP/SIMD switching, IPIs, interrupt masking,
+//! the console and power.
+//!
+//! On the bare-metal target these are `arch::aarch64::hal`; in host tests they are a fake that
+//! keeps physical memory in a map of boxed frames and records what would have been done, so the
+//! object, IPC and syscall logic is tested on the host.
+
+#[cfg(target_os = "none")]
+pub use crate::arch::aarch64::hal::*;
+
+#[cfg(not(target_os = "none"))]
+pub use fake::*;
+
+/// FP/SIMD registers of a thread (V0-V31, FPCR, FPSR).
+#[derive(Clone, Debug)]
+#[repr(C, align(16))]
+pub struct FpState {
+    pub v: [u128; 32],
+    pub fpcr: u64,
+    pub fpsr: u64,
+}
+
+impl FpState {
+    pub const fn new() -> Self {
+        Self { v: [0; 32], fpcr: 0, fpsr: 0 }
+    }
+}
+
+impl Default for FpState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+pub mod fake {
+    //! Host stand-ins. Physical frames are boxed pages keyed by address; the frames come from
+    //! `mm::frame::FRAMES`, which tests fill with a fake RAM range.
+    use super::FpState;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    pub struct FakeMachine {
+        pub frames: BTreeMap<u64, Box<[u64; 512]>>,
+        pub console: Vec<u8>,
+        pub ipis: Vec<usize>,
+        pub tlb_flushes: usize,
+        pub powered_off: bool,
+        pub enabled_irqs: Vec<u32>,
+        pub now: u64,
+    }
+
+    thread_local! {
+        pub static MACHINE: RefCell<FakeMachine> = RefCell::new(FakeMachine::default());
+    }
+
+    fn with_frame<R>(pa: u64, f: impl FnOnce(&mut [u64; 512]) -> R) -> R {
+        MACHINE.with(|m| {
+            let mut m = m.borrow_mut();
+            let frame = m.frames.entry(pa & !0xfff).or_insert_with(|| Box::new([0; 512]));
+            f(frame)
+        })
+    }
+
+    pub fn zero_frame(pa: u64) {
+        with_frame(pa, |f| f.fill(0));
+    }
+
+    pub fn copy_to_phys(pa: u64, bytes: &[u8]) {
+        for (i, b) in bytes.iter().enumerate() {
+            let a = pa + i as u64;
+            with_frame(a, |f| {
+                let word = &mut f[((a & 0xfff) / 8) as usize];
+                let shift = (a % 8) * 8;
+                *word = (*word & !(0xff << shift)) | (u64::from(*b) << shift);
+            });
+        }
+    }
+
+    pub fn copy_from_phys(pa: u64, out: &mut [u8]) {
+        for (i, b) in out.iter_mut().enumerate() {
+            let a = pa + i as u64;
+            *b = with_frame(a, |f| (f[((a & 0xfff) / 8) as usize] >> ((a % 8) * 8)) as u8);
+        }
+    }
+
+    /// The table frame at `pa`. The fake leaks a pointer into the boxed frame, which stays put.
+    pub fn phys_table(pa: u64) -> &'static mut [u64; 512] {
+        let ptr = with_frame(pa, |f| f as *mut [u64; 512]);
+        // SAFETY (test only): frames are boxed and never removed while a test runs.
+        #[allow(unsafe_code)]
+        unsafe {
+            &mut *ptr
+        }
+    }
+
+    pub fn tlb_flush_asid(_asid: u16) {
+        MACHINE.with(|m| m.borrow_mut().tlb_flushes += 1);
+    }
+
+    pub fn tlb_flush_page(_asid: u16, _va: u64) {
+        MACHINE.with(|m| m.borrow_mut().tlb_flushes += 1);
+    }
+
+    pub fn set_user_space(_ttbr0: u64, _asid: u16) {}
+
+    pub fn fp_save(_fp: &mut FpState) {}
+
+    pub fn fp_restore(_fp: &FpState) {}
+
+    pub fn send_ipi(cpu: usize) {
+        MACHINE.with(|m| m.borrow_mut().ipis.push(cpu));
+    }
+
+    pub fn irq_enable(intid: u32) {
+        MACHINE.with(|m| m.borrow_mut().enabled_irqs.push(intid));
+    }
+
+    pub fn irq_mask(intid: u32) {
+        MACHINE.with(|m| m.borrow_mut().enabled_irqs.retain(|&i| i != intid));
+    }
+
+    pub fn console_write(bytes: &[u8]) {
+        MACHINE.with(|m| m.borrow_mut().console.extend_from_slice(bytes));
+    }
+
+    pub fn power_off(_reset: bool) {
+        MACHINE.with(|m| m.borrow_mut().powered_off = true);
+    }
+
+    pub fn now_ticks() -> u64 {
+        MACHINE.with(|m| m.borrow().now)
+    }
+
+    pub fn ticks_per_second() -> u64 {
+        1_000_000_000
+    }
+
+    pub fn this_cpu() -> usize {
+        0
+    }
+}

@@ -1,0 +1,288 @@
+//! Synchronous IPC on connections and asynchronous notifications.
+//!
+//! A call hands the CPU straight to a waiting server thread (the client's time slice runs the
+//! server's handler: migrating-thread style), and the reply hands it straight back, so the common
+//! call/reply on one CPU never goes through the run queues. With no server waiting, the caller
+//! queues on the connection. Capabilities named in the message are copied (with GRANT) into the
+//! receiver's table at delivery. A server that dies leaves its caller an error; a client that dies
+//! leaves the server's reply an error.
+
+use crate::cap::Rights;
+use crate::kernel::{Kernel, cap_error};
+use crate::object::thread::{Block, ThreadState, UserRegs, set_return};
+use crate::object::{Id, ObjRef};
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use keel_abi::Error;
+use keel_abi::ipc::{CapList, Message};
+
+/// A synchronous IPC endpoint. Its owner is the process that created it: when the owner exits
+/// the connection dies and every call on it fails with `PeerDied`.
+pub struct Connection {
+    pub owner: Id,
+    pub dead: bool,
+    /// Server threads blocked in recv.
+    pub servers: VecDeque<Id>,
+    /// Client threads whose call waits for a server.
+    pub pending: VecDeque<Id>,
+    pub refs: u32,
+}
+
+impl Connection {
+    pub fn new(owner: Id) -> Self {
+        Self { owner, dead: false, servers: VecDeque::new(), pending: VecDeque::new(), refs: 0 }
+    }
+}
+
+/// An asynchronous signal word.
+pub struct Notification {
+    pub bits: u64,
+    pub waiters: VecDeque<Id>,
+    pub refs: u32,
+}
+
+impl Notification {
+    pub fn new() -> Self {
+        Self { bits: 0, waiters: VecDeque::new(), refs: 0 }
+    }
+}
+
+impl Default for Notification {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads a message from registers x1..x5.
+pub fn message_from(regs: &UserRegs) -> Message {
+    Message { label: regs.x[1], data: [regs.x[2], regs.x[3], regs.x[4], regs.x[5]] }
+}
+
+/// Writes a delivered message: x0 = 0, x1..x5 message, x6 badge, x7 received cap slots.
+fn deliver(regs: &mut UserRegs, msg: &Message, badge: u64, caps: CapList) {
+    set_return(regs, 0, &[msg.label, msg.data[0], msg.data[1], msg.data[2], msg.data[3], badge, caps.0]);
+}
+
+impl Kernel {
+    /// Copies the caps `list` names in `from`'s table into `to`'s table. All or nothing.
+    fn transfer_caps(&mut self, from: Id, to: Id, list: CapList) -> Result<CapList, Error> {
+        if list.is_empty() {
+            return Ok(CapList::EMPTY);
+        }
+        // Decode: every cap exists and may be granted, and the receiver has room.
+        for slot in list.slots() {
+            self.caps.lookup(from, slot, Rights::GRANT).map_err(cap_error)?;
+        }
+        let free = crate::kernel::PROCESS_SLOTS as usize - self.caps.count(to).map_err(cap_error)?;
+        if free < list.len() {
+            return Err(Error::TableFull);
+        }
+        let mut received = Vec::new();
+        for slot in list.slots() {
+            let cap = self.caps.get(from, slot).map_err(cap_error)?;
+            let (obj, rights) = (cap.object, cap.rights);
+            match self.caps.copy((from, slot), to, rights, None) {
+                Ok(s) => {
+                    self.inc_ref(obj);
+                    received.push(s);
+                }
+                Err(e) => {
+                    for s in received {
+                        if let Ok(o) = self.caps.delete(to, s) {
+                            self.dec_ref(o);
+                        }
+                    }
+                    return Err(cap_error(e));
+                }
+            }
+        }
+        Ok(CapList::from_slots(&received).unwrap_or(CapList::EMPTY))
+    }
+
+    /// `ipc_call` by the current thread of `cpu`.
+    pub fn ipc_call(&mut self, cpu: usize, frame: &mut UserRegs, slot: u32, msg: Message, caps: CapList) -> Result<(), Error> {
+        let client = self.current[cpu].ok_or(Error::BadState)?;
+        let cpid = self.threads[&client].pid;
+        let cap = self.caps.lookup(cpid, slot, Rights::CALL).map_err(cap_error)?;
+        let ObjRef::Conn(conn) = cap.object else { return Err(Error::WrongType) };
+        let badge = cap.badge;
+        for s in caps.slots() {
+            self.caps.lookup(cpid, s, Rights::GRANT).map_err(cap_error)?;
+        }
+        let c = self.conns.get_mut(&conn).ok_or(Error::PeerDied)?;
+        if c.dead {
+            return Err(Error::PeerDied);
+        }
+        match c.servers.pop_front() {
+            Some(server) => {
+                let spid = self.threads[&server].pid;
+                let received = match self.transfer_caps(cpid, spid, caps) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.conns.get_mut(&conn).map(|c| c.servers.push_front(server));
+                        return Err(e);
+                    }
+                };
+                let s = self.threads.get_mut(&server).ok_or(Error::PeerDied)?;
+                deliver(&mut s.regs, &msg, badge, received);
+                s.ipc.caller = Some(client);
+                s.ipc.badge = badge;
+                self.block_current(cpu, frame, Block::Reply { server });
+                self.hand_off(cpu, frame, server);
+            }
+            None => {
+                c.pending.push_back(client);
+                let t = self.threads.get_mut(&client).ok_or(Error::BadState)?;
+                t.ipc.msg = msg;
+                t.ipc.caps = Some(caps);
+                t.ipc.badge = badge;
+                self.block_current(cpu, frame, Block::Call { conn });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `next` (blocked until now, not queued) on `cpu` at once if its affinity allows,
+    /// else queues it.
+    pub(crate) fn hand_off(&mut self, cpu: usize, frame: &mut UserRegs, next: Id) {
+        let params = self.threads.get(&next).map(|t| t.params);
+        if let Some(params) = params.filter(|p| p.affinity.contains(cpu) && self.current[cpu].is_none()) {
+            self.sched.hand_off(cpu, next, params);
+            self.load(cpu, frame, next);
+        } else {
+            self.make_ready(next, cpu);
+        }
+    }
+
+    /// `ipc_recv` by the current (server) thread: returns the next call, or blocks for one.
+    pub fn ipc_recv(&mut self, cpu: usize, frame: &mut UserRegs, slot: u32) -> Result<(), Error> {
+        let server = self.current[cpu].ok_or(Error::BadState)?;
+        let spid = self.threads[&server].pid;
+        let cap = self.caps.lookup(spid, slot, Rights::SERVE).map_err(cap_error)?;
+        let ObjRef::Conn(conn) = cap.object else { return Err(Error::WrongType) };
+        if self.threads[&server].ipc.caller.is_some() {
+            // Still serving a call: reply first (or use reply_recv).
+            return Err(Error::BadState);
+        }
+        loop {
+            let c = self.conns.get_mut(&conn).ok_or(Error::PeerDied)?;
+            if c.dead {
+                return Err(Error::PeerDied);
+            }
+            let Some(client) = c.pending.pop_front() else {
+                c.servers.push_back(server);
+                self.block_current(cpu, frame, Block::Recv { conn });
+                return Ok(());
+            };
+            let (cpid, msg, caps, badge) = {
+                let t = &self.threads[&client];
+                (t.pid, t.ipc.msg, t.ipc.caps.unwrap_or(CapList::EMPTY), t.ipc.badge)
+            };
+            match self.transfer_caps(cpid, spid, caps) {
+                Ok(received) => {
+                    deliver(frame, &msg, badge, received);
+                    if let Some(t) = self.threads.get_mut(&client) {
+                        t.state = ThreadState::Blocked(Block::Reply { server });
+                        t.ipc.caps = None;
+                    }
+                    if let Some(s) = self.threads.get_mut(&server) {
+                        s.ipc.caller = Some(client);
+                        s.ipc.badge = badge;
+                    }
+                    return Ok(());
+                }
+                // The call cannot be delivered: it fails for its client; try the next one.
+                Err(e) => self.wake_with(client, e.code(), &[]),
+            }
+        }
+    }
+
+    /// Delivers the reply of the current (server) thread to its caller. With `then_recv`, the
+    /// server then waits for the next call and the CPU goes straight back to the client.
+    pub fn ipc_reply(&mut self, cpu: usize, frame: &mut UserRegs, msg: Message, caps: CapList, recv_slot: Option<u32>) -> Result<(), Error> {
+        let server = self.current[cpu].ok_or(Error::BadState)?;
+        let spid = self.threads[&server].pid;
+        let (caller, badge) = {
+            let s = self.threads.get_mut(&server).ok_or(Error::BadState)?;
+            (s.ipc.caller.take(), core::mem::replace(&mut s.ipc.badge, 0))
+        };
+        let Some(client) = caller else {
+            return Err(if badge == u64::MAX { Error::PeerDied } else { Error::BadState });
+        };
+        let alive = self.threads.get(&client).is_some_and(|t| t.state == ThreadState::Blocked(Block::Reply { server }));
+        if !alive {
+            return Err(Error::PeerDied);
+        }
+        let cpid = self.threads[&client].pid;
+        let received = match self.transfer_caps(spid, cpid, caps) {
+            Ok(r) => r,
+            Err(e) => {
+                // The server may retry with fewer caps.
+                if let Some(s) = self.threads.get_mut(&server) {
+                    s.ipc.caller = Some(client);
+                    s.ipc.badge = badge;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(t) = self.threads.get_mut(&client) {
+            deliver(&mut t.regs, &msg, 0, received);
+            t.regs.x[6] = 0;
+        }
+        match recv_slot {
+            None => {
+                set_return(frame, 0, &[]);
+                self.make_ready(client, cpu);
+                Ok(())
+            }
+            Some(slot) => {
+                // Wait for the next call. If none is pending the server blocks and the client runs
+                // here at once; otherwise the server goes on with the next call and the client queues.
+                let result = self.ipc_recv(cpu, frame, slot);
+                if result.is_ok() && self.current[cpu].is_none() {
+                    self.hand_off(cpu, frame, client);
+                } else {
+                    self.make_ready(client, cpu);
+                }
+                result
+            }
+        }
+    }
+
+    /// Marks a connection dead and fails everyone waiting on it.
+    pub fn kill_connection(&mut self, conn: Id) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.dead = true;
+        let waiting: Vec<Id> = c.pending.drain(..).chain(c.servers.drain(..)).collect();
+        for t in waiting {
+            self.wake_with(t, Error::PeerDied.code(), &[]);
+        }
+    }
+
+    /// Sets bits on a notification, waking one waiter with all pending bits.
+    pub fn signal(&mut self, notif: Id, bits: u64) {
+        let Some(n) = self.notifs.get_mut(&notif) else { return };
+        n.bits |= bits;
+        if let Some(w) = n.waiters.pop_front() {
+            let b = core::mem::take(&mut n.bits);
+            self.wake_with(w, 0, &[b]);
+        }
+    }
+
+    /// Waits on a notification: returns pending bits at once, or blocks (until `deadline` if given).
+    pub fn notif_wait(&mut self, cpu: usize, frame: &mut UserRegs, notif: Id, deadline: Option<u64>) -> Result<(), Error> {
+        let tid = self.current[cpu].ok_or(Error::BadState)?;
+        let n = self.notifs.get_mut(&notif).ok_or(Error::PeerDied)?;
+        if n.bits != 0 {
+            let b = core::mem::take(&mut n.bits);
+            set_return(frame, 0, &[b]);
+            return Ok(());
+        }
+        n.waiters.push_back(tid);
+        match deadline {
+            Some(d) => self.sleep_current(cpu, frame, d, Block::Notif { notif }),
+            None => self.block_current(cpu, frame, Block::Notif { notif }),
+        }
+        Ok(())
+    }
+}

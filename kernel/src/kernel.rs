@@ -1,0 +1,640 @@
+//! The kernel's whole mutable state, behind the big kernel lock: capability space, objects,
+//! scheduler and what each CPU runs. Arch-neutral: the arch layer hands it trap frames and
+//! events; it touches hardware only through [`hal`](crate::hal), so it is tested on the host.
+//!
+//! Invariants:
+//! - `current[cpu] == Some(t)` exactly when `t`'s registers are live in that CPU's trap frame;
+//!   then `threads[t].state == Running(cpu)` (or `Dead` if it was killed from another CPU).
+//! - A thread is in the scheduler's queues exactly when its state is `Ready`.
+//! - An object is destroyed when its reference count drops to zero, never before.
+
+use crate::cap::{CapSpace, Rights};
+use crate::hal;
+use crate::object::pmo::Pmo;
+use crate::object::process::{ProcState, Process};
+use crate::object::thread::{Block, Thread, ThreadState, UserRegs};
+use crate::object::vmspace::VmSpace;
+use crate::object::{Id, ObjRef};
+use crate::ipc::{Connection, Notification};
+use crate::percpu::MAX_CPUS;
+use crate::sched::runqueue::{CpuSet, SchedParams, Scheduler};
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+use keel_abi::Error;
+
+/// The kernel state behind the big kernel lock (a fair ticket lock). Taken on every entry from
+/// user space and by interrupt handlers; never held with interrupts unmasked.
+pub static KERNEL: spin::mutex::TicketMutex<Option<Kernel>> = spin::mutex::TicketMutex::new(None);
+
+/// Slots in every process's capability table.
+pub const PROCESS_SLOTS: u32 = 4096;
+/// Default priority of new threads.
+pub const DEFAULT_PRIORITY: u8 = 32;
+
+/// An interrupt line handed to user space.
+pub struct IrqLine {
+    pub intid: u32,
+    pub bound: Option<(Id, u64)>,
+    pub refs: u32,
+}
+
+/// Per-CPU state the kernel keeps.
+#[derive(Clone, Copy, Default)]
+pub struct CpuSlot {
+    pub online: bool,
+    /// A thread that outranks the running one was queued here: reschedule at the next return.
+    pub need_resched: bool,
+    /// Address space currently installed in TTBR0 (0 = none).
+    pub vmspace: Id,
+}
+
+pub struct Kernel {
+    pub caps: CapSpace<ObjRef>,
+    pub processes: BTreeMap<Id, Process>,
+    pub threads: BTreeMap<Id, Thread>,
+    pub vmspaces: BTreeMap<Id, VmSpace>,
+    pub pmos: BTreeMap<Id, Pmo>,
+    pub conns: BTreeMap<Id, Connection>,
+    pub notifs: BTreeMap<Id, Notification>,
+    pub irqs: BTreeMap<u32, IrqLine>,
+    pub sched: Scheduler<Id>,
+    pub current: [Option<Id>; MAX_CPUS],
+    pub cpus: [CpuSlot; MAX_CPUS],
+    pub ncpus: usize,
+    /// (deadline, thread) of sleeping or timed-waiting threads.
+    pub sleepers: BTreeSet<(u64, Id)>,
+    /// Interrupt IDs user space may claim (device SPIs from the DTB).
+    pub claimable_irqs: Vec<u32>,
+    /// RAM banks (base, size): never handed out as device memory.
+    pub ram: Vec<(u64, u64)>,
+    next_id: Id,
+    free_asids: Vec<u16>,
+    next_asid: u16,
+    asid_limit: u32,
+}
+
+impl Kernel {
+    pub fn new(ncpus: usize) -> Self {
+        let mut sched = Scheduler::new(ncpus);
+        for cpu in 0..ncpus {
+            sched.set_online(cpu, true);
+        }
+        let mut cpus = [CpuSlot::default(); MAX_CPUS];
+        for c in cpus.iter_mut().take(ncpus) {
+            c.online = true;
+        }
+        Self {
+            caps: CapSpace::new(),
+            processes: BTreeMap::new(),
+            threads: BTreeMap::new(),
+            vmspaces: BTreeMap::new(),
+            pmos: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            notifs: BTreeMap::new(),
+            irqs: BTreeMap::new(),
+            sched,
+            current: [None; MAX_CPUS],
+            cpus,
+            ncpus,
+            sleepers: BTreeSet::new(),
+            claimable_irqs: Vec::new(),
+            ram: Vec::new(),
+            next_id: 1,
+            free_asids: Vec::new(),
+            next_asid: 1,
+            asid_limit: 1 << 16,
+        }
+    }
+
+    pub fn new_id(&mut self) -> Id {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Limits ASIDs to what the CPU supports (256 or 65,536).
+    pub fn set_asid_limit(&mut self, count: u32) {
+        self.asid_limit = count.min(1 << 16);
+    }
+
+    fn alloc_asid(&mut self) -> Result<u16, Error> {
+        if let Some(a) = self.free_asids.pop() {
+            return Ok(a);
+        }
+        if u32::from(self.next_asid) + 1 >= self.asid_limit {
+            return Err(Error::NoMemory);
+        }
+        let a = self.next_asid;
+        self.next_asid += 1;
+        Ok(a)
+    }
+
+    pub fn default_params(&self) -> SchedParams {
+        SchedParams { priority: DEFAULT_PRIORITY, affinity: CpuSet::all(self.ncpus) }
+    }
+
+    // ---- object creation -------------------------------------------------------------------
+
+    /// A new address space (not yet referenced).
+    pub fn create_vmspace(&mut self) -> Result<Id, Error> {
+        let asid = self.alloc_asid()?;
+        let vs = match VmSpace::new(asid) {
+            Ok(v) => v,
+            Err(e) => {
+                self.free_asids.push(asid);
+                return Err(e);
+            }
+        };
+        let id = self.new_id();
+        self.vmspaces.insert(id, vs);
+        Ok(id)
+    }
+
+    /// A new process with its own empty address space and slot table; slots 0 and 1 of its table
+    /// hold caps to itself and its address space.
+    pub fn create_process(&mut self, name: &str) -> Result<Id, Error> {
+        let vs = self.create_vmspace()?;
+        let pid = self.new_id();
+        if self.caps.create_table(pid, PROCESS_SLOTS).is_err() {
+            self.destroy_vmspace(vs);
+            return Err(Error::NoMemory);
+        }
+        let mut name = String::from(name);
+        name.truncate(31);
+        self.processes.insert(pid, Process::new(pid, name, vs));
+        self.inc_ref(ObjRef::VmSpace(vs)); // the process's own reference
+        self.insert_cap_at(pid, keel_abi::slots::SELF_PROCESS, ObjRef::Process(pid), Rights::ALL)?;
+        self.insert_cap_at(pid, keel_abi::slots::SELF_VMSPACE, ObjRef::VmSpace(vs), Rights::ALL)?;
+        Ok(pid)
+    }
+
+    /// A new thread of `pid`, made runnable.
+    pub fn create_thread(&mut self, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams) -> Result<Id, Error> {
+        match self.processes.get(&pid) {
+            Some(p) if p.state == ProcState::Running => {}
+            Some(_) => return Err(Error::BadState),
+            None => return Err(Error::NotFound),
+        }
+        let tid = self.new_id();
+        let thread = Thread::new(tid, pid, entry, stack, arg, params);
+        self.threads.insert(tid, thread);
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.threads.push(tid);
+        }
+        self.make_ready(tid, hal::this_cpu());
+        Ok(tid)
+    }
+
+    // ---- capabilities and references ----------------------------------------------------------
+
+    pub fn insert_cap(&mut self, pid: Id, obj: ObjRef, rights: Rights) -> Result<u32, Error> {
+        let slot = self.caps.insert_original(pid, obj, rights, 0).map_err(cap_error)?;
+        self.inc_ref(obj);
+        Ok(slot)
+    }
+
+    pub fn insert_cap_at(&mut self, pid: Id, slot: u32, obj: ObjRef, rights: Rights) -> Result<(), Error> {
+        self.caps.insert_original_at(pid, slot, obj, rights, 0).map_err(cap_error)?;
+        self.inc_ref(obj);
+        Ok(())
+    }
+
+    pub fn inc_ref(&mut self, obj: ObjRef) {
+        if let Some(r) = self.refs_mut(obj) {
+            *r += 1;
+        }
+    }
+
+    /// Drops one reference; destroys the object when it was the last.
+    pub fn dec_ref(&mut self, obj: ObjRef) {
+        let Some(r) = self.refs_mut(obj) else { return };
+        *r = r.saturating_sub(1);
+        if *r == 0 {
+            self.destroy_object(obj);
+        }
+    }
+
+    /// Drops the references of caps that were deleted.
+    pub fn drop_caps(&mut self, objs: Vec<ObjRef>) {
+        for o in objs {
+            self.dec_ref(o);
+        }
+    }
+
+    fn refs_mut(&mut self, obj: ObjRef) -> Option<&mut u32> {
+        match obj {
+            ObjRef::Process(id) => self.processes.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::Thread(id) => self.threads.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::VmSpace(id) => self.vmspaces.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::Pmo(id) => self.pmos.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::Conn(id) => self.conns.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::Notif(id) => self.notifs.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::Irq(intid) => self.irqs.get_mut(&intid).map(|o| &mut o.refs),
+            ObjRef::Control => None,
+        }
+    }
+
+    fn destroy_object(&mut self, obj: ObjRef) {
+        match obj {
+            ObjRef::Process(pid) => self.maybe_remove_process(pid),
+            ObjRef::Thread(tid) => {
+                if matches!(self.threads.get(&tid).map(|t| t.state), Some(ThreadState::Dead)) && !self.is_current_anywhere(tid) {
+                    self.threads.remove(&tid);
+                }
+            }
+            ObjRef::VmSpace(id) => self.destroy_vmspace(id),
+            ObjRef::Pmo(id) => {
+                if let Some(mut p) = self.pmos.remove(&id) {
+                    p.release();
+                }
+            }
+            ObjRef::Conn(id) => {
+                self.kill_connection(id);
+                self.conns.remove(&id);
+            }
+            ObjRef::Notif(id) => {
+                if let Some(n) = self.notifs.remove(&id) {
+                    for t in n.waiters {
+                        self.wake_with(t, Error::PeerDied.code(), &[]);
+                    }
+                }
+                for irq in self.irqs.values_mut() {
+                    if irq.bound.is_some_and(|(n, _)| n == id) {
+                        irq.bound = None;
+                    }
+                }
+            }
+            ObjRef::Irq(intid) => {
+                hal::irq_mask(intid);
+                if let Some(line) = self.irqs.remove(&intid) {
+                    if let Some((n, _)) = line.bound {
+                        self.dec_ref(ObjRef::Notif(n));
+                    }
+                }
+            }
+            ObjRef::Control => {}
+        }
+    }
+
+    fn destroy_vmspace(&mut self, id: Id) {
+        if let Some(vs) = self.vmspaces.remove(&id) {
+            let pmos: Vec<Id> = vs.regions.values().map(|r| r.pmo).collect();
+            let asid = vs.asid;
+            for cpu in self.cpus.iter_mut() {
+                if cpu.vmspace == id {
+                    cpu.vmspace = 0;
+                }
+            }
+            vs.destroy();
+            self.free_asids.push(asid);
+            for p in pmos {
+                self.dec_ref(ObjRef::Pmo(p));
+            }
+        }
+    }
+
+    fn is_current_anywhere(&self, tid: Id) -> bool {
+        self.current.iter().any(|c| *c == Some(tid))
+    }
+
+    // ---- scheduling ------------------------------------------------------------------------------
+
+    /// Puts a thread in a run queue; IPIs the CPU it lands on if that CPU should look.
+    pub fn make_ready(&mut self, tid: Id, hint: usize) {
+        let Some(t) = self.threads.get_mut(&tid) else { return };
+        t.state = ThreadState::Ready;
+        t.deadline = None;
+        let params = t.params;
+        match self.sched.enqueue(tid, params, hint) {
+            Ok(e) => {
+                let here = hal::this_cpu();
+                if e.cpu != here {
+                    if self.current[e.cpu].is_none() || e.preempt {
+                        hal::send_ipi(e.cpu);
+                    }
+                } else if e.preempt {
+                    self.cpus[here].need_resched = true;
+                }
+            }
+            Err(e) => log::error!("thread {tid}: cannot be queued ({e:?}); it will not run"),
+        }
+    }
+
+    /// Wakes a blocked thread with a system-call result.
+    pub fn wake_with(&mut self, tid: Id, status: i64, results: &[u64]) {
+        let Some(t) = self.threads.get_mut(&tid) else { return };
+        if !matches!(t.state, ThreadState::Blocked(_)) {
+            return;
+        }
+        t.set_return(status, results);
+        if let Some(d) = t.deadline.take() {
+            self.sleepers.remove(&(d, tid));
+        }
+        self.make_ready(tid, hal::this_cpu());
+    }
+
+    /// Saves the running thread of `cpu` out of `frame` (it stops being current).
+    pub fn save_current(&mut self, cpu: usize, frame: &UserRegs) {
+        if let Some(tid) = self.current[cpu].take() {
+            if let Some(t) = self.threads.get_mut(&tid) {
+                if t.state != ThreadState::Dead {
+                    t.regs = *frame;
+                    hal::fp_save(&mut t.fp);
+                } else {
+                    self.reap_dead_thread(tid);
+                }
+            }
+        }
+    }
+
+    /// Makes `tid` current on `cpu`: its registers into `frame`, its address space into TTBR0.
+    pub fn load(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id) {
+        let Some(t) = self.threads.get_mut(&tid) else { return };
+        *frame = t.regs;
+        hal::fp_restore(&t.fp);
+        t.state = ThreadState::Running(cpu);
+        let pid = t.pid;
+        self.current[cpu] = Some(tid);
+        let vs = self.processes.get(&pid).map_or(0, |p| p.vmspace);
+        if self.cpus[cpu].vmspace != vs {
+            if let Some(v) = self.vmspaces.get(&vs) {
+                hal::set_user_space(v.root(), v.asid);
+                self.cpus[cpu].vmspace = vs;
+            }
+        }
+    }
+
+    /// Blocks the current thread of `cpu` (saving `frame`) for `why`.
+    pub fn block_current(&mut self, cpu: usize, frame: &UserRegs, why: Block) {
+        if let Some(tid) = self.current[cpu] {
+            if let Some(t) = self.threads.get_mut(&tid) {
+                t.state = ThreadState::Blocked(why);
+            }
+            self.save_current(cpu, frame);
+            self.sched.stop_running(cpu);
+        }
+    }
+
+    /// Chooses what runs on `cpu` now and loads it into `frame`. Leaves `current[cpu]` None when
+    /// nothing is runnable (the arch layer then idles and calls this again).
+    pub fn schedule(&mut self, cpu: usize, frame: &mut UserRegs) {
+        self.cpus[cpu].need_resched = false;
+        let running = self.current[cpu].and_then(|tid| {
+            let t = self.threads.get(&tid)?;
+            matches!(t.state, ThreadState::Running(_)).then_some((tid, t.params))
+        });
+        if running.is_none() && self.current[cpu].is_some() {
+            // The current thread died while running here.
+            self.save_current(cpu, frame);
+        }
+        let next = self.sched.pick_next(cpu, running);
+        match (running, next) {
+            (Some((cur, _)), Some(n)) if n == cur => {}
+            (Some((cur, _)), next) => {
+                if let Some(t) = self.threads.get_mut(&cur) {
+                    // pick_next requeued it unless it returned it.
+                    t.state = if self.sched.is_queued(cur) { ThreadState::Ready } else { t.state };
+                }
+                self.save_current(cpu, frame);
+                if let Some(n) = next {
+                    self.load(cpu, frame, n);
+                }
+            }
+            (None, Some(n)) => self.load(cpu, frame, n),
+            (None, None) => {}
+        }
+        if self.current[cpu].is_none() && self.cpus[cpu].vmspace != 0 {
+            hal::set_user_space(0, 0);
+            self.cpus[cpu].vmspace = 0;
+        }
+    }
+
+    /// A timer tick on `cpu`: wakes sleepers whose time has come; true if the running thread
+    /// should be preempted.
+    pub fn tick(&mut self, cpu: usize, now: u64) -> bool {
+        while let Some(&(deadline, tid)) = self.sleepers.first() {
+            if deadline > now {
+                break;
+            }
+            self.sleepers.remove(&(deadline, tid));
+            if let Some(t) = self.threads.get_mut(&tid) {
+                t.deadline = None;
+            }
+            match self.threads.get(&tid).map(|t| t.state) {
+                Some(ThreadState::Blocked(Block::Sleep)) => self.wake_with(tid, 0, &[]),
+                Some(ThreadState::Blocked(Block::Notif { notif })) => {
+                    if let Some(n) = self.notifs.get_mut(&notif) {
+                        n.waiters.retain(|&w| w != tid);
+                    }
+                    self.wake_with(tid, Error::TimedOut.code(), &[]);
+                }
+                _ => {}
+            }
+        }
+        if cpu == 0 {
+            for (tid, _from, to) in self.sched.balance() {
+                let _ = tid;
+                if self.current[to].is_none() {
+                    hal::send_ipi(to);
+                }
+            }
+        }
+        match self.current[cpu] {
+            Some(tid) => self.sched.tick(cpu, tid) || self.cpus[cpu].need_resched,
+            None => false,
+        }
+    }
+
+    /// Blocks the current thread until `deadline` (counter ticks).
+    pub fn sleep_current(&mut self, cpu: usize, frame: &mut UserRegs, deadline: u64, why: Block) {
+        if let Some(tid) = self.current[cpu] {
+            if let Some(t) = self.threads.get_mut(&tid) {
+                t.deadline = Some(deadline);
+            }
+            self.sleepers.insert((deadline, tid));
+            frame.x[0] = 0;
+            self.block_current(cpu, frame, why);
+        }
+    }
+
+    /// A device interrupt user space owns fired (the line is already masked).
+    pub fn irq_fired(&mut self, intid: u32) {
+        if let Some((notif, bits)) = self.irqs.get(&intid).and_then(|l| l.bound) {
+            self.signal(notif, bits);
+        }
+    }
+
+    // ---- process lifecycle -----------------------------------------------------------------------
+
+    /// Ends process `pid` with `code`: stops its threads, releases its capabilities and address
+    /// space, and wakes whoever waits for it. `cpu` is the CPU doing it (its current thread may be
+    /// one of the process's).
+    pub fn exit_process(&mut self, pid: Id, code: i64) {
+        let Some(p) = self.processes.get_mut(&pid) else { return };
+        if p.state != ProcState::Running {
+            return;
+        }
+        p.state = ProcState::Exited(code);
+        let threads = core::mem::take(&mut p.threads);
+        let watchers = core::mem::take(&mut p.watchers);
+        let mut running_elsewhere = 0;
+        for tid in threads {
+            if self.kill_thread(tid) {
+                running_elsewhere += 1;
+            }
+        }
+        // Connections this process serves die with it.
+        let owned: Vec<Id> = self.conns.iter().filter(|(_, c)| c.owner == pid).map(|(&id, _)| id).collect();
+        for id in owned {
+            self.kill_connection(id);
+        }
+        // Release the slot table (its caps' objects lose a reference each).
+        if let Ok(objs) = self.caps.destroy_table(pid) {
+            self.drop_caps(objs);
+        }
+        // Waiters and watchers.
+        let waiters: Vec<Id> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| t.state == ThreadState::Blocked(Block::ProcessExit { pid }))
+            .map(|(&tid, _)| tid)
+            .collect();
+        for w in waiters {
+            self.wake_with(w, 0, &[code as u64]);
+        }
+        for (notif, bits) in watchers {
+            self.signal(notif, bits);
+            self.dec_ref(ObjRef::Notif(notif));
+        }
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.running_after_exit = running_elsewhere;
+        }
+        if running_elsewhere == 0 {
+            self.release_process_vmspace(pid);
+        }
+        self.maybe_remove_process(pid);
+    }
+
+    /// Removes a process record once it has exited, released its address space, and no cap names it.
+    fn maybe_remove_process(&mut self, pid: Id) {
+        if self
+            .processes
+            .get(&pid)
+            .is_some_and(|p| matches!(p.state, ProcState::Exited(_)) && p.refs == 0 && !p.holds_vmspace)
+        {
+            self.processes.remove(&pid);
+        }
+    }
+
+    fn release_process_vmspace(&mut self, pid: Id) {
+        let Some(p) = self.processes.get_mut(&pid) else { return };
+        if !p.holds_vmspace {
+            return;
+        }
+        p.holds_vmspace = false;
+        let vs = p.vmspace;
+        self.dec_ref(ObjRef::VmSpace(vs));
+    }
+
+    /// Stops one thread wherever it is. Returns true if it is running on another CPU right now
+    /// (that CPU drops it at its next kernel entry).
+    fn kill_thread(&mut self, tid: Id) -> bool {
+        let Some(t) = self.threads.get_mut(&tid) else { return false };
+        let state = t.state;
+        t.state = ThreadState::Dead;
+        let caller = t.ipc.caller.take();
+        if let Some(d) = t.deadline.take() {
+            self.sleepers.remove(&(d, tid));
+        }
+        if let Some(c) = caller {
+            // A client waiting on this server thread gets an error, not a hang.
+            self.wake_with(c, Error::PeerDied.code(), &[]);
+        }
+        let mut running_elsewhere = false;
+        match state {
+            ThreadState::Ready => {
+                let _ = self.sched.remove(tid);
+            }
+            ThreadState::Running(cpu) => {
+                if cpu != hal::this_cpu() {
+                    running_elsewhere = true;
+                    hal::send_ipi(cpu);
+                }
+            }
+            ThreadState::Blocked(Block::Call { conn }) | ThreadState::Blocked(Block::Recv { conn }) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.pending.retain(|&x| x != tid);
+                    c.servers.retain(|&x| x != tid);
+                }
+            }
+            ThreadState::Blocked(Block::Reply { server }) => {
+                if let Some(s) = self.threads.get_mut(&server) {
+                    if s.ipc.caller == Some(tid) {
+                        s.ipc.caller = None;
+                        s.ipc.badge = u64::MAX; // the server's reply will get PeerDied
+                    }
+                }
+            }
+            ThreadState::Blocked(Block::Notif { notif }) => {
+                if let Some(n) = self.notifs.get_mut(&notif) {
+                    n.waiters.retain(|&x| x != tid);
+                }
+            }
+            _ => {}
+        }
+        if !running_elsewhere && !self.is_current_anywhere(tid) {
+            if self.threads.get(&tid).is_some_and(|t| t.refs == 0) {
+                self.threads.remove(&tid);
+            }
+        }
+        running_elsewhere
+    }
+
+    /// A CPU dropped a dead thread it was running: finish its process's teardown if it was the last.
+    fn reap_dead_thread(&mut self, tid: Id) {
+        let Some(t) = self.threads.get(&tid) else { return };
+        let pid = t.pid;
+        if t.refs == 0 {
+            self.threads.remove(&tid);
+        }
+        let Some(p) = self.processes.get_mut(&pid) else { return };
+        if p.running_after_exit > 0 {
+            p.running_after_exit -= 1;
+            if p.running_after_exit == 0 {
+                self.release_process_vmspace(pid);
+                self.maybe_remove_process(pid);
+            }
+        }
+    }
+
+    /// Ends one thread; the process ends with code 0 when it was the last.
+    pub fn exit_thread(&mut self, tid: Id) {
+        let Some(pid) = self.threads.get(&tid).map(|t| t.pid) else { return };
+        let last = self.processes.get(&pid).is_some_and(|p| p.threads.len() == 1 && p.threads[0] == tid);
+        if last {
+            self.exit_process(pid, 0);
+            return;
+        }
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.threads.retain(|&t| t != tid);
+        }
+        self.kill_thread(tid);
+    }
+}
+
+/// The ABI error for a capability-space error.
+pub fn cap_error(e: crate::cap::CapError) -> Error {
+    use crate::cap::CapError as C;
+    match e {
+        C::NoSuchTable => Error::BadState,
+        C::AlreadyExists => Error::Exists,
+        C::InvalidSlot => Error::BadSlot,
+        C::SlotInUse => Error::Exists,
+        C::TableFull => Error::TableFull,
+        C::RightsEscalation => Error::Escalation,
+        C::NoGrantRight => Error::NoRights,
+        C::AlreadyBadged => Error::Escalation,
+        C::MissingRights => Error::NoRights,
+    }
+}

@@ -1,0 +1,42 @@
+//! Kernel objects. Capabilities name them with an [`ObjRef`]: a kind and an id into the owning
+//! map of the [`Kernel`](crate::kernel::Kernel). Every object counts its references (caps, plus
+//! the internal ones each kind documents) and is destroyed when the count reaches zero.
+
+pub mod pmo;
+pub mod process;
+pub mod thread;
+pub mod vmspace;
+
+use keel_abi::ObjectKind;
+
+/// Object ids: unique for the kernel's lifetime, never reused.
+pub type Id = u64;
+
+/// What a capability refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ObjRef {
+    Process(Id),
+    Thread(Id),
+    VmSpace(Id),
+    Pmo(Id),
+    Conn(Id),
+    Notif(Id),
+    Irq(u32),
+    /// The machine itself: power, device memory and interrupt lines. Held by init.
+    Control,
+}
+
+impl ObjRef {
+    pub fn kind(self) -> ObjectKind {
+        match self {
+            Self::Process(_) => ObjectKind::CapGroup,
+            Self::Thread(_) => ObjectKind::Thread,
+            Self::VmSpace(_) => ObjectKind::VmSpace,
+            Self::Pmo(_) => ObjectKind::Pmo,
+            Self::Conn(_) => ObjectKind::Connection,
+            Self::Notif(_) => ObjectKind::Notification,
+            Self::Irq(_) => ObjectKind::Irq,
+            Self::Control => ObjectKind::Control,
+        }
+    }
+}

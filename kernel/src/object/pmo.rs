@@ -1,0 +1,147 @@
+//! Physical memory objects: anonymous (zero-filled pages allocated on first touch), contiguous
+//! (allocated at once; DMA-able) and device (a range of MMIO registers).
+//!
+//! A PMO's frames are freed when its last reference (capability or mapping) goes.
+
+use crate::hal;
+use crate::mm::frame::FRAMES;
+use alloc::collections::BTreeMap;
+use keel_abi::{Error, PAGE_SIZE};
+
+#[derive(Debug)]
+pub enum Backing {
+    /// Page index -> frame.
+    Anonymous { pages: BTreeMap<u64, u64> },
+    /// `frames` (a power of two as allocated) starting at `base`.
+    Contiguous { base: u64, frames: usize },
+    /// A fixed physical range at `base`, not owned (never freed): device registers, or RAM the
+    /// kernel lends read-only such as the initrd.
+    Phys { base: u64, device: bool },
+}
+
+pub struct Pmo {
+    pub size: u64,
+    pub backing: Backing,
+    /// References: caps plus mappings.
+    pub refs: u32,
+}
+
+impl Pmo {
+    pub fn anonymous(size: u64) -> Self {
+        Self { size, backing: Backing::Anonymous { pages: BTreeMap::new() }, refs: 0 }
+    }
+
+    /// Allocates `size` bytes of zeroed contiguous frames.
+    pub fn contiguous(size: u64) -> Result<Self, Error> {
+        let frames = size.div_ceil(PAGE_SIZE) as usize;
+        let base = FRAMES.lock().alloc(frames).ok_or(Error::NoMemory)?;
+        for i in 0..frames.next_power_of_two() {
+            hal::zero_frame(base + i as u64 * PAGE_SIZE);
+        }
+        Ok(Self { size, backing: Backing::Contiguous { base, frames }, refs: 0 })
+    }
+
+    pub fn device(base: u64, size: u64) -> Self {
+        Self { size, backing: Backing::Phys { base, device: true }, refs: 0 }
+    }
+
+    /// A view of RAM the PMO does not own (the initrd).
+    pub fn borrowed_ram(base: u64, size: u64) -> Self {
+        Self { size, backing: Backing::Phys { base, device: false }, refs: 0 }
+    }
+
+    /// The frame backing page `index`, allocating a zeroed one for anonymous memory when `alloc`.
+    pub fn frame(&mut self, index: u64, alloc: bool) -> Result<Option<u64>, Error> {
+        if index >= self.size.div_ceil(PAGE_SIZE) {
+            return Err(Error::Invalid);
+        }
+        match &mut self.backing {
+            Backing::Anonymous { pages } => {
+                if let Some(&pa) = pages.get(&index) {
+                    return Ok(Some(pa));
+                }
+                if !alloc {
+                    return Ok(None);
+                }
+                let pa = FRAMES.lock().alloc(1).ok_or(Error::NoMemory)?;
+                hal::zero_frame(pa);
+                pages.insert(index, pa);
+                Ok(Some(pa))
+            }
+            Backing::Contiguous { base, .. } | Backing::Phys { base, .. } => Ok(Some(*base + index * PAGE_SIZE)),
+        }
+    }
+
+    /// Whether mappings of this PMO use device memory attributes.
+    pub fn is_device(&self) -> bool {
+        matches!(self.backing, Backing::Phys { device: true, .. })
+    }
+
+    /// Frames of RAM this PMO holds now.
+    pub fn resident_frames(&self) -> usize {
+        match &self.backing {
+            Backing::Anonymous { pages } => pages.len(),
+            Backing::Contiguous { frames, .. } => *frames,
+            Backing::Phys { .. } => 0,
+        }
+    }
+
+    /// Copies `bytes` into the object at `offset` (allocating pages as needed).
+    pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
+        self.check_range(offset, bytes.len() as u64)?;
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let pos = offset + done as u64;
+            let in_page = (PAGE_SIZE - pos % PAGE_SIZE) as usize;
+            let n = in_page.min(bytes.len() - done);
+            let pa = self.frame(pos / PAGE_SIZE, true)?.ok_or(Error::NoMemory)?;
+            hal::copy_to_phys(pa + pos % PAGE_SIZE, &bytes[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies from the object at `offset` into `out` (untouched anonymous pages read as zeros).
+    pub fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), Error> {
+        self.check_range(offset, out.len() as u64)?;
+        let mut done = 0usize;
+        while done < out.len() {
+            let pos = offset + done as u64;
+            let in_page = (PAGE_SIZE - pos % PAGE_SIZE) as usize;
+            let n = in_page.min(out.len() - done);
+            match self.frame(pos / PAGE_SIZE, false)? {
+                Some(pa) => hal::copy_from_phys(pa + pos % PAGE_SIZE, &mut out[done..done + n]),
+                None => out[done..done + n].fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), Error> {
+        if matches!(self.backing, Backing::Phys { .. }) {
+            return Err(Error::Invalid);
+        }
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(Error::Invalid),
+        }
+    }
+
+    /// Gives every RAM frame back (called when the last reference goes).
+    pub fn release(&mut self) {
+        match &mut self.backing {
+            Backing::Anonymous { pages } => {
+                let mut frames = FRAMES.lock();
+                for (_, pa) in core::mem::take(pages) {
+                    frames.free(pa, 1);
+                }
+            }
+            Backing::Contiguous { base, frames } => {
+                FRAMES.lock().free(*base, *frames);
+                *frames = 0;
+            }
+            Backing::Phys { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Threads: saved user registers, FP/SIMD state, scheduling parameters and what a blocked thread
+//! waits for.
+
+use super::Id;
+use crate::hal::FpState;
+use crate::sched::runqueue::SchedParams;
+use alloc::boxed::Box;
+use keel_abi::ipc::{CapList, Message};
+
+/// A thread's user registers; the same layout as the trap frame `vectors.S` saves.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UserRegs {
+    pub x: [u64; 31],
+    pub sp: u64,
+    pub pc: u64,
+    pub pstate: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<UserRegs>() == 272);
+
+/// Where a thread is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadState {
+    /// In a run queue.
+    Ready,
+    /// Its registers are live on this CPU.
+    Running(usize),
+    Blocked(Block),
+    /// Killed; dropped by the CPU that runs it, if any, at its next kernel entry.
+    Dead,
+}
+
+/// What a blocked thread waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// A client whose call waits for a server thread on `conn`.
+    Call { conn: Id },
+    /// A client whose call is being served by `server`.
+    Reply { server: Id },
+    /// A server thread waiting for calls on `conn`.
+    Recv { conn: Id },
+    /// Waiting for bits on a notification.
+    Notif { notif: Id },
+    /// Waiting for process `pid` to exit.
+    ProcessExit { pid: Id },
+    /// Sleeping until its deadline.
+    Sleep,
+}
+
+/// IPC state of a thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadIpc {
+    /// The message of a call waiting for a server, and the sender's slots of the caps it carries.
+    pub msg: Message,
+    pub caps: Option<CapList>,
+    /// For a server thread: the client it is serving.
+    pub caller: Option<Id>,
+    /// The badge of the capability the pending call was made through.
+    pub badge: u64,
+}
+
+pub struct Thread {
+    pub tid: Id,
+    pub pid: Id,
+    pub regs: UserRegs,
+    pub fp: Box<FpState>,
+    pub state: ThreadState,
+    pub params: SchedParams,
+    pub ipc: ThreadIpc,
+    /// Counter value at which a sleep or timed wait ends.
+    pub deadline: Option<u64>,
+    /// References: caps to this thread.
+    pub refs: u32,
+}
+
+impl Thread {
+    pub fn new(tid: Id, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams) -> Self {
+        let mut regs = UserRegs::default();
+        regs.pc = entry;
+        regs.sp = stack;
+        regs.x[0] = arg;
+        regs.pstate = 0; // EL0t, interrupts unmasked
+        Self {
+            tid,
+            pid,
+            regs,
+            fp: Box::new(FpState::new()),
+            state: ThreadState::Ready,
+            params,
+            ipc: ThreadIpc::default(),
+            deadline: None,
+            refs: 0,
+        }
+    }
+
+    /// Sets the registers a system call returns: x0 = status, then results from x1.
+    pub fn set_return(&mut self, status: i64, results: &[u64]) {
+        set_return(&mut self.regs, status, results);
+    }
+}
+
+/// Writes a system call's status and results into saved or live registers.
+pub fn set_return(regs: &mut UserRegs, status: i64, results: &[u64]) {
+    regs.x[0] = status as u64;
+    for (i, r) in results.iter().enumerate().take(7) {
+        regs.x[1 + i] = *r;
+    }
+}

@@ -1,0 +1,230 @@
+//! User address spaces (stage 1, TTBR0_EL2, ASID-tagged): regions mapping PMOs, demand paging,
+//! and checked access to user memory for system calls.
+//!
+//! A region maps a window of one PMO at a page-aligned user range with READ/WRITE/EXEC
+//! permissions (never both WRITE and EXEC). Pages are entered in the table on first touch
+//! (anonymous) or at map time (contiguous and device PMOs). The kernel never dereferences a user
+//! pointer: it walks the regions, faults pages in, and copies through the direct map.
+
+use super::Id;
+use super::pmo::Pmo;
+use crate::hal;
+use crate::mm::frame::FRAMES;
+use crate::mm::pagetable::{Attrs, MapError, MemType, PageTable, Stage1, TableMemory};
+use alloc::collections::BTreeMap;
+use keel_abi::{Error, PAGE_SIZE, USER_MAX_VA, USER_MIN_VA, perm};
+
+/// Table frames for user address spaces: from the frame allocator, reached through the direct map.
+pub struct UserTables;
+
+impl TableMemory for UserTables {
+    fn alloc_table(&mut self) -> Option<u64> {
+        let pa = FRAMES.lock().alloc(1)?;
+        hal::zero_frame(pa);
+        Some(pa)
+    }
+
+    fn free_table(&mut self, pa: u64) {
+        FRAMES.lock().free(pa, 1);
+    }
+
+    fn table(&mut self, pa: u64) -> &mut [u64; 512] {
+        hal::phys_table(pa)
+    }
+}
+
+/// One mapped window of a PMO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub end: u64,
+    pub pmo: Id,
+    pub pmo_offset: u64,
+    pub perms: u64,
+}
+
+/// Why a user access could not be satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    /// No region covers the address.
+    Unmapped,
+    /// A region covers it but forbids this access.
+    Forbidden,
+    /// No memory for the page or its tables.
+    NoMemory,
+}
+
+impl FaultError {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Unmapped => "nothing mapped there",
+            Self::Forbidden => "access not permitted",
+            Self::NoMemory => "out of memory",
+        }
+    }
+}
+
+/// Kinds of access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Exec,
+}
+
+impl Access {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Exec => "execute",
+        }
+    }
+
+    fn allowed_by(self, perms: u64) -> bool {
+        match self {
+            Self::Read => perms & perm::READ != 0,
+            Self::Write => perms & perm::WRITE != 0,
+            Self::Exec => perms & perm::EXEC != 0,
+        }
+    }
+}
+
+pub struct VmSpace {
+    pub table: PageTable<Stage1>,
+    pub asid: u16,
+    /// Region start -> region.
+    pub regions: BTreeMap<u64, Region>,
+    /// Pages entered in the table.
+    pub mapped_pages: usize,
+    /// References: caps, plus one from the process that runs in it.
+    pub refs: u32,
+}
+
+fn attrs_for(perms: u64, device: bool) -> Attrs {
+    Attrs {
+        mem: if device { MemType::Device } else { MemType::Normal },
+        read: true,
+        write: perms & perm::WRITE != 0,
+        exec: perms & perm::EXEC != 0 && !device,
+        user: true,
+        global: false,
+    }
+}
+
+impl VmSpace {
+    pub fn new(asid: u16) -> Result<Self, Error> {
+        let table = PageTable::new(&mut UserTables).map_err(|_| Error::NoMemory)?;
+        Ok(Self { table, asid, regions: BTreeMap::new(), mapped_pages: 0, refs: 0 })
+    }
+
+    /// The value for TTBR0_EL2 (table address; the ASID is added by the arch layer).
+    pub fn root(&self) -> u64 {
+        self.table.root()
+    }
+
+    /// The region covering `va`, with its start.
+    pub fn region_at(&self, va: u64) -> Option<(u64, Region)> {
+        let (&start, r) = self.regions.range(..=va).next_back()?;
+        (va < r.end).then_some((start, *r))
+    }
+
+    /// Checks that [va, va+size) is a valid, free, page-aligned user range.
+    pub fn check_free_range(&self, va: u64, size: u64) -> Result<(), Error> {
+        if va % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+            return Err(Error::Unaligned);
+        }
+        let end = va.checked_add(size).ok_or(Error::Invalid)?;
+        if size == 0 || va < USER_MIN_VA || end > USER_MAX_VA {
+            return Err(Error::Invalid);
+        }
+        if let Some((_, r)) = self.regions.range(..end).next_back() {
+            if r.end > va {
+                return Err(Error::Exists);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a region (range already checked) and maps eagerly what must be eager.
+    pub fn add_region(&mut self, va: u64, size: u64, pmo_id: Id, pmo: &mut Pmo, pmo_offset: u64, perms: u64) -> Result<(), Error> {
+        let region = Region { end: va + size, pmo: pmo_id, pmo_offset, perms };
+        self.regions.insert(va, region);
+        if !matches!(pmo.backing, super::pmo::Backing::Anonymous { .. }) {
+            for page in 0..size / PAGE_SIZE {
+                let index = (pmo_offset / PAGE_SIZE) + page;
+                let Ok(Some(pa)) = pmo.frame(index, false) else { continue };
+                if let Err(e) = self.enter_page(va + page * PAGE_SIZE, pa, attrs_for(perms, pmo.is_device())) {
+                    self.remove_region_pages(va, size);
+                    self.regions.remove(&va);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn enter_page(&mut self, va: u64, pa: u64, attrs: Attrs) -> Result<(), Error> {
+        match self.table.map(&mut UserTables, va, pa, PAGE_SIZE, attrs, false) {
+            Ok(()) => {
+                self.mapped_pages += 1;
+                Ok(())
+            }
+            Err(MapError::AlreadyMapped) => Ok(()),
+            Err(_) => Err(Error::NoMemory),
+        }
+    }
+
+    /// Unmaps every entered page of [va, va+size) and flushes them from the TLB.
+    fn remove_region_pages(&mut self, va: u64, size: u64) {
+        let mut page = va;
+        while page < va + size {
+            if self.table.translate(&mut UserTables, page).is_some() && self.table.unmap(&mut UserTables, page, PAGE_SIZE).is_ok() {
+                self.mapped_pages -= 1;
+                hal::tlb_flush_page(self.asid, page);
+            }
+            page += PAGE_SIZE;
+        }
+    }
+
+    /// Removes the region starting exactly at `va` with exactly `size`; returns its PMO id.
+    pub fn unmap_region(&mut self, va: u64, size: u64) -> Result<Id, Error> {
+        if va % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+            return Err(Error::Unaligned);
+        }
+        match self.regions.get(&va) {
+            Some(r) if r.end - va == size => {}
+            Some(_) => return Err(Error::Invalid),
+            None => return Err(Error::NotFound),
+        }
+        self.remove_region_pages(va, size);
+        let r = self.regions.remove(&va).ok_or(Error::NotFound)?;
+        Ok(r.pmo)
+    }
+
+    /// Resolves a fault on `va` given the PMO behind its region.
+    pub fn fault_in(&mut self, va: u64, access: Access, pmo: &mut Pmo) -> Result<u64, FaultError> {
+        let (start, region) = self.region_at(va).ok_or(FaultError::Unmapped)?;
+        if !access.allowed_by(region.perms) {
+            return Err(FaultError::Forbidden);
+        }
+        let page_va = va & !(PAGE_SIZE - 1);
+        if let Some((pa, _)) = self.table.translate(&mut UserTables, page_va) {
+            return Ok(pa + (va & (PAGE_SIZE - 1)));
+        }
+        let index = (region.pmo_offset + (page_va - start)) / PAGE_SIZE;
+        let pa = match pmo.frame(index, true) {
+            Ok(Some(pa)) => pa,
+            Ok(None) => return Err(FaultError::Unmapped),
+            Err(Error::NoMemory) => return Err(FaultError::NoMemory),
+            Err(_) => return Err(FaultError::Unmapped),
+        };
+        self.enter_page(page_va, pa, attrs_for(region.perms, pmo.is_device())).map_err(|_| FaultError::NoMemory)?;
+        Ok(pa + (va & (PAGE_SIZE - 1)))
+    }
+
+    /// Frees the page tables (not the PMOs: the caller drops their mapping references).
+    pub fn destroy(self) {
+        hal::tlb_flush_asid(self.asid);
+        self.table.destroy(&mut UserTables);
+    }
+}

@@ -1,0 +1,40 @@
+//! The Keel user runtime: what every EL0 program links.
+//!
+//! - `sys`: one safe function per system call (the only `unsafe` is the `svc` itself, in `sys::raw`);
+//! - the program entry (`entry!`), the heap, `print!`/`println!`, and the panic handler;
+//! - `startup`: the arguments and named capabilities the creator passed;
+//! - `ipc`: typed client/server helpers with a per-connection shared buffer for bulk data;
+//! - `process`: loading a program from an ELF image into a new process (spawn) and waiting.
+//!
+//! On the host the system calls return `Error::NoSys`, so logic built on this crate is unit-tested
+//! there.
+#![cfg_attr(target_os = "none", no_std)]
+
+extern crate alloc;
+
+pub mod io;
+pub mod ipc;
+pub mod process;
+pub mod startup;
+pub mod sync;
+pub mod sys;
+pub mod thread;
+pub mod vm;
+
+#[cfg(target_os = "none")]
+mod runtime;
+
+pub use keel_abi as abi;
+pub use keel_abi::{Error, Slot};
+
+/// Declares the program's main function: `keel_rt::entry!(main);` with `fn main(s: &Startup) -> i32`.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[cfg(target_os = "none")]
+        #[unsafe(no_mangle)]
+        pub fn keel_main(startup: &$crate::startup::Startup) -> i32 {
+            $main(startup)
+        }
+    };
+}

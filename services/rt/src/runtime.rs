@@ -1,0 +1,52 @@
+//! Program entry, heap and panic handler (bare-metal target only).
+
+use crate::startup::Startup;
+use buddy_system_allocator::LockedHeap;
+use core::cell::UnsafeCell;
+
+/// The heap arena: in BSS, so its pages are only allocated when touched.
+const HEAP_BYTES: usize = 64 << 20;
+#[repr(C, align(4096))]
+struct Arena(UnsafeCell<[u8; HEAP_BYTES]>);
+// SAFETY: handed to the allocator once, at entry, before any other thread exists.
+unsafe impl Sync for Arena {}
+static ARENA: Arena = Arena(UnsafeCell::new([0; HEAP_BYTES]));
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+unsafe extern "Rust" {
+    fn keel_main(startup: &Startup) -> i32;
+}
+
+core::arch::global_asm!(
+    ".section .text.start, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    mov x29, #0",
+    "    mov x30, #0",
+    "    b {rust_start}",
+    rust_start = sym rust_start,
+);
+
+extern "C" fn rust_start(startup_va: u64) -> ! {
+    // SAFETY: the arena is ours alone and this runs once, before anything allocates.
+    unsafe { HEAP.lock().init(ARENA.0.get() as usize, HEAP_BYTES) };
+    // SAFETY: the creator mapped the one-page startup block read-only at `startup_va`
+    // (docs/ABI.md); it stays mapped for the life of the process.
+    let page = unsafe { core::slice::from_raw_parts(startup_va as *const u8, keel_abi::PAGE_SIZE as usize) };
+    let bytes = &page[..page.iter().position(|&b| b == 0).unwrap_or(page.len())];
+    let startup = core::str::from_utf8(bytes).ok().and_then(|t| Startup::parse(t).ok()).unwrap_or_default();
+    // SAFETY: every program defines `keel_main` through `keel_rt::entry!`.
+    let code = unsafe { keel_main(&startup) };
+    crate::sys::process_exit(code as i64)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    match info.location() {
+        Some(l) => crate::println!("panic at {}:{}: {}", l.file(), l.line(), info.message()),
+        None => crate::println!("panic: {}", info.message()),
+    }
+    crate::sys::process_exit(101)
+}

@@ -1,0 +1,275 @@
+//! One function per system call (numbers and registers: docs/ABI.md). Results are
+//! `Result<_, Error>`; a negative x0 becomes the `Error`.
+
+use keel_abi::ipc::{CapList, Message};
+use keel_abi::{Error, NO_SLOT, PmoKind, Slot, syscall as nr};
+
+/// Registers x0..x7 after a call.
+pub type Regs = [u64; 8];
+
+pub mod raw {
+    use super::Regs;
+
+    /// Makes system call `nr` with `args` in x0..x7; returns x0..x7.
+    #[cfg(target_os = "none")]
+    #[inline(always)]
+    pub fn syscall(nr: u64, args: [u64; 8]) -> Regs {
+        let mut r = args;
+        // SAFETY: `svc #0` enters the kernel, which reads x0..x8 and writes x0..x7; it touches our
+        // memory only through pointers we passed explicitly, as the ABI documents.
+        unsafe {
+            core::arch::asm!("svc #0",
+                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+                in("x8") nr, options(nostack))
+        };
+        r
+    }
+
+    /// On the host there is no kernel.
+    #[cfg(not(target_os = "none"))]
+    pub fn syscall(_nr: u64, _args: [u64; 8]) -> Regs {
+        let mut r = [0; 8];
+        r[0] = keel_abi::Error::NoSys.code() as u64;
+        r
+    }
+}
+
+fn call(nr: u64, args: [u64; 8]) -> Result<Regs, Error> {
+    let r = raw::syscall(nr, args);
+    let status = r[0] as i64;
+    if status < 0 { Err(Error::from_code(status).unwrap_or(Error::Invalid)) } else { Ok(r) }
+}
+
+fn a(x: &[u64]) -> [u64; 8] {
+    let mut v = [0; 8];
+    v[..x.len()].copy_from_slice(x);
+    v
+}
+
+pub fn null() -> Result<(), Error> {
+    call(nr::NULL, [0; 8]).map(|_| ())
+}
+
+pub fn debug_write(bytes: &[u8]) -> Result<usize, Error> {
+    call(nr::DEBUG_WRITE, a(&[bytes.as_ptr() as u64, bytes.len() as u64])).map(|r| r[1] as usize)
+}
+
+pub fn yield_now() {
+    let _ = call(nr::YIELD, [0; 8]);
+}
+
+pub fn thread_exit() -> ! {
+    let _ = call(nr::THREAD_EXIT, [0; 8]);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+pub fn process_exit(code: i64) -> ! {
+    let _ = call(nr::PROCESS_EXIT, a(&[code as u64]));
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// (kind, rights, badge) of a capability.
+pub fn cap_info(slot: Slot) -> Result<(u64, u32, u64), Error> {
+    call(nr::CAP_INFO, a(&[slot as u64])).map(|r| (r[1], r[2] as u32, r[3]))
+}
+
+/// Copies a cap into our own table (`dest = None`) or into a process we manage; the new slot.
+pub fn cap_copy(src: Slot, dest: Option<Slot>, rights: u32, badge: u64) -> Result<Slot, Error> {
+    call(nr::CAP_COPY, a(&[src as u64, dest.unwrap_or(NO_SLOT) as u64, rights as u64, badge])).map(|r| r[1] as Slot)
+}
+
+pub fn cap_move(src: Slot, dest: Option<Slot>) -> Result<Slot, Error> {
+    call(nr::CAP_MOVE, a(&[src as u64, dest.unwrap_or(NO_SLOT) as u64])).map(|r| r[1] as Slot)
+}
+
+pub fn cap_delete(slot: Slot) -> Result<(), Error> {
+    call(nr::CAP_DELETE, a(&[slot as u64])).map(|_| ())
+}
+
+/// Deletes every copy derived from `slot`; how many were deleted.
+pub fn cap_revoke(slot: Slot) -> Result<u64, Error> {
+    call(nr::CAP_REVOKE, a(&[slot as u64])).map(|r| r[1])
+}
+
+/// A new process: (process slot, its vmspace slot, its pid).
+pub fn process_create(name: &str) -> Result<(Slot, Slot, u64), Error> {
+    call(nr::PROCESS_CREATE, a(&[name.as_ptr() as u64, name.len() as u64])).map(|r| (r[1] as Slot, r[2] as Slot, r[3]))
+}
+
+/// A new thread in `process` (0 affinity = any CPU): (thread slot, tid).
+pub fn thread_create(process: Slot, entry: u64, stack: u64, arg: u64, priority: u8, affinity: u64) -> Result<(Slot, u64), Error> {
+    call(nr::THREAD_CREATE, a(&[process as u64, entry, stack, arg, priority as u64, affinity])).map(|r| (r[1] as Slot, r[2]))
+}
+
+pub fn thread_set_sched(thread: Slot, priority: u8, affinity: u64) -> Result<(), Error> {
+    call(nr::THREAD_SET_SCHED, a(&[thread as u64, priority as u64, affinity])).map(|_| ())
+}
+
+pub fn pmo_create(kind: PmoKind, size: u64) -> Result<Slot, Error> {
+    call(nr::PMO_CREATE, a(&[kind as u64, size])).map(|r| r[1] as Slot)
+}
+
+pub fn pmo_write(pmo: Slot, offset: u64, bytes: &[u8]) -> Result<(), Error> {
+    call(nr::PMO_WRITE, a(&[pmo as u64, offset, bytes.as_ptr() as u64, bytes.len() as u64])).map(|_| ())
+}
+
+pub fn pmo_read(pmo: Slot, offset: u64, out: &mut [u8]) -> Result<(), Error> {
+    call(nr::PMO_READ, a(&[pmo as u64, offset, out.as_mut_ptr() as u64, out.len() as u64])).map(|_| ())
+}
+
+pub fn pmo_phys(pmo: Slot) -> Result<u64, Error> {
+    call(nr::PMO_PHYS, a(&[pmo as u64])).map(|r| r[1])
+}
+
+pub fn vmspace_map(vmspace: Slot, pmo: Slot, va: u64, size: u64, pmo_offset: u64, perms: u64) -> Result<(), Error> {
+    call(nr::VMSPACE_MAP, a(&[vmspace as u64, pmo as u64, va, size, pmo_offset, perms])).map(|_| ())
+}
+
+pub fn vmspace_unmap(vmspace: Slot, va: u64, size: u64) -> Result<(), Error> {
+    call(nr::VMSPACE_UNMAP, a(&[vmspace as u64, va, size])).map(|_| ())
+}
+
+/// Blocks until the process exits; its exit code.
+pub fn process_wait(process: Slot) -> Result<i64, Error> {
+    call(nr::PROCESS_WAIT, a(&[process as u64])).map(|r| r[1] as i64)
+}
+
+pub fn process_kill(process: Slot) -> Result<(), Error> {
+    call(nr::PROCESS_KILL, a(&[process as u64, 0])).map(|_| ())
+}
+
+/// What `process_info` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub running: bool,
+    pub exit_code: i64,
+    pub pages: u64,
+    pub threads: u64,
+    pub pid: u64,
+}
+
+pub fn process_info(process: Slot) -> Result<ProcessInfo, Error> {
+    call(nr::PROCESS_INFO, a(&[process as u64]))
+        .map(|r| ProcessInfo { running: r[1] == 0, exit_code: r[2] as i64, pages: r[3], threads: r[4], pid: r[5] })
+}
+
+/// Signals `bits` on `notif` when `process` exits.
+pub fn process_watch(process: Slot, notif: Slot, bits: u64) -> Result<(), Error> {
+    call(nr::PROCESS_WATCH, a(&[process as u64, notif as u64, bits])).map(|_| ())
+}
+
+pub fn conn_create() -> Result<Slot, Error> {
+    call(nr::CONN_CREATE, [0; 8]).map(|r| r[1] as Slot)
+}
+
+/// A received message: the message, the sender's badge, and the caps that came with it.
+#[derive(Clone, Copy, Debug)]
+pub struct Received {
+    pub msg: Message,
+    pub badge: u64,
+    pub caps: CapList,
+}
+
+fn received(r: Regs) -> Received {
+    Received { msg: Message::new(r[1], [r[2], r[3], r[4], r[5]]), badge: r[6], caps: CapList(r[7]) }
+}
+
+fn msg_args(slot: Slot, msg: &Message, caps: CapList) -> [u64; 8] {
+    [slot as u64, msg.label, msg.data[0], msg.data[1], msg.data[2], msg.data[3], 0, caps.0]
+}
+
+/// Calls a server and waits for its reply.
+pub fn ipc_call(conn: Slot, msg: &Message, caps: CapList) -> Result<Received, Error> {
+    call(nr::IPC_CALL, msg_args(conn, msg, caps)).map(received)
+}
+
+pub fn ipc_recv(conn: Slot) -> Result<Received, Error> {
+    call(nr::IPC_RECV, a(&[conn as u64])).map(received)
+}
+
+/// Replies to the current caller and waits for the next call.
+pub fn ipc_reply_recv(conn: Slot, reply: &Message, caps: CapList) -> Result<Received, Error> {
+    call(nr::IPC_REPLY_RECV, msg_args(conn, reply, caps)).map(received)
+}
+
+pub fn ipc_reply(reply: &Message, caps: CapList) -> Result<(), Error> {
+    call(nr::IPC_REPLY, msg_args(0, reply, caps)).map(|_| ())
+}
+
+pub fn notif_create() -> Result<Slot, Error> {
+    call(nr::NOTIF_CREATE, [0; 8]).map(|r| r[1] as Slot)
+}
+
+pub fn notif_signal(notif: Slot, bits: u64) -> Result<(), Error> {
+    call(nr::NOTIF_SIGNAL, a(&[notif as u64, bits])).map(|_| ())
+}
+
+/// Waits for bits (0 timeout = forever); the bits that were pending.
+pub fn notif_wait(notif: Slot, timeout_ns: u64) -> Result<u64, Error> {
+    call(nr::NOTIF_WAIT, a(&[notif as u64, timeout_ns])).map(|r| r[1])
+}
+
+pub fn irq_create(control: Slot, intid: u32) -> Result<Slot, Error> {
+    call(nr::IRQ_CREATE, a(&[control as u64, intid as u64])).map(|r| r[1] as Slot)
+}
+
+pub fn irq_bind(irq: Slot, notif: Slot, bits: u64) -> Result<(), Error> {
+    call(nr::IRQ_BIND, a(&[irq as u64, notif as u64, bits])).map(|_| ())
+}
+
+pub fn irq_ack(irq: Slot) -> Result<(), Error> {
+    call(nr::IRQ_ACK, a(&[irq as u64])).map(|_| ())
+}
+
+pub fn device_pmo(control: Slot, phys: u64, size: u64) -> Result<Slot, Error> {
+    call(nr::DEVICE_PMO, a(&[control as u64, phys, size])).map(|r| r[1] as Slot)
+}
+
+/// (total, free) physical frames.
+pub fn mem_info() -> Result<(u64, u64), Error> {
+    call(nr::MEM_INFO, [0; 8]).map(|r| (r[1], r[2]))
+}
+
+pub fn power_off(control: Slot, reset: bool) -> Result<(), Error> {
+    call(nr::POWER_OFF, a(&[control as u64, reset as u64])).map(|_| ())
+}
+
+pub fn sleep_ns(ns: u64) {
+    let _ = call(nr::SLEEP, a(&[ns]));
+}
+
+/// The virtual counter (CNTVCT_EL0): ticks since boot; under icount, instructions.
+#[inline(always)]
+pub fn counter() -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        let v: u64;
+        // SAFETY: reading the virtual counter has no side effects; EL0 access is enabled by the kernel.
+        unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nostack)) };
+        v
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        0
+    }
+}
+
+/// Counter frequency (ticks per second).
+pub fn counter_freq() -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        let v: u64;
+        // SAFETY: reading CNTFRQ_EL0 has no side effects.
+        unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        1_000_000_000
+    }
+}

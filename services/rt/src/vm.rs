@@ -1,0 +1,37 @@
+//! This process's address space: where new mappings go, and mapping fresh memory.
+
+use crate::sys;
+use core::sync::atomic::{AtomicU64, Ordering};
+use keel_abi::{Error, PAGE_SIZE, PmoKind, Slot, perm, slots};
+
+/// Mappings made at run time go upward from here (programs link far below, stacks far above).
+const DYNAMIC_BASE: u64 = 0x0000_0010_0000_0000;
+static NEXT_VA: AtomicU64 = AtomicU64::new(DYNAMIC_BASE);
+
+/// Reserves `size` bytes (rounded to pages, plus a guard page) of this process's address space.
+pub fn reserve(size: u64) -> u64 {
+    let size = size.next_multiple_of(PAGE_SIZE) + PAGE_SIZE;
+    NEXT_VA.fetch_add(size, Ordering::Relaxed)
+}
+
+/// A fresh anonymous memory object mapped read-write here: (address, pmo slot).
+pub fn map_anonymous(size: u64) -> Result<(u64, Slot), Error> {
+    let size = size.next_multiple_of(PAGE_SIZE);
+    let pmo = sys::pmo_create(PmoKind::Anonymous, size)?;
+    let va = reserve(size);
+    match sys::vmspace_map(slots::SELF_VMSPACE, pmo, va, size, 0, perm::READ | perm::WRITE) {
+        Ok(()) => Ok((va, pmo)),
+        Err(e) => {
+            let _ = sys::cap_delete(pmo);
+            Err(e)
+        }
+    }
+}
+
+/// Maps an existing memory object (`perms` from `keel_abi::perm`) here; its address.
+pub fn map_pmo(pmo: Slot, size: u64, perms: u64) -> Result<u64, Error> {
+    let size = size.next_multiple_of(PAGE_SIZE);
+    let va = reserve(size);
+    sys::vmspace_map(slots::SELF_VMSPACE, pmo, va, size, 0, perms)?;
+    Ok(va)
+}
