@@ -24,7 +24,7 @@ IMAGE := target/keel.Image
 # User programs (EL0) and the initrd that carries them.
 USER_TARGET := aarch64-unknown-none
 USER_BIN_DIR := target/$(USER_TARGET)/user
-PROGRAMS := init
+PROGRAMS := init namesrv console shell ktest
 INITRD := target/initrd.cpio
 MANIFEST := services/init/manifest
 INITRD_EXTRA ?=

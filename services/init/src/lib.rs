@@ -1,19 +1,26 @@
-//! init: the first process.
+//! init / procmgr: the first process.
+//!
+//! It reads the boot manifest (`etc/manifest` in the initrd), starts each service with the
+//! capabilities it needs, restarts services that exit (per their `restart=` policy, with a
+//! bounded back-off), and serves the process-manager protocol (`keel_rt::proto::procmgr`):
+//! spawn a program from the initrd, kill, ps, power off. With `scenario=<name>` on the kernel
+//! command line it starts the core services and runs `/bin/ktest <name>` instead of the shell,
+//! then powers off.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
-use keel_rt::startup::Startup;
-use keel_rt::{println, sys};
+pub mod policy;
+pub mod request;
 
-pub fn main(startup: &Startup) -> i32 {
-    println!("init: hello from EL0, args {:?}, caps {:?}", startup.args, startup.caps);
-    if let Some(s) = startup.arg_value("scenario") {
-        println!("init: unknown scenario '{s}'");
-    }
-    if let Some(control) = startup.cap("control") {
-        let _ = sys::power_off(control, false);
-    }
+#[cfg(target_os = "none")]
+mod procmgr;
+
+#[cfg(target_os = "none")]
+pub use procmgr::main;
+
+#[cfg(not(target_os = "none"))]
+pub fn main(_startup: &keel_rt::startup::Startup) -> i32 {
     0
 }

@@ -13,8 +13,11 @@
 extern crate alloc;
 
 pub mod io;
+pub mod fault;
 pub mod ipc;
+pub mod mmio;
 pub mod process;
+pub mod proto;
 pub mod startup;
 pub mod sync;
 pub mod sys;

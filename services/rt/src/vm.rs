@@ -35,3 +35,11 @@ pub fn map_pmo(pmo: Slot, size: u64, perms: u64) -> Result<u64, Error> {
     sys::vmspace_map(slots::SELF_VMSPACE, pmo, va, size, 0, perms)?;
     Ok(va)
 }
+
+/// Maps a memory object read-only here for good and returns its bytes.
+pub fn map_readonly(pmo: Slot, size: u64) -> Result<&'static [u8], Error> {
+    let va = map_pmo(pmo, size, perm::READ)?;
+    // SAFETY: the mapping was just made, covers `size` bytes, is never unmapped (nothing in this
+    // runtime unmaps it), and is read-only so no one writes through it.
+    Ok(unsafe { core::slice::from_raw_parts(va as *const u8, size as usize) })
+}

@@ -1,0 +1,279 @@
+//! The running init: start services, supervise them, serve the process-manager protocol.
+
+use crate::policy::{next_delay_ms, should_restart};
+use crate::request::{parse_initrd_arg, parse_spawn, program_name, ps_line};
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use keel_formats::cpio::Archive;
+use keel_formats::manifest::{self, Restart};
+use keel_rt::abi::{Error, Slot, rights, slots};
+use keel_rt::ipc::{Reply, Request};
+use keel_rt::process::{Grant, Sched, spawn};
+use keel_rt::proto::procmgr;
+use keel_rt::startup::Startup;
+use keel_rt::sync::Mutex;
+use keel_rt::{println, sys, thread, vm};
+
+/// A service from the manifest.
+struct Service {
+    name: String,
+    path: String,
+    args: Vec<String>,
+    restart: Restart,
+    sched: Sched,
+    delay_ms: u64,
+    started_at: u64,
+}
+
+/// A process init started.
+struct Proc {
+    pid: u64,
+    name: String,
+    cap: Slot,
+    service: Option<usize>,
+}
+
+struct State {
+    procs: Vec<Proc>,
+    services: Vec<Service>,
+    next_badge: u64,
+}
+
+/// What every spawn needs.
+struct Env {
+    archive: &'static [u8],
+    procmgr: Slot,
+    namesrv: Slot,
+    control: Slot,
+    uart_arg: String,
+    exits: Slot,
+}
+
+fn fail(msg: core::fmt::Arguments) -> i32 {
+    println!("init: {msg}");
+    1
+}
+
+pub fn main(startup: &Startup) -> i32 {
+    let (Some(control), Some(initrd)) = (startup.cap("control"), startup.cap("initrd")) else {
+        return fail(format_args!("started without the control and initrd capabilities"));
+    };
+    let Some((offset, size)) = startup.arg_value("initrd").and_then(parse_initrd_arg) else {
+        return fail(format_args!("no usable initrd=<offset>:<size> argument"));
+    };
+    let initrd_bytes = match vm::map_readonly(initrd, offset + size) {
+        Ok(b) => b,
+        Err(e) => return fail(format_args!("cannot map the initrd: {e}")),
+    };
+    let archive = &initrd_bytes[offset as usize..];
+    let manifest_text = match Archive::new(archive).and_then(|a| a.find("etc/manifest")) {
+        Ok(Some(e)) => core::str::from_utf8(e.data).unwrap_or(""),
+        Ok(None) => "",
+        Err(e) => return fail(format_args!("the initrd is not a valid archive: {e}")),
+    };
+    let specs = match manifest::parse(manifest_text) {
+        Ok(s) => s,
+        Err(e) => return fail(format_args!("etc/manifest: {e}")),
+    };
+    let scenario = startup.arg_value("scenario").map(String::from);
+    let services: Vec<Service> = specs
+        .iter()
+        .filter(|s| scenario.is_none() || s.name != "shell")
+        .map(|s| Service {
+            name: s.name.to_string(),
+            path: s.path.to_string(),
+            args: s.args.clone(),
+            restart: s.restart,
+            sched: Sched { priority: s.priority, affinity: s.cpu.map_or(0, |c| 1u64 << c) },
+            delay_ms: 0,
+            started_at: 0,
+        })
+        .collect();
+    let (Ok(procmgr_conn), Ok(namesrv_conn), Ok(exits)) = (sys::conn_create(), sys::conn_create(), sys::notif_create()) else {
+        return fail(format_args!("cannot create its connections"));
+    };
+    let env = Arc::new(Env {
+        archive,
+        procmgr: procmgr_conn,
+        namesrv: namesrv_conn,
+        control,
+        uart_arg: startup.args.iter().find(|a| a.starts_with("uart=")).cloned().unwrap_or_default(),
+        exits,
+    });
+    let state = Arc::new(Mutex::new(State { procs: Vec::new(), services, next_badge: 1 }));
+
+    {
+        let (env, state) = (env.clone(), state.clone());
+        if thread::spawn_with(50, 0, move || keel_rt::ipc::serve(env.procmgr, |req| handle(&env, &state, req))).is_err() {
+            return fail(format_args!("cannot start its server thread"));
+        }
+    }
+    let count = state.lock().services.len();
+    for i in 0..count {
+        start_service(&env, &state, i);
+    }
+    match scenario {
+        None => supervise(&env, &state),
+        Some(name) => {
+            {
+                let (env, state) = (env.clone(), state.clone());
+                let _ = thread::spawn_with(50, 0, move || supervise(&env, &state));
+            }
+            run_scenario(&env, &state, &name)
+        }
+    }
+}
+
+/// Runs `/bin/ktest <scenario>`, reports its exit and powers off.
+fn run_scenario(env: &Env, state: &Mutex<State>, name: &str) -> ! {
+    let args = [String::from(name)];
+    let code = match start(env, state, "/bin/ktest", &args, None, Sched::default()) {
+        Ok((_, cap)) => sys::process_wait(cap).unwrap_or(-1),
+        Err(e) => {
+            println!("init: cannot start /bin/ktest: {e}");
+            -1
+        }
+    };
+    println!("init: scenario {name} finished with code {code}");
+    let _ = sys::power_off(env.control, false);
+    sys::process_exit(code)
+}
+
+fn start_service(env: &Env, state: &Mutex<State>, index: usize) {
+    let (path, args, sched, name) = {
+        let mut st = state.lock();
+        let s = &mut st.services[index];
+        s.started_at = sys::counter();
+        (s.path.clone(), s.args.clone(), s.sched, s.name.clone())
+    };
+    match start(env, state, &path, &args, Some(index), sched) {
+        Ok((pid, cap)) => {
+            if let Err(e) = sys::process_watch(cap, env.exits, 1 << index) {
+                println!("init: cannot watch {name} (pid {pid}): {e}");
+            }
+        }
+        Err(e) => println!("init: cannot start service {name} ({path}): {e}"),
+    }
+}
+
+/// Spawns a program from the initrd with the standard capabilities; (pid, our process cap).
+fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: Option<usize>, sched: Sched) -> Result<(u64, Slot), Error> {
+    let name = program_name(path);
+    let elf = match Archive::new(env.archive).and_then(|a| a.find(path)) {
+        Ok(Some(e)) => e.data,
+        Ok(None) => return Err(Error::NotFound),
+        Err(_) => return Err(Error::Invalid),
+    };
+    let badge = {
+        let mut st = state.lock();
+        st.next_badge += 1;
+        st.next_badge
+    };
+    let call = rights::CALL | rights::GRANT;
+    let mut grants = alloc::vec![
+        Grant { slot: env.procmgr, rights: call, badge, name: "procmgr" },
+        Grant { slot: env.namesrv, rights: call, badge, name: "namesrv" },
+    ];
+    let mut argv: Vec<&str> = alloc::vec![name];
+    match name {
+        "namesrv" => grants.push(Grant { slot: env.namesrv, rights: rights::ALL, badge: 0, name: "serve" }),
+        "console" => {
+            grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" });
+            argv.push(env.uart_arg.as_str());
+        }
+        "ktest" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
+        _ => {}
+    }
+    argv.extend(args.iter().map(String::as_str));
+    let child = spawn(name, elf, &argv, &grants, sched)?;
+    state.lock().procs.push(Proc { pid: child.pid, name: name.to_string(), cap: child.process, service });
+    Ok((child.pid, child.process))
+}
+
+/// Waits for services to exit and restarts them per policy. Never returns.
+fn supervise(env: &Env, state: &Mutex<State>) -> ! {
+    loop {
+        let Ok(bits) = sys::notif_wait(env.exits, 0) else { continue };
+        for index in (0..64).filter(|i| bits & (1 << i) != 0) {
+            let (name, pid, code, restart, delay) = {
+                let mut st = state.lock();
+                let Some(pos) = st.procs.iter().position(|p| p.service == Some(index)) else { continue };
+                let p = st.procs.remove(pos);
+                let code = sys::process_info(p.cap).map_or(-1, |i| i.exit_code);
+                let _ = sys::cap_delete(p.cap);
+                let s = &mut st.services[index];
+                let ran_ms = sys::counter().saturating_sub(s.started_at) * 1000 / sys::counter_freq();
+                s.delay_ms = next_delay_ms(s.delay_ms, ran_ms);
+                (s.name.clone(), p.pid, code, s.restart, s.delay_ms)
+            };
+            if should_restart(restart, code) {
+                println!("init: service {name} (pid {pid}) exited with code {code}; restarting it in {delay} ms");
+                sys::sleep_ns(delay * 1_000_000);
+                start_service(env, state, index);
+            } else {
+                println!("init: service {name} (pid {pid}) exited with code {code}");
+            }
+        }
+    }
+}
+
+fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
+    match req.msg.label {
+        procmgr::SPAWN => {
+            let r = match parse_spawn(req.payload()) {
+                Ok(r) => r,
+                Err(_) => return Reply::err(Error::Invalid),
+            };
+            match start(env, state, &r.path, &r.args, None, Sched::default()) {
+                Ok((pid, cap)) => match sys::cap_copy(cap, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0) {
+                    Ok(copy) => Reply { msg: keel_rt::abi::ipc::Message::new(0, [pid, 0, 0, 0]), caps: alloc::vec![copy] },
+                    Err(e) => Reply::err(e),
+                },
+                Err(e) => Reply::err(e),
+            }
+        }
+        procmgr::KILL => {
+            let pid = req.msg.data[0];
+            let cap = state.lock().procs.iter().find(|p| p.pid == pid).map(|p| p.cap);
+            match cap {
+                Some(cap) => match sys::process_kill(cap) {
+                    Ok(()) => Reply::ok([0; 4]),
+                    Err(Error::BadState) => Reply::err(Error::NotFound),
+                    Err(e) => Reply::err(e),
+                },
+                None => Reply::err(Error::NotFound),
+            }
+        }
+        procmgr::PS => {
+            let mut out = String::new();
+            if let Ok(me) = sys::process_info(slots::SELF_PROCESS) {
+                out.push_str(&ps_line(me.pid, "init", true, 0, me.pages));
+            }
+            let mut st = state.lock();
+            st.procs.retain(|p| {
+                let info = sys::process_info(p.cap);
+                match info {
+                    Ok(i) if i.running => {
+                        out.push_str(&ps_line(p.pid, &p.name, true, 0, i.pages));
+                        true
+                    }
+                    // A service that exited stays until the supervisor handles it; others go.
+                    _ if p.service.is_some() => true,
+                    _ => {
+                        let _ = sys::cap_delete(p.cap);
+                        false
+                    }
+                }
+            });
+            drop(st);
+            let n = req.reply_payload(out.as_bytes());
+            Reply::ok([0, 0, 0, n])
+        }
+        procmgr::POWER_OFF => match sys::power_off(env.control, req.msg.data[0] == 1) {
+            Ok(()) => Reply::ok([0; 4]),
+            Err(e) => Reply::err(e),
+        },
+        _ => Reply::err(Error::NoSys),
+    }
+}
