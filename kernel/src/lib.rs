@@ -25,6 +25,9 @@ pub mod percpu;
 pub mod sched;
 pub mod syscall;
 pub mod trap;
+
+#[cfg(test)]
+mod tests;
 #[cfg(target_os = "none")]
 pub mod scenario;
 

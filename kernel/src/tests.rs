@@ -1,0 +1,265 @@
+//! Host tests of the kernel's object, syscall and IPC logic, through the fake HAL.
+//!
+//! Each test builds a `Kernel` for one CPU and drives it the way the arch layer does: a trap
+//! frame, `user_trap(Syscall)`, and a look at which thread the frame holds afterwards.
+
+use crate::cap::Rights;
+use crate::kernel::Kernel;
+use crate::mm::frame::FRAMES;
+use crate::object::thread::{ThreadState, UserRegs};
+use crate::object::{Id, ObjRef};
+use crate::trap::UserTrap;
+use keel_abi::ipc::CapList;
+use keel_abi::{Error, PmoKind, perm, syscall as nr};
+use std::sync::Once;
+
+static RAM: Once = Once::new();
+
+/// Gives the global frame allocator 256 MiB of fake RAM (once for all tests).
+fn ram() {
+    RAM.call_once(|| FRAMES.lock().add_region(keel_platform::dtb::Region { base: 0x4000_0000, size: 256 << 20 }));
+}
+
+/// Tests share the global frame allocator; they run one at a time so frame counts are exact.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct World {
+    k: Kernel,
+    frame: UserRegs,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl World {
+    fn new() -> Self {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        ram();
+        Self { k: Kernel::new(1), frame: UserRegs::default(), _serial: serial }
+    }
+
+    /// A process with one thread; returns (pid, tid).
+    fn process(&mut self, name: &str) -> (Id, Id) {
+        let pid = self.k.create_process(name).unwrap();
+        let params = self.k.default_params();
+        let tid = self.k.create_thread(pid, 0x40_0000, 0x40_0000_0000, 0, params).unwrap();
+        (pid, tid)
+    }
+
+    /// Runs the scheduler on CPU 0 until `tid` is current (switching out whatever ran).
+    fn run(&mut self, tid: Id) {
+        for _ in 0..16 {
+            if self.k.current[0] == Some(tid) {
+                return;
+            }
+            if let Some(cur) = self.k.current[0] {
+                self.k.yield_current(0, &mut self.frame);
+                let _ = cur;
+            } else {
+                self.k.schedule(0, &mut self.frame);
+            }
+        }
+        assert_eq!(self.k.current[0], Some(tid), "thread {tid} never got the CPU");
+    }
+
+    /// Makes system call `n` with `args` as the current thread; returns x0..x7 of the frame after.
+    fn syscall(&mut self, n: u64, args: &[u64]) -> [u64; 8] {
+        self.frame.x[8] = n;
+        for (i, a) in args.iter().enumerate() {
+            self.frame.x[i] = *a;
+        }
+        self.k.user_trap(0, &mut self.frame, UserTrap::Syscall);
+        let mut out = [0; 8];
+        out.copy_from_slice(&self.frame.x[..8]);
+        out
+    }
+
+    fn status(r: [u64; 8]) -> Result<[u64; 8], Error> {
+        let s = r[0] as i64;
+        if s < 0 { Err(Error::from_code(s).unwrap()) } else { Ok(r) }
+    }
+
+    fn give(&mut self, pid: Id, obj: ObjRef, rights: Rights) -> u32 {
+        self.k.insert_cap(pid, obj, rights).unwrap()
+    }
+}
+
+#[test]
+fn null_and_unknown_syscalls() {
+    let mut w = World::new();
+    let (_, t) = w.process("a");
+    w.run(t);
+    assert_eq!(w.syscall(nr::NULL, &[])[0], 0);
+    assert_eq!(World::status(w.syscall(100, &[])), Err(Error::NoSys));
+    assert_eq!(World::status(w.syscall(u64::MAX, &[])), Err(Error::NoSys));
+}
+
+#[test]
+fn bad_slots_wrong_types_and_missing_rights_are_errors() {
+    let mut w = World::new();
+    let (pid, t) = w.process("a");
+    w.run(t);
+    assert_eq!(World::status(w.syscall(nr::CAP_INFO, &[4095])), Err(Error::BadSlot));
+    assert_eq!(World::status(w.syscall(nr::CAP_INFO, &[4096])), Err(Error::BadSlot));
+    assert_eq!(World::status(w.syscall(nr::CAP_INFO, &[u32::MAX as u64])), Err(Error::BadSlot));
+    let n = World::status(w.syscall(nr::NOTIF_CREATE, &[])).unwrap()[1];
+    assert_eq!(World::status(w.syscall(nr::PMO_WRITE, &[n, 0, 0x1000, 8])), Err(Error::WrongType));
+    let p = World::status(w.syscall(nr::PMO_CREATE, &[PmoKind::Anonymous as u64, 8192])).unwrap()[1];
+    let ro = World::status(w.syscall(nr::CAP_COPY, &[p, u32::MAX as u64, keel_abi::rights::READ as u64, 0])).unwrap()[1];
+    assert_eq!(World::status(w.syscall(nr::PMO_WRITE, &[ro, 0, 0x1000, 8])), Err(Error::NoRights));
+    assert_eq!(
+        World::status(w.syscall(nr::CAP_COPY, &[ro, u32::MAX as u64, keel_abi::rights::ALL as u64, 0])),
+        Err(Error::Escalation)
+    );
+    assert_eq!(World::status(w.syscall(nr::POWER_OFF, &[p, 0])), Err(Error::WrongType), "a PMO is not the control cap");
+    assert_eq!(World::status(w.syscall(nr::POWER_OFF, &[4000, 0])), Err(Error::BadSlot));
+    assert!(!crate::hal::fake::MACHINE.with(|m| m.borrow().powered_off));
+    let _ = pid;
+}
+
+#[test]
+fn user_pointers_must_be_mapped_user_memory() {
+    let mut w = World::new();
+    let (_, t) = w.process("a");
+    w.run(t);
+    assert_eq!(World::status(w.syscall(nr::DEBUG_WRITE, &[0xffff_0000_0000_0000, 8])), Err(Error::BadAddress));
+    assert_eq!(World::status(w.syscall(nr::DEBUG_WRITE, &[0x1000, 8])), Err(Error::BadAddress));
+    assert_eq!(World::status(w.syscall(nr::DEBUG_WRITE, &[0x1000, 1 << 20])), Err(Error::Invalid));
+    // Map a page, write text into it through a PMO, print it.
+    let p = World::status(w.syscall(nr::PMO_CREATE, &[0, 4096])).unwrap()[1];
+    assert_eq!(World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, 0x10_0000, 4096, 0, perm::READ | perm::WRITE])).map(|_| ()), Ok(()));
+    assert_eq!(World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, 0x10_0000, 4096, 0, perm::READ])), Err(Error::Exists));
+    assert_eq!(World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, 0x20_0001, 4096, 0, perm::READ])), Err(Error::Unaligned));
+    assert_eq!(
+        World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, 0x30_0000, 4096, 0, perm::ALL])),
+        Err(Error::Invalid),
+        "W+X mappings are refused"
+    );
+    let pid = w.k.threads[&t].pid;
+    w.k.copy_to_user(pid, 0x10_0000, b"hello").unwrap();
+    crate::hal::fake::MACHINE.with(|m| m.borrow_mut().console.clear());
+    assert_eq!(World::status(w.syscall(nr::DEBUG_WRITE, &[0x10_0000, 5])).unwrap()[1], 5);
+    assert_eq!(crate::hal::fake::MACHINE.with(|m| m.borrow().console.clone()), b"hello");
+}
+
+/// A server process blocked in recv, a client process holding a CALL cap; returns
+/// (client tid, server tid, client's conn slot, server's conn slot).
+fn client_server(w: &mut World) -> (Id, Id, u32, u32) {
+    let (spid, st) = w.process("server");
+    let (cpid, ct) = w.process("client");
+    w.run(st);
+    let sconn = World::status(w.syscall(nr::CONN_CREATE, &[])).unwrap()[1] as u32;
+    let obj = w.k.caps.get(spid, sconn).unwrap().object;
+    let cconn = w.k.caps.copy((spid, sconn), cpid, Rights::CALL.union(Rights::GRANT), Some(77)).unwrap();
+    w.k.inc_ref(obj);
+    // The server waits for calls: it blocks and the CPU idles or runs the client.
+    w.syscall(nr::IPC_RECV, &[sconn as u64]);
+    assert!(matches!(w.k.threads[&st].state, ThreadState::Blocked(_)));
+    (ct, st, cconn, sconn)
+}
+
+#[test]
+fn call_hands_the_cpu_to_the_server_and_reply_hands_it_back() {
+    let mut w = World::new();
+    let (ct, st, cconn, sconn) = client_server(&mut w);
+    w.run(ct);
+    w.syscall(nr::IPC_CALL, &[cconn as u64, 5, 10, 20, 30, 40, 0, CapList::EMPTY.0]);
+    assert_eq!(w.k.current[0], Some(st), "the call runs the server at once");
+    assert_eq!(&w.frame.x[..8], &[0, 5, 10, 20, 30, 40, 77, CapList::EMPTY.0], "label, data and badge delivered");
+    // Reply and wait for the next call: the client runs again with the reply.
+    w.syscall(nr::IPC_REPLY_RECV, &[sconn as u64, 6, 11, 21, 31, 41, 0, CapList::EMPTY.0]);
+    assert_eq!(w.k.current[0], Some(ct));
+    assert_eq!(&w.frame.x[..6], &[0, 6, 11, 21, 31, 41]);
+}
+
+#[test]
+fn caps_travel_with_a_call_only_with_grant() {
+    let mut w = World::new();
+    let (ct, st, cconn, sconn) = client_server(&mut w);
+    w.run(ct);
+    let cpid = w.k.threads[&ct].pid;
+    let spid = w.k.threads[&st].pid;
+    let p = World::status(w.syscall(nr::PMO_CREATE, &[0, 4096])).unwrap()[1] as u32;
+    w.k.pmos.get_mut(&match w.k.caps.get(cpid, p).unwrap().object { ObjRef::Pmo(id) => id, _ => unreachable!() }).unwrap().write(0, b"bulk").unwrap();
+    let no_grant = World::status(w.syscall(nr::CAP_COPY, &[p as u64, u32::MAX as u64, keel_abi::rights::READ as u64, 0])).unwrap()[1] as u32;
+    let before = w.k.caps.count(spid).unwrap();
+    let list = CapList::from_slots(&[no_grant]).unwrap();
+    assert_eq!(World::status(w.syscall(nr::IPC_CALL, &[cconn as u64, 1, 0, 0, 0, 0, 0, list.0])), Err(Error::NoRights));
+    assert_eq!(w.k.caps.count(spid).unwrap(), before, "nothing reached the server");
+    let list = CapList::from_slots(&[p]).unwrap();
+    w.syscall(nr::IPC_CALL, &[cconn as u64, 1, 0, 0, 0, 0, 0, list.0]);
+    assert_eq!(w.k.current[0], Some(st));
+    let got = CapList(w.frame.x[7]).slots().next().expect("one cap received");
+    let mut buf = [0u8; 4];
+    let obj = w.k.caps.get(spid, got).unwrap().object;
+    let ObjRef::Pmo(id) = obj else { panic!("received {obj:?}") };
+    w.k.pmos.get_mut(&id).unwrap().read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"bulk");
+    let _ = sconn;
+}
+
+#[test]
+fn a_server_dying_mid_call_fails_the_call_instead_of_hanging() {
+    let mut w = World::new();
+    let (ct, st, cconn, _) = client_server(&mut w);
+    w.run(ct);
+    w.syscall(nr::IPC_CALL, &[cconn as u64, 1, 0, 0, 0, 0, 0, CapList::EMPTY.0]);
+    assert_eq!(w.k.current[0], Some(st));
+    let spid = w.k.threads[&st].pid;
+    // The server faults while handling the call.
+    w.k.user_trap(0, &mut w.frame, UserTrap::Fatal { class: "test", esr: 0 });
+    assert!(!w.k.processes.get(&spid).is_some_and(|p| p.state == crate::object::process::ProcState::Running));
+    w.run(ct);
+    assert_eq!(w.frame.x[0] as i64, Error::PeerDied.code(), "the client's call returns PeerDied");
+}
+
+#[test]
+fn a_client_dying_mid_call_makes_the_reply_fail() {
+    let mut w = World::new();
+    let (ct, st, cconn, sconn) = client_server(&mut w);
+    w.run(ct);
+    w.syscall(nr::IPC_CALL, &[cconn as u64, 1, 0, 0, 0, 0, 0, CapList::EMPTY.0]);
+    let cpid = w.k.threads[&ct].pid;
+    w.k.exit_process(cpid, keel_abi::EXIT_KILLED);
+    assert_eq!(w.k.current[0], Some(st));
+    assert_eq!(World::status(w.syscall(nr::IPC_REPLY, &[0, 1, 0, 0, 0, 0, 0, CapList::EMPTY.0])), Err(Error::PeerDied));
+    let _ = sconn;
+}
+
+#[test]
+fn calls_queue_while_no_server_waits_and_a_dead_connection_fails_them() {
+    let mut w = World::new();
+    let (spid, st) = w.process("server");
+    let (cpid, ct) = w.process("client");
+    w.run(st);
+    let sconn = World::status(w.syscall(nr::CONN_CREATE, &[])).unwrap()[1] as u32;
+    let obj = w.k.caps.get(spid, sconn).unwrap().object;
+    let cconn = w.k.caps.copy((spid, sconn), cpid, Rights::CALL, Some(1)).unwrap();
+    w.k.inc_ref(obj);
+    w.run(ct);
+    w.syscall(nr::IPC_CALL, &[cconn as u64, 9, 0, 0, 0, 0, 0, CapList::EMPTY.0]);
+    assert!(matches!(w.k.threads[&ct].state, ThreadState::Blocked(_)), "the client waits for a server");
+    // The owner of the connection exits: the queued call fails.
+    w.k.exit_process(spid, 0);
+    assert_eq!(w.k.threads[&ct].state, ThreadState::Ready);
+    w.run(ct);
+    assert_eq!(w.frame.x[0] as i64, Error::PeerDied.code());
+}
+
+#[test]
+fn exiting_processes_give_every_frame_back() {
+    let mut w = World::new();
+    // Warm up allocations that persist (e.g. the allocator's own bookkeeping).
+    let (pid, t) = w.process("warm");
+    w.k.exit_process(pid, 0);
+    let _ = t;
+    let before = FRAMES.lock().free_frames();
+    for i in 0..50 {
+        let (pid, t) = w.process("p");
+        w.run(t);
+        let p = World::status(w.syscall(nr::PMO_CREATE, &[0, 64 * 1024])).unwrap()[1];
+        World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, 0x10_0000, 64 * 1024, 0, perm::READ | perm::WRITE])).unwrap();
+        w.k.copy_to_user(pid, 0x10_0000 + i * 100, &[1; 5000]).unwrap();
+        w.k.exit_process(pid, 0);
+        w.k.schedule(0, &mut w.frame);
+    }
+    assert_eq!(FRAMES.lock().free_frames(), before, "no frame leaked across 50 processes");
+}

@@ -1,0 +1,187 @@
+//! The console's two threads over the system calls:
+//! - the receive thread waits for the UART interrupt, drains the receive FIFO into the shared
+//!   [`ConsoleState`], echoes, wakes the reader and asks the process manager to kill the
+//!   foreground program on Ctrl-C;
+//! - the server thread (the main one) registers `console` with namesrv and answers READ_LINE and
+//!   SET_FOREGROUND.
+//!
+//! Neither thread makes a system call while holding the state lock, and the lock is taken
+//! through [`lock`], which sleeps rather than spins forever: the two threads run at different
+//! priorities, and a spinning higher-priority thread on the holder's CPU would never let it run.
+
+use crate::ConsoleError;
+use crate::pl011::Pl011Rx;
+use crate::state::{ConsoleState, ReadResult};
+use crate::uart_arg::UartConfig;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use keel_rt::abi::{perm, rights};
+use keel_rt::ipc::{self, Client, Reply, Request};
+use keel_rt::proto::{self, console, namesrv, procmgr};
+use keel_rt::sync::{Mutex, MutexGuard};
+use keel_rt::{Error, Slot, println, sys, thread, vm};
+
+/// Priority of the receive thread: above ordinary programs, so echo keeps up with typing.
+const RECEIVE_PRIORITY: u8 = 44;
+/// Notification bit the UART interrupt sets.
+const IRQ_BIT: u64 = 1;
+/// Notification bit the receive thread sets for a waiting reader.
+const INPUT_BIT: u64 = 1;
+/// Attempts and pause when namesrv refuses the registration.
+const REGISTER_ATTEMPTS: u32 = 20;
+const REGISTER_PAUSE_NS: u64 = 50_000_000;
+
+/// What both threads share.
+struct Shared {
+    state: Mutex<ConsoleState>,
+    /// Signalled when a line finished or an interrupt is pending for the reader.
+    input: Slot,
+    procmgr: Slot,
+}
+
+/// Takes the state lock: a short spin, then sleeps between attempts so a lower-priority holder
+/// preempted on this CPU gets to finish.
+fn lock(state: &Mutex<ConsoleState>) -> MutexGuard<'_, ConsoleState> {
+    let mut attempts = 0u32;
+    loop {
+        if let Some(guard) = state.try_lock() {
+            return guard;
+        }
+        attempts += 1;
+        if attempts < 64 {
+            core::hint::spin_loop();
+        } else {
+            sys::sleep_ns(100_000);
+        }
+    }
+}
+
+/// The startup capabilities the console needs.
+pub struct Caps {
+    pub control: Slot,
+    pub procmgr: Slot,
+    pub namesrv: Slot,
+}
+
+/// Sets up the UART and both threads, then serves forever (returns only on a setup error).
+pub fn run(uart: UartConfig, caps: Caps) -> Result<core::convert::Infallible, ConsoleError> {
+    let rx = map_uart(&uart, caps.control)?;
+    let irq_notif = sys::notif_create().map_err(|e| ConsoleError::Sys("notif_create", e))?;
+    let irq = sys::irq_create(caps.control, uart.intid).map_err(|e| ConsoleError::Sys("irq_create", e))?;
+    sys::irq_bind(irq, irq_notif, IRQ_BIT).map_err(|e| ConsoleError::Sys("irq_bind", e))?;
+    rx.enable_rx_interrupts();
+
+    let input = sys::notif_create().map_err(|e| ConsoleError::Sys("notif_create", e))?;
+    let shared = Arc::new(Shared { state: Mutex::new(ConsoleState::new()), input, procmgr: caps.procmgr });
+    let receiver = Arc::clone(&shared);
+    let thread = thread::spawn_with(RECEIVE_PRIORITY, 0, move || receive_loop(rx, irq, irq_notif, &receiver))
+        .map_err(|e| ConsoleError::Sys("thread spawn", e))?;
+    let _ = sys::cap_delete(thread);
+
+    let conn = sys::conn_create().map_err(|e| ConsoleError::Sys("conn_create", e))?;
+    register(caps.namesrv, conn)?;
+    println!("console: ready (uart {:#x} irq {})", uart.base, uart.intid);
+    ipc::serve(conn, |req| handle(&shared, req))
+}
+
+/// Maps the UART's registers; the receive side of the driver.
+fn map_uart(uart: &UartConfig, control: Slot) -> Result<Pl011Rx, ConsoleError> {
+    let (phys, size, offset) = uart.mapping();
+    let pmo = sys::device_pmo(control, phys, size).map_err(|e| ConsoleError::Sys("device_pmo", e))?;
+    let va = vm::map_pmo(pmo, size, perm::READ | perm::WRITE).map_err(|e| ConsoleError::Sys("map uart", e))?;
+    // The mapping keeps the device object alive.
+    let _ = sys::cap_delete(pmo);
+    Ok(Pl011Rx::new(va + offset))
+}
+
+/// Registers `conn` as `console` (namesrv gets CALL | GRANT only, never SERVE).
+fn register(namesrv: Slot, conn: Slot) -> Result<(), ConsoleError> {
+    let public = sys::cap_copy(conn, None, rights::CALL | rights::GRANT, 0).map_err(|e| ConsoleError::Sys("cap_copy", e))?;
+    let name = proto::pack_name("console").map_err(|e| ConsoleError::Sys("pack_name", e))?;
+    let ns = Client::new(namesrv);
+    let mut last = Error::NotFound;
+    for _ in 0..REGISTER_ATTEMPTS {
+        match ns.call_with_caps(namesrv::REGISTER, name, &[public]).and_then(|r| ipc::status(&r).map(|_| ())) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        sys::sleep_ns(REGISTER_PAUSE_NS);
+    }
+    Err(ConsoleError::Register(last))
+}
+
+/// The receive thread.
+fn receive_loop(rx: Pl011Rx, irq: Slot, irq_notif: Slot, shared: &Shared) {
+    let mut bytes = Vec::with_capacity(256);
+    loop {
+        rx.clear_rx_interrupts();
+        loop {
+            bytes.clear();
+            let empty = rx.drain(&mut bytes);
+            if !bytes.is_empty() {
+                deliver(shared, &bytes);
+            }
+            if empty {
+                break;
+            }
+        }
+        let _ = sys::irq_ack(irq);
+        if sys::notif_wait(irq_notif, 0).is_err() {
+            sys::sleep_ns(10_000_000);
+        }
+    }
+}
+
+/// Feeds received bytes and carries out what they caused.
+fn deliver(shared: &Shared, bytes: &[u8]) {
+    let fx = lock(&shared.state).receive(bytes);
+    for chunk in fx.echo.chunks(4096) {
+        let _ = sys::debug_write(chunk);
+    }
+    if fx.wake_reader {
+        let _ = sys::notif_signal(shared.input, INPUT_BIT);
+    }
+    if let Some(pid) = fx.kill {
+        let r = Client::new(shared.procmgr).call(procmgr::KILL, [pid, 0, 0, 0]);
+        match r.and_then(|r| ipc::status(&r).map(|_| ())) {
+            // It exited on its own meanwhile.
+            Ok(()) | Err(Error::NotFound) => {}
+            Err(e) => println!("console: Ctrl-C: cannot kill process {pid}: {e}"),
+        }
+    }
+}
+
+/// One call to the console.
+fn handle(shared: &Shared, req: &mut Request) -> Reply {
+    match req.msg.label {
+        console::READ_LINE => read_line(shared, req),
+        console::SET_FOREGROUND => {
+            lock(&shared.state).set_foreground(req.msg.data[0]);
+            Reply::ok([0; 4])
+        }
+        _ => Reply::err(Error::Invalid),
+    }
+}
+
+/// READ_LINE: the next line (waiting for one), or data[0] = 1 if Ctrl-C came first. A client
+/// without a bulk buffer cannot receive a line, so it gets `Invalid` and no line is consumed.
+fn read_line(shared: &Shared, req: &mut Request) -> Reply {
+    if req.bulk.is_none() {
+        return Reply::err(Error::Invalid);
+    }
+    let result = loop {
+        if let Some(r) = lock(&shared.state).take_for_reader() {
+            break r;
+        }
+        if sys::notif_wait(shared.input, 0).is_err() {
+            sys::sleep_ns(10_000_000);
+        }
+    };
+    match result {
+        ReadResult::Line(line) => {
+            let len = req.reply_payload(&line);
+            Reply::ok([0, 0, 0, len])
+        }
+        ReadResult::Interrupted => Reply::ok([1, 0, 0, 0]),
+    }
+}

@@ -1,0 +1,221 @@
+//! The command line: `ktest <scenario>` or `ktest <server mode> [arguments]`.
+//!
+//! The creator may or may not pass the program path as the first argument, so a leading argument
+//! that names the program (`/bin/ktest`, `ktest`) is skipped.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// The scenarios init runs (`scenario=<name>` on the kernel command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Syscalls,
+    Ipc,
+    CapTransfer,
+    Crash,
+    SpawnKill,
+    Restart,
+    Bench,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Syscalls,
+        Scenario::Ipc,
+        Scenario::CapTransfer,
+        Scenario::Crash,
+        Scenario::SpawnKill,
+        Scenario::Restart,
+        Scenario::Bench,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Syscalls => "syscalls",
+            Scenario::Ipc => "ipc",
+            Scenario::CapTransfer => "captransfer",
+            Scenario::Crash => "crash",
+            Scenario::SpawnKill => "spawnkill",
+            Scenario::Restart => "restart",
+            Scenario::Bench => "bench",
+        }
+    }
+}
+
+/// A deliberate fault a `crash-*` child commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    NullRead,
+    UndefinedInstruction,
+    StackOverflow,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 3] = [Fault::NullRead, Fault::UndefinedInstruction, Fault::StackOverflow];
+
+    /// The server-mode argument that commits this fault.
+    pub fn mode_name(self) -> &'static str {
+        match self {
+            Fault::NullRead => "crash-null",
+            Fault::UndefinedInstruction => "crash-undef",
+            Fault::StackOverflow => "crash-stack",
+        }
+    }
+}
+
+/// The echo server: registers its connection as `name` and serves with one thread per CPU in
+/// `cpus` (each pinned to its CPU).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EchoServer {
+    pub name: String,
+    pub cpus: Vec<u32>,
+}
+
+/// The helper processes scenarios spawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerMode {
+    Echo(EchoServer),
+    /// Sleeps until killed.
+    Sleeper,
+    Crash(Fault),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Scenario(Scenario),
+    Server(ServerMode),
+}
+
+/// What is wrong with the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgError {
+    Missing,
+    Unknown(String),
+    BadServerArgs(&'static str),
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            ArgError::Missing => f.write_str("no scenario given"),
+            ArgError::Unknown(s) => write!(f, "unknown scenario or mode '{s}'"),
+            ArgError::BadServerArgs(why) => write!(f, "ipc-server: {why}"),
+        }
+    }
+}
+
+/// CPUs with a server thread, at most this many (affinity masks are 64 bits).
+pub const MAX_CPU: u32 = 63;
+
+/// Parses a CPU list like `0,1,3`.
+pub fn parse_cpus(s: &str) -> Option<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let cpu: u32 = part.trim().parse().ok()?;
+        if cpu > MAX_CPU || cpus.contains(&cpu) {
+            return None;
+        }
+        cpus.push(cpu);
+    }
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// Renders a CPU list for [`parse_cpus`].
+pub fn render_cpus(cpus: &[u32]) -> String {
+    cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn is_program_name(arg: &str) -> bool {
+    arg == "ktest" || arg.ends_with("/ktest")
+}
+
+/// Decodes the arguments a ktest process was started with.
+pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
+    let args = match args.first() {
+        Some(a) if is_program_name(a) => &args[1..],
+        _ => args,
+    };
+    let first = args.first().ok_or(ArgError::Missing)?;
+    if let Some(s) = Scenario::ALL.iter().find(|s| s.name() == first) {
+        return Ok(Mode::Scenario(*s));
+    }
+    if let Some(f) = Fault::ALL.iter().find(|f| f.mode_name() == first) {
+        return Ok(Mode::Server(ServerMode::Crash(*f)));
+    }
+    match first.as_str() {
+        "sleeper" => Ok(Mode::Server(ServerMode::Sleeper)),
+        "ipc-server" => {
+            let name = args.get(1).ok_or(ArgError::BadServerArgs("no service name"))?;
+            if keel_rt::proto::pack_name(name).is_err() {
+                return Err(ArgError::BadServerArgs("service name must be 1 to 32 bytes"));
+            }
+            let cpus = match args.get(2) {
+                Some(c) => parse_cpus(c).ok_or(ArgError::BadServerArgs("bad CPU list"))?,
+                None => alloc::vec![0],
+            };
+            Ok(Mode::Server(ServerMode::Echo(EchoServer { name: name.clone(), cpus })))
+        }
+        other => Err(ArgError::Unknown(other.to_string())),
+    }
+}
+
+/// The accepted first arguments, `|`-separated.
+pub fn usage() -> String {
+    let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+    names.extend(["ipc-server <name> <cpus>", "sleeper"]);
+    names.extend(Fault::ALL.iter().map(|f| f.mode_name()));
+    names.join("|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn scenario_names_parse_with_or_without_the_program_path() {
+        for s in Scenario::ALL {
+            assert_eq!(parse(&strings(&[s.name()])), Ok(Mode::Scenario(s)));
+            assert_eq!(parse(&strings(&["/bin/ktest", s.name()])), Ok(Mode::Scenario(s)));
+        }
+        assert_eq!(parse(&strings(&["ktest", "ipc"])), Ok(Mode::Scenario(Scenario::Ipc)));
+    }
+
+    #[test]
+    fn server_modes_parse_with_their_arguments() {
+        assert_eq!(parse(&strings(&["/bin/ktest", "sleeper"])), Ok(Mode::Server(ServerMode::Sleeper)));
+        assert_eq!(parse(&strings(&["crash-stack"])), Ok(Mode::Server(ServerMode::Crash(Fault::StackOverflow))));
+        assert_eq!(
+            parse(&strings(&["ipc-server", "ktest-echo", "0,1,2,3"])),
+            Ok(Mode::Server(ServerMode::Echo(EchoServer { name: "ktest-echo".into(), cpus: vec![0, 1, 2, 3] })))
+        );
+        assert_eq!(
+            parse(&strings(&["ipc-server", "b"])),
+            Ok(Mode::Server(ServerMode::Echo(EchoServer { name: "b".into(), cpus: vec![0] })))
+        );
+    }
+
+    #[test]
+    fn bad_command_lines_are_errors() {
+        assert_eq!(parse(&[]), Err(ArgError::Missing));
+        assert_eq!(parse(&strings(&["/bin/ktest"])), Err(ArgError::Missing));
+        assert_eq!(parse(&strings(&["nope"])), Err(ArgError::Unknown("nope".into())));
+        assert!(matches!(parse(&strings(&["ipc-server"])), Err(ArgError::BadServerArgs(_))));
+        assert!(matches!(parse(&strings(&["ipc-server", &"x".repeat(33)])), Err(ArgError::BadServerArgs(_))));
+        assert!(matches!(parse(&strings(&["ipc-server", "a", "0,0"])), Err(ArgError::BadServerArgs(_))));
+        assert!(matches!(parse(&strings(&["ipc-server", "a", "64"])), Err(ArgError::BadServerArgs(_))));
+        assert!(matches!(parse(&strings(&["ipc-server", "a", ""])), Err(ArgError::BadServerArgs(_))));
+    }
+
+    #[test]
+    fn cpu_lists_round_trip() {
+        assert_eq!(parse_cpus(&render_cpus(&[0, 2, 3])), Some(vec![0, 2, 3]));
+        assert_eq!(parse_cpus("1"), Some(vec![1]));
+        assert_eq!(parse_cpus("x"), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! Clients of the services ktest uses: the process manager (init) to spawn, kill and list
+//! processes, and the name service to publish and find the echo server.
+//!
+//! Failures come back as the kernel's or the server's `Error` (a reply label that is a negative
+//! error code), so a scenario can say which call failed and how.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use keel_rt::ipc::{self, Client};
+use keel_rt::proto::{namesrv, pack_name, procmgr};
+use keel_rt::startup::Startup;
+use keel_rt::{Error, Slot, sys};
+
+/// The ktest binary in the initrd (spawned for every helper process).
+pub const KTEST_PATH: &str = "/bin/ktest";
+
+/// A process spawned through the process manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spawned {
+    pub pid: u64,
+    /// Our capability to it (READ | WAIT | MANAGE).
+    pub process: Slot,
+}
+
+/// The SPAWN payload: the program path, then its arguments, NUL-separated.
+pub fn spawn_payload(path: &str, args: &[&str]) -> Vec<u8> {
+    let mut out = Vec::from(path.as_bytes());
+    for a in args {
+        out.push(0);
+        out.extend_from_slice(a.as_bytes());
+    }
+    out
+}
+
+/// One line of the process list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PsEntry {
+    pub pid: u64,
+    pub name: String,
+    pub state: String,
+    pub mem_kib: u64,
+}
+
+impl PsEntry {
+    /// Whether this is the program `program` (the name may be a path).
+    pub fn is_program(&self, program: &str) -> bool {
+        self.name == program || self.name.rsplit('/').next() == Some(program)
+    }
+
+    /// Whether the process has not exited.
+    pub fn is_alive(&self) -> bool {
+        !matches!(self.state.as_str(), "exited" | "dead" | "zombie") && !self.state.starts_with("exited")
+    }
+}
+
+/// Parses the PS payload: one `pid name state mem_kib` line per process, tab-separated. A line
+/// that does not parse is an error naming it.
+pub fn parse_ps(text: &str) -> Result<Vec<PsEntry>, String> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let parsed = match f.as_slice() {
+            [pid, name, state, mem] => pid.trim().parse().ok().zip(mem.trim().parse().ok()).map(|(pid, mem_kib)| PsEntry {
+                pid,
+                name: name.to_string(),
+                state: state.to_string(),
+                mem_kib,
+            }),
+            _ => None,
+        };
+        out.push(parsed.ok_or_else(|| alloc::format!("bad process list line {line:?}"))?);
+    }
+    Ok(out)
+}
+
+/// The process manager, through the `procmgr` capability.
+pub struct Procmgr {
+    client: Client,
+}
+
+impl Procmgr {
+    pub fn from_startup(startup: &Startup) -> Option<Self> {
+        startup.cap("procmgr").map(|s| Self { client: Client::new(s) })
+    }
+
+    /// Spawns `path` with `args`.
+    pub fn spawn(&mut self, path: &str, args: &[&str]) -> Result<Spawned, Error> {
+        let (r, _) = self.client.call_bulk(procmgr::SPAWN, [0; 3], &spawn_payload(path, args))?;
+        let caps: Vec<Slot> = r.caps.slots().collect();
+        let status = ipc::status(&r).map(|m| m.data[0]);
+        match (status, caps.first()) {
+            (Ok(pid), Some(&process)) => {
+                for &extra in &caps[1..] {
+                    let _ = sys::cap_delete(extra);
+                }
+                Ok(Spawned { pid, process })
+            }
+            (Ok(_), None) => Err(Error::NotFound),
+            (Err(e), _) => {
+                for c in caps {
+                    let _ = sys::cap_delete(c);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Spawns the ktest binary in another mode.
+    pub fn spawn_ktest(&mut self, args: &[&str]) -> Result<Spawned, Error> {
+        self.spawn(KTEST_PATH, args)
+    }
+
+    pub fn kill(&mut self, pid: u64) -> Result<(), Error> {
+        let r = self.client.call(procmgr::KILL, [pid, 0, 0, 0])?;
+        ipc::status(&r).map(|_| ())
+    }
+
+    /// The process list, raw.
+    pub fn ps_text(&mut self) -> Result<String, Error> {
+        let (r, payload) = self.client.call_bulk(procmgr::PS, [0; 3], &[])?;
+        ipc::status(&r)?;
+        String::from_utf8(payload).map_err(|_| Error::Invalid)
+    }
+}
+
+/// The name service, through the `namesrv` capability.
+pub struct Namesrv {
+    client: Client,
+}
+
+impl Namesrv {
+    pub fn from_startup(startup: &Startup) -> Option<Self> {
+        startup.cap("namesrv").map(|s| Self { client: Client::new(s) })
+    }
+
+    pub fn slot(&self) -> Slot {
+        self.client.slot()
+    }
+
+    /// Publishes `conn` as `name`.
+    pub fn register(&self, name: &str, conn: Slot) -> Result<(), Error> {
+        let r = self.client.call_with_caps(namesrv::REGISTER, pack_name(name)?, &[conn])?;
+        ipc::status(&r).map(|_| ())
+    }
+
+    /// A connection capability for `name`.
+    pub fn lookup(&self, name: &str) -> Result<Slot, Error> {
+        let r = self.client.call(namesrv::LOOKUP, pack_name(name)?)?;
+        let caps: Vec<Slot> = r.caps.slots().collect();
+        if let Err(e) = ipc::status(&r) {
+            for c in caps {
+                let _ = sys::cap_delete(c);
+            }
+            return Err(e);
+        }
+        let mut caps = caps.into_iter();
+        let conn = caps.next().ok_or(Error::NotFound)?;
+        for extra in caps {
+            let _ = sys::cap_delete(extra);
+        }
+        Ok(conn)
+    }
+
+    /// Looks `name` up until it is registered, for up to `timeout_ms`. Gives up early with
+    /// `PeerDied` if `server` (the process expected to register it) exits.
+    pub fn wait_for(&self, name: &str, server: Option<Slot>, timeout_ms: u64) -> Result<Slot, Error> {
+        let mut waited = 0;
+        loop {
+            match self.lookup(name) {
+                Err(Error::NotFound) if waited < timeout_ms => {}
+                other => return other,
+            }
+            if let Some(p) = server {
+                if sys::process_info(p).is_ok_and(|i| !i.running) {
+                    return Err(Error::PeerDied);
+                }
+            }
+            sys::sleep_ns(10_000_000);
+            waited += 10;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_payloads_are_nul_separated() {
+        assert_eq!(spawn_payload("/bin/ktest", &["ipc-server", "x"]), b"/bin/ktest\0ipc-server\0x");
+        assert_eq!(spawn_payload("/bin/ktest", &[]), b"/bin/ktest");
+    }
+
+    #[test]
+    fn process_lists_parse() {
+        let ps = parse_ps("1\tinit\trunning\t120\n7\t/bin/namesrv\trunning\t64\n\n9\tktest\texited(-9)\t0\n").unwrap();
+        assert_eq!(ps.len(), 3);
+        assert_eq!(ps[1], PsEntry { pid: 7, name: "/bin/namesrv".into(), state: "running".into(), mem_kib: 64 });
+        assert!(ps[1].is_program("namesrv"));
+        assert!(!ps[1].is_program("srv"));
+        assert!(ps[0].is_alive());
+        assert!(!ps[2].is_alive());
+    }
+
+    #[test]
+    fn malformed_process_lists_are_errors() {
+        assert!(parse_ps("1 init running 5\n").is_err());
+        assert!(parse_ps("x\tinit\trunning\t5\n").is_err());
+        assert!(parse_ps("1\tinit\trunning\n").is_err());
+        assert_eq!(parse_ps(""), Ok(Vec::new()));
+    }
+}
