@@ -281,6 +281,13 @@ impl Kernel {
         if let Some(vs) = self.vmspaces.remove(&id) {
             let pmos: Vec<Id> = vs.regions.values().map(|r| r.pmo).collect();
             let asid = vs.asid;
+            // Other CPUs cannot be using it (their threads of it were dropped first); this one
+            // may still have it in TTBR0: switch to the empty table before the tables are freed,
+            // so no walk can reach a freed (and soon reused) frame.
+            let here = hal::this_cpu();
+            if self.cpus[here].vmspace == id {
+                hal::set_user_space(0, 0);
+            }
             for cpu in self.cpus.iter_mut() {
                 if cpu.vmspace == id {
                     cpu.vmspace = 0;

@@ -24,6 +24,7 @@ pub struct Boot {
     append: String,
     extra: Vec<String>,
     initrd: bool,
+    input: Vec<u8>,
     timeout: Duration,
 }
 
@@ -40,6 +41,7 @@ impl Boot {
             append: if scenario.is_empty() { String::new() } else { format!("scenario={scenario}") },
             extra: vec!["-global".into(), "arm-smmuv3.stage=2".into()],
             initrd: true,
+            input: Vec::new(),
             timeout: Duration::from_secs(120),
         }
     }
@@ -70,6 +72,18 @@ impl Boot {
             self.append.push(' ');
         }
         self.append.push_str(words);
+        self
+    }
+
+    /// Bytes typed on the serial console from the start (QEMU holds them until the guest reads).
+    pub fn input(mut self, text: &str) -> Self {
+        self.input = text.as_bytes().to_vec();
+        self
+    }
+
+    /// A longer timeout for heavy scenarios.
+    pub fn timeout(mut self, secs: u64) -> Self {
+        self.timeout = Duration::from_secs(secs);
         self
     }
 
@@ -107,11 +121,21 @@ impl Boot {
         let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
         let mut child = Command::new(&qemu)
             .args(self.args(&image))
-            .stdin(Stdio::null())
+            .stdin(if self.input.is_empty() { Stdio::null() } else { Stdio::piped() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {qemu}: {e} (run `make deps`)"));
+        if let Some(mut stdin) = child.stdin.take() {
+            let input = self.input.clone();
+            // Written from a thread: QEMU reads it only as the guest drains the UART.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&input);
+                // Keep the pipe open: EOF on the serial input is not a power-off.
+                std::thread::park();
+            });
+        }
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
