@@ -27,8 +27,28 @@ type Result<T = ()> = core::result::Result<T, Error>;
 pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
     let Some(tid) = k.current[cpu] else { return };
     let Some(pid) = k.threads.get(&tid).map(|t| t.pid) else { return };
+    if let Err(e) = invoke(k, cpu, tid, pid, frame) {
+        frame.x[0] = e.code() as u64;
+    }
+}
+
+/// A slot argument. Slots are 32 bits: a register with any high bit set names no slot (it must
+/// not name the slot of its low half).
+fn slot(v: u64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::BadSlot)
+}
+
+/// Counter ticks in `ns` nanoseconds. In 128 bits: `ns * ticks_per_second` overflows 64 bits for
+/// waits beyond ~18 s at 1 GHz, which would cut them short.
+fn ns_to_ticks(ns: u64) -> u64 {
+    let ticks = u128::from(ns) * u128::from(hal::ticks_per_second()) / 1_000_000_000;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// Decodes and runs the call in `frame`.
+fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs) -> Result {
     let a = frame.x;
-    let result = match a[8] {
+    match a[8] {
         nr::NULL => ok(frame, &[]),
         nr::DEBUG_WRITE => debug_write(k, pid, frame, a[0], a[1]),
         nr::YIELD => {
@@ -44,62 +64,58 @@ pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
             k.exit_process(pid, a[0] as i64);
             Ok(())
         }
-        nr::CAP_INFO => cap_info(k, pid, frame, a[0] as u32),
-        nr::CAP_COPY => cap_copy(k, pid, frame, a[0] as u32, a[1] as u32, a[2] as u32, a[3]),
-        nr::CAP_MOVE => cap_move(k, pid, frame, a[0] as u32, a[1] as u32),
-        nr::CAP_DELETE => cap_delete(k, pid, frame, a[0] as u32),
-        nr::CAP_REVOKE => cap_revoke(k, pid, frame, a[0] as u32),
+        nr::CAP_INFO => cap_info(k, pid, frame, slot(a[0])?),
+        nr::CAP_COPY => cap_copy(k, pid, frame, slot(a[0])?, slot(a[1])?, u32::try_from(a[2]).map_err(|_| Error::Invalid)?, a[3]),
+        nr::CAP_MOVE => cap_move(k, pid, frame, slot(a[0])?, slot(a[1])?),
+        nr::CAP_DELETE => cap_delete(k, pid, frame, slot(a[0])?),
+        nr::CAP_REVOKE => cap_revoke(k, pid, frame, slot(a[0])?),
         nr::PROCESS_CREATE => process_create(k, pid, frame, a[0], a[1]),
         nr::THREAD_CREATE => thread_create(k, pid, frame, &a),
         nr::PMO_CREATE => pmo_create(k, pid, frame, a[0], a[1]),
-        nr::PMO_WRITE => pmo_write(k, pid, frame, a[0] as u32, a[1], a[2], a[3]),
-        nr::PMO_READ => pmo_read(k, pid, frame, a[0] as u32, a[1], a[2], a[3]),
-        nr::PMO_PHYS => pmo_phys(k, pid, frame, a[0] as u32),
+        nr::PMO_WRITE => pmo_write(k, pid, frame, slot(a[0])?, a[1], a[2], a[3]),
+        nr::PMO_READ => pmo_read(k, pid, frame, slot(a[0])?, a[1], a[2], a[3]),
+        nr::PMO_PHYS => pmo_phys(k, pid, frame, slot(a[0])?),
         nr::VMSPACE_MAP => vmspace_map(k, pid, frame, &a),
-        nr::VMSPACE_UNMAP => vmspace_unmap(k, pid, frame, a[0] as u32, a[1], a[2]),
-        nr::PROCESS_WAIT => process_wait(k, cpu, pid, frame, a[0] as u32),
-        nr::PROCESS_KILL => process_kill(k, pid, frame, a[0] as u32, a[1] as i64),
-        nr::PROCESS_INFO => process_info(k, pid, frame, a[0] as u32),
-        nr::PROCESS_WATCH => process_watch(k, pid, frame, a[0] as u32, a[1] as u32, a[2]),
+        nr::VMSPACE_UNMAP => vmspace_unmap(k, pid, frame, slot(a[0])?, a[1], a[2]),
+        nr::PROCESS_WAIT => process_wait(k, cpu, pid, frame, slot(a[0])?),
+        nr::PROCESS_KILL => process_kill(k, pid, frame, slot(a[0])?, a[1] as i64),
+        nr::PROCESS_INFO => process_info(k, pid, frame, slot(a[0])?),
+        nr::PROCESS_WATCH => process_watch(k, pid, frame, slot(a[0])?, slot(a[1])?, a[2]),
         nr::CONN_CREATE => conn_create(k, pid, frame),
         nr::IPC_CALL => {
             let msg = message_from(frame);
-            k.ipc_call(cpu, frame, a[0] as u32, msg, CapList(a[7]))
+            k.ipc_call(cpu, frame, slot(a[0])?, msg, CapList(a[7]))
         }
-        nr::IPC_RECV => k.ipc_recv(cpu, frame, a[0] as u32),
+        nr::IPC_RECV => k.ipc_recv(cpu, frame, slot(a[0])?),
         nr::IPC_REPLY_RECV => {
             let msg = message_from(frame);
-            k.ipc_reply(cpu, frame, msg, CapList(a[7]), Some(a[0] as u32))
+            k.ipc_reply(cpu, frame, msg, CapList(a[7]), Some(slot(a[0])?))
         }
         nr::IPC_REPLY => {
             let msg = message_from(frame);
             k.ipc_reply(cpu, frame, msg, CapList(a[7]), None)
         }
         nr::NOTIF_CREATE => notif_create(k, pid, frame),
-        nr::NOTIF_SIGNAL => notif_signal(k, pid, frame, a[0] as u32, a[1]),
-        nr::NOTIF_WAIT => notif_wait(k, cpu, pid, frame, a[0] as u32, a[1]),
-        nr::IRQ_CREATE => irq_create(k, pid, frame, a[0] as u32, a[1]),
-        nr::IRQ_BIND => irq_bind(k, pid, frame, a[0] as u32, a[1] as u32, a[2]),
-        nr::IRQ_ACK => irq_ack(k, pid, frame, a[0] as u32),
-        nr::DEVICE_PMO => device_pmo(k, pid, frame, a[0] as u32, a[1], a[2]),
+        nr::NOTIF_SIGNAL => notif_signal(k, pid, frame, slot(a[0])?, a[1]),
+        nr::NOTIF_WAIT => notif_wait(k, cpu, pid, frame, slot(a[0])?, a[1]),
+        nr::IRQ_CREATE => irq_create(k, pid, frame, slot(a[0])?, a[1]),
+        nr::IRQ_BIND => irq_bind(k, pid, frame, slot(a[0])?, slot(a[1])?, a[2]),
+        nr::IRQ_ACK => irq_ack(k, pid, frame, slot(a[0])?),
+        nr::DEVICE_PMO => device_pmo(k, pid, frame, slot(a[0])?, a[1], a[2]),
         nr::MEM_INFO => {
             let f = crate::mm::frame::FRAMES.lock();
             let (total, free) = (f.total_frames() as u64, f.free_frames() as u64);
             drop(f);
             ok(frame, &[total, free])
         }
-        nr::POWER_OFF => power_off(k, pid, frame, a[0] as u32, a[1]),
-        nr::THREAD_SET_SCHED => thread_set_sched(k, pid, frame, a[0] as u32, a[1], a[2]),
+        nr::POWER_OFF => power_off(k, pid, frame, slot(a[0])?, a[1]),
+        nr::THREAD_SET_SCHED => thread_set_sched(k, pid, frame, slot(a[0])?, a[1], a[2]),
         nr::SLEEP => {
-            let ticks = a[0].saturating_mul(hal::ticks_per_second()) / 1_000_000_000;
-            let deadline = hal::now_ticks().saturating_add(ticks.max(1));
+            let deadline = hal::now_ticks().saturating_add(ns_to_ticks(a[0]).max(1));
             k.sleep_current(cpu, frame, deadline, Block::Sleep);
             Ok(())
         }
         _ => Err(Error::NoSys),
-    };
-    if let Err(e) = result {
-        frame.x[0] = e.code() as u64;
     }
 }
 
@@ -286,7 +302,7 @@ fn sched_params(k: &Kernel, priority: u64, affinity: u64) -> Result<SchedParams>
 }
 
 fn thread_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, a: &[u64; 31]) -> Result {
-    let target = process_of(k, pid, a[0] as u32, Rights::MANAGE)?;
+    let target = process_of(k, pid, slot(a[0])?, Rights::MANAGE)?;
     let (entry, stack, arg) = (a[1], a[2], a[3]);
     if !(keel_abi::USER_MIN_VA..keel_abi::USER_MAX_VA).contains(&entry) || entry % 4 != 0 {
         return Err(Error::BadAddress);
@@ -359,7 +375,7 @@ fn pmo_phys(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32) -> Result 
 }
 
 fn vmspace_map(k: &mut Kernel, pid: Id, frame: &mut UserRegs, a: &[u64; 31]) -> Result {
-    let vs_id = match lookup(k, pid, a[0] as u32, Rights::MAP)? {
+    let vs_id = match lookup(k, pid, slot(a[0])?, Rights::MAP)? {
         ObjRef::VmSpace(v) => v,
         _ => return Err(Error::WrongType),
     };
@@ -377,7 +393,7 @@ fn vmspace_map(k: &mut Kernel, pid: Id, frame: &mut UserRegs, a: &[u64; 31]) -> 
     if perms & perm::EXEC != 0 {
         need = need.union(Rights::EXEC);
     }
-    let pmo_id = pmo_of(k, pid, a[1] as u32, need)?;
+    let pmo_id = pmo_of(k, pid, slot(a[1])?, need)?;
     if offset % PAGE_SIZE != 0 {
         return Err(Error::Unaligned);
     }
@@ -496,8 +512,7 @@ fn notif_signal(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32, bits: 
 fn notif_wait(k: &mut Kernel, cpu: usize, pid: Id, frame: &mut UserRegs, slot: u32, timeout_ns: u64) -> Result {
     let n = notif_of(k, pid, slot, Rights::WAIT)?;
     let deadline = (timeout_ns != 0).then(|| {
-        let ticks = timeout_ns.saturating_mul(hal::ticks_per_second()) / 1_000_000_000;
-        hal::now_ticks().saturating_add(ticks.max(1))
+        hal::now_ticks().saturating_add(ns_to_ticks(timeout_ns).max(1))
     });
     k.notif_wait(cpu, frame, n, deadline)
 }
@@ -596,4 +611,26 @@ fn thread_set_sched(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32, pr
         k.make_ready(tid, hal::this_cpu());
     }
     ok(frame, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_arguments_with_high_bits_name_no_slot() {
+        assert_eq!(slot(5), Ok(5));
+        assert_eq!(slot(u64::from(NO_SLOT)), Ok(NO_SLOT));
+        assert_eq!(slot((1 << 32) | 5), Err(Error::BadSlot));
+        assert_eq!(slot(u64::MAX), Err(Error::BadSlot));
+    }
+
+    #[test]
+    fn long_timeouts_are_not_cut_short() {
+        let tps = hal::ticks_per_second();
+        assert_eq!(ns_to_ticks(600_000_000_000), 600 * tps);
+        assert_eq!(ns_to_ticks(1_000_000_000), tps);
+        // At 1 GHz (the fake HAL) a tick is a nanosecond, all the way up.
+        assert_eq!(ns_to_ticks(u64::MAX), u64::MAX);
+    }
 }

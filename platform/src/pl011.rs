@@ -72,12 +72,13 @@ impl Pl011 {
         Self { regs: unsafe { &*(base as *const Pl011Registers) } }
     }
 
-    /// Enables the UART with 8-bit words and FIFOs, keeping the baud rate firmware (or QEMU) set.
+    /// Enables transmit and receive, keeping the line settings (baud, word length, FIFOs) that
+    /// firmware or QEMU set. It does not touch LCR_H: changing LCR_H.FEN flushes the receive FIFO
+    /// (QEMU does exactly that), which would lose bytes typed before the kernel started.
     pub fn init(&self) {
-        self.regs.cr.write(CR::UARTEN::CLEAR);
-        self.regs.lcr_h.write(LCR_H::WLEN::Bits8 + LCR_H::FEN::SET);
-        self.regs.icr.set(0x7ff);
-        self.regs.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+        if !self.regs.cr.matches_all(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET) {
+            self.regs.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+        }
     }
 
     /// Sends one byte, waiting while the transmit FIFO is full.

@@ -5,16 +5,19 @@
 //! `qemu-system-aarch64`). Each boot is one QEMU process with its own timeout; a failed check
 //! panics with the reason and the last lines of the serial log.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
+
+/// Input typed once a line containing `trigger` has appeared, computed from the log so far.
+type Stage = (String, Arc<dyn Fn(&str) -> String + Send + Sync>);
 
 /// Lines of serial log shown when a check fails.
 const TAIL_LINES: usize = 40;
 
 /// One QEMU boot to be made.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Boot {
     name: String,
     machine: String,
@@ -25,6 +28,7 @@ pub struct Boot {
     extra: Vec<String>,
     initrd: bool,
     input: Vec<u8>,
+    stages: Vec<Stage>,
     timeout: Duration,
 }
 
@@ -42,6 +46,7 @@ impl Boot {
             extra: vec!["-global".into(), "arm-smmuv3.stage=2".into()],
             initrd: true,
             input: Vec::new(),
+            stages: Vec::new(),
             timeout: Duration::from_secs(120),
         }
     }
@@ -75,9 +80,15 @@ impl Boot {
         self
     }
 
-    /// Bytes typed on the serial console from the start (QEMU holds them until the guest reads).
+    /// Text typed on the serial console from the start (QEMU holds it until the guest reads).
     pub fn input(mut self, text: &str) -> Self {
         self.input = text.as_bytes().to_vec();
+        self
+    }
+
+    /// Once the log shows `trigger`, types what `text` makes of the log so far.
+    pub fn then(mut self, trigger: &str, text: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.stages.push((trigger.to_string(), Arc::new(text)));
         self
     }
 
@@ -119,32 +130,66 @@ impl Boot {
             .expect("KEEL_IMAGE is not set: run the QEMU tests with `make test` (it builds the image first)");
         assert!(std::path::Path::new(&image).exists(), "KEEL_IMAGE {image} does not exist: run `make test`");
         let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
+        let interactive = !self.input.is_empty() || !self.stages.is_empty();
         let mut child = Command::new(&qemu)
             .args(self.args(&image))
-            .stdin(if self.input.is_empty() { Stdio::null() } else { Stdio::piped() })
+            .stdin(if interactive { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {qemu}: {e} (run `make deps`)"));
-        if let Some(mut stdin) = child.stdin.take() {
-            let input = self.input.clone();
-            // Written from a thread: QEMU reads it only as the guest drains the UART.
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        // The serial log so far, and a signal for the input writer when it grows or ends.
+        let shared = Arc::new((Mutex::new((Vec::<u8>::new(), false)), Condvar::new()));
+        let (tx, rx) = mpsc::channel();
+        let reader = {
+            let shared = shared.clone();
             std::thread::spawn(move || {
-                use std::io::Write;
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = stdout.read(&mut chunk).unwrap_or(0);
+                    let (lock, cvar) = &*shared;
+                    let mut g = lock.lock().unwrap();
+                    if n == 0 {
+                        g.1 = true;
+                        cvar.notify_all();
+                        break;
+                    }
+                    g.0.extend_from_slice(&chunk[..n]);
+                    cvar.notify_all();
+                }
+                let _ = tx.send(());
+            })
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let (input, stages, shared) = (self.input.clone(), self.stages.clone(), shared.clone());
+            // QEMU reads the input only as the guest drains its UART; the pipe stays open (EOF on
+            // the serial line is not a power-off).
+            std::thread::spawn(move || {
                 let _ = stdin.write_all(&input);
-                // Keep the pipe open: EOF on the serial input is not a power-off.
+                let _ = stdin.flush();
+                for (trigger, text) in stages {
+                    let (lock, cvar) = &*shared;
+                    let mut g = lock.lock().unwrap();
+                    loop {
+                        let log = String::from_utf8_lossy(&g.0).replace('\r', "");
+                        if log.contains(&trigger) {
+                            let typed = text(&log);
+                            drop(g);
+                            let _ = stdin.write_all(typed.as_bytes());
+                            let _ = stdin.flush();
+                            break;
+                        }
+                        if g.1 {
+                            return;
+                        }
+                        g = cvar.wait(g).unwrap();
+                    }
+                }
                 std::thread::park();
             });
         }
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = stdout.read_to_end(&mut out);
-            let _ = tx.send(());
-            out
-        });
         let err_reader = std::thread::spawn(move || {
             let mut err = String::new();
             let _ = stderr.read_to_string(&mut err);
@@ -156,7 +201,8 @@ impl Boot {
             let _ = child.kill();
         }
         let status = child.wait().ok();
-        let log = String::from_utf8_lossy(&reader.join().unwrap_or_default()).replace('\r', "");
+        let _ = reader.join();
+        let log = String::from_utf8_lossy(&shared.0.lock().unwrap().0).replace('\r', "");
         let stderr = err_reader.join().unwrap_or_default();
         Run { name: self.name.clone(), log, stderr, status, timed_out, timeout: self.timeout }
     }

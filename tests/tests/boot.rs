@@ -4,7 +4,7 @@ use keel_tests::{Boot, number_before};
 
 #[test]
 fn default_boot_prints_the_report_and_powers_off_cleanly() {
-    let run = Boot::scenario("").run();
+    let run = Boot::scenario("").input("poweroff\n").run();
     run.expect("keel: Keel ")
         .expect("keel: cpus: 4 online of 4 in the device tree")
         .expect("keel: memory: 2048 MiB RAM in 1 bank(s)")
@@ -63,10 +63,10 @@ fn cpus_and_memory_follow_the_device_tree() {
 
 #[test]
 fn log_level_from_the_command_line_shows_debug_lines() {
-    let run = Boot::scenario("").append("loglevel=debug").run();
+    let run = Boot::scenario("").append("loglevel=debug").input("poweroff\n").run();
     run.expect("cpu1 DEBUG cpu1 (mpidr 0x1) online").expect_clean_poweroff();
-    let quiet = Boot::scenario("").run();
-    quiet.expect_absent(" DEBUG ");
+    let quiet = Boot::scenario("").input("poweroff\n").run();
+    quiet.expect_absent(" DEBUG ").expect_clean_poweroff();
 }
 
 #[test]
@@ -127,6 +127,6 @@ fn a_panic_prints_its_location_and_powers_off() {
 fn an_unknown_scenario_is_named_and_fails() {
     Boot::scenario("no-such-thing")
         .run()
-        .expect("init: unknown scenario 'no-such-thing'")
+        .expect("init: scenario no-such-thing finished with code 1")
         .expect_clean_poweroff();
 }

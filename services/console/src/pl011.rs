@@ -41,6 +41,11 @@ impl Pl011Rx {
         mmio::write32(self.base + reg::IMSC, imsc | INT_RX | INT_RT);
     }
 
+    /// Whether the receive FIFO holds a byte.
+    pub fn has_input(&self) -> bool {
+        mmio::read32(self.base + reg::FR) & FR_RXFE == 0
+    }
+
     /// Clears the receive interrupts. Done before draining, so a byte that arrives during the
     /// drain raises the interrupt again rather than being left unread.
     pub fn clear_rx_interrupts(&self) {

@@ -1,7 +1,8 @@
 //! The console's two threads over the system calls:
 //! - the receive thread waits for the UART interrupt, drains the receive FIFO into the shared
 //!   [`ConsoleState`], echoes, wakes the reader and asks the process manager to kill the
-//!   foreground program on Ctrl-C;
+//!   foreground program on Ctrl-C; while the line queue is full it stops reading the UART and
+//!   leaves its interrupt masked until the server thread says a reader made room;
 //! - the server thread (the main one) registers `console` with namesrv and answers READ_LINE and
 //!   SET_FOREGROUND.
 //!
@@ -23,8 +24,10 @@ use keel_rt::{Error, Slot, println, sys, thread, vm};
 
 /// Priority of the receive thread: above ordinary programs, so echo keeps up with typing.
 const RECEIVE_PRIORITY: u8 = 44;
-/// Notification bit the UART interrupt sets.
+/// Bits of the receive thread's notification: the UART interrupt fired; a reader made room in
+/// the full line queue.
 const IRQ_BIT: u64 = 1;
+const ROOM_BIT: u64 = 2;
 /// Notification bit the receive thread sets for a waiting reader.
 const INPUT_BIT: u64 = 1;
 /// Attempts and pause when namesrv refuses the registration.
@@ -36,6 +39,8 @@ struct Shared {
     state: Mutex<ConsoleState>,
     /// Signalled when a line finished or an interrupt is pending for the reader.
     input: Slot,
+    /// The receive thread's notification ([`ROOM_BIT`] after a reader emptied a full queue).
+    receiver: Slot,
     procmgr: Slot,
 }
 
@@ -72,15 +77,17 @@ pub fn run(uart: UartConfig, caps: Caps) -> Result<core::convert::Infallible, Co
     rx.enable_rx_interrupts();
 
     let input = sys::notif_create().map_err(|e| ConsoleError::Sys("notif_create", e))?;
-    let shared = Arc::new(Shared { state: Mutex::new(ConsoleState::new()), input, procmgr: caps.procmgr });
+    let shared = Arc::new(Shared { state: Mutex::new(ConsoleState::new()), input, receiver: irq_notif, procmgr: caps.procmgr });
     let receiver = Arc::clone(&shared);
     let thread = thread::spawn_with(RECEIVE_PRIORITY, 0, move || receive_loop(rx, irq, irq_notif, &receiver))
         .map_err(|e| ConsoleError::Sys("thread spawn", e))?;
     let _ = sys::cap_delete(thread);
 
     let conn = sys::conn_create().map_err(|e| ConsoleError::Sys("conn_create", e))?;
-    register(caps.namesrv, conn)?;
+    // Printed before registering: nobody can reach the console (the shell prints no prompt)
+    // until the registration is done, so this line comes first.
     println!("console: ready (uart {:#x} irq {})", uart.base, uart.intid);
+    register(caps.namesrv, conn)?;
     ipc::serve(conn, |req| handle(&shared, req))
 }
 
@@ -114,27 +121,41 @@ fn register(namesrv: Slot, conn: Slot) -> Result<(), ConsoleError> {
 fn receive_loop(rx: Pl011Rx, irq: Slot, irq_notif: Slot, shared: &Shared) {
     let mut bytes = Vec::with_capacity(256);
     loop {
-        rx.clear_rx_interrupts();
-        loop {
-            bytes.clear();
-            let empty = rx.drain(&mut bytes);
-            if !bytes.is_empty() {
-                deliver(shared, &bytes);
-            }
-            if empty {
-                break;
+        // Bytes held back while the queue was full go first.
+        let mut full = deliver(shared, &[]);
+        if !full {
+            rx.clear_rx_interrupts();
+            loop {
+                bytes.clear();
+                let empty = rx.drain(&mut bytes);
+                full = deliver(shared, &bytes);
+                if empty || full {
+                    break;
+                }
             }
         }
-        let _ = sys::irq_ack(irq);
+        // While full, the line stays masked: the input waits in the UART; ROOM_BIT wakes us.
+        if !full {
+            let _ = sys::irq_ack(irq);
+            // A byte that arrived between the last drain and the ack is read now rather than
+            // trusting the interrupt to be raised again.
+            if rx.has_input() {
+                continue;
+            }
+        }
         if sys::notif_wait(irq_notif, 0).is_err() {
             sys::sleep_ns(10_000_000);
         }
     }
 }
 
-/// Feeds received bytes and carries out what they caused.
-fn deliver(shared: &Shared, bytes: &[u8]) {
-    let fx = lock(&shared.state).receive(bytes);
+/// Feeds received bytes and carries out what they caused; true if the line queue is now full.
+fn deliver(shared: &Shared, bytes: &[u8]) -> bool {
+    let (fx, full) = {
+        let mut state = lock(&shared.state);
+        let fx = state.receive(bytes);
+        (fx, state.is_full())
+    };
     for chunk in fx.echo.chunks(4096) {
         let _ = sys::debug_write(chunk);
     }
@@ -149,6 +170,7 @@ fn deliver(shared: &Shared, bytes: &[u8]) {
             Err(e) => println!("console: Ctrl-C: cannot kill process {pid}: {e}"),
         }
     }
+    full
 }
 
 /// One call to the console.
@@ -170,7 +192,15 @@ fn read_line(shared: &Shared, req: &mut Request) -> Reply {
         return Reply::err(Error::Invalid);
     }
     let result = loop {
-        if let Some(r) = lock(&shared.state).take_for_reader() {
+        let (taken, was_full) = {
+            let mut state = lock(&shared.state);
+            let was_full = state.is_full();
+            (state.take_for_reader(), was_full)
+        };
+        if let Some(r) = taken {
+            if was_full {
+                let _ = sys::notif_signal(shared.receiver, ROOM_BIT);
+            }
             break r;
         }
         if sys::notif_wait(shared.input, 0).is_err() {

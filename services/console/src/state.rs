@@ -3,11 +3,15 @@
 //! (see `service`) and do their system calls outside the lock.
 //!
 //! Rules:
-//! - finished lines queue up (at most [`MAX_QUEUED_LINES`]; when full, new lines are dropped and
-//!   the oldest kept, so type-ahead before the shell is ready is not lost and stays in order);
-//! - Ctrl-C reaches a reader only if one is waiting at that moment (a reader that comes later does
-//!   not see a stale interrupt); it asks to kill the foreground program if one is set;
-//! - a waiting reader sees a pending interrupt before queued lines.
+//! - finished lines queue up, in order, so type-ahead before the shell is ready is not lost; at
+//!   [`MAX_QUEUED_LINES`] the queue is full and input is throttled, not dropped: bytes already
+//!   received wait unprocessed (unechoed) in a backlog, and the receive thread stops reading the
+//!   UART ([`ConsoleState::is_full`]) until a reader takes a line, so the rest waits in the UART
+//!   (or the emulator's character backend) — flow control rather than loss;
+//! - Ctrl-C discards type-ahead (queued lines nobody read yet, as a tty does on SIGINT), reaches
+//!   a reader only if one is waiting at that moment (a reader that comes later does not see a
+//!   stale interrupt), and asks to kill the foreground program if one is set;
+//! - so a reader sees input in the order it was typed: an interrupt, then lines typed after it.
 
 use crate::discipline::{Input, LineDiscipline};
 use alloc::collections::VecDeque;
@@ -39,8 +43,9 @@ pub struct Effects {
 pub struct ConsoleState {
     discipline: LineDiscipline,
     lines: VecDeque<Vec<u8>>,
-    /// Lines dropped because the queue was full.
-    pub dropped_lines: u64,
+    /// Received bytes not fed to the discipline yet because the queue is full (at most one
+    /// drain's worth: the receive thread stops reading while the queue is full).
+    backlog: VecDeque<u8>,
     foreground: u64,
     reader_waiting: bool,
     interrupted: bool,
@@ -51,20 +56,20 @@ impl ConsoleState {
         Self::default()
     }
 
-    /// Feeds received bytes through the line discipline.
+    /// Feeds received bytes (after any backlog) through the line discipline, until the queue is
+    /// full; `receive(&[])` feeds the backlog after a reader made room.
     pub fn receive(&mut self, bytes: &[u8]) -> Effects {
+        self.backlog.extend(bytes);
         let mut fx = Effects::default();
-        for &b in bytes {
+        while !self.is_full() {
+            let Some(b) = self.backlog.pop_front() else { break };
             match self.discipline.feed(b, &mut fx.echo) {
                 Some(Input::Line(line)) => {
-                    if self.lines.len() < MAX_QUEUED_LINES {
-                        self.lines.push_back(line);
-                        fx.wake_reader = true;
-                    } else {
-                        self.dropped_lines += 1;
-                    }
+                    self.lines.push_back(line);
+                    fx.wake_reader = true;
                 }
                 Some(Input::Interrupt) => {
+                    self.lines.clear();
                     if self.reader_waiting {
                         self.interrupted = true;
                         fx.wake_reader = true;
@@ -103,6 +108,16 @@ impl ConsoleState {
     pub fn queued_lines(&self) -> usize {
         self.lines.len()
     }
+
+    /// The line queue is full: stop reading input until a reader takes a line.
+    pub fn is_full(&self) -> bool {
+        self.lines.len() >= MAX_QUEUED_LINES
+    }
+
+    /// Bytes received but not processed yet.
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.len()
+    }
 }
 
 #[cfg(test)]
@@ -126,16 +141,37 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_keeps_the_oldest_lines_and_counts_the_dropped() {
+    fn a_full_queue_holds_further_input_unechoed_until_a_reader_makes_room() {
         let mut s = ConsoleState::new();
-        for i in 0..MAX_QUEUED_LINES + 3 {
-            s.receive(alloc::format!("{i}\n").as_bytes());
-        }
+        let typed: alloc::string::String = (0..MAX_QUEUED_LINES + 2).map(|i| alloc::format!("{i}\n")).collect();
+        let fx = s.receive(typed.as_bytes());
+        assert!(s.is_full());
         assert_eq!(s.queued_lines(), MAX_QUEUED_LINES);
-        assert_eq!(s.dropped_lines, 3);
+        assert_eq!(s.backlog_len(), "64\n65\n".len());
+        assert!(!fx.echo.ends_with(b"64\n"), "held bytes are not echoed yet");
         assert_eq!(s.take_for_reader(), Some(line("0")));
-        let fx = s.receive(b"late\n");
-        assert!(fx.wake_reader, "a freed slot takes the next line");
+        let fx = s.receive(&[]);
+        assert_eq!(fx.echo, b"64\n", "one line fits, then the queue is full again");
+        assert!(s.is_full());
+        for i in 1..=MAX_QUEUED_LINES {
+            assert_eq!(s.take_for_reader(), Some(line(&alloc::format!("{i}"))));
+        }
+        s.receive(&[]);
+        assert_eq!(s.take_for_reader(), Some(line("65")), "nothing was lost or reordered");
+        assert_eq!(s.take_for_reader(), None);
+    }
+
+    #[test]
+    fn ctrl_c_in_the_backlog_empties_the_queue_and_input_flows_again() {
+        let mut s = ConsoleState::new();
+        let mut typed: alloc::vec::Vec<u8> = (0..MAX_QUEUED_LINES).flat_map(|_| *b"x\n").collect();
+        typed.extend_from_slice(b"\x03ls\n");
+        s.receive(&typed);
+        assert!(s.is_full());
+        s.take_for_reader();
+        s.receive(&[]);
+        assert_eq!(s.queued_lines(), 1, "Ctrl-C discarded the type-ahead; ls follows it");
+        assert_eq!(s.take_for_reader(), Some(line("ls")));
     }
 
     #[test]
@@ -177,11 +213,20 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupt_is_seen_before_lines_queued_while_waiting() {
+    fn ctrl_c_discards_lines_typed_ahead() {
+        let mut s = ConsoleState::new();
+        s.receive(b"a\nb\n\x03");
+        assert_eq!(s.queued_lines(), 0);
+        assert_eq!(s.take_for_reader(), None);
+    }
+
+    #[test]
+    fn lines_typed_after_ctrl_c_reach_the_reader_after_the_interrupt() {
         let mut s = ConsoleState::new();
         assert_eq!(s.take_for_reader(), None);
-        s.receive(b"x\n\x03");
+        s.receive(b"x\n\x03y\n");
         assert_eq!(s.take_for_reader(), Some(ReadResult::Interrupted));
-        assert_eq!(s.take_for_reader(), Some(line("x")));
+        assert_eq!(s.take_for_reader(), Some(line("y")));
+        assert_eq!(s.take_for_reader(), None);
     }
 }

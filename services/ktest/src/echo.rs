@@ -7,7 +7,7 @@
 //! A reply to a control label carries 0 or a negative error code in its label.
 
 use alloc::vec::Vec;
-use keel_abi::ipc::Message;
+use keel_rt::abi::ipc::Message;
 
 /// Labels below this are echoes.
 pub const ECHO_LABELS: u64 = 1 << 32;

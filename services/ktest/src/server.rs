@@ -12,8 +12,8 @@ use crate::services::Namesrv;
 use crate::worker::{PRIORITY, cpu_mask};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use keel_abi::ipc::{CapList, Message};
-use keel_abi::rights;
+use keel_rt::abi::ipc::{CapList, Message};
+use keel_rt::abi::rights;
 use keel_rt::startup::Startup;
 use keel_rt::sync::Mutex;
 use keel_rt::sys::{self, Received};
@@ -158,13 +158,17 @@ fn handle(call: &Received) -> (Message, Vec<Slot>) {
             }
             return give_notif();
         }
-        echo::WAIT_NOTIF => match *NOTIF.lock() {
-            Some(n) => match sys::notif_wait(n, call.msg.data[0]) {
-                Ok(bits) => Message::new(0, [bits, 0, 0, 0]),
-                Err(e) => error_reply(e),
-            },
-            None => error_reply(Error::BadState),
-        },
+        echo::WAIT_NOTIF => {
+            // Copy the slot out: the lock must not be held while waiting.
+            let notif = *NOTIF.lock();
+            match notif {
+                Some(n) => match sys::notif_wait(n, call.msg.data[0]) {
+                    Ok(bits) => Message::new(0, [bits, 0, 0, 0]),
+                    Err(e) => error_reply(e),
+                },
+                None => error_reply(Error::BadState),
+            }
+        }
         echo::COUNT => Message::new(0, [RECEIVED.load(Ordering::Relaxed), WITH_CAPS.load(Ordering::Relaxed), 0, 0]),
         echo::HOLD => park(),
         _ => error_reply(Error::Invalid),
@@ -176,7 +180,7 @@ fn handle(call: &Received) -> (Message, Vec<Slot>) {
 }
 
 fn pmo_sum(pmo: Slot, len: u64) -> Message {
-    let mut buf = alloc::vec![0u8; len.min(keel_abi::MAX_COPY) as usize];
+    let mut buf = alloc::vec![0u8; len.min(keel_rt::abi::MAX_COPY) as usize];
     let sum = match sys::pmo_read(pmo, 0, &mut buf) {
         Ok(()) => echo::checksum(&buf),
         Err(e) => return error_reply(e),

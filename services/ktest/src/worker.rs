@@ -43,7 +43,25 @@ impl<T> Worker<T> {
     /// Waits up to `timeout_ns` for the result. On `TimedOut` the thread is left running (and
     /// its capabilities in place, since it still uses them).
     pub fn join(self, timeout_ns: u64) -> Result<T, Error> {
-        sys::notif_wait(self.done, timeout_ns)?;
+        self.wait(timeout_ns)?;
+        self.take()
+    }
+
+    /// Whether the thread has finished (its result is ready).
+    pub fn is_finished(&self) -> bool {
+        self.result.lock().is_some()
+    }
+
+    /// Waits up to `timeout_ns` (0 = forever) for the thread to finish, without taking its result.
+    pub fn wait(&self, timeout_ns: u64) -> Result<(), Error> {
+        if self.is_finished() {
+            return Ok(());
+        }
+        sys::notif_wait(self.done, timeout_ns).map(|_| ())
+    }
+
+    /// The result of a finished thread (`BadState` if it has not finished).
+    pub fn take(self) -> Result<T, Error> {
         let v = self.result.lock().take().ok_or(Error::BadState)?;
         let _ = sys::cap_delete(self.done);
         let _ = sys::cap_delete(self.thread);

@@ -9,8 +9,8 @@ use keel_abi::Error;
 /// Process manager (init). Capability name in the startup block: `procmgr`.
 pub mod procmgr {
     /// Bulk payload: program path, then its arguments, NUL-separated (`/bin/shell\0-x`). data[0]:
-    /// flags ([`SPAWN_INHERIT_CONSOLE`]). Reply: data[0] = pid; caps: the child process
-    /// (READ | WAIT | MANAGE).
+    /// flags (none defined yet; every program finds the console through namesrv). Reply: data[0]
+    /// = pid; caps: the child process (READ | WAIT | MANAGE | GRANT).
     pub const SPAWN: u64 = 1;
     /// data[0] = pid. Kills a process init started (or anything under it).
     pub const KILL: u64 = 2;
@@ -18,7 +18,7 @@ pub mod procmgr {
     pub const PS: u64 = 3;
     /// data[0] = 1 to reset instead of powering off.
     pub const POWER_OFF: u64 = 4;
-    /// Flag for SPAWN: the child is given the caller's console connection.
+    /// Flag for SPAWN, reserved: children look up "console" by name, so there is nothing to inherit.
     pub const SPAWN_INHERIT_CONSOLE: u64 = 1;
 }
 

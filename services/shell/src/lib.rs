@@ -1,10 +1,131 @@
-//! shell (being written).
+//! shell: the interactive command line. It reads lines from the console service (found through
+//! namesrv), decodes them ([`command`]) and runs them ([`exec`]) against the process manager and
+//! the kernel ([`live`]). Startup caps: `procmgr`, `namesrv`.
+//!
+//! The shell never reads the UART itself and never kills anything on its own: Ctrl-C is the
+//! console's business (it kills the foreground program the shell names, and ends a pending
+//! READ_LINE, after which the shell prints a fresh prompt). If the console dies, the shell waits
+//! for init to restart it and reconnects.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
-pub fn main(_startup: &keel_rt::startup::Startup) -> i32 {
-    keel_rt::println!("shell: not written yet");
-    0
+pub mod command;
+pub mod exec;
+pub mod live;
+pub mod ps;
+
+use alloc::string::String;
+use core::fmt::Write;
+use keel_rt::startup::Startup;
+use keel_rt::{print, println, sys};
+use live::{LiveSystem, ReadLine};
+
+/// The prompt.
+pub const PROMPT: &str = "keel> ";
+/// Attempts to reach a console that stopped answering before the shell gives up (and init
+/// restarts it), and the pause before each.
+const CONSOLE_RETRIES: u32 = 100;
+const CONSOLE_RETRY_PAUSE_NS: u64 = 100_000_000;
+
+/// Decodes and runs one line; what to print.
+pub fn handle_line<S: exec::System>(system: &mut S, line: &str) -> String {
+    let mut out = String::new();
+    match command::parse(line) {
+        Ok(cmd) => exec::execute(system, &cmd, &mut out),
+        Err(e) => {
+            let _ = writeln!(out, "{e}");
+        }
+    }
+    out
+}
+
+pub fn main(startup: &Startup) -> i32 {
+    let (Some(procmgr), Some(namesrv)) = (startup.cap("procmgr"), startup.cap("namesrv")) else {
+        println!("shell: the startup block lacks the 'procmgr' or 'namesrv' capability");
+        return 2;
+    };
+    let mut system = match LiveSystem::connect(procmgr, namesrv) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("shell: cannot find the console: {e}");
+            return 1;
+        }
+    };
+    loop {
+        print!("{PROMPT}");
+        match system.read_line() {
+            Ok(ReadLine::Line(line)) => keel_rt::io::write_str(&handle_line(&mut system, &line)),
+            Ok(ReadLine::Interrupted) => {}
+            Err(e) => {
+                println!("\nshell: lost the console ({e}); waiting for it");
+                if !reconnect(&mut system) {
+                    println!("shell: the console did not come back");
+                    return 1;
+                }
+            }
+        }
+    }
+}
+
+/// Retries until a console answers again; false if none did.
+fn reconnect(system: &mut LiveSystem) -> bool {
+    for _ in 0..CONSOLE_RETRIES {
+        sys::sleep_ns(CONSOLE_RETRY_PAUSE_NS);
+        if system.reconnect_console().is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_rt::Error;
+
+    /// A system nothing should be asked of.
+    struct Untouched;
+
+    impl exec::System for Untouched {
+        type Process = ();
+        fn ps(&mut self) -> Result<alloc::vec::Vec<u8>, Error> {
+            unreachable!()
+        }
+        fn kill(&mut self, _: u64) -> Result<(), Error> {
+            unreachable!()
+        }
+        fn spawn(&mut self, _: &str, _: &[String]) -> Result<(u64, ()), Error> {
+            unreachable!()
+        }
+        fn set_foreground(&mut self, _: u64) -> Result<(), Error> {
+            unreachable!()
+        }
+        fn wait(&mut self, _: &()) -> Result<i64, Error> {
+            unreachable!()
+        }
+        fn release(&mut self, _: ()) {}
+        fn mem_info(&mut self) -> Result<(u64, u64), Error> {
+            unreachable!()
+        }
+        fn clock(&mut self) -> (u64, u64) {
+            unreachable!()
+        }
+        fn power_off(&mut self) -> Result<(), Error> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn an_empty_line_prints_nothing() {
+        assert_eq!(handle_line(&mut Untouched, ""), "");
+        assert_eq!(handle_line(&mut Untouched, "   "), "");
+    }
+
+    #[test]
+    fn unknown_commands_and_usage_errors_print_one_line_and_touch_nothing() {
+        assert_eq!(handle_line(&mut Untouched, "ls /"), "ls: unknown command (try help)\n");
+        assert_eq!(handle_line(&mut Untouched, "kill abc"), "kill: abc is not a pid\n");
+    }
 }

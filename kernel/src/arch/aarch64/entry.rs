@@ -146,6 +146,9 @@ extern "C" fn kernel_main(dtb_pa: u64, boot_status: u64, kimage_pa: u64) -> ! {
 /// Creates the first process (`bin/init` from the initrd) and runs user threads on every CPU.
 fn start_user_space(machine: &Machine, cmdline: &CommandLine) -> ! {
     use crate::cap::Rights;
+    // From here on this CPU takes the kernel lock, which interrupt handlers take too: it must
+    // never hold it with IRQs unmasked (an IRQ would wait for itself).
+    cpu::irq_save();
     use crate::kernel::Kernel;
     use crate::object::ObjRef;
     use crate::object::pmo::Pmo;

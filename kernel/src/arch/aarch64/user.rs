@@ -30,7 +30,9 @@ pub fn started() -> bool {
 }
 
 /// Starts user space: installs `kernel` as the global kernel state and wakes every other CPU.
+/// IRQs must be masked on this CPU.
 pub fn start(kernel: Kernel, empty_table: u64) {
+    debug_assert!(aarch64_cpu::registers::DAIF.is_set(aarch64_cpu::registers::DAIF::I));
     super::hal::set_empty_user_table(empty_table);
     *KERNEL.lock() = Some(kernel);
     EMPTY_TABLE.store(empty_table, Ordering::Release);

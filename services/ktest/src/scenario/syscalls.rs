@@ -1,0 +1,744 @@
+//! `syscalls`: every system call with bad input returns the documented error and changes
+//! nothing.
+//!
+//! The core is [`refusals`], a battery of calls that must all fail (bad and empty slots, wrong
+//! object types, missing rights, unaligned, out-of-range and kernel addresses, unmapped buffers,
+//! huge lengths, unknown call numbers, bad states). It runs twice: the second run is measured
+//! with `mem_info` and must not change the number of free frames, and between groups the lowest
+//! free slot and the test object's contents are checked unchanged. Other groups need an object
+//! made for them (a mapping to collide with, an empty child process, a full slot table, a
+//! thread, an IRQ) and check both the refusals and that the state is what it was afterwards.
+
+use super::{MS, SEC};
+use crate::check::Checks;
+use crate::echo;
+use crate::worker;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use keel_rt::abi::ipc::{CapList, Message};
+use keel_rt::abi::{MAX_COPY, ObjectKind, PAGE_SIZE, PmoKind, STARTUP_VA, USER_MAX_VA, perm, rights, slots, syscall as nr};
+use keel_rt::startup::Startup;
+use keel_rt::sys::{self, Regs};
+use keel_rt::{Error, Slot, vm};
+
+/// A slot beyond every table, the largest slot number, and a valid slot that stays empty.
+const OUT_OF_RANGE: Slot = 4096;
+const MAX_SLOT: Slot = 0xFFFF_FFFF;
+const EMPTY: Slot = 4095;
+/// Addresses user space may never name.
+const KERNEL_VA: u64 = 0xffff_0000_0000_0000;
+const KERNEL_VA_HIGH: u64 = 0xffff_ff80_0000_0000;
+/// Bytes of the test PMO.
+const PMO_SIZE: u64 = 2 * PAGE_SIZE;
+/// An intid the kernel lets user space claim (virtio-mmio slot 0 on QEMU virt).
+const CLAIMABLE_INTID: u64 = 48;
+/// RAM on QEMU virt starts here.
+const RAM_BASE: u64 = 0x4000_0000;
+/// The PL011 UART (device memory) on QEMU virt.
+const UART_BASE: u64 = 0x0900_0000;
+
+/// A system call with arbitrary registers; x0 decoded as a status.
+fn raw(nr: u64, args: &[u64]) -> Result<Regs, Error> {
+    let mut a = [0u64; 8];
+    a[..args.len()].copy_from_slice(args);
+    let r = sys::raw::syscall(nr, a);
+    let status = r[0] as i64;
+    if status < 0 { Err(Error::from_code(status).unwrap_or(Error::Invalid)) } else { Ok(r) }
+}
+
+/// The objects the checks use.
+struct Fixture {
+    /// An anonymous PMO of PMO_SIZE holding `contents` at offset 0 (all rights).
+    pmo: Slot,
+    contents: Vec<u8>,
+    notif: Slot,
+    conn: Slot,
+    control: Option<Slot>,
+    /// Copies with fewer rights.
+    pmo_ro: Slot,   // READ | MAP
+    pmo_wo: Slot,   // WRITE
+    conn_serve: Slot,   // SERVE
+    conn_call: Slot,    // CALL
+    notif_signal: Slot, // SIGNAL
+    notif_wait: Slot,   // WAIT
+    notif_nogrant: Slot, // SIGNAL | WAIT
+    self_nomanage: Slot, // READ | WAIT
+    self_noread: Slot,   // WAIT | MANAGE
+    self_nowait: Slot,   // READ | MANAGE
+    vmspace_nomap: Slot, // READ
+    control_weak: Option<Slot>, // READ
+    /// A mapped read-write buffer of one page; the page after it is unmapped (a guard).
+    buf: u64,
+    /// Four pages of address space nothing is mapped in.
+    hole: u64,
+    /// The top of a mapped stack for threads that should never be created.
+    stray_stack: u64,
+}
+
+/// Where threads that must not be created would start: they would only park.
+extern "C" fn stray_thread(_arg: u64) -> ! {
+    loop {
+        sys::sleep_ns(SEC);
+    }
+}
+
+/// The address of [`stray_thread`].
+fn stray_entry() -> u64 {
+    stray_thread as extern "C" fn(u64) -> ! as usize as u64
+}
+
+fn copy(c: &mut Checks, src: Slot, r: u32) -> Slot {
+    c.expect_ok(format_args!("cap_copy(slot {src}, rights {r:#x})"), sys::cap_copy(src, None, r, 0)).unwrap_or(EMPTY)
+}
+
+impl Fixture {
+    fn new(c: &mut Checks, startup: &Startup) -> Option<Self> {
+        let pmo = c.expect_ok("pmo_create(anonymous, 2 pages)", sys::pmo_create(PmoKind::Anonymous, PMO_SIZE))?;
+        let contents = echo::pattern(64, 0x5eed);
+        c.expect_ok("pmo_write(test pmo, 0, 64 bytes)", sys::pmo_write(pmo, 0, &contents))?;
+        let notif = c.expect_ok("notif_create", sys::notif_create())?;
+        let conn = c.expect_ok("conn_create", sys::conn_create())?;
+        let control = startup.cap("control");
+        if control.is_none() {
+            c.fail("no 'control' capability in the startup block: the control checks are skipped");
+        }
+        let buf = c.expect_ok("map_anonymous(1 page)", vm::map_anonymous(PAGE_SIZE))?.0;
+        let stray_stack = c.expect_ok("map_anonymous(stack)", vm::map_anonymous(16 * PAGE_SIZE))?.0 + 16 * PAGE_SIZE;
+        Some(Self {
+            pmo,
+            contents,
+            notif,
+            conn,
+            control,
+            pmo_ro: copy(c, pmo, rights::READ | rights::MAP),
+            pmo_wo: copy(c, pmo, rights::WRITE),
+            conn_serve: copy(c, conn, rights::SERVE),
+            conn_call: copy(c, conn, rights::CALL),
+            notif_signal: copy(c, notif, rights::SIGNAL),
+            notif_wait: copy(c, notif, rights::WAIT),
+            notif_nogrant: copy(c, notif, rights::SIGNAL | rights::WAIT),
+            self_nomanage: copy(c, slots::SELF_PROCESS, rights::READ | rights::WAIT),
+            self_noread: copy(c, slots::SELF_PROCESS, rights::WAIT | rights::MANAGE),
+            self_nowait: copy(c, slots::SELF_PROCESS, rights::READ | rights::MANAGE),
+            vmspace_nomap: copy(c, slots::SELF_VMSPACE, rights::READ),
+            control_weak: control.map(|s| copy(c, s, rights::READ)),
+            buf,
+            hole: vm::reserve(4 * PAGE_SIZE),
+            stray_stack,
+        })
+    }
+
+    /// Checks the test PMO still holds its contents.
+    fn check_contents(&self, c: &mut Checks, after: &str) {
+        let mut now = alloc::vec![0u8; self.contents.len()];
+        if c.expect_ok(format_args!("pmo_read(test pmo) after {after}"), sys::pmo_read(self.pmo, 0, &mut now)).is_some() {
+            c.check(now == self.contents, || format!("test pmo contents changed by {after}"));
+        }
+    }
+}
+
+/// The slot the next new capability would get.
+fn lowest_free() -> Result<Slot, Error> {
+    let n = sys::notif_create()?;
+    sys::cap_delete(n)?;
+    Ok(n)
+}
+
+pub fn run(startup: &Startup) -> i32 {
+    let mut c = Checks::new("syscalls");
+    let Some(fx) = Fixture::new(&mut c, startup) else { return c.finish("") };
+    let free_slot = lowest_free();
+
+    object_kinds(&mut c, &fx);
+    // First run of the battery (also touches every page it uses), then the measured run.
+    refusals(&mut c, &fx);
+    let before = sys::mem_info();
+    let mut again = Checks::new("syscalls");
+    refusals(&mut again, &fx);
+    let after = sys::mem_info();
+    if again.failures() > 0 {
+        c.fail(format_args!("the second run of the refusals failed {} checks", again.failures()));
+    }
+    match (before, after) {
+        (Ok((_, b)), Ok((_, a))) => {
+            c.expect_eq("free frames after the refusals (only failing calls)", a, b);
+        }
+        (b, a) => c.fail(format_args!("mem_info: before {b:?}, after {a:?}")),
+    }
+    c.expect_eq("lowest free slot after the refusals", lowest_free(), free_slot);
+    fx.check_contents(&mut c, "the refusals");
+
+    mappings(&mut c, &fx);
+    caps(&mut c, &fx);
+    notifications(&mut c, &fx);
+    child_process(&mut c, &fx);
+    threads(&mut c, &fx);
+    irqs(&mut c, &fx);
+    table_full(&mut c);
+    ipc_refusals(&mut c, &fx);
+    c.expect_eq("lowest free slot at the end", lowest_free(), free_slot);
+    fx.check_contents(&mut c, "every group");
+
+    let n = c.count();
+    c.finish(format!("{n} checks"))
+}
+
+/// cap_info reports what each new capability is.
+fn object_kinds(c: &mut Checks, fx: &Fixture) {
+    let all = rights::ALL;
+    for (what, slot, kind, r) in [
+        ("self process", slots::SELF_PROCESS, ObjectKind::CapGroup, all),
+        ("self vmspace", slots::SELF_VMSPACE, ObjectKind::VmSpace, all),
+        ("new pmo", fx.pmo, ObjectKind::Pmo, all),
+        ("new notification", fx.notif, ObjectKind::Notification, all),
+        ("new connection", fx.conn, ObjectKind::Connection, all),
+        ("READ|MAP pmo copy", fx.pmo_ro, ObjectKind::Pmo, rights::READ | rights::MAP),
+    ] {
+        c.expect_eq(format_args!("cap_info({what}, slot {slot})"), sys::cap_info(slot), Ok((kind as u64, r, 0)));
+    }
+    if let Some(ctl) = fx.control {
+        let got = sys::cap_info(ctl).map(|(k, _, _)| k);
+        c.expect_eq(format_args!("cap_info(control) kind"), got, Ok(ObjectKind::Control as u64));
+    }
+    match sys::mem_info() {
+        Ok((total, free)) => {
+            c.check(total > 0 && free > 0 && free <= total, || format!("mem_info: total {total}, free {free}"));
+        }
+        Err(e) => c.fail(format_args!("mem_info: {e:?}")),
+    }
+}
+
+/// Calls that must all fail. No call here may succeed or allocate anything.
+fn refusals(c: &mut Checks, fx: &Fixture) {
+    bad_slots(c, fx);
+    wrong_types(c, fx);
+    missing_rights(c, fx);
+    bad_addresses(c, fx);
+    bad_values(c, fx);
+    no_such_calls(c);
+    bad_states(c, fx);
+}
+
+fn bad_slots(c: &mut Checks, fx: &Fixture) {
+    let buf = fx.buf;
+    for s in [OUT_OF_RANGE, MAX_SLOT, EMPTY] {
+        let bs = Error::BadSlot;
+        let s64 = s as u64;
+        c.expect_err(format_args!("cap_info(slot {s})"), sys::cap_info(s), bs);
+        c.expect_err(format_args!("cap_delete(slot {s})"), sys::cap_delete(s), bs);
+        c.expect_err(format_args!("cap_revoke(slot {s})"), sys::cap_revoke(s), bs);
+        c.expect_err(format_args!("cap_copy(slot {s})"), sys::cap_copy(s, None, rights::READ, 0), bs);
+        c.expect_err(format_args!("cap_move(slot {s})"), sys::cap_move(s, None), bs);
+        if s != MAX_SLOT {
+            // MAX_SLOT as the destination means "my own table".
+            c.expect_err(format_args!("cap_copy(notif, dest slot {s})"), sys::cap_copy(fx.notif, Some(s), rights::READ, 0), bs);
+            c.expect_err(format_args!("cap_move(notif, dest slot {s})"), sys::cap_move(fx.notif, Some(s)), bs);
+        }
+        c.expect_err(format_args!("pmo_write(slot {s})"), sys::pmo_write(s, 0, &[1]), bs);
+        c.expect_err(format_args!("pmo_read(slot {s})"), raw(nr::PMO_READ, &[s64, 0, buf, 1]), bs);
+        c.expect_err(format_args!("pmo_phys(slot {s})"), sys::pmo_phys(s), bs);
+        c.expect_err(
+            format_args!("vmspace_map(vmspace slot {s})"),
+            sys::vmspace_map(s, fx.pmo, fx.hole, PAGE_SIZE, 0, perm::READ),
+            bs,
+        );
+        c.expect_err(
+            format_args!("vmspace_map(pmo slot {s})"),
+            sys::vmspace_map(slots::SELF_VMSPACE, s, fx.hole, PAGE_SIZE, 0, perm::READ),
+            bs,
+        );
+        c.expect_err(format_args!("vmspace_unmap(slot {s})"), sys::vmspace_unmap(s, fx.hole, PAGE_SIZE), bs);
+        c.expect_err(format_args!("process_wait(slot {s})"), sys::process_wait(s), bs);
+        c.expect_err(format_args!("process_kill(slot {s})"), sys::process_kill(s), bs);
+        c.expect_err(format_args!("process_info(slot {s})"), sys::process_info(s), bs);
+        c.expect_err(format_args!("process_watch(slot {s})"), sys::process_watch(s, fx.notif, 1), bs);
+        c.expect_err(
+            format_args!("process_watch(self, notif slot {s})"),
+            sys::process_watch(slots::SELF_PROCESS, s, 1),
+            bs,
+        );
+        c.expect_err(
+            format_args!("thread_create(slot {s})"),
+            sys::thread_create(s, stray_entry(), fx.stray_stack, 0, 32, 0),
+            bs,
+        );
+        c.expect_err(format_args!("thread_set_sched(slot {s})"), sys::thread_set_sched(s, 32, 0), bs);
+        c.expect_err(format_args!("ipc_call(slot {s})"), sys::ipc_call(s, &Message::default(), CapList::EMPTY), bs);
+        c.expect_err(format_args!("ipc_recv(slot {s})"), sys::ipc_recv(s), bs);
+        c.expect_err(format_args!("notif_signal(slot {s})"), sys::notif_signal(s, 1), bs);
+        c.expect_err(format_args!("notif_wait(slot {s})"), sys::notif_wait(s, MS), bs);
+        c.expect_err(format_args!("irq_bind(slot {s})"), sys::irq_bind(s, fx.notif, 1), bs);
+        c.expect_err(format_args!("irq_ack(slot {s})"), sys::irq_ack(s), bs);
+        c.expect_err(format_args!("irq_create(control slot {s})"), raw(nr::IRQ_CREATE, &[s64, CLAIMABLE_INTID]), bs);
+        c.expect_err(format_args!("device_pmo(control slot {s})"), sys::device_pmo(s, UART_BASE, PAGE_SIZE), bs);
+        c.expect_err(format_args!("power_off(control slot {s})"), sys::power_off(s, false), bs);
+    }
+    // A slot number does not wrap: the high half of the register is part of it.
+    for high in [1u64 << 32, 0xFFFF_FFFF_0000_0000] {
+        let s = high | slots::SELF_PROCESS as u64;
+        c.expect_err(format_args!("cap_info(slot {s:#x})"), raw(nr::CAP_INFO, &[s]), Error::BadSlot);
+        c.expect_err(format_args!("process_info(slot {s:#x})"), raw(nr::PROCESS_INFO, &[s]), Error::BadSlot);
+        let n = high | fx.notif as u64;
+        c.expect_err(format_args!("notif_wait(slot {n:#x})"), raw(nr::NOTIF_WAIT, &[n, MS]), Error::BadSlot);
+    }
+    // A slot freed a moment ago is empty.
+    if let Ok(n) = sys::notif_create() {
+        let _ = sys::cap_delete(n);
+        c.expect_err(format_args!("cap_info(just-deleted slot {n})"), sys::cap_info(n), Error::BadSlot);
+        c.expect_err(format_args!("notif_signal(just-deleted slot {n})"), sys::notif_signal(n, 1), Error::BadSlot);
+    }
+}
+
+fn wrong_types(c: &mut Checks, fx: &Fixture) {
+    let wt = Error::WrongType;
+    let (n, p, k, vs, me) = (fx.notif, fx.pmo, fx.conn, slots::SELF_VMSPACE, slots::SELF_PROCESS);
+    c.expect_err("pmo_write(notification)", sys::pmo_write(n, 0, &[1]), wt);
+    c.expect_err("pmo_read(connection)", raw(nr::PMO_READ, &[k as u64, 0, fx.buf, 1]), wt);
+    c.expect_err("pmo_phys(notification)", sys::pmo_phys(n), wt);
+    c.expect_err("pmo_phys(anonymous pmo)", sys::pmo_phys(p), wt);
+    c.expect_err("vmspace_map(vmspace = pmo)", sys::vmspace_map(p, p, fx.hole, PAGE_SIZE, 0, perm::READ), wt);
+    c.expect_err("vmspace_map(pmo = notification)", sys::vmspace_map(vs, n, fx.hole, PAGE_SIZE, 0, perm::READ), wt);
+    c.expect_err("vmspace_map(pmo = vmspace)", sys::vmspace_map(vs, vs, fx.hole, PAGE_SIZE, 0, perm::READ), wt);
+    c.expect_err("vmspace_unmap(process)", sys::vmspace_unmap(me, fx.hole, PAGE_SIZE), wt);
+    c.expect_err("process_wait(notification)", sys::process_wait(n), wt);
+    c.expect_err("process_kill(pmo)", sys::process_kill(p), wt);
+    c.expect_err("process_info(vmspace)", sys::process_info(vs), wt);
+    c.expect_err("process_watch(connection)", sys::process_watch(k, n, 1), wt);
+    c.expect_err("process_watch(self, notif = pmo)", sys::process_watch(me, p, 1), wt);
+    c.expect_err("thread_create(pmo)", sys::thread_create(p, stray_entry(), fx.stray_stack, 0, 32, 0), wt);
+    c.expect_err("thread_set_sched(notification)", sys::thread_set_sched(n, 32, 0), wt);
+    c.expect_err("thread_set_sched(process)", sys::thread_set_sched(me, 32, 0), wt);
+    c.expect_err("ipc_call(notification)", sys::ipc_call(n, &Message::default(), CapList::EMPTY), wt);
+    c.expect_err("ipc_call(process)", sys::ipc_call(me, &Message::default(), CapList::EMPTY), wt);
+    c.expect_err("ipc_recv(pmo)", sys::ipc_recv(p), wt);
+    c.expect_err("notif_signal(pmo)", sys::notif_signal(p, 1), wt);
+    c.expect_err("notif_wait(connection)", sys::notif_wait(k, MS), wt);
+    c.expect_err("irq_bind(notification)", sys::irq_bind(n, n, 1), wt);
+    c.expect_err("irq_ack(pmo)", sys::irq_ack(p), wt);
+    c.expect_err("cap_copy(notif, dest = pmo)", sys::cap_copy(n, Some(p), rights::SIGNAL, 0), wt);
+    c.expect_err("cap_move(notif, dest = connection)", sys::cap_move(n, Some(k)), wt);
+    // The control object is the only key to these; a notification (with every right) is not it.
+    c.expect_err("power_off(notification)", sys::power_off(n, false), wt);
+    c.expect_err("irq_create(notification)", raw(nr::IRQ_CREATE, &[n as u64, CLAIMABLE_INTID]), wt);
+    c.expect_err("device_pmo(pmo)", sys::device_pmo(p, UART_BASE, PAGE_SIZE), wt);
+    c.expect_err("device_pmo(process)", sys::device_pmo(me, UART_BASE, PAGE_SIZE), wt);
+}
+
+fn missing_rights(c: &mut Checks, fx: &Fixture) {
+    let nr_ = Error::NoRights;
+    let vs = slots::SELF_VMSPACE;
+    c.expect_err("pmo_write(READ|MAP copy)", sys::pmo_write(fx.pmo_ro, 0, &[1]), nr_);
+    c.expect_err("pmo_phys(READ|MAP copy)", sys::pmo_phys(fx.pmo_ro), nr_);
+    c.expect_err(
+        "vmspace_map(READ|MAP copy, read-write)",
+        sys::vmspace_map(vs, fx.pmo_ro, fx.hole, PAGE_SIZE, 0, perm::READ | perm::WRITE),
+        nr_,
+    );
+    c.expect_err(
+        "vmspace_map(READ|MAP copy, read-exec)",
+        sys::vmspace_map(vs, fx.pmo_ro, fx.hole, PAGE_SIZE, 0, perm::READ | perm::EXEC),
+        nr_,
+    );
+    c.expect_err("pmo_read(WRITE copy)", raw(nr::PMO_READ, &[fx.pmo_wo as u64, 0, fx.buf, 1]), nr_);
+    c.expect_err("vmspace_map(WRITE copy, read)", sys::vmspace_map(vs, fx.pmo_wo, fx.hole, PAGE_SIZE, 0, perm::READ), nr_);
+    c.expect_err("ipc_call(SERVE-only connection)", sys::ipc_call(fx.conn_serve, &Message::default(), CapList::EMPTY), nr_);
+    c.expect_err("ipc_recv(CALL-only connection)", sys::ipc_recv(fx.conn_call), nr_);
+    c.expect_err("notif_wait(SIGNAL-only notification)", sys::notif_wait(fx.notif_signal, MS), nr_);
+    c.expect_err("notif_signal(WAIT-only notification)", sys::notif_signal(fx.notif_wait, 1), nr_);
+    c.expect_err("process_watch(self, WAIT-only notification)", sys::process_watch(slots::SELF_PROCESS, fx.notif_wait, 1), nr_);
+    c.expect_err("irq_bind(notification without MANAGE)", sys::irq_bind(fx.notif_signal, fx.notif, 1), Error::NoRights);
+    c.expect_err(
+        "thread_create(self without MANAGE)",
+        sys::thread_create(fx.self_nomanage, stray_entry(), fx.stray_stack, 0, 32, 0),
+        nr_,
+    );
+    c.expect_err("process_kill(self without MANAGE)", sys::process_kill(fx.self_nomanage), nr_);
+    c.expect_err("cap_copy(notif, dest = self without MANAGE)", sys::cap_copy(fx.notif, Some(fx.self_nomanage), rights::SIGNAL, 0), nr_);
+    c.expect_err("process_info(self without READ)", sys::process_info(fx.self_noread), nr_);
+    c.expect_err("process_wait(self without WAIT)", sys::process_wait(fx.self_nowait), nr_);
+    c.expect_err("process_watch(self without WAIT)", sys::process_watch(fx.self_nowait, fx.notif, 1), nr_);
+    c.expect_err("vmspace_map(vmspace without MAP)", sys::vmspace_map(fx.vmspace_nomap, fx.pmo, fx.hole, PAGE_SIZE, 0, perm::READ), nr_);
+    c.expect_err("vmspace_unmap(vmspace without MAP)", sys::vmspace_unmap(fx.vmspace_nomap, fx.buf, PAGE_SIZE), nr_);
+    if let Some(weak) = fx.control_weak {
+        c.expect_err("power_off(control without MANAGE)", sys::power_off(weak, false), nr_);
+        c.expect_err("irq_create(control without MANAGE)", raw(nr::IRQ_CREATE, &[weak as u64, CLAIMABLE_INTID]), nr_);
+        c.expect_err("device_pmo(control without MANAGE)", sys::device_pmo(weak, UART_BASE, PAGE_SIZE), nr_);
+    }
+    // Copies only shrink rights; a badge is set once.
+    let esc = Error::Escalation;
+    c.expect_err("cap_copy(READ|MAP copy -> READ|WRITE)", sys::cap_copy(fx.pmo_ro, None, rights::READ | rights::WRITE, 0), esc);
+    c.expect_err("cap_copy(READ|MAP copy -> ALL)", sys::cap_copy(fx.pmo_ro, None, rights::ALL, 0), esc);
+    c.expect_err("cap_copy(SIGNAL copy -> SIGNAL|GRANT)", sys::cap_copy(fx.notif_signal, None, rights::SIGNAL | rights::GRANT, 0), esc);
+}
+
+fn bad_addresses(c: &mut Checks, fx: &Fixture) {
+    let ba = Error::BadAddress;
+    let p = fx.pmo as u64;
+    // The last 4 bytes of the buffer, then the unmapped guard page.
+    let straddle = fx.buf + PAGE_SIZE - 4;
+    for (what, va) in [
+        ("kernel address", KERNEL_VA),
+        ("high kernel address", KERNEL_VA_HIGH),
+        ("address 0", 0),
+        ("unmapped address", fx.hole),
+        ("buffer running into a guard page", straddle),
+        ("buffer crossing the top of user space", USER_MAX_VA - 4),
+        ("buffer wrapping around", u64::MAX - 3),
+    ] {
+        c.expect_err(format_args!("debug_write({what} {va:#x}, 8)"), raw(nr::DEBUG_WRITE, &[va, 8]), ba);
+        c.expect_err(format_args!("pmo_read(into {what} {va:#x}, 8)"), raw(nr::PMO_READ, &[p, 0, va, 8]), ba);
+        c.expect_err(format_args!("pmo_write(from {what} {va:#x}, 8)"), raw(nr::PMO_WRITE, &[p, 0, va, 8]), ba);
+        c.expect_err(format_args!("process_create(name at {what} {va:#x})"), raw(nr::PROCESS_CREATE, &[va, 8]), ba);
+    }
+    // The startup block is mapped read-only: reading it is fine, writing into it is not.
+    c.expect_err("pmo_read(into the read-only startup block)", raw(nr::PMO_READ, &[p, 0, STARTUP_VA, 8]), ba);
+    let entry = stray_entry();
+    for (what, e, stack) in [
+        ("kernel entry", 0xffff_0000_0008_0000, fx.stray_stack),
+        ("high kernel entry", KERNEL_VA_HIGH, fx.stray_stack),
+        ("entry 0", 0, fx.stray_stack),
+        ("entry at the top of user space", USER_MAX_VA, fx.stray_stack),
+        ("unaligned entry", entry + 2, fx.stray_stack),
+        ("unaligned stack", entry, fx.stray_stack - 8),
+        ("kernel stack", entry, KERNEL_VA),
+    ] {
+        c.expect_err(format_args!("thread_create({what} {e:#x}, stack {stack:#x})"), sys::thread_create(slots::SELF_PROCESS, e, stack, 0, 32, 0), ba);
+    }
+}
+
+fn bad_values(c: &mut Checks, fx: &Fixture) {
+    let inv = Error::Invalid;
+    let (p, buf, vs) = (fx.pmo as u64, fx.buf, slots::SELF_VMSPACE);
+    // Lengths.
+    for len in [4097, MAX_COPY + 1, u64::MAX] {
+        c.expect_err(format_args!("debug_write(len {len:#x})"), raw(nr::DEBUG_WRITE, &[buf, len]), inv);
+    }
+    for len in [MAX_COPY + 1, u64::MAX] {
+        c.expect_err(format_args!("pmo_read(len {len:#x})"), raw(nr::PMO_READ, &[p, 0, buf, len]), inv);
+        c.expect_err(format_args!("pmo_write(len {len:#x})"), raw(nr::PMO_WRITE, &[p, 0, buf, len]), inv);
+    }
+    // Offsets outside the object.
+    c.expect_err("pmo_write(across the end)", raw(nr::PMO_WRITE, &[p, PMO_SIZE - 4, buf, 8]), inv);
+    c.expect_err("pmo_write(offset u64::MAX)", raw(nr::PMO_WRITE, &[p, u64::MAX, buf, 8]), inv);
+    c.expect_err("pmo_read(at the end)", raw(nr::PMO_READ, &[p, PMO_SIZE, buf, 1]), inv);
+    c.expect_err("pmo_read(offset wraps)", raw(nr::PMO_READ, &[p, u64::MAX - 2, buf, 8]), inv);
+    // Object sizes and kinds.
+    for (what, kind, size) in [
+        ("anonymous, size 0", PmoKind::Anonymous as u64, 0),
+        ("anonymous, PMO_MAX_SIZE + 1", PmoKind::Anonymous as u64, keel_rt::abi::PMO_MAX_SIZE + 1),
+        ("anonymous, size u64::MAX", PmoKind::Anonymous as u64, u64::MAX),
+        ("contiguous, PMO_MAX_CONTIGUOUS + 1 page", PmoKind::Contiguous as u64, keel_rt::abi::PMO_MAX_CONTIGUOUS + PAGE_SIZE),
+        ("kind 2", 2, PAGE_SIZE),
+        ("kind u64::MAX", u64::MAX, PAGE_SIZE),
+    ] {
+        c.expect_err(format_args!("pmo_create({what})"), raw(nr::PMO_CREATE, &[kind, size]), inv);
+    }
+    // Mappings: permissions, sizes, ranges.
+    let map = |va: u64, size: u64, off: u64, perms: u64| sys::vmspace_map(vs, fx.pmo, va, size, off, perms);
+    let h = fx.hole;
+    for (what, va, size, off, perms) in [
+        ("perms 0", h, PAGE_SIZE, 0, 0),
+        ("write-only", h, PAGE_SIZE, 0, perm::WRITE),
+        ("unknown perm bit", h, PAGE_SIZE, 0, perm::READ | 8),
+        ("write+exec (W^X)", h, PAGE_SIZE, 0, perm::ALL),
+        ("size 0", h, 0, 0, perm::READ),
+        ("larger than the pmo", h, PMO_SIZE + PAGE_SIZE, 0, perm::READ),
+        ("offset + size beyond the pmo", h, PMO_SIZE, PAGE_SIZE, perm::READ),
+        ("offset wraps", h, PAGE_SIZE, u64::MAX - PAGE_SIZE + 1, perm::READ),
+        ("at address 0", 0, PAGE_SIZE, 0, perm::READ),
+        ("at a kernel address", KERNEL_VA, PAGE_SIZE, 0, perm::READ),
+        ("across the top of user space", USER_MAX_VA, PAGE_SIZE, 0, perm::READ),
+        ("wrapping around", 0xFFFF_FFFF_FFFF_F000, PAGE_SIZE, 0, perm::READ),
+    ] {
+        c.expect_err(format_args!("vmspace_map({what}: va {va:#x} size {size:#x} offset {off:#x} perms {perms:#x})"), map(va, size, off, perms), inv);
+    }
+    let un = Error::Unaligned;
+    c.expect_err("vmspace_map(va hole + 1)", map(h + 1, PAGE_SIZE, 0, perm::READ), un);
+    c.expect_err("vmspace_map(va 0x1001)", map(0x1001, PAGE_SIZE, 0, perm::READ), un);
+    c.expect_err("vmspace_map(size 0x1001)", map(h, PAGE_SIZE + 1, 0, perm::READ), un);
+    c.expect_err("vmspace_map(offset 0x800)", map(h, PAGE_SIZE, 0x800, perm::READ), un);
+    c.expect_err("vmspace_unmap(va hole + 1)", sys::vmspace_unmap(vs, h + 1, PAGE_SIZE), un);
+    c.expect_err("vmspace_unmap(size 100)", sys::vmspace_unmap(vs, h, 100), un);
+    c.expect_err("vmspace_unmap(nothing mapped)", sys::vmspace_unmap(vs, h, PAGE_SIZE), Error::NotFound);
+    c.expect_err("vmspace_unmap(part of a mapping)", sys::vmspace_unmap(vs, fx.buf, 2 * PAGE_SIZE), Error::Invalid);
+    // Rights and badges.
+    c.expect_err("cap_copy(rights with an unknown bit)", sys::cap_copy(fx.notif, None, rights::ALL + 1, 0), inv);
+    c.expect_err("cap_copy(rights u32::MAX)", sys::cap_copy(fx.notif, None, u32::MAX, 0), inv);
+    // Names.
+    let long = [b'n'; 65];
+    c.expect_err("process_create(name of 65 bytes)", sys::process_create(core::str::from_utf8(&long).unwrap_or("")), inv);
+    let not_utf8: [u8; 2] = [0xff, 0xfe];
+    c.expect_err("process_create(name not UTF-8)", raw(nr::PROCESS_CREATE, &[not_utf8.as_ptr() as u64, 2]), inv);
+    // Scheduling parameters.
+    let entry = stray_entry();
+    for (what, prio, aff) in [("priority 64", 64, 0), ("priority u64::MAX", u64::MAX, 0), ("affinity beyond the CPUs", 32, 1u64 << 40)] {
+        c.expect_err(
+            format_args!("thread_create({what})"),
+            raw(nr::THREAD_CREATE, &[slots::SELF_PROCESS as u64, entry, fx.stray_stack, 0, prio, aff]),
+            inv,
+        );
+    }
+    // Zero bits.
+    c.expect_err("notif_signal(0 bits)", sys::notif_signal(fx.notif, 0), inv);
+    c.expect_err("process_watch(0 bits)", sys::process_watch(slots::SELF_PROCESS, fx.notif, 0), inv);
+    // Control: interrupts and device memory.
+    if let Some(ctl) = fx.control {
+        let ctl64 = ctl as u64;
+        for intid in [0, 27, 30, 1023, (1 << 32) + CLAIMABLE_INTID, u64::MAX] {
+            c.expect_err(format_args!("irq_create(intid {intid:#x})"), raw(nr::IRQ_CREATE, &[ctl64, intid]), inv);
+        }
+        for (what, phys, size, want) in [
+            ("over RAM", RAM_BASE, PAGE_SIZE, inv),
+            ("ending in RAM", RAM_BASE - PAGE_SIZE, 2 * PAGE_SIZE, inv),
+            ("size 0", UART_BASE, 0, inv),
+            ("above 2^48", 1 << 48, PAGE_SIZE, inv),
+            ("wrapping around", 0xFFFF_FFFF_FFFF_F000, PAGE_SIZE, inv),
+            ("unaligned address", UART_BASE + 1, PAGE_SIZE, un),
+            ("unaligned size", UART_BASE, 100, un),
+        ] {
+            c.expect_err(format_args!("device_pmo({what}: {phys:#x} size {size:#x})"), sys::device_pmo(ctl, phys, size), want);
+        }
+    }
+}
+
+fn no_such_calls(c: &mut Checks) {
+    let garbage = [0x1111, 0x2222, 0x3333, 0x4444, 0x5555, 0x6666, 0x7777, 0x8888];
+    for n in [nr::COUNT, 100, 0xFFFF, 1 << 32, u64::MAX] {
+        let r = sys::raw::syscall(n, garbage);
+        c.expect_eq(format_args!("system call {n:#x}: x0"), r[0] as i64, Error::NoSys.code());
+        c.expect_eq(format_args!("system call {n:#x}: x1..x7 unchanged"), &r[1..], &garbage[1..]);
+    }
+}
+
+fn bad_states(c: &mut Checks, fx: &Fixture) {
+    let bs = Error::BadState;
+    c.expect_err("ipc_reply(no caller)", sys::ipc_reply(&Message::default(), CapList::EMPTY), bs);
+    c.expect_err("ipc_reply_recv(no caller)", sys::ipc_reply_recv(fx.conn, &Message::default(), CapList::EMPTY), bs);
+    c.expect_err("process_wait(self)", sys::process_wait(slots::SELF_PROCESS), bs);
+    c.expect_err("notif_wait(nothing pending, 1 ms)", sys::notif_wait(fx.notif, MS), Error::TimedOut);
+}
+
+/// Mapping over a mapping, unmapping what is not there, and that a refused map leaves the range free.
+fn mappings(c: &mut Checks, fx: &Fixture) {
+    let vs = slots::SELF_VMSPACE;
+    let h = fx.hole + PAGE_SIZE;
+    let rw = perm::READ | perm::WRITE;
+    if c.expect_ok("vmspace_map(pmo at hole)", sys::vmspace_map(vs, fx.pmo, h, PMO_SIZE, 0, rw)).is_none() {
+        return;
+    }
+    c.expect_err("vmspace_map(same range again)", sys::vmspace_map(vs, fx.pmo, h, PMO_SIZE, 0, rw), Error::Exists);
+    c.expect_err("vmspace_map(overlapping from below)", sys::vmspace_map(vs, fx.pmo, h - PAGE_SIZE, PMO_SIZE, 0, rw), Error::Exists);
+    c.expect_err("vmspace_map(overlapping the last page)", sys::vmspace_map(vs, fx.pmo, h + PAGE_SIZE, PAGE_SIZE, 0, rw), Error::Exists);
+    c.expect_err("vmspace_map(over our own code)", sys::vmspace_map(vs, fx.pmo, (stray_entry()) & !(PAGE_SIZE - 1), PAGE_SIZE, 0, perm::READ), Error::Exists);
+    // The mapping shows the object: the kernel reads it for debug_write... and writes it for pmo_read.
+    let mut back = alloc::vec![0u8; 64];
+    c.expect_ok("pmo_read(test pmo into its own mapping)", raw(nr::PMO_READ, &[fx.pmo as u64, 0, h + PAGE_SIZE, 64]));
+    c.expect_ok("pmo_read(test pmo, page 1)", sys::pmo_read(fx.pmo, PAGE_SIZE, &mut back));
+    c.check(back == fx.contents, || String::from("bytes copied through a mapping of the pmo did not land in the pmo"));
+    c.expect_err("vmspace_unmap(wrong size)", sys::vmspace_unmap(vs, h, PAGE_SIZE), Error::Invalid);
+    c.expect_err("vmspace_unmap(not the start)", sys::vmspace_unmap(vs, h + PAGE_SIZE, PAGE_SIZE), Error::NotFound);
+    c.expect_ok("vmspace_unmap(the mapping)", sys::vmspace_unmap(vs, h, PMO_SIZE));
+    c.expect_err("vmspace_unmap(again)", sys::vmspace_unmap(vs, h, PMO_SIZE), Error::NotFound);
+    c.expect_err("pmo_read(into the unmapped range)", raw(nr::PMO_READ, &[fx.pmo as u64, 0, h, 8]), Error::BadAddress);
+    // A READ|MAP copy maps read-only; writing through that mapping is refused.
+    if c.expect_ok("vmspace_map(READ|MAP copy, read-only)", sys::vmspace_map(vs, fx.pmo_ro, h, PMO_SIZE, 0, perm::READ)).is_some() {
+        // The kernel reads through it: page 0 of the mapping into page 1 of the object.
+        c.expect_ok("pmo_write(from the read-only mapping)", raw(nr::PMO_WRITE, &[fx.pmo as u64, PAGE_SIZE, h, 64]));
+        let mut back = alloc::vec![0u8; 64];
+        c.expect_ok("pmo_read(test pmo, page 1, again)", sys::pmo_read(fx.pmo, PAGE_SIZE, &mut back));
+        c.check(back == fx.contents, || String::from("bytes the kernel read through a read-only mapping are wrong"));
+        c.expect_err("pmo_read(into a read-only mapping)", raw(nr::PMO_READ, &[fx.pmo as u64, 0, h, 8]), Error::BadAddress);
+        c.expect_ok("vmspace_unmap(read-only mapping)", sys::vmspace_unmap(vs, h, PMO_SIZE));
+    }
+    // Restore page 1 (the pmo_read above filled it).
+    let _ = sys::pmo_write(fx.pmo, PAGE_SIZE, &[0u8; 64]);
+}
+
+/// Copies, badges, moves, deletes and revocation.
+fn caps(c: &mut Checks, fx: &Fixture) {
+    let Some(b7) = c.expect_ok("cap_copy(notif, SIGNAL, badge 7)", sys::cap_copy(fx.notif, None, rights::SIGNAL, 7)) else { return };
+    c.expect_eq("cap_info(badged copy)", sys::cap_info(b7), Ok((ObjectKind::Notification as u64, rights::SIGNAL, 7)));
+    c.expect_err("cap_copy(badged copy, new badge 8)", sys::cap_copy(b7, None, rights::SIGNAL, 8), Error::Escalation);
+    if let Some(again) = c.expect_ok("cap_copy(badged copy, badge 0 = keep)", sys::cap_copy(b7, None, rights::SIGNAL, 0)) {
+        c.expect_eq("cap_info(copy of the badged copy)", sys::cap_info(again).map(|i| i.2), Ok(7));
+        if let Some(moved) = c.expect_ok("cap_move(copy, own table)", sys::cap_move(again, None)) {
+            c.expect_err("cap_info(moved-from slot)", sys::cap_info(again), Error::BadSlot);
+            c.expect_eq("cap_info(moved-to slot)", sys::cap_info(moved), Ok((ObjectKind::Notification as u64, rights::SIGNAL, 7)));
+            c.expect_ok("cap_delete(moved copy)", sys::cap_delete(moved));
+        }
+    }
+    c.expect_ok("cap_delete(badged copy)", sys::cap_delete(b7));
+    c.expect_err("cap_delete(again)", sys::cap_delete(b7), Error::BadSlot);
+    // A wrapped rights word must not turn into the rights of its low half.
+    match raw(nr::CAP_COPY, &[fx.notif as u64, keel_rt::abi::NO_SLOT as u64, (1 << 32) | rights::SIGNAL as u64, 0]) {
+        Err(Error::Invalid) => c.pass(),
+        other => {
+            c.fail(format_args!("cap_copy(rights {:#x}): expected Err(Invalid), got {other:?}", (1u64 << 32) | rights::SIGNAL as u64));
+            if let Ok(r) = other {
+                let _ = sys::cap_delete(r[1] as Slot);
+            }
+        }
+    }
+    // Revoke: every copy derived from a cap goes, the cap itself stays.
+    let Some(base) = c.expect_ok("notif_create(for revoke)", sys::notif_create()) else { return };
+    let a = sys::cap_copy(base, None, rights::ALL, 0);
+    let b = a.and_then(|a| sys::cap_copy(a, None, rights::SIGNAL, 0));
+    if let (Some(a), Some(b)) = (c.expect_ok("cap_copy(base)", a), c.expect_ok("cap_copy(copy of base)", b)) {
+        c.expect_eq("cap_revoke(base): caps deleted", sys::cap_revoke(base), Ok(2));
+        c.expect_err("cap_info(revoked copy)", sys::cap_info(a), Error::BadSlot);
+        c.expect_err("cap_info(revoked copy of copy)", sys::cap_info(b), Error::BadSlot);
+        c.expect_eq("cap_info(revoked base)", sys::cap_info(base).map(|i| i.0), Ok(ObjectKind::Notification as u64));
+    }
+    c.expect_ok("cap_delete(base)", sys::cap_delete(base));
+}
+
+fn notifications(c: &mut Checks, fx: &Fixture) {
+    c.expect_ok("notif_signal(bits 0b101)", sys::notif_signal(fx.notif, 0b101));
+    c.expect_ok("notif_signal(SIGNAL copy, bits 0b010)", sys::notif_signal(fx.notif_signal, 0b010));
+    c.expect_eq("notif_wait(WAIT copy): bits", sys::notif_wait(fx.notif_wait, SEC), Ok(0b111));
+    c.expect_err("notif_wait(after taking the bits, 1 ms)", sys::notif_wait(fx.notif, MS), Error::TimedOut);
+}
+
+/// An empty process made with process_create: copies into it, then killing, waiting and what a
+/// dead process refuses.
+fn child_process(c: &mut Checks, fx: &Fixture) {
+    let Some((proc_, vs, _pid)) = c.expect_ok("process_create(\"ktest-empty\")", sys::process_create("ktest-empty")) else { return };
+    match sys::process_info(proc_) {
+        Ok(i) => {
+            c.check(i.running && i.threads == 0, || format!("process_info(new empty process): {i:?}"));
+        }
+        Err(e) => c.fail(format_args!("process_info(new empty process): {e:?}")),
+    }
+    c.expect_err("cap_copy(notif without GRANT, dest = child)", sys::cap_copy(fx.notif_nogrant, Some(proc_), rights::SIGNAL, 0), Error::NoRights);
+    c.expect_ok("cap_copy(notif, dest = child)", sys::cap_copy(fx.notif, Some(proc_), rights::SIGNAL, 0));
+    c.expect_ok("process_watch(child, notif, 0x100)", sys::process_watch(proc_, fx.notif, 0x100));
+    c.expect_ok("vmspace_map(child's vmspace)", sys::vmspace_map(vs, fx.pmo, 0x10000, PAGE_SIZE, 0, perm::READ));
+    c.expect_ok("process_kill(child)", sys::process_kill(proc_));
+    c.expect_eq("notif_wait(child's watch)", sys::notif_wait(fx.notif, SEC), Ok(0x100));
+    c.expect_err("process_kill(dead child)", sys::process_kill(proc_), Error::BadState);
+    c.expect_eq("process_wait(dead child)", sys::process_wait(proc_), Ok(keel_rt::abi::EXIT_KILLED));
+    match sys::process_info(proc_) {
+        Ok(i) => {
+            c.check(!i.running && i.exit_code == keel_rt::abi::EXIT_KILLED && i.threads == 0, || format!("process_info(dead child): {i:?}"));
+        }
+        Err(e) => c.fail(format_args!("process_info(dead child): {e:?}")),
+    }
+    c.expect_err(
+        "thread_create(dead child)",
+        sys::thread_create(proc_, stray_entry(), fx.stray_stack, 0, 32, 0),
+        Error::BadState,
+    );
+    c.expect_err("cap_copy(notif, dest = dead child)", sys::cap_copy(fx.notif, Some(proc_), rights::SIGNAL, 0), Error::BadState);
+    c.expect_ok("process_watch(dead child): signals at once", sys::process_watch(proc_, fx.notif, 0x200));
+    c.expect_eq("notif_wait(watch of a dead child)", sys::notif_wait(fx.notif, SEC), Ok(0x200));
+    c.expect_ok("cap_delete(child's vmspace)", sys::cap_delete(vs));
+    c.expect_ok("cap_delete(child)", sys::cap_delete(proc_));
+    // The longest name is fine.
+    let name = "n".repeat(64);
+    if let Some((p, v, _)) = c.expect_ok("process_create(name of 64 bytes)", sys::process_create(&name)) {
+        let _ = sys::process_kill(p);
+        let _ = sys::cap_delete(v);
+        let _ = sys::cap_delete(p);
+    }
+}
+
+/// Scheduling parameters of a live thread.
+fn threads(c: &mut Checks, _fx: &Fixture) {
+    let Ok(gate) = sys::notif_create() else { return c.fail("notif_create(gate)") };
+    let before = sys::process_info(slots::SELF_PROCESS).map(|i| i.threads);
+    let spawned = keel_rt::thread::spawn(move || {
+        let _ = sys::notif_wait(gate, 10 * SEC);
+    });
+    if let Some(t) = c.expect_ok("thread spawn", spawned) {
+        c.expect_eq("cap_info(thread) kind", sys::cap_info(t).map(|i| i.0), Ok(ObjectKind::Thread as u64));
+        c.expect_eq("process_info(self).threads after a spawn", sys::process_info(slots::SELF_PROCESS).map(|i| i.threads), before.map(|n| n + 1));
+        c.expect_err("thread_set_sched(priority 64)", sys::thread_set_sched(t, 64, 0), Error::Invalid);
+        c.expect_err("thread_set_sched(affinity beyond the CPUs)", sys::thread_set_sched(t, 32, 1 << 40), Error::Invalid);
+        if let Some(weak) = c.expect_ok("cap_copy(thread, READ)", sys::cap_copy(t, None, rights::READ, 0)) {
+            c.expect_err("thread_set_sched(thread without MANAGE)", sys::thread_set_sched(weak, 32, 0), Error::NoRights);
+            let _ = sys::cap_delete(weak);
+        }
+        c.expect_ok("thread_set_sched(priority 33, CPU 0)", sys::thread_set_sched(t, 33, 1));
+        c.expect_ok("notif_signal(gate)", sys::notif_signal(gate, 1));
+        // The thread exits; the count goes back.
+        let mut left = false;
+        for _ in 0..200 {
+            if sys::process_info(slots::SELF_PROCESS).map(|i| i.threads) == before {
+                left = true;
+                break;
+            }
+            sys::sleep_ns(5 * MS);
+        }
+        c.check(left, || String::from("process_info(self).threads did not go back after the thread exited"));
+        let _ = sys::cap_delete(t);
+    }
+    let _ = sys::cap_delete(gate);
+}
+
+fn irqs(c: &mut Checks, fx: &Fixture) {
+    let Some(ctl) = fx.control else { return };
+    let Some(irq) = c.expect_ok("irq_create(intid 48)", sys::irq_create(ctl, CLAIMABLE_INTID as u32)) else { return };
+    c.expect_eq("cap_info(irq) kind", sys::cap_info(irq).map(|i| i.0), Ok(ObjectKind::Irq as u64));
+    c.expect_err("irq_create(intid 48 again)", sys::irq_create(ctl, CLAIMABLE_INTID as u32), Error::Exists);
+    c.expect_err("irq_bind(0 bits)", sys::irq_bind(irq, fx.notif, 0), Error::Invalid);
+    c.expect_err("irq_bind(notif = pmo)", sys::irq_bind(irq, fx.pmo, 1), Error::WrongType);
+    c.expect_err("irq_bind(notif without SIGNAL)", sys::irq_bind(irq, fx.notif_wait, 1), Error::NoRights);
+    c.expect_ok("irq_ack(unbound irq)", sys::irq_ack(irq));
+    c.expect_ok("cap_delete(irq)", sys::cap_delete(irq));
+    // Deleting the only capability released the line.
+    if let Some(again) = c.expect_ok("irq_create(intid 48 after release)", sys::irq_create(ctl, CLAIMABLE_INTID as u32)) {
+        let _ = sys::cap_delete(again);
+    }
+}
+
+/// Fills the slot table with copies: every call that would add a cap fails with TableFull; a
+/// revoke empties it again.
+fn table_full(c: &mut Checks) {
+    let Some(base) = c.expect_ok("notif_create(for the full table)", sys::notif_create()) else { return };
+    let mut copies = 0u64;
+    let last = loop {
+        match sys::cap_copy(base, None, rights::ALL, 0) {
+            Ok(_) => copies += 1,
+            Err(e) => break e,
+        }
+        if copies > 5000 {
+            break Error::Invalid;
+        }
+    };
+    c.expect_eq(format_args!("cap_copy after {copies} copies"), last, Error::TableFull);
+    c.expect_err("notif_create(full table)", sys::notif_create(), Error::TableFull);
+    c.expect_err("conn_create(full table)", sys::conn_create(), Error::TableFull);
+    c.expect_err("pmo_create(full table)", sys::pmo_create(PmoKind::Anonymous, PAGE_SIZE), Error::TableFull);
+    c.expect_err("process_create(full table)", sys::process_create("ktest-full"), Error::TableFull);
+    c.expect_err("thread_create(full table)", sys::thread_create(slots::SELF_PROCESS, stray_entry(), 0x1000, 0, 32, 0), Error::TableFull);
+    c.expect_eq("cap_revoke(base of the full table)", sys::cap_revoke(base), Ok(copies));
+    c.expect_ok("cap_delete(base of the full table)", sys::cap_delete(base));
+}
+
+/// IPC refusals. A kernel that wrongly accepted one of these calls would block forever (nobody
+/// serves this connection), so they run on a worker thread with a timeout.
+fn ipc_refusals(c: &mut Checks, fx: &Fixture) {
+    let (conn, nogrant) = (fx.conn, fx.notif_nogrant);
+    let w = worker::start(0, move || {
+        let msg = Message::new(1, [1, 2, 3, 4]);
+        let list = |s: &[Slot]| CapList::from_slots(s).unwrap_or(CapList::EMPTY);
+        let results: Vec<(&'static str, Result<sys::Received, Error>, Error)> = alloc::vec![
+            ("ipc_call(caps: notif without GRANT)", sys::ipc_call(conn, &msg, list(&[nogrant])), Error::NoRights),
+            ("ipc_call(caps: empty slot)", sys::ipc_call(conn, &msg, list(&[EMPTY])), Error::BadSlot),
+            ("ipc_call(caps: slot 4096)", sys::ipc_call(conn, &msg, list(&[OUT_OF_RANGE])), Error::BadSlot),
+            ("ipc_call(caps: a good cap, then one without GRANT)", sys::ipc_call(conn, &msg, list(&[conn, nogrant])), Error::NoRights),
+            ("ipc_call(caps list 0x0001_0fff_ffff_ffff: none, none, empty slot, vmspace)", sys::ipc_call(conn, &msg, CapList(0x0001_0fff_ffff_ffff)), Error::BadSlot),
+        ];
+        results
+    });
+    match w.map(|w| w.join(5 * SEC)) {
+        Ok(Ok(results)) => {
+            for (what, got, want) in results {
+                c.expect_err(what, got.map(|r| r.msg), want);
+            }
+        }
+        Ok(Err(e)) => c.fail(format_args!("ipc refusals: the worker did not finish in 5 s ({e:?}): an ipc_call that should fail blocked")),
+        Err(e) => c.fail(format_args!("ipc refusals: worker start: {e:?}")),
+    }
+}

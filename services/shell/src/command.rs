@@ -1,0 +1,208 @@
+//! Command lines: split into words and decoded into a [`Command`] or a one-line usage error.
+//! Nothing here runs anything.
+//!
+//! Words are separated by spaces or tabs; `'...'` and `"..."` group words with spaces in them
+//! (no escapes inside; an unterminated quote is an error).
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A decoded command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A blank line.
+    Empty,
+    Help,
+    Echo(Vec<String>),
+    Ps,
+    Kill(u64),
+    /// `run <program> [args...]`: `path` is `/bin/<program>` unless the program is a path.
+    Run { program: String, path: String, args: Vec<String> },
+    Mem,
+    Uptime,
+    PowerOff,
+}
+
+/// The commands, with their usage and what they do (`help` prints these).
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("help", "list the commands"),
+    ("echo <words...>", "print the words"),
+    ("ps", "list the processes"),
+    ("kill <pid>", "kill a process"),
+    ("run <program> [args...]", "run /bin/<program> in the foreground (Ctrl-C kills it)"),
+    ("mem", "physical memory: total, used, free"),
+    ("uptime", "time since boot"),
+    ("poweroff", "power the machine off"),
+];
+
+/// Why a line could not be decoded. Displayed as the one line the shell prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The first word names no command.
+    Unknown(String),
+    /// Wrong number of arguments: the command's name and its usage.
+    Usage(&'static str, &'static str),
+    /// `kill` was given something that is not a pid.
+    NotAPid(String),
+    UnterminatedQuote,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::Unknown(cmd) => write!(f, "{cmd}: unknown command (try help)"),
+            Self::Usage(cmd, usage) => write!(f, "{cmd}: usage: {usage}"),
+            Self::NotAPid(word) => write!(f, "kill: {word} is not a pid"),
+            Self::UnterminatedQuote => f.write_str("shell: unterminated quote"),
+        }
+    }
+}
+
+/// Splits a line into words.
+pub fn split_words(line: &str) -> Result<Vec<String>, ParseError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, ' ' | '\t') => {
+                if in_word {
+                    words.push(core::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(ParseError::UnterminatedQuote);
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// A pid: a positive decimal number.
+fn parse_pid(word: &str) -> Result<u64, ParseError> {
+    match word.parse::<u64>() {
+        Ok(pid) if pid > 0 && word.bytes().all(|b| b.is_ascii_digit()) => Ok(pid),
+        _ => Err(ParseError::NotAPid(word.to_string())),
+    }
+}
+
+/// The path `run` starts: a path as given, a bare name under /bin.
+fn program_path(program: &str) -> String {
+    if program.starts_with('/') { program.to_string() } else { alloc::format!("/bin/{program}") }
+}
+
+/// Decodes one command line.
+pub fn parse(line: &str) -> Result<Command, ParseError> {
+    let words = split_words(line)?;
+    let Some((name, args)) = words.split_first() else { return Ok(Command::Empty) };
+    let no_args = |cmd: Command, usage: &'static str| if args.is_empty() { Ok(cmd) } else { Err(ParseError::Usage(usage, usage)) };
+    match name.as_str() {
+        "help" => no_args(Command::Help, "help"),
+        "echo" => Ok(Command::Echo(args.to_vec())),
+        "ps" => no_args(Command::Ps, "ps"),
+        "kill" => match args {
+            [pid] => Ok(Command::Kill(parse_pid(pid)?)),
+            _ => Err(ParseError::Usage("kill", "kill <pid>")),
+        },
+        "run" => match args.split_first() {
+            Some((program, rest)) if !program.is_empty() => {
+                Ok(Command::Run { program: program.clone(), path: program_path(program), args: rest.to_vec() })
+            }
+            _ => Err(ParseError::Usage("run", "run <program> [args...]")),
+        },
+        "mem" => no_args(Command::Mem, "mem"),
+        "uptime" => no_args(Command::Uptime, "uptime"),
+        "poweroff" => no_args(Command::PowerOff, "poweroff"),
+        other => Err(ParseError::Unknown(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn blank_lines_are_empty_commands() {
+        assert_eq!(parse(""), Ok(Command::Empty));
+        assert_eq!(parse("  \t "), Ok(Command::Empty));
+    }
+
+    #[test]
+    fn words_split_on_runs_of_spaces_and_tabs() {
+        assert_eq!(split_words("  echo \t a   b "), Ok(words(&["echo", "a", "b"])));
+    }
+
+    #[test]
+    fn quotes_group_words_and_may_be_empty() {
+        assert_eq!(split_words(r#"echo "a  b" 'c "d"' x""y ''"#), Ok(words(&["echo", "a  b", "c \"d\"", "xy", ""])));
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_an_error() {
+        assert_eq!(parse("echo \"abc"), Err(ParseError::UnterminatedQuote));
+        assert_eq!(ParseError::UnterminatedQuote.to_string(), "shell: unterminated quote");
+    }
+
+    #[test]
+    fn simple_commands_decode_and_refuse_arguments() {
+        assert_eq!(parse("help"), Ok(Command::Help));
+        assert_eq!(parse("ps"), Ok(Command::Ps));
+        assert_eq!(parse("mem"), Ok(Command::Mem));
+        assert_eq!(parse("uptime"), Ok(Command::Uptime));
+        assert_eq!(parse(" poweroff "), Ok(Command::PowerOff));
+        assert_eq!(parse("ps -a").unwrap_err().to_string(), "ps: usage: ps");
+    }
+
+    #[test]
+    fn echo_keeps_its_words() {
+        assert_eq!(parse("echo hello   world"), Ok(Command::Echo(words(&["hello", "world"]))));
+        assert_eq!(parse("echo"), Ok(Command::Echo(Vec::new())));
+    }
+
+    #[test]
+    fn kill_takes_exactly_one_positive_decimal_pid() {
+        assert_eq!(parse("kill 12"), Ok(Command::Kill(12)));
+        assert_eq!(parse("kill").unwrap_err().to_string(), "kill: usage: kill <pid>");
+        assert_eq!(parse("kill 1 2").unwrap_err().to_string(), "kill: usage: kill <pid>");
+        assert_eq!(parse("kill abc").unwrap_err().to_string(), "kill: abc is not a pid");
+        assert_eq!(parse("kill 0").unwrap_err().to_string(), "kill: 0 is not a pid");
+        assert_eq!(parse("kill +3").unwrap_err().to_string(), "kill: +3 is not a pid");
+        assert_eq!(parse("kill 99999999999999999999").unwrap_err().to_string(), "kill: 99999999999999999999 is not a pid");
+    }
+
+    #[test]
+    fn run_looks_in_bin_unless_given_a_path() {
+        assert_eq!(
+            parse("run ktest crash now"),
+            Ok(Command::Run { program: "ktest".into(), path: "/bin/ktest".into(), args: words(&["crash", "now"]) })
+        );
+        assert_eq!(parse("run /sbin/x"), Ok(Command::Run { program: "/sbin/x".into(), path: "/sbin/x".into(), args: Vec::new() }));
+        assert_eq!(parse("run").unwrap_err().to_string(), "run: usage: run <program> [args...]");
+        assert_eq!(parse("run ''").unwrap_err().to_string(), "run: usage: run <program> [args...]");
+    }
+
+    #[test]
+    fn unknown_commands_suggest_help() {
+        assert_eq!(parse("frobnicate x").unwrap_err().to_string(), "frobnicate: unknown command (try help)");
+    }
+}

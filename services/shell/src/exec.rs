@@ -1,0 +1,276 @@
+//! Running a decoded [`Command`] against a [`System`]: the operations the shell needs from the
+//! rest of Keel (process manager, console, kernel), as a trait so the executor is tested on the
+//! host against a fake. Output goes to a `String` the caller prints in one piece.
+
+use crate::command::{COMMANDS, Command};
+use crate::ps;
+use alloc::string::String;
+use core::fmt::Write;
+use keel_rt::Error;
+use keel_rt::abi::{EXIT_FAULT, EXIT_KILLED};
+
+/// Bytes per physical frame.
+const FRAME_BYTES: u64 = keel_rt::abi::PAGE_SIZE;
+
+/// What the shell does to the system.
+pub trait System {
+    /// A started program the shell can wait for.
+    type Process;
+    /// The process manager's PS payload.
+    fn ps(&mut self) -> Result<alloc::vec::Vec<u8>, Error>;
+    fn kill(&mut self, pid: u64) -> Result<(), Error>;
+    /// Starts `path` with `args`, sharing our console: (pid, process).
+    fn spawn(&mut self, path: &str, args: &[String]) -> Result<(u64, Self::Process), Error>;
+    /// Tells the console which program Ctrl-C kills (0 = none).
+    fn set_foreground(&mut self, pid: u64) -> Result<(), Error>;
+    /// Waits for the program to end; its exit code.
+    fn wait(&mut self, process: &Self::Process) -> Result<i64, Error>;
+    /// Lets go of a finished program.
+    fn release(&mut self, process: Self::Process);
+    /// (total, free) physical frames.
+    fn mem_info(&mut self) -> Result<(u64, u64), Error>;
+    /// (counter ticks since boot, ticks per second).
+    fn clock(&mut self) -> (u64, u64);
+    /// Returns only if the machine did not power off.
+    fn power_off(&mut self) -> Result<(), Error>;
+}
+
+/// How a program ended, as the shell reports it (None: exit code 0, nothing to say).
+pub fn exit_report(program: &str, code: i64) -> Option<String> {
+    match code {
+        0 => None,
+        EXIT_KILLED => Some(alloc::format!("{program} was killed")),
+        EXIT_FAULT => Some(alloc::format!("{program} crashed")),
+        n => Some(alloc::format!("{program} exited with code {n}")),
+    }
+}
+
+/// `frames` as MiB with one decimal (rounded down).
+fn mib(frames: u64) -> String {
+    let tenths = (u128::from(frames) * u128::from(FRAME_BYTES) * 10 / (1 << 20)) as u64;
+    alloc::format!("{}.{}", tenths / 10, tenths % 10)
+}
+
+/// Runs `cmd`, appending what it prints to `out`.
+pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
+    match cmd {
+        Command::Empty => {}
+        Command::Help => {
+            for (usage, what) in COMMANDS {
+                let _ = writeln!(out, "{usage:<24} {what}");
+            }
+        }
+        Command::Echo(words) => {
+            let _ = writeln!(out, "{}", words.join(" "));
+        }
+        Command::Ps => match sys.ps() {
+            Ok(payload) => {
+                let (rows, bad) = ps::parse_ps(&payload);
+                out.push_str(&ps::format_table(&rows));
+                if bad > 0 {
+                    let _ = writeln!(out, "ps: skipped {bad} malformed lines from the process manager");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "ps: {e}");
+            }
+        },
+        Command::Kill(pid) => match sys.kill(*pid) {
+            Ok(()) => {}
+            Err(Error::NotFound) => {
+                let _ = writeln!(out, "kill: no process {pid}");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "kill: process {pid}: {e}");
+            }
+        },
+        Command::Run { program, path, args } => run(sys, program, path, args, out),
+        Command::Mem => match sys.mem_info() {
+            Ok((total, free)) => {
+                let used = total.saturating_sub(free);
+                for (what, frames) in [("total", total), ("used", used), ("free", free)] {
+                    let _ = writeln!(out, "{what:<5} {:>9} MiB {frames:>9} frames", mib(frames));
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "mem: {e}");
+            }
+        },
+        Command::Uptime => {
+            let (ticks, freq) = sys.clock();
+            if freq == 0 {
+                let _ = writeln!(out, "uptime: the counter frequency is unknown");
+            } else {
+                let hundredths = (u128::from(ticks) * 100 / u128::from(freq)) as u64;
+                let _ = writeln!(out, "up {}.{:02} s", hundredths / 100, hundredths % 100);
+            }
+        }
+        Command::PowerOff => {
+            let e = sys.power_off().err().unwrap_or(Error::BadState);
+            let _ = writeln!(out, "poweroff: {e}");
+        }
+    }
+}
+
+fn run<S: System>(sys: &mut S, program: &str, path: &str, args: &[String], out: &mut String) {
+    let (pid, process) = match sys.spawn(path, args) {
+        Ok(started) => started,
+        Err(Error::NotFound) => {
+            let _ = writeln!(out, "run: {program}: no such program");
+            return;
+        }
+        Err(e) => {
+            let _ = writeln!(out, "run: {program}: {e}");
+            return;
+        }
+    };
+    // Without the console knowing, Ctrl-C cannot stop the program; it still runs.
+    let _ = sys.set_foreground(pid);
+    let result = sys.wait(&process);
+    let _ = sys.set_foreground(0);
+    sys.release(process);
+    match result {
+        Ok(code) => {
+            if let Some(report) = exit_report(program, code) {
+                let _ = writeln!(out, "{report}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "run: {program}: cannot wait for process {pid}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::parse;
+    use alloc::vec::Vec;
+
+    /// A system that records what the shell asked of it.
+    #[derive(Default)]
+    struct FakeSystem {
+        ps: Vec<u8>,
+        live: Vec<u64>,
+        exit_code: i64,
+        calls: Vec<String>,
+        released: Vec<u64>,
+        mem: (u64, u64),
+        clock: (u64, u64),
+    }
+
+    impl System for FakeSystem {
+        type Process = u64;
+        fn ps(&mut self) -> Result<Vec<u8>, Error> {
+            Ok(self.ps.clone())
+        }
+        fn kill(&mut self, pid: u64) -> Result<(), Error> {
+            self.calls.push(alloc::format!("kill {pid}"));
+            if self.live.contains(&pid) { Ok(()) } else { Err(Error::NotFound) }
+        }
+        fn spawn(&mut self, path: &str, args: &[String]) -> Result<(u64, u64), Error> {
+            self.calls.push(alloc::format!("spawn {path} {args:?}"));
+            if path == "/bin/missing" { Err(Error::NotFound) } else { Ok((42, 900)) }
+        }
+        fn set_foreground(&mut self, pid: u64) -> Result<(), Error> {
+            self.calls.push(alloc::format!("foreground {pid}"));
+            Ok(())
+        }
+        fn wait(&mut self, process: &u64) -> Result<i64, Error> {
+            self.calls.push(alloc::format!("wait {process}"));
+            Ok(self.exit_code)
+        }
+        fn release(&mut self, process: u64) {
+            self.released.push(process);
+        }
+        fn mem_info(&mut self) -> Result<(u64, u64), Error> {
+            Ok(self.mem)
+        }
+        fn clock(&mut self) -> (u64, u64) {
+            self.clock
+        }
+        fn power_off(&mut self) -> Result<(), Error> {
+            Err(Error::NoRights)
+        }
+    }
+
+    fn run_line(sys: &mut FakeSystem, line: &str) -> String {
+        let mut out = String::new();
+        execute(sys, &parse(line).unwrap(), &mut out);
+        out
+    }
+
+    #[test]
+    fn help_prints_one_line_per_command() {
+        let out = run_line(&mut FakeSystem::default(), "help");
+        assert_eq!(out.lines().count(), COMMANDS.len());
+        assert!(out.lines().any(|l| l.starts_with("kill <pid>") && l.ends_with("kill a process")));
+    }
+
+    #[test]
+    fn echo_joins_its_words_with_single_spaces() {
+        assert_eq!(run_line(&mut FakeSystem::default(), "echo  hello   'big  world'"), "hello big  world\n");
+        assert_eq!(run_line(&mut FakeSystem::default(), "echo"), "\n");
+    }
+
+    #[test]
+    fn ps_prints_the_process_table() {
+        let mut sys = FakeSystem { ps: b"1\tinit\trunning\t512\n".to_vec(), ..Default::default() };
+        assert_eq!(run_line(&mut sys, "ps"), "  PID NAME             STATE           MEM\n    1 init             running     512 KiB\n");
+    }
+
+    #[test]
+    fn kill_of_a_missing_process_says_so() {
+        let mut sys = FakeSystem { live: alloc::vec![5], ..Default::default() };
+        assert_eq!(run_line(&mut sys, "kill 5"), "");
+        assert_eq!(run_line(&mut sys, "kill 77"), "kill: no process 77\n");
+    }
+
+    #[test]
+    fn run_sets_and_clears_the_foreground_around_the_wait_and_releases_the_process() {
+        let mut sys = FakeSystem::default();
+        assert_eq!(run_line(&mut sys, "run hello a b"), "");
+        assert_eq!(sys.calls, ["spawn /bin/hello [\"a\", \"b\"]", "foreground 42", "wait 900", "foreground 0"]);
+        assert_eq!(sys.released, [900]);
+    }
+
+    #[test]
+    fn run_reports_crashes_kills_and_nonzero_exit_codes() {
+        let mut sys = FakeSystem { exit_code: EXIT_FAULT, ..Default::default() };
+        assert_eq!(run_line(&mut sys, "run ktest crash"), "ktest crashed\n");
+        sys.exit_code = EXIT_KILLED;
+        assert_eq!(run_line(&mut sys, "run ktest spin"), "ktest was killed\n");
+        sys.exit_code = 3;
+        assert_eq!(run_line(&mut sys, "run ktest"), "ktest exited with code 3\n");
+        sys.exit_code = -1;
+        assert_eq!(run_line(&mut sys, "run ktest"), "ktest exited with code -1\n");
+    }
+
+    #[test]
+    fn run_of_a_missing_program_sets_no_foreground() {
+        let mut sys = FakeSystem::default();
+        assert_eq!(run_line(&mut sys, "run missing"), "run: missing: no such program\n");
+        assert_eq!(sys.calls, ["spawn /bin/missing []"]);
+    }
+
+    #[test]
+    fn mem_prints_total_used_free_in_mib_and_frames() {
+        let mut sys = FakeSystem { mem: (524_288, 521_600), ..Default::default() };
+        let out = run_line(&mut sys, "mem");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines, ["total    2048.0 MiB    524288 frames", "used       10.5 MiB      2688 frames", "free     2037.5 MiB    521600 frames"]);
+    }
+
+    #[test]
+    fn uptime_prints_seconds_with_two_decimals() {
+        let mut sys = FakeSystem { clock: (62_500_000 * 12 + 62_500_000 / 4, 62_500_000), ..Default::default() };
+        assert_eq!(run_line(&mut sys, "uptime"), "up 12.25 s\n");
+        sys.clock = (5, 0);
+        assert_eq!(run_line(&mut sys, "uptime"), "uptime: the counter frequency is unknown\n");
+    }
+
+    #[test]
+    fn a_refused_poweroff_says_why() {
+        assert_eq!(run_line(&mut FakeSystem::default(), "poweroff"), "poweroff: missing rights\n");
+    }
+}

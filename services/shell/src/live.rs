@@ -1,0 +1,162 @@
+//! The shell's [`System`] over Keel: the process manager and console connections, and the
+//! kernel calls. Also finding the console through namesrv and reading lines from it.
+
+use crate::exec::System;
+use alloc::string::String;
+use alloc::vec::Vec;
+use keel_rt::ipc::{self, Client};
+use keel_rt::proto::{self, console, namesrv, procmgr};
+use keel_rt::{Error, Slot, sys};
+
+/// Lookups of `console` before giving up (it may start after the shell), and the pause between.
+const LOOKUP_ATTEMPTS: u32 = 100;
+const LOOKUP_PAUSE_NS: u64 = 50_000_000;
+
+/// What READ_LINE gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadLine {
+    Line(String),
+    /// Ctrl-C was typed instead.
+    Interrupted,
+}
+
+/// A started program: our capability to its process.
+pub struct Process(Slot);
+
+/// Keel as the shell sees it.
+pub struct LiveSystem {
+    procmgr: Client,
+    namesrv: Client,
+    console: Client,
+}
+
+/// The status of a reply, as a plain result.
+fn status(r: &ipc::Received) -> Result<(), Error> {
+    ipc::status(r).map(|_| ())
+}
+
+/// Looks `name` up with namesrv, retrying while it is not registered yet.
+fn lookup(namesrv: &Client, name: &str) -> Result<Slot, Error> {
+    let words = proto::pack_name(name)?;
+    let mut attempts = 0;
+    loop {
+        let r = namesrv.call(namesrv::LOOKUP, words)?;
+        match status(&r) {
+            Ok(()) => return r.caps.slots().next().ok_or(Error::Invalid),
+            Err(Error::NotFound) if attempts + 1 < LOOKUP_ATTEMPTS => {
+                attempts += 1;
+                sys::sleep_ns(LOOKUP_PAUSE_NS);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl LiveSystem {
+    /// Connects to the console (found through namesrv).
+    pub fn connect(procmgr: Slot, namesrv: Slot) -> Result<Self, Error> {
+        let namesrv = Client::new(namesrv);
+        let console = Client::new(lookup(&namesrv, "console")?);
+        Ok(Self { procmgr: Client::new(procmgr), namesrv, console })
+    }
+
+    /// Finds the console again (after it restarted): Ok once the connection namesrv gives
+    /// answers (namesrv may still hold the dead console's connection for a while).
+    pub fn reconnect_console(&mut self) -> Result<(), Error> {
+        let slot = lookup(&self.namesrv, "console")?;
+        let old = core::mem::replace(&mut self.console, Client::new(slot));
+        let _ = sys::cap_delete(old.slot());
+        self.set_foreground(0)
+    }
+
+    /// The next line typed on the console.
+    pub fn read_line(&mut self) -> Result<ReadLine, Error> {
+        let (r, payload) = self.console.call_bulk(console::READ_LINE, [0; 3], &[])?;
+        status(&r)?;
+        if r.msg.data[0] == 1 {
+            return Ok(ReadLine::Interrupted);
+        }
+        Ok(ReadLine::Line(String::from_utf8_lossy(&payload).into_owned()))
+    }
+}
+
+/// The SPAWN payload: the path, then the arguments, NUL-separated.
+pub fn spawn_payload(path: &str, args: &[String]) -> Result<Vec<u8>, Error> {
+    let mut payload = Vec::from(path.as_bytes());
+    for a in args {
+        payload.push(0);
+        payload.extend_from_slice(a.as_bytes());
+    }
+    if path.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+        return Err(Error::Invalid);
+    }
+    Ok(payload)
+}
+
+impl System for LiveSystem {
+    type Process = Process;
+
+    fn ps(&mut self) -> Result<Vec<u8>, Error> {
+        let (r, payload) = self.procmgr.call_bulk(procmgr::PS, [0; 3], &[])?;
+        status(&r)?;
+        Ok(payload)
+    }
+
+    fn kill(&mut self, pid: u64) -> Result<(), Error> {
+        status(&self.procmgr.call(procmgr::KILL, [pid, 0, 0, 0])?)
+    }
+
+    fn spawn(&mut self, path: &str, args: &[String]) -> Result<(u64, Process), Error> {
+        let payload = spawn_payload(path, args)?;
+        let (r, _) = self.procmgr.call_bulk(procmgr::SPAWN, [procmgr::SPAWN_INHERIT_CONSOLE, 0, 0], &payload)?;
+        status(&r)?;
+        let pid = r.msg.data[0];
+        let slot = r.caps.slots().next().ok_or(Error::Invalid)?;
+        // Any further caps are not ours to keep.
+        for extra in r.caps.slots().skip(1) {
+            let _ = sys::cap_delete(extra);
+        }
+        Ok((pid, Process(slot)))
+    }
+
+    fn set_foreground(&mut self, pid: u64) -> Result<(), Error> {
+        status(&self.console.call(console::SET_FOREGROUND, [pid, 0, 0, 0])?)
+    }
+
+    fn wait(&mut self, process: &Process) -> Result<i64, Error> {
+        sys::process_wait(process.0)
+    }
+
+    fn release(&mut self, process: Process) {
+        let _ = sys::cap_delete(process.0);
+    }
+
+    fn mem_info(&mut self) -> Result<(u64, u64), Error> {
+        sys::mem_info()
+    }
+
+    fn clock(&mut self) -> (u64, u64) {
+        (sys::counter(), sys::counter_freq())
+    }
+
+    fn power_off(&mut self) -> Result<(), Error> {
+        status(&self.procmgr.call(procmgr::POWER_OFF, [0; 4])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_payload_is_the_path_then_nul_separated_arguments() {
+        let args = [String::from("a"), String::from("b c")];
+        assert_eq!(spawn_payload("/bin/x", &args).unwrap(), b"/bin/x\0a\0b c");
+        assert_eq!(spawn_payload("/bin/x", &[]).unwrap(), b"/bin/x");
+    }
+
+    #[test]
+    fn a_nul_in_an_argument_is_refused() {
+        assert_eq!(spawn_payload("/bin/x", &[String::from("a\0b")]), Err(Error::Invalid));
+    }
+}

@@ -1,0 +1,83 @@
+//! QEMU scenarios for the user-space system: init, namesrv, console and the shell, driven through
+//! the serial console as a user would (input piped in from the start).
+
+use keel_tests::Boot;
+
+#[test]
+fn piped_ps_lists_every_process_and_poweroff_exits_cleanly() {
+    let run = Boot::scenario("").input("ps\npoweroff\n").run();
+    run.expect("console: ready (uart 0x9000000 irq 33)")
+        .expect("  PID NAME             STATE           MEM")
+        .expect("process 3 asked to power off")
+        .expect_clean_poweroff();
+    for name in ["init", "namesrv", "console", "shell"] {
+        let found = run.log.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 5 && f[1] == name && f[2] == "running" && f[4] == "KiB" && f[0].parse::<u64>().is_ok()
+        });
+        if !found {
+            run.fail(&format!("ps has no running {name} line with a pid and memory"));
+        }
+    }
+}
+
+#[test]
+fn shell_commands_and_their_errors() {
+    Boot::scenario("")
+        .input("help\necho hello   keel\nmem\nuptime\nbogus\nkill\nkill abc\nkill 99999\nrun\nrun nosuch\npoweroff\n")
+        .run()
+        .expect("help                     list the commands")
+        .expect("poweroff                 power the machine off")
+        .expect("keel> hello keel")
+        .expect("total    ")
+        .expect("free     ")
+        .expect("keel> up ")
+        .expect("bogus: unknown command (try help)")
+        .expect("kill: usage: kill <pid>")
+        .expect("kill: abc is not a pid")
+        .expect("kill: no process 99999")
+        .expect("run: usage: run <program> [args...]")
+        .expect("run: nosuch: no such program")
+        .expect_clean_poweroff();
+}
+
+#[test]
+fn a_crashing_program_is_killed_and_the_system_keeps_running() {
+    Boot::scenario("")
+        .input("run ktest crash-null\nrun ktest crash-undef\nrun ktest crash-stack\necho still here\npoweroff\n")
+        .run()
+        .expect("(ktest): read at 0x0: nothing mapped there (data abort from a lower EL, translation fault)")
+        .expect("(ktest): unknown reason (ESR 0x2000000)")
+        .expect("(ktest): write at 0x3ffffbf")
+        .expect("ktest crashed")
+        .expect("keel> still here")
+        .expect_clean_poweroff();
+}
+
+/// The pid of the running process named `name` in the last `ps` table of `log`. Only the first
+/// three columns are needed: the log may end in the middle of the line.
+fn pid_of(log: &str, name: &str) -> Option<u64> {
+    log.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 3 && f[1] == name && f[2] == "running").then(|| f[0].parse().ok()).flatten()
+    })
+}
+
+#[test]
+fn killing_a_service_makes_init_restart_it_and_the_shell_reconnects() {
+    let run = Boot::scenario("")
+        .input("ps\n")
+        .then("console          running", |log| format!("kill {}\n", pid_of(log, "console").unwrap_or(0)))
+        .then("; restarting it in ", |_| "ps\npoweroff\n".to_string())
+        .run();
+    run.expect("exited with code -9; restarting it in 100 ms").expect_clean_poweroff();
+    let readies = run.log.matches("console: ready (uart 0x9000000 irq 33)").count();
+    if readies != 2 {
+        run.fail(&format!("the console started {readies} times, want 2 (first boot and restart)"));
+    }
+    let first = run.log.split("kill ").next().and_then(|head| pid_of(head, "console"));
+    let last = pid_of(&run.log, "console");
+    if first.is_none() || first == last {
+        run.fail(&format!("the console's pid did not change across the restart ({first:?} -> {last:?})"));
+    }
+}
