@@ -73,7 +73,7 @@ run: $(IMAGE) $(INITRD)
 	$(QEMU) $(QEMU_ARGS)
 
 test: $(IMAGE) $(INITRD)
-	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test --workspace
+	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test --workspace --no-fail-fast
 
 test-host: $(DEPS_STAMP)
 	$(CARGO) test --workspace --exclude keel-tests

@@ -127,6 +127,7 @@ fn a_panic_prints_its_location_and_powers_off() {
 fn an_unknown_scenario_is_named_and_fails() {
     Boot::scenario("no-such-thing")
         .run()
-        .expect("init: scenario no-such-thing finished with code 1")
+        .expect("ktest: unknown scenario or mode 'no-such-thing'")
+        .expect("init: scenario no-such-thing finished with code 2")
         .expect_clean_poweroff();
 }

@@ -20,7 +20,7 @@ use keel_rt::startup::Startup;
 use keel_rt::{Error, Slot, sys};
 
 const NAME: &str = "ktest-echo";
-const CPUS: u32 = 2;
+const CPUS: u32 = 4;
 const CALLS: u64 = 100_000;
 
 /// Calls each client has made so far (for the report if one does not finish).
