@@ -113,13 +113,17 @@ impl Kernel {
         if c.dead {
             return Err(Error::PeerDied);
         }
-        match c.servers.pop_front() {
+        // Prefer a waiting server thread that may run on this CPU: the call then hands this CPU
+        // over at once instead of waking another (servers often pin one thread per CPU).
+        let threads = &self.threads;
+        let pick = c.servers.iter().position(|s| threads.get(s).is_some_and(|t| t.params.affinity.contains(cpu))).unwrap_or(0);
+        match c.servers.remove(pick) {
             Some(server) => {
                 let spid = self.threads[&server].pid;
                 let received = match self.transfer_caps(cpid, spid, caps) {
                     Ok(r) => r,
                     Err(e) => {
-                        self.conns.get_mut(&conn).map(|c| c.servers.push_front(server));
+                        self.conns.get_mut(&conn).map(|c| c.servers.insert(pick, server));
                         return Err(e);
                     }
                 };

@@ -14,7 +14,7 @@ use crate::object::vmspace::Access;
 use crate::trap::UserTrap;
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
 use core::sync::atomic::{AtomicU64, Ordering};
-use spin::mutex::TicketMutexGuard;
+use spin::MutexGuard;
 
 const FRAME_SIZE: u64 = core::mem::size_of::<UserRegs>() as u64;
 
@@ -78,7 +78,7 @@ pub fn decode_user_trap(frame: &UserRegs) -> UserTrap {
 
 /// Returns once `frame` holds a runnable thread of `cpu`, idling (lock dropped, IRQs unmasked)
 /// while there is none.
-pub fn run_user(mut guard: TicketMutexGuard<'static, Option<Kernel>>, cpu: usize, frame: &mut UserRegs) {
+pub fn run_user(mut guard: MutexGuard<'static, Option<Kernel>>, cpu: usize, frame: &mut UserRegs) {
     loop {
         let Some(k) = guard.as_mut() else { return };
         if k.current[cpu].is_some() && !k.cpus[cpu].need_resched {
@@ -94,10 +94,15 @@ pub fn run_user(mut guard: TicketMutexGuard<'static, Option<Kernel>>, cpu: usize
     }
 }
 
-/// One wait for an interrupt with IRQs unmasked; the IRQ is handled on this stack.
+/// Waits for an interrupt, then takes it (it is handled on this stack).
+///
+/// WFI runs with IRQs still masked: a pending interrupt wakes it all the same, so a wake-up IPI
+/// that arrived after the lock was dropped is never consumed before the wait (which would leave
+/// the CPU asleep until the next tick). Only then are IRQs unmasked to take what is pending.
 fn idle_wait() {
-    cpu::irq_enable();
     cpu::wait_for_interrupt();
+    cpu::irq_enable();
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
     cpu::irq_save();
 }
 
