@@ -92,6 +92,13 @@ impl Boot {
         self
     }
 
+    /// Runs under `-icount shift=0,align=off,sleep=off`: the counter then counts instructions.
+    pub fn icount(mut self) -> Self {
+        self.extra.push("-icount".into());
+        self.extra.push("shift=0,align=off,sleep=off".into());
+        self
+    }
+
     /// A longer timeout for heavy scenarios.
     pub fn timeout(mut self, secs: u64) -> Self {
         self.timeout = Duration::from_secs(secs);

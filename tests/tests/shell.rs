@@ -47,7 +47,7 @@ fn a_crashing_program_is_killed_and_the_system_keeps_running() {
         .input("run ktest crash-null\nrun ktest crash-undef\nrun ktest crash-stack\necho still here\npoweroff\n")
         .run()
         .expect("(ktest): read at 0x0: nothing mapped there (data abort from a lower EL, translation fault)")
-        .expect("(ktest): unknown reason (ESR 0x2000000)")
+        .expect("(ktest): undefined instruction (ESR 0x2000000)")
         .expect("(ktest): write at 0x3ffffbf")
         .expect("ktest crashed")
         .expect("keel> still here")

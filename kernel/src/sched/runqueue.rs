@@ -360,11 +360,14 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
 
     /// The thread running on `cpu` stopped (it blocked or exited) before the kernel picked a
     /// successor: it no longer counts as running, so it may be enqueued (woken) at once.
+    ///
+    /// The slice in progress is not reset: `pick_next` starts a new one for a new thread, and a
+    /// `hand_off` carries it on, so a client and server calling each other share one slice and
+    /// are preempted like any other thread (resetting it here let such a pair starve others).
     pub fn stop_running(&mut self, cpu: usize) {
         self.expect_cpu(cpu, "stop_running");
         if let Some(p) = self.queues[cpu].running.take() {
             self.forget_running(p, cpu);
-            self.queues[cpu].slice_used = 0;
         }
     }
 
@@ -1424,5 +1427,27 @@ mod tests {
         assert_eq!(s.running(0), None);
         s.enqueue(1, p, 0).unwrap();
         assert_eq!(s.pick_next(0, None), Some(1));
+    }
+
+    #[test]
+    fn hand_offs_share_one_slice_so_a_ping_pong_pair_is_preempted() {
+        let mut s: Scheduler<u64> = Scheduler::new(1);
+        let p = SchedParams { priority: 10, affinity: CpuSet::all(1) };
+        s.enqueue(1, p, 0).unwrap();
+        s.enqueue(3, p, 0).unwrap(); // an equal-priority bystander
+        assert_eq!(s.pick_next(0, None), Some(1));
+        // 1 and 2 call each other back and forth; ticks keep coming.
+        let mut preempted = false;
+        for round in 0..10 {
+            let (from, to) = if round % 2 == 0 { (1, 2) } else { (2, 1) };
+            let _ = from;
+            s.stop_running(0);
+            s.hand_off(0, to, p);
+            if s.tick(0, to) {
+                preempted = true;
+                break;
+            }
+        }
+        assert!(preempted, "the pair must be preempted once their shared slice is used up");
     }
 }

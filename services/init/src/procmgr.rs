@@ -15,6 +15,11 @@ use keel_rt::startup::Startup;
 use keel_rt::sync::Mutex;
 use keel_rt::{println, sys, thread, vm};
 
+/// The exit-notification bit of programs started by SPAWN (services use bits 0..63 by index).
+const CHILD_EXITED: u64 = 1 << 63;
+/// Services the manifest may list (one exit bit each, below CHILD_EXITED).
+const MAX_SERVICES: usize = 63;
+
 /// A service from the manifest.
 struct Service {
     name: String,
@@ -80,6 +85,7 @@ pub fn main(startup: &Startup) -> i32 {
     let services: Vec<Service> = specs
         .iter()
         .filter(|s| scenario.is_none() || s.name != "shell")
+        .take(MAX_SERVICES)
         .map(|s| Service {
             name: s.name.to_string(),
             path: s.path.to_string(),
@@ -195,7 +201,10 @@ fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: 
 fn supervise(env: &Env, state: &Mutex<State>) -> ! {
     loop {
         let Ok(bits) = sys::notif_wait(env.exits, 0) else { continue };
-        for index in (0..64).filter(|i| bits & (1 << i) != 0) {
+        if bits & CHILD_EXITED != 0 {
+            forget_exited_children(state);
+        }
+        for index in (0..MAX_SERVICES).filter(|i| bits & (1 << i) != 0) {
             let (name, pid, code, restart, delay) = {
                 let mut st = state.lock();
                 let Some(pos) = st.procs.iter().position(|p| p.service == Some(index)) else { continue };
@@ -218,6 +227,18 @@ fn supervise(env: &Env, state: &Mutex<State>) -> ! {
     }
 }
 
+/// Drops init's record and capability of every SPAWNed program that has exited (whoever spawned it
+/// holds its own capability to read the exit code).
+fn forget_exited_children(state: &Mutex<State>) {
+    state.lock().procs.retain(|p| {
+        if p.service.is_some() || sys::process_info(p.cap).is_ok_and(|i| i.running) {
+            return true;
+        }
+        let _ = sys::cap_delete(p.cap);
+        false
+    });
+}
+
 fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
     match req.msg.label {
         procmgr::SPAWN => {
@@ -226,7 +247,9 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
                 Err(_) => return Reply::err(Error::Invalid),
             };
             match start(env, state, &r.path, &r.args, None, Sched::default()) {
-                Ok((pid, cap)) => match sys::cap_copy(cap, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0) {
+                Ok((pid, cap)) => match sys::process_watch(cap, env.exits, CHILD_EXITED)
+                    .and_then(|()| sys::cap_copy(cap, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0))
+                {
                     Ok(copy) => Reply { msg: keel_rt::abi::ipc::Message::new(0, [pid, 0, 0, 0]), caps: alloc::vec![copy] },
                     Err(e) => Reply::err(e),
                 },

@@ -11,6 +11,7 @@ use crate::echo;
 use crate::services::Namesrv;
 use crate::worker::{PRIORITY, cpu_mask};
 use alloc::vec::Vec;
+use core::convert::Infallible;
 use core::sync::atomic::{AtomicU64, Ordering};
 use keel_rt::abi::ipc::{CapList, Message};
 use keel_rt::abi::rights;
@@ -85,15 +86,15 @@ impl core::fmt::Display for StartError {
     }
 }
 
-enum Never {}
-
-fn echo_server(cfg: &EchoServer, startup: &Startup) -> Result<Never, StartError> {
+fn echo_server(cfg: &EchoServer, startup: &Startup) -> Result<Infallible, StartError> {
     let ns = Namesrv::from_startup(startup).ok_or(StartError::NoNamesrv)?;
     let conn = sys::conn_create().map_err(|e| StartError::Call("conn_create", e))?;
     for &cpu in &cfg.cpus {
-        thread::spawn_with(PRIORITY, cpu_mask(cpu), move || serve(conn)).map_err(|e| StartError::Call("thread spawn", e))?;
+        thread::spawn_with(PRIORITY, cpu_mask(cpu), move || serve(conn))
+            .map_err(|e| StartError::Call("thread spawn", e))?;
     }
-    let public = sys::cap_copy(conn, None, rights::CALL | rights::GRANT, 0).map_err(|e| StartError::Call("cap_copy", e))?;
+    let public =
+        sys::cap_copy(conn, None, rights::CALL | rights::GRANT, 0).map_err(|e| StartError::Call("cap_copy", e))?;
     ns.register(&cfg.name, public).map_err(|e| StartError::Call("namesrv REGISTER", e))?;
     let _ = sys::cap_delete(public);
     park()

@@ -60,12 +60,12 @@ pub fn parse_ps(text: &str) -> Result<Vec<PsEntry>, String> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
         let parsed = match f.as_slice() {
-            [pid, name, state, mem] => pid.trim().parse().ok().zip(mem.trim().parse().ok()).map(|(pid, mem_kib)| PsEntry {
-                pid,
-                name: name.to_string(),
-                state: state.to_string(),
-                mem_kib,
-            }),
+            [pid, name, state, mem] => pid
+                .trim()
+                .parse()
+                .ok()
+                .zip(mem.trim().parse().ok())
+                .map(|(pid, mem_kib)| PsEntry { pid, name: name.to_string(), state: state.to_string(), mem_kib }),
             _ => None,
         };
         out.push(parsed.ok_or_else(|| alloc::format!("bad process list line {line:?}"))?);

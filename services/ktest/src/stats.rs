@@ -21,7 +21,8 @@ impl Summary {
         let mut s: Vec<u64> = samples.to_vec();
         s.sort_unstable();
         let n = s.len();
-        let median = if n % 2 == 1 { s[n / 2] } else { s[n / 2 - 1] / 2 + s[n / 2] / 2 + (s[n / 2 - 1] % 2 + s[n / 2] % 2) / 2 };
+        let median =
+            if n % 2 == 1 { s[n / 2] } else { s[n / 2 - 1] / 2 + s[n / 2] / 2 + (s[n / 2 - 1] % 2 + s[n / 2] % 2) / 2 };
         Some(Self { min: s[0], median, max: s[n - 1] })
     }
 }
@@ -65,7 +66,10 @@ mod tests {
     fn summary_of_odd_and_even_counts() {
         assert_eq!(Summary::of(&[5, 1, 3]), Some(Summary { min: 1, median: 3, max: 5 }));
         assert_eq!(Summary::of(&[4, 1, 3, 10]), Some(Summary { min: 1, median: 3, max: 10 }));
-        assert_eq!(Summary::of(&[u64::MAX, u64::MAX]), Some(Summary { min: u64::MAX, median: u64::MAX, max: u64::MAX }));
+        assert_eq!(
+            Summary::of(&[u64::MAX, u64::MAX]),
+            Some(Summary { min: u64::MAX, median: u64::MAX, max: u64::MAX })
+        );
         assert_eq!(Summary::of(&[3, 4]).unwrap().median, 3);
         assert_eq!(Summary::of(&[]), None);
         assert_eq!(Summary { min: 1, median: 2, max: 3 }.to_string(), "1 2 3");
@@ -93,10 +97,16 @@ mod tests {
     #[test]
     fn an_error_stops_the_timing() {
         let mut n = 0;
-        let r = time_batches(|| 0, 0, 10, 10, || {
-            n += 1;
-            if n == 15 { Err("boom") } else { Ok(()) }
-        });
+        let r = time_batches(
+            || 0,
+            0,
+            10,
+            10,
+            || {
+                n += 1;
+                if n == 15 { Err("boom") } else { Ok(()) }
+            },
+        );
         assert_eq!(r, Err("boom"));
         assert_eq!(n, 15);
     }

@@ -72,6 +72,8 @@ pub fn decode_user_trap(frame: &UserRegs) -> UserTrap {
                 status: esr::fault_status_name(iss),
             }
         }
+        // EC 0 from EL0 is an instruction the CPU does not recognise (or UDF).
+        0x00 => UserTrap::Fatal { class: "undefined instruction", esr: esr_value },
         _ => UserTrap::Fatal { class: esr::class_name(ec), esr: esr_value },
     }
 }

@@ -36,7 +36,11 @@ fn ipc_calls(conn: Slot, badge: u64) -> Result<Vec<u64>, Error> {
 }
 
 /// Runs `f` on the client CPU and summarises its per-iteration costs.
-fn measure(c: &mut Checks, what: &str, f: impl FnOnce() -> Result<Vec<u64>, Error> + Send + 'static) -> Option<Summary> {
+fn measure(
+    c: &mut Checks,
+    what: &str,
+    f: impl FnOnce() -> Result<Vec<u64>, Error> + Send + 'static,
+) -> Option<Summary> {
     let w = c.expect_ok(format_args!("{what}: start the client thread"), worker::start(cpu_mask(CLIENT_CPU), f))?;
     let costs = c.expect_ok(format_args!("{what}: client thread"), w.join(300 * SEC))?;
     let costs = c.expect_ok(format_args!("{what}: timed calls"), costs)?;

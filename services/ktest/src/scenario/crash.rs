@@ -17,7 +17,9 @@ pub fn run(startup: &Startup) -> i32 {
     let mut seen = Vec::new();
     for f in Fault::ALL {
         let mode = f.mode_name();
-        let Some(child) = c.expect_ok(format_args!("procmgr SPAWN /bin/ktest {mode}"), pm.spawn_ktest(&[mode])) else { continue };
+        let Some(child) = c.expect_ok(format_args!("procmgr SPAWN /bin/ktest {mode}"), pm.spawn_ktest(&[mode])) else {
+            continue;
+        };
         let code = wait_exit(child.process, 20 * SEC);
         c.expect_eq(format_args!("exit code of {mode} (pid {})", child.pid), code, Ok(keel_rt::abi::EXIT_FAULT));
         if let Ok(i) = sys::process_info(child.process) {
@@ -28,11 +30,16 @@ pub fn run(startup: &Startup) -> i32 {
     }
     // Still alive: the process manager answers and a new child runs and can be killed.
     c.expect_ok("procmgr PS after the crashes", pm.ps_text());
-    if let Some(child) = c.expect_ok("procmgr SPAWN /bin/ktest sleeper after the crashes", pm.spawn_ktest(&["sleeper"])) {
+    if let Some(child) = c.expect_ok("procmgr SPAWN /bin/ktest sleeper after the crashes", pm.spawn_ktest(&["sleeper"]))
+    {
         sys::sleep_ns(20_000_000);
         c.expect_eq("sleeper still running after 20 ms", sys::process_info(child.process).map(|i| i.running), Ok(true));
         c.expect_ok("process_kill(sleeper)", sys::process_kill(child.process));
-        c.expect_eq("exit code of the killed sleeper", wait_exit(child.process, 10 * SEC), Ok(keel_rt::abi::EXIT_KILLED));
+        c.expect_eq(
+            "exit code of the killed sleeper",
+            wait_exit(child.process, 10 * SEC),
+            Ok(keel_rt::abi::EXIT_KILLED),
+        );
         let _ = sys::cap_delete(child.process);
     }
     c.finish(format!("exit codes: {}; system still running", seen.join(", ")))

@@ -6,6 +6,10 @@
 //! the reply function mixes the badge in, which checks the kernel delivered the right one. Then
 //! one client is left blocked in a call the server never answers, the server is killed, and
 //! both that call and a new one must end with `PeerDied`.
+//!
+//! Meanwhile a canary thread of the same priority, pinned to CPU 0, sleeps 10 ms at a time: the
+//! client/server pair ping-ponging on CPU 0 must still leave it the CPU now and then (at least
+//! once per two seconds on average), or IPC hand-offs starve other threads.
 
 use super::{EchoProcess, MS, SEC, namesrv, procmgr, start_echo_server};
 use crate::check::Checks;
@@ -14,7 +18,7 @@ use crate::worker::{self, cpu_mask};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use keel_rt::abi::ipc::{CapList, Message};
 use keel_rt::startup::Startup;
 use keel_rt::{Error, Slot, sys};
@@ -28,6 +32,18 @@ static PROGRESS: [AtomicU64; CPUS as usize] = [const { AtomicU64::new(0) }; CPUS
 /// The longest the clients may take, and the slice after which no progress at all is a stall.
 const TIMEOUT_S: u64 = 600;
 const SLICE_S: u64 = 10;
+
+/// Canary wake-ups, and the flag that stops it.
+static CANARY: AtomicU64 = AtomicU64::new(0);
+static CANARY_STOP: AtomicBool = AtomicBool::new(false);
+
+fn canary() -> u64 {
+    while !CANARY_STOP.load(Ordering::Relaxed) {
+        sys::sleep_ns(10 * MS);
+        CANARY.fetch_add(1, Ordering::Relaxed);
+    }
+    CANARY.load(Ordering::Relaxed)
+}
 
 fn progress(client: usize) -> u64 {
     PROGRESS.get(client).map_or(0, |p| p.load(Ordering::Relaxed))
@@ -60,7 +76,10 @@ fn client_loop(conn: Slot, client: u64, badge: u64, calls: u64) -> ClientRun {
                 } else {
                     run.mismatches += 1;
                     if run.first_mismatch.is_none() {
-                        run.first_mismatch = Some(format!("call {seq}: sent {msg:?}, expected {want:?}, got {:?} badge {:#x} caps {:#x}", r.msg, r.badge, r.caps.0));
+                        run.first_mismatch = Some(format!(
+                            "call {seq}: sent {msg:?}, expected {want:?}, got {:?} badge {:#x} caps {:#x}",
+                            r.msg, r.badge, r.caps.0
+                        ));
                     }
                 }
             }
@@ -83,15 +102,20 @@ pub fn run(startup: &Startup) -> i32 {
     // One connection capability (and badge) per client.
     let mut conns = Vec::new();
     for cpu in 0..CPUS {
-        let Some(conn) = c.expect_ok(format_args!("namesrv LOOKUP {NAME} for client {cpu}"), ns.lookup(NAME)) else { break };
+        let Some(conn) = c.expect_ok(format_args!("namesrv LOOKUP {NAME} for client {cpu}"), ns.lookup(NAME)) else {
+            break;
+        };
         let badge = sys::cap_info(conn).map(|i| i.2).unwrap_or(0);
         conns.push((conn, badge));
     }
     let mut badges: Vec<u64> = conns.iter().map(|&(_, b)| b).collect();
     badges.sort_unstable();
     badges.dedup();
-    c.check(badges.len() == conns.len() && !badges.contains(&0), || format!("lookups should give distinct nonzero badges, got {conns:?}"));
+    c.check(badges.len() == conns.len() && !badges.contains(&0), || {
+        format!("lookups should give distinct nonzero badges, got {conns:?}")
+    });
 
+    let canary = c.expect_ok("start the canary thread on CPU 0", worker::start(cpu_mask(0), canary));
     let start = sys::counter();
     let mut workers = Vec::new();
     for (cpu, &(conn, badge)) in conns.iter().enumerate() {
@@ -136,10 +160,22 @@ pub fn run(startup: &Startup) -> i32 {
                 }
                 keel_rt::println!("ktest: ipc: client on CPU {cpu}: {} calls in {} ticks", run.verified, run.ticks);
             }
-            Err(e) => c.fail(format_args!("client on CPU {cpu} did not finish in {TIMEOUT_S} s ({e:?}); it had made {} calls", progress(cpu))),
+            Err(e) => c.fail(format_args!(
+                "client on CPU {cpu} did not finish in {TIMEOUT_S} s ({e:?}); it had made {} calls",
+                progress(cpu)
+            )),
         }
     }
     let elapsed = sys::counter().wrapping_sub(start);
+    let during = CANARY.load(Ordering::Relaxed);
+    CANARY_STOP.store(true, Ordering::Relaxed);
+    if let Some(w) = canary {
+        c.expect_ok("canary thread ends", w.join(5 * SEC));
+    }
+    let seconds = elapsed / freq.max(1);
+    c.check(during >= seconds / 2, || {
+        format!("the canary thread pinned to CPU 0 (same priority as the clients) woke only {during} times in {seconds} s of IPC load: the ping-pong starves it")
+    });
 
     let conn = conns.first().map(|&(s, _)| s).unwrap_or(server.conn);
     kill_with_a_call_held(&mut c, &server, conn);
@@ -150,7 +186,7 @@ pub fn run(startup: &Startup) -> i32 {
     server.release();
     let per_call = if total > 0 { elapsed * CPUS as u64 / total } else { 0 };
     c.finish(format!(
-        "{total} calls from {CPUS} CPUs verified in {elapsed} ticks ({per_call} ticks per call per CPU); held and later calls to the killed server: PeerDied"
+        "{total} calls from {CPUS} CPUs verified in {elapsed} ticks ({per_call} ticks per call per CPU); canary on CPU 0 woke {during} times; held and later calls to the killed server: PeerDied"
     ))
 }
 
@@ -162,7 +198,8 @@ fn kill_with_a_call_held(c: &mut Checks, server: &EchoProcess, conn: Slot) {
         c.expect_ok("COUNT call", r).map(|r| r.msg.data[0])
     };
     let Some(before) = count(c) else { return };
-    let held = worker::start(0, move || sys::ipc_call(conn, &Message::new(echo::HOLD, [0; 4]), CapList::EMPTY).map(|r| r.msg));
+    let held =
+        worker::start(0, move || sys::ipc_call(conn, &Message::new(echo::HOLD, [0; 4]), CapList::EMPTY).map(|r| r.msg));
     let Some(held) = c.expect_ok("start the holding client", held) else { return };
     // Wait until the server has the HOLD call (its count then includes HOLD and this COUNT).
     let mut delivered = false;

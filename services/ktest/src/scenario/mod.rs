@@ -56,7 +56,13 @@ struct EchoProcess {
 }
 
 /// Spawns `ktest ipc-server <name> <cpus>` and waits (up to 10 s) until its name resolves.
-fn start_echo_server(c: &mut Checks, pm: &mut Procmgr, ns: &Namesrv, name: &'static str, cpus: &[u32]) -> Option<EchoProcess> {
+fn start_echo_server(
+    c: &mut Checks,
+    pm: &mut Procmgr,
+    ns: &Namesrv,
+    name: &'static str,
+    cpus: &[u32],
+) -> Option<EchoProcess> {
     let cpus_arg = crate::args::render_cpus(cpus);
     let spawned = c.expect_ok(
         format_args!("procmgr SPAWN /bin/ktest ipc-server {name} {cpus_arg}"),
@@ -69,7 +75,9 @@ fn start_echo_server(c: &mut Checks, pm: &mut Procmgr, ns: &Namesrv, name: &'sta
         }
         Err(e) => {
             let info = keel_rt::sys::process_info(spawned.process);
-            c.fail(format_args!("namesrv LOOKUP {name} (waited up to 10 s for the server to register): {e:?}; server: {info:?}"));
+            c.fail(format_args!(
+                "namesrv LOOKUP {name} (waited up to 10 s for the server to register): {e:?}; server: {info:?}"
+            ));
             let _ = keel_rt::sys::process_kill(spawned.process);
             let _ = keel_rt::sys::cap_delete(spawned.process);
             None
@@ -82,7 +90,11 @@ impl EchoProcess {
     fn kill(&self, c: &mut Checks) {
         let p = self.spawned.process;
         c.expect_ok(format_args!("process_kill({} server)", self.name), keel_rt::sys::process_kill(p));
-        c.expect_eq(format_args!("exit code of the killed {} server", self.name), wait_exit(p, 10 * SEC), Ok(keel_rt::abi::EXIT_KILLED));
+        c.expect_eq(
+            format_args!("exit code of the killed {} server", self.name),
+            wait_exit(p, 10 * SEC),
+            Ok(keel_rt::abi::EXIT_KILLED),
+        );
     }
 
     fn release(self) {
@@ -95,7 +107,9 @@ impl EchoProcess {
 fn wait_exit(process: keel_rt::Slot, timeout_ns: u64) -> Result<i64, keel_rt::Error> {
     use keel_rt::sys;
     let n = sys::notif_create()?;
-    let r = sys::process_watch(process, n, 1).and_then(|()| sys::notif_wait(n, timeout_ns)).and_then(|_| sys::process_wait(process));
+    let r = sys::process_watch(process, n, 1)
+        .and_then(|()| sys::notif_wait(n, timeout_ns))
+        .and_then(|_| sys::process_wait(process));
     let _ = sys::cap_delete(n);
     r
 }

@@ -8,8 +8,8 @@ use crate::check::Checks;
 use crate::services::{PsEntry, parse_ps};
 use alloc::format;
 use alloc::vec::Vec;
-use keel_rt::startup::Startup;
 use keel_rt::abi::ObjectKind;
+use keel_rt::startup::Startup;
 use keel_rt::sys;
 
 const SERVICE: &str = "namesrv";
@@ -64,7 +64,11 @@ pub fn run(startup: &Startup) -> i32 {
             c.expect_ok("namesrv REGISTER ktest-restart (new namesrv)", ns.register("ktest-restart", conn));
             match ns.lookup("ktest-restart") {
                 Ok(found) => {
-                    c.expect_eq("kind of the capability LOOKUP ktest-restart returned", sys::cap_info(found).map(|i| i.0), Ok(ObjectKind::Connection as u64));
+                    c.expect_eq(
+                        "kind of the capability LOOKUP ktest-restart returned",
+                        sys::cap_info(found).map(|i| i.0),
+                        Ok(ObjectKind::Connection as u64),
+                    );
                     let _ = sys::cap_delete(found);
                 }
                 Err(e) => c.fail(format_args!("namesrv LOOKUP ktest-restart (new namesrv): {e:?}")),

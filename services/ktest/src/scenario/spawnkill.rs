@@ -22,7 +22,11 @@ const PRUNE_EVERY: u64 = 20;
 /// Spawns a sleeper and kills it (through its cap when `by_cap`, else through procmgr KILL).
 fn spawn_and_kill(pm: &mut Procmgr, by_cap: bool) -> Result<(), (&'static str, Error)> {
     let child = pm.spawn_ktest(&["sleeper"]).map_err(|e| ("procmgr SPAWN sleeper", e))?;
-    let killed = if by_cap { sys::process_kill(child.process).map_err(|e| ("process_kill", e)) } else { pm.kill(child.pid).map_err(|e| ("procmgr KILL", e)) };
+    let killed = if by_cap {
+        sys::process_kill(child.process).map_err(|e| ("process_kill", e))
+    } else {
+        pm.kill(child.pid).map_err(|e| ("procmgr KILL", e))
+    };
     let code = killed.and_then(|()| wait_exit(child.process, 10 * SEC).map_err(|e| ("wait for the killed sleeper", e)));
     let _ = sys::cap_delete(child.process);
     match code? {
@@ -77,7 +81,9 @@ pub fn run(startup: &Startup) -> i32 {
         sys::sleep_ns(100 * MS);
         after = free_frames();
     }
-    keel_rt::println!("ktest: spawnkill: free frames before {before}, after {after} ({done} processes in {ticks} ticks)");
+    keel_rt::println!(
+        "ktest: spawnkill: free frames before {before}, after {after} ({done} processes in {ticks} ticks)"
+    );
     if after != before {
         c.fail(format_args!(
             "free frames: {before} before {done} spawn/kill rounds, {after} after ({} frames {})",

@@ -17,7 +17,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use keel_rt::abi::ipc::{CapList, Message};
-use keel_rt::abi::{MAX_COPY, ObjectKind, PAGE_SIZE, PmoKind, STARTUP_VA, USER_MAX_VA, perm, rights, slots, syscall as nr};
+use keel_rt::abi::{
+    MAX_COPY, ObjectKind, PAGE_SIZE, PmoKind, STARTUP_VA, USER_MAX_VA, perm, rights, slots, syscall as nr,
+};
 use keel_rt::startup::Startup;
 use keel_rt::sys::{self, Regs};
 use keel_rt::{Error, Slot, vm};
@@ -55,19 +57,30 @@ struct Fixture {
     notif: Slot,
     conn: Slot,
     control: Option<Slot>,
-    /// Copies with fewer rights.
-    pmo_ro: Slot,   // READ | MAP
-    pmo_wo: Slot,   // WRITE
-    conn_serve: Slot,   // SERVE
-    conn_call: Slot,    // CALL
-    notif_signal: Slot, // SIGNAL
-    notif_wait: Slot,   // WAIT
-    notif_nogrant: Slot, // SIGNAL | WAIT
-    self_nomanage: Slot, // READ | WAIT
-    self_noread: Slot,   // WAIT | MANAGE
-    self_nowait: Slot,   // READ | MANAGE
-    vmspace_nomap: Slot, // READ
-    control_weak: Option<Slot>, // READ
+    /// A copy with only READ | MAP.
+    pmo_ro: Slot,
+    /// A copy with only WRITE.
+    pmo_wo: Slot,
+    /// A copy with only SERVE.
+    conn_serve: Slot,
+    /// A copy with only CALL.
+    conn_call: Slot,
+    /// A copy with only SIGNAL.
+    notif_signal: Slot,
+    /// A copy with only WAIT.
+    notif_wait: Slot,
+    /// A copy with only SIGNAL | WAIT.
+    notif_nogrant: Slot,
+    /// A copy with only READ | WAIT.
+    self_nomanage: Slot,
+    /// A copy with only WAIT | MANAGE.
+    self_noread: Slot,
+    /// A copy with only READ | MANAGE.
+    self_nowait: Slot,
+    /// A copy with only READ.
+    vmspace_nomap: Slot,
+    /// A copy with only READ.
+    control_weak: Option<Slot>,
     /// A mapped read-write buffer of one page; the page after it is unmapped (a guard).
     buf: u64,
     /// Four pages of address space nothing is mapped in.
@@ -132,7 +145,8 @@ impl Fixture {
     /// Checks the test PMO still holds its contents.
     fn check_contents(&self, c: &mut Checks, after: &str) {
         let mut now = alloc::vec![0u8; self.contents.len()];
-        if c.expect_ok(format_args!("pmo_read(test pmo) after {after}"), sys::pmo_read(self.pmo, 0, &mut now)).is_some() {
+        if c.expect_ok(format_args!("pmo_read(test pmo) after {after}"), sys::pmo_read(self.pmo, 0, &mut now)).is_some()
+        {
             c.check(now == self.contents, || format!("test pmo contents changed by {after}"));
         }
     }
@@ -232,7 +246,11 @@ fn bad_slots(c: &mut Checks, fx: &Fixture) {
         c.expect_err(format_args!("cap_move(slot {s})"), sys::cap_move(s, None), bs);
         if s != MAX_SLOT {
             // MAX_SLOT as the destination means "my own table".
-            c.expect_err(format_args!("cap_copy(notif, dest slot {s})"), sys::cap_copy(fx.notif, Some(s), rights::READ, 0), bs);
+            c.expect_err(
+                format_args!("cap_copy(notif, dest slot {s})"),
+                sys::cap_copy(fx.notif, Some(s), rights::READ, 0),
+                bs,
+            );
             c.expect_err(format_args!("cap_move(notif, dest slot {s})"), sys::cap_move(fx.notif, Some(s)), bs);
         }
         c.expect_err(format_args!("pmo_write(slot {s})"), sys::pmo_write(s, 0, &[1]), bs);
@@ -341,12 +359,24 @@ fn missing_rights(c: &mut Checks, fx: &Fixture) {
         nr_,
     );
     c.expect_err("pmo_read(WRITE copy)", raw(nr::PMO_READ, &[fx.pmo_wo as u64, 0, fx.buf, 1]), nr_);
-    c.expect_err("vmspace_map(WRITE copy, read)", sys::vmspace_map(vs, fx.pmo_wo, fx.hole, PAGE_SIZE, 0, perm::READ), nr_);
-    c.expect_err("ipc_call(SERVE-only connection)", sys::ipc_call(fx.conn_serve, &Message::default(), CapList::EMPTY), nr_);
+    c.expect_err(
+        "vmspace_map(WRITE copy, read)",
+        sys::vmspace_map(vs, fx.pmo_wo, fx.hole, PAGE_SIZE, 0, perm::READ),
+        nr_,
+    );
+    c.expect_err(
+        "ipc_call(SERVE-only connection)",
+        sys::ipc_call(fx.conn_serve, &Message::default(), CapList::EMPTY),
+        nr_,
+    );
     c.expect_err("ipc_recv(CALL-only connection)", sys::ipc_recv(fx.conn_call), nr_);
     c.expect_err("notif_wait(SIGNAL-only notification)", sys::notif_wait(fx.notif_signal, MS), nr_);
     c.expect_err("notif_signal(WAIT-only notification)", sys::notif_signal(fx.notif_wait, 1), nr_);
-    c.expect_err("process_watch(self, WAIT-only notification)", sys::process_watch(slots::SELF_PROCESS, fx.notif_wait, 1), nr_);
+    c.expect_err(
+        "process_watch(self, WAIT-only notification)",
+        sys::process_watch(slots::SELF_PROCESS, fx.notif_wait, 1),
+        nr_,
+    );
     c.expect_err("irq_bind(notification without MANAGE)", sys::irq_bind(fx.notif_signal, fx.notif, 1), Error::NoRights);
     c.expect_err(
         "thread_create(self without MANAGE)",
@@ -354,11 +384,19 @@ fn missing_rights(c: &mut Checks, fx: &Fixture) {
         nr_,
     );
     c.expect_err("process_kill(self without MANAGE)", sys::process_kill(fx.self_nomanage), nr_);
-    c.expect_err("cap_copy(notif, dest = self without MANAGE)", sys::cap_copy(fx.notif, Some(fx.self_nomanage), rights::SIGNAL, 0), nr_);
+    c.expect_err(
+        "cap_copy(notif, dest = self without MANAGE)",
+        sys::cap_copy(fx.notif, Some(fx.self_nomanage), rights::SIGNAL, 0),
+        nr_,
+    );
     c.expect_err("process_info(self without READ)", sys::process_info(fx.self_noread), nr_);
     c.expect_err("process_wait(self without WAIT)", sys::process_wait(fx.self_nowait), nr_);
     c.expect_err("process_watch(self without WAIT)", sys::process_watch(fx.self_nowait, fx.notif, 1), nr_);
-    c.expect_err("vmspace_map(vmspace without MAP)", sys::vmspace_map(fx.vmspace_nomap, fx.pmo, fx.hole, PAGE_SIZE, 0, perm::READ), nr_);
+    c.expect_err(
+        "vmspace_map(vmspace without MAP)",
+        sys::vmspace_map(fx.vmspace_nomap, fx.pmo, fx.hole, PAGE_SIZE, 0, perm::READ),
+        nr_,
+    );
     c.expect_err("vmspace_unmap(vmspace without MAP)", sys::vmspace_unmap(fx.vmspace_nomap, fx.buf, PAGE_SIZE), nr_);
     if let Some(weak) = fx.control_weak {
         c.expect_err("power_off(control without MANAGE)", sys::power_off(weak, false), nr_);
@@ -367,9 +405,17 @@ fn missing_rights(c: &mut Checks, fx: &Fixture) {
     }
     // Copies only shrink rights; a badge is set once.
     let esc = Error::Escalation;
-    c.expect_err("cap_copy(READ|MAP copy -> READ|WRITE)", sys::cap_copy(fx.pmo_ro, None, rights::READ | rights::WRITE, 0), esc);
+    c.expect_err(
+        "cap_copy(READ|MAP copy -> READ|WRITE)",
+        sys::cap_copy(fx.pmo_ro, None, rights::READ | rights::WRITE, 0),
+        esc,
+    );
     c.expect_err("cap_copy(READ|MAP copy -> ALL)", sys::cap_copy(fx.pmo_ro, None, rights::ALL, 0), esc);
-    c.expect_err("cap_copy(SIGNAL copy -> SIGNAL|GRANT)", sys::cap_copy(fx.notif_signal, None, rights::SIGNAL | rights::GRANT, 0), esc);
+    c.expect_err(
+        "cap_copy(SIGNAL copy -> SIGNAL|GRANT)",
+        sys::cap_copy(fx.notif_signal, None, rights::SIGNAL | rights::GRANT, 0),
+        esc,
+    );
 }
 
 fn bad_addresses(c: &mut Checks, fx: &Fixture) {
@@ -403,7 +449,11 @@ fn bad_addresses(c: &mut Checks, fx: &Fixture) {
         ("unaligned stack", entry, fx.stray_stack - 8),
         ("kernel stack", entry, KERNEL_VA),
     ] {
-        c.expect_err(format_args!("thread_create({what} {e:#x}, stack {stack:#x})"), sys::thread_create(slots::SELF_PROCESS, e, stack, 0, 32, 0), ba);
+        c.expect_err(
+            format_args!("thread_create({what} {e:#x}, stack {stack:#x})"),
+            sys::thread_create(slots::SELF_PROCESS, e, stack, 0, 32, 0),
+            ba,
+        );
     }
 }
 
@@ -428,7 +478,11 @@ fn bad_values(c: &mut Checks, fx: &Fixture) {
         ("anonymous, size 0", PmoKind::Anonymous as u64, 0),
         ("anonymous, PMO_MAX_SIZE + 1", PmoKind::Anonymous as u64, keel_rt::abi::PMO_MAX_SIZE + 1),
         ("anonymous, size u64::MAX", PmoKind::Anonymous as u64, u64::MAX),
-        ("contiguous, PMO_MAX_CONTIGUOUS + 1 page", PmoKind::Contiguous as u64, keel_rt::abi::PMO_MAX_CONTIGUOUS + PAGE_SIZE),
+        (
+            "contiguous, PMO_MAX_CONTIGUOUS + 1 page",
+            PmoKind::Contiguous as u64,
+            keel_rt::abi::PMO_MAX_CONTIGUOUS + PAGE_SIZE,
+        ),
         ("kind 2", 2, PAGE_SIZE),
         ("kind u64::MAX", u64::MAX, PAGE_SIZE),
     ] {
@@ -451,7 +505,11 @@ fn bad_values(c: &mut Checks, fx: &Fixture) {
         ("across the top of user space", USER_MAX_VA, PAGE_SIZE, 0, perm::READ),
         ("wrapping around", 0xFFFF_FFFF_FFFF_F000, PAGE_SIZE, 0, perm::READ),
     ] {
-        c.expect_err(format_args!("vmspace_map({what}: va {va:#x} size {size:#x} offset {off:#x} perms {perms:#x})"), map(va, size, off, perms), inv);
+        c.expect_err(
+            format_args!("vmspace_map({what}: va {va:#x} size {size:#x} offset {off:#x} perms {perms:#x})"),
+            map(va, size, off, perms),
+            inv,
+        );
     }
     let un = Error::Unaligned;
     c.expect_err("vmspace_map(va hole + 1)", map(h + 1, PAGE_SIZE, 0, perm::READ), un);
@@ -467,12 +525,18 @@ fn bad_values(c: &mut Checks, fx: &Fixture) {
     c.expect_err("cap_copy(rights u32::MAX)", sys::cap_copy(fx.notif, None, u32::MAX, 0), inv);
     // Names.
     let long = [b'n'; 65];
-    c.expect_err("process_create(name of 65 bytes)", sys::process_create(core::str::from_utf8(&long).unwrap_or("")), inv);
+    c.expect_err(
+        "process_create(name of 65 bytes)",
+        sys::process_create(core::str::from_utf8(&long).unwrap_or("")),
+        inv,
+    );
     let not_utf8: [u8; 2] = [0xff, 0xfe];
     c.expect_err("process_create(name not UTF-8)", raw(nr::PROCESS_CREATE, &[not_utf8.as_ptr() as u64, 2]), inv);
     // Scheduling parameters.
     let entry = stray_entry();
-    for (what, prio, aff) in [("priority 64", 64, 0), ("priority u64::MAX", u64::MAX, 0), ("affinity beyond the CPUs", 32, 1u64 << 40)] {
+    for (what, prio, aff) in
+        [("priority 64", 64, 0), ("priority u64::MAX", u64::MAX, 0), ("affinity beyond the CPUs", 32, 1u64 << 40)]
+    {
         c.expect_err(
             format_args!("thread_create({what})"),
             raw(nr::THREAD_CREATE, &[slots::SELF_PROCESS as u64, entry, fx.stray_stack, 0, prio, aff]),
@@ -497,7 +561,11 @@ fn bad_values(c: &mut Checks, fx: &Fixture) {
             ("unaligned address", UART_BASE + 1, PAGE_SIZE, un),
             ("unaligned size", UART_BASE, 100, un),
         ] {
-            c.expect_err(format_args!("device_pmo({what}: {phys:#x} size {size:#x})"), sys::device_pmo(ctl, phys, size), want);
+            c.expect_err(
+                format_args!("device_pmo({what}: {phys:#x} size {size:#x})"),
+                sys::device_pmo(ctl, phys, size),
+                want,
+            );
         }
     }
 }
@@ -528,9 +596,21 @@ fn mappings(c: &mut Checks, fx: &Fixture) {
         return;
     }
     c.expect_err("vmspace_map(same range again)", sys::vmspace_map(vs, fx.pmo, h, PMO_SIZE, 0, rw), Error::Exists);
-    c.expect_err("vmspace_map(overlapping from below)", sys::vmspace_map(vs, fx.pmo, h - PAGE_SIZE, PMO_SIZE, 0, rw), Error::Exists);
-    c.expect_err("vmspace_map(overlapping the last page)", sys::vmspace_map(vs, fx.pmo, h + PAGE_SIZE, PAGE_SIZE, 0, rw), Error::Exists);
-    c.expect_err("vmspace_map(over our own code)", sys::vmspace_map(vs, fx.pmo, (stray_entry()) & !(PAGE_SIZE - 1), PAGE_SIZE, 0, perm::READ), Error::Exists);
+    c.expect_err(
+        "vmspace_map(overlapping from below)",
+        sys::vmspace_map(vs, fx.pmo, h - PAGE_SIZE, PMO_SIZE, 0, rw),
+        Error::Exists,
+    );
+    c.expect_err(
+        "vmspace_map(overlapping the last page)",
+        sys::vmspace_map(vs, fx.pmo, h + PAGE_SIZE, PAGE_SIZE, 0, rw),
+        Error::Exists,
+    );
+    c.expect_err(
+        "vmspace_map(over our own code)",
+        sys::vmspace_map(vs, fx.pmo, (stray_entry()) & !(PAGE_SIZE - 1), PAGE_SIZE, 0, perm::READ),
+        Error::Exists,
+    );
     // The mapping shows the object: the kernel reads it for debug_write... and writes it for pmo_read.
     let mut back = alloc::vec![0u8; 64];
     c.expect_ok("pmo_read(test pmo into its own mapping)", raw(nr::PMO_READ, &[fx.pmo as u64, 0, h + PAGE_SIZE, 64]));
@@ -542,13 +622,19 @@ fn mappings(c: &mut Checks, fx: &Fixture) {
     c.expect_err("vmspace_unmap(again)", sys::vmspace_unmap(vs, h, PMO_SIZE), Error::NotFound);
     c.expect_err("pmo_read(into the unmapped range)", raw(nr::PMO_READ, &[fx.pmo as u64, 0, h, 8]), Error::BadAddress);
     // A READ|MAP copy maps read-only; writing through that mapping is refused.
-    if c.expect_ok("vmspace_map(READ|MAP copy, read-only)", sys::vmspace_map(vs, fx.pmo_ro, h, PMO_SIZE, 0, perm::READ)).is_some() {
+    if c.expect_ok("vmspace_map(READ|MAP copy, read-only)", sys::vmspace_map(vs, fx.pmo_ro, h, PMO_SIZE, 0, perm::READ))
+        .is_some()
+    {
         // The kernel reads through it: page 0 of the mapping into page 1 of the object.
         c.expect_ok("pmo_write(from the read-only mapping)", raw(nr::PMO_WRITE, &[fx.pmo as u64, PAGE_SIZE, h, 64]));
         let mut back = alloc::vec![0u8; 64];
         c.expect_ok("pmo_read(test pmo, page 1, again)", sys::pmo_read(fx.pmo, PAGE_SIZE, &mut back));
         c.check(back == fx.contents, || String::from("bytes the kernel read through a read-only mapping are wrong"));
-        c.expect_err("pmo_read(into a read-only mapping)", raw(nr::PMO_READ, &[fx.pmo as u64, 0, h, 8]), Error::BadAddress);
+        c.expect_err(
+            "pmo_read(into a read-only mapping)",
+            raw(nr::PMO_READ, &[fx.pmo as u64, 0, h, 8]),
+            Error::BadAddress,
+        );
         c.expect_ok("vmspace_unmap(read-only mapping)", sys::vmspace_unmap(vs, h, PMO_SIZE));
     }
     // Restore page 1 (the pmo_read above filled it).
@@ -557,14 +643,23 @@ fn mappings(c: &mut Checks, fx: &Fixture) {
 
 /// Copies, badges, moves, deletes and revocation.
 fn caps(c: &mut Checks, fx: &Fixture) {
-    let Some(b7) = c.expect_ok("cap_copy(notif, SIGNAL, badge 7)", sys::cap_copy(fx.notif, None, rights::SIGNAL, 7)) else { return };
+    let Some(b7) = c.expect_ok("cap_copy(notif, SIGNAL, badge 7)", sys::cap_copy(fx.notif, None, rights::SIGNAL, 7))
+    else {
+        return;
+    };
     c.expect_eq("cap_info(badged copy)", sys::cap_info(b7), Ok((ObjectKind::Notification as u64, rights::SIGNAL, 7)));
     c.expect_err("cap_copy(badged copy, new badge 8)", sys::cap_copy(b7, None, rights::SIGNAL, 8), Error::Escalation);
-    if let Some(again) = c.expect_ok("cap_copy(badged copy, badge 0 = keep)", sys::cap_copy(b7, None, rights::SIGNAL, 0)) {
+    if let Some(again) =
+        c.expect_ok("cap_copy(badged copy, badge 0 = keep)", sys::cap_copy(b7, None, rights::SIGNAL, 0))
+    {
         c.expect_eq("cap_info(copy of the badged copy)", sys::cap_info(again).map(|i| i.2), Ok(7));
         if let Some(moved) = c.expect_ok("cap_move(copy, own table)", sys::cap_move(again, None)) {
             c.expect_err("cap_info(moved-from slot)", sys::cap_info(again), Error::BadSlot);
-            c.expect_eq("cap_info(moved-to slot)", sys::cap_info(moved), Ok((ObjectKind::Notification as u64, rights::SIGNAL, 7)));
+            c.expect_eq(
+                "cap_info(moved-to slot)",
+                sys::cap_info(moved),
+                Ok((ObjectKind::Notification as u64, rights::SIGNAL, 7)),
+            );
             c.expect_ok("cap_delete(moved copy)", sys::cap_delete(moved));
         }
     }
@@ -574,7 +669,10 @@ fn caps(c: &mut Checks, fx: &Fixture) {
     match raw(nr::CAP_COPY, &[fx.notif as u64, keel_rt::abi::NO_SLOT as u64, (1 << 32) | rights::SIGNAL as u64, 0]) {
         Err(Error::Invalid) => c.pass(),
         other => {
-            c.fail(format_args!("cap_copy(rights {:#x}): expected Err(Invalid), got {other:?}", (1u64 << 32) | rights::SIGNAL as u64));
+            c.fail(format_args!(
+                "cap_copy(rights {:#x}): expected Err(Invalid), got {other:?}",
+                (1u64 << 32) | rights::SIGNAL as u64
+            ));
             if let Ok(r) = other {
                 let _ = sys::cap_delete(r[1] as Slot);
             }
@@ -603,14 +701,21 @@ fn notifications(c: &mut Checks, fx: &Fixture) {
 /// An empty process made with process_create: copies into it, then killing, waiting and what a
 /// dead process refuses.
 fn child_process(c: &mut Checks, fx: &Fixture) {
-    let Some((proc_, vs, _pid)) = c.expect_ok("process_create(\"ktest-empty\")", sys::process_create("ktest-empty")) else { return };
+    let Some((proc_, vs, _pid)) = c.expect_ok("process_create(\"ktest-empty\")", sys::process_create("ktest-empty"))
+    else {
+        return;
+    };
     match sys::process_info(proc_) {
         Ok(i) => {
             c.check(i.running && i.threads == 0, || format!("process_info(new empty process): {i:?}"));
         }
         Err(e) => c.fail(format_args!("process_info(new empty process): {e:?}")),
     }
-    c.expect_err("cap_copy(notif without GRANT, dest = child)", sys::cap_copy(fx.notif_nogrant, Some(proc_), rights::SIGNAL, 0), Error::NoRights);
+    c.expect_err(
+        "cap_copy(notif without GRANT, dest = child)",
+        sys::cap_copy(fx.notif_nogrant, Some(proc_), rights::SIGNAL, 0),
+        Error::NoRights,
+    );
     c.expect_ok("cap_copy(notif, dest = child)", sys::cap_copy(fx.notif, Some(proc_), rights::SIGNAL, 0));
     c.expect_ok("process_watch(child, notif, 0x100)", sys::process_watch(proc_, fx.notif, 0x100));
     c.expect_ok("vmspace_map(child's vmspace)", sys::vmspace_map(vs, fx.pmo, 0x10000, PAGE_SIZE, 0, perm::READ));
@@ -620,7 +725,9 @@ fn child_process(c: &mut Checks, fx: &Fixture) {
     c.expect_eq("process_wait(dead child)", sys::process_wait(proc_), Ok(keel_rt::abi::EXIT_KILLED));
     match sys::process_info(proc_) {
         Ok(i) => {
-            c.check(!i.running && i.exit_code == keel_rt::abi::EXIT_KILLED && i.threads == 0, || format!("process_info(dead child): {i:?}"));
+            c.check(!i.running && i.exit_code == keel_rt::abi::EXIT_KILLED && i.threads == 0, || {
+                format!("process_info(dead child): {i:?}")
+            });
         }
         Err(e) => c.fail(format_args!("process_info(dead child): {e:?}")),
     }
@@ -629,7 +736,11 @@ fn child_process(c: &mut Checks, fx: &Fixture) {
         sys::thread_create(proc_, stray_entry(), fx.stray_stack, 0, 32, 0),
         Error::BadState,
     );
-    c.expect_err("cap_copy(notif, dest = dead child)", sys::cap_copy(fx.notif, Some(proc_), rights::SIGNAL, 0), Error::BadState);
+    c.expect_err(
+        "cap_copy(notif, dest = dead child)",
+        sys::cap_copy(fx.notif, Some(proc_), rights::SIGNAL, 0),
+        Error::BadState,
+    );
     c.expect_ok("process_watch(dead child): signals at once", sys::process_watch(proc_, fx.notif, 0x200));
     c.expect_eq("notif_wait(watch of a dead child)", sys::notif_wait(fx.notif, SEC), Ok(0x200));
     c.expect_ok("cap_delete(child's vmspace)", sys::cap_delete(vs));
@@ -652,11 +763,23 @@ fn threads(c: &mut Checks, _fx: &Fixture) {
     });
     if let Some(t) = c.expect_ok("thread spawn", spawned) {
         c.expect_eq("cap_info(thread) kind", sys::cap_info(t).map(|i| i.0), Ok(ObjectKind::Thread as u64));
-        c.expect_eq("process_info(self).threads after a spawn", sys::process_info(slots::SELF_PROCESS).map(|i| i.threads), before.map(|n| n + 1));
+        c.expect_eq(
+            "process_info(self).threads after a spawn",
+            sys::process_info(slots::SELF_PROCESS).map(|i| i.threads),
+            before.map(|n| n + 1),
+        );
         c.expect_err("thread_set_sched(priority 64)", sys::thread_set_sched(t, 64, 0), Error::Invalid);
-        c.expect_err("thread_set_sched(affinity beyond the CPUs)", sys::thread_set_sched(t, 32, 1 << 40), Error::Invalid);
+        c.expect_err(
+            "thread_set_sched(affinity beyond the CPUs)",
+            sys::thread_set_sched(t, 32, 1 << 40),
+            Error::Invalid,
+        );
         if let Some(weak) = c.expect_ok("cap_copy(thread, READ)", sys::cap_copy(t, None, rights::READ, 0)) {
-            c.expect_err("thread_set_sched(thread without MANAGE)", sys::thread_set_sched(weak, 32, 0), Error::NoRights);
+            c.expect_err(
+                "thread_set_sched(thread without MANAGE)",
+                sys::thread_set_sched(weak, 32, 0),
+                Error::NoRights,
+            );
             let _ = sys::cap_delete(weak);
         }
         c.expect_ok("thread_set_sched(priority 33, CPU 0)", sys::thread_set_sched(t, 33, 1));
@@ -687,7 +810,8 @@ fn irqs(c: &mut Checks, fx: &Fixture) {
     c.expect_ok("irq_ack(unbound irq)", sys::irq_ack(irq));
     c.expect_ok("cap_delete(irq)", sys::cap_delete(irq));
     // Deleting the only capability released the line.
-    if let Some(again) = c.expect_ok("irq_create(intid 48 after release)", sys::irq_create(ctl, CLAIMABLE_INTID as u32)) {
+    if let Some(again) = c.expect_ok("irq_create(intid 48 after release)", sys::irq_create(ctl, CLAIMABLE_INTID as u32))
+    {
         let _ = sys::cap_delete(again);
     }
 }
@@ -711,7 +835,11 @@ fn table_full(c: &mut Checks) {
     c.expect_err("conn_create(full table)", sys::conn_create(), Error::TableFull);
     c.expect_err("pmo_create(full table)", sys::pmo_create(PmoKind::Anonymous, PAGE_SIZE), Error::TableFull);
     c.expect_err("process_create(full table)", sys::process_create("ktest-full"), Error::TableFull);
-    c.expect_err("thread_create(full table)", sys::thread_create(slots::SELF_PROCESS, stray_entry(), 0x1000, 0, 32, 0), Error::TableFull);
+    c.expect_err(
+        "thread_create(full table)",
+        sys::thread_create(slots::SELF_PROCESS, stray_entry(), 0x1000, 0, 32, 0),
+        Error::TableFull,
+    );
     c.expect_eq("cap_revoke(base of the full table)", sys::cap_revoke(base), Ok(copies));
     c.expect_ok("cap_delete(base of the full table)", sys::cap_delete(base));
 }
@@ -727,8 +855,16 @@ fn ipc_refusals(c: &mut Checks, fx: &Fixture) {
             ("ipc_call(caps: notif without GRANT)", sys::ipc_call(conn, &msg, list(&[nogrant])), Error::NoRights),
             ("ipc_call(caps: empty slot)", sys::ipc_call(conn, &msg, list(&[EMPTY])), Error::BadSlot),
             ("ipc_call(caps: slot 4096)", sys::ipc_call(conn, &msg, list(&[OUT_OF_RANGE])), Error::BadSlot),
-            ("ipc_call(caps: a good cap, then one without GRANT)", sys::ipc_call(conn, &msg, list(&[conn, nogrant])), Error::NoRights),
-            ("ipc_call(caps list 0x0001_0fff_ffff_ffff: none, none, empty slot, vmspace)", sys::ipc_call(conn, &msg, CapList(0x0001_0fff_ffff_ffff)), Error::BadSlot),
+            (
+                "ipc_call(caps: a good cap, then one without GRANT)",
+                sys::ipc_call(conn, &msg, list(&[conn, nogrant])),
+                Error::NoRights
+            ),
+            (
+                "ipc_call(caps list 0x0001_0fff_ffff_ffff: none, none, empty slot, vmspace)",
+                sys::ipc_call(conn, &msg, CapList(0x0001_0fff_ffff_ffff)),
+                Error::BadSlot
+            ),
         ];
         results
     });
@@ -738,7 +874,9 @@ fn ipc_refusals(c: &mut Checks, fx: &Fixture) {
                 c.expect_err(what, got.map(|r| r.msg), want);
             }
         }
-        Ok(Err(e)) => c.fail(format_args!("ipc refusals: the worker did not finish in 5 s ({e:?}): an ipc_call that should fail blocked")),
+        Ok(Err(e)) => c.fail(format_args!(
+            "ipc refusals: the worker did not finish in 5 s ({e:?}): an ipc_call that should fail blocked"
+        )),
         Err(e) => c.fail(format_args!("ipc refusals: worker start: {e:?}")),
     }
 }

@@ -1,0 +1,71 @@
+//! QEMU scenarios of the microkernel run by the user-space test program `/bin/ktest` (started by
+//! init with `scenario=<name>`; init powers off when it exits). Each prints
+//! `ktest: <name>: ok (...)` or `ktest: <name>: FAILED: ...` lines.
+
+use keel_tests::{Boot, Run};
+
+fn scenario(name: &str, timeout_secs: u64) -> Run {
+    let run = Boot::scenario(name).timeout(timeout_secs).run();
+    run.expect_absent(&format!("ktest: {name}: FAILED"))
+        .expect(&format!("ktest: {name}: ok ("))
+        .expect(&format!("init: scenario {name} finished with code 0"))
+        .expect_clean_poweroff();
+    run
+}
+
+#[test]
+fn every_syscall_with_bad_input_returns_its_documented_error() {
+    scenario("syscalls", 300);
+}
+
+#[test]
+fn ipc_on_four_cpus_with_every_word_checked_and_a_dead_server_failing_calls() {
+    let run = scenario("ipc", 900);
+    run.expect("400000 calls from 4 CPUs verified").expect("held and later calls to the killed server: PeerDied");
+}
+
+#[test]
+fn capabilities_travel_in_calls_and_replies_only_with_grant() {
+    scenario("captransfer", 300).expect("no-GRANT cap refused");
+}
+
+#[test]
+fn crashing_programs_are_killed_and_the_system_keeps_running() {
+    scenario("crash", 300).expect("exit codes: crash-null -11, crash-undef -11, crash-stack -11; system still running");
+}
+
+#[test]
+fn spawning_and_killing_a_thousand_processes_leaks_no_memory() {
+    let run = scenario("spawnkill", 600);
+    let line = run.lines_starting("ktest: spawnkill: ok").first().copied().unwrap_or("").to_string();
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // "1000 processes ...; free frames before B, after A"
+    match numbers.as_slice() {
+        [1000, before, after] if before == after => {}
+        _ => run.fail(&format!("want 1000 processes and equal free frames before/after, got {line:?}")),
+    }
+}
+
+#[test]
+fn init_restarts_a_killed_service() {
+    scenario("restart", 300);
+}
+
+#[test]
+fn benchmarks_report_instruction_counts_under_icount() {
+    let run = Boot::scenario("bench").icount().timeout(600).run();
+    run.expect("init: scenario bench finished with code 0").expect_clean_poweroff();
+    for name in ["null_syscall", "ipc_call_reply_same_cpu", "ipc_call_reply_cross_cpu"] {
+        let Some(line) = run.lines_starting(&format!("bench: {name} ")).first().copied() else {
+            run.fail(&format!("no bench line for {name}"));
+        };
+        let figures: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        if figures.len() < 3 || figures[0] == 0 || figures[0] > figures[1] || figures[1] > figures[2] {
+            run.fail(&format!("{name}: want min <= median <= max, all positive: {line:?}"));
+        }
+    }
+}
