@@ -3,7 +3,8 @@
 //! This crate is the kernel. Arch-neutral logic (memory layout, frame accounting, page-table
 //! building, command line, log formatting, ESR decoding, the boot report) builds for the host and
 //! is unit-tested there; everything that touches the CPU lives in `arch::aarch64` and is built
-//! only for the bare-metal target. Outside `arch::aarch64`, `unsafe` is forbidden.
+//! only for the bare-metal target. Outside `arch::aarch64`, `unsafe` is forbidden (except one
+//! block in the host-test fake of the HAL, which hands out fake page-table frames).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 

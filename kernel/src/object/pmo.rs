@@ -89,14 +89,9 @@ impl Pmo {
     /// Copies `bytes` into the object at `offset` (allocating pages as needed).
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
         self.check_range(offset, bytes.len() as u64)?;
-        let mut done = 0usize;
-        while done < bytes.len() {
-            let pos = offset + done as u64;
-            let in_page = (PAGE_SIZE - pos % PAGE_SIZE) as usize;
-            let n = in_page.min(bytes.len() - done);
-            let pa = self.frame(pos / PAGE_SIZE, true)?.ok_or(Error::NoMemory)?;
-            hal::copy_to_phys(pa + pos % PAGE_SIZE, &bytes[done..done + n]);
-            done += n;
+        for (page, in_page, range) in pieces(offset, bytes.len()) {
+            let pa = self.frame(page, true)?.ok_or(Error::NoMemory)?;
+            hal::copy_to_phys(pa + in_page, &bytes[range]);
         }
         Ok(())
     }
@@ -104,16 +99,11 @@ impl Pmo {
     /// Copies from the object at `offset` into `out` (untouched anonymous pages read as zeros).
     pub fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), Error> {
         self.check_range(offset, out.len() as u64)?;
-        let mut done = 0usize;
-        while done < out.len() {
-            let pos = offset + done as u64;
-            let in_page = (PAGE_SIZE - pos % PAGE_SIZE) as usize;
-            let n = in_page.min(out.len() - done);
-            match self.frame(pos / PAGE_SIZE, false)? {
-                Some(pa) => hal::copy_from_phys(pa + pos % PAGE_SIZE, &mut out[done..done + n]),
-                None => out[done..done + n].fill(0),
+        for (page, in_page, range) in pieces(offset, out.len()) {
+            match self.frame(page, false)? {
+                Some(pa) => hal::copy_from_phys(pa + in_page, &mut out[range]),
+                None => out[range].fill(0),
             }
-            done += n;
         }
         Ok(())
     }
@@ -143,5 +133,34 @@ impl Pmo {
             }
             Backing::Phys { .. } => {}
         }
+    }
+}
+
+/// Splits `len` bytes at object offset `offset` into per-page pieces: (page index, offset in the
+/// page, range in the caller's buffer).
+fn pieces(offset: u64, len: usize) -> impl Iterator<Item = (u64, u64, core::ops::Range<usize>)> {
+    let mut done = 0usize;
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let pos = offset + done as u64;
+        let n = ((PAGE_SIZE - pos % PAGE_SIZE) as usize).min(len - done);
+        let piece = (pos / PAGE_SIZE, pos % PAGE_SIZE, done..done + n);
+        done += n;
+        Some(piece)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_split_at_page_boundaries() {
+        let p: Vec<_> = pieces(4090, 10).collect();
+        assert_eq!(p, vec![(0, 4090, 0..6), (1, 0, 6..10)]);
+        assert_eq!(pieces(0, 0).count(), 0);
+        assert_eq!(pieces(8192, 4096).collect::<Vec<_>>(), vec![(2, 0, 0..4096)]);
     }
 }

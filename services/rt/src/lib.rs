@@ -1,13 +1,15 @@
 //! The Keel user runtime: what every EL0 program links.
 //!
-//! - `sys`: one safe function per system call (the only `unsafe` is the `svc` itself, in `sys::raw`);
+//! - `sys`: one safe function per system call (`sys::raw` holds the `svc` itself);
 //! - the program entry (`entry!`), the heap, `print!`/`println!`, and the panic handler;
 //! - `startup`: the arguments and named capabilities the creator passed;
 //! - `ipc`: typed client/server helpers with a per-connection shared buffer for bulk data;
 //! - `process`: loading a program from an ELF image into a new process (spawn) and waiting.
 //!
 //! On the host the system calls return `Error::NoSys`, so logic built on this crate is unit-tested
-//! there.
+//! there. This crate is to user programs what `arch` is to the kernel: the `unsafe` of user space
+//! lives here (system calls, the entry and heap, device registers, shared IPC buffers, deliberate
+//! faults), each block with its SAFETY reason; programs themselves forbid `unsafe`.
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
