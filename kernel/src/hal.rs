@@ -50,6 +50,7 @@ pub mod fake {
         pub powered_off: bool,
         pub enabled_irqs: Vec<u32>,
         pub now: u64,
+        pub heap_free: Option<usize>,
     }
 
     thread_local! {
@@ -140,5 +141,10 @@ pub mod fake {
 
     pub fn this_cpu() -> usize {
         0
+    }
+
+    /// Tests set `heap_free` to see the kernel refuse work when its heap runs low.
+    pub fn kernel_heap_free() -> usize {
+        MACHINE.with(|m| m.borrow().heap_free.unwrap_or(usize::MAX))
     }
 }

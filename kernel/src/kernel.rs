@@ -30,6 +30,10 @@ use keel_abi::Error;
 /// with 4 vCPUs on 2 host cores); a test-and-set lock goes to whichever CPU is running.
 pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
 
+/// Heap bytes the kernel keeps in reserve: work that would allocate is refused (`NoMemory`)
+/// below this, so running out of kernel heap is an error for the asking process, never a panic.
+pub const HEAP_RESERVE: usize = 512 * 1024;
+
 /// Slots in every process's capability table.
 pub const PROCESS_SLOTS: u32 = 4096;
 /// Default priority of new threads.
@@ -110,6 +114,11 @@ impl Kernel {
         }
     }
 
+    /// `NoMemory` when the kernel heap is down to its reserve.
+    pub fn check_heap(&self) -> Result<(), Error> {
+        if hal::kernel_heap_free() < HEAP_RESERVE { Err(Error::NoMemory) } else { Ok(()) }
+    }
+
     pub fn new_id(&mut self) -> Id {
         let id = self.next_id;
         self.next_id += 1;
@@ -141,6 +150,7 @@ impl Kernel {
 
     /// A new address space (not yet referenced).
     pub fn create_vmspace(&mut self) -> Result<Id, Error> {
+        self.check_heap()?;
         let asid = self.alloc_asid()?;
         let vs = match VmSpace::new(asid) {
             Ok(v) => v,
@@ -174,6 +184,7 @@ impl Kernel {
 
     /// A new thread of `pid`, made runnable.
     pub fn create_thread(&mut self, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams) -> Result<Id, Error> {
+        self.check_heap()?;
         match self.processes.get(&pid) {
             Some(p) if p.state == ProcState::Running => {}
             Some(_) => return Err(Error::BadState),
@@ -192,6 +203,7 @@ impl Kernel {
     // ---- capabilities and references ----------------------------------------------------------
 
     pub fn insert_cap(&mut self, pid: Id, obj: ObjRef, rights: Rights) -> Result<u32, Error> {
+        self.check_heap()?;
         let slot = self.caps.insert_original(pid, obj, rights, 0).map_err(cap_error)?;
         self.inc_ref(obj);
         Ok(slot)

@@ -187,7 +187,10 @@ impl Kernel {
         let mut pos = va;
         while pos < end {
             let n = (PAGE_SIZE - pos % PAGE_SIZE).min(end - pos);
-            let pa = self.fault_in(vs_id, pos, access).map_err(|_| Error::BadAddress)?;
+            let pa = self.fault_in(vs_id, pos, access).map_err(|e| match e {
+                FaultError::NoMemory => Error::NoMemory,
+                FaultError::Unmapped | FaultError::Forbidden => Error::BadAddress,
+            })?;
             pieces.push((pa, (pos - va) as usize..(pos - va + n) as usize));
             pos += n;
         }
@@ -199,6 +202,10 @@ impl Kernel {
 
     /// Makes `va` in address space `vs_id` accessible for `access`; its physical address.
     pub fn fault_in(&mut self, vs_id: Id, va: u64, access: Access) -> core::result::Result<u64, FaultError> {
+        // A new page costs heap (the PMO's page map): refuse it before the heap runs dry.
+        if self.check_heap().is_err() {
+            return Err(FaultError::NoMemory);
+        }
         let vs = self.vmspaces.get_mut(&vs_id).ok_or(FaultError::Unmapped)?;
         let (_, region) = vs.region_at(va).ok_or(FaultError::Unmapped)?;
         let pmo = self.pmos.get_mut(&region.pmo).ok_or(FaultError::Unmapped)?;
@@ -244,6 +251,7 @@ fn dest_table(k: &Kernel, pid: Id, dest_slot: u32) -> Result<Id> {
 }
 
 fn cap_copy(k: &mut Kernel, pid: Id, frame: &mut UserRegs, src: u32, dest_slot: u32, rights: u32, badge: u64) -> Result {
+    k.check_heap()?;
     let dest = dest_table(k, pid, dest_slot)?;
     let rights = Rights::from_bits(rights).ok_or(Error::Invalid)?;
     let obj = k.caps.get(pid, src).map_err(cap_error)?.object;
@@ -320,6 +328,7 @@ fn thread_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, a: &[u64; 31]) -
 }
 
 fn pmo_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, kind: u64, size: u64) -> Result {
+    k.check_heap()?;
     let size = size.checked_next_multiple_of(PAGE_SIZE).ok_or(Error::Invalid)?;
     if size == 0 || size > keel_abi::PMO_MAX_SIZE {
         return Err(Error::Invalid);
@@ -476,6 +485,7 @@ fn process_watch(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32, notif
 }
 
 fn conn_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs) -> Result {
+    k.check_heap()?;
     let id = k.new_id();
     k.conns.insert(id, Connection::new(pid));
     match k.insert_cap(pid, ObjRef::Conn(id), Rights::ALL) {
@@ -488,6 +498,7 @@ fn conn_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs) -> Result {
 }
 
 fn notif_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs) -> Result {
+    k.check_heap()?;
     let id = k.new_id();
     k.notifs.insert(id, Notification::new());
     match k.insert_cap(pid, ObjRef::Notif(id), Rights::ALL) {

@@ -263,3 +263,21 @@ fn exiting_processes_give_every_frame_back() {
     }
     assert_eq!(FRAMES.lock().free_frames(), before, "no frame leaked across 50 processes");
 }
+
+#[test]
+fn a_kernel_heap_down_to_its_reserve_refuses_work_instead_of_panicking() {
+    let mut w = World::new();
+    let (pid, t) = w.process("a");
+    w.run(t);
+    let p = World::status(w.syscall(nr::PMO_CREATE, &[0, 64 * 1024])).unwrap()[1];
+    World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, 0x10_0000, 64 * 1024, 0, perm::READ | perm::WRITE])).unwrap();
+    crate::hal::fake::MACHINE.with(|m| m.borrow_mut().heap_free = Some(1024));
+    assert_eq!(World::status(w.syscall(nr::NOTIF_CREATE, &[])), Err(Error::NoMemory));
+    assert_eq!(World::status(w.syscall(nr::PMO_CREATE, &[0, 4096])), Err(Error::NoMemory));
+    assert_eq!(World::status(w.syscall(nr::CONN_CREATE, &[])), Err(Error::NoMemory));
+    assert_eq!(World::status(w.syscall(nr::PROCESS_CREATE, &[0x10_0000, 1])), Err(Error::NoMemory));
+    // A first touch of a page would need heap: the faulting process dies, the kernel goes on.
+    w.k.user_trap(0, &mut w.frame, UserTrap::Abort { addr: 0x10_0000, access: crate::object::vmspace::Access::Write, translation: true, class: "data abort", status: "translation fault" });
+    assert!(w.k.processes.get(&pid).is_none_or(|p| p.state != crate::object::process::ProcState::Running));
+    crate::hal::fake::MACHINE.with(|m| m.borrow_mut().heap_free = None);
+}

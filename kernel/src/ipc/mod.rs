@@ -69,6 +69,7 @@ impl Kernel {
         if list.is_empty() {
             return Ok(CapList::EMPTY);
         }
+        self.check_heap()?;
         // Decode: every cap exists and may be granted, and the receiver has room.
         for slot in list.slots() {
             self.caps.lookup(from, slot, Rights::GRANT).map_err(cap_error)?;

@@ -17,10 +17,12 @@ pub enum Scenario {
     SpawnKill,
     Restart,
     Bench,
+    /// The benchmarks with few iterations (so `make test` runs them without taking long).
+    BenchQuick,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -28,6 +30,7 @@ impl Scenario {
         Scenario::SpawnKill,
         Scenario::Restart,
         Scenario::Bench,
+        Scenario::BenchQuick,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +42,7 @@ impl Scenario {
             Scenario::SpawnKill => "spawnkill",
             Scenario::Restart => "restart",
             Scenario::Bench => "bench",
+            Scenario::BenchQuick => "bench-quick",
         }
     }
 }
@@ -78,6 +82,8 @@ pub enum ServerMode {
     Echo(EchoServer),
     /// Sleeps until killed.
     Sleeper,
+    /// Exits with 0 at once (the program the spawn benchmark starts).
+    Exit,
     Crash(Fault),
 }
 
@@ -145,6 +151,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
     }
     match first.as_str() {
         "sleeper" => Ok(Mode::Server(ServerMode::Sleeper)),
+        "exit" => Ok(Mode::Server(ServerMode::Exit)),
         "ipc-server" => {
             let name = args.get(1).ok_or(ArgError::BadServerArgs("no service name"))?;
             if keel_rt::proto::pack_name(name).is_err() {
@@ -163,7 +170,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
 /// The accepted first arguments, `|`-separated.
 pub fn usage() -> String {
     let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-    names.extend(["ipc-server <name> <cpus>", "sleeper"]);
+    names.extend(["ipc-server <name> <cpus>", "sleeper", "exit"]);
     names.extend(Fault::ALL.iter().map(|f| f.mode_name()));
     names.join("|")
 }
@@ -189,6 +196,8 @@ mod tests {
     #[test]
     fn server_modes_parse_with_their_arguments() {
         assert_eq!(parse(&strings(&["/bin/ktest", "sleeper"])), Ok(Mode::Server(ServerMode::Sleeper)));
+        assert_eq!(parse(&strings(&["/bin/ktest", "exit"])), Ok(Mode::Server(ServerMode::Exit)));
+        assert_eq!(parse(&strings(&["bench-quick"])), Ok(Mode::Scenario(Scenario::BenchQuick)));
         assert_eq!(parse(&strings(&["crash-stack"])), Ok(Mode::Server(ServerMode::Crash(Fault::StackOverflow))));
         assert_eq!(
             parse(&strings(&["ipc-server", "ktest-echo", "0,1,2,3"])),

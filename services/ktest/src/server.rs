@@ -3,6 +3,7 @@
 //! - `ipc-server <name> <cpus>`: creates a connection, publishes it with the name service and
 //!   serves the [`crate::echo`] protocol with one thread pinned to each listed CPU, until killed;
 //! - `sleeper`: blocks until killed;
+//! - `exit`: exits with 0 at once (the process the spawn benchmark starts and waits for);
 //! - `crash-null`, `crash-undef`, `crash-stack`: commit a fault, so the kernel must kill them
 //!   with `EXIT_FAULT`.
 
@@ -24,6 +25,7 @@ use keel_rt::{Error, Slot, println, thread};
 pub fn run(mode: ServerMode, startup: &Startup) -> i32 {
     match mode {
         ServerMode::Sleeper => park(),
+        ServerMode::Exit => 0,
         ServerMode::Crash(f) => crash(f),
         ServerMode::Echo(cfg) => match echo_server(&cfg, startup) {
             Ok(never) => match never {},

@@ -91,6 +91,13 @@ extern "C" fn kernel_main(dtb_pa: u64, boot_status: u64, kimage_pa: u64) -> ! {
         }
         Err(e) => panic!("memory map too fragmented to track ({e:?}); Keel cannot manage this machine's RAM"),
     }
+    // The heap holds every kernel object and one entry per demand-paged page: give it 1/32 of RAM
+    // (at least 16 MiB) beyond the boot arena.
+    let total = FRAMES.lock().total_frames();
+    let heap_frames = (total / 32).max(4096).min(total / 4).next_power_of_two() / 2;
+    if kspace::grow_heap(heap_frames) == 0 {
+        log::warn!("could not grow the kernel heap by {heap_frames} frames; staying at the boot arena");
+    }
 
     let mpidr = cpu::mpidr();
     let Ok(gicd_va) = kspace::ioremap(machine.gic.dist.base, machine.gic.dist.size) else {

@@ -121,6 +121,10 @@ pub fn ticks_per_second() -> u64 {
     cpu::counter_freq()
 }
 
+pub fn kernel_heap_free() -> usize {
+    super::kspace::heap_free()
+}
+
 pub fn this_cpu() -> usize {
     cpu::cpu_id()
 }

@@ -68,6 +68,24 @@ pub fn heap_used() -> usize {
     HEAP.lock().stats_alloc_actual()
 }
 
+/// Bytes the heap can still hand out.
+pub fn heap_free() -> usize {
+    let h = HEAP.lock();
+    h.stats_total_bytes().saturating_sub(h.stats_alloc_actual())
+}
+
+/// Adds `frames` contiguous frames from the frame allocator to the heap (after the direct map is
+/// live). Returns the bytes added (0 if the frames are not there).
+pub fn grow_heap(frames: usize) -> usize {
+    let Some(pa) = FRAMES.lock().alloc(frames) else { return 0 };
+    let start = phys_to_virt(pa) as usize;
+    let bytes = frames.next_power_of_two() * PAGE_SIZE as usize;
+    // SAFETY: the frames were just taken from the frame allocator (no one else owns them) and are
+    // mapped RW by the direct map for the kernel's life; the heap owns them from now on.
+    unsafe { HEAP.lock().add_to_heap(start, start + bytes) };
+    bytes
+}
+
 /// The address of the exception vectors.
 pub fn vectors() -> u64 {
     &raw const exception_vectors as u64

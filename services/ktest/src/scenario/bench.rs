@@ -1,11 +1,23 @@
-//! `bench`: the cost of a null system call and of an IPC call+reply between two processes, on one
-//! CPU and across two, measured with the virtual counter (under `-icount shift=0` one tick per
-//! instruction). 100 batches of 100 iterations after 1,000 warm-up iterations; each batch gives
-//! one per-iteration figure, and the line shows their min, median and max.
+//! `bench` and `bench-quick`: the kernel's hot paths measured with the virtual counter. Under
+//! `-icount shift=0,align=off,sleep=off` the counter advances once per instruction executed by
+//! any CPU, so every figure is a path length in instructions, the same on every host.
+//!
+//! Each benchmark runs on a thread pinned to CPU 0 (its partner, when it has one, on CPU 0 or 1),
+//! warms up, then takes many samples; a sample is either one operation timed on its own or a
+//! batch of operations divided by the batch size. One line per benchmark,
+//! `bench: <name> <min> <median> <max> instructions`, is the machine-readable output
+//! (`scripts/bench.py` reads it; docs/PERFORMANCE.md says where each one starts and ends).
+//! `bench-quick` runs the same code with few iterations so that `make test` keeps it working.
+
+mod fault;
+mod notif;
+mod spawn;
+mod switch;
 
 use super::{EchoProcess, SEC, namesrv, procmgr, start_echo_server};
 use crate::check::Checks;
 use crate::echo;
+use crate::services::Procmgr;
 use crate::stats::{Summary, time_batches};
 use crate::worker::{self, cpu_mask};
 use alloc::format;
@@ -15,64 +27,152 @@ use keel_rt::abi::ipc::CapList;
 use keel_rt::startup::Startup;
 use keel_rt::{Error, Slot, println, sys};
 
-const WARMUP: u64 = 1000;
-const BATCHES: u64 = 100;
-const PER_BATCH: u64 = 100;
-/// The client always runs on CPU 0.
+/// The measuring thread always runs on CPU 0; a cross-CPU partner on CPU 1.
 const CLIENT_CPU: u32 = 0;
+const OTHER_CPU: u32 = 1;
 
-fn null_syscalls() -> Result<Vec<u64>, Error> {
-    time_batches(sys::counter, WARMUP, BATCHES, PER_BATCH, sys::null)
+/// How many iterations: the full run (`bench`) or the quick one (`bench-quick`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    Full,
+    Quick,
 }
 
-fn ipc_calls(conn: Slot, badge: u64) -> Result<Vec<u64>, Error> {
+/// Iteration counts of one run.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Untimed iterations before the batched benchmarks (null syscall, IPC, context switch).
+    warmup: u64,
+    batches: u64,
+    per_batch: u64,
+    /// Timed round trips of the notification benchmarks (after `warmup / 10` untimed ones).
+    notif_samples: u64,
+    /// Pages first-touched in the page-fault benchmark.
+    fault_pages: u64,
+    /// Processes spawned and waited for (after `spawn_warmup` untimed ones).
+    spawn_warmup: u64,
+    spawn_samples: u64,
+}
+
+impl Size {
+    fn plan(self) -> Plan {
+        match self {
+            Size::Full => Plan {
+                warmup: 1000,
+                batches: 100,
+                per_batch: 100,
+                notif_samples: 1000,
+                fault_pages: 1024,
+                spawn_warmup: 2,
+                spawn_samples: 20,
+            },
+            Size::Quick => Plan {
+                warmup: 100,
+                batches: 10,
+                per_batch: 10,
+                notif_samples: 50,
+                fault_pages: 64,
+                spawn_warmup: 1,
+                spawn_samples: 3,
+            },
+        }
+    }
+
+    fn scenario(self) -> &'static str {
+        match self {
+            Size::Full => "bench",
+            Size::Quick => "bench-quick",
+        }
+    }
+}
+
+fn ipc_calls(conn: Slot, badge: u64, p: Plan) -> Result<Vec<u64>, Error> {
     let msg = echo::request(0, 1);
     let want = echo::reply_to(&msg, badge);
     let r = sys::ipc_call(conn, &msg, CapList::EMPTY)?;
     if r.msg != want {
         return Err(Error::Invalid);
     }
-    time_batches(sys::counter, WARMUP, BATCHES, PER_BATCH, || sys::ipc_call(conn, &msg, CapList::EMPTY).map(|_| ()))
+    time_batches(sys::counter, p.warmup, p.batches, p.per_batch, || {
+        sys::ipc_call(conn, &msg, CapList::EMPTY).map(|_| ())
+    })
 }
 
-/// Runs `f` on the client CPU and summarises its per-iteration costs.
+/// Runs `f` on a thread pinned to the client CPU and returns its result (a failed check if the
+/// thread cannot start, does not finish within 300 s, or `f` fails).
+fn on_client_cpu<T: Send + 'static>(
+    c: &mut Checks,
+    what: &str,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Option<T> {
+    let w = c.expect_ok(format_args!("{what}: start the client thread"), worker::start(cpu_mask(CLIENT_CPU), f))?;
+    let r = c.expect_ok(format_args!("{what}: client thread"), w.join(300 * SEC))?;
+    c.expect_ok(format_args!("{what}: timed operations"), r)
+}
+
+/// Runs `f` on the client CPU and summarises the per-operation costs it returns.
 fn measure(
     c: &mut Checks,
     what: &str,
     f: impl FnOnce() -> Result<Vec<u64>, Error> + Send + 'static,
 ) -> Option<Summary> {
-    let w = c.expect_ok(format_args!("{what}: start the client thread"), worker::start(cpu_mask(CLIENT_CPU), f))?;
-    let costs = c.expect_ok(format_args!("{what}: client thread"), w.join(300 * SEC))?;
-    let costs = c.expect_ok(format_args!("{what}: timed calls"), costs)?;
+    let costs = on_client_cpu(c, what, f)?;
     let s = Summary::of(&costs);
     c.check(s.is_some(), || format!("{what}: no samples"));
     s
 }
 
-fn ipc_bench(c: &mut Checks, server: Option<EchoProcess>, what: &str) -> Option<Summary> {
+fn ipc_bench(c: &mut Checks, server: Option<EchoProcess>, what: &str, p: Plan) -> Option<Summary> {
     let server = server?;
     let (conn, badge) = (server.conn, sys::cap_info(server.conn).map(|i| i.2).unwrap_or(0));
-    let s = measure(c, what, move || ipc_calls(conn, badge));
+    let s = measure(c, what, move || ipc_calls(conn, badge, p));
     server.kill(c);
     server.release();
     s
 }
 
-pub fn run(startup: &Startup) -> i32 {
-    let mut c = Checks::new("bench");
+/// Spawns `ktest exit` through the process manager and waits for it, on the client CPU; the
+/// process manager comes back with the costs.
+fn spawn_bench(c: &mut Checks, pm: Procmgr, p: Plan) -> Option<Summary> {
+    let (costs, _pm) = on_client_cpu(c, "process_spawn_exit_wait", move || {
+        let mut pm = pm;
+        let costs = spawn::spawn_exit_wait(&mut pm, p.spawn_warmup, p.spawn_samples)?;
+        Ok((costs, pm))
+    })?;
+    let s = Summary::of(&costs);
+    c.check(s.is_some(), || String::from("process_spawn_exit_wait: no samples"));
+    s
+}
+
+pub fn run(startup: &Startup, size: Size) -> i32 {
+    let p = size.plan();
+    let mut c = Checks::new(size.scenario());
     let mut lines: Vec<(&str, Summary)> = Vec::new();
-    if let Some(s) = measure(&mut c, "null_syscall", null_syscalls) {
-        lines.push(("null_syscall", s));
-    }
+    let mut record = |name: &'static str, s: Option<Summary>| {
+        if let Some(s) = s {
+            lines.push((name, s));
+        }
+    };
+    record("null_syscall", measure(&mut c, "null_syscall", move || {
+        time_batches(sys::counter, p.warmup, p.batches, p.per_batch, sys::null)
+    }));
+    record("context_switch", measure(&mut c, "context_switch", move || switch::yield_round_trips(CLIENT_CPU, p)));
+    let notif_warmup = p.warmup / 10;
+    record("notif_signal_wake_same_cpu", measure(&mut c, "notif_signal_wake_same_cpu", move || {
+        notif::signal_to_wake(CLIENT_CPU, notif_warmup, p.notif_samples)
+    }));
+    record("notif_signal_wake_cross_cpu", measure(&mut c, "notif_signal_wake_cross_cpu", move || {
+        notif::signal_to_wake(OTHER_CPU, notif_warmup, p.notif_samples)
+    }));
+    record("page_fault_anon_first_touch", measure(&mut c, "page_fault_anon_first_touch", move || {
+        fault::first_touch(p.fault_pages)
+    }));
     if let (Some(mut pm), Some(ns)) = (procmgr(&mut c, startup), namesrv(&mut c, startup)) {
         let same = start_echo_server(&mut c, &mut pm, &ns, "ktest-bench-same", &[CLIENT_CPU]);
-        if let Some(s) = ipc_bench(&mut c, same, "ipc_call_reply_same_cpu") {
-            lines.push(("ipc_call_reply_same_cpu", s));
-        }
-        let cross = start_echo_server(&mut c, &mut pm, &ns, "ktest-bench-cross", &[CLIENT_CPU + 1]);
-        if let Some(s) = ipc_bench(&mut c, cross, "ipc_call_reply_cross_cpu") {
-            lines.push(("ipc_call_reply_cross_cpu", s));
-        }
+        record("ipc_call_reply_same_cpu", ipc_bench(&mut c, same, "ipc_call_reply_same_cpu", p));
+        let cross = start_echo_server(&mut c, &mut pm, &ns, "ktest-bench-cross", &[OTHER_CPU]);
+        record("ipc_call_reply_cross_cpu", ipc_bench(&mut c, cross, "ipc_call_reply_cross_cpu", p));
+        record("process_spawn_exit_wait", spawn_bench(&mut c, pm, p));
     }
     for (name, s) in &lines {
         println!("bench: {name} {s} instructions");

@@ -22,7 +22,8 @@ pub fn run(s: Scenario, startup: &Startup) -> i32 {
         Scenario::Crash => crash::run(startup),
         Scenario::SpawnKill => spawnkill::run(startup),
         Scenario::Restart => restart::run(startup),
-        Scenario::Bench => bench::run(startup),
+        Scenario::Bench => bench::run(startup, bench::Size::Full),
+        Scenario::BenchQuick => bench::run(startup, bench::Size::Quick),
     }
 }
 
