@@ -1,6 +1,7 @@
 # Keel — the only entry points a user needs.
 #   make run     install what is missing, build, boot Keel in QEMU (serial on this terminal)
 #   make test    every test: host unit tests and QEMU scenarios
+#   make bench   instruction-count benchmarks under QEMU icount (docs/PERFORMANCE.md)
 #   make gdb     QEMU halted with its gdb stub, gdb-multiarch attached with kernel symbols
 #   make deps    only install the toolchain (Debian packages; sudo when not root)
 #
@@ -41,7 +42,7 @@ QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SM
 
 DEPS_STAMP := target/.deps-ok
 
-.PHONY: all run test test-host test-qemu gdb deps build image initrd clean
+.PHONY: all run test test-host test-qemu bench bench-quick bench-compare gdb deps build image initrd clean
 
 all: image initrd
 
@@ -80,6 +81,19 @@ test-host: $(DEPS_STAMP)
 
 test-qemu: $(IMAGE) $(INITRD)
 	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test -p keel-tests
+
+# Benchmarks (docs/PERFORMANCE.md): the table on the terminal, the figures in target/bench/*.json.
+# `make test` runs the quick one through tests/tests/bench.rs.
+bench: $(IMAGE) $(INITRD)
+	python3 scripts/bench.py --image $(IMAGE) --initrd $(INITRD) --qemu $(QEMU)
+
+bench-quick: $(IMAGE) $(INITRD)
+	python3 scripts/bench.py --quick --image $(IMAGE) --initrd $(INITRD) --qemu $(QEMU)
+
+# make bench-compare A=old.json B=new.json (two results files from `make bench`).
+bench-compare:
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make bench-compare A=<results.json> B=<results.json>"; exit 2; }
+	python3 scripts/bench.py compare $(A) $(B)
 
 gdb: $(IMAGE) $(INITRD)
 	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::1234 & qemu_pid=$$!; \

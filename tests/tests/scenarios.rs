@@ -4,6 +4,8 @@
 
 use keel_tests::{Boot, Run};
 
+// The benchmarks run in tests/tests/bench.rs (scripts/bench.py --quick).
+
 fn scenario(name: &str, timeout_secs: u64) -> Run {
     let run = Boot::scenario(name).timeout(timeout_secs).run();
     run.expect_absent(&format!("ktest: {name}: FAILED"))
@@ -53,19 +55,4 @@ fn spawning_and_killing_a_thousand_processes_leaks_no_memory() {
 #[test]
 fn init_restarts_a_killed_service() {
     scenario("restart", 300);
-}
-
-#[test]
-fn benchmarks_report_instruction_counts_under_icount() {
-    let run = Boot::scenario("bench").icount().timeout(600).run();
-    run.expect("init: scenario bench finished with code 0").expect_clean_poweroff();
-    for name in ["null_syscall", "ipc_call_reply_same_cpu", "ipc_call_reply_cross_cpu"] {
-        let Some(line) = run.lines_starting(&format!("bench: {name} ")).first().copied() else {
-            run.fail(&format!("no bench line for {name}"));
-        };
-        let figures: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-        if figures.len() < 3 || figures[0] == 0 || figures[0] > figures[1] || figures[1] > figures[2] {
-            run.fail(&format!("{name}: want min <= median <= max, all positive: {line:?}"));
-        }
-    }
 }

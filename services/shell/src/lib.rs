@@ -53,6 +53,8 @@ pub fn main(startup: &Startup) -> i32 {
             return 1;
         }
     };
+    // One line for `make bench` (boot to shell prompt): the counter when the first prompt goes out.
+    println!("shell: first prompt at {} ticks", keel_rt::sys::counter());
     loop {
         print!("{PROMPT}");
         match system.read_line() {

@@ -6,7 +6,8 @@
 //! first thread; the child's runtime start-up, argument parsing and exit; the kernel tearing the
 //! process down and waking the waiter. Instructions on every CPU count.
 //!
-//! Samples are 2 ms apart (an untimed sleep): the child's exit also wakes init's supervisor
+//! Samples are 2 million instructions apart (an untimed busy wait; a sleep would let every CPU go
+//! idle, and idle time under icount costs host time): the child's exit also wakes init's supervisor
 //! thread, which takes init's process-list lock (a spin lock) to forget the child. A SPAWN
 //! arriving meanwhile can spin on that lock until a tick preempts the holder, adding up to tens
 //! of millions of instructions to a sample; that is a fault of init's locking, reported apart
@@ -16,14 +17,17 @@ use crate::services::Procmgr;
 use alloc::vec::Vec;
 use keel_rt::{Error, sys};
 
-/// The untimed pause before each spawn.
-const SETTLE_NS: u64 = 2_000_000;
+/// The untimed pause before each spawn, in counter ticks.
+const SETTLE_TICKS: u64 = 2_000_000;
 
 /// `warmup` untimed spawns, then `samples` timed ones; the cost of each timed one.
 pub fn spawn_exit_wait(pm: &mut Procmgr, warmup: u64, samples: u64) -> Result<Vec<u64>, Error> {
     let mut costs = Vec::with_capacity(samples as usize);
     for i in 0..warmup + samples {
-        sys::sleep_ns(SETTLE_NS);
+        let settled = sys::counter() + SETTLE_TICKS;
+        while sys::counter() < settled {
+            core::hint::spin_loop();
+        }
         let start = sys::counter();
         let child = pm.spawn_ktest(&["exit"])?;
         let code = sys::process_wait(child.process);

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Keel's benchmarks: boot the benchmark scenarios under QEMU icount and report instruction counts.
+
+    scripts/bench.py [--quick] [--image P] [--initrd P] [--qemu Q] [--out P]
+    scripts/bench.py compare A.json B.json
+
+Under `-icount shift=0,align=off,sleep=off` the virtual counter advances once per instruction, so
+every figure is a path length that any host reproduces. Each scenario is one QEMU boot; ktest
+prints one `bench: <name> <min> <median> <max> instructions` line per micro-benchmark, and the
+kernel's boot report gives the whole-system figures. The script prints one table (benchmark,
+median, min, max, target, met?) and writes the figures as JSON (`target/bench/results.json`, or
+`results-quick.json` with --quick).
+
+Exit status: 0 when every available benchmark produced its figures (a missed target is reported,
+not a failure); 1 when a scenario crashed, timed out, failed its checks or left a benchmark out.
+docs/PERFORMANCE.md says what each benchmark measures.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The reference machine (docs/ARCHITECTURE.md, tests/src/lib.rs) under icount.
+QEMU_ARGS = [
+    "-machine", "virt,virtualization=on,gic-version=3,iommu=smmuv3", "-global", "arm-smmuv3.stage=2",
+    "-cpu", "max", "-smp", "4", "-m", "2G",
+    "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot",
+    "-icount", "shift=0,align=off,sleep=off",
+]
+
+HYPERVISOR_MISSING = "not available: the hypervisor is not built yet (issue 4)"
+LINUX_MISSING = "not available: needs the hypervisor (issue 4) and a Debian Linux guest"
+PROMPT = "prompt"
+
+# Every benchmark of the issue, in table order: (name, target, unit, source). The source is the
+# scenario whose `bench:` line carries it, "boot" for the boot report, or a "not available" note.
+KERNEL = "kernel"
+CATALOG = [
+    ("null_syscall", 150, "instructions", KERNEL),
+    ("ipc_call_reply_same_cpu", 400, "instructions", KERNEL),
+    ("ipc_call_reply_cross_cpu", None, "instructions", KERNEL),
+    ("notif_signal_wake_same_cpu", None, "instructions", KERNEL),
+    ("notif_signal_wake_cross_cpu", None, "instructions", KERNEL),
+    ("page_fault_anon_first_touch", None, "instructions", KERNEL),
+    ("process_spawn_exit_wait", None, "instructions", KERNEL),
+    ("context_switch", None, "instructions", KERNEL),
+    ("guest_hvc_round_trip", 250, "instructions", HYPERVISOR_MISSING),
+    ("guest_mmio_read_user", 1500, "instructions", HYPERVISOR_MISSING),
+    ("vgic_dist_read", 400, "instructions", HYPERVISOR_MISSING),
+    ("virtual_ipi", None, "instructions", HYPERVISOR_MISSING),
+    ("virtual_timer_irq", None, "instructions", HYPERVISOR_MISSING),
+    ("vcpu_switch_two_vms", None, "instructions", HYPERVISOR_MISSING),
+    ("linux_boot_ratio", 1.10, "ratio", LINUX_MISSING),
+    ("boot_to_ready", None, "instructions", "boot"),
+    ("boot_to_shell_prompt", None, "instructions", PROMPT),
+    ("kernel_memory_after_boot", None, "bytes", "boot"),
+]
+
+FIRST_PROMPT = re.compile(r"^shell: first prompt at (\d+) ticks")
+BENCH_LINE = re.compile(r"^bench: (\S+) (\d+) (\d+) (\d+) (\S+)\s*$")
+BOOT_TICKS = re.compile(r"^keel: boot took (\d+) ticks from power-on")
+KIMAGE = re.compile(r"^keel: memory: .*kernel image (\d+) KiB")
+FRAMES = re.compile(r"^keel: frames: (\d+) total, (\d+) free")
+FRAME_BYTES = 4096
+
+
+class Failure(Exception):
+    """A scenario that did not give its figures."""
+
+
+def boot(qemu, image, initrd, scenario, timeout):
+    """Boots `scenario=<scenario>` under icount; the serial log (raises Failure on a bad ending)."""
+    cmd = [qemu, *QEMU_ARGS, "-kernel", image, "-initrd", initrd, "-append", f"scenario={scenario}"]
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        log = (e.stdout or b"").decode(errors="replace").replace("\r", "")
+        raise Failure(f"scenario {scenario}: QEMU did not power off within {timeout} s\n{tail(log)}")
+    except FileNotFoundError:
+        raise Failure(f"cannot run {qemu} (run `make deps`)")
+    log = p.stdout.decode(errors="replace").replace("\r", "")
+    if p.returncode != 0 or "PANIC" in log:
+        raise Failure(f"scenario {scenario}: QEMU exited with {p.returncode}\n{tail(log)}\n{p.stderr.decode(errors='replace')}")
+    if f"init: scenario {scenario} finished with code 0" not in log:
+        raise Failure(f"scenario {scenario}: ktest did not finish with code 0\n{tail(log)}")
+    return log
+
+
+def boot_to_prompt(qemu, image, initrd, timeout):
+    """Counter ticks from power-on to the shell's first prompt: a normal boot (no scenario) under
+    icount, powered off from the shell."""
+    cmd = [qemu, *QEMU_ARGS, "-kernel", image, "-initrd", initrd, "-append", ""]
+    try:
+        p = subprocess.run(cmd, input=b"poweroff\n", capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        log = (e.stdout or b"").decode(errors="replace").replace("\r", "")
+        raise Failure(f"normal boot: QEMU did not power off within {timeout} s\n{tail(log)}")
+    log = p.stdout.decode(errors="replace").replace("\r", "")
+    for line in log.splitlines():
+        if m := FIRST_PROMPT.match(line):
+            return int(m.group(1))
+    raise Failure(f"normal boot: no 'shell: first prompt at' line\n{tail(log)}")
+
+
+def tail(log, n=30):
+    lines = log.splitlines()
+    return "--- last lines of the serial log ---\n" + "\n".join(lines[-n:])
+
+
+def parse_bench_lines(log):
+    """{name: (min, median, max, unit)} from the `bench:` lines."""
+    out = {}
+    for line in log.splitlines():
+        m = BENCH_LINE.match(line)
+        if m:
+            lo, med, hi = int(m.group(2)), int(m.group(3)), int(m.group(4))
+            out[m.group(1)] = (lo, med, hi, m.group(5))
+    return out
+
+
+def parse_boot_report(log):
+    """{name: value} of the whole-system figures in the kernel's boot report."""
+    ticks = kimage = frames = None
+    for line in log.splitlines():
+        if m := BOOT_TICKS.match(line):
+            ticks = int(m.group(1))
+        elif m := KIMAGE.match(line):
+            kimage = int(m.group(1)) * 1024
+        elif m := FRAMES.match(line):
+            frames = (int(m.group(1)) - int(m.group(2))) * FRAME_BYTES
+    if ticks is None or kimage is None or frames is None:
+        raise Failure("the boot report lacks the boot-ticks, kernel-image or frames line")
+    return {"boot_to_ready": ticks, "kernel_memory_after_boot": kimage + frames}, {"kimage": kimage, "frames": frames}
+
+
+def run_all(args):
+    scenario = "bench-quick" if args.quick else "bench"
+    started = time.monotonic()
+    log = boot(args.qemu, args.image, args.initrd, scenario, args.timeout)
+    benches = parse_bench_lines(log)
+    boot_figures, parts = parse_boot_report(log)
+    results, missing = [], []
+    for name, target, unit, source in CATALOG:
+        r = {"name": name, "median": None, "min": None, "max": None, "target": target, "unit": unit}
+        if source == KERNEL:
+            if name not in benches:
+                missing.append(name)
+                continue
+            lo, med, hi, got_unit = benches[name]
+            if got_unit != unit:
+                raise Failure(f"{name}: unit {got_unit}, expected {unit}")
+            r.update(min=lo, median=med, max=hi)
+        elif source == PROMPT:
+            v = boot_to_prompt(args.qemu, args.image, args.initrd, args.timeout)
+            r.update(min=v, median=v, max=v)
+            r["note"] = ("counter ticks from power-on to the shell printing its first prompt (under icount "
+                         "with sleep=off, time all CPUs spend idle is skipped, not counted)")
+        elif source == "boot":
+            v = boot_figures[name]
+            r.update(min=v, median=v, max=v)
+            if name == "kernel_memory_after_boot":
+                r["note"] = (f"kernel image {parts['kimage']} bytes (text, data, BSS) + {parts['frames']} bytes of "
+                             f"frames the kernel allocated by its ready line (heap, page tables, stacks)")
+            else:
+                r["note"] = "counter ticks from power-on to the kernel's ready line (all CPUs)"
+        else:
+            r["note"] = source
+        results.append(r)
+    if missing:
+        raise Failure(f"scenario {scenario}: no bench line for {', '.join(missing)}\n{tail(log)}")
+    return results, time.monotonic() - started
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return f"{v:,}"
+
+
+def met(r):
+    if r["median"] is None:
+        return "n/a"
+    if r["target"] is None:
+        return "-"
+    return "yes" if r["median"] <= r["target"] else "no"
+
+
+def print_table(results):
+    head = ("benchmark", "median", "min", "max", "target", "met?", "unit")
+    rows = []
+    for r in results:
+        if r["median"] is None:
+            rows.append((r["name"], "not available", "", "", fmt(r["target"]), met(r), r["unit"]))
+        else:
+            rows.append((r["name"], fmt(r["median"]), fmt(r["min"]), fmt(r["max"]), fmt(r["target"]), met(r), r["unit"]))
+    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    print(line(head))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+    notes = [r for r in results if r["median"] is None]
+    if notes:
+        print()
+        for r in notes:
+            print(f"{r['name']}: {r['note']}")
+
+
+def git_commit():
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip() != ""
+        return commit, dirty
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+
+
+def compare(a_path, b_path):
+    """Prints the per-benchmark change of the medians from A to B."""
+    a, b = (json.load(open(p)) for p in (a_path, b_path))
+    a_res = {r["name"]: r for r in a["results"]}
+    b_res = {r["name"]: r for r in b["results"]}
+    names = list(a_res) + [n for n in b_res if n not in a_res]
+    print(f"A: {a_path} (commit {a.get('commit')})")
+    print(f"B: {b_path} (commit {b.get('commit')})")
+    head = ("benchmark", "A median", "B median", "change", "unit")
+    rows = []
+    for n in names:
+        ra, rb = a_res.get(n), b_res.get(n)
+        ma = ra["median"] if ra else None
+        mb = rb["median"] if rb else None
+        unit = (rb or ra)["unit"]
+        if ma is None or mb is None:
+            change = "only in B" if ra is None else "only in A" if rb is None else "n/a"
+        elif ma == 0:
+            change = f"{mb - ma:+}"
+        else:
+            change = f"{(mb - ma) / ma * 100:+.1f}%"
+        rows.append((n, fmt(ma) if ra else "", fmt(mb) if rb else "", change, unit))
+    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    for cells in [head, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+    return 0
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":
+        if len(sys.argv) != 4:
+            sys.exit("usage: scripts/bench.py compare A.json B.json")
+        return compare(sys.argv[2], sys.argv[3])
+    ap = argparse.ArgumentParser(description="Keel's instruction-count benchmarks under QEMU icount.")
+    ap.add_argument("--quick", action="store_true", help="few iterations (what `make test` runs)")
+    ap.add_argument("--image", default=os.environ.get("KEEL_IMAGE", os.path.join(ROOT, "target/keel.Image")))
+    ap.add_argument("--initrd", default=os.environ.get("KEEL_INITRD", os.path.join(ROOT, "target/initrd.cpio")))
+    ap.add_argument("--qemu", default=os.environ.get("QEMU", "qemu-system-aarch64"))
+    ap.add_argument("--out", help="the JSON file (default target/bench/results.json, results-quick.json with --quick)")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds one QEMU boot may take")
+    args = ap.parse_args()
+    for path in (args.image, args.initrd):
+        if not os.path.exists(path):
+            sys.exit(f"bench: {path} does not exist: build it with `make image initrd`")
+    try:
+        results, took = run_all(args)
+    except Failure as e:
+        print(f"bench: FAILED: {e}", file=sys.stderr)
+        return 1
+    print_table(results)
+    commit, dirty = git_commit()
+    out = args.out or os.path.join(ROOT, "target/bench", "results-quick.json" if args.quick else "results.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"commit": commit, "dirty": dirty, "quick": args.quick, "results": results}, f, indent=2)
+        f.write("\n")
+    print(f"\nbench: {len(results)} benchmarks in {took:.1f} s; figures in {os.path.relpath(out, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
