@@ -119,6 +119,10 @@ pub mod fake {
         MACHINE.with(|m| m.borrow_mut().enabled_irqs.push(intid));
     }
 
+    pub fn irq_unmask(intid: u32) {
+        MACHINE.with(|m| m.borrow_mut().enabled_irqs.push(intid));
+    }
+
     pub fn irq_mask(intid: u32) {
         MACHINE.with(|m| m.borrow_mut().enabled_irqs.retain(|&i| i != intid));
     }

@@ -455,8 +455,7 @@ impl Kernel {
             }
         }
         if cpu == 0 {
-            for (tid, _from, to) in self.sched.balance() {
-                let _ = tid;
+            for (_, _, to) in self.sched.balance() {
                 if self.current[to].is_none() {
                     hal::send_ipi(to);
                 }

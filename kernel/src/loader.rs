@@ -11,27 +11,15 @@ use crate::cap::Rights;
 use crate::kernel::Kernel;
 use crate::object::pmo::Pmo;
 use crate::object::{Id, ObjRef};
-use alloc::format;
 use alloc::string::String;
 use keel_abi::{Error, PAGE_SIZE, USER_MAX_VA, USER_MIN_VA, perm};
 use keel_formats::elf::{Executable, UserLimits};
+use keel_formats::startup::Startup;
 
 use keel_abi::{STACK_SIZE, STACK_TOP, STARTUP_VA};
 
 /// Programs must link below the stack.
 pub const PROGRAM_LIMITS: UserLimits = UserLimits { min_vaddr: USER_MIN_VA, max_vaddr: keel_abi::PROGRAM_MAX_VA };
-
-/// The startup block: `keel-startup 1`, then `arg <text>` and `cap <name> <slot>` lines.
-pub fn startup_text(args: &[&str], caps: &[(&str, u32)]) -> String {
-    let mut s = String::from("keel-startup 1\n");
-    for a in args {
-        s.push_str(&format!("arg {}\n", a.replace('\n', " ")));
-    }
-    for (name, slot) in caps {
-        s.push_str(&format!("cap {name} {slot}\n"));
-    }
-    s
-}
 
 impl Kernel {
     /// Makes a process running `elf` with `args`, giving it `caps` (object, rights, name).
@@ -63,12 +51,12 @@ impl Kernel {
         let stack = Pmo::anonymous(STACK_SIZE);
         self.map_new_pmo(vs, STACK_TOP - STACK_SIZE, stack, perm::READ | perm::WRITE)?;
 
-        let mut named = alloc::vec::Vec::new();
+        let mut startup = Startup { args: args.iter().map(|a| String::from(*a)).collect(), caps: alloc::vec::Vec::new() };
         for (obj, rights, cap_name) in caps {
             let slot = self.insert_cap(pid, *obj, *rights)?;
-            named.push((*cap_name, slot));
+            startup.caps.push((String::from(*cap_name), slot));
         }
-        let text = startup_text(args, &named);
+        let text = startup.render();
         if text.len() as u64 > PAGE_SIZE {
             return Err(Error::Invalid);
         }

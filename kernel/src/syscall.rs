@@ -572,7 +572,7 @@ fn irq_bind(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32, notif_slot
 fn irq_ack(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32) -> Result {
     let intid = irq_of(k, pid, slot)?;
     if k.irqs.get(&intid).is_some_and(|l| l.bound.is_some()) {
-        hal::irq_enable(intid);
+        hal::irq_unmask(intid);
     }
     ok(frame, &[])
 }

@@ -50,9 +50,8 @@ impl World {
             if self.k.current[0] == Some(tid) {
                 return;
             }
-            if let Some(cur) = self.k.current[0] {
+            if self.k.current[0].is_some() {
                 self.k.yield_current(0, &mut self.frame);
-                let _ = cur;
             } else {
                 self.k.schedule(0, &mut self.frame);
             }

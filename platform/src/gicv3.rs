@@ -165,6 +165,12 @@ impl Distributor {
         self.regs.isenabler[i / 32].set(1 << (i % 32));
     }
 
+    /// Re-enables SPI `intid` as configured by `enable_spi`.
+    pub fn unmask_spi(&self, intid: u32) {
+        let i = intid as usize;
+        self.regs.isenabler[i / 32].set(1 << (i % 32));
+    }
+
     /// Disables SPI `intid`.
     pub fn disable_spi(&self, intid: u32) {
         let i = intid as usize;

@@ -21,5 +21,6 @@ pub mod cpio;
 pub mod elf;
 mod error;
 pub mod manifest;
+pub mod startup;
 
 pub use error::FormatError;

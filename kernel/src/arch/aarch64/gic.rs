@@ -86,6 +86,13 @@ pub fn enable_device_irq(intid: u32) {
     enable_spi(intid, trigger, percpu::get(0).mpidr());
 }
 
+/// Unmasks a device SPI configured earlier by `enable_device_irq` (an acknowledgement).
+pub fn unmask_device_irq(intid: u32) {
+    if let Some(d) = DISTRIBUTOR.get() {
+        d.unmask_spi(intid);
+    }
+}
+
 /// Masks a device SPI (until user space acknowledges it).
 pub fn mask_device_irq(intid: u32) {
     if let Some(d) = DISTRIBUTOR.get() {

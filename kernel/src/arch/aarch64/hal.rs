@@ -98,6 +98,10 @@ pub fn irq_enable(intid: u32) {
     gic::enable_device_irq(intid);
 }
 
+pub fn irq_unmask(intid: u32) {
+    gic::unmask_device_irq(intid);
+}
+
 pub fn irq_mask(intid: u32) {
     gic::mask_device_irq(intid);
 }
