@@ -26,6 +26,7 @@ pub mod percpu;
 pub mod sched;
 pub mod syscall;
 pub mod trap;
+pub mod virt;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,1 @@
+//! In-kernel vGICv3 (placeholder; being written).
