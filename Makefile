@@ -25,10 +25,17 @@ IMAGE := target/keel.Image
 # User programs (EL0) and the initrd that carries them.
 USER_TARGET := aarch64-unknown-none
 USER_BIN_DIR := target/$(USER_TARGET)/user
-PROGRAMS := init namesrv console shell ktest
+PROGRAMS := init namesrv console shell ktest vmm
 INITRD := target/initrd.cpio
 MANIFEST := services/init/manifest
 INITRD_EXTRA ?=
+
+# Guests carried in the initrd: Debian's arm64 Linux (scripts/mkguest.sh, cached in cache/guest;
+# `vm run linux`) and the tiny test guests (tests/guests; /guest/test.Image).
+GUEST_DIR := cache/guest
+LINUX_GUEST = $(if $(wildcard $(GUEST_DIR)/Image),$(GUEST_DIR)/Image:guest/linux/Image \
+	$(GUEST_DIR)/initrd.cpio:guest/linux/initrd.cpio $(GUEST_DIR)/linux.conf:etc/vm/linux.conf)
+TEST_GUEST := target/guests/test.Image
 
 QEMU ?= qemu-system-aarch64
 MACHINE ?= virt,virtualization=on,gic-version=3,iommu=smmuv3
@@ -42,7 +49,8 @@ QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SM
 
 DEPS_STAMP := target/.deps-ok
 
-.PHONY: all run test test-host test-qemu bench bench-quick bench-compare gdb deps build image initrd clean
+PHONY_GUESTS := guest test-guest
+.PHONY: $(PHONY_GUESTS) all run test test-host test-qemu bench bench-quick bench-compare gdb deps build image initrd clean
 
 all: image initrd
 
@@ -63,10 +71,22 @@ $(IMAGE): $(DEPS_STAMP) FORCE
 
 initrd: $(INITRD)
 
-$(INITRD): $(DEPS_STAMP) FORCE
+$(INITRD): $(DEPS_STAMP) guest test-guest FORCE
 	$(CARGO) build $(foreach p,$(PROGRAMS),-p keel-$(p)) --target $(USER_TARGET) $(BUILD_STD) --profile user
 	python3 scripts/mkinitrd.py $(INITRD) --bin $(USER_BIN_DIR) $(PROGRAMS) \
-		$(if $(wildcard $(MANIFEST)),--manifest $(MANIFEST)) $(if $(strip $(INITRD_EXTRA)),--extra $(INITRD_EXTRA))
+		$(if $(wildcard $(MANIFEST)),--manifest $(MANIFEST)) \
+		--extra $(TEST_GUEST):guest/test.Image $(LINUX_GUEST) $(INITRD_EXTRA)
+
+# The Linux guest: fetched and built once, then cached (the script checks its own freshness).
+# Without network access the build goes on without it (`vm run linux` then says so).
+guest: $(DEPS_STAMP)
+	@bash scripts/mkguest.sh $(GUEST_DIR) || echo "make: warning: no Linux guest (scripts/mkguest.sh failed); vm run linux will not work"
+
+# The tiny test guests (bare-metal Rust, EL1), one Image with a scenario per guest=<name>.
+test-guest: $(DEPS_STAMP)
+	$(CARGO) build -p keel-test-guest --bin guest --release --target $(KERNEL_TARGET) $(BUILD_STD)
+	@mkdir -p $(dir $(TEST_GUEST))
+	python3 scripts/mkimage.py target/$(KERNEL_TARGET)/release/guest $(TEST_GUEST)
 
 FORCE:
 

@@ -33,6 +33,62 @@ impl Default for FpState {
     }
 }
 
+/// A guest vCPU's EL1 system registers, virtual timer and vGIC CPU-interface state while it is
+/// not loaded on a CPU (the arch layer saves and restores them through the `*_EL12` aliases).
+#[derive(Clone, Debug, Default)]
+#[repr(C)]
+pub struct GuestContext {
+    pub sctlr: u64,
+    pub cpacr: u64,
+    pub ttbr0: u64,
+    pub ttbr1: u64,
+    pub tcr: u64,
+    pub esr: u64,
+    pub afsr0: u64,
+    pub afsr1: u64,
+    pub far: u64,
+    pub mair: u64,
+    pub amair: u64,
+    pub vbar: u64,
+    pub contextidr: u64,
+    pub cntkctl: u64,
+    pub spsr: u64,
+    pub elr: u64,
+    pub sp_el1: u64,
+    pub tpidr_el1: u64,
+    pub tpidr_el0: u64,
+    pub tpidrro_el0: u64,
+    pub par: u64,
+    pub csselr: u64,
+    pub mdscr: u64,
+    /// APIA, APIB, APDA, APDB, APGA key pairs (lo, hi).
+    pub pauth: [u64; 10],
+    pub cntv_ctl: u64,
+    pub cntv_cval: u64,
+    /// ICH_VMCR_EL2, ICH_AP0R0_EL2, ICH_AP1R0_EL2.
+    pub vmcr: u64,
+    pub ap0r0: u64,
+    pub ap1r0: u64,
+}
+
+impl GuestContext {
+    /// The architectural reset state of a vCPU entering with the MMU and caches off.
+    pub fn reset() -> Self {
+        Self { sctlr: 0x30D0_0800, ..Self::default() }
+    }
+}
+
+/// What loading a vCPU onto a CPU needs besides its saved context.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestLoad {
+    /// VTTBR_EL2: stage-2 root and VMID.
+    pub vttbr: u64,
+    pub vmpidr: u64,
+    pub cntvoff: u64,
+    /// The virtual timer's interrupt is held off (a virtual one is pending or active).
+    pub vtimer_held: bool,
+}
+
 #[cfg(not(target_os = "none"))]
 pub mod fake {
     //! Host stand-ins. Physical frames are boxed pages keyed by address; the frames come from
@@ -145,6 +201,48 @@ pub mod fake {
 
     pub fn this_cpu() -> usize {
         0
+    }
+
+    pub fn guest_load(_ctx: &super::GuestContext, _load: super::GuestLoad) {}
+
+    pub fn guest_put(_ctx: &mut super::GuestContext) {}
+
+    pub fn guest_lr_count() -> usize {
+        4
+    }
+
+    pub fn guest_lrs_read(_lrs: &mut [u64]) {}
+
+    pub fn guest_lrs_write(_lrs: &[u64], _underflow: bool) {}
+
+    /// The live virtual timer (CNTV_CTL, CNTV_CVAL) of the loaded vCPU.
+    pub fn guest_vtimer() -> (u64, u64) {
+        (0, 0)
+    }
+
+    pub fn guest_vtimer_hold(_hold: bool) {}
+
+    /// Writes the loaded vCPU's exception registers; returns its VBAR_EL1.
+    pub fn guest_exception(_elr: u64, _spsr: u64, _esr: u64, _far: u64) -> u64 {
+        0
+    }
+
+    /// FAR_EL2 of the current guest abort.
+    pub fn guest_fault_address() -> u64 {
+        0
+    }
+
+    pub fn guest_id_reg(_op1: u8, _crn: u8, _crm: u8, _op2: u8) -> u64 {
+        0
+    }
+
+    pub fn tlb_flush_vmid(_vmid: u16) {
+        MACHINE.with(|m| m.borrow_mut().tlb_flushes += 1);
+    }
+
+    /// IPA bits and VMID count of the host CPU.
+    pub fn stage2_limits() -> (u32, u32) {
+        (48, 256)
     }
 
     /// Tests set `heap_free` to see the kernel refuse work when its heap runs low.

@@ -14,6 +14,8 @@ use crate::object::pmo::Pmo;
 use crate::object::process::{ProcState, Process};
 use crate::object::thread::{Block, Thread, ThreadState, UserRegs};
 use crate::object::vmspace::VmSpace;
+use crate::virt::vcpu::VCpu;
+use crate::virt::vm::Vm;
 use crate::object::{Id, ObjRef};
 use crate::ipc::{Connection, Notification};
 use crate::percpu::MAX_CPUS;
@@ -54,6 +56,8 @@ pub struct CpuSlot {
     pub need_resched: bool,
     /// Address space currently installed in TTBR0 (0 = none).
     pub vmspace: Id,
+    /// The vCPU whose state is live on this CPU (0 = none).
+    pub vcpu: Id,
 }
 
 pub struct Kernel {
@@ -65,6 +69,8 @@ pub struct Kernel {
     pub conns: BTreeMap<Id, Connection>,
     pub notifs: BTreeMap<Id, Notification>,
     pub irqs: BTreeMap<u32, IrqLine>,
+    pub vms: BTreeMap<Id, Vm>,
+    pub vcpus: BTreeMap<Id, VCpu>,
     pub sched: Scheduler<Id>,
     pub current: [Option<Id>; MAX_CPUS],
     pub cpus: [CpuSlot; MAX_CPUS],
@@ -79,6 +85,8 @@ pub struct Kernel {
     free_asids: Vec<u16>,
     next_asid: u16,
     asid_limit: u32,
+    free_vmids: Vec<u16>,
+    next_vmid: u16,
 }
 
 impl Kernel {
@@ -100,6 +108,8 @@ impl Kernel {
             conns: BTreeMap::new(),
             notifs: BTreeMap::new(),
             irqs: BTreeMap::new(),
+            vms: BTreeMap::new(),
+            vcpus: BTreeMap::new(),
             sched,
             current: [None; MAX_CPUS],
             cpus,
@@ -111,6 +121,8 @@ impl Kernel {
             free_asids: Vec::new(),
             next_asid: 1,
             asid_limit: 1 << 16,
+            free_vmids: Vec::new(),
+            next_vmid: 1,
         }
     }
 
@@ -140,6 +152,38 @@ impl Kernel {
         let a = self.next_asid;
         self.next_asid += 1;
         Ok(a)
+    }
+
+    /// A VMID for a new VM (VMID 0 is never used: it is the host's).
+    pub fn alloc_vmid(&mut self) -> Result<u16, Error> {
+        if let Some(v) = self.free_vmids.pop() {
+            return Ok(v);
+        }
+        let (_, limit) = hal::stage2_limits();
+        if u32::from(self.next_vmid) + 1 >= limit {
+            return Err(Error::NoMemory);
+        }
+        let v = self.next_vmid;
+        self.next_vmid += 1;
+        Ok(v)
+    }
+
+    /// Returns a VMID whose TLB entries have been invalidated.
+    pub fn free_vmid(&mut self, vmid: u16) {
+        self.free_vmids.push(vmid);
+    }
+
+    /// Tears down a VM: its stage-2 tables and TLB entries, its VMID, its RAM references.
+    pub fn destroy_vm(&mut self, id: Id) {
+        if let Some(vm) = self.vms.remove(&id) {
+            let pmos = vm.region_pmos();
+            let vmid = vm.vmid;
+            vm.destroy();
+            self.free_vmid(vmid);
+            for p in pmos {
+                self.dec_ref(ObjRef::Pmo(p));
+            }
+        }
     }
 
     pub fn default_params(&self) -> SchedParams {
@@ -246,6 +290,8 @@ impl Kernel {
             ObjRef::Conn(id) => self.conns.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::Notif(id) => self.notifs.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::Irq(intid) => self.irqs.get_mut(&intid).map(|o| &mut o.refs),
+            ObjRef::Vm(id) => self.vms.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::VCpu(id) => self.vcpus.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::Control => None,
         }
     }
@@ -286,6 +332,17 @@ impl Kernel {
                     if let Some((n, _)) = line.bound {
                         self.dec_ref(ObjRef::Notif(n));
                     }
+                }
+            }
+            ObjRef::Vm(id) => self.destroy_vm(id),
+            ObjRef::VCpu(id) => {
+                if let Some(v) = self.vcpus.remove(&id) {
+                    if let Some(vm) = self.vms.get_mut(&v.vm) {
+                        if let Some(slot) = vm.vcpus.get_mut(v.index) {
+                            *slot = None;
+                        }
+                    }
+                    self.dec_ref(ObjRef::Vm(v.vm));
                 }
             }
             ObjRef::Control => {}
@@ -359,11 +416,20 @@ impl Kernel {
     /// Saves the running thread of `cpu` out of `frame` (it stops being current).
     pub fn save_current(&mut self, cpu: usize, frame: &UserRegs) {
         if let Some(tid) = self.current[cpu].take() {
+            let guest = self.threads.get(&tid).and_then(|t| t.guest);
+            if guest.is_some() {
+                self.put_guest(cpu, frame);
+            }
             if let Some(t) = self.threads.get_mut(&tid) {
                 if t.state != ThreadState::Dead {
-                    t.regs = *frame;
-                    hal::fp_save(&mut t.fp);
+                    if guest.is_none() {
+                        t.regs = *frame;
+                        hal::fp_save(&mut t.fp);
+                    }
                 } else {
+                    if let Some(v) = t.guest.take() {
+                        self.detach_runner(v);
+                    }
                     self.reap_dead_thread(tid);
                 }
             }
@@ -373,10 +439,15 @@ impl Kernel {
     /// Makes `tid` current on `cpu`: its registers into `frame`, its address space into TTBR0.
     pub fn load(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id) {
         let Some(t) = self.threads.get_mut(&tid) else { return };
-        *frame = t.regs;
-        hal::fp_restore(&t.fp);
         t.state = ThreadState::Running(cpu);
         let pid = t.pid;
+        match t.guest {
+            Some(vcpu) => self.load_guest(cpu, frame, vcpu),
+            None => {
+                *frame = t.regs;
+                hal::fp_restore(&t.fp);
+            }
+        }
         self.current[cpu] = Some(tid);
         let vs = self.processes.get(&pid).map_or(0, |p| p.vmspace);
         if self.cpus[cpu].vmspace != vs {
@@ -445,6 +516,7 @@ impl Kernel {
             }
             match self.threads.get(&tid).map(|t| t.state) {
                 Some(ThreadState::Blocked(Block::Sleep)) => self.wake_with(tid, 0, &[]),
+                Some(ThreadState::Blocked(Block::GuestWfi { .. })) => self.make_ready(tid, cpu),
                 Some(ThreadState::Blocked(Block::Notif { notif })) => {
                     if let Some(n) = self.notifs.get_mut(&notif) {
                         n.waiters.retain(|&w| w != tid);
@@ -603,6 +675,13 @@ impl Kernel {
                 }
             }
             _ => {}
+        }
+        // A guest-mode thread that is not on a CPU lets go of its vCPU now; one on a CPU does
+        // when that CPU saves it.
+        if !matches!(state, ThreadState::Running(_)) {
+            if let Some(v) = self.threads.get_mut(&tid).and_then(|t| t.guest.take()) {
+                self.detach_runner(v);
+            }
         }
         if !running_elsewhere && !self.is_current_anywhere(tid) {
             if self.threads.get(&tid).is_some_and(|t| t.refs == 0) {

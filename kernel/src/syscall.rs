@@ -115,7 +115,7 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs) ->
             k.sleep_current(cpu, frame, deadline, Block::Sleep);
             Ok(())
         }
-        _ => Err(Error::NoSys),
+        _ => crate::virt::syscalls::dispatch(k, cpu, tid, pid, frame).unwrap_or(Err(Error::NoSys)),
     }
 }
 

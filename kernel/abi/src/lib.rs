@@ -10,6 +10,7 @@
 pub mod ipc;
 pub mod rights;
 pub mod syscall;
+pub mod vm;
 
 mod error;
 pub use error::Error;
@@ -63,6 +64,8 @@ pub enum ObjectKind {
     Notification = 6,
     Irq = 7,
     Control = 8,
+    Vm = 9,
+    VCpu = 10,
 }
 
 impl ObjectKind {
@@ -76,6 +79,8 @@ impl ObjectKind {
             6 => Self::Notification,
             7 => Self::Irq,
             8 => Self::Control,
+            9 => Self::Vm,
+            10 => Self::VCpu,
             _ => return None,
         })
     }
@@ -90,6 +95,8 @@ impl ObjectKind {
             Self::Notification => "notification",
             Self::Irq => "irq",
             Self::Control => "control",
+            Self::Vm => "vm",
+            Self::VCpu => "vcpu",
         }
     }
 }

@@ -38,9 +38,17 @@ pub const SLEEP: u64 = 34;
 pub const PMO_PHYS: u64 = 35;
 pub const CAP_MOVE: u64 = 36;
 pub const PROCESS_WATCH: u64 = 37;
+pub const VM_CREATE: u64 = 38;
+pub const VM_MAP: u64 = 39;
+pub const VCPU_CREATE: u64 = 40;
+pub const VCPU_INIT: u64 = 41;
+pub const VCPU_RUN: u64 = 42;
+pub const VCPU_KICK: u64 = 43;
+pub const VM_IRQ_LINE: u64 = 44;
+pub const VCPU_STAT: u64 = 45;
 
 /// One past the highest call number.
-pub const COUNT: u64 = 38;
+pub const COUNT: u64 = 46;
 
 /// The call's name, for logs and tests.
 pub fn name(nr: u64) -> &'static str {
@@ -83,6 +91,14 @@ pub fn name(nr: u64) -> &'static str {
         PMO_PHYS => "pmo_phys",
         CAP_MOVE => "cap_move",
         PROCESS_WATCH => "process_watch",
+        VM_CREATE => "vm_create",
+        VM_MAP => "vm_map",
+        VCPU_CREATE => "vcpu_create",
+        VCPU_INIT => "vcpu_init",
+        VCPU_RUN => "vcpu_run",
+        VCPU_KICK => "vcpu_kick",
+        VM_IRQ_LINE => "vm_irq_line",
+        VCPU_STAT => "vcpu_stat",
         _ => "unknown",
     }
 }

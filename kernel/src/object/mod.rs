@@ -22,6 +22,8 @@ pub enum ObjRef {
     Conn(Id),
     Notif(Id),
     Irq(u32),
+    Vm(Id),
+    VCpu(Id),
     /// The machine itself: power, device memory and interrupt lines. Held by init.
     Control,
 }
@@ -36,6 +38,8 @@ impl ObjRef {
             Self::Conn(_) => ObjectKind::Connection,
             Self::Notif(_) => ObjectKind::Notification,
             Self::Irq(_) => ObjectKind::Irq,
+            Self::Vm(_) => ObjectKind::Vm,
+            Self::VCpu(_) => ObjectKind::VCpu,
             Self::Control => ObjectKind::Control,
         }
     }

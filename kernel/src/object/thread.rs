@@ -46,6 +46,11 @@ pub enum Block {
     ProcessExit { pid: Id },
     /// Sleeping until its deadline.
     Sleep,
+    /// In guest mode: the vCPU executed WFI and has nothing to deliver (a deadline is set when
+    /// its virtual timer is armed).
+    GuestWfi { vcpu: Id },
+    /// In guest mode: the vCPU is powered off (PSCI) until CPU_ON or a kick.
+    GuestOff { vcpu: Id },
 }
 
 /// IPC state of a thread.
@@ -72,6 +77,8 @@ pub struct Thread {
     pub deadline: Option<u64>,
     /// References: caps to this thread.
     pub refs: u32,
+    /// The vCPU this thread runs (guest mode, inside `vcpu_run`); its own registers are in `regs`.
+    pub guest: Option<Id>,
 }
 
 impl Thread {
@@ -91,6 +98,7 @@ impl Thread {
             ipc: ThreadIpc::default(),
             deadline: None,
             refs: 0,
+            guest: None,
         }
     }
 

@@ -3,4 +3,11 @@
 //! (`arch::aarch64::virt`) enters and leaves guests and saves their system registers.
 #![forbid(unsafe_code)]
 
+pub mod exit;
+pub mod idregs;
+pub mod psci;
+pub mod syndrome;
+pub mod syscalls;
+pub mod vcpu;
 pub mod vgic;
+pub mod vm;

@@ -53,6 +53,9 @@ struct Env {
     control: Slot,
     uart_arg: String,
     exits: Slot,
+    /// The initrd (read-only) and its `initrd=<offset>:<size>` argument, for the VM monitor.
+    initrd: Slot,
+    initrd_arg: String,
 }
 
 fn fail(msg: core::fmt::Arguments) -> i32 {
@@ -106,6 +109,8 @@ pub fn main(startup: &Startup) -> i32 {
         control,
         uart_arg: startup.args.iter().find(|a| a.starts_with("uart=")).cloned().unwrap_or_default(),
         exits,
+        initrd,
+        initrd_arg: alloc::format!("initrd={offset:#x}:{size:#x}"),
     });
     let state = Arc::new(Mutex::new(State { procs: Vec::new(), services, next_badge: 1 }));
 
@@ -189,6 +194,12 @@ fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: 
             argv.push(env.uart_arg.as_str());
         }
         "ktest" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
+        // The monitor creates VMs (control) and reads guest images from the initrd.
+        "vmm" => {
+            grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" });
+            grants.push(Grant { slot: env.initrd, rights: rights::READ | rights::MAP, badge: 0, name: "initrd" });
+            argv.push(env.initrd_arg.as_str());
+        }
         _ => {}
     }
     argv.extend(args.iter().map(String::as_str));

@@ -131,9 +131,13 @@ impl Reply {
     }
 }
 
-/// Serves a connection forever: calls `handle` for each call and replies with its answer.
+/// Bulk buffers set up by clients, by (connection, badge): shared by every thread serving the
+/// connection, so a call may be received by any of them.
+static BUFFERS: crate::sync::Mutex<BTreeMap<(Slot, u64), u64>> = crate::sync::Mutex::new(BTreeMap::new());
+
+/// Serves a connection forever: calls `handle` for each call and replies with its answer. Several
+/// threads may serve one connection.
 pub fn serve(conn: Slot, mut handle: impl FnMut(&mut Request) -> Reply) -> ! {
-    let mut buffers: BTreeMap<u64, u64> = BTreeMap::new();
     let mut next = sys::ipc_recv(conn);
     loop {
         let reply = match next {
@@ -142,9 +146,9 @@ pub fn serve(conn: Slot, mut handle: impl FnMut(&mut Request) -> Reply) -> ! {
                 next = sys::ipc_recv(conn);
                 continue;
             }
-            Ok(r) if r.msg.label == LABEL_BULK_SETUP => setup_bulk(&mut buffers, &r),
+            Ok(r) if r.msg.label == LABEL_BULK_SETUP => setup_bulk(conn, &r),
             Ok(r) => {
-                let bulk = buffers.get(&r.badge).map(|&va| buffer(va));
+                let bulk = BUFFERS.lock().get(&(conn, r.badge)).map(|&va| buffer(va));
                 let mut req = Request { badge: r.badge, msg: r.msg, caps: r.caps, bulk };
                 handle(&mut req)
             }
@@ -157,9 +161,9 @@ pub fn serve(conn: Slot, mut handle: impl FnMut(&mut Request) -> Reply) -> ! {
     }
 }
 
-fn setup_bulk(buffers: &mut BTreeMap<u64, u64>, r: &Received) -> Reply {
+fn setup_bulk(conn: Slot, r: &Received) -> Reply {
     let Some(pmo) = r.caps.slots().next() else { return Reply::err(Error::Invalid) };
-    if r.badge == 0 || buffers.contains_key(&r.badge) {
+    if r.badge == 0 || BUFFERS.lock().contains_key(&(conn, r.badge)) {
         let _ = sys::cap_delete(pmo);
         return Reply::err(Error::Exists);
     }
@@ -167,7 +171,7 @@ fn setup_bulk(buffers: &mut BTreeMap<u64, u64>, r: &Received) -> Reply {
     let _ = sys::cap_delete(pmo);
     match mapped {
         Ok(va) => {
-            buffers.insert(r.badge, va);
+            BUFFERS.lock().insert((conn, r.badge), va);
             Reply::ok([0; 4])
         }
         Err(e) => Reply::err(e),

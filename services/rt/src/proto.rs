@@ -40,6 +40,13 @@ pub mod console {
     pub const SET_FOREGROUND: u64 = 2;
 }
 
+/// VM monitor. Registered as `vmm`.
+pub mod vmm {
+    /// A `vm` shell command: bulk payload = its words after `vm`, NUL-separated (`run\0linux`).
+    /// Reply payload: the text to print. `vm run --wait` replies when the guest has stopped.
+    pub const COMMAND: u64 = 1;
+}
+
 /// Packs a name of at most 32 bytes into four words (NUL-padded).
 pub fn pack_name(name: &str) -> Result<[u64; 4], Error> {
     let b = name.as_bytes();

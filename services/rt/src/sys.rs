@@ -273,3 +273,51 @@ pub fn counter_freq() -> u64 {
         1_000_000_000
     }
 }
+
+// ---- Virtual machines (docs/ABI.md, "Virtual machines") ----------------------------------------
+
+/// What `vcpu_run` returned: the reason and its details (x2..x6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuExit {
+    pub reason: u64,
+    pub details: [u64; 5],
+}
+
+pub fn vm_create(control: Slot, vcpus: u32) -> Result<Slot, Error> {
+    call(nr::VM_CREATE, a(&[control as u64, u64::from(vcpus)])).map(|r| r[1] as Slot)
+}
+
+/// Maps `size` bytes of `pmo` (from `pmo_offset`) at guest physical `ipa`; with
+/// `keel_abi::vm::map::MMIO` in `flags`, a region whose accesses exit to the monitor instead.
+pub fn vm_map(vm: Slot, pmo: Slot, ipa: u64, size: u64, pmo_offset: u64, flags: u64) -> Result<(), Error> {
+    call(nr::VM_MAP, a(&[vm as u64, pmo as u64, ipa, size, pmo_offset, flags])).map(|_| ())
+}
+
+pub fn vcpu_create(vm: Slot, index: u32) -> Result<Slot, Error> {
+    call(nr::VCPU_CREATE, a(&[vm as u64, u64::from(index)])).map(|r| r[1] as Slot)
+}
+
+pub fn vcpu_init(vcpu: Slot, pc: u64, x0: u64, flags: u64) -> Result<(), Error> {
+    call(nr::VCPU_INIT, a(&[vcpu as u64, pc, x0, flags])).map(|_| ())
+}
+
+/// Runs the vCPU until an exit the kernel does not finish; `results` completes the previous exit
+/// (an MMIO read's value, or a forwarded hypercall's x0..x3).
+pub fn vcpu_run(vcpu: Slot, results: [u64; 4]) -> Result<VcpuExit, Error> {
+    call(nr::VCPU_RUN, a(&[vcpu as u64, results[0], results[1], results[2], results[3]]))
+        .map(|r| VcpuExit { reason: r[1], details: [r[2], r[3], r[4], r[5], r[6]] })
+}
+
+pub fn vcpu_kick(vcpu: Slot) -> Result<(), Error> {
+    call(nr::VCPU_KICK, a(&[vcpu as u64])).map(|_| ())
+}
+
+/// Sets SPI `intid`'s line: 0 low, 1 high, 2 an edge.
+pub fn vm_irq_line(vm: Slot, intid: u32, level: u64) -> Result<(), Error> {
+    call(nr::VM_IRQ_LINE, a(&[vm as u64, u64::from(intid), level])).map(|_| ())
+}
+
+/// Exit counters `first..first+7` of a vCPU.
+pub fn vcpu_stat(vcpu: Slot, first: usize) -> Result<[u64; 7], Error> {
+    call(nr::VCPU_STAT, a(&[vcpu as u64, first as u64])).map(|r| [r[1], r[2], r[3], r[4], r[5], r[6], r[7]])
+}

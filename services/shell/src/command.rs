@@ -22,6 +22,8 @@ pub enum Command {
     Mem,
     Uptime,
     PowerOff,
+    /// `vm <subcommand> [args...]`: handed to the VM monitor, which parses it.
+    Vm(Vec<String>),
 }
 
 /// The commands, with their usage and what they do (`help` prints these).
@@ -34,6 +36,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("mem", "physical memory: total, used, free"),
     ("uptime", "time since boot"),
     ("poweroff", "power the machine off"),
+    ("vm run <name|config> [opts]", "start a VM (--vcpus N --mem M --attach|--wait --kernel F [--raw --load A] --initrd F --append S)"),
+    ("vm list | stat <id>", "list VMs; exit counts of a VM"),
+    ("vm console <id> | stop <id>", "show a VM's console; stop a VM"),
 ];
 
 /// Why a line could not be decoded. Displayed as the one line the shell prints.
@@ -129,6 +134,8 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         "mem" => no_args(Command::Mem, "mem"),
         "uptime" => no_args(Command::Uptime, "uptime"),
         "poweroff" => no_args(Command::PowerOff, "poweroff"),
+        "vm" if !args.is_empty() => Ok(Command::Vm(args.to_vec())),
+        "vm" => Err(ParseError::Usage("vm", "vm run|list|stat|console|stop ...")),
         other => Err(ParseError::Unknown(other.to_string())),
     }
 }

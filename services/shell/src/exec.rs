@@ -33,6 +33,8 @@ pub trait System {
     fn clock(&mut self) -> (u64, u64);
     /// Returns only if the machine did not power off.
     fn power_off(&mut self) -> Result<(), Error>;
+    /// Runs a `vm` command in the VM monitor; the text it prints.
+    fn vm(&mut self, args: &[String]) -> Result<String, Error>;
 }
 
 /// How a program ended, as the shell reports it (None: exit code 0, nothing to say).
@@ -109,6 +111,15 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
             let e = sys.power_off().err().unwrap_or(Error::BadState);
             let _ = writeln!(out, "poweroff: {e}");
         }
+        Command::Vm(args) => match sys.vm(args) {
+            Ok(text) => out.push_str(&text),
+            Err(Error::NotFound) => {
+                let _ = writeln!(out, "vm: the VM monitor is not running");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "vm: {e}");
+            }
+        },
     }
 }
 
@@ -189,9 +200,19 @@ mod tests {
         fn clock(&mut self) -> (u64, u64) {
             self.clock
         }
+        fn vm(&mut self, args: &[String]) -> Result<String, Error> {
+            Ok(alloc::format!("vmm got {}\n", args.join(",")))
+        }
+
         fn power_off(&mut self) -> Result<(), Error> {
             Err(Error::NoRights)
         }
+    }
+
+    #[test]
+    fn vm_commands_go_to_the_monitor_whole() {
+        let mut sys = FakeSystem::default();
+        assert_eq!(run_line(&mut sys, "vm run linux --wait"), "vmm got run,linux,--wait\n");
     }
 
     fn run_line(sys: &mut FakeSystem, line: &str) -> String {

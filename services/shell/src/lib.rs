@@ -117,6 +117,9 @@ mod tests {
         fn power_off(&mut self) -> Result<(), Error> {
             unreachable!()
         }
+        fn vm(&mut self, _: &[String]) -> Result<String, Error> {
+            unreachable!()
+        }
     }
 
     #[test]
@@ -129,5 +132,6 @@ mod tests {
     fn unknown_commands_and_usage_errors_print_one_line_and_touch_nothing() {
         assert_eq!(handle_line(&mut Untouched, "ls /"), "ls: unknown command (try help)\n");
         assert_eq!(handle_line(&mut Untouched, "kill abc"), "kill: abc is not a pid\n");
+        assert_eq!(handle_line(&mut Untouched, "vm"), "vm: usage: vm run|list|stat|console|stop ...\n");
     }
 }

@@ -28,6 +28,8 @@ pub struct LiveSystem {
     procmgr: Client,
     namesrv: Client,
     console: Client,
+    /// The VM monitor, looked up on first use.
+    vmm: Option<Client>,
 }
 
 /// The status of a reply, as a plain result.
@@ -57,7 +59,7 @@ impl LiveSystem {
     pub fn connect(procmgr: Slot, namesrv: Slot) -> Result<Self, Error> {
         let namesrv = Client::new(namesrv);
         let console = Client::new(lookup(&namesrv, "console")?);
-        Ok(Self { procmgr: Client::new(procmgr), namesrv, console })
+        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm: None })
     }
 
     /// Finds the console again (after it restarted): Ok once the connection namesrv gives
@@ -141,6 +143,17 @@ impl System for LiveSystem {
 
     fn power_off(&mut self) -> Result<(), Error> {
         status(&self.procmgr.call(procmgr::POWER_OFF, [0; 4])?)
+    }
+
+    fn vm(&mut self, args: &[String]) -> Result<String, Error> {
+        if self.vmm.is_none() {
+            self.vmm = Some(Client::new(lookup(&self.namesrv, "vmm")?));
+        }
+        let vmm = self.vmm.as_mut().ok_or(Error::NotFound)?;
+        let payload = args.join("\0");
+        let (r, text) = vmm.call_bulk(keel_rt::proto::vmm::COMMAND, [0; 3], payload.as_bytes())?;
+        status(&r)?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
     }
 }
 

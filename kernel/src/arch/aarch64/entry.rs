@@ -116,6 +116,7 @@ extern "C" fn kernel_main(dtb_pa: u64, boot_status: u64, kimage_pa: u64) -> ! {
         panic!("no GIC redistributor matches the boot cpu (mpidr {mpidr:#x}); the DTB and the GIC disagree");
     }
     smp::set_redistributor_windows(windows);
+    super::virt::init_cpu(0);
     percpu::mark_online(0, mpidr);
     timer::start_tick(0, machine.timer.hyp_phys);
     cpu::irq_enable();

@@ -4,7 +4,7 @@
 //! A stopped CPU never returns to the code that faulted. When the last running CPU stops, the
 //! machine powers off so a scenario test ends instead of hanging.
 
-use super::{cpu, gic, psci};
+use super::{cpu, gic, psci, virt};
 use crate::arch::esr;
 use crate::kernel::KERNEL;
 use crate::percpu;
@@ -69,8 +69,13 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, index: u64) {
         }
         Vector::Lower64(Kind::Irq) => {
             let cpu = cpu::cpu_id();
+            let guest = virt::in_guest();
             let mut guard = KERNEL.lock();
             if let Some(k) = guard.as_mut() {
+                if guest {
+                    k.guest_exited(cpu);
+                    k.count_guest_irq(cpu);
+                }
                 gic::handle_irq(Some(&mut *k), cpu);
                 k.finish_trap(cpu, frame);
             } else {
@@ -80,11 +85,30 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, index: u64) {
         }
         Vector::Lower64(Kind::Sync) => {
             let cpu = cpu::cpu_id();
-            let trap = super::user::decode_user_trap(frame);
-            let mut guard = KERNEL.lock();
-            if let Some(k) = guard.as_mut() {
-                k.user_trap(cpu, frame, trap);
+            let mut guard;
+            if virt::in_guest() {
+                let exit = virt::decode_guest_exit();
+                guard = KERNEL.lock();
+                if let Some(k) = guard.as_mut() {
+                    k.guest_exited(cpu);
+                    k.guest_trap(cpu, frame, exit);
+                    k.finish_trap(cpu, frame);
+                }
+            } else {
+                let trap = super::user::decode_user_trap(frame);
+                guard = KERNEL.lock();
+                if let Some(k) = guard.as_mut() {
+                    k.user_trap(cpu, frame, trap);
+                }
             }
+            super::user::run_user(guard, cpu, frame);
+        }
+        Vector::Lower64(Kind::SError) if virt::in_guest() => {
+            // An asynchronous external abort caused by the guest (routed here by HCR_EL2.AMO):
+            // the guest's problem, not the kernel's. It is logged and the guest continues.
+            let cpu = cpu::cpu_id();
+            log::warn!("cpu{cpu}: SError from a guest at pc {:#x}; ignored", frame.pc);
+            let guard = KERNEL.lock();
             super::user::run_user(guard, cpu, frame);
         }
         vector => report_and_stop(frame, vector),

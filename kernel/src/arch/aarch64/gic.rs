@@ -65,6 +65,13 @@ pub fn enable_private(cpu: usize, intid: u32) {
     }
 }
 
+/// Disables an SGI or PPI on `cpu`.
+pub fn disable_private(cpu: usize, intid: u32) {
+    if let Some(r) = REDISTRIBUTORS[cpu].get() {
+        r.disable_private(intid);
+    }
+}
+
 /// Routes SPI `intid` to the CPU with affinity `mpidr` and enables it.
 pub fn enable_spi(intid: u32, trigger: Trigger, mpidr: u64) {
     if let Some(d) = DISTRIBUTOR.get() {
@@ -142,6 +149,14 @@ fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
                 k.cpus[cpu].need_resched = true;
             }
         }
+    } else if intid == super::virt::VTIMER_PPI {
+        if let Some(k) = kernel {
+            k.vtimer_fired(cpu);
+        } else {
+            disable_private(cpu, intid);
+        }
+    } else if intid == super::virt::MAINTENANCE_PPI {
+        // The list registers need attention: the exit path reads and refills them.
     } else if let Some(k) = kernel.filter(|k| k.irqs.contains_key(&intid)) {
         // A device line user space owns: mask it until the driver acknowledges, and signal.
         mask_device_irq(intid);

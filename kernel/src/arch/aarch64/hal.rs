@@ -1,6 +1,10 @@
 //! The kernel's hardware interface (see `crate::hal`) on AArch64 at EL2 with VHE.
 
 use super::{console, cpu, gic, psci};
+pub use super::virt::{
+    guest_exception, guest_fault_address, guest_id_reg, guest_load, guest_lr_count, guest_lrs_read, guest_lrs_write, guest_put,
+    guest_vtimer, guest_vtimer_hold, stage2_limits, tlb_flush_vmid,
+};
 use crate::hal::FpState;
 use crate::mm::layout::phys_to_virt;
 use aarch64_cpu::asm::barrier;

@@ -19,4 +19,5 @@ pub mod smp;
 pub mod sysreg;
 pub mod timer;
 pub mod user;
+pub mod virt;
 pub mod hal;

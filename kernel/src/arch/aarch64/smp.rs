@@ -122,6 +122,7 @@ extern "C" fn secondary_main(index: usize) -> ! {
         percpu::mark_online(index, mpidr);
         super::exception::stop_this_cpu(index);
     }
+    super::virt::init_cpu(index);
     timer::start_tick(index, timer::tick_intid());
     percpu::mark_online(index, mpidr);
     log::debug!("cpu{index} (mpidr {mpidr:#x}) online");

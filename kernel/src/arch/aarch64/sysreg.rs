@@ -43,3 +43,70 @@ sysreg!(/// System register enable at EL2 (SRE, Enable for lower ELs).
     icc_sre_el2, "icc_sre_el2", rw);
 sysreg!(/// System register enable at EL1 (used by the EL1 refusal path only).
     icc_sre_el1, "icc_sre_el1", rw);
+
+// ---- Virtualization (EL2) and a guest's EL1 state through the VHE *_EL12 aliases. Generic
+// encodings, so the assembler needs no feature flags. Only `arch::aarch64::virt` uses them.
+sysreg!(/// Hypervisor configuration.
+    hcr_el2, "hcr_el2", rw);
+sysreg!(/// Stage-2 translation table base and VMID.
+    vttbr_el2, "S3_4_C2_C1_0", rw);
+sysreg!(/// Stage-2 translation control.
+    vtcr_el2, "S3_4_C2_C1_2", rw);
+sysreg!(/// The MPIDR a guest reads.
+    vmpidr_el2, "S3_4_C0_C0_5", rw);
+sysreg!(/// The MIDR a guest reads.
+    vpidr_el2, "S3_4_C0_C0_0", rw);
+sysreg!(/// Virtual counter offset.
+    cntvoff_el2, "S3_4_C14_C0_3", rw);
+sysreg!(/// Faulting IPA of a stage-2 abort (bits 51:12 in 43:4).
+    hpfar_el2, "S3_4_C6_C0_4", rw);
+sysreg!(/// Exception syndrome at EL2.
+    esr_el2, "S3_4_C5_C2_0", rw);
+sysreg!(/// Fault address at EL2.
+    far_el2, "S3_4_C6_C0_0", rw);
+sysreg!(/// GIC virtual CPU interface control.
+    ich_hcr_el2, "S3_4_C12_C11_0", rw);
+sysreg!(/// GIC virtualization type (number of list registers in bits 4:0, minus one).
+    ich_vtr_el2, "S3_4_C12_C11_1", rw);
+sysreg!(/// The guest's view of the GIC CPU interface (priority mask, group enables...).
+    ich_vmcr_el2, "S3_4_C12_C11_7", rw);
+sysreg!(/// Group 0 active priorities.
+    ich_ap0r0_el2, "S3_4_C12_C8_0", rw);
+sysreg!(/// Group 1 active priorities.
+    ich_ap1r0_el2, "S3_4_C12_C9_0", rw);
+sysreg!(sctlr_el12, "S3_5_C1_C0_0", rw);
+sysreg!(cpacr_el12, "S3_5_C1_C0_2", rw);
+sysreg!(ttbr0_el12, "S3_5_C2_C0_0", rw);
+sysreg!(ttbr1_el12, "S3_5_C2_C0_1", rw);
+sysreg!(tcr_el12, "S3_5_C2_C0_2", rw);
+sysreg!(spsr_el12, "S3_5_C4_C0_0", rw);
+sysreg!(elr_el12, "S3_5_C4_C0_1", rw);
+sysreg!(afsr0_el12, "S3_5_C5_C1_0", rw);
+sysreg!(afsr1_el12, "S3_5_C5_C1_1", rw);
+sysreg!(esr_el12, "S3_5_C5_C2_0", rw);
+sysreg!(far_el12, "S3_5_C6_C0_0", rw);
+sysreg!(mair_el12, "S3_5_C10_C2_0", rw);
+sysreg!(amair_el12, "S3_5_C10_C3_0", rw);
+sysreg!(vbar_el12, "S3_5_C12_C0_0", rw);
+sysreg!(contextidr_el12, "S3_5_C13_C0_1", rw);
+sysreg!(cntkctl_el12, "S3_5_C14_C1_0", rw);
+sysreg!(cntv_ctl_el02, "S3_5_C14_C3_1", rw);
+sysreg!(cntv_cval_el02, "S3_5_C14_C3_2", rw);
+sysreg!(/// Not redirected by VHE: the guest's own.
+    sp_el1, "S3_4_C4_C1_0", rw);
+sysreg!(tpidr_el1, "S3_0_C13_C0_4", rw);
+sysreg!(tpidr_el0, "S3_3_C13_C0_2", rw);
+sysreg!(tpidrro_el0, "S3_3_C13_C0_3", rw);
+sysreg!(par_el1, "S3_0_C7_C4_0", rw);
+sysreg!(csselr_el1, "S3_2_C0_C0_0", rw);
+sysreg!(mdscr_el1, "S2_0_C0_C2_2", rw);
+sysreg!(apiakeylo_el1, "S3_0_C2_C1_0", rw);
+sysreg!(apiakeyhi_el1, "S3_0_C2_C1_1", rw);
+sysreg!(apibkeylo_el1, "S3_0_C2_C1_2", rw);
+sysreg!(apibkeyhi_el1, "S3_0_C2_C1_3", rw);
+sysreg!(apdakeylo_el1, "S3_0_C2_C2_0", rw);
+sysreg!(apdakeyhi_el1, "S3_0_C2_C2_1", rw);
+sysreg!(apdbkeylo_el1, "S3_0_C2_C2_2", rw);
+sysreg!(apdbkeyhi_el1, "S3_0_C2_C2_3", rw);
+sysreg!(apgakeylo_el1, "S3_0_C2_C3_0", rw);
+sysreg!(apgakeyhi_el1, "S3_0_C2_C3_1", rw);

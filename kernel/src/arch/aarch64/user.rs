@@ -84,10 +84,12 @@ pub fn run_user(mut guard: MutexGuard<'static, Option<Kernel>>, cpu: usize, fram
     loop {
         let Some(k) = guard.as_mut() else { return };
         if k.current[cpu].is_some() && !k.cpus[cpu].need_resched {
+            k.before_resume(cpu, frame);
             return;
         }
         k.schedule(cpu, frame);
         if k.current[cpu].is_some() {
+            k.before_resume(cpu, frame);
             return;
         }
         drop(guard);

@@ -1,0 +1,343 @@
+//! The CPU side of running guests at EL2 with VHE: per-CPU set-up (VTCR_EL2, the GIC's virtual
+//! interface), loading and saving a vCPU's EL1 state through the `*_EL12` aliases, the list
+//! registers, the virtual timer, exception injection registers and stage-2 TLB maintenance.
+//!
+//! While a vCPU is loaded, HCR_EL2 holds [`GUEST_HCR`] (TGE clear): a trap from a lower EL then
+//! comes from the guest, which is how the vectors tell guest exits from user traps
+//! ([`in_guest`]). Everything else restores the host's view before the CPU runs host code at EL0.
+
+use super::gic;
+use super::sysreg::*;
+use crate::hal::{GuestContext, GuestLoad};
+use crate::virt::syndrome::{self, GuestExit};
+use aarch64_cpu::asm::barrier;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// HCR_EL2 for host code: E2H (VHE), TGE (EL0 in the EL2&0 regime), RW.
+const HOST_HCR: u64 = (1 << 34) | (1 << 27) | (1 << 31);
+
+/// HCR_EL2 while a guest runs: VM (stage 2), SWIO, FMO/IMO/AMO (physical interrupts to EL2,
+/// virtual ones to the guest), FB + BSU inner shareable (broadcast maintenance), TWI/TWE (trap
+/// WFI/WFE), TID3 (ID registers), TSC (SMC), TIDCP (IMPLEMENTATION DEFINED registers: UNDEFINED
+/// for guests), TACR (ACTLR), RW (AArch64 EL1), E2H, APK/API
+/// (pointer authentication used freely; keys are switched per vCPU).
+pub const GUEST_HCR: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 13)
+    | (1 << 14)
+    | (1 << 18)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 31)
+    | (1 << 34)
+    | (1 << 40)
+    | (1 << 41);
+
+/// ICH_HCR_EL2: En, and UIE (maintenance interrupt when the list registers run low).
+const ICH_EN: u64 = 1;
+const ICH_UIE: u64 = 1 << 1;
+
+/// The guest virtual timer's PPI as the host GIC sees it.
+pub const VTIMER_PPI: u32 = 27;
+/// The GIC maintenance interrupt.
+pub const MAINTENANCE_PPI: u32 = 25;
+
+static IPA_BITS: AtomicU32 = AtomicU32::new(0);
+static VMID_COUNT: AtomicU32 = AtomicU32::new(256);
+static LR_COUNT: AtomicU32 = AtomicU32::new(0);
+static HAS_PAUTH: AtomicBool = AtomicBool::new(false);
+/// Per CPU: the virtual timer's physical interrupt is held off (disabled at the redistributor).
+static VTIMER_HELD: [AtomicBool; crate::percpu::MAX_CPUS] = [const { AtomicBool::new(false) }; crate::percpu::MAX_CPUS];
+
+/// Sets this CPU up for guests: stage-2 control, the GIC virtual interface off until a vCPU is
+/// loaded, and the virtual timer and maintenance interrupts enabled at the host GIC.
+pub fn init_cpu(cpu: usize) {
+    use aarch64_cpu::registers::{ID_AA64ISAR1_EL1, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, MIDR_EL1, Readable};
+    let parange = ID_AA64MMFR0_EL1.get() & 0xf;
+    let pa_bits = match parange {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        _ => 48,
+    };
+    let ps = parange.min(5);
+    let vmid16 = (ID_AA64MMFR1_EL1.get() >> 4) & 0xf == 2;
+    // T0SZ for the IPA size, start at level 0 (SL0 = 2), inner/outer write-back, inner
+    // shareable, 4 KiB granule, PS, 16-bit VMIDs when the CPU has them, RES1 bit 31.
+    let t0sz = 64 - pa_bits;
+    let vtcr = t0sz | (2 << 6) | (1 << 8) | (1 << 10) | (3 << 12) | (ps << 16) | (u64::from(vmid16) << 19) | (1 << 31);
+    vtcr_el2::write(vtcr);
+    IPA_BITS.store(pa_bits as u32, Ordering::Relaxed);
+    VMID_COUNT.store(if vmid16 { 1 << 16 } else { 256 }, Ordering::Relaxed);
+    LR_COUNT.store(((ich_vtr_el2::read() & 0x1f) + 1) as u32, Ordering::Relaxed);
+    let isar1 = ID_AA64ISAR1_EL1.get();
+    // APA, API (bits 11:4) or GPA/GPI: the key registers exist.
+    HAS_PAUTH.store(isar1 & 0xff0 != 0 || (isar1 >> 24) & 0xff != 0, Ordering::Relaxed);
+    vpidr_el2::write(MIDR_EL1.get());
+    ich_hcr_el2::write(0);
+    barrier::isb(barrier::SY);
+    gic::enable_private(cpu, VTIMER_PPI);
+    gic::enable_private(cpu, MAINTENANCE_PPI);
+}
+
+/// Whether the exception just taken from a lower EL came from a guest.
+#[inline]
+pub fn in_guest() -> bool {
+    hcr_el2::read() & (1 << 27) == 0
+}
+
+/// Decodes the synchronous exit just taken from the guest.
+pub fn decode_guest_exit() -> GuestExit {
+    syndrome::decode(esr_el2::read(), far_el2::read(), hpfar_el2::read())
+}
+
+pub fn guest_fault_address() -> u64 {
+    far_el2::read()
+}
+
+pub fn stage2_limits() -> (u32, u32) {
+    (IPA_BITS.load(Ordering::Relaxed).max(32), VMID_COUNT.load(Ordering::Relaxed))
+}
+
+pub fn guest_lr_count() -> usize {
+    LR_COUNT.load(Ordering::Relaxed).clamp(1, 16) as usize
+}
+
+fn hold_vtimer(hold: bool) {
+    let cpu = super::cpu::cpu_id();
+    if VTIMER_HELD[cpu].swap(hold, Ordering::Relaxed) == hold {
+        return;
+    }
+    if hold {
+        gic::disable_private(cpu, VTIMER_PPI);
+    } else {
+        gic::enable_private(cpu, VTIMER_PPI);
+    }
+}
+
+pub fn guest_vtimer_hold(hold: bool) {
+    hold_vtimer(hold);
+}
+
+/// Loads a vCPU's state into this CPU and switches HCR_EL2 to the guest's configuration.
+pub fn guest_load(c: &GuestContext, l: GuestLoad) {
+    vttbr_el2::write(l.vttbr);
+    vmpidr_el2::write(l.vmpidr);
+    cntvoff_el2::write(l.cntvoff);
+    sctlr_el12::write(c.sctlr);
+    cpacr_el12::write(c.cpacr);
+    ttbr0_el12::write(c.ttbr0);
+    ttbr1_el12::write(c.ttbr1);
+    tcr_el12::write(c.tcr);
+    esr_el12::write(c.esr);
+    afsr0_el12::write(c.afsr0);
+    afsr1_el12::write(c.afsr1);
+    far_el12::write(c.far);
+    mair_el12::write(c.mair);
+    amair_el12::write(c.amair);
+    vbar_el12::write(c.vbar);
+    contextidr_el12::write(c.contextidr);
+    cntkctl_el12::write(c.cntkctl);
+    spsr_el12::write(c.spsr);
+    elr_el12::write(c.elr);
+    sp_el1::write(c.sp_el1);
+    tpidr_el1::write(c.tpidr_el1);
+    tpidr_el0::write(c.tpidr_el0);
+    tpidrro_el0::write(c.tpidrro_el0);
+    par_el1::write(c.par);
+    csselr_el1::write(c.csselr);
+    mdscr_el1::write(c.mdscr);
+    if HAS_PAUTH.load(Ordering::Relaxed) {
+        let k = &c.pauth;
+        apiakeylo_el1::write(k[0]);
+        apiakeyhi_el1::write(k[1]);
+        apibkeylo_el1::write(k[2]);
+        apibkeyhi_el1::write(k[3]);
+        apdakeylo_el1::write(k[4]);
+        apdakeyhi_el1::write(k[5]);
+        apdbkeylo_el1::write(k[6]);
+        apdbkeyhi_el1::write(k[7]);
+        apgakeylo_el1::write(k[8]);
+        apgakeyhi_el1::write(k[9]);
+    }
+    cntv_cval_el02::write(c.cntv_cval);
+    cntv_ctl_el02::write(c.cntv_ctl);
+    ich_vmcr_el2::write(c.vmcr);
+    ich_ap0r0_el2::write(c.ap0r0);
+    ich_ap1r0_el2::write(c.ap1r0);
+    hold_vtimer(l.vtimer_held);
+    hcr_el2::write(GUEST_HCR);
+    barrier::isb(barrier::SY);
+}
+
+/// Saves the loaded vCPU's state and gives the CPU back to the host: timer off, virtual
+/// interface off, list registers cleared, HCR_EL2 and CNTVOFF_EL2 as the host has them.
+pub fn guest_put(c: &mut GuestContext) {
+    c.sctlr = sctlr_el12::read();
+    c.cpacr = cpacr_el12::read();
+    c.ttbr0 = ttbr0_el12::read();
+    c.ttbr1 = ttbr1_el12::read();
+    c.tcr = tcr_el12::read();
+    c.esr = esr_el12::read();
+    c.afsr0 = afsr0_el12::read();
+    c.afsr1 = afsr1_el12::read();
+    c.far = far_el12::read();
+    c.mair = mair_el12::read();
+    c.amair = amair_el12::read();
+    c.vbar = vbar_el12::read();
+    c.contextidr = contextidr_el12::read();
+    c.cntkctl = cntkctl_el12::read();
+    c.spsr = spsr_el12::read();
+    c.elr = elr_el12::read();
+    c.sp_el1 = sp_el1::read();
+    c.tpidr_el1 = tpidr_el1::read();
+    c.tpidr_el0 = tpidr_el0::read();
+    c.tpidrro_el0 = tpidrro_el0::read();
+    c.par = par_el1::read();
+    c.csselr = csselr_el1::read();
+    c.mdscr = mdscr_el1::read();
+    if HAS_PAUTH.load(Ordering::Relaxed) {
+        c.pauth = [
+            apiakeylo_el1::read(),
+            apiakeyhi_el1::read(),
+            apibkeylo_el1::read(),
+            apibkeyhi_el1::read(),
+            apdakeylo_el1::read(),
+            apdakeyhi_el1::read(),
+            apdbkeylo_el1::read(),
+            apdbkeyhi_el1::read(),
+            apgakeylo_el1::read(),
+            apgakeyhi_el1::read(),
+        ];
+    }
+    c.cntv_ctl = cntv_ctl_el02::read();
+    c.cntv_cval = cntv_cval_el02::read();
+    cntv_ctl_el02::write(0);
+    c.vmcr = ich_vmcr_el2::read();
+    c.ap0r0 = ich_ap0r0_el2::read();
+    c.ap1r0 = ich_ap1r0_el2::read();
+    ich_hcr_el2::write(0);
+    for i in 0..guest_lr_count() {
+        write_lr(i, 0);
+    }
+    tpidr_el0::write(0);
+    tpidrro_el0::write(0);
+    hold_vtimer(false);
+    hcr_el2::write(HOST_HCR);
+    cntvoff_el2::write(0);
+    barrier::isb(barrier::SY);
+}
+
+macro_rules! lr_access {
+    ($($n:literal => $enc:literal),* $(,)?) => {
+        fn read_lr(i: usize) -> u64 {
+            let v: u64;
+            match i {
+                // SAFETY: reading a list register has no memory effect.
+                $($n => unsafe { core::arch::asm!(concat!("mrs {}, ", $enc), out(reg) v, options(nomem, nostack)) },)*
+                _ => v = 0,
+            }
+            v
+        }
+        fn write_lr(i: usize, v: u64) {
+            match i {
+                // SAFETY: list registers hold virtual interrupt state for the guest only.
+                $($n => unsafe { core::arch::asm!(concat!("msr ", $enc, ", {}"), in(reg) v, options(nostack)) },)*
+                _ => {}
+            }
+        }
+    };
+}
+
+lr_access!(
+    0 => "S3_4_C12_C12_0", 1 => "S3_4_C12_C12_1", 2 => "S3_4_C12_C12_2", 3 => "S3_4_C12_C12_3",
+    4 => "S3_4_C12_C12_4", 5 => "S3_4_C12_C12_5", 6 => "S3_4_C12_C12_6", 7 => "S3_4_C12_C12_7",
+    8 => "S3_4_C12_C13_0", 9 => "S3_4_C12_C13_1", 10 => "S3_4_C12_C13_2", 11 => "S3_4_C12_C13_3",
+    12 => "S3_4_C12_C13_4", 13 => "S3_4_C12_C13_5", 14 => "S3_4_C12_C13_6", 15 => "S3_4_C12_C13_7",
+);
+
+/// Reads the list registers back after the guest ran, and turns the virtual interface off so a
+/// maintenance interrupt that asked for this exit stops asserting.
+pub fn guest_lrs_read(lrs: &mut [u64]) {
+    for (i, lr) in lrs.iter_mut().enumerate().take(guest_lr_count()) {
+        *lr = read_lr(i);
+    }
+    ich_hcr_el2::write(0);
+}
+
+/// Writes the list registers and enables the virtual interface (with the underflow maintenance
+/// interrupt when interrupts are waiting for a free list register).
+pub fn guest_lrs_write(lrs: &[u64], underflow: bool) {
+    for (i, lr) in lrs.iter().enumerate().take(guest_lr_count()) {
+        write_lr(i, *lr);
+    }
+    ich_hcr_el2::write(ICH_EN | if underflow { ICH_UIE } else { 0 });
+}
+
+/// The loaded guest's virtual timer (CNTV_CTL, CNTV_CVAL).
+pub fn guest_vtimer() -> (u64, u64) {
+    (cntv_ctl_el02::read(), cntv_cval_el02::read())
+}
+
+/// Writes the loaded guest's exception registers for an injected exception; returns VBAR_EL1.
+pub fn guest_exception(elr: u64, spsr: u64, esr: u64, far: u64) -> u64 {
+    elr_el12::write(elr);
+    spsr_el12::write(spsr);
+    esr_el12::write(esr);
+    far_el12::write(far);
+    vbar_el12::read()
+}
+
+macro_rules! id_regs {
+    ($crm:ident, $op2:ident; $(($c:literal, $o:literal) => $enc:literal),* $(,)?) => {
+        match ($crm, $op2) {
+            $(($c, $o) => {
+                let v: u64;
+                // SAFETY: ID registers are read-only and exist on every Armv8 CPU (unallocated
+                // ones in this space read as zero).
+                unsafe { core::arch::asm!(concat!("mrs {}, ", $enc), out(reg) v, options(nomem, nostack)) };
+                v
+            })*
+            _ => 0,
+        }
+    };
+}
+
+/// The host's value of ID register (3, op1, 0, crm, op2), for the AArch64 feature registers
+/// guests read (others read as zero to the guest).
+pub fn guest_id_reg(op1: u8, _crn: u8, crm: u8, op2: u8) -> u64 {
+    if op1 != 0 {
+        return 0;
+    }
+    id_regs!(crm, op2;
+        (4, 0) => "S3_0_C0_C4_0", (4, 1) => "S3_0_C0_C4_1", (4, 2) => "S3_0_C0_C4_2",
+        (5, 0) => "S3_0_C0_C5_0", (5, 1) => "S3_0_C0_C5_1",
+        (6, 0) => "S3_0_C0_C6_0", (6, 1) => "S3_0_C0_C6_1", (6, 2) => "S3_0_C0_C6_2",
+        (7, 0) => "S3_0_C0_C7_0", (7, 1) => "S3_0_C0_C7_1", (7, 2) => "S3_0_C0_C7_2", (7, 3) => "S3_0_C0_C7_3",
+        (1, 0) => "S3_0_C0_C1_0", (1, 1) => "S3_0_C0_C1_1", (1, 2) => "S3_0_C0_C1_2", (1, 3) => "S3_0_C0_C1_3",
+        (1, 4) => "S3_0_C0_C1_4", (1, 5) => "S3_0_C0_C1_5", (1, 6) => "S3_0_C0_C1_6", (1, 7) => "S3_0_C0_C1_7",
+        (2, 0) => "S3_0_C0_C2_0", (2, 1) => "S3_0_C0_C2_1", (2, 2) => "S3_0_C0_C2_2", (2, 3) => "S3_0_C0_C2_3",
+        (2, 4) => "S3_0_C0_C2_4", (2, 5) => "S3_0_C0_C2_5", (2, 6) => "S3_0_C0_C2_6", (2, 7) => "S3_0_C0_C2_7",
+        (3, 0) => "S3_0_C0_C3_0", (3, 1) => "S3_0_C0_C3_1", (3, 2) => "S3_0_C0_C3_2", (3, 4) => "S3_0_C0_C3_4",
+        (3, 5) => "S3_0_C0_C3_5", (3, 6) => "S3_0_C0_C3_6",
+    )
+}
+
+/// Drops every TLB entry tagged with `vmid` (stage 1 and 2), on every CPU.
+pub fn tlb_flush_vmid(vmid: u16) {
+    let saved = vttbr_el2::read();
+    vttbr_el2::write(u64::from(vmid) << 48);
+    barrier::isb(barrier::SY);
+    // SAFETY: TLB maintenance only, for the VMID just installed; the previous VTTBR is restored.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack)) };
+    vttbr_el2::write(saved);
+    barrier::isb(barrier::SY);
+}

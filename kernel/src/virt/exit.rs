@@ -1,0 +1,511 @@
+//! Running guests: entering and leaving guest mode, and everything the kernel finishes itself when
+//! a guest exits (PSCI, WFI/WFE, the vGIC's registers and SGIs, the virtual timer, stage-2 demand
+//! faults, ID registers, injected aborts and UNDEFINED). What it cannot finish goes back to the
+//! monitor thread as the result of its `vcpu_run`.
+//!
+//! A thread in guest mode (`Thread::guest`) has its own registers saved in `Thread::regs`; the
+//! trap frame, while it runs, holds the guest's. `load`/`save_current` in `kernel.rs` call
+//! [`Kernel::load_guest`]/[`Kernel::put_guest`] for such threads.
+//!
+//! Invariant: `cpus[c].vcpu == v` exactly while vCPU `v`'s state is live on CPU `c`.
+
+use super::psci::{self, Call};
+use super::syndrome::{GuestExit, MmioAccess, load_value};
+use super::vcpu::{Pending, Power};
+use super::vgic::Kicks;
+use super::vm::{FaultIn, IpaTarget, RegionKind};
+use crate::hal::{self, GuestLoad};
+use crate::kernel::Kernel;
+use crate::object::thread::{Block, ThreadState, UserRegs, set_return};
+use crate::object::{Id, ObjRef};
+use keel_abi::vm::{Counter, ExitReason, MmioInfo, layout, smccc};
+
+/// What to put in the guest after an exception is injected.
+#[derive(Clone, Copy, Debug)]
+enum Inject {
+    Undefined,
+    DataAbort { far: u64, write: bool },
+    InstructionAbort { far: u64 },
+}
+
+impl Kernel {
+    /// The vCPU loaded on `cpu`, if any.
+    pub fn loaded_vcpu(&self, cpu: usize) -> Option<Id> {
+        let v = self.cpus[cpu].vcpu;
+        (v != 0).then_some(v)
+    }
+
+    /// Puts thread `tid` (current on `cpu`, its registers in `frame`) into guest mode on `vcpu`.
+    pub fn enter_guest(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id, vcpu: Id) {
+        let Some(t) = self.threads.get_mut(&tid) else { return };
+        t.regs = *frame;
+        hal::fp_save(&mut t.fp);
+        t.guest = Some(vcpu);
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            v.runner = Some(tid);
+        }
+        self.inc_ref(ObjRef::VCpu(vcpu));
+        self.load_guest(cpu, frame, vcpu);
+        if self.vcpus.get(&vcpu).is_some_and(|v| v.power == Power::Off) {
+            self.block_current(cpu, frame, Block::GuestOff { vcpu });
+        }
+    }
+
+    /// Makes `vcpu` live on `cpu`: its registers into `frame`, its EL1 state, timer and vGIC
+    /// interface into the CPU. A vCPU with CPU_ON pending starts at its entry point.
+    pub fn load_guest(&mut self, cpu: usize, frame: &mut UserRegs, vcpu: Id) {
+        let Some(v) = self.vcpus.get_mut(&vcpu) else { return };
+        if let Power::OnPending { entry, context } = v.power {
+            v.reset_to(entry, context);
+            v.power = Power::On;
+        }
+        let Some(vm) = self.vms.get(&v.vm) else { return };
+        *frame = v.regs;
+        hal::fp_restore(&v.fp);
+        hal::guest_load(&v.ctx, GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, vtimer_held: v.vtimer_held });
+        self.cpus[cpu].vcpu = vcpu;
+    }
+
+    /// Saves the vCPU live on `cpu` out of `frame` and the CPU; the CPU is a host CPU again.
+    pub fn put_guest(&mut self, cpu: usize, frame: &UserRegs) {
+        let vcpu = core::mem::replace(&mut self.cpus[cpu].vcpu, 0);
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            v.regs = *frame;
+            hal::fp_save(&mut v.fp);
+            hal::guest_put(&mut v.ctx);
+        }
+    }
+
+    /// Ends guest mode for the current thread of `cpu`: the vCPU is saved and the thread returns
+    /// from `vcpu_run` with `reason` and `details` (x1, x2...).
+    pub fn leave_guest(&mut self, cpu: usize, frame: &mut UserRegs, reason: ExitReason, details: &[u64]) {
+        let Some(tid) = self.current[cpu] else { return };
+        self.put_guest(cpu, frame);
+        let Some(t) = self.threads.get_mut(&tid) else { return };
+        let Some(vcpu) = t.guest.take() else { return };
+        *frame = t.regs;
+        hal::fp_restore(&t.fp);
+        let mut results = [0u64; 6];
+        results[0] = reason as u64;
+        for (r, d) in results[1..].iter_mut().zip(details) {
+            *r = *d;
+        }
+        set_return(frame, 0, &results);
+        self.detach_runner(vcpu);
+    }
+
+    /// The runner of `vcpu` stopped running it (returned, or died).
+    pub fn detach_runner(&mut self, vcpu: Id) {
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            v.runner = None;
+        }
+        self.dec_ref(ObjRef::VCpu(vcpu));
+    }
+
+    /// At every exit from a guest on `cpu`, before anything else: reads the list registers back
+    /// into the vGIC, and lets the virtual timer's interrupt through again once the guest has
+    /// deactivated the virtual one.
+    pub fn guest_exited(&mut self, cpu: usize) {
+        let vcpu = self.cpus[cpu].vcpu;
+        let Some(v) = self.vcpus.get_mut(&vcpu) else { return };
+        let Some(vm) = self.vms.get_mut(&v.vm) else { return };
+        if v.lrs.in_use() {
+            hal::guest_lrs_read(v.lrs.values_mut());
+        }
+        let report = vm.vgic.sync(v.index, &mut v.lrs);
+        if v.vtimer_held && report.deactivated(layout::VTIMER_INTID) {
+            v.vtimer_held = false;
+            let _ = vm.vgic.set_ppi_level(v.index, layout::VTIMER_INTID, false);
+            hal::guest_vtimer_hold(false);
+        }
+        // An SPI this vCPU gave back may now go to another.
+        let (vm_id, kicks) = (v.vm, report.kicks());
+        if kicks.bits() != 0 {
+            self.kick_vcpus(vm_id, kicks);
+        }
+    }
+
+    /// Just before `frame` is resumed on `cpu`: a guest gets its pending interrupts in the list
+    /// registers, or goes back to its monitor when it was kicked.
+    pub fn before_resume(&mut self, cpu: usize, frame: &mut UserRegs) {
+        let vcpu = self.cpus[cpu].vcpu;
+        let Some(v) = self.vcpus.get_mut(&vcpu) else { return };
+        if v.kick {
+            v.kick = false;
+            self.leave_guest(cpu, frame, ExitReason::Kicked, &[]);
+            return;
+        }
+        let Some(vm) = self.vms.get_mut(&v.vm) else { return };
+        vm.vgic.flush(v.index, &mut v.lrs);
+        if v.lrs.in_use() || v.lrs.was_in_use() {
+            hal::guest_lrs_write(v.lrs.values(), v.lrs.underflow);
+        }
+    }
+
+    /// The guest's virtual timer fired while it ran on `cpu`: hold the physical interrupt off and
+    /// raise the virtual one.
+    pub fn vtimer_fired(&mut self, cpu: usize) {
+        let vcpu = self.cpus[cpu].vcpu;
+        let Some(v) = self.vcpus.get_mut(&vcpu) else {
+            // No guest here: the timer belongs to a vCPU already saved (its state is disabled on
+            // put); nothing to deliver.
+            return;
+        };
+        v.count(Counter::Timer);
+        v.vtimer_held = true;
+        hal::guest_vtimer_hold(true);
+        if let Some(vm) = self.vms.get_mut(&v.vm) {
+            let _ = vm.vgic.set_ppi_level(v.index, layout::VTIMER_INTID, true);
+        }
+    }
+
+    /// An interrupt exit (counted; the interrupt itself is handled by the GIC driver).
+    pub fn count_guest_irq(&mut self, cpu: usize) {
+        let vcpu = self.cpus[cpu].vcpu;
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            v.count(Counter::Irq);
+        }
+    }
+
+    /// Wakes or interrupts the vCPUs of `vm` that have something new to deliver.
+    pub fn kick_vcpus(&mut self, vm: Id, kicks: Kicks) {
+        let here = hal::this_cpu();
+        for index in kicks.iter() {
+            let Some(vcpu) = self.vms.get(&vm).and_then(|m| m.vcpus.get(index).copied().flatten()) else { continue };
+            self.nudge_vcpu(vcpu, here);
+        }
+    }
+
+    /// Makes the runner of `vcpu` look at it again: wakes it from WFI (or from being off, for a
+    /// kick), or interrupts the CPU it runs on.
+    pub fn nudge_vcpu(&mut self, vcpu: Id, here: usize) {
+        let Some(runner) = self.vcpus.get(&vcpu).and_then(|v| v.runner) else { return };
+        let kick = self.vcpus.get(&vcpu).is_some_and(|v| v.kick);
+        match self.threads.get(&runner).map(|t| t.state) {
+            Some(ThreadState::Blocked(Block::GuestWfi { .. })) => self.wake_guest(runner),
+            Some(ThreadState::Blocked(Block::GuestOff { .. })) if kick => self.wake_guest(runner),
+            Some(ThreadState::Running(c)) if c != here => hal::send_ipi(c),
+            _ => {}
+        }
+    }
+
+    /// Makes a guest-mode thread blocked in WFI or off runnable again.
+    pub fn wake_guest(&mut self, tid: Id) {
+        let Some(t) = self.threads.get_mut(&tid) else { return };
+        if let Some(d) = t.deadline.take() {
+            self.sleepers.remove(&(d, tid));
+        }
+        self.make_ready(tid, hal::this_cpu());
+    }
+
+    /// Handles a synchronous exit of the guest on `cpu`.
+    pub fn guest_trap(&mut self, cpu: usize, frame: &mut UserRegs, exit: GuestExit) {
+        let vcpu = self.cpus[cpu].vcpu;
+        if !self.vcpus.contains_key(&vcpu) {
+            return;
+        }
+        match exit {
+            GuestExit::Hvc => {
+                self.count(vcpu, Counter::Hvc);
+                self.hypercall(cpu, frame, vcpu, ExitReason::Hypercall);
+            }
+            GuestExit::Smc => {
+                self.count(vcpu, Counter::Smc);
+                frame.pc += 4;
+                self.hypercall(cpu, frame, vcpu, ExitReason::Smc);
+            }
+            GuestExit::Wfi => {
+                self.count(vcpu, Counter::Wfi);
+                frame.pc += 4;
+                self.guest_wait(cpu, frame, vcpu);
+            }
+            GuestExit::Wfe => {
+                // A spin-wait: let others run, never block (an SEV from another vCPU is not
+                // tracked, so blocking could wait forever).
+                self.count(vcpu, Counter::Wfe);
+                frame.pc += 4;
+                self.yield_current(cpu, frame);
+            }
+            GuestExit::Sysreg { op0, op1, crn, crm, op2, reg, read } => {
+                self.count(vcpu, Counter::Sysreg);
+                self.sysreg(frame, vcpu, (op0, op1, crn, crm, op2), reg, read);
+            }
+            GuestExit::DataAbort { ipa, access, write, s1ptw, fsc } => self.data_abort(cpu, frame, vcpu, ipa, access, write, s1ptw, fsc),
+            GuestExit::InstructionAbort { ipa, s1ptw: _, fsc } => {
+                match self.stage2_fault(vcpu, ipa, false, true, fsc) {
+                    Ok(()) => {}
+                    Err(FaultIn::NoMemory) => self.out_of_guest_memory(cpu, frame, vcpu, ipa),
+                    Err(FaultIn::Forbidden) => self.inject(frame, vcpu, Inject::InstructionAbort { far: frame.pc }),
+                }
+            }
+            GuestExit::Other { .. } => self.inject(frame, vcpu, Inject::Undefined),
+        }
+    }
+
+    fn count(&mut self, vcpu: Id, c: Counter) {
+        if let Some(v) = self.vcpus.get_mut(&vcpu) {
+            v.count(c);
+        }
+    }
+
+    fn vm_of(&self, vcpu: Id) -> Option<Id> {
+        self.vcpus.get(&vcpu).map(|v| v.vm)
+    }
+
+    /// HVC or SMC: PSCI and SMCCC in the kernel, vendor hypervisor calls to the monitor,
+    /// everything else NOT_SUPPORTED.
+    fn hypercall(&mut self, cpu: usize, frame: &mut UserRegs, vcpu: Id, reason: ExitReason) {
+        let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
+        let call = psci::decode(args);
+        if !matches!(call, Call::Other) {
+            self.count(vcpu, Counter::Psci);
+        }
+        match call {
+            Call::Value(v) => frame.x[0] = v as u64,
+            Call::CpuOn { target, entry, context } => frame.x[0] = self.psci_cpu_on(vcpu, target, entry, context) as u64,
+            Call::AffinityInfo { target } => frame.x[0] = self.psci_affinity_info(vcpu, target) as u64,
+            Call::CpuOff => {
+                if let Some(v) = self.vcpus.get_mut(&vcpu) {
+                    v.power = Power::Off;
+                }
+                self.block_current(cpu, frame, Block::GuestOff { vcpu });
+            }
+            Call::CpuSuspend => {
+                frame.x[0] = psci::SUCCESS as u64;
+                self.guest_wait(cpu, frame, vcpu);
+            }
+            Call::SystemOff => self.leave_guest(cpu, frame, ExitReason::SystemOff, &[]),
+            Call::SystemReset => self.leave_guest(cpu, frame, ExitReason::SystemReset, &[]),
+            Call::Other if smccc::is_vendor_hyp(args[0]) => {
+                if let Some(v) = self.vcpus.get_mut(&vcpu) {
+                    v.pending = Pending::Hypercall;
+                }
+                self.leave_guest(cpu, frame, reason, &args);
+            }
+            Call::Other => frame.x[0] = smccc::NOT_SUPPORTED as u64,
+        }
+    }
+
+    fn psci_cpu_on(&mut self, vcpu: Id, target: u64, entry: u64, context: u64) -> i64 {
+        let Some(vm_id) = self.vm_of(vcpu) else { return psci::DENIED };
+        let Some(vm) = self.vms.get(&vm_id) else { return psci::DENIED };
+        let Some(index) = psci::target_index(target, vm.vcpus.len()) else { return psci::INVALID_PARAMETERS };
+        if !matches!(vm.target(entry), IpaTarget::Ram { .. }) {
+            return psci::INVALID_ADDRESS;
+        }
+        let Some(target_id) = vm.vcpus[index] else { return psci::INVALID_PARAMETERS };
+        let Some(t) = self.vcpus.get_mut(&target_id) else { return psci::INVALID_PARAMETERS };
+        match t.power {
+            Power::On => psci::ALREADY_ON,
+            Power::OnPending { .. } => psci::ON_PENDING,
+            Power::Off => {
+                t.power = Power::OnPending { entry, context };
+                if let Some(runner) = t.runner {
+                    if matches!(self.threads.get(&runner).map(|r| r.state), Some(ThreadState::Blocked(Block::GuestOff { .. }))) {
+                        self.wake_guest(runner);
+                    }
+                }
+                psci::SUCCESS
+            }
+        }
+    }
+
+    fn psci_affinity_info(&self, vcpu: Id, target: u64) -> i64 {
+        let Some(vm) = self.vm_of(vcpu).and_then(|m| self.vms.get(&m)) else { return psci::DENIED };
+        let Some(index) = psci::target_index(target, vm.vcpus.len()) else { return psci::INVALID_PARAMETERS };
+        match vm.vcpus[index].and_then(|t| self.vcpus.get(&t)).map(|t| t.power) {
+            Some(Power::On) => psci::AFFINITY_ON,
+            Some(Power::OnPending { .. }) => psci::AFFINITY_ON_PENDING,
+            Some(Power::Off) | None => psci::AFFINITY_OFF,
+        }
+    }
+
+    /// WFI (or CPU_SUSPEND): return at once when an interrupt is deliverable or the virtual timer
+    /// has fired; otherwise block until one is, or until the timer's deadline.
+    fn guest_wait(&mut self, cpu: usize, frame: &mut UserRegs, vcpu: Id) {
+        let Some(v) = self.vcpus.get(&vcpu) else { return };
+        let Some(vm) = self.vms.get(&v.vm) else { return };
+        if v.kick || vm.vgic.has_deliverable(v.index) {
+            return;
+        }
+        let (ctl, cval) = hal::guest_vtimer();
+        // CNTV_CTL: ENABLE bit 0, IMASK bit 1, ISTATUS bit 2.
+        let armed = ctl & 1 != 0 && ctl & 2 == 0 && !v.vtimer_held;
+        let deadline = if armed {
+            let d = cval.wrapping_add(vm.cntvoff);
+            if ctl & 4 != 0 || d <= hal::now_ticks() {
+                return; // it fires as soon as the guest resumes
+            }
+            Some(d)
+        } else {
+            None
+        };
+        if let Some(tid) = self.current[cpu] {
+            if let (Some(d), Some(t)) = (deadline, self.threads.get_mut(&tid)) {
+                t.deadline = Some(d);
+                self.sleepers.insert((d, tid));
+            }
+        }
+        self.block_current(cpu, frame, Block::GuestWfi { vcpu });
+    }
+
+    fn sysreg(&mut self, frame: &mut UserRegs, vcpu: Id, enc: (u8, u8, u8, u8, u8), reg: u8, read: bool) {
+        let value = if reg == 31 { 0 } else { frame.x[reg as usize] };
+        let result: Option<u64> = match (enc, read) {
+            // ICC_SGI1R_EL1 and ICC_ASGI1R_EL1: virtual SGIs to other vCPUs.
+            ((3, 0, 12, 11, 5), false) | ((3, 0, 12, 11, 6), false) => {
+                self.count(vcpu, Counter::Sgi);
+                if let Some(vm_id) = self.vm_of(vcpu) {
+                    let index = self.vcpus.get(&vcpu).map_or(0, |v| v.index);
+                    if let Some(vm) = self.vms.get_mut(&vm_id) {
+                        let kicks = vm.vgic.send_sgi(index, value);
+                        self.kick_vcpus(vm_id, kicks);
+                    }
+                }
+                Some(0)
+            }
+            // ICC_SGI0R_EL1: Group 0 SGIs do not exist for a guest of Keel; ignored.
+            ((3, 0, 12, 11, 7), false) => Some(0),
+            // ID registers (TID3).
+            ((3, 0, 0, crm, op2), true) if (1..=7).contains(&crm) => Some(super::idregs::sanitize(0, crm, op2, hal::guest_id_reg(0, 0, crm, op2))),
+            // ACTLR_EL1 (TACR): reads as zero, writes ignored.
+            ((3, 0, 1, 0, 1), _) => Some(0),
+            _ => None,
+        };
+        match result {
+            Some(v) => {
+                if read && reg != 31 {
+                    frame.x[reg as usize] = v;
+                }
+                frame.pc += 4;
+            }
+            None => self.inject(frame, vcpu, Inject::Undefined),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data_abort(&mut self, cpu: usize, frame: &mut UserRegs, vcpu: Id, ipa: u64, access: Option<MmioAccess>, write: bool, s1ptw: bool, fsc: u8) {
+        let Some(vm_id) = self.vm_of(vcpu) else { return };
+        let Some(vm) = self.vms.get(&vm_id) else { return };
+        let target = vm.target(ipa);
+        let far = frame_far();
+        match (target, access) {
+            (IpaTarget::Ram { .. }, _) => match self.stage2_fault(vcpu, ipa, write && !s1ptw, false, fsc) {
+                Ok(()) => {}
+                Err(FaultIn::NoMemory) => self.out_of_guest_memory(cpu, frame, vcpu, ipa),
+                Err(FaultIn::Forbidden) => self.inject(frame, vcpu, Inject::DataAbort { far, write }),
+            },
+            (IpaTarget::Gicd(_) | IpaTarget::Gicr(..), Some(a)) if !s1ptw => {
+                self.count(vcpu, Counter::MmioKernel);
+                self.vgic_access(frame, vcpu, vm_id, target, a);
+            }
+            (IpaTarget::Mmio, Some(a)) if !s1ptw => {
+                self.count(vcpu, Counter::MmioUser);
+                frame.pc += 4;
+                let info = MmioInfo { size: a.size, write: a.write, reg: a.reg, sign_extend: a.sign_extend }.encode();
+                if a.write {
+                    let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
+                    self.leave_guest(cpu, frame, ExitReason::Mmio, &[ipa, info, value]);
+                } else {
+                    if let Some(v) = self.vcpus.get_mut(&vcpu) {
+                        v.pending = Pending::MmioRead(a);
+                    }
+                    self.leave_guest(cpu, frame, ExitReason::Mmio, &[ipa, info, 0]);
+                }
+            }
+            // No syndrome for a device access, a table walk outside RAM, or nothing there.
+            _ => {
+                log::debug!("vm {vm_id} vcpu {vcpu}: {} at IPA {ipa:#x} outside RAM or undecodable; injecting abort", if write { "write" } else { "read" });
+                self.inject(frame, vcpu, Inject::DataAbort { far, write });
+            }
+        }
+    }
+
+    fn vgic_access(&mut self, frame: &mut UserRegs, vcpu: Id, vm_id: Id, target: IpaTarget, a: MmioAccess) {
+        let Some(index) = self.vcpus.get(&vcpu).map(|v| v.index) else { return };
+        let Some(vm) = self.vms.get_mut(&vm_id) else { return };
+        let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
+        let outcome = match (target, a.write) {
+            (IpaTarget::Gicd(off), true) => vm.vgic.dist_write(index, off, a.size, value).map(Some),
+            (IpaTarget::Gicd(off), false) => vm.vgic.dist_read(index, off, a.size).map(|v| {
+                if a.reg != 31 {
+                    frame.x[a.reg as usize] = load_value(v, a);
+                }
+                None
+            }),
+            (IpaTarget::Gicr(t, off), true) => vm.vgic.redist_write(index, t, off, a.size, value).map(Some),
+            (IpaTarget::Gicr(t, off), false) => vm.vgic.redist_read(index, t, off, a.size).map(|v| {
+                if a.reg != 31 {
+                    frame.x[a.reg as usize] = load_value(v, a);
+                }
+                None
+            }),
+            _ => return,
+        };
+        match outcome {
+            Ok(kicks) => {
+                frame.pc += 4;
+                if let Some(k) = kicks {
+                    self.kick_vcpus(vm_id, k);
+                }
+            }
+            Err(_) => self.inject(frame, vcpu, Inject::DataAbort { far: frame_far(), write: a.write }),
+        }
+    }
+
+    /// A stage-2 fault on guest RAM: enter the page.
+    fn stage2_fault(&mut self, vcpu: Id, ipa: u64, write: bool, exec: bool, fsc: u8) -> Result<(), FaultIn> {
+        self.count(vcpu, Counter::Stage2Fault);
+        if !GuestExit::is_translation(fsc) && !(0x08..=0x0b).contains(&fsc) {
+            return Err(FaultIn::Forbidden);
+        }
+        let vm_id = self.vm_of(vcpu).ok_or(FaultIn::Forbidden)?;
+        let vm = self.vms.get_mut(&vm_id).ok_or(FaultIn::Forbidden)?;
+        let IpaTarget::Ram { start, region } = vm.target(ipa) else { return Err(FaultIn::Forbidden) };
+        let RegionKind::Ram { pmo, .. } = region.kind else { return Err(FaultIn::Forbidden) };
+        let p = self.pmos.get_mut(&pmo).ok_or(FaultIn::Forbidden)?;
+        vm.fault_in(start, region, ipa, write, exec, p)
+    }
+
+    fn out_of_guest_memory(&mut self, cpu: usize, frame: &mut UserRegs, vcpu: Id, ipa: u64) {
+        log::warn!("vcpu {vcpu}: no memory for guest RAM at IPA {ipa:#x}; returning to the monitor");
+        self.leave_guest(cpu, frame, ExitReason::Abort, &[ipa, 0]);
+    }
+
+    /// Injects a synchronous exception into the loaded guest, as the CPU would take it at EL1.
+    fn inject(&mut self, frame: &mut UserRegs, vcpu: Id, what: Inject) {
+        let mode = frame.pstate & 0xf;
+        let from_el0 = mode == 0;
+        let offset = match mode {
+            0b0100 => 0x000, // EL1t
+            0b0101 => 0x200, // EL1h
+            _ => 0x400,      // EL0 (AArch64)
+        };
+        const IL: u64 = 1 << 25;
+        const SEA: u64 = 0x10;
+        let (esr, far, counter) = match what {
+            Inject::Undefined => (IL, 0, Counter::UndefInjected),
+            Inject::DataAbort { far, write } => {
+                let ec: u64 = if from_el0 { 0x24 } else { 0x25 };
+                ((ec << 26) | IL | (u64::from(write) << 6) | SEA, far, Counter::AbortInjected)
+            }
+            Inject::InstructionAbort { far } => {
+                let ec: u64 = if from_el0 { 0x20 } else { 0x21 };
+                ((ec << 26) | IL | SEA, far, Counter::AbortInjected)
+            }
+        };
+        self.count(vcpu, counter);
+        let vbar = hal::guest_exception(frame.pc, frame.pstate, esr, far);
+        frame.pc = vbar + offset;
+        frame.pstate = super::vcpu::PSTATE_EL1H_MASKED;
+    }
+}
+
+/// The guest virtual address of the current data abort (FAR_EL2), for the injected FAR_EL1.
+fn frame_far() -> u64 {
+    hal::guest_fault_address()
+}
+
+fn size_mask(size: u8) -> u64 {
+    if size >= 8 { u64::MAX } else { (1u64 << (u32::from(size) * 8)) - 1 }
+}

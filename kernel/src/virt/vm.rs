@@ -1,0 +1,206 @@
+//! Virtual machines: a stage-2 address space (IPA to PA, VMID-tagged), the guest's RAM regions
+//! (windows of PMOs, entered in the stage-2 table on first touch), the MMIO regions whose accesses
+//! go to the VM monitor, and the in-kernel vGIC.
+//!
+//! Invariants: regions never overlap each other or the vGIC's distributor/redistributor range;
+//! every stage-2 leaf maps a frame of the PMO its region names; the VMID is this VM's alone until
+//! the VM is destroyed and its TLB entries are invalidated.
+
+use super::vgic::VGic;
+use crate::hal;
+use crate::mm::frame::FRAMES;
+use crate::mm::pagetable::{Attrs, MapError, MemType, PageTable, Stage2, TableMemory};
+use crate::object::Id;
+use crate::object::pmo::Pmo;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use keel_abi::vm::{layout, map};
+use keel_abi::{Error, PAGE_SIZE};
+
+/// Stage-2 table frames: from the frame allocator, reached through the direct map.
+pub struct Stage2Tables;
+
+impl TableMemory for Stage2Tables {
+    fn alloc_table(&mut self) -> Option<u64> {
+        let pa = FRAMES.lock().alloc(1)?;
+        hal::zero_frame(pa);
+        Some(pa)
+    }
+
+    fn free_table(&mut self, pa: u64) {
+        FRAMES.lock().free(pa, 1);
+    }
+
+    fn table(&mut self, pa: u64) -> &mut [u64; 512] {
+        hal::phys_table(pa)
+    }
+}
+
+/// What a guest region is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionKind {
+    /// Guest RAM: a window of a PMO, with `map::{READ, WRITE, EXEC}` permissions.
+    Ram { pmo: Id, offset: u64, perms: u64 },
+    /// Accesses exit to the VM monitor.
+    Mmio,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestRegion {
+    pub end: u64,
+    pub kind: RegionKind,
+}
+
+/// Where a guest physical address lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpaTarget {
+    Ram { start: u64, region: GuestRegion },
+    Mmio,
+    /// The vGIC distributor, at this offset.
+    Gicd(u64),
+    /// A redistributor frame pair: vCPU index and offset in its pair.
+    Gicr(usize, u64),
+    Nothing,
+}
+
+pub struct Vm {
+    pub stage2: PageTable<Stage2>,
+    pub vmid: u16,
+    pub regions: BTreeMap<u64, GuestRegion>,
+    pub vgic: VGic,
+    /// The vCPU objects, by index (None until created).
+    pub vcpus: Vec<Option<Id>>,
+    /// CNTVOFF_EL2: the guest's virtual counter starts near zero.
+    pub cntvoff: u64,
+    /// Pages entered in the stage-2 table.
+    pub mapped_pages: usize,
+    /// References: caps plus one per VCpu.
+    pub refs: u32,
+}
+
+impl Vm {
+    pub fn new(vmid: u16, nr_vcpus: usize, now: u64) -> Result<Self, Error> {
+        let vgic = VGic::new(nr_vcpus, layout::NR_SPIS).map_err(|_| Error::Invalid)?;
+        let stage2 = PageTable::new(&mut Stage2Tables).map_err(|_| Error::NoMemory)?;
+        let mut vcpus = Vec::new();
+        vcpus.try_reserve_exact(nr_vcpus).map_err(|_| Error::NoMemory)?;
+        vcpus.resize(nr_vcpus, None);
+        Ok(Self { stage2, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0 })
+    }
+
+    /// VTTBR_EL2 for this VM.
+    pub fn vttbr(&self) -> u64 {
+        self.stage2.root() | (u64::from(self.vmid) << 48)
+    }
+
+    /// End of the vGIC's register range (distributor, then all redistributors).
+    fn gic_range(&self) -> (u64, u64) {
+        (layout::GICD_BASE, layout::GICR_BASE + layout::GICR_STRIDE * self.vcpus.len() as u64)
+    }
+
+    /// Checks that [ipa, ipa+size) is page aligned, inside the IPA space, and overlaps no region
+    /// and not the vGIC.
+    pub fn check_free_range(&self, ipa: u64, size: u64) -> Result<(), Error> {
+        if ipa % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+            return Err(Error::Unaligned);
+        }
+        let end = ipa.checked_add(size).ok_or(Error::Invalid)?;
+        let (ipa_bits, _) = hal::stage2_limits();
+        if size == 0 || end > 1u64 << ipa_bits.min(48) {
+            return Err(Error::Invalid);
+        }
+        let (gic_start, gic_end) = self.gic_range();
+        if ipa < gic_end && gic_start < end {
+            return Err(Error::Exists);
+        }
+        if let Some((_, r)) = self.regions.range(..end).next_back() {
+            if r.end > ipa {
+                return Err(Error::Exists);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a region (range already checked).
+    pub fn add_region(&mut self, ipa: u64, size: u64, kind: RegionKind) {
+        self.regions.insert(ipa, GuestRegion { end: ipa + size, kind });
+    }
+
+    /// Classifies a guest physical address.
+    pub fn target(&self, ipa: u64) -> IpaTarget {
+        if (layout::GICD_BASE..layout::GICD_BASE + layout::GICD_SIZE).contains(&ipa) {
+            return IpaTarget::Gicd(ipa - layout::GICD_BASE);
+        }
+        let (_, gic_end) = self.gic_range();
+        if (layout::GICR_BASE..gic_end).contains(&ipa) {
+            let off = ipa - layout::GICR_BASE;
+            return IpaTarget::Gicr((off / layout::GICR_STRIDE) as usize, off % layout::GICR_STRIDE);
+        }
+        match self.regions.range(..=ipa).next_back() {
+            Some((&start, r)) if ipa < r.end => match r.kind {
+                RegionKind::Ram { .. } => IpaTarget::Ram { start, region: *r },
+                RegionKind::Mmio => IpaTarget::Mmio,
+            },
+            _ => IpaTarget::Nothing,
+        }
+    }
+
+    /// Enters the page of RAM region `region` (starting at `start`) holding `ipa` in the stage-2
+    /// table, allocating the PMO's frame. `Forbidden` when the region's permissions do not allow
+    /// the access (the kernel injects an abort).
+    pub fn fault_in(&mut self, start: u64, region: GuestRegion, ipa: u64, write: bool, exec: bool, pmo: &mut Pmo) -> Result<(), FaultIn> {
+        let RegionKind::Ram { offset, perms, .. } = region.kind else { return Err(FaultIn::Forbidden) };
+        if (write && perms & map::WRITE == 0) || (exec && perms & map::EXEC == 0) || perms & map::READ == 0 {
+            return Err(FaultIn::Forbidden);
+        }
+        let page = ipa & !(PAGE_SIZE - 1);
+        let index = (offset + (page - start)) / PAGE_SIZE;
+        let pa = match pmo.frame(index, true) {
+            Ok(Some(pa)) => pa,
+            Ok(None) | Err(Error::NoMemory) => return Err(FaultIn::NoMemory),
+            Err(_) => return Err(FaultIn::Forbidden),
+        };
+        let attrs = Attrs {
+            mem: if pmo.is_device() { MemType::Device } else { MemType::Normal },
+            read: true,
+            write: perms & map::WRITE != 0,
+            exec: perms & map::EXEC != 0,
+            user: true,
+            global: true,
+        };
+        match self.stage2.map(&mut Stage2Tables, page, pa, PAGE_SIZE, attrs, false) {
+            Ok(()) => {
+                self.mapped_pages += 1;
+                Ok(())
+            }
+            // Another vCPU entered it first.
+            Err(MapError::AlreadyMapped) => Ok(()),
+            Err(_) => Err(FaultIn::NoMemory),
+        }
+    }
+
+    /// The PMOs behind RAM regions (each holds one reference from this VM).
+    pub fn region_pmos(&self) -> Vec<Id> {
+        self.regions
+            .values()
+            .filter_map(|r| match r.kind {
+                RegionKind::Ram { pmo, .. } => Some(pmo),
+                RegionKind::Mmio => None,
+            })
+            .collect()
+    }
+
+    /// Frees the stage-2 tables and drops the VMID's TLB entries (the caller then frees the VMID
+    /// and drops the PMO references).
+    pub fn destroy(self) {
+        hal::tlb_flush_vmid(self.vmid);
+        self.stage2.destroy(&mut Stage2Tables);
+    }
+}
+
+/// Why a stage-2 fault on RAM could not be resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultIn {
+    Forbidden,
+    NoMemory,
+}
