@@ -34,7 +34,8 @@ INITRD_EXTRA ?=
 # `vm run linux`) and the tiny test guests (tests/guests; /guest/test.Image).
 GUEST_DIR := cache/guest
 LINUX_GUEST = $(if $(wildcard $(GUEST_DIR)/Image),$(GUEST_DIR)/Image:guest/linux/Image \
-	$(GUEST_DIR)/initrd.cpio:guest/linux/initrd.cpio $(GUEST_DIR)/linux.conf:etc/vm/linux.conf)
+	$(GUEST_DIR)/initrd.cpio:guest/linux/initrd.cpio $(GUEST_DIR)/linux.conf:etc/vm/linux.conf \
+	guests/linux/check.conf:etc/vm/linux-check.conf)
 TEST_GUEST := target/guests/test.Image
 
 QEMU ?= qemu-system-aarch64

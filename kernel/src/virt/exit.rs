@@ -109,9 +109,9 @@ impl Kernel {
         let vcpu = self.cpus[cpu].vcpu;
         let Some(v) = self.vcpus.get_mut(&vcpu) else { return };
         let Some(vm) = self.vms.get_mut(&v.vm) else { return };
-        if v.lrs.in_use() {
-            hal::guest_lrs_read(v.lrs.values_mut());
-        }
+        // Always: reading also turns the virtual interface off, so a maintenance interrupt that
+        // caused this exit stops asserting until the list registers are refilled.
+        hal::guest_lrs_read(v.lrs.values_mut());
         let report = vm.vgic.sync(v.index, &mut v.lrs);
         if v.vtimer_held && report.deactivated(layout::VTIMER_INTID) {
             v.vtimer_held = false;
@@ -137,9 +137,15 @@ impl Kernel {
         }
         let Some(vm) = self.vms.get_mut(&v.vm) else { return };
         vm.vgic.flush(v.index, &mut v.lrs);
-        if v.lrs.in_use() || v.lrs.was_in_use() {
-            hal::guest_lrs_write(v.lrs.values(), v.lrs.underflow);
+        // A list register the vGIC released still holds its last value; written back as is, an
+        // invalid entry with the EOI bit set would raise an EOI maintenance interrupt forever.
+        let live = v.lrs.live();
+        for (i, value) in v.lrs.values_mut().iter_mut().enumerate() {
+            if live & (1 << i) == 0 {
+                *value = 0;
+            }
         }
+        hal::guest_lrs_write(v.lrs.values(), v.lrs.underflow);
     }
 
     /// The guest's virtual timer fired while it ran on `cpu`: hold the physical interrupt off and
