@@ -47,6 +47,8 @@ struct Vm {
     /// Signalled (bit 0) when the VM stops.
     done: Slot,
     live_threads: AtomicUsize,
+    /// Exit counters read just before the vCPUs were released (`vm stat` after the VM stopped).
+    final_stats: Mutex<Option<Vec<[u64; COUNTERS]>>>,
 }
 
 struct Uart {
@@ -253,6 +255,7 @@ fn build(m: &'static Monitor, config: &VmConfig) -> Result<Arc<Vm>, String> {
         exit: Mutex::new(None),
         done,
         live_threads: AtomicUsize::new(vcpus.len()),
+        final_stats: Mutex::new(None),
     });
     for index in 0..vcpus.len() {
         let v = vm.clone();
@@ -376,16 +379,28 @@ fn finish(vm: &Vm, reason: &str) {
         }
         *exit = Some(reason.to_string());
     }
-    println!("vm {} ({}) exited: {reason}", vm.id, vm.name);
+    // In the foreground the shell prints the exit; otherwise the user learns it here.
+    if !vm.foreground.load(Ordering::Acquire) {
+        println!("vm {} ({}) exited: {reason}", vm.id, vm.name);
+    }
     stop(vm);
     let _ = sys::notif_signal(vm.done, 1);
 }
 
 fn stop(vm: &Vm) {
     vm.stopping.store(true, Ordering::Release);
-    if vm.exit.lock().is_none() {
-        *vm.exit.lock() = Some(String::from("stopped"));
-        println!("vm {} ({}) exited: stopped", vm.id, vm.name);
+    let first = {
+        let mut exit = vm.exit.lock();
+        let first = exit.is_none();
+        if first {
+            *exit = Some(String::from("stopped"));
+        }
+        first
+    };
+    if first {
+        if !vm.foreground.load(Ordering::Acquire) {
+            println!("vm {} ({}) exited: stopped", vm.id, vm.name);
+        }
         let _ = sys::notif_signal(vm.done, 1);
     }
     for &v in &vm.vcpus {
@@ -395,6 +410,7 @@ fn stop(vm: &Vm) {
 
 /// The last vCPU thread is gone: give the VM's capabilities back (the kernel then frees it).
 fn release(vm: &Vm) {
+    *vm.final_stats.lock() = Some(read_stats(vm));
     for &v in &vm.vcpus {
         let _ = sys::cap_delete(v);
     }
@@ -410,7 +426,7 @@ fn list(m: &Monitor, out: &mut String) {
     }
 }
 
-fn stat(vm: &Vm, out: &mut String) {
+fn read_stats(vm: &Vm) -> Vec<[u64; COUNTERS]> {
     let mut per_vcpu: Vec<[u64; COUNTERS]> = Vec::new();
     for &v in &vm.vcpus {
         let mut all = [0u64; COUNTERS];
@@ -425,6 +441,11 @@ fn stat(vm: &Vm, out: &mut String) {
         }
         per_vcpu.push(all);
     }
+    per_vcpu
+}
+
+fn stat(vm: &Vm, out: &mut String) {
+    let per_vcpu = vm.final_stats.lock().clone().unwrap_or_else(|| read_stats(vm));
     let _ = write!(out, "{:<16} {:>10}", "exit", "total");
     for i in 0..per_vcpu.len() {
         let _ = write!(out, " {:>10}", alloc::format!("vcpu{i}"));

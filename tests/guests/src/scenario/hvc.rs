@@ -90,6 +90,15 @@ pub fn run(guest: &Guest) -> Outcome {
     }
     let ticks = (timer::now() - start) / ROUNDS;
     say!("hvc round trip: {ticks} ticks");
+
+    // The in-kernel vGIC: a distributor register read (GICD_TYPER) round trip.
+    let start = timer::now();
+    for _ in 0..ROUNDS {
+        // SAFETY: GICD_TYPER is a read-only register of the distributor the machine provides.
+        let _ = unsafe { crate::arch::mmio::read32(crate::machine::GICD_BASE + 0x4) };
+    }
+    let dist = (timer::now() - start) / ROUNDS;
+    say!("vgic distributor read: {dist} ticks");
     super::note(format_args!(
         "({ticks} ticks per PSCI_VERSION, {} ns)",
         timer::to_us(ticks * 1000)

@@ -1,0 +1,100 @@
+//! QEMU scenarios for virtual machines: the tiny test guests (tests/guests) and Debian's arm64
+//! Linux (scripts/mkguest.sh) run under Keel through the shell's `vm` command, as a user would.
+//! Each guest prints `guest: <scenario>: PASS` only when its own checks held; the tests look for
+//! that line, the monitor's exit report, and a Keel that still answers afterwards.
+
+use keel_tests::Boot;
+
+/// `vm run` for the tiny guest with `scenario`, waiting for it.
+fn tiny(scenario: &str, vcpus: u32) -> String {
+    format!("vm run {scenario} --kernel /guest/test.Image --append guest={scenario} --vcpus {vcpus} --wait\n")
+}
+
+#[test]
+fn tiny_guests_pass_their_checks_one_after_another() {
+    let mut input = String::new();
+    for (s, vcpus) in [("hvc", 1), ("mmio", 1), ("abort", 1), ("timer", 1), ("wfi", 1), ("smp", 4), ("sgi", 2)] {
+        input.push_str(&tiny(s, vcpus));
+    }
+    input.push_str("vm list\npoweroff\n");
+    let run = Boot::scenario("").input(&input).timeout(300).run();
+    run.expect("guest: hvc: Keel vendor test call 0xc6000001(0x1234) = 0x1235")
+        .expect("guest: hvc: PASS")
+        .expect("guest: mmio: PASS")
+        .expect("guest: abort: PASS")
+        .expect("guest: timer: PASS")
+        .expect("guest: wfi: PASS")
+        .expect("guest: cpu 3 up")
+        .expect("guest: smp: PASS")
+        .expect("guest: sgi: PASS")
+        .expect("vm 7 exited: system-off")
+        .expect("7    sgi                  2      256  exited: system-off")
+        .expect_absent("guest: panic")
+        .expect_clean_poweroff();
+}
+
+#[test]
+fn a_hostile_guest_and_a_crashed_guest_leave_keel_healthy() {
+    let input = format!(
+        "vm run crash --kernel /guest/test.Image --append guest=crash\n{}vm stat 2\nvm stop 1\n{}vm list\npoweroff\n",
+        tiny("hostile", 2),
+        tiny("hvc", 1)
+    );
+    let run = Boot::scenario("").input(&input).timeout(300).run();
+    run.expect("vm 1 started (crash, 1 vcpus, 256 MiB)")
+        .expect("guest: hostile: PASS after 100000 operations")
+        .expect("vm 2 exited: system-off")
+        .expect("vm 1: stopping")
+        .expect("guest: hvc: PASS")
+        .expect("vm 3 exited: system-off")
+        .expect("1    crash                1      256  exited: stopped")
+        .expect_clean_poweroff();
+    // The hostile guest's exits were counted and the injected faults show.
+    let undef = run.lines_starting("undef-injected").first().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0));
+    if !undef.is_some_and(|n| n > 1000) {
+        run.fail("vm stat shows no injected UNDEFINED exceptions for the hostile guest");
+    }
+}
+
+#[test]
+fn debian_linux_boots_with_two_vcpus_and_powers_off() {
+    let run = Boot::scenario("").input("vm run linux-check --wait\necho keel still runs\npoweroff\n").timeout(600).run();
+    run.expect("GICv3: CPU1: found redistributor 1")
+        .expect("smp: Brought up 1 node, 2 CPUs")
+        .expect("guest: cpus online: 2")
+        .expect("guest: gic: GICv3")
+        .expect("guest: arch_timer counting: yes")
+        .expect("guest: checks passed")
+        .expect("vm 1 exited: system-off")
+        .expect("keel still runs")
+        .expect_clean_poweroff();
+}
+
+#[test]
+fn two_linux_vms_and_four_tiny_guests_run_at_once() {
+    let mut boot = Boot::scenario("")
+        .input(concat!(
+            "vm run linux-check\n",
+            "vm run linux-check\n",
+            "vm run hvc --kernel /guest/test.Image --append guest=hvc\n",
+            "vm run timer --kernel /guest/test.Image --append guest=timer\n",
+            "vm run sgi --kernel /guest/test.Image --append guest=sgi --vcpus 2\n",
+            "vm run smp --kernel /guest/test.Image --append guest=smp --vcpus 3\n",
+        ))
+        .timeout(900);
+    // Power off once all six have stopped, whatever their order.
+    for (id, name) in [(3, "hvc"), (4, "timer"), (5, "sgi"), (6, "smp"), (1, "linux-check")] {
+        boot = boot.then(&format!("vm {id} ({name}) exited: system-off"), |_| String::new());
+    }
+    let boot = boot.then("vm 2 (linux-check) exited: system-off", |_| "vm list\nvm console 2\npoweroff\n".into());
+    let run = boot.run();
+    run.expect("vm 1 (linux-check) exited: system-off")
+        .expect("vm 2 (linux-check) exited: system-off")
+        .expect("vm 3 (hvc) exited: system-off")
+        .expect("vm 4 (timer) exited: system-off")
+        .expect("vm 5 (sgi) exited: system-off")
+        .expect("vm 6 (smp) exited: system-off")
+        // VM 2's own console log, shown by `vm console`.
+        .expect("guest: checks passed")
+        .expect_clean_poweroff();
+}
