@@ -98,3 +98,23 @@ fn two_linux_vms_and_four_tiny_guests_run_at_once() {
         .expect("guest: checks passed")
         .expect_clean_poweroff();
 }
+
+#[test]
+fn attach_gives_a_busybox_shell_detach_and_reattach() {
+    let run = Boot::scenario("")
+        .input("vm run linux --attach\n")
+        .then("linux:/# ", |_| "echo sum=$((40+2))\n".into())
+        .then("sum=42", |_| "~.\n".into())
+        .then("[detached from vm 1]", |_| "vm list\nvm console 1\n".into())
+        .then("[attached to vm 1", |_| "poweroff -f\n".into())
+        .then("vm 1 (linux) exited: system-off", |_| "\n".into())
+        .then("vm 1 exited: system-off", |_| "poweroff\n".into())
+        .timeout(600)
+        .run();
+    run.expect("[vm 1 started and attached")
+        .expect("sum=42")
+        .expect("[detached from vm 1]")
+        .expect("1    linux                2      256  running")
+        .expect("vm 1 exited: system-off")
+        .expect_clean_poweroff();
+}

@@ -58,7 +58,12 @@ pub fn main(startup: &Startup) -> i32 {
     loop {
         print!("{PROMPT}");
         match system.read_line() {
-            Ok(ReadLine::Line(line)) => keel_rt::io::write_str(&handle_line(&mut system, &line)),
+            Ok(ReadLine::Line(line)) => {
+                keel_rt::io::write_str(&handle_line(&mut system, &line));
+                if let Some(id) = system.attached.take() {
+                    attach(&mut system, id);
+                }
+            }
             Ok(ReadLine::Interrupted) => {}
             Err(e) => {
                 println!("\nshell: lost the console ({e}); waiting for it");
@@ -66,6 +71,37 @@ pub fn main(startup: &Startup) -> i32 {
                     println!("shell: the console did not come back");
                     return 1;
                 }
+            }
+        }
+    }
+}
+
+/// Attached to VM `id`'s console: each line typed goes to the guest (with a carriage return, as a
+/// terminal's Enter), Ctrl-C goes to the guest as ^C, and `~.` alone on a line detaches. Ends when
+/// the VM has stopped.
+fn attach(system: &mut LiveSystem, id: u64) {
+    use exec::System;
+    let id = alloc::format!("{id}");
+    loop {
+        let text = match system.read_line() {
+            Ok(ReadLine::Line(line)) if line.trim() == "~." => {
+                let _ = system.vm(&["detach".into(), id.clone()]);
+                println!("[detached from vm {id}]");
+                return;
+            }
+            Ok(ReadLine::Line(line)) => alloc::format!("{line}\r"),
+            Ok(ReadLine::Interrupted) => String::from("\x03"),
+            Err(_) => return,
+        };
+        match system.vm(&["input".into(), id.clone(), text]) {
+            Ok(reply) if reply.is_empty() => {}
+            Ok(reply) => {
+                print!("{reply}");
+                return;
+            }
+            Err(e) => {
+                println!("vm: {e}");
+                return;
             }
         }
     }

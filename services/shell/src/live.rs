@@ -30,6 +30,8 @@ pub struct LiveSystem {
     console: Client,
     /// The VM monitor, looked up on first use.
     vmm: Option<Client>,
+    /// The VM whose console the last `vm` command attached to.
+    pub attached: Option<u64>,
 }
 
 /// The status of a reply, as a plain result.
@@ -59,7 +61,7 @@ impl LiveSystem {
     pub fn connect(procmgr: Slot, namesrv: Slot) -> Result<Self, Error> {
         let namesrv = Client::new(namesrv);
         let console = Client::new(lookup(&namesrv, "console")?);
-        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm: None })
+        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm: None, attached: None })
     }
 
     /// Finds the console again (after it restarted): Ok once the connection namesrv gives
@@ -153,6 +155,9 @@ impl System for LiveSystem {
         let payload = args.join("\0");
         let (r, text) = vmm.call_bulk(keel_rt::proto::vmm::COMMAND, [0; 3], payload.as_bytes())?;
         status(&r)?;
+        if r.msg.data[0] != 0 {
+            self.attached = Some(r.msg.data[0]);
+        }
         Ok(String::from_utf8_lossy(&text).into_owned())
     }
 }

@@ -41,6 +41,9 @@ struct Vm {
     uart: Mutex<Uart>,
     output: Mutex<Vec<u8>>,
     foreground: AtomicBool,
+    /// A shell is attached (it learns of the exit only when it next sends input, so the exit is
+    /// also printed).
+    attached: AtomicBool,
     stopping: AtomicBool,
     /// Why it stopped, once it has.
     exit: Mutex<Option<String>>,
@@ -54,6 +57,8 @@ struct Vm {
 struct Uart {
     dev: Pl011,
     irq: bool,
+    /// Keyboard input waiting for room in the receive FIFO.
+    input: alloc::collections::VecDeque<u8>,
 }
 
 struct Monitor {
@@ -123,20 +128,45 @@ fn handle(m: &'static Monitor, req: &mut Request) -> Reply {
     let payload = req.payload().to_vec();
     let text = String::from_utf8_lossy(&payload).into_owned();
     let words: Vec<&str> = text.split('\0').collect();
-    let out = command(m, &words);
+    let (out, attached) = command(m, &words);
     let n = req.reply_payload(out.as_bytes());
-    Reply::ok([0, 0, 0, n])
+    Reply::ok([attached, 0, 0, n])
 }
 
-fn command(m: &'static Monitor, words: &[&str]) -> String {
+/// Runs a `vm` command: the text to print, and the id of the VM the shell is now attached to
+/// (0: none).
+fn command(m: &'static Monitor, words: &[&str]) -> (String, u64) {
     let mut out = String::new();
+    let mut attached = 0;
     match words {
         ["run", rest @ ..] => match run(m, rest) {
-            Ok(text) => out = text,
+            Ok((text, id)) => {
+                out = text;
+                attached = id;
+            }
             Err(e) => {
                 let _ = writeln!(out, "vm run: {e}");
             }
         },
+        ["input", id, text] => match find(m, id) {
+            Some(vm) if vm.exit.lock().is_some() => {
+                let _ = writeln!(out, "vm {} exited: {}", vm.id, vm.exit.lock().clone().unwrap_or_default());
+            }
+            Some(vm) => {
+                let mut u = vm.uart.lock();
+                u.input.extend(text.bytes());
+                feed_uart(&vm, &mut u);
+            }
+            None => {
+                let _ = writeln!(out, "vm: no VM {id}");
+            }
+        },
+        ["detach", id] => {
+            if let Some(vm) = find(m, id) {
+                vm.foreground.store(false, Ordering::Release);
+                vm.attached.store(false, Ordering::Release);
+            }
+        }
         ["list"] => list(m, &mut out),
         ["stat", id] => match find(m, id) {
             Some(vm) => stat(&vm, &mut out),
@@ -145,7 +175,15 @@ fn command(m: &'static Monitor, words: &[&str]) -> String {
             }
         },
         ["console", id] => match find(m, id) {
-            Some(vm) => out = String::from_utf8_lossy(&vm.output.lock()).into_owned(),
+            Some(vm) => {
+                out = String::from_utf8_lossy(&vm.output.lock()).into_owned();
+                if vm.exit.lock().is_none() {
+                    vm.foreground.store(true, Ordering::Release);
+                    vm.attached.store(true, Ordering::Release);
+                    let _ = writeln!(out, "\n[attached to vm {}: lines you type go to its console; ~. on a line of its own detaches]", vm.id);
+                    attached = u64::from(vm.id);
+                }
+            }
             None => {
                 let _ = writeln!(out, "vm console: no VM {id}");
             }
@@ -161,7 +199,26 @@ fn command(m: &'static Monitor, words: &[&str]) -> String {
         },
         _ => out.push_str("vm: usage: vm run <name|config> [options] | list | stat <id> | console <id> | stop <id>\n"),
     }
-    out
+    (out, attached)
+}
+
+/// Moves queued keyboard input into the guest UART's receive FIFO and updates its interrupt line.
+fn feed_uart(vm: &Vm, u: &mut Uart) {
+    while let Some(&b) = u.input.front() {
+        if !u.dev.push_input(b) {
+            break;
+        }
+        u.input.pop_front();
+    }
+    update_irq(vm, u);
+}
+
+fn update_irq(vm: &Vm, u: &mut Uart) {
+    let level = u.dev.irq_level();
+    if level != u.irq {
+        u.irq = level;
+        let _ = sys::vm_irq_line(vm.vm, UART_INTID, u64::from(level));
+    }
 }
 
 fn find(m: &Monitor, id: &str) -> Option<Arc<Vm>> {
@@ -178,7 +235,7 @@ fn file<'a>(m: &'a Monitor, path: &str) -> Result<&'a [u8], String> {
 }
 
 /// `vm run`: builds and starts a VM; with `--wait`, returns when it stops.
-fn run(m: &'static Monitor, words: &[&str]) -> Result<String, String> {
+fn run(m: &'static Monitor, words: &[&str]) -> Result<(String, u64), String> {
     let cmd = RunCommand::parse(words).map_err(|e| e.to_string())?;
     let config_text = match cmd.config_path() {
         Some(target) => {
@@ -193,13 +250,19 @@ fn run(m: &'static Monitor, words: &[&str]) -> Result<String, String> {
     let id = vm.id;
     m.vms.lock().push(vm.clone());
     match config.mode {
-        RunMode::Background => Ok(alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20)),
-        RunMode::Wait | RunMode::Attach => {
+        RunMode::Background => Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20), 0)),
+        RunMode::Attach => {
+            vm.foreground.store(true, Ordering::Release);
+            vm.attached.store(true, Ordering::Release);
+            flush_output(&vm, &mut Vec::new());
+            Ok((alloc::format!("[vm {id} started and attached: lines you type go to its console; ~. on a line of its own detaches]\n"), u64::from(id)))
+        }
+        RunMode::Wait => {
             vm.foreground.store(true, Ordering::Release);
             flush_output(&vm, &mut Vec::new());
             loop {
                 if let Some(reason) = vm.exit.lock().clone() {
-                    return Ok(alloc::format!("vm {id} exited: {reason}\n"));
+                    return Ok((alloc::format!("vm {id} exited: {reason}\n"), 0));
                 }
                 let _ = sys::notif_wait(vm.done, 0);
             }
@@ -248,9 +311,10 @@ fn build(m: &'static Monitor, config: &VmConfig) -> Result<Arc<Vm>, String> {
         ram: ram_pmo,
         vcpus: vcpus.clone(),
         mem_bytes: config.mem_bytes,
-        uart: Mutex::new(Uart { dev: Pl011::new(), irq: false }),
+        uart: Mutex::new(Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new() }),
         output: Mutex::new(Vec::new()),
         foreground: AtomicBool::new(false),
+        attached: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
         exit: Mutex::new(None),
         done,
@@ -303,10 +367,10 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                         results[0] = u64::from(u.dev.read(ipa - UART_BASE, info.size));
                     }
                     pending_output.extend_from_slice(&u.dev.take_output());
-                    let level = u.dev.irq_level();
-                    if level != u.irq {
-                        u.irq = level;
-                        let _ = sys::vm_irq_line(vm.vm, UART_INTID, u64::from(level));
+                    feed_uart(vm, &mut u);
+                    if vm.foreground.load(Ordering::Relaxed) && !u.input.is_empty() || pending_output.ends_with(b" ") {
+                        // An interactive guest prints prompts without a newline.
+                        flush_output(vm, &mut pending_output);
                     }
                 }
                 // Other monitor regions read as zero and ignore writes.
@@ -380,7 +444,7 @@ fn finish(vm: &Vm, reason: &str) {
         *exit = Some(reason.to_string());
     }
     // In the foreground the shell prints the exit; otherwise the user learns it here.
-    if !vm.foreground.load(Ordering::Acquire) {
+    if !vm.foreground.load(Ordering::Acquire) || vm.attached.load(Ordering::Acquire) {
         println!("vm {} ({}) exited: {reason}", vm.id, vm.name);
     }
     stop(vm);
@@ -398,7 +462,7 @@ fn stop(vm: &Vm) {
         first
     };
     if first {
-        if !vm.foreground.load(Ordering::Acquire) {
+        if !vm.foreground.load(Ordering::Acquire) || vm.attached.load(Ordering::Acquire) {
             println!("vm {} ({}) exited: stopped", vm.id, vm.name);
         }
         let _ = sys::notif_signal(vm.done, 1);
