@@ -71,6 +71,7 @@ pub struct Kernel {
     pub irqs: BTreeMap<u32, IrqLine>,
     pub vms: BTreeMap<Id, Vm>,
     pub vcpus: BTreeMap<Id, VCpu>,
+    pub vm_irq_lines: BTreeMap<Id, crate::virt::vm::VmIrqLine>,
     pub sched: Scheduler<Id>,
     pub current: [Option<Id>; MAX_CPUS],
     pub cpus: [CpuSlot; MAX_CPUS],
@@ -110,6 +111,7 @@ impl Kernel {
             irqs: BTreeMap::new(),
             vms: BTreeMap::new(),
             vcpus: BTreeMap::new(),
+            vm_irq_lines: BTreeMap::new(),
             sched,
             current: [None; MAX_CPUS],
             cpus,
@@ -292,6 +294,7 @@ impl Kernel {
             ObjRef::Irq(intid) => self.irqs.get_mut(&intid).map(|o| &mut o.refs),
             ObjRef::Vm(id) => self.vms.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::VCpu(id) => self.vcpus.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::VmIrqLine(id) => self.vm_irq_lines.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::Control => None,
         }
     }
@@ -343,6 +346,11 @@ impl Kernel {
                         }
                     }
                     self.dec_ref(ObjRef::Vm(v.vm));
+                }
+            }
+            ObjRef::VmIrqLine(id) => {
+                if let Some(line) = self.vm_irq_lines.remove(&id) {
+                    self.dec_ref(ObjRef::Vm(line.vm));
                 }
             }
             ObjRef::Control => {}

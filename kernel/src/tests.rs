@@ -280,3 +280,98 @@ fn a_kernel_heap_down_to_its_reserve_refuses_work_instead_of_panicking() {
     assert!(w.k.processes.get(&pid).is_none_or(|p| p.state != crate::object::process::ProcState::Running));
     crate::hal::fake::MACHINE.with(|m| m.borrow_mut().heap_free = None);
 }
+
+/// A VM with `vcpus` vCPUs and 16 MiB of RAM at 0x4000_0000, made through the system calls by the
+/// current thread of `pid`; (vm slot, ram pmo slot, vcpu slots).
+fn vm_setup(w: &mut World, pid: Id, vcpus: u64) -> (u64, u64, Vec<u64>) {
+    use keel_abi::vm::map;
+    let control = w.give(pid, ObjRef::Control, Rights::ALL);
+    let vm = World::status(w.syscall(nr::VM_CREATE, &[u64::from(control), vcpus])).unwrap()[1];
+    let ram = World::status(w.syscall(nr::PMO_CREATE, &[PmoKind::Anonymous as u64, 16 << 20])).unwrap()[1];
+    World::status(w.syscall(nr::VM_MAP, &[vm, ram, 0x4000_0000, 16 << 20, 0, map::READ | map::WRITE | map::EXEC])).unwrap();
+    World::status(w.syscall(nr::VM_MAP, &[vm, 0, 0x0900_0000, 0x1000, 0, map::MMIO])).unwrap();
+    let slots = (0..vcpus).map(|i| World::status(w.syscall(nr::VCPU_CREATE, &[vm, i])).unwrap()[1]).collect();
+    (vm, ram, slots)
+}
+
+#[test]
+fn vm_calls_check_their_arguments() {
+    use keel_abi::vm::map;
+    let mut w = World::new();
+    let (pid, tid) = w.process("vmm");
+    w.run(tid);
+    let control = w.give(pid, ObjRef::Control, Rights::ALL);
+    assert_eq!(World::status(w.syscall(nr::VM_CREATE, &[u64::from(control), 0])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VM_CREATE, &[u64::from(control), 9])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VM_CREATE, &[1, 1])), Err(Error::WrongType)); // own vmspace
+    let (vm, ram, vcpus) = vm_setup(&mut w, pid, 2);
+    // Overlapping RAM, the vGIC's range, misaligned or outside the IPA space: refused.
+    assert_eq!(World::status(w.syscall(nr::VM_MAP, &[vm, ram, 0x4000_0000, 4096, 0, map::READ])), Err(Error::Exists));
+    assert_eq!(World::status(w.syscall(nr::VM_MAP, &[vm, ram, 0x0800_0000, 4096, 0, map::READ])), Err(Error::Exists));
+    assert_eq!(World::status(w.syscall(nr::VM_MAP, &[vm, ram, 0x5000_0001, 4096, 0, map::READ])), Err(Error::Unaligned));
+    assert_eq!(World::status(w.syscall(nr::VM_MAP, &[vm, ram, 1 << 52, 4096, 0, map::READ])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VM_MAP, &[vm, ram, 0x5000_0000, 4096, 0, 0x100])), Err(Error::Invalid));
+    // A vCPU index twice or out of range.
+    assert_eq!(World::status(w.syscall(nr::VCPU_CREATE, &[vm, 1])), Err(Error::Exists));
+    assert_eq!(World::status(w.syscall(nr::VCPU_CREATE, &[vm, 2])), Err(Error::Invalid));
+    // Irq lines only for SPIs the vGIC has; a line drives its SPI, a VM cap is not a line.
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 31])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 96])), Err(Error::Invalid));
+    let line = World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 33])).unwrap()[1];
+    assert!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 1])).is_ok());
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 3])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[vm, 1])), Err(Error::WrongType));
+    assert_eq!(World::status(w.syscall(nr::VCPU_STAT, &[vcpus[0], 14])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VCPU_INIT, &[vcpus[0], 0x4008_0000, 0, 2])), Err(Error::Invalid));
+}
+
+#[test]
+fn a_vm_and_its_memory_go_when_the_monitor_exits() {
+    let mut w = World::new();
+    let free_before = FRAMES.lock().free_frames();
+    let (pid, tid) = w.process("vmm");
+    w.run(tid);
+    let (_vm, _ram, _vcpus) = vm_setup(&mut w, pid, 2);
+    assert_eq!(w.k.vms.len(), 1);
+    assert_eq!(w.k.vcpus.len(), 2);
+    w.k.exit_process(pid, 0);
+    assert!(w.k.vms.is_empty() && w.k.vcpus.is_empty() && w.k.vm_irq_lines.is_empty());
+    w.k.schedule(0, &mut w.frame);
+    assert_eq!(FRAMES.lock().free_frames(), free_before, "frames leaked");
+}
+
+#[test]
+fn vcpu_run_enters_the_guest_and_a_vendor_hypercall_returns_to_the_monitor() {
+    use crate::virt::syndrome::GuestExit;
+    use keel_abi::vm::{ExitReason, VCPU_POWER_ON};
+    let mut w = World::new();
+    let (pid, tid) = w.process("vmm");
+    w.run(tid);
+    let (_vm, _ram, vcpus) = vm_setup(&mut w, pid, 1);
+    World::status(w.syscall(nr::VCPU_INIT, &[vcpus[0], 0x4008_0000, 0x4800_0000, VCPU_POWER_ON])).unwrap();
+    w.frame.x[8] = nr::VCPU_RUN;
+    w.frame.x[0] = vcpus[0];
+    w.k.user_trap(0, &mut w.frame, UserTrap::Syscall);
+    // The frame now holds the guest, entered per the boot protocol.
+    assert_eq!(w.frame.pc, 0x4008_0000);
+    assert_eq!(w.frame.x[0], 0x4800_0000);
+    assert_eq!(w.frame.pstate, 0x3c5);
+    assert!(w.k.loaded_vcpu(0).is_some());
+    // PSCI_VERSION is answered in the kernel; the guest keeps running.
+    w.frame.x[0] = 0x8400_0000;
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    assert_eq!(w.frame.x[0], 0x1_0001);
+    assert!(w.k.loaded_vcpu(0).is_some());
+    // A vendor hypercall goes back to the monitor with the guest's x0..x3.
+    w.frame.x[0] = 0xC600_0001;
+    w.frame.x[1] = 0x1234;
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    assert!(w.k.loaded_vcpu(0).is_none());
+    assert_eq!(w.frame.x[0], 0);
+    assert_eq!(w.frame.x[1], ExitReason::Hypercall as u64);
+    assert_eq!((w.frame.x[2], w.frame.x[3]), (0xC600_0001, 0x1234));
+    // Its answer reaches the guest's x0 at the next run, and the thread is in guest mode again.
+    let r = w.syscall(nr::VCPU_RUN, &[vcpus[0], 0x1235, 0x1234, 0, 0]);
+    assert_eq!(r[0], 0x1235, "the guest's x0 is the monitor's answer");
+    assert!(w.k.vcpus.values().all(|v| v.runner == Some(tid)));
+}

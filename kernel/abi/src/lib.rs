@@ -66,6 +66,7 @@ pub enum ObjectKind {
     Control = 8,
     Vm = 9,
     VCpu = 10,
+    VmIrqLine = 11,
 }
 
 impl ObjectKind {
@@ -81,6 +82,7 @@ impl ObjectKind {
             8 => Self::Control,
             9 => Self::Vm,
             10 => Self::VCpu,
+            11 => Self::VmIrqLine,
             _ => return None,
         })
     }
@@ -97,6 +99,7 @@ impl ObjectKind {
             Self::Control => "control",
             Self::Vm => "vm",
             Self::VCpu => "vcpu",
+            Self::VmIrqLine => "vm-irq-line",
         }
     }
 }

@@ -46,9 +46,10 @@ pub const VCPU_RUN: u64 = 42;
 pub const VCPU_KICK: u64 = 43;
 pub const VM_IRQ_LINE: u64 = 44;
 pub const VCPU_STAT: u64 = 45;
+pub const VM_IRQ_LINE_CREATE: u64 = 46;
 
 /// One past the highest call number.
-pub const COUNT: u64 = 46;
+pub const COUNT: u64 = 47;
 
 /// The call's name, for logs and tests.
 pub fn name(nr: u64) -> &'static str {
@@ -99,6 +100,7 @@ pub fn name(nr: u64) -> &'static str {
         VCPU_KICK => "vcpu_kick",
         VM_IRQ_LINE => "vm_irq_line",
         VCPU_STAT => "vcpu_stat",
+        VM_IRQ_LINE_CREATE => "vm_irq_line_create",
         _ => "unknown",
     }
 }

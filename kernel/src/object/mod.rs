@@ -24,6 +24,8 @@ pub enum ObjRef {
     Irq(u32),
     Vm(Id),
     VCpu(Id),
+    /// One SPI of one VM, for a device backend to drive.
+    VmIrqLine(Id),
     /// The machine itself: power, device memory and interrupt lines. Held by init.
     Control,
 }
@@ -40,6 +42,7 @@ impl ObjRef {
             Self::Irq(_) => ObjectKind::Irq,
             Self::Vm(_) => ObjectKind::Vm,
             Self::VCpu(_) => ObjectKind::VCpu,
+            Self::VmIrqLine(_) => ObjectKind::VmIrqLine,
             Self::Control => ObjectKind::Control,
         }
     }

@@ -3,7 +3,7 @@
 
 use super::syndrome::load_value;
 use super::vcpu::{Pending, Power, VCpu};
-use super::vm::{RegionKind, Vm};
+use super::vm::{RegionKind, Vm, VmIrqLine};
 use crate::cap::Rights;
 use crate::hal;
 use crate::kernel::{Kernel, cap_error};
@@ -47,7 +47,8 @@ pub fn dispatch(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRe
         nr::VCPU_INIT => slot(a[0]).and_then(|s| vcpu_init(k, pid, frame, s, a[1], a[2], a[3])),
         nr::VCPU_RUN => slot(a[0]).and_then(|s| vcpu_run(k, cpu, tid, pid, frame, s, [a[1], a[2], a[3], a[4]])),
         nr::VCPU_KICK => slot(a[0]).and_then(|s| vcpu_kick(k, pid, frame, s)),
-        nr::VM_IRQ_LINE => slot(a[0]).and_then(|s| vm_irq_line(k, pid, frame, s, a[1], a[2])),
+        nr::VM_IRQ_LINE_CREATE => slot(a[0]).and_then(|s| vm_irq_line_create(k, pid, frame, s, a[1])),
+        nr::VM_IRQ_LINE => slot(a[0]).and_then(|s| vm_irq_line(k, pid, frame, s, a[1])),
         nr::VCPU_STAT => slot(a[0]).and_then(|s| vcpu_stat(k, pid, frame, s, a[1])),
         _ => return None,
     })
@@ -213,14 +214,41 @@ fn vcpu_kick(k: &mut Kernel, pid: Id, frame: &mut UserRegs, s: u32) -> Result {
     Ok(())
 }
 
-/// vm_irq_line(vm, intid, level): sets an SPI's line (0 low, 1 high) or, with level 2, pulses an
-/// edge-triggered one.
-fn vm_irq_line(k: &mut Kernel, pid: Id, frame: &mut UserRegs, s: u32, intid: u64, level: u64) -> Result {
+/// vm_irq_line_create(vm, intid) -> slot of a capability for SPI `intid` of the VM (32..96), for
+/// a device backend: it drives that line and reaches nothing else of the VM.
+fn vm_irq_line_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, s: u32, intid: u64) -> Result {
     let vm_id = vm_of(k, pid, s, Rights::WRITE)?;
     let intid = u32::try_from(intid).map_err(|_| Error::Invalid)?;
-    if !(32..32 + layout::NR_SPIS).contains(&intid) || level > 2 {
+    if !(32..32 + layout::NR_SPIS).contains(&intid) {
         return Err(Error::Invalid);
     }
+    k.check_heap()?;
+    let id = k.new_id();
+    k.vm_irq_lines.insert(id, VmIrqLine { vm: vm_id, intid, refs: 0 });
+    match k.insert_cap(pid, ObjRef::VmIrqLine(id), Rights::ALL) {
+        Ok(slot) => {
+            k.inc_ref(ObjRef::Vm(vm_id));
+            set_return(frame, 0, &[u64::from(slot)]);
+            Ok(())
+        }
+        Err(e) => {
+            k.vm_irq_lines.remove(&id);
+            Err(e)
+        }
+    }
+}
+
+/// vm_irq_line(line, level): sets the line's SPI low (0) or high (1), or pulses it (2, for an
+/// edge-triggered interrupt).
+fn vm_irq_line(k: &mut Kernel, pid: Id, frame: &mut UserRegs, s: u32, level: u64) -> Result {
+    let line = match lookup(k, pid, s, Rights::SIGNAL)? {
+        ObjRef::VmIrqLine(l) => l,
+        _ => return Err(Error::WrongType),
+    };
+    if level > 2 {
+        return Err(Error::Invalid);
+    }
+    let (vm_id, intid) = k.vm_irq_lines.get(&line).map(|l| (l.vm, l.intid)).ok_or(Error::BadState)?;
     let vm = k.vms.get_mut(&vm_id).ok_or(Error::BadState)?;
     let kicks = match level {
         2 => vm.vgic.trigger_spi_edge(intid),

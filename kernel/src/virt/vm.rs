@@ -198,6 +198,15 @@ impl Vm {
     }
 }
 
+/// One SPI of a VM, as a capability a device backend holds (it can drive that line and nothing
+/// else of the VM). Holds a reference on the VM.
+pub struct VmIrqLine {
+    pub vm: Id,
+    pub intid: u32,
+    /// References: caps.
+    pub refs: u32,
+}
+
 /// Why a stage-2 fault on RAM could not be resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultIn {

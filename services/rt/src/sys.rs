@@ -312,9 +312,14 @@ pub fn vcpu_kick(vcpu: Slot) -> Result<(), Error> {
     call(nr::VCPU_KICK, a(&[vcpu as u64])).map(|_| ())
 }
 
-/// Sets SPI `intid`'s line: 0 low, 1 high, 2 an edge.
-pub fn vm_irq_line(vm: Slot, intid: u32, level: u64) -> Result<(), Error> {
-    call(nr::VM_IRQ_LINE, a(&[vm as u64, u64::from(intid), level])).map(|_| ())
+/// A capability for SPI `intid` of a VM (for a device backend).
+pub fn vm_irq_line_create(vm: Slot, intid: u32) -> Result<Slot, Error> {
+    call(nr::VM_IRQ_LINE_CREATE, a(&[vm as u64, u64::from(intid)])).map(|r| r[1] as Slot)
+}
+
+/// Sets an irq-line capability's SPI: 0 low, 1 high, 2 an edge.
+pub fn vm_irq_line(line: Slot, level: u64) -> Result<(), Error> {
+    call(nr::VM_IRQ_LINE, a(&[line as u64, level])).map(|_| ())
 }
 
 /// Exit counters `first..first+7` of a vCPU.

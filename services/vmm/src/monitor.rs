@@ -35,6 +35,8 @@ struct Vm {
     id: u32,
     name: String,
     vm: Slot,
+    /// The irq-line capability of the PL011's SPI.
+    uart_line: Slot,
     ram: Slot,
     vcpus: Vec<Slot>,
     mem_bytes: u64,
@@ -217,7 +219,7 @@ fn update_irq(vm: &Vm, u: &mut Uart) {
     let level = u.dev.irq_level();
     if level != u.irq {
         u.irq = level;
-        let _ = sys::vm_irq_line(vm.vm, UART_INTID, u64::from(level));
+        let _ = sys::vm_irq_line(vm.uart_line, u64::from(level));
     }
 }
 
@@ -302,12 +304,14 @@ fn build(m: &'static Monitor, config: &VmConfig) -> Result<Arc<Vm>, String> {
         vcpus.push(sys::vcpu_create(vm, i).map_err(|e| sys_err("cannot create a vCPU", e))?);
     }
     sys::vcpu_init(vcpus[0], layout.entry, dtb_addr, VCPU_POWER_ON).map_err(|e| sys_err("cannot start vCPU 0", e))?;
+    let uart_line = sys::vm_irq_line_create(vm, UART_INTID).map_err(|e| sys_err("cannot create the UART's interrupt line", e))?;
     let done = sys::notif_create().map_err(|e| sys_err("notification", e))?;
     let id = m.next_id.fetch_add(1, Ordering::Relaxed) as u32;
     let vm = Arc::new(Vm {
         id,
         name: config.name.clone(),
         vm,
+        uart_line,
         ram: ram_pmo,
         vcpus: vcpus.clone(),
         mem_bytes: config.mem_bytes,
@@ -478,6 +482,7 @@ fn release(vm: &Vm) {
     for &v in &vm.vcpus {
         let _ = sys::cap_delete(v);
     }
+    let _ = sys::cap_delete(vm.uart_line);
     let _ = sys::cap_delete(vm.vm);
     let _ = sys::cap_delete(vm.ram);
 }
