@@ -34,7 +34,7 @@ pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
 
 /// A slot argument. Slots are 32 bits: a register with any high bit set names no slot (it must
 /// not name the slot of its low half).
-fn slot(v: u64) -> Result<u32> {
+pub(crate) fn slot(v: u64) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::BadSlot)
 }
 
@@ -124,7 +124,7 @@ fn ok(frame: &mut UserRegs, results: &[u64]) -> Result {
     Ok(())
 }
 
-fn lookup(k: &Kernel, pid: Id, slot: u32, need: Rights) -> Result<ObjRef> {
+pub(crate) fn lookup(k: &Kernel, pid: Id, slot: u32, need: Rights) -> Result<ObjRef> {
     k.caps.lookup(pid, slot, need).map(|c| c.object).map_err(cap_error)
 }
 

@@ -14,7 +14,8 @@ use crate::mm::pagetable::{Attrs, MapError, MemType, PageTable, Stage1, TableMem
 use alloc::collections::BTreeMap;
 use keel_abi::{Error, PAGE_SIZE, USER_MAX_VA, USER_MIN_VA, perm};
 
-/// Table frames for user address spaces: from the frame allocator, reached through the direct map.
+/// Table frames for user address spaces and VMs' stage-2 tables: from the frame allocator,
+/// reached through the direct map.
 pub struct UserTables;
 
 impl TableMemory for UserTables {

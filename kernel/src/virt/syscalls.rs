@@ -6,7 +6,8 @@ use super::vcpu::{Pending, Power, VCpu};
 use super::vm::{RegionKind, Vm, VmIrqLine};
 use crate::cap::Rights;
 use crate::hal;
-use crate::kernel::{Kernel, cap_error};
+use crate::kernel::Kernel;
+use crate::syscall::{lookup, slot};
 use crate::object::pmo::Backing;
 use crate::object::thread::{UserRegs, set_return};
 use crate::object::{Id, ObjRef};
@@ -14,14 +15,6 @@ use keel_abi::vm::{COUNTERS, ExitReason, VCPU_POWER_ON, layout, map};
 use keel_abi::{Error, syscall as nr};
 
 type Result<T = ()> = core::result::Result<T, Error>;
-
-fn slot(v: u64) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::BadSlot)
-}
-
-fn lookup(k: &Kernel, pid: Id, slot: u32, need: Rights) -> Result<ObjRef> {
-    k.caps.lookup(pid, slot, need).map(|c| c.object).map_err(cap_error)
-}
 
 fn vm_of(k: &Kernel, pid: Id, slot: u32, need: Rights) -> Result<Id> {
     match lookup(k, pid, slot, need)? {

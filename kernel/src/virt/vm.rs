@@ -8,33 +8,14 @@
 
 use super::vgic::VGic;
 use crate::hal;
-use crate::mm::frame::FRAMES;
-use crate::mm::pagetable::{Attrs, MapError, MemType, PageTable, Stage2, TableMemory};
+use crate::mm::pagetable::{Attrs, MapError, MemType, PageTable, Stage2};
+use crate::object::vmspace::UserTables;
 use crate::object::Id;
 use crate::object::pmo::Pmo;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use keel_abi::vm::{layout, map};
 use keel_abi::{Error, PAGE_SIZE};
-
-/// Stage-2 table frames: from the frame allocator, reached through the direct map.
-pub struct Stage2Tables;
-
-impl TableMemory for Stage2Tables {
-    fn alloc_table(&mut self) -> Option<u64> {
-        let pa = FRAMES.lock().alloc(1)?;
-        hal::zero_frame(pa);
-        Some(pa)
-    }
-
-    fn free_table(&mut self, pa: u64) {
-        FRAMES.lock().free(pa, 1);
-    }
-
-    fn table(&mut self, pa: u64) -> &mut [u64; 512] {
-        hal::phys_table(pa)
-    }
-}
 
 /// What a guest region is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +62,7 @@ pub struct Vm {
 impl Vm {
     pub fn new(vmid: u16, nr_vcpus: usize, now: u64) -> Result<Self, Error> {
         let vgic = VGic::new(nr_vcpus, layout::NR_SPIS).map_err(|_| Error::Invalid)?;
-        let stage2 = PageTable::new(&mut Stage2Tables).map_err(|_| Error::NoMemory)?;
+        let stage2 = PageTable::new(&mut UserTables).map_err(|_| Error::NoMemory)?;
         let mut vcpus = Vec::new();
         vcpus.try_reserve_exact(nr_vcpus).map_err(|_| Error::NoMemory)?;
         vcpus.resize(nr_vcpus, None);
@@ -168,7 +149,7 @@ impl Vm {
             user: true,
             global: true,
         };
-        match self.stage2.map(&mut Stage2Tables, page, pa, PAGE_SIZE, attrs, false) {
+        match self.stage2.map(&mut UserTables, page, pa, PAGE_SIZE, attrs, false) {
             Ok(()) => {
                 self.mapped_pages += 1;
                 Ok(())
@@ -194,7 +175,7 @@ impl Vm {
     /// and drops the PMO references).
     pub fn destroy(self) {
         hal::tlb_flush_vmid(self.vmid);
-        self.stage2.destroy(&mut Stage2Tables);
+        self.stage2.destroy(&mut UserTables);
     }
 }
 

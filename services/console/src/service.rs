@@ -16,9 +16,9 @@ use crate::state::{ConsoleState, ReadResult};
 use crate::uart_arg::UartConfig;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use keel_rt::abi::{perm, rights};
+use keel_rt::abi::perm;
 use keel_rt::ipc::{self, Client, Reply, Request};
-use keel_rt::proto::{self, console, namesrv, procmgr};
+use keel_rt::proto::{console, procmgr};
 use keel_rt::sync::{Mutex, MutexGuard};
 use keel_rt::{Error, Slot, println, sys, thread, vm};
 
@@ -30,9 +30,6 @@ const IRQ_BIT: u64 = 1;
 const ROOM_BIT: u64 = 2;
 /// Notification bit the receive thread sets for a waiting reader.
 const INPUT_BIT: u64 = 1;
-/// Attempts and pause when namesrv refuses the registration.
-const REGISTER_ATTEMPTS: u32 = 20;
-const REGISTER_PAUSE_NS: u64 = 50_000_000;
 
 /// What both threads share.
 struct Shared {
@@ -87,7 +84,7 @@ pub fn run(uart: UartConfig, caps: Caps) -> Result<core::convert::Infallible, Co
     // Printed before registering: nobody can reach the console (the shell prints no prompt)
     // until the registration is done, so this line comes first.
     println!("console: ready (uart {:#x} irq {})", uart.base, uart.intid);
-    register(caps.namesrv, conn)?;
+    ipc::register_service(caps.namesrv, "console", conn).map_err(ConsoleError::Register)?;
     ipc::serve(conn, |req| handle(&shared, req))
 }
 
@@ -99,22 +96,6 @@ fn map_uart(uart: &UartConfig, control: Slot) -> Result<Pl011Rx, ConsoleError> {
     // The mapping keeps the device object alive.
     let _ = sys::cap_delete(pmo);
     Ok(Pl011Rx::new(va + offset))
-}
-
-/// Registers `conn` as `console` (namesrv gets CALL | GRANT only, never SERVE).
-fn register(namesrv: Slot, conn: Slot) -> Result<(), ConsoleError> {
-    let public = sys::cap_copy(conn, None, rights::CALL | rights::GRANT, 0).map_err(|e| ConsoleError::Sys("cap_copy", e))?;
-    let name = proto::pack_name("console").map_err(|e| ConsoleError::Sys("pack_name", e))?;
-    let ns = Client::new(namesrv);
-    let mut last = Error::NotFound;
-    for _ in 0..REGISTER_ATTEMPTS {
-        match ns.call_with_caps(namesrv::REGISTER, name, &[public]).and_then(|r| ipc::status(&r).map(|_| ())) {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
-        }
-        sys::sleep_ns(REGISTER_PAUSE_NS);
-    }
-    Err(ConsoleError::Register(last))
 }
 
 /// The receive thread.

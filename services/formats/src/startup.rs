@@ -76,6 +76,14 @@ impl Startup {
     }
 }
 
+/// The `initrd=<offset>:<size>` startup argument (hex, `0x`-prefixed): where the archive sits
+/// inside the initrd memory object (init and the VM monitor are given it).
+pub fn parse_initrd_arg(value: &str) -> Option<(u64, u64)> {
+    let hex = |s: &str| u64::from_str_radix(s.strip_prefix("0x")?, 16).ok();
+    let (off, size) = value.split_once(':')?;
+    Some((hex(off)?, hex(size)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

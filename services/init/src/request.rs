@@ -3,15 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// `initrd=<offset>:<size>`: where the archive sits inside the initrd memory object.
-pub fn parse_initrd_arg(value: &str) -> Option<(u64, u64)> {
-    let (off, size) = value.split_once(':')?;
-    Some((parse_hex(off)?, parse_hex(size)?))
-}
-
-fn parse_hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
-}
+pub use keel_formats::startup::parse_initrd_arg;
 
 /// A spawn request's payload: the program path, then its arguments, NUL-separated.
 #[derive(Debug, PartialEq, Eq)]

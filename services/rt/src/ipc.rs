@@ -178,6 +178,25 @@ fn setup_bulk(conn: Slot, r: &Received) -> Reply {
     }
 }
 
+/// Publishes the server connection `conn` as `name` with the name service (which gets CALL |
+/// GRANT only, never SERVE), retrying for a second while namesrv is not serving yet.
+pub fn register_service(namesrv: Slot, name: &str, conn: Slot) -> Result<(), Error> {
+    const ATTEMPTS: u32 = 20;
+    const PAUSE_NS: u64 = 50_000_000;
+    let public = sys::cap_copy(conn, None, keel_abi::rights::CALL | keel_abi::rights::GRANT, 0)?;
+    let words = crate::proto::pack_name(name)?;
+    let ns = Client::new(namesrv);
+    let mut last = Error::NotFound;
+    for _ in 0..ATTEMPTS {
+        match ns.call_with_caps(crate::proto::namesrv::REGISTER, words, &[public]).and_then(|r| status(&r).map(|_| ())) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        sys::sleep_ns(PAUSE_NS);
+    }
+    Err(last)
+}
+
 /// A reply's status: Ok(message) if its label is 0, else the error it carries.
 pub fn status(r: &Received) -> Result<&Message, Error> {
     if r.msg.label == 0 { Ok(&r.msg) } else { Err(Error::from_code(r.msg.label as i64).unwrap_or(Error::Invalid)) }

@@ -12,10 +12,10 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use keel_formats::cpio::Archive;
 use keel_rt::abi::vm::{COUNTERS, Counter, ExitReason, MmioInfo, VCPU_POWER_ON, map};
-use keel_rt::abi::{Error, PmoKind, Slot, rights};
-use keel_rt::ipc::{self, Client, Reply, Request};
-use keel_rt::proto::{self, namesrv, vmm};
-use keel_rt::startup::Startup;
+use keel_rt::abi::{Error, PmoKind, Slot};
+use keel_rt::ipc::{self, Reply, Request};
+use keel_rt::proto::vmm;
+use keel_rt::startup::{Startup, parse_initrd_arg};
 use keel_rt::sync::Mutex;
 use keel_rt::{println, sys, thread};
 use keel_vmm::config::{RunCommand, RunMode, VmConfig};
@@ -92,7 +92,7 @@ pub fn main(startup: &Startup) -> i32 {
         println!("vmm: cannot create its connection");
         return 1;
     };
-    if let Err(e) = register(namesrv_slot, conn) {
+    if let Err(e) = ipc::register_service(namesrv_slot, "vmm", conn) {
         println!("vmm: cannot register with namesrv: {e}");
         return 1;
     }
@@ -100,27 +100,6 @@ pub fn main(startup: &Startup) -> i32 {
         let _ = thread::spawn_with(40, 0, move || ipc::serve(conn, |req| handle(monitor, req)));
     }
     ipc::serve(conn, |req| handle(monitor, req))
-}
-
-fn parse_initrd_arg(value: &str) -> Option<(u64, u64)> {
-    let (off, size) = value.split_once(':')?;
-    let hex = |s: &str| u64::from_str_radix(s.strip_prefix("0x")?, 16).ok();
-    Some((hex(off)?, hex(size)?))
-}
-
-fn register(namesrv_slot: Slot, conn: Slot) -> Result<(), Error> {
-    let public = sys::cap_copy(conn, None, rights::CALL | rights::GRANT, 0)?;
-    let name = proto::pack_name("vmm")?;
-    let ns = Client::new(namesrv_slot);
-    let mut last = Error::NotFound;
-    for _ in 0..20 {
-        match ns.call_with_caps(namesrv::REGISTER, name, &[public]).and_then(|r| ipc::status(&r).map(|_| ())) {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
-        }
-        sys::sleep_ns(50_000_000);
-    }
-    Err(last)
 }
 
 fn handle(m: &'static Monitor, req: &mut Request) -> Reply {
