@@ -25,7 +25,7 @@ IMAGE := target/keel.Image
 # User programs (EL0) and the initrd that carries them.
 USER_TARGET := aarch64-unknown-none
 USER_BIN_DIR := target/$(USER_TARGET)/user
-PROGRAMS := init namesrv console shell ktest vmm
+PROGRAMS := init namesrv console blk fs shell ktest vmm
 INITRD := target/initrd.cpio
 MANIFEST := services/init/manifest
 INITRD_EXTRA ?=
@@ -45,8 +45,14 @@ SMP ?= 4
 MEM ?= 2G
 APPEND ?=
 QEMU_EXTRA ?=
+# The disk `make run` attaches (virtio-blk; Keel mounts its ext2 on /disk). Made with mke2fs
+# when missing; DISK= (empty) boots without one.
+DISK ?= cache/disk.img
+DISK_SIZE ?= 64M
+DISK_ARGS = $(if $(DISK),-drive file=$(DISK),format=raw,if=none,id=disk0,cache=writeback \
+	-device virtio-blk-device,drive=disk0)
 QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SMP) -m $(MEM) \
-	-nographic -kernel $(IMAGE) -initrd $(INITRD) -append "$(APPEND)" $(QEMU_EXTRA)
+	-nographic -kernel $(IMAGE) -initrd $(INITRD) -append "$(APPEND)" $(DISK_ARGS) $(QEMU_EXTRA)
 
 DEPS_STAMP := target/.deps-ok
 
@@ -91,8 +97,15 @@ test-guest: $(DEPS_STAMP)
 
 FORCE:
 
-run: $(IMAGE) $(INITRD)
+run: $(IMAGE) $(INITRD) $(DISK)
 	$(QEMU) $(QEMU_ARGS)
+
+# A fresh ext2 disk image (only when the file does not exist: it keeps what Keel wrote).
+ifneq ($(DISK),)
+$(DISK): | $(DEPS_STAMP)
+	@mkdir -p $(dir $(DISK))
+	/usr/sbin/mke2fs -q -t ext2 -L keel $(DISK) $(DISK_SIZE)
+endif
 
 test: $(IMAGE) $(INITRD)
 	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test --workspace --no-fail-fast
@@ -116,7 +129,7 @@ bench-compare:
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make bench-compare A=<results.json> B=<results.json>"; exit 2; }
 	python3 scripts/bench.py compare $(A) $(B)
 
-gdb: $(IMAGE) $(INITRD)
+gdb: $(IMAGE) $(INITRD) $(DISK)
 	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::1234 & qemu_pid=$$!; \
 	gdb-multiarch -q $(KERNEL_ELF) -ex 'set architecture aarch64' -ex 'target remote :1234'; \
 	kill $$qemu_pid 2>/dev/null || true

@@ -105,6 +105,17 @@ impl Boot {
         self
     }
 
+    /// Attaches the disk image at `path` as a virtio-blk device on virtio-mmio (raw format,
+    /// writeback cache: data Keel flushed is in the file when QEMU exits).
+    pub fn drive(mut self, path: &str) -> Self {
+        let n = self.extra.iter().filter(|a| a.starts_with("virtio-blk-device")).count();
+        self.extra.push("-drive".into());
+        self.extra.push(format!("file={path},format=raw,if=none,id=disk{n},cache=writeback"));
+        self.extra.push("-device".into());
+        self.extra.push(format!("virtio-blk-device,drive=disk{n}"));
+        self
+    }
+
     /// Boots without the initrd (no user space).
     pub fn without_initrd(mut self) -> Self {
         self.initrd = false;

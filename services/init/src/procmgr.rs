@@ -17,6 +17,9 @@ use keel_rt::{println, sys, thread, vm};
 
 /// The exit-notification bit of programs started by SPAWN (services use bits 0..63 by index).
 const CHILD_EXITED: u64 = 1 << 63;
+/// QEMU virt's PL031 real-time clock (one page of registers).
+const PL031_BASE: u64 = 0x0901_0000;
+const PL031_SIZE: u64 = 0x1000;
 /// Services the manifest may list (one exit bit each, below CHILD_EXITED).
 const MAX_SERVICES: usize = 63;
 
@@ -56,6 +59,8 @@ struct Env {
     /// The initrd (read-only) and its `initrd=<offset>:<size>` argument, for the VM monitor.
     initrd: Slot,
     initrd_arg: String,
+    /// The real-time clock's registers (read-only), for the file service's timestamps.
+    rtc: Option<Slot>,
 }
 
 fn fail(msg: core::fmt::Arguments) -> i32 {
@@ -111,7 +116,10 @@ pub fn main(startup: &Startup) -> i32 {
         exits,
         initrd,
         initrd_arg: alloc::format!("initrd={offset:#x}:{size:#x}"),
+        rtc: sys::device_pmo(control, PL031_BASE, PL031_SIZE).ok(),
     });
+    // init's own file calls (the shutdown before power-off) find the file service through here.
+    keel_rt::fs::set_namesrv(Some(env.namesrv));
     let state = Arc::new(Mutex::new(State { procs: Vec::new(), services, next_badge: 1 }));
 
     {
@@ -136,6 +144,14 @@ pub fn main(startup: &Startup) -> i32 {
     }
 }
 
+/// Powers off (or resets) after the file service has written back and unmounted its disks.
+fn power_off(env: &Env, reset: bool) -> Result<(), Error> {
+    if let Err(e) = keel_rt::fs::shutdown() {
+        println!("init: the file service did not shut down cleanly: {e}");
+    }
+    sys::power_off(env.control, reset)
+}
+
 /// Runs `/bin/ktest <scenario>`, reports its exit and powers off.
 fn run_scenario(env: &Env, state: &Mutex<State>, name: &str) -> ! {
     let args = [String::from(name)];
@@ -147,7 +163,7 @@ fn run_scenario(env: &Env, state: &Mutex<State>, name: &str) -> ! {
         }
     };
     println!("init: scenario {name} finished with code {code}");
-    let _ = sys::power_off(env.control, false);
+    let _ = power_off(env, false);
     sys::process_exit(code)
 }
 
@@ -194,6 +210,16 @@ fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: 
             argv.push(env.uart_arg.as_str());
         }
         "ktest" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
+        // The block driver maps its device's registers, claims its interrupt and does DMA.
+        "blk" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
+        // The file service copies the initrd's files into its root tmpfs and reads the clock.
+        "fs" => {
+            grants.push(Grant { slot: env.initrd, rights: rights::READ | rights::MAP, badge: 0, name: "initrd" });
+            if let Some(rtc) = env.rtc {
+                grants.push(Grant { slot: rtc, rights: rights::READ | rights::MAP, badge: 0, name: "rtc" });
+            }
+            argv.push(env.initrd_arg.as_str());
+        }
         // The monitor creates VMs (control) and reads guest images from the initrd.
         "vmm" => {
             grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" });
@@ -304,7 +330,7 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             let n = req.reply_payload(out.as_bytes());
             Reply::ok([0, 0, 0, n])
         }
-        procmgr::POWER_OFF => match sys::power_off(env.control, req.msg.data[0] == 1) {
+        procmgr::POWER_OFF => match power_off(env, req.msg.data[0] == 1) {
             Ok(()) => Reply::ok([0; 4]),
             Err(e) => Reply::err(e),
         },

@@ -197,6 +197,26 @@ pub fn register_service(namesrv: Slot, name: &str, conn: Slot) -> Result<(), Err
     Err(last)
 }
 
+/// Looks `name` up with namesrv; while nobody registered it yet, retries up to `attempts` times
+/// with `pause_ns` between (services register shortly after they start). The connection
+/// capability (CALL | GRANT, with a badge of its own).
+pub fn lookup(namesrv: Slot, name: &str, attempts: u32, pause_ns: u64) -> Result<Slot, Error> {
+    let words = crate::proto::pack_name(name)?;
+    let ns = Client::new(namesrv);
+    let mut tries = 0;
+    loop {
+        let r = ns.call(crate::proto::namesrv::LOOKUP, words)?;
+        match status(&r) {
+            Ok(_) => return r.caps.slots().next().ok_or(Error::Invalid),
+            Err(Error::NotFound) if tries + 1 < attempts => {
+                tries += 1;
+                sys::sleep_ns(pause_ns);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A reply's status: Ok(message) if its label is 0, else the error it carries.
 pub fn status(r: &Received) -> Result<&Message, Error> {
     if r.msg.label == 0 { Ok(&r.msg) } else { Err(Error::from_code(r.msg.label as i64).unwrap_or(Error::Invalid)) }

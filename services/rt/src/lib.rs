@@ -4,6 +4,7 @@
 //! - the program entry (`entry!`), the heap, `print!`/`println!`, and the panic handler;
 //! - `startup`: the arguments and named capabilities the creator passed;
 //! - `ipc`: typed client/server helpers with a per-connection shared buffer for bulk data;
+//! - `fs`: files through the file service, libc-style (open/read/write/stat/readdir ...);
 //! - `process`: loading a program from an ELF image into a new process (spawn) and waiting.
 //!
 //! On the host the system calls return `Error::NoSys`, so logic built on this crate is unit-tested
@@ -15,7 +16,9 @@
 extern crate alloc;
 
 pub mod io;
+pub mod errno;
 pub mod fault;
+pub mod fs;
 pub mod ipc;
 pub mod mmio;
 pub mod process;

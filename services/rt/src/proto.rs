@@ -47,6 +47,229 @@ pub mod vmm {
     pub const COMMAND: u64 = 1;
 }
 
+/// Block devices (the virtio-blk driver). Registered as `blk0`, `blk1`, ... one name per disk.
+/// Sectors are 512 bytes. A failed request's reply label is a negative *errno*
+/// ([`crate::errno::Errno`], see [`errno_status`]): EINVAL for a range past the end, a count of 0
+/// or more than [`blk::MAX_SECTORS`], or a payload that is not whole sectors; EIO when the
+/// device reports a failure; EROFS for a write to a read-only disk.
+pub mod blk {
+    /// Reply: data[0] = capacity in sectors, data[1] = [`READ_ONLY`] flag, data[2] = most
+    /// sectors per request.
+    pub const INFO: u64 = 1;
+    /// data[0] = first sector, data[1] = sectors. Reply payload: the data.
+    pub const READ: u64 = 2;
+    /// data[0] = first sector; bulk payload: the data (a whole number of sectors).
+    pub const WRITE: u64 = 3;
+    /// Replies when every write completed before it is durable.
+    pub const FLUSH: u64 = 4;
+    /// INFO flag: the device refuses writes.
+    pub const READ_ONLY: u64 = 1;
+    /// Most sectors in one READ or WRITE (what fits the bulk buffer).
+    pub const MAX_SECTORS: u64 = crate::ipc::BULK_SIZE / 512;
+}
+
+/// The file service. Registered as `fs`. Each client process is one session (namesrv gives
+/// every lookup its own badge): its own descriptor table and credentials (root at first).
+/// Paths travel in the bulk payload and must be absolute; two paths are NUL-separated. A failed
+/// call's reply label is a negative errno ([`errno_status`]).
+pub mod fs {
+    /// Payload: path. data[0] = flags (Linux `O_*` values), data[1] = mode. Reply data[0] = fd.
+    pub const OPEN: u64 = 1;
+    /// data[0] = fd.
+    pub const CLOSE: u64 = 2;
+    /// data[0] = fd, data[1] = most bytes. Reply payload: the bytes (empty at the end).
+    pub const READ: u64 = 3;
+    /// data[0] = fd; payload: the bytes. Reply data[0] = bytes written.
+    pub const WRITE: u64 = 4;
+    /// data[0] = fd, data[1] = offset (i64), data[2] = whence (0 set, 1 cur, 2 end). Reply
+    /// data[0] = the new offset.
+    pub const LSEEK: u64 = 5;
+    /// Payload: path; data[0] = 1 to follow a final symlink (stat) or 0 (lstat). Reply payload:
+    /// a [`Stat`] record.
+    pub const STAT: u64 = 6;
+    /// data[0] = fd. Reply payload: a [`Stat`] record.
+    pub const FSTAT: u64 = 7;
+    /// Payload: path; data[0] = mode.
+    pub const MKDIR: u64 = 8;
+    /// Payload: path.
+    pub const RMDIR: u64 = 9;
+    /// Payload: path.
+    pub const UNLINK: u64 = 10;
+    /// Payload: `old\0new`.
+    pub const RENAME: u64 = 11;
+    /// Payload: `target\0path`.
+    pub const SYMLINK: u64 = 12;
+    /// Payload: path. Reply payload: the link's target.
+    pub const READLINK: u64 = 13;
+    /// Payload: `old\0new` (a hard link).
+    pub const LINK: u64 = 14;
+    /// data[0] = fd of a directory. Reply payload: entries, each inode (u64 LE), kind (u8: 0
+    /// file, 1 dir, 2 symlink, 3 other), name length (u8), name; empty at the end.
+    pub const READDIR: u64 = 15;
+    /// Payload: path; data[0] = size.
+    pub const TRUNCATE: u64 = 16;
+    /// data[0] = fd, data[1] = size.
+    pub const FTRUNCATE: u64 = 17;
+    /// data[0] = fd.
+    pub const FSYNC: u64 = 18;
+    /// Writes back every file system.
+    pub const SYNC: u64 = 19;
+    /// Payload: path. Reply payload: a [`StatFs`] record.
+    pub const STATFS: u64 = 20;
+    /// Reply payload: the mount table, one line each: `source point type rw|ro`.
+    pub const MOUNTS: u64 = 21;
+    /// Payload: path; data[0] = mode.
+    pub const CHMOD: u64 = 22;
+    /// Payload: path; data[0] = uid, data[1] = gid.
+    pub const CHOWN: u64 = 23;
+    /// Payload: path. Ok if it is a directory the session may enter (for `chdir`).
+    pub const CHDIR: u64 = 24;
+    /// data[0] = uid, data[1] = gid: the session's new identity (root only; no way back).
+    pub const SETUID: u64 = 25;
+    /// data[0] = fd, data[1] = most bytes, data[2] = offset. Like READ, without moving the offset.
+    pub const PREAD: u64 = 26;
+    /// data[0] = fd, data[2] = offset; payload: the bytes. Like WRITE, without moving the offset.
+    pub const PWRITE: u64 = 27;
+    /// Payload: `device\0path` (`blk0\0/mnt`); data[0] = 1 for read-only. Mounts the ext2 on
+    /// that block device. Root only.
+    pub const MOUNT: u64 = 28;
+    /// Payload: path of a mount point. Root only.
+    pub const UNMOUNT: u64 = 29;
+    /// Writes back and unmounts every disk (marking it clean): init sends this before power-off.
+    pub const SHUTDOWN: u64 = 30;
+    /// Ends the session: its descriptors are closed (the runtime sends it at exit).
+    pub const END_SESSION: u64 = 31;
+
+    /// `stat` as it travels: 12 little-endian u64.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Stat {
+        pub dev: u64,
+        pub ino: u64,
+        /// 0 file, 1 directory, 2 symlink, 3 other.
+        pub kind: u8,
+        pub perm: u16,
+        pub nlink: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub size: u64,
+        /// 512-byte units allocated.
+        pub blocks: u64,
+        pub atime: u64,
+        pub mtime: u64,
+        pub ctime: u64,
+    }
+
+    pub const KIND_FILE: u8 = 0;
+    pub const KIND_DIR: u8 = 1;
+    pub const KIND_SYMLINK: u8 = 2;
+    pub const KIND_OTHER: u8 = 3;
+
+    /// Bytes of an encoded [`Stat`].
+    pub const STAT_BYTES: usize = 12 * 8;
+
+    impl Stat {
+        pub fn encode(&self) -> [u8; STAT_BYTES] {
+            let words = [
+                self.dev,
+                self.ino,
+                self.kind as u64,
+                self.perm as u64,
+                self.nlink as u64,
+                self.uid as u64,
+                self.gid as u64,
+                self.size,
+                self.blocks,
+                self.atime,
+                self.mtime,
+                self.ctime,
+            ];
+            let mut out = [0u8; STAT_BYTES];
+            for (i, w) in words.iter().enumerate() {
+                out[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+            }
+            out
+        }
+
+        /// None for a record of the wrong length or with out-of-range fields.
+        pub fn decode(b: &[u8]) -> Option<Stat> {
+            if b.len() != STAT_BYTES {
+                return None;
+            }
+            let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            Some(Stat {
+                dev: w(0),
+                ino: w(1),
+                kind: u8::try_from(w(2)).ok().filter(|&k| k <= KIND_OTHER)?,
+                perm: u16::try_from(w(3)).ok().filter(|&p| p <= 0o7777)?,
+                nlink: u32::try_from(w(4)).ok()?,
+                uid: u32::try_from(w(5)).ok()?,
+                gid: u32::try_from(w(6)).ok()?,
+                size: w(7),
+                blocks: w(8),
+                atime: w(9),
+                mtime: w(10),
+                ctime: w(11),
+            })
+        }
+
+        pub fn is_dir(&self) -> bool {
+            self.kind == KIND_DIR
+        }
+    }
+
+    /// `statfs` as it travels: 6 little-endian u64 in this order.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct StatFs {
+        pub block_size: u64,
+        pub blocks: u64,
+        pub free_blocks: u64,
+        pub files: u64,
+        pub free_files: u64,
+        pub name_max: u64,
+    }
+
+    impl StatFs {
+        pub fn encode(&self) -> [u8; 48] {
+            let words = [self.block_size, self.blocks, self.free_blocks, self.files, self.free_files, self.name_max];
+            let mut out = [0u8; 48];
+            for (i, w) in words.iter().enumerate() {
+                out[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+            }
+            out
+        }
+
+        pub fn decode(b: &[u8]) -> Option<StatFs> {
+            if b.len() != 48 {
+                return None;
+            }
+            let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            Some(StatFs { block_size: w(0), blocks: w(1), free_blocks: w(2), files: w(3), free_files: w(4), name_max: w(5) })
+        }
+    }
+
+    /// Splits a two-path payload (`a\0b`); None unless there are exactly two non-empty UTF-8 parts.
+    pub fn split_pair(payload: &[u8]) -> Option<(&str, &str)> {
+        let s = core::str::from_utf8(payload).ok()?;
+        let (a, b) = s.split_once('\0')?;
+        (!a.is_empty() && !b.is_empty() && !b.contains('\0')).then_some((a, b))
+    }
+}
+
+/// The status of a reply from a service whose errors are errno codes (`blk`, `fs`): Ok for label
+/// 0, else the errno. `EIO` for a label that is no errno.
+pub fn errno_status(r: &crate::sys::Received) -> Result<keel_abi::ipc::Message, crate::errno::Errno> {
+    match r.msg.label as i64 {
+        0 => Ok(r.msg),
+        l if l < 0 && l > -4096 => Err(crate::errno::Errno::from_code(-l as i32)),
+        _ => Err(crate::errno::Errno::Io),
+    }
+}
+
+/// A reply label carrying an errno.
+pub fn errno_label(e: crate::errno::Errno) -> u64 {
+    (-(e.code() as i64)) as u64
+}
+
 /// Packs a name of at most 32 bytes into four words (NUL-padded).
 pub fn pack_name(name: &str) -> Result<[u64; 4], Error> {
     let b = name.as_bytes();
@@ -84,6 +307,22 @@ mod tests {
         for n in ["a", "console", "exactly-thirty-two-bytes-long-xx"] {
             assert_eq!(unpack_name(&pack_name(n).unwrap()).unwrap(), n);
         }
+    }
+
+    #[test]
+    fn fs_records_round_trip_and_bad_ones_are_refused() {
+        let st = fs::Stat { dev: 1, ino: 2, kind: fs::KIND_DIR, perm: 0o1777, nlink: 3, uid: 4, gid: 5, size: 6, blocks: 7, atime: 8, mtime: 9, ctime: 10 };
+        assert_eq!(fs::Stat::decode(&st.encode()), Some(st));
+        assert_eq!(fs::Stat::decode(&st.encode()[..95]), None);
+        let mut bad = st.encode();
+        bad[16] = 9; // kind 9
+        assert_eq!(fs::Stat::decode(&bad), None);
+        let sf = fs::StatFs { block_size: 4096, blocks: 2, free_blocks: 1, files: 9, free_files: 8, name_max: 255 };
+        assert_eq!(fs::StatFs::decode(&sf.encode()), Some(sf));
+        assert_eq!(fs::split_pair(b"/a\0/b"), Some(("/a", "/b")));
+        assert_eq!(fs::split_pair(b"/a"), None);
+        assert_eq!(fs::split_pair(b"/a\0"), None);
+        assert_eq!(fs::split_pair(b"/a\0/b\0/c"), None);
     }
 
     #[test]

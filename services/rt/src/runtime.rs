@@ -37,8 +37,10 @@ extern "C" fn rust_start(startup_va: u64) -> ! {
     let page = unsafe { core::slice::from_raw_parts(startup_va as *const u8, keel_abi::PAGE_SIZE as usize) };
     let bytes = &page[..page.iter().position(|&b| b == 0).unwrap_or(page.len())];
     let startup = core::str::from_utf8(bytes).ok().and_then(|t| Startup::parse(t).ok()).unwrap_or_default();
+    crate::fs::set_namesrv(startup.cap("namesrv"));
     // SAFETY: every program defines `keel_main` through `keel_rt::entry!`.
     let code = unsafe { keel_main(&startup) };
+    crate::fs::end_session();
     crate::sys::process_exit(code as i64)
 }
 

@@ -24,6 +24,10 @@ pub enum Command {
     PowerOff,
     /// `vm <subcommand> [args...]`: handed to the VM monitor, which parses it.
     Vm(Vec<String>),
+    /// A file command (`ls`, `cat`, `cp` ... see `files`), which parses its own arguments.
+    File { name: String, args: Vec<String> },
+    /// `<command> > path` or `>> path` (append): the command's output goes to the file.
+    Redirect { cmd: alloc::boxed::Box<Command>, path: String, append: bool },
 }
 
 /// The commands, with their usage and what they do (`help` prints these).
@@ -115,6 +119,18 @@ fn program_path(program: &str) -> String {
 /// Decodes one command line.
 pub fn parse(line: &str) -> Result<Command, ParseError> {
     let words = split_words(line)?;
+    match words.iter().position(|w| w == ">" || w == ">>") {
+        Some(at) if at > 0 && at + 2 == words.len() => Ok(Command::Redirect {
+            cmd: alloc::boxed::Box::new(parse_words(&words[..at])?),
+            path: words[at + 1].clone(),
+            append: words[at] == ">>",
+        }),
+        Some(_) => Err(ParseError::Usage("redirect", "<command> > file | >> file")),
+        None => parse_words(&words),
+    }
+}
+
+fn parse_words(words: &[String]) -> Result<Command, ParseError> {
     let Some((name, args)) = words.split_first() else { return Ok(Command::Empty) };
     let no_args = |cmd: Command, usage: &'static str| if args.is_empty() { Ok(cmd) } else { Err(ParseError::Usage(usage, usage)) };
     match name.as_str() {
@@ -136,6 +152,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         "poweroff" => no_args(Command::PowerOff, "poweroff"),
         "vm" if !args.is_empty() => Ok(Command::Vm(args.to_vec())),
         "vm" => Err(ParseError::Usage("vm", "vm run|list|stat|console|stop ...")),
+        name if crate::files::is_file_command(name) => Ok(Command::File { name: name.to_string(), args: args.to_vec() }),
         other => Err(ParseError::Unknown(other.to_string())),
     }
 }
@@ -206,6 +223,19 @@ mod tests {
         assert_eq!(parse("run /sbin/x"), Ok(Command::Run { program: "/sbin/x".into(), path: "/sbin/x".into(), args: Vec::new() }));
         assert_eq!(parse("run").unwrap_err().to_string(), "run: usage: run <program> [args...]");
         assert_eq!(parse("run ''").unwrap_err().to_string(), "run: usage: run <program> [args...]");
+    }
+
+    #[test]
+    fn output_goes_to_a_file_with_one_redirection_at_the_end() {
+        assert_eq!(
+            parse("echo a b >> /f"),
+            Ok(Command::Redirect { cmd: alloc::boxed::Box::new(Command::Echo(words(&["a", "b"]))), path: "/f".into(), append: true })
+        );
+        assert_eq!(parse("ls -l > out").map(|c| matches!(c, Command::Redirect { append: false, .. })), Ok(true));
+        assert_eq!(parse("echo > ").unwrap_err().to_string(), "redirect: usage: <command> > file | >> file");
+        assert_eq!(parse("> f").unwrap_err().to_string(), "redirect: usage: <command> > file | >> file");
+        assert_eq!(parse("echo a > f b").unwrap_err().to_string(), "redirect: usage: <command> > file | >> file");
+        assert_eq!(parse("cat /x"), Ok(Command::File { name: "cat".into(), args: words(&["/x"]) }));
     }
 
     #[test]

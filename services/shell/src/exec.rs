@@ -35,6 +35,8 @@ pub trait System {
     fn power_off(&mut self) -> Result<(), Error>;
     /// Runs a `vm` command in the VM monitor; the text it prints.
     fn vm(&mut self, args: &[String]) -> Result<String, Error>;
+    /// The file service.
+    fn files(&mut self) -> &mut dyn crate::files::Files;
 }
 
 /// How a program ended, as the shell reports it (None: exit code 0, nothing to say).
@@ -58,8 +60,8 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
     match cmd {
         Command::Empty => {}
         Command::Help => {
-            for (usage, what) in COMMANDS {
-                let _ = writeln!(out, "{usage:<24} {what}");
+            for (usage, what) in COMMANDS.iter().chain(crate::files::COMMANDS) {
+                let _ = writeln!(out, "{usage:<28} {what}");
             }
         }
         Command::Echo(words) => {
@@ -110,6 +112,14 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
         Command::PowerOff => {
             let e = sys.power_off().err().unwrap_or(Error::BadState);
             let _ = writeln!(out, "poweroff: {e}");
+        }
+        Command::File { name, args } => crate::files::run(sys.files(), name, args, out),
+        Command::Redirect { cmd, path, append } => {
+            let mut text = String::new();
+            execute(sys, cmd, &mut text);
+            if let Err(e) = crate::files::write_output(sys.files(), path, &text, *append) {
+                let _ = writeln!(out, "shell: {path}: {}", e.message());
+            }
         }
         Command::Vm(args) => match sys.vm(args) {
             Ok(text) => out.push_str(&text),
@@ -168,6 +178,7 @@ mod tests {
         released: Vec<u64>,
         mem: (u64, u64),
         clock: (u64, u64),
+        files: crate::files::testfs::VfsFiles,
     }
 
     impl System for FakeSystem {
@@ -204,6 +215,10 @@ mod tests {
             Ok(alloc::format!("vmm got {}\n", args.join(",")))
         }
 
+        fn files(&mut self) -> &mut dyn crate::files::Files {
+            &mut self.files
+        }
+
         fn power_off(&mut self) -> Result<(), Error> {
             Err(Error::NoRights)
         }
@@ -224,7 +239,7 @@ mod tests {
     #[test]
     fn help_prints_one_line_per_command() {
         let out = run_line(&mut FakeSystem::default(), "help");
-        assert_eq!(out.lines().count(), COMMANDS.len());
+        assert_eq!(out.lines().count(), COMMANDS.len() + crate::files::COMMANDS.len());
         assert!(out.lines().any(|l| l.starts_with("kill <pid>") && l.ends_with("kill a process")));
     }
 
@@ -293,5 +308,22 @@ mod tests {
     #[test]
     fn a_refused_poweroff_says_why() {
         assert_eq!(run_line(&mut FakeSystem::default(), "poweroff"), "poweroff: missing rights\n");
+    }
+
+    #[test]
+    fn any_output_can_be_redirected_to_a_file() {
+        let mut sys = FakeSystem::default();
+        let mut out = String::new();
+        execute(&mut sys, &parse("echo one > /f").unwrap(), &mut out);
+        execute(&mut sys, &parse("echo two >> /f").unwrap(), &mut out);
+        execute(&mut sys, &parse("ls / > /listing").unwrap(), &mut out);
+        assert_eq!(out, "");
+        execute(&mut sys, &parse("cat /f").unwrap(), &mut out);
+        execute(&mut sys, &parse("cat /listing").unwrap(), &mut out);
+        // The output is made before the file is opened: the listing does not list itself.
+        assert_eq!(out, "one\ntwo\nf\n");
+        out.clear();
+        execute(&mut sys, &parse("echo x > /no/such/dir/f").unwrap(), &mut out);
+        assert_eq!(out, "shell: /no/such/dir/f: no such file or directory\n");
     }
 }

@@ -1,6 +1,7 @@
 //! shell: the interactive command line. It reads lines from the console service (found through
 //! namesrv), decodes them ([`command`]) and runs them ([`exec`]) against the process manager and
-//! the kernel ([`live`]). Startup caps: `procmgr`, `namesrv`.
+//! the kernel ([`live`]); file commands ([`files`]) go to the file service. Startup caps:
+//! `procmgr`, `namesrv`.
 //!
 //! The shell never reads the UART itself and never kills anything on its own: Ctrl-C is the
 //! console's business (it kills the foreground program the shell names, and ends a pending
@@ -13,6 +14,7 @@ extern crate alloc;
 
 pub mod command;
 pub mod exec;
+pub mod files;
 pub mod live;
 pub mod ps;
 
@@ -156,6 +158,9 @@ mod tests {
         fn vm(&mut self, _: &[String]) -> Result<String, Error> {
             unreachable!()
         }
+        fn files(&mut self) -> &mut dyn files::Files {
+            unreachable!()
+        }
     }
 
     #[test]
@@ -166,7 +171,7 @@ mod tests {
 
     #[test]
     fn unknown_commands_and_usage_errors_print_one_line_and_touch_nothing() {
-        assert_eq!(handle_line(&mut Untouched, "ls /"), "ls: unknown command (try help)\n");
+        assert_eq!(handle_line(&mut Untouched, "frob /"), "frob: unknown command (try help)\n");
         assert_eq!(handle_line(&mut Untouched, "kill abc"), "kill: abc is not a pid\n");
         assert_eq!(handle_line(&mut Untouched, "vm"), "vm: usage: vm run|list|stat|console|stop ...\n");
     }

@@ -5,7 +5,9 @@ use crate::exec::System;
 use alloc::string::String;
 use alloc::vec::Vec;
 use keel_rt::ipc::{self, Client};
-use keel_rt::proto::{self, console, namesrv, procmgr};
+use keel_rt::errno::Errno;
+use keel_rt::fs;
+use keel_rt::proto::{console, procmgr};
 use keel_rt::{Error, Slot, sys};
 
 /// Lookups of `console` before giving up (it may start after the shell), and the pause between.
@@ -32,6 +34,79 @@ pub struct LiveSystem {
     vmm: Option<Client>,
     /// The VM whose console the last `vm` command attached to.
     pub attached: Option<u64>,
+    files: LiveFiles,
+}
+
+/// The file service, through `keel_rt::fs`.
+pub struct LiveFiles;
+
+impl crate::files::Files for LiveFiles {
+    fn open(&mut self, path: &str, flags: u32, mode: u16) -> Result<fs::Fd, Errno> {
+        fs::open(path, flags, mode)
+    }
+    fn close(&mut self, fd: fs::Fd) -> Result<(), Errno> {
+        fs::close(fd)
+    }
+    fn read(&mut self, fd: fs::Fd, buf: &mut [u8]) -> Result<usize, Errno> {
+        fs::read(fd, buf)
+    }
+    fn write(&mut self, fd: fs::Fd, data: &[u8]) -> Result<usize, Errno> {
+        fs::write(fd, data)
+    }
+    fn stat(&mut self, path: &str) -> Result<fs::Stat, Errno> {
+        fs::stat(path)
+    }
+    fn lstat(&mut self, path: &str) -> Result<fs::Stat, Errno> {
+        fs::lstat(path)
+    }
+    fn read_dir(&mut self, path: &str) -> Result<Vec<fs::DirEntry>, Errno> {
+        fs::read_dir(path)
+    }
+    fn mkdir(&mut self, path: &str, mode: u16) -> Result<(), Errno> {
+        fs::mkdir(path, mode)
+    }
+    fn rmdir(&mut self, path: &str) -> Result<(), Errno> {
+        fs::rmdir(path)
+    }
+    fn unlink(&mut self, path: &str) -> Result<(), Errno> {
+        fs::unlink(path)
+    }
+    fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno> {
+        fs::rename(old, new)
+    }
+    fn symlink(&mut self, target: &str, path: &str) -> Result<(), Errno> {
+        fs::symlink(target, path)
+    }
+    fn link(&mut self, old: &str, new: &str) -> Result<(), Errno> {
+        fs::link(old, new)
+    }
+    fn readlink(&mut self, path: &str) -> Result<String, Errno> {
+        fs::readlink(path)
+    }
+    fn statfs(&mut self, path: &str) -> Result<fs::StatFs, Errno> {
+        fs::statfs(path)
+    }
+    fn mounts(&mut self) -> Result<String, Errno> {
+        fs::mounts()
+    }
+    fn mount(&mut self, device: &str, path: &str, read_only: bool) -> Result<(), Errno> {
+        fs::mount(device, path, read_only)
+    }
+    fn unmount(&mut self, path: &str) -> Result<(), Errno> {
+        fs::unmount(path)
+    }
+    fn sync(&mut self) -> Result<(), Errno> {
+        fs::sync()
+    }
+    fn chdir(&mut self, path: &str) -> Result<(), Errno> {
+        fs::chdir(path)
+    }
+    fn getcwd(&mut self) -> String {
+        fs::getcwd()
+    }
+    fn absolute(&mut self, path: &str) -> String {
+        fs::absolute(path)
+    }
 }
 
 /// The status of a reply, as a plain result.
@@ -41,19 +116,7 @@ fn status(r: &ipc::Received) -> Result<(), Error> {
 
 /// Looks `name` up with namesrv, retrying while it is not registered yet.
 fn lookup(namesrv: &Client, name: &str) -> Result<Slot, Error> {
-    let words = proto::pack_name(name)?;
-    let mut attempts = 0;
-    loop {
-        let r = namesrv.call(namesrv::LOOKUP, words)?;
-        match status(&r) {
-            Ok(()) => return r.caps.slots().next().ok_or(Error::Invalid),
-            Err(Error::NotFound) if attempts + 1 < LOOKUP_ATTEMPTS => {
-                attempts += 1;
-                sys::sleep_ns(LOOKUP_PAUSE_NS);
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    keel_rt::ipc::lookup(namesrv.slot(), name, LOOKUP_ATTEMPTS, LOOKUP_PAUSE_NS)
 }
 
 impl LiveSystem {
@@ -61,7 +124,7 @@ impl LiveSystem {
     pub fn connect(procmgr: Slot, namesrv: Slot) -> Result<Self, Error> {
         let namesrv = Client::new(namesrv);
         let console = Client::new(lookup(&namesrv, "console")?);
-        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm: None, attached: None })
+        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm: None, attached: None, files: LiveFiles })
     }
 
     /// Finds the console again (after it restarted): Ok once the connection namesrv gives
@@ -145,6 +208,10 @@ impl System for LiveSystem {
 
     fn power_off(&mut self) -> Result<(), Error> {
         status(&self.procmgr.call(procmgr::POWER_OFF, [0; 4])?)
+    }
+
+    fn files(&mut self) -> &mut dyn crate::files::Files {
+        &mut self.files
     }
 
     fn vm(&mut self, args: &[String]) -> Result<String, Error> {

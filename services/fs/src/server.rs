@@ -1,0 +1,242 @@
+//! The file service's protocol (`keel_rt::proto::fs`): decode a request, run it on the VFS,
+//! encode the reply.
+//!
+//! Every request is decoded here, once: a path that is not UTF-8, a missing second path, a
+//! descriptor that does not fit an `i32`, flags or modes out of range all become `EINVAL`
+//! before the VFS is touched. Each client badge is a session, made (as root) at its first
+//! request. Disks come from a [`Disks`] source: the virtio-blk service under Keel, memory
+//! disks in the tests.
+
+use crate::node::{FileSystem, Kind};
+use crate::vfs::{Cred, Fd, Stat as VStat, Vfs, entry_size};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use keel_rt::abi::ipc::Message;
+use keel_rt::errno::Errno;
+use keel_rt::ipc::BULK_SIZE;
+use keel_rt::proto::{self, fs as p};
+
+/// Where the file systems on disks come from.
+pub trait Disks {
+    /// The file system on block device `device` (`blk0`), ready to mount.
+    fn attach(&mut self, device: &str, read_only: bool) -> Result<Box<dyn FileSystem>, Errno>;
+}
+
+/// The service state: the tree and where disks come from.
+pub struct Server<D: Disks> {
+    pub vfs: Vfs,
+    pub disks: D,
+}
+
+fn stat_record(s: &VStat) -> p::Stat {
+    let a = &s.attr;
+    p::Stat {
+        dev: s.dev,
+        ino: a.ino,
+        kind: match a.kind {
+            Kind::File => p::KIND_FILE,
+            Kind::Dir => p::KIND_DIR,
+            Kind::Symlink => p::KIND_SYMLINK,
+            Kind::Other => p::KIND_OTHER,
+        },
+        perm: a.perm & 0o7777,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+    }
+}
+
+fn path(payload: &[u8]) -> Result<&str, Errno> {
+    let s = core::str::from_utf8(payload).map_err(|_| Errno::Inval)?;
+    if s.is_empty() || s.contains('\0') {
+        return Err(Errno::Inval);
+    }
+    Ok(s)
+}
+
+fn pair(payload: &[u8]) -> Result<(&str, &str), Errno> {
+    p::split_pair(payload).ok_or(Errno::Inval)
+}
+
+fn fd(word: u64) -> Result<Fd, Errno> {
+    i32::try_from(word).map_err(|_| Errno::BadF)
+}
+
+fn mode(word: u64) -> Result<u16, Errno> {
+    u16::try_from(word).ok().filter(|&m| m <= 0o7777).ok_or(Errno::Inval)
+}
+
+fn id(word: u64) -> Result<u32, Errno> {
+    u32::try_from(word).map_err(|_| Errno::Inval)
+}
+
+fn len(word: u64) -> usize {
+    word.min(BULK_SIZE) as usize
+}
+
+impl<D: Disks> Server<D> {
+    pub fn new(vfs: Vfs, disks: D) -> Self {
+        Server { vfs, disks }
+    }
+
+    /// Handles one request from session `sid`; the reply message (label 0 or `-errno`) with its
+    /// payload in `out`.
+    pub fn handle(&mut self, sid: u64, msg: &Message, payload: &[u8], out: &mut Vec<u8>) -> Message {
+        out.clear();
+        if msg.label == p::END_SESSION {
+            self.vfs.close_session(sid);
+            return Message::new(0, [0; 4]);
+        }
+        if !self.vfs.has_session(sid) {
+            if let Err(e) = self.vfs.open_session(sid, Cred::ROOT) {
+                return Message::new(proto::errno_label(e), [0; 4]);
+            }
+        }
+        match self.dispatch(sid, msg, payload, out) {
+            Ok(data) => Message::new(0, data),
+            Err(e) => {
+                out.clear();
+                Message::new(proto::errno_label(e), [0; 4])
+            }
+        }
+    }
+
+    fn dispatch(&mut self, sid: u64, msg: &Message, payload: &[u8], out: &mut Vec<u8>) -> Result<[u64; 4], Errno> {
+        let d = msg.data;
+        let v = &mut self.vfs;
+        const OK: [u64; 4] = [0; 4];
+        match msg.label {
+            p::OPEN => {
+                let flags = u32::try_from(d[0]).map_err(|_| Errno::Inval)?;
+                v.open(sid, path(payload)?, flags, mode(d[1])?).map(|fd| [fd as u64, 0, 0, 0])
+            }
+            p::CLOSE => v.close(sid, fd(d[0])?).map(|_| OK),
+            p::READ | p::PREAD => {
+                let fd = fd(d[0])?;
+                out.resize(len(d[1]), 0);
+                let n = if msg.label == p::READ { v.read(sid, fd, out)? } else { v.pread(sid, fd, d[2], out)? };
+                out.truncate(n);
+                Ok([0, 0, 0, n as u64])
+            }
+            p::WRITE => v.write(sid, fd(d[0])?, payload).map(|n| [n as u64, 0, 0, 0]),
+            p::PWRITE => v.pwrite(sid, fd(d[0])?, d[2], payload).map(|n| [n as u64, 0, 0, 0]),
+            p::LSEEK => {
+                let whence = u32::try_from(d[2]).map_err(|_| Errno::Inval)?;
+                v.lseek(sid, fd(d[0])?, d[1] as i64, whence).map(|o| [o, 0, 0, 0])
+            }
+            p::STAT => self.reply_stat(|v| v.stat(sid, path(payload)?, d[0] == 1), out),
+            p::FSTAT => self.reply_stat(|v| v.fstat(sid, fd(d[0])?), out),
+            p::MKDIR => v.mkdir(sid, path(payload)?, mode(d[0])?).map(|_| OK),
+            p::RMDIR => v.rmdir(sid, path(payload)?).map(|_| OK),
+            p::UNLINK => v.unlink(sid, path(payload)?).map(|_| OK),
+            p::RENAME => pair(payload).and_then(|(a, b)| v.rename(sid, a, b)).map(|_| OK),
+            p::SYMLINK => pair(payload).and_then(|(t, l)| v.symlink(sid, t, l)).map(|_| OK),
+            p::LINK => pair(payload).and_then(|(a, b)| v.link(sid, a, b)).map(|_| OK),
+            p::READLINK => {
+                let target = v.readlink(sid, path(payload)?)?;
+                out.extend_from_slice(target.as_bytes());
+                Ok([0, 0, 0, out.len() as u64])
+            }
+            p::READDIR => {
+                for e in v.readdir(sid, fd(d[0])?, BULK_SIZE as usize)? {
+                    debug_assert!(out.len() + entry_size(&e.name) <= BULK_SIZE as usize);
+                    out.extend_from_slice(&e.ino.to_le_bytes());
+                    out.push(match e.kind {
+                        Kind::File => p::KIND_FILE,
+                        Kind::Dir => p::KIND_DIR,
+                        Kind::Symlink => p::KIND_SYMLINK,
+                        Kind::Other => p::KIND_OTHER,
+                    });
+                    out.push(e.name.len() as u8);
+                    out.extend_from_slice(e.name.as_bytes());
+                }
+                Ok([0, 0, 0, out.len() as u64])
+            }
+            p::TRUNCATE => v.truncate(sid, path(payload)?, d[0]).map(|_| OK),
+            p::FTRUNCATE => v.ftruncate(sid, fd(d[0])?, d[1]).map(|_| OK),
+            p::FSYNC => v.fsync(sid, fd(d[0])?).map(|_| OK),
+            p::SYNC => v.sync().map(|_| OK),
+            p::STATFS => {
+                let s = v.statfs(sid, path(payload)?)?;
+                let rec = p::StatFs {
+                    block_size: s.block_size as u64,
+                    blocks: s.blocks,
+                    free_blocks: s.free_blocks,
+                    files: s.files,
+                    free_files: s.free_files,
+                    name_max: s.name_max as u64,
+                };
+                out.extend_from_slice(&rec.encode());
+                Ok([0, 0, 0, out.len() as u64])
+            }
+            p::MOUNTS => {
+                let mut text = String::new();
+                for m in v.mounts() {
+                    let _ = writeln!(text, "{} {} {} {}", m.source, m.point, m.fs_type, if m.read_only { "ro" } else { "rw" });
+                }
+                out.extend_from_slice(text.as_bytes());
+                Ok([0, 0, 0, out.len() as u64])
+            }
+            p::CHMOD => v.chmod(sid, path(payload)?, mode(d[0])?).map(|_| OK),
+            p::CHOWN => v.chown(sid, path(payload)?, id(d[0])?, id(d[1])?).map(|_| OK),
+            p::CHDIR => v.check_dir(sid, path(payload)?).map(|_| OK),
+            p::SETUID => v.set_cred(sid, Cred { uid: id(d[0])?, gid: id(d[1])? }).map(|_| OK),
+            p::MOUNT => {
+                let (device, point) = pair(payload)?;
+                self.root_only(sid)?;
+                self.mount_disk(device, point, d[0] == 1).map(|_| OK)
+            }
+            p::UNMOUNT => {
+                self.root_only(sid)?;
+                self.unmount(path(payload)?).map(|_| OK)
+            }
+            p::SHUTDOWN => {
+                self.root_only(sid)?;
+                self.shutdown().map(|_| OK)
+            }
+            _ => Err(Errno::NoSys),
+        }
+    }
+
+    fn reply_stat(&mut self, f: impl FnOnce(&mut Vfs) -> Result<VStat, Errno>, out: &mut Vec<u8>) -> Result<[u64; 4], Errno> {
+        let s = f(&mut self.vfs)?;
+        out.extend_from_slice(&stat_record(&s).encode());
+        Ok([0, 0, 0, out.len() as u64])
+    }
+
+    fn root_only(&self, sid: u64) -> Result<(), Errno> {
+        if self.vfs.cred(sid)?.uid == 0 { Ok(()) } else { Err(Errno::Perm) }
+    }
+
+    /// Mounts the file system on `device` at `point`.
+    pub fn mount_disk(&mut self, device: &str, point: &str, read_only: bool) -> Result<(), Errno> {
+        let fs = self.disks.attach(device, read_only)?;
+        self.vfs.mount(point, fs, device, read_only)
+    }
+
+    /// Unmounts `point`, leaving its medium clean.
+    pub fn unmount(&mut self, point: &str) -> Result<(), Errno> {
+        let mut fs = self.vfs.unmount(point)?;
+        fs.unmount()
+    }
+
+    /// Before power-off: ends every session (closing all files), then unmounts every disk,
+    /// deepest first; the first error, after trying them all.
+    pub fn shutdown(&mut self) -> Result<(), Errno> {
+        self.vfs.close_all_sessions();
+        let mut result = self.vfs.sync();
+        for point in self.vfs.mount_points() {
+            if let Err(e) = self.unmount(&point) {
+                result = result.and(Err(e));
+            }
+        }
+        result
+    }
+}

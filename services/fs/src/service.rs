@@ -1,0 +1,231 @@
+//! The running file service: the root tmpfs from the initrd, ext2 disks through the virtio-blk
+//! service, and the IPC loop.
+//!
+//! Startup capabilities: `namesrv`, `initrd` (read-only, with the `initrd=<offset>:<size>`
+//! argument) and, optionally, `rtc` (the PL031 real-time clock's registers, for timestamps).
+//! At start it registers `fs` at once (the root is ready), then, in the background, waits for
+//! the block service's `blk0` and mounts its ext2 file system on `/disk`.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use keel_formats::startup::parse_initrd_arg;
+use keel_fs::block::{BlockDevice, SECTOR_SIZE};
+use keel_fs::ext2::{Ext2, MountOptions};
+use keel_fs::node::{FileSystem, Kind, NewNode};
+use keel_fs::server::{Disks, Server};
+use keel_fs::tmpfs::Tmpfs;
+use keel_fs::vfs::Vfs;
+use keel_rt::abi::{Slot, perm};
+use keel_rt::errno::Errno;
+use keel_rt::ipc::{self, Client, Reply, Request};
+use keel_rt::proto::{self, blk};
+use keel_rt::startup::Startup;
+use keel_rt::sync::Mutex;
+use keel_rt::{println, sys, thread, vm};
+
+/// The root tmpfs's limits: file data written at run time (the initrd's files cost nothing
+/// until changed) and inodes.
+const ROOT_CAPACITY: u64 = 32 << 20;
+const ROOT_INODES: u64 = 65536;
+/// Blocks each ext2 mount caches.
+const CACHE_BLOCKS: usize = 2048;
+/// How long the background mount waits for the block service to register `blk0`.
+const BLK_ATTEMPTS: u32 = 100;
+const BLK_PAUSE_NS: u64 = 20_000_000;
+/// PL031 data register: seconds since the epoch.
+const RTC_DR: u64 = 0;
+
+/// Wall-clock seconds: the RTC at start plus the counter since.
+#[derive(Clone, Copy)]
+struct Clock {
+    epoch_at_start: u64,
+    counter_at_start: u64,
+}
+
+impl Clock {
+    fn new(rtc: Option<Slot>) -> Self {
+        let epoch = rtc
+            .and_then(|pmo| vm::map_pmo(pmo, 4096, perm::READ).ok())
+            .map_or(0, |va| keel_rt::mmio::read32(va + RTC_DR) as u64);
+        Clock { epoch_at_start: epoch, counter_at_start: sys::counter() }
+    }
+
+    fn now(&self) -> u64 {
+        let ticks = sys::counter().saturating_sub(self.counter_at_start);
+        self.epoch_at_start + ticks / sys::counter_freq().max(1)
+    }
+}
+
+/// A disk served by the block service, as a `BlockDevice`.
+struct BlkDisk {
+    client: Client,
+    bytes: u64,
+    read_only: bool,
+    max_bytes: usize,
+}
+
+fn blk_errno(r: Result<sys::Received, keel_rt::Error>) -> Result<keel_rt::abi::ipc::Message, Errno> {
+    match r {
+        Ok(r) => proto::errno_status(&r),
+        Err(_) => Err(Errno::Io),
+    }
+}
+
+impl BlkDisk {
+    fn open(namesrv: Slot, device: &str, attempts: u32) -> Result<BlkDisk, Errno> {
+        let slot = ipc::lookup(namesrv, device, attempts, BLK_PAUSE_NS).map_err(|_| Errno::NoEnt)?;
+        let client = Client::new(slot);
+        let info = blk_errno(client.call(blk::INFO, [0; 4]))?;
+        let sectors = info.data[0];
+        let max = info.data[2].clamp(1, blk::MAX_SECTORS);
+        Ok(BlkDisk {
+            client,
+            bytes: sectors.checked_mul(SECTOR_SIZE).ok_or(Errno::Io)?,
+            read_only: info.data[1] & blk::READ_ONLY != 0,
+            max_bytes: (max * SECTOR_SIZE) as usize,
+        })
+    }
+}
+
+impl BlockDevice for BlkDisk {
+    fn size(&self) -> u64 {
+        self.bytes
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        keel_fs::block::check_range(self.bytes, offset, buf.len())?;
+        let mut done = 0;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(self.max_bytes);
+            let sector = (offset + done as u64) / SECTOR_SIZE;
+            let (r, data) = self.client.call_bulk(blk::READ, [sector, n as u64 / SECTOR_SIZE, 0], &[]).map_err(|_| Errno::Io)?;
+            proto::errno_status(&r)?;
+            if data.len() != n {
+                return Err(Errno::Io);
+            }
+            buf[done..done + n].copy_from_slice(&data);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        if self.read_only {
+            return Err(Errno::RoFs);
+        }
+        keel_fs::block::check_range(self.bytes, offset, data.len())?;
+        for (i, chunk) in data.chunks(self.max_bytes).enumerate() {
+            let sector = (offset + (i * self.max_bytes) as u64) / SECTOR_SIZE;
+            let (r, _) = self.client.call_bulk(blk::WRITE, [sector, 0, 0], chunk).map_err(|_| Errno::Io)?;
+            proto::errno_status(&r)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Errno> {
+        blk_errno(self.client.call(blk::FLUSH, [0; 4])).map(|_| ())
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+/// ext2 on the block service's disks.
+struct BlkDisks {
+    namesrv: Slot,
+    clock: Arc<Clock>,
+}
+
+impl BlkDisks {
+    fn open(&self, device: &str, read_only: bool, attempts: u32) -> Result<Box<dyn FileSystem>, Errno> {
+        let disk = BlkDisk::open(self.namesrv, device, attempts)?;
+        let opts = MountOptions { read_only, cache_blocks: CACHE_BLOCKS, now: self.clock.now() };
+        match Ext2::mount(Box::new(disk), opts) {
+            Ok(fs) => Ok(Box::new(fs)),
+            Err(e) => {
+                println!("fs: cannot mount {device}: {e}");
+                Err(e.errno)
+            }
+        }
+    }
+}
+
+impl Disks for BlkDisks {
+    fn attach(&mut self, device: &str, read_only: bool) -> Result<Box<dyn FileSystem>, Errno> {
+        self.open(device, read_only, 1)
+    }
+}
+
+fn fail(msg: core::fmt::Arguments) -> i32 {
+    println!("fs: {msg}");
+    1
+}
+
+pub fn main(startup: &Startup) -> i32 {
+    let (Some(namesrv), Some(initrd)) = (startup.cap("namesrv"), startup.cap("initrd")) else {
+        return fail(format_args!("started without the namesrv and initrd capabilities"));
+    };
+    let Some((offset, size)) = startup.arg_value("initrd").and_then(parse_initrd_arg) else {
+        return fail(format_args!("no usable initrd=<offset>:<size> argument"));
+    };
+    let archive = match vm::map_readonly(initrd, offset + size) {
+        Ok(b) => &b[offset as usize..],
+        Err(e) => return fail(format_args!("cannot map the initrd: {e}")),
+    };
+    let clock = Arc::new(Clock::new(startup.cap("rtc")));
+    let mut root = Tmpfs::new(ROOT_CAPACITY, ROOT_INODES);
+    root.set_time(clock.now());
+    let filled = match keel_fs::boot::populate(&mut root, archive) {
+        Ok(p) => p,
+        Err(e) => return fail(format_args!("cannot read the initrd: {e}")),
+    };
+    let top = root.root();
+    for (dir, mode) in [("disk", 0o755), ("tmp", 0o1777)] {
+        let _ = root.create(top, dir, Kind::Dir, NewNode { perm: mode, uid: 0, gid: 0 });
+    }
+    let disks = BlkDisks { namesrv, clock: clock.clone() };
+    let server = Arc::new(Mutex::new(Server::new(Vfs::new(Box::new(root), "rootfs"), disks)));
+    let conn = match sys::conn_create() {
+        Ok(c) => c,
+        Err(e) => return fail(format_args!("cannot create its connection: {e}")),
+    };
+    if let Err(e) = ipc::register_service(namesrv, "fs", conn) {
+        return fail(format_args!("cannot register with namesrv: {e}"));
+    }
+    println!("fs: root is a tmpfs with {} files, {} directories from the initrd", filled.files, filled.dirs);
+    {
+        let (server, clock) = (server.clone(), clock.clone());
+        let _ = thread::spawn(move || mount_disk(&server, &clock, namesrv));
+    }
+    let mut out = Vec::new();
+    ipc::serve(conn, move |req: &mut Request| {
+        let mut s = server.lock();
+        s.vfs.set_time(clock.now());
+        let msg = s.handle(req.badge, &req.msg, req.payload(), &mut out);
+        drop(s);
+        let n = req.reply_payload(&out);
+        let mut data = msg.data;
+        if msg.label == 0 {
+            data[3] = n;
+        }
+        Reply { msg: keel_rt::abi::ipc::Message::new(msg.label, data), caps: Vec::new() }
+    })
+}
+
+/// Waits for `blk0` and mounts it on /disk (the disk is read outside the lock).
+fn mount_disk(server: &Mutex<Server<BlkDisks>>, clock: &Clock, namesrv: Slot) {
+    let disks = BlkDisks { namesrv, clock: Arc::new(*clock) };
+    match disks.open("blk0", false, BLK_ATTEMPTS) {
+        Ok(fs) => {
+            let mut s = server.lock();
+            match s.vfs.mount("/disk", fs, "blk0", false) {
+                Ok(()) => println!("fs: mounted blk0 (ext2) on /disk"),
+                Err(e) => println!("fs: cannot mount blk0 on /disk: {e}"),
+            }
+        }
+        Err(Errno::NoEnt) => println!("fs: no disk (blk0); /disk is a directory of the root tmpfs"),
+        Err(e) => println!("fs: blk0 not mounted: {e}"),
+    }
+}

@@ -1,0 +1,245 @@
+//! The VFS over tmpfs: paths, mounts, permissions, descriptors.
+
+use keel_fs::Errno;
+use keel_fs::node::Kind;
+use keel_fs::tmpfs::Tmpfs;
+use keel_fs::vfs::{Cred, Vfs, flags::*, whence};
+
+const ROOT: u64 = 1;
+const USER: u64 = 2;
+
+fn tree() -> Vfs {
+    let mut v = Vfs::new(Box::new(Tmpfs::new(1 << 24, 10_000)), "rootfs");
+    v.open_session(ROOT, Cred::ROOT).unwrap();
+    v.open_session(USER, Cred { uid: 1000, gid: 1000 }).unwrap();
+    v
+}
+
+fn put(v: &mut Vfs, sid: u64, path: &str, data: &[u8]) {
+    let fd = v.open(sid, path, O_WRONLY | O_CREAT | O_TRUNC, 0o644).unwrap();
+    assert_eq!(v.write(sid, fd, data).unwrap(), data.len());
+    v.close(sid, fd).unwrap();
+}
+
+fn get(v: &mut Vfs, sid: u64, path: &str) -> Result<Vec<u8>, Errno> {
+    let fd = v.open(sid, path, O_RDONLY, 0)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 7]; // odd size: several reads
+    loop {
+        let n = v.read(sid, fd, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    v.close(sid, fd)?;
+    Ok(out)
+}
+
+fn names(v: &mut Vfs, sid: u64, path: &str, budget: usize) -> Vec<String> {
+    let fd = v.open(sid, path, O_RDONLY | O_DIRECTORY, 0).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let batch = v.readdir(sid, fd, budget).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        out.extend(batch.into_iter().map(|e| e.name));
+    }
+    v.close(sid, fd).unwrap();
+    out
+}
+
+#[test]
+fn paths_resolve_dot_dotdot_and_symlinks() {
+    let mut v = tree();
+    v.mkdir(ROOT, "/a", 0o755).unwrap();
+    v.mkdir(ROOT, "/a/b", 0o755).unwrap();
+    put(&mut v, ROOT, "/a/b/f", b"hello");
+    assert_eq!(get(&mut v, ROOT, "//a/./b/../b//f").unwrap(), b"hello");
+    assert_eq!(get(&mut v, ROOT, "/../../a/b/f").unwrap(), b"hello"); // `..` stops at /
+    v.symlink(ROOT, "b/f", "/a/rel").unwrap();
+    v.symlink(ROOT, "/a/b", "/abs").unwrap();
+    assert_eq!(get(&mut v, ROOT, "/a/rel").unwrap(), b"hello");
+    assert_eq!(get(&mut v, ROOT, "/abs/f").unwrap(), b"hello");
+    assert_eq!(get(&mut v, ROOT, "/abs/../b/f").unwrap(), b"hello"); // `..` of the link's target
+    assert_eq!(v.readlink(ROOT, "/a/rel").unwrap(), "b/f");
+    assert_eq!(v.stat(ROOT, "/a/rel", false).unwrap().attr.kind, Kind::Symlink);
+    assert_eq!(v.stat(ROOT, "/a/rel", true).unwrap().attr.kind, Kind::File);
+    v.symlink(ROOT, "/loop2", "/loop1").unwrap();
+    v.symlink(ROOT, "/loop1", "/loop2").unwrap();
+    assert_eq!(v.open(ROOT, "/loop1", O_RDONLY, 0), Err(Errno::Loop));
+    v.symlink(ROOT, "/nowhere", "/dangling").unwrap();
+    assert_eq!(v.open(ROOT, "/dangling", O_RDONLY, 0), Err(Errno::NoEnt));
+    assert_eq!(v.open(ROOT, "/a/b/f/x", O_RDONLY, 0), Err(Errno::NotDir));
+    assert_eq!(v.open(ROOT, "relative", O_RDONLY, 0), Err(Errno::Inval));
+    assert_eq!(v.stat(ROOT, &format!("/{}", "x".repeat(256)), true), Err(Errno::NameTooLong));
+    // O_NOFOLLOW refuses a final symlink; O_CREAT through a dangling link creates its target.
+    assert_eq!(v.open(ROOT, "/a/rel", O_RDONLY | O_NOFOLLOW, 0), Err(Errno::Loop));
+    let fd = v.open(ROOT, "/dangling", O_WRONLY | O_CREAT, 0o600).unwrap();
+    v.close(ROOT, fd).unwrap();
+    assert!(v.stat(ROOT, "/nowhere", true).is_ok());
+    assert_eq!(v.open(ROOT, "/a/rel", O_WRONLY | O_CREAT | O_EXCL, 0o600), Err(Errno::Exist));
+}
+
+#[test]
+fn descriptors_track_offsets_append_and_seek() {
+    let mut v = tree();
+    put(&mut v, ROOT, "/f", b"0123456789");
+    let fd = v.open(ROOT, "/f", O_RDWR, 0).unwrap();
+    let mut b = [0u8; 4];
+    v.read(ROOT, fd, &mut b).unwrap();
+    assert_eq!(&b, b"0123");
+    assert_eq!(v.lseek(ROOT, fd, -2, whence::END).unwrap(), 8);
+    v.write(ROOT, fd, b"XYZ").unwrap();
+    assert_eq!(v.fstat(ROOT, fd).unwrap().attr.size, 11);
+    assert_eq!(v.lseek(ROOT, fd, -20, whence::CUR), Err(Errno::Inval));
+    assert_eq!(v.lseek(ROOT, fd, 0, 7), Err(Errno::Inval));
+    assert_eq!(v.pread(ROOT, fd, 1, &mut b).unwrap(), 4);
+    assert_eq!(&b, b"1234");
+    v.close(ROOT, fd).unwrap();
+    assert_eq!(v.close(ROOT, fd), Err(Errno::BadF));
+    let fd = v.open(ROOT, "/f", O_WRONLY | O_APPEND, 0).unwrap();
+    v.write(ROOT, fd, b"!").unwrap();
+    let mut r = [0u8; 1];
+    assert_eq!(v.read(ROOT, fd, &mut r), Err(Errno::BadF)); // write-only
+    v.close(ROOT, fd).unwrap();
+    assert_eq!(get(&mut v, ROOT, "/f").unwrap(), b"01234567XYZ!");
+    let fd = v.open(ROOT, "/f", O_RDONLY, 0).unwrap();
+    assert_eq!(v.write(ROOT, fd, b"no"), Err(Errno::BadF));
+    assert_eq!(v.ftruncate(ROOT, fd, 0), Err(Errno::Inval));
+    v.close(ROOT, fd).unwrap();
+    v.truncate(ROOT, "/f", 3).unwrap();
+    assert_eq!(get(&mut v, ROOT, "/f").unwrap(), b"012");
+    assert_eq!(v.open(ROOT, "/f", 0o77777777, 0), Err(Errno::Inval));
+    assert_eq!(v.read(99, 3, &mut b), Err(Errno::BadF)); // no such session
+}
+
+#[test]
+fn descriptor_table_is_per_session_and_bounded() {
+    let mut v = tree();
+    put(&mut v, ROOT, "/f", b"x");
+    let fd = v.open(ROOT, "/f", O_RDONLY, 0).unwrap();
+    assert_eq!(fd, 3);
+    let mut b = [0u8; 1];
+    assert_eq!(v.read(USER, fd, &mut b), Err(Errno::BadF)); // another session's descriptor
+    let mut fds = vec![fd];
+    loop {
+        match v.open(ROOT, "/f", O_RDONLY, 0) {
+            Ok(fd) => fds.push(fd),
+            Err(e) => {
+                assert_eq!(e, Errno::MFile);
+                break;
+            }
+        }
+    }
+    assert_eq!(fds.len(), keel_fs::vfs::MAX_FDS);
+    v.close(ROOT, 10).unwrap();
+    assert_eq!(v.open(ROOT, "/f", O_RDONLY, 0).unwrap(), 10); // the lowest free number
+    v.close_session(ROOT);
+    assert_eq!(v.open_count(ROOT), 0);
+}
+
+#[test]
+fn unlinked_open_files_stay_readable_until_closed() {
+    let mut v = tree();
+    put(&mut v, ROOT, "/f", &[7u8; 5000]);
+    let before = v.statfs(ROOT, "/").unwrap().free_blocks;
+    let fd = v.open(ROOT, "/f", O_RDONLY, 0).unwrap();
+    v.unlink(ROOT, "/f").unwrap();
+    assert_eq!(v.stat(ROOT, "/f", true), Err(Errno::NoEnt));
+    let mut b = vec![0u8; 6000];
+    assert_eq!(v.read(ROOT, fd, &mut b).unwrap(), 5000);
+    assert_eq!(v.statfs(ROOT, "/").unwrap().free_blocks, before);
+    v.close(ROOT, fd).unwrap();
+    assert_eq!(v.statfs(ROOT, "/").unwrap().free_blocks, before + 2);
+}
+
+#[test]
+fn permission_bits_are_honoured() {
+    let mut v = tree();
+    v.mkdir(ROOT, "/home", 0o755).unwrap();
+    put(&mut v, ROOT, "/secret", b"s");
+    v.chmod(ROOT, "/secret", 0o600).unwrap();
+    assert_eq!(get(&mut v, USER, "/secret"), Err(Errno::Acces));
+    assert_eq!(v.open(USER, "/home/x", O_WRONLY | O_CREAT, 0o644), Err(Errno::Acces)); // dir not writable
+    assert_eq!(v.unlink(USER, "/secret"), Err(Errno::Acces));
+    assert_eq!(v.chmod(USER, "/secret", 0o777), Err(Errno::Perm));
+    assert_eq!(v.chown(USER, "/secret", 1000, 1000), Err(Errno::Perm));
+    v.mkdir(ROOT, "/home/u", 0o700).unwrap();
+    v.chown(ROOT, "/home/u", 1000, 1000).unwrap();
+    put(&mut v, USER, "/home/u/mine", b"m");
+    let st = v.stat(USER, "/home/u/mine", true).unwrap().attr;
+    assert_eq!((st.uid, st.gid, st.perm), (1000, 1000, 0o644));
+    v.mkdir(ROOT, "/closed", 0o700).unwrap();
+    put(&mut v, ROOT, "/closed/f", b"c");
+    assert_eq!(v.stat(USER, "/closed/f", true), Err(Errno::Acces)); // no search permission
+    // Sticky /tmp: users remove only their own files.
+    v.mkdir(ROOT, "/tmp", 0o1777).unwrap();
+    put(&mut v, ROOT, "/tmp/roots", b"r");
+    v.chmod(ROOT, "/tmp/roots", 0o666).unwrap();
+    assert_eq!(v.unlink(USER, "/tmp/roots"), Err(Errno::Perm));
+    put(&mut v, USER, "/tmp/users", b"u");
+    v.unlink(USER, "/tmp/users").unwrap();
+    // A session may drop root but never regain it.
+    v.set_cred(ROOT, Cred { uid: 5, gid: 5 }).unwrap();
+    assert_eq!(v.set_cred(ROOT, Cred::ROOT), Err(Errno::Perm));
+    assert_eq!(get(&mut v, ROOT, "/secret"), Err(Errno::Acces));
+}
+
+#[test]
+fn directories_list_in_batches_and_rename_checks_hold() {
+    let mut v = tree();
+    v.mkdir(ROOT, "/d", 0o755).unwrap();
+    for i in 0..50 {
+        put(&mut v, ROOT, &format!("/d/file{i:02}"), b"");
+    }
+    let listed = names(&mut v, ROOT, "/d", 64);
+    assert_eq!(listed.len(), 52);
+    assert_eq!(&listed[..2], &[".", ".."]);
+    assert!(listed.contains(&"file49".to_string()));
+    v.mkdir(ROOT, "/d/sub", 0o755).unwrap();
+    assert_eq!(v.rename(ROOT, "/d", "/d/sub/d"), Err(Errno::Inval)); // into itself
+    assert_eq!(v.rmdir(ROOT, "/d"), Err(Errno::NotEmpty));
+    assert_eq!(v.rmdir(ROOT, "/d/file00"), Err(Errno::NotDir));
+    assert_eq!(v.unlink(ROOT, "/d/sub"), Err(Errno::IsDir));
+    assert_eq!(v.mkdir(ROOT, "/d/sub", 0o755), Err(Errno::Exist));
+    v.rename(ROOT, "/d/file00", "/d/sub/moved").unwrap();
+    assert_eq!(v.stat(ROOT, "/d/sub/moved", true).unwrap().attr.kind, Kind::File);
+    assert_eq!(v.rename(ROOT, "/d/missing", "/x"), Err(Errno::NoEnt));
+    assert_eq!(v.rename(ROOT, "/", "/x"), Err(Errno::Busy));
+    v.link(ROOT, "/d/file01", "/hard").unwrap();
+    assert_eq!(v.stat(ROOT, "/hard", true).unwrap().attr.nlink, 2);
+    assert_eq!(v.link(ROOT, "/d", "/dirlink"), Err(Errno::Perm));
+    assert_eq!(v.open(ROOT, "/d", O_WRONLY, 0), Err(Errno::IsDir));
+    assert_eq!(v.open(ROOT, "/hard", O_RDONLY | O_DIRECTORY, 0), Err(Errno::NotDir));
+}
+
+#[test]
+fn mounts_are_crossed_both_ways_and_guarded() {
+    let mut v = tree();
+    v.mkdir(ROOT, "/mnt", 0o755).unwrap();
+    put(&mut v, ROOT, "/mnt/hidden", b"under");
+    v.mount("/mnt", Box::new(Tmpfs::new(1 << 20, 100)), "second", false).unwrap();
+    assert_eq!(v.stat(ROOT, "/mnt/hidden", true), Err(Errno::NoEnt));
+    put(&mut v, ROOT, "/mnt/on", b"top");
+    assert_eq!(get(&mut v, ROOT, "/mnt/../mnt/on").unwrap(), b"top");
+    assert_ne!(v.stat(ROOT, "/mnt/on", true).unwrap().dev, v.stat(ROOT, "/", true).unwrap().dev);
+    assert_eq!(v.rename(ROOT, "/mnt/on", "/on"), Err(Errno::XDev));
+    assert_eq!(v.link(ROOT, "/mnt/on", "/on"), Err(Errno::XDev));
+    assert_eq!(v.rmdir(ROOT, "/mnt"), Err(Errno::Busy));
+    assert_eq!(v.mount("/mnt", Box::new(Tmpfs::new(1, 1)), "third", false), Err(Errno::Busy));
+    let m = v.mounts();
+    assert_eq!(m.len(), 2);
+    assert_eq!((m[1].point.as_str(), m[1].source.as_str(), m[1].fs_type), ("/mnt", "second", "tmpfs"));
+    let fd = v.open(ROOT, "/mnt/on", O_RDONLY, 0).unwrap();
+    assert!(v.unmount("/mnt").is_err()); // busy
+    v.close(ROOT, fd).unwrap();
+    v.unmount("/mnt").unwrap();
+    assert_eq!(get(&mut v, ROOT, "/mnt/hidden").unwrap(), b"under");
+    // Read-only mounts refuse every change.
+    v.mount("/mnt", Box::new(Tmpfs::new(1 << 20, 100)), "ro", true).unwrap();
+    assert_eq!(v.open(ROOT, "/mnt/x", O_WRONLY | O_CREAT, 0o644), Err(Errno::RoFs));
+    assert_eq!(v.mkdir(ROOT, "/mnt/d", 0o755), Err(Errno::RoFs));
+    assert_eq!(v.chmod(ROOT, "/mnt", 0o700), Err(Errno::RoFs));
+}
