@@ -19,10 +19,12 @@ pub enum Scenario {
     Bench,
     /// The benchmarks with few iterations (so `make test` runs them without taking long).
     BenchQuick,
+    /// The virtio-blk driver through its IPC protocol.
+    Blk,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -31,6 +33,7 @@ impl Scenario {
         Scenario::Restart,
         Scenario::Bench,
         Scenario::BenchQuick,
+        Scenario::Blk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Bench => "bench",
             Scenario::BenchQuick => "bench-quick",
+            Scenario::Blk => "blk",
         }
     }
 }

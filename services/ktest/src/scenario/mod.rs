@@ -2,6 +2,7 @@
 //! after printing its outcome line through [`crate::check::Checks`].
 
 mod bench;
+mod blk;
 mod captransfer;
 mod crash;
 mod ipc;
@@ -24,6 +25,7 @@ pub fn run(s: Scenario, startup: &Startup) -> i32 {
         Scenario::Restart => restart::run(startup),
         Scenario::Bench => bench::run(startup, bench::Size::Full),
         Scenario::BenchQuick => bench::run(startup, bench::Size::Quick),
+        Scenario::Blk => blk::run(startup),
     }
 }
 
