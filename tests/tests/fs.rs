@@ -164,3 +164,14 @@ fn without_a_disk_the_root_tmpfs_still_serves_files_and_errors_are_clear() {
 fn has_line(run: &keel_tests::Run, text: &str) -> bool {
     run.log.lines().any(|l| l.trim_start_matches("keel> ").trim_end() == text)
 }
+
+#[test]
+fn programs_use_the_file_api_on_tmpfs_and_ext2() {
+    let scratch = Scratch::new("api");
+    let image = scratch.0.join("disk.img");
+    let status = Command::new(e2fs_tool("mke2fs")).args(["-q", "-t", "ext2", "-b", "1024"]).arg(&image).arg("32M").status().unwrap();
+    assert!(status.success(), "mke2fs failed");
+    let run = Boot::scenario("fs").drive(image.to_str().unwrap()).timeout(240).run();
+    run.expect("ktest: fs: ok").expect("tmpfs and ext2 on /disk").expect_clean_poweroff();
+    assert_clean(&image, "after the fs scenario");
+}

@@ -21,10 +21,12 @@ pub enum Scenario {
     BenchQuick,
     /// The virtio-blk driver through its IPC protocol.
     Blk,
+    /// The file service through the libc-like client.
+    Fs,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -34,6 +36,7 @@ impl Scenario {
         Scenario::Bench,
         Scenario::BenchQuick,
         Scenario::Blk,
+        Scenario::Fs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Scenario {
             Scenario::Bench => "bench",
             Scenario::BenchQuick => "bench-quick",
             Scenario::Blk => "blk",
+            Scenario::Fs => "fs",
         }
     }
 }

@@ -5,6 +5,7 @@ mod bench;
 mod blk;
 mod captransfer;
 mod crash;
+mod fs;
 mod ipc;
 mod restart;
 mod spawnkill;
@@ -26,6 +27,7 @@ pub fn run(s: Scenario, startup: &Startup) -> i32 {
         Scenario::Bench => bench::run(startup, bench::Size::Full),
         Scenario::BenchQuick => bench::run(startup, bench::Size::Quick),
         Scenario::Blk => blk::run(startup),
+        Scenario::Fs => fs::run(startup),
     }
 }
 
