@@ -58,6 +58,12 @@ CATALOG = [
     ("virtual_timer_irq", None, "instructions", HYPERVISOR_MISSING),
     ("vcpu_switch_two_vms", None, "instructions", HYPERVISOR_MISSING),
     ("linux_boot_ratio", 1.10, "ratio", LINUX),
+    ("fs_tmpfs_write_16m", None, "instructions/KiB", KERNEL),
+    ("fs_tmpfs_read_16m", None, "instructions/KiB", KERNEL),
+    ("fs_tmpfs_create_stat_unlink", None, "instructions/file", KERNEL),
+    ("fs_ext2_write_16m", None, "instructions/KiB", KERNEL),
+    ("fs_ext2_read_16m", None, "instructions/KiB", KERNEL),
+    ("fs_ext2_create_stat_unlink", None, "instructions/file", KERNEL),
     ("boot_to_ready", None, "instructions", "boot"),
     ("boot_to_shell_prompt", None, "instructions", PROMPT),
     ("kernel_memory_after_boot", None, "bytes", "boot"),
@@ -86,9 +92,25 @@ class Failure(Exception):
     """A scenario that did not give its figures."""
 
 
+def fresh_disk():
+    """A new 128 MiB ext2 image (4 KiB blocks) for the file benchmarks; its path."""
+    path = os.path.join(ROOT, "target", "bench", "disk.img")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(path):
+        os.remove(path)
+    try:
+        subprocess.run(["/usr/sbin/mke2fs", "-q", "-t", "ext2", "-b", "4096", path, "128M"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise Failure(f"cannot make the benchmark disk with mke2fs (run `make deps`): {e}")
+    return path
+
+
 def boot(qemu, image, initrd, scenario, timeout):
-    """Boots `scenario=<scenario>` under icount; the serial log (raises Failure on a bad ending)."""
-    cmd = [qemu, *QEMU_ARGS, "-kernel", image, "-initrd", initrd, "-append", f"scenario={scenario}"]
+    """Boots `scenario=<scenario>` under icount with a fresh ext2 disk; the serial log (raises
+    Failure on a bad ending)."""
+    disk = fresh_disk()
+    cmd = [qemu, *QEMU_ARGS, "-kernel", image, "-initrd", initrd, "-append", f"scenario={scenario}",
+           "-drive", f"file={disk},format=raw,if=none,id=disk0,cache=writeback", "-device", "virtio-blk-device,drive=disk0"]
     try:
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:

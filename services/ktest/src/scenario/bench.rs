@@ -10,6 +10,7 @@
 //! `bench-quick` runs the same code with few iterations so that `make test` keeps it working.
 
 mod fault;
+mod fs;
 mod notif;
 mod spawn;
 mod switch;
@@ -52,6 +53,10 @@ struct Plan {
     /// Processes spawned and waited for (after `spawn_warmup` untimed ones).
     spawn_warmup: u64,
     spawn_samples: u64,
+    /// MiB written and read sequentially, files created, and passes of each file benchmark.
+    fs_mib: usize,
+    fs_files: usize,
+    fs_samples: usize,
 }
 
 impl Size {
@@ -65,6 +70,9 @@ impl Size {
                 fault_pages: 1024,
                 spawn_warmup: 2,
                 spawn_samples: 20,
+                fs_mib: 16,
+                fs_files: 1000,
+                fs_samples: 3,
             },
             Size::Quick => Plan {
                 warmup: 100,
@@ -74,6 +82,9 @@ impl Size {
                 fault_pages: 64,
                 spawn_warmup: 1,
                 spawn_samples: 3,
+                fs_mib: 1,
+                fs_files: 50,
+                fs_samples: 1,
             },
         }
     }
@@ -82,6 +93,40 @@ impl Size {
         match self {
             Size::Full => "bench",
             Size::Quick => "bench-quick",
+        }
+    }
+}
+
+/// The file benchmarks on the root tmpfs and on ext2 at /disk (`make bench` attaches a fresh
+/// disk; without one the ext2 figures are missing and the script says so).
+fn fs_benches(c: &mut Checks, ns: Option<Slot>, p: Plan, out: &mut Vec<(&'static str, Summary, &'static str)>) {
+    let disk = ns.is_some_and(super::fs::disk_mounted);
+    let mut targets = alloc::vec![("tmpfs", "/tmp")];
+    if disk {
+        targets.push(("ext2", "/disk"));
+    }
+    for (fs_name, dir) in targets {
+        let file = format!("{dir}/bench.dat");
+        match fs::sequential(&file, p.fs_mib, p.fs_samples) {
+            Ok((w, r)) => {
+                let (wn, rn) = if fs_name == "tmpfs" { ("fs_tmpfs_write_16m", "fs_tmpfs_read_16m") } else { ("fs_ext2_write_16m", "fs_ext2_read_16m") };
+                for (name, v) in [(wn, w), (rn, r)] {
+                    match Summary::of(&v) {
+                        Some(s) => out.push((name, s, "instructions/KiB")),
+                        None => c.fail(format_args!("{name}: no samples")),
+                    }
+                }
+                c.pass();
+            }
+            Err(e) => c.fail(format_args!("{fs_name} sequential write/read: {e}")),
+        }
+        let name = if fs_name == "tmpfs" { "fs_tmpfs_create_stat_unlink" } else { "fs_ext2_create_stat_unlink" };
+        match fs::create_stat_unlink(&format!("{dir}/bench-files"), p.fs_files, p.fs_samples) {
+            Ok(v) => match Summary::of(&v) {
+                Some(s) => out.push((name, s, "instructions/file")),
+                None => c.fail(format_args!("{name}: no samples")),
+            },
+            Err(e) => c.fail(format_args!("{name}: {e}")),
         }
     }
 }
@@ -174,9 +219,18 @@ pub fn run(startup: &Startup, size: Size) -> i32 {
         record("ipc_call_reply_cross_cpu", ipc_bench(&mut c, cross, "ipc_call_reply_cross_cpu", p));
         record("process_spawn_exit_wait", spawn_bench(&mut c, pm, p));
     }
+    let mut per: Vec<(&str, Summary, &str)> = Vec::new();
+    fs_benches(&mut c, startup.cap("namesrv"), p, &mut per);
     for (name, s) in &lines {
         println!("bench: {name} {s} instructions");
     }
-    let details: Vec<String> = lines.iter().map(|(n, s)| format!("{n} median {}", s.median)).collect();
+    for (name, s, unit) in &per {
+        println!("bench: {name} {s} {unit}");
+    }
+    let details: Vec<String> = lines
+        .iter()
+        .map(|(n, s)| format!("{n} median {}", s.median))
+        .chain(per.iter().map(|(n, s, _)| format!("{n} median {}", s.median)))
+        .collect();
     c.finish(details.join(", "))
 }

@@ -196,7 +196,7 @@ fn concurrent_writers(c: &mut Checks, ns: Slot, dir: &'static str) {
 
 /// Whether `/disk` is mounted: if the block service has a `blk0`, waits (up to 10 s) for the
 /// file service's background mount.
-fn disk_mounted(ns: Slot) -> bool {
+pub(crate) fn disk_mounted(ns: Slot) -> bool {
     let mounted = || fs::mounts().map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some("/disk"))).unwrap_or(false);
     if ipc::lookup(ns, "blk0", 10, 20_000_000).is_err() {
         return false;
