@@ -30,8 +30,9 @@ fn shell_commands_and_their_errors() {
     let run = Boot::scenario("")
         .input("help\necho hello   keel\nmem\nuptime\nbogus\nkill\nkill abc\nkill 99999\nrun\nrun nosuch\npoweroff\n")
         .run();
-    run.expect("help                     list the commands")
-        .expect("poweroff                 power the machine off")
+    run.expect(&format!("{:<28} list the commands", "help"))
+        .expect(&format!("{:<28} power the machine off", "poweroff"))
+        .expect(&format!("{:<28} print files", "cat <file...>"))
         .expect("hello keel") // the echo shows "hello   keel"
         .expect("total    ")
         .expect("free     ")
