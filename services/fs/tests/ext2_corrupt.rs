@@ -41,7 +41,12 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 fn geometry(img: &[u8]) -> Geometry {
     let sb = &img[1024..2048];
     let bs = 1024usize << u32_at(sb, 24);
-    Geometry { bs, inode_size: u16::from_le_bytes([sb[88], sb[89]]) as usize, ipg: u32_at(sb, 40) as usize, gdt: (u32_at(sb, 20) as usize + 1) * bs }
+    Geometry {
+        bs,
+        inode_size: u16::from_le_bytes([sb[88], sb[89]]) as usize,
+        ipg: u32_at(sb, 40) as usize,
+        gdt: (u32_at(sb, 20) as usize + 1) * bs,
+    }
 }
 
 /// The byte offset of inode `ino`.
@@ -54,7 +59,8 @@ fn inode_at(img: &[u8], ino: usize) -> usize {
 
 /// The inode of a path, through our own (read-only) mount of the intact image.
 fn ino_of(img: &[u8], path: &str) -> usize {
-    let mut fs = Ext2::mount(Box::new(SharedDisk::new(img.to_vec())), MountOptions { read_only: true, ..opts() }).unwrap();
+    let mut fs =
+        Ext2::mount(Box::new(SharedDisk::new(img.to_vec())), MountOptions { read_only: true, ..opts() }).unwrap();
     resolve(&mut fs, path).unwrap() as usize
 }
 
@@ -107,7 +113,15 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     let b_dir = block_slot(&base, "a/b", 0) * bs;
     let ind = block_slot(&base, "a/b/dind", 12) * bs;
     let dind = block_slot(&base, "a/b/dind", 13) * bs;
-    let regions = [("superblock", 1024, 1024, 6), ("gdt", g.gdt, 64, 4), ("itable", itable, 32 * g.inode_size, 24), ("rootdir", root_dir, bs, 8), ("subdir", b_dir, bs, 8), ("ind", ind, bs, 16), ("dind", dind, bs, 16)];
+    let regions = [
+        ("superblock", 1024, 1024, 6),
+        ("gdt", g.gdt, 64, 4),
+        ("itable", itable, 32 * g.inode_size, 24),
+        ("rootdir", root_dir, bs, 8),
+        ("subdir", b_dir, bs, 8),
+        ("ind", ind, bs, 16),
+        ("dind", dind, bs, 16),
+    ];
     for (name, start, len, n) in regions {
         for i in 0..12 {
             let mut img = base.clone();
@@ -116,7 +130,18 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         }
     }
     // Superblock fields at their limits.
-    for (field, v) in [(0, 0u32), (4, u32::MAX), (20, 7), (24, 30), (32, 0), (32, 9), (40, 0), (40, u32::MAX), (84, 0), (84, u32::MAX)] {
+    for (field, v) in [
+        (0, 0u32),
+        (4, u32::MAX),
+        (20, 7),
+        (24, 30),
+        (32, 0),
+        (32, 9),
+        (40, 0),
+        (40, u32::MAX),
+        (84, 0),
+        (84, u32::MAX),
+    ] {
         let mut img = base.clone();
         put_u32(&mut img, 1024 + field, v);
         cases.push((format!("sb-field-{field}-{v:#x}"), img));
@@ -143,7 +168,12 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     put_u32(&mut img, e, 2);
     cases.push(("dir-entry-self".into(), img));
     // rec_len 0, rec_len past the block, name_len past rec_len, inode past the count.
-    for (name, at, bytes) in [("rec-len-0", 4, vec![0, 0]), ("rec-len-huge", 4, vec![0xfc, 0xff]), ("name-len-huge", 6, vec![0xff]), ("entry-ino-huge", 0, vec![0xff, 0xff, 0xff, 0x7f])] {
+    for (name, at, bytes) in [
+        ("rec-len-0", 4, vec![0, 0]),
+        ("rec-len-huge", 4, vec![0xfc, 0xff]),
+        ("name-len-huge", 6, vec![0xff]),
+        ("entry-ino-huge", 0, vec![0xff, 0xff, 0xff, 0x7f]),
+    ] {
         let mut img = base.clone();
         let e = entry_at(&img, root_dir, bs, b"..");
         img[e + at..e + at + bytes.len()].copy_from_slice(&bytes);
@@ -175,7 +205,12 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         }
     }
     // Indirect blocks full of garbage pointers, loops and repeats.
-    for (name, fill) in [("ind-all-ones", 0xffff_ffffu32), ("ind-self", (ind / bs) as u32), ("ind-root-dir", (root_dir / bs) as u32), ("ind-inode-table", (itable / bs) as u32)] {
+    for (name, fill) in [
+        ("ind-all-ones", 0xffff_ffffu32),
+        ("ind-self", (ind / bs) as u32),
+        ("ind-root-dir", (root_dir / bs) as u32),
+        ("ind-inode-table", (itable / bs) as u32),
+    ] {
         let mut img = base.clone();
         for i in 0..bs / 4 {
             put_u32(&mut img, ind + 4 * i, fill);
@@ -213,7 +248,11 @@ fn watchdog<F: FnOnce() + Send + 'static>(name: &str, f: F) {
 
 /// A read-only mount and a full bounded walk, as a service would do.
 fn plain_read(img: Vec<u8>) {
-    let Ok(mut fs) = Ext2::mount(Box::new(SharedDisk::new(img)), MountOptions { read_only: true, cache_blocks: 32, now: 0 }) else { return };
+    let Ok(mut fs) =
+        Ext2::mount(Box::new(SharedDisk::new(img)), MountOptions { read_only: true, cache_blocks: 32, now: 0 })
+    else {
+        return;
+    };
     let mut dirs = vec![fs.root()];
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = vec![0u8; 8192];

@@ -3,9 +3,9 @@
 mod ext2_common;
 
 use ext2_common::*;
+use keel_fs::Errno;
 use keel_fs::ext2::{Ext2, MountOptions};
 use keel_fs::node::{FileSystem, Kind};
-use keel_fs::Errno;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -30,7 +30,8 @@ fn populate(root: &Path) {
 fn compare(fs: &mut Ext2, host: &Path, dir: u64) -> usize {
     let mut checked = 0;
     let ours: BTreeSet<String> = fs.readdir(dir).unwrap().into_iter().map(|e| e.name).collect();
-    let mut theirs: BTreeSet<String> = std::fs::read_dir(host).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut theirs: BTreeSet<String> =
+        std::fs::read_dir(host).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     let is_root = dir == fs.root();
     if is_root {
         theirs.insert("lost+found".into());
@@ -103,18 +104,30 @@ fn reads_mke2fs_tree_4k() {
 #[test]
 fn refuses_unsupported_features_and_journals_read_write() {
     let image = TempPath::new("features", ".img");
-    let out = std::process::Command::new(tool("mke2fs")).args(["-q", "-F", "-t", "ext4"]).arg(&image.0).arg("4M").output().unwrap();
+    let out = std::process::Command::new(tool("mke2fs"))
+        .args(["-q", "-F", "-t", "ext4"])
+        .arg(&image.0)
+        .arg("4M")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let err = Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), opts()).err().expect("ext4 must not mount");
     assert_eq!(err.errno, Errno::Inval);
     assert!(err.reason.contains("extents"), "{}", err.reason);
 
-    let out = std::process::Command::new(tool("mke2fs")).args(["-q", "-F", "-t", "ext3"]).arg(&image.0).arg("4M").output().unwrap();
+    let out = std::process::Command::new(tool("mke2fs"))
+        .args(["-q", "-F", "-t", "ext3"])
+        .arg(&image.0)
+        .arg("4M")
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let err = Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), opts()).err().expect("ext3 must not mount read-write");
+    let err =
+        Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), opts()).err().expect("ext3 must not mount read-write");
     assert_eq!(err.errno, Errno::RoFs);
     assert!(err.reason.contains("has_journal"), "{err}");
-    let mut fs = Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), MountOptions { read_only: true, ..opts() }).unwrap();
+    let mut fs =
+        Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), MountOptions { read_only: true, ..opts() }).unwrap();
     assert!(fs.readdir(fs.root()).unwrap().iter().any(|e| e.name == "lost+found"));
 
     let err = Ext2::mount(Box::new(SharedDisk::new(vec![0; 8192])), opts()).err().unwrap();
@@ -149,7 +162,8 @@ fn read_only_mounts_refuse_writes() {
 fn mount_marks_not_clean_until_unmount() {
     let image = TempPath::new("state", ".img");
     mkfs(&image.0, 1024, 1024, &[], None);
-    let state = |b: &[u8]| (u16::from_le_bytes([b[1024 + 58], b[1024 + 59]]), u16::from_le_bytes([b[1024 + 52], b[1024 + 53]]));
+    let state =
+        |b: &[u8]| (u16::from_le_bytes([b[1024 + 58], b[1024 + 59]]), u16::from_le_bytes([b[1024 + 52], b[1024 + 53]]));
     let before = state(&std::fs::read(&image.0).unwrap());
     assert_eq!(before.0 & 1, 1);
     let (fs, disk) = mount_rw(&image.0);

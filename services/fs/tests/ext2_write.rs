@@ -3,9 +3,9 @@
 mod ext2_common;
 
 use ext2_common::*;
+use keel_fs::Errno;
 use keel_fs::ext2::Ext2;
 use keel_fs::node::{FileSystem, Ino, Kind, NewNode};
-use keel_fs::Errno;
 use std::collections::BTreeMap;
 
 /// The expected contents of every regular file, by path.
@@ -117,7 +117,11 @@ fn write_tree(block_size: u32, kib: u64) {
     fs.evict(r).unwrap();
     assert_eq!(nlink(&mut fs, ""), root_links, "root: loses empty-target's '..', gains d2's");
     assert_eq!(nlink(&mut fs, "d1"), 2);
-    let moved: Model = model.iter().filter(|(k, _)| k.starts_with("d1/d2/")).map(|(k, v)| (k.replacen("d1/d2/", "empty-target/", 1), v.clone())).collect();
+    let moved: Model = model
+        .iter()
+        .filter(|(k, _)| k.starts_with("d1/d2/"))
+        .map(|(k, v)| (k.replacen("d1/d2/", "empty-target/", 1), v.clone()))
+        .collect();
     model.retain(|k, _| !k.starts_with("d1/d2/"));
     model.extend(moved);
     let et = resolve(&mut fs, "empty-target").unwrap();
@@ -182,7 +186,8 @@ fn directory_with_thousands_of_entries() {
         fs.evict(gone).unwrap();
     }
     let left = fs.readdir(d).unwrap();
-    let bad: Vec<_> = left.iter().filter(|e| !e.name.ends_with(['1', '3', '5', '7', '9'])).map(|e| e.name.clone()).collect();
+    let bad: Vec<_> =
+        left.iter().filter(|e| !e.name.ends_with(['1', '3', '5', '7', '9'])).map(|e| e.name.clone()).collect();
     assert!(bad.is_empty(), "{bad:?}");
     let mut names: Vec<_> = left.iter().map(|e| e.name.clone()).collect();
     names.sort();
@@ -198,7 +203,8 @@ fn directory_with_thousands_of_entries() {
     assert_fsck_clean(&image.0);
     let ls = String::from_utf8(debugfs(&image.0, "ls -l /many")).unwrap();
     // (debugfs also lists a cleared first entry of a block, with inode 0.)
-    let live = ls.lines().filter(|l| l.contains("file-with-a-longish-name-") && l.split_whitespace().next() != Some("0"));
+    let live =
+        ls.lines().filter(|l| l.contains("file-with-a-longish-name-") && l.split_whitespace().next() != Some("0"));
     assert_eq!(live.count(), n / 2);
 }
 
@@ -291,7 +297,11 @@ fn freeing_an_inode_drops_its_xattr_block() {
     std::fs::write(host.0.join("b"), b"b").unwrap();
     mkfs(&image.0, 2048, 1024, &["-I", "128"], Some(&host.0));
     for f in ["a", "b"] {
-        let out = std::process::Command::new(tool("debugfs")).args(["-w", "-R", &format!("ea_set /{f} user.note {}", "v".repeat(100))]).arg(&image.0).output().unwrap();
+        let out = std::process::Command::new(tool("debugfs"))
+            .args(["-w", "-R", &format!("ea_set /{f} user.note {}", "v".repeat(100))])
+            .arg(&image.0)
+            .output()
+            .unwrap();
         assert!(out.status.success());
     }
     assert_fsck_clean(&image.0);
@@ -330,4 +340,71 @@ fn names_and_kinds_are_checked() {
     assert_eq!(fs.getattr(1 << 40), Err(Errno::Inval));
     unmount_to(fs, &disk, &image.0);
     assert_fsck_clean(&image.0);
+}
+
+#[test]
+fn files_past_2_gib_turn_large_file_on() {
+    let image = TempPath::new("largefile", ".img");
+    mkfs(&image.0, 4096, 4096, &[], None);
+    let ro_compat = |b: &[u8]| u32::from_le_bytes(b[1024 + 100..1024 + 104].try_into().unwrap());
+    // mke2fs always sets large_file nowadays: clear it in the primary superblock.
+    let mut img = std::fs::read(&image.0).unwrap();
+    let v = ro_compat(&img) & !2;
+    img[1024 + 100..1024 + 104].copy_from_slice(&v.to_le_bytes());
+    std::fs::write(&image.0, &img).unwrap();
+    let (mut fs, disk) = mount_rw(&image.0);
+    let root = fs.root();
+    let off = 3u64 << 30;
+    let f = write_file(&mut fs, root, "huge", off, b"beyond 2 GiB");
+    assert_eq!(fs.getattr(f).unwrap().size, off + 12);
+    let mut buf = [1u8; 16];
+    assert_eq!(fs.read(f, off - 4, &mut buf).unwrap(), 16);
+    assert_eq!(&buf, b"\0\0\0\0beyond 2 GiB");
+    unmount_to(fs, &disk, &image.0);
+    assert_ne!(ro_compat(&std::fs::read(&image.0).unwrap()) & 2, 0, "large_file must be set");
+    assert_fsck_clean(&image.0);
+    let stat = String::from_utf8(debugfs(&image.0, "stat /huge")).unwrap();
+    assert!(stat.contains(&format!("Size: {}", off + 12)), "{stat}");
+}
+
+#[test]
+fn removed_but_open_inodes_stay_readable_until_evicted() {
+    let image = TempPath::new("orphan", ".img");
+    mkfs(&image.0, 1024, 1024, &[], None);
+    let (mut fs, disk) = mount_rw(&image.0);
+    let root = fs.root();
+    let data = pattern(50_000, 9);
+    let f = write_file(&mut fs, root, "f", 0, &data);
+    let d = fs.create(root, "d", Kind::Dir, WHO).unwrap();
+    assert_eq!(fs.unlink(root, "f").unwrap(), Some(f));
+    assert_eq!(fs.rmdir(root, "d").unwrap(), Some(d));
+    assert_eq!(read_all(&mut fs, f), data);
+    assert_eq!(fs.getattr(f).unwrap().nlink, 0);
+    assert_eq!(fs.create(d, "x", Kind::File, WHO), Err(Errno::NoEnt));
+    assert_eq!(fs.link(root, "back", f), Err(Errno::NoEnt));
+    fs.write(f, 50_000, b"more").unwrap();
+    // Unmount frees what the VFS did not evict.
+    unmount_to(fs, &disk, &image.0);
+    assert_fsck_clean(&image.0);
+}
+
+#[test]
+fn flex_bg_and_sparse_super2_layouts() {
+    for (name, features) in [("flexbg", "flex_bg"), ("sparse2", "sparse_super2"), ("nosparse", "^sparse_super,^resize_inode")] {
+        let image = TempPath::new(name, ".img");
+        mkfs(&image.0, 16384, 1024, &["-O", features], None);
+        let (mut fs, disk) = mount_rw(&image.0);
+        let root = fs.root();
+        let mut dirs = Vec::new();
+        for i in 0..6 {
+            dirs.push(fs.create(root, &format!("d{i}"), Kind::Dir, WHO).unwrap());
+        }
+        for (i, d) in dirs.iter().enumerate() {
+            write_file(&mut fs, *d, "f", 0, &pattern(900_000, i as u64));
+        }
+        unmount_to(fs, &disk, &image.0);
+        let (code, text) = fsck(&image.0);
+        assert_eq!(code, 0, "{features}: {text}");
+        assert!(debugfs(&image.0, "cat /d5/f") == pattern(900_000, 5), "{features}");
+    }
 }

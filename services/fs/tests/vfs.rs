@@ -243,3 +243,68 @@ fn mounts_are_crossed_both_ways_and_guarded() {
     assert_eq!(v.mkdir(ROOT, "/mnt/d", 0o755), Err(Errno::RoFs));
     assert_eq!(v.chmod(ROOT, "/mnt", 0o700), Err(Errno::RoFs));
 }
+
+#[test]
+fn the_service_protocol_decodes_once_and_shutdown_leaves_ext2_clean() {
+    use keel_fs::block::MemDisk;
+    use keel_fs::ext2::{Ext2, MountOptions};
+    use keel_fs::node::FileSystem;
+    use keel_fs::server::{Disks, Server};
+    use keel_rt::abi::ipc::Message;
+    use keel_rt::proto::{errno_label, fs as p};
+
+    /// Disks: one fresh ext2 image made by mke2fs, kept so the test can look at it afterwards.
+    struct OneDisk(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>, MemDisk);
+    impl keel_fs::block::BlockDevice for Shared {
+        fn size(&self) -> u64 {
+            self.1.size()
+        }
+        fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<(), Errno> {
+            self.1.read_at(o, b)
+        }
+        fn write_at(&mut self, o: u64, d: &[u8]) -> Result<(), Errno> {
+            self.1.write_at(o, d)
+        }
+        fn flush(&mut self) -> Result<(), Errno> {
+            *self.0.lock().unwrap() = self.1.bytes.clone();
+            Ok(())
+        }
+    }
+    impl Disks for OneDisk {
+        fn attach(&mut self, device: &str, read_only: bool) -> Result<Box<dyn FileSystem>, Errno> {
+            if device != "blk0" {
+                return Err(Errno::NoEnt);
+            }
+            let bytes = self.0.lock().unwrap().clone();
+            let fs = Ext2::mount(Box::new(Shared(self.0.clone(), MemDisk::new(bytes))), MountOptions { read_only, ..Default::default() })?;
+            Ok(Box::new(fs))
+        }
+    }
+    let path = std::env::temp_dir().join(format!("keel-vfs-server-{}.img", std::process::id()));
+    let ok = std::process::Command::new("/usr/sbin/mke2fs").args(["-q", "-t", "ext2"]).arg(&path).arg("4M").status();
+    assert!(ok.is_ok_and(|s| s.success()), "mke2fs failed (make deps installs e2fsprogs)");
+    let image = std::sync::Arc::new(std::sync::Mutex::new(std::fs::read(&path).unwrap()));
+    let mut s = Server::new(tree(), OneDisk(image.clone()));
+    let mut out = Vec::new();
+    let mut call = |s: &mut Server<OneDisk>, sid: u64, label: u64, data: [u64; 4], payload: &[u8]| s.handle(sid, &Message::new(label, data), payload, &mut out);
+    let m = call(&mut s, 9, p::MKDIR, [0o755, 0, 0, 0], b"/mnt");
+    assert_eq!(m.label, 0);
+    assert_eq!(call(&mut s, 9, p::MOUNT, [0; 4], b"blk0\0/mnt").label, 0);
+    assert_eq!(call(&mut s, 9, p::MOUNT, [0; 4], b"blk0").label, errno_label(Errno::Inval));
+    assert_eq!(call(&mut s, 9, p::OPEN, [(O_WRONLY | O_CREAT) as u64, 0o644, 0, 0], &[0xff]).label, errno_label(Errno::Inval));
+    assert_eq!(call(&mut s, 9, p::OPEN, [(O_WRONLY | O_CREAT) as u64, 0o70000, 0, 0], b"/mnt/f").label, errno_label(Errno::Inval));
+    assert_eq!(call(&mut s, 9, p::READ, [1 << 40, 10, 0, 0], b"").label, errno_label(Errno::BadF));
+    assert_eq!(call(&mut s, 9, 4242, [0; 4], b"").label, errno_label(Errno::NoSys));
+    let m = call(&mut s, 9, p::OPEN, [(O_WRONLY | O_CREAT) as u64, 0o644, 0, 0], b"/mnt/f");
+    assert_eq!(m.label, 0);
+    assert_eq!(call(&mut s, 9, p::WRITE, [m.data[0], 0, 0, 0], b"on ext2").data[0], 7);
+    // Power-off: every session closed, every disk unmounted clean (the open file does not stop it).
+    assert_eq!(call(&mut s, 9, p::SHUTDOWN, [0; 4], b"").label, 0);
+    std::fs::write(&path, &*image.lock().unwrap()).unwrap();
+    let fsck = std::process::Command::new("/usr/sbin/e2fsck").arg("-n").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout).to_string();
+    let _ = std::fs::remove_file(&path);
+    // Without -f, e2fsck skips a clean file system: "clean" proves the superblock was marked so.
+    assert!(fsck.status.success() && text.contains("clean"), "e2fsck -n: {text}");
+}

@@ -9,8 +9,8 @@
 //! pointed at it are on disk (a power cut can then leak it, never share it between two files).
 //! An allocation that finds nothing free while frees are pending writes back and tries again.
 
-use super::cache::BlockKind;
 use super::Ext2;
+use super::cache::BlockKind;
 use keel_rt::errno::Errno;
 
 /// The first clear bit in `bits[start..count]`.
@@ -18,7 +18,7 @@ fn first_zero(bits: &[u8], start: u64, count: u64) -> Option<u64> {
     let mut i = start;
     while i < count {
         let byte = bits[(i / 8) as usize];
-        if byte == 0xff && i % 8 == 0 {
+        if byte == 0xff && i.is_multiple_of(8) {
             i += 8;
             continue;
         }

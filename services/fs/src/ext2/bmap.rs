@@ -6,10 +6,10 @@
 //! the depth is at most three, and freeing a block twice is `Corrupt`, so a corrupt map (a loop,
 //! shared blocks) ends in an error, not a hang.
 
+use super::Ext2;
 use super::cache::BlockKind;
 use super::inode::Inode;
 use super::le::{put_u32, u32_at};
-use super::Ext2;
 use alloc::vec::Vec;
 use keel_rt::errno::Errno;
 
@@ -152,7 +152,8 @@ impl Ext2 {
     /// logical block `from` on; true when `blk` no longer points anywhere (the caller frees it).
     fn free_tree(&mut self, inode: &mut Inode, blk: u64, depth: u32, from: u64) -> Result<bool, Errno> {
         let apb = self.layout.ptrs_per_block();
-        let mut ptrs: Vec<u32> = self.cache.read(blk)?.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let mut ptrs: Vec<u32> =
+            self.cache.read(blk)?.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let span = apb.pow(depth - 1);
         let mut all_zero = true;
         let mut changed = false;

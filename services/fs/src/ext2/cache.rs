@@ -107,7 +107,8 @@ impl BlockCache {
         if !self.slots.values().any(|s| s.dirty.is_none()) {
             self.write_back()?;
         }
-        let victim = self.slots.iter().filter(|(_, s)| s.dirty.is_none()).min_by_key(|(_, s)| s.last_use).map(|(b, _)| *b);
+        let victim =
+            self.slots.iter().filter(|(_, s)| s.dirty.is_none()).min_by_key(|(_, s)| s.last_use).map(|(b, _)| *b);
         if let Some(b) = victim {
             self.slots.remove(&b);
         }

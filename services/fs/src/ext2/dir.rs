@@ -7,10 +7,10 @@
 //! blocks, so a walk over a directory is bounded by its size. Changing an indexed (`dir_index`)
 //! directory clears its index flag: the linear entries stay valid.
 
-use super::cache::BlockKind;
-use super::inode::{Inode, INDEX_FL};
-use super::le::{put_u16, put_u32, u16_at, u32_at};
 use super::Ext2;
+use super::cache::BlockKind;
+use super::inode::{INDEX_FL, Inode};
+use super::le::{put_u16, put_u32, u16_at, u32_at};
 use crate::node::Kind;
 use alloc::vec::Vec;
 use keel_rt::errno::Errno;
@@ -72,7 +72,7 @@ pub(super) fn parse_block(buf: &[u8], inodes_count: u64) -> Result<Vec<Entry>, E
         let rec_len = u16_at(buf, off + 4) as usize;
         let name_len = buf[off + 6] as usize;
         let ftype = buf[off + 7];
-        let bad_len = rec_len < MIN_REC_LEN || rec_len % 4 != 0 || off + rec_len > buf.len();
+        let bad_len = rec_len < MIN_REC_LEN || !rec_len.is_multiple_of(4) || off + rec_len > buf.len();
         if bad_len || rec_size(name_len) > rec_len || ino as u64 > inodes_count || (ino != 0 && name_len == 0) {
             return Err(Errno::Corrupt);
         }
@@ -99,11 +99,12 @@ pub(super) struct Found {
 }
 
 impl Ext2 {
-    /// The number of blocks of directory `dir`.
+    /// The number of blocks of directory `dir`: whole blocks, no more than it has allocated.
     fn dir_blocks(&self, dir: &Inode) -> Result<u64, Errno> {
         let bs = self.layout.block_size as u64;
         let size = dir.size();
-        if size % bs != 0 || size / bs > self.layout.blocks_count {
+        let allocated = dir.sectors() as u64 / (bs / 512);
+        if !size.is_multiple_of(bs) || size / bs > allocated || size / bs > self.layout.blocks_count {
             return Err(Errno::Corrupt);
         }
         Ok(size / bs)

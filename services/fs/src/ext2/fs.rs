@@ -6,13 +6,13 @@
 //! before the entry naming it, an entry is added before another is removed, and allocations are
 //! undone when a later step fails.
 
+use super::Ext2;
 use super::cache::BlockKind;
 use super::dir::kind_of_type;
-use super::inode::{Inode, FAST_SYMLINK_MAX, LINK_MAX, ROOT_INO};
+use super::inode::{FAST_SYMLINK_MAX, Inode, LINK_MAX, ROOT_INO};
 use super::le::{put_u32, u32_at};
 use super::superblock::ro_compat;
-use super::Ext2;
-use crate::node::{Attr, DirEntry, FileSystem, Ino, Kind, NewNode, SetAttr, StatFs, NAME_MAX};
+use crate::node::{Attr, DirEntry, FileSystem, Ino, Kind, NAME_MAX, NewNode, SetAttr, StatFs};
 use alloc::string::String;
 use alloc::vec::Vec;
 use keel_rt::errno::Errno;
@@ -41,6 +41,15 @@ impl Ext2 {
             return Err(Errno::NotDir);
         }
         Ok(inode)
+    }
+
+    /// A directory that may get new entries: in use and still linked (not removed while open).
+    fn parent_dir(&mut self, ino: u32) -> Result<Inode, Errno> {
+        let dir = self.live_dir(ino)?;
+        if dir.links() == 0 {
+            return Err(Errno::NoEnt);
+        }
+        Ok(dir)
     }
 
     fn attr(&self, inode: &Inode) -> Attr {
@@ -103,7 +112,13 @@ impl Ext2 {
     }
 
     /// Links a new inode (already written) into `parent` as `name`, undoing it on failure.
-    fn name_new_inode(&mut self, parent: &mut Inode, name: &[u8], inode: &mut Inode, blk: Option<u64>) -> Result<(), Errno> {
+    fn name_new_inode(
+        &mut self,
+        parent: &mut Inode,
+        name: &[u8],
+        inode: &mut Inode,
+        blk: Option<u64>,
+    ) -> Result<(), Errno> {
         let kind = inode.kind();
         if let Err(e) = self.add_entry(parent, name, inode.ino, kind) {
             if let Some(b) = blk {
@@ -171,7 +186,11 @@ impl Ext2 {
             let within = (pos % bs) as usize;
             let n = (bs as usize - within).min(data.len() - done);
             let (b, new) = self.bmap_alloc(inode, pos / bs)?;
-            let buf = if new || n == bs as usize { self.cache.fresh(b, BlockKind::Data)? } else { self.cache.write(b, BlockKind::Data)? };
+            let buf = if new || n == bs as usize {
+                self.cache.fresh(b, BlockKind::Data)?
+            } else {
+                self.cache.write(b, BlockKind::Data)?
+            };
             buf[within..within + n].copy_from_slice(&data[done..done + n]);
             done += n;
             if pos + n as u64 > inode.size() {
@@ -328,10 +347,10 @@ impl FileSystem for Ext2 {
                 return freed;
             }
             // Zero the cut-off tail of the last block, so that growing the file reads zeros.
-            if size % bs != 0 {
-                if let Some(b) = self.bmap(&inode, size / bs)? {
-                    self.cache.write(b, BlockKind::Data)?[(size % bs) as usize..].fill(0);
-                }
+            if !size.is_multiple_of(bs)
+                && let Some(b) = self.bmap(&inode, size / bs)?
+            {
+                self.cache.write(b, BlockKind::Data)?[(size % bs) as usize..].fill(0);
             }
         }
         inode.set_size(size);
@@ -344,7 +363,7 @@ impl FileSystem for Ext2 {
         self.ensure_writable()?;
         let name = check_name(name)?;
         let dir = self.ino_arg(dir)?;
-        let mut parent = self.live_dir(dir)?;
+        let mut parent = self.parent_dir(dir)?;
         if kind != Kind::File && kind != Kind::Dir {
             return Err(Errno::Inval);
         }
@@ -397,7 +416,7 @@ impl FileSystem for Ext2 {
             return Err(Errno::NameTooLong);
         }
         let dir = self.ino_arg(dir)?;
-        let mut parent = self.live_dir(dir)?;
+        let mut parent = self.parent_dir(dir)?;
         if self.find_entry(&parent, name)?.is_some() {
             return Err(Errno::Exist);
         }
@@ -449,7 +468,7 @@ impl FileSystem for Ext2 {
         let name = check_name(name)?;
         let dir = self.ino_arg(dir)?;
         let ino = self.ino_arg(ino)?;
-        let mut parent = self.live_dir(dir)?;
+        let mut parent = self.parent_dir(dir)?;
         let mut target = self.read_live_inode(ino)?;
         if target.is_dir() {
             return Err(Errno::Perm);
@@ -515,7 +534,7 @@ impl FileSystem for Ext2 {
         let from_dir = self.ino_arg(from_dir)?;
         let to_dir = self.ino_arg(to_dir)?;
         let fd = self.live_dir(from_dir)?;
-        let td = self.live_dir(to_dir)?;
+        let td = self.parent_dir(to_dir)?;
         let src_ino = self.find_entry(&fd, from)?.ok_or(Errno::NoEnt)?.entry.ino;
         let src = self.read_live_inode(src_ino)?;
         let dst_ino = self.find_entry(&td, to)?.map(|f| f.entry.ino);
@@ -595,5 +614,10 @@ impl FileSystem for Ext2 {
 
     fn sync(&mut self) -> Result<(), Errno> {
         self.sync_all()
+    }
+
+    /// The VFS's last call (umount, power-off): the image is left clean.
+    fn unmount(&mut self) -> Result<(), Errno> {
+        self.finish()
     }
 }

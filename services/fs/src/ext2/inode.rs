@@ -2,9 +2,9 @@
 //! extra space of large inodes, are kept as they are), and reading and writing it through the
 //! block cache. An inode number is checked against the inode count before it is located.
 
+use super::Ext2;
 use super::cache::BlockKind;
 use super::le::{put_u16, put_u32, u16_at, u32_at};
-use super::Ext2;
 use crate::node::{Ino, Kind};
 use alloc::vec;
 use alloc::vec::Vec;

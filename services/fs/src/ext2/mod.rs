@@ -113,10 +113,8 @@ impl Ext2 {
         let mut dev = dev;
         let (sb, layout, groups) = superblock::load(dev.as_mut())?;
         let read_only = opts.read_only || dev.read_only();
-        if !read_only {
-            if let Some(why) = superblock::read_write_refusal(&sb) {
-                return Err(MountError::new(Errno::RoFs, why));
-            }
+        if !read_only && let Some(why) = superblock::read_write_refusal(&sb) {
+            return Err(MountError::new(Errno::RoFs, why));
         }
         let cache = BlockCache::new(dev, layout.block_size, opts.cache_blocks);
         let mut fs = Ext2 {
@@ -144,6 +142,13 @@ impl Ext2 {
     /// the device. On an error the device is lost with the file system (the image stays as
     /// consistent as the last completed write-back).
     pub fn unmount(mut self) -> Result<Box<dyn BlockDevice>, Errno> {
+        self.finish()?;
+        Ok(self.cache.into_device())
+    }
+
+    /// What unmounting does to the medium (the file system must not be used afterwards): frees
+    /// unlinked inodes, writes everything back, marks the superblock clean, flushes.
+    pub(crate) fn finish(&mut self) -> Result<(), Errno> {
         if !self.read_only {
             let orphans: Vec<u32> = self.orphans.iter().copied().collect();
             for ino in orphans {
@@ -153,7 +158,7 @@ impl Ext2 {
             self.sb_dirty = true;
             self.sync_all()?;
         }
-        Ok(self.cache.into_device())
+        Ok(())
     }
 
     /// Block size in bytes.
@@ -167,11 +172,7 @@ impl Ext2 {
     }
 
     fn ensure_writable(&self) -> Result<(), Errno> {
-        if self.read_only {
-            Err(Errno::RoFs)
-        } else {
-            Ok(())
-        }
+        if self.read_only { Err(Errno::RoFs) } else { Ok(()) }
     }
 
     /// Puts the superblock and the group descriptors (primary copies) into the cache.

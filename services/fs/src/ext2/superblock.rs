@@ -5,8 +5,8 @@
 //! Only the primary superblock and descriptor table are ever written; backups are left as they
 //! are (e2fsck compares only fields that never change here).
 
-use super::le::{put_u16, put_u32, u16_at, u32_at};
 use super::MountError;
+use super::le::{put_u16, put_u32, u16_at, u32_at};
 use crate::block::BlockDevice;
 use alloc::format;
 use alloc::vec;
@@ -231,7 +231,7 @@ fn group_has_super(sb: &Superblock, g: u64) -> bool {
 }
 
 fn is_power_of(mut n: u64, base: u64) -> bool {
-    while n > 1 && n % base == 0 {
+    while n > 1 && n.is_multiple_of(base) {
         n /= base;
     }
     n == 1
@@ -278,7 +278,7 @@ pub(super) fn load(dev: &mut dyn BlockDevice) -> Result<(Superblock, Layout, Vec
     if blocks_count <= first_data_block + 1 || blocks_count.saturating_mul(bs) > dev.size() {
         return Err(corrupt("block count out of range (truncated image?)"));
     }
-    if bpg < 8 || bpg % 8 != 0 || bpg > bs * 8 || bpg > 65528 {
+    if bpg < 8 || !bpg.is_multiple_of(8) || bpg > bs * 8 || bpg > 65528 {
         return Err(corrupt("blocks per group out of range"));
     }
     let (inode_size, first_ino) = if rev == 0 { (128usize, 11u64) } else { (sb.u16(88) as usize, sb.u32(84) as u64) };

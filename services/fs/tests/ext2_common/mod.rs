@@ -2,10 +2,10 @@
 //! bytes survive `unmount`, and a seeded generator.
 #![allow(dead_code)]
 
-use keel_fs::block::{check_range, BlockDevice};
+use keel_fs::Errno;
+use keel_fs::block::{BlockDevice, check_range};
 use keel_fs::ext2::{Ext2, MountOptions};
 use keel_fs::node::{FileSystem, Ino, Kind, NewNode};
-use keel_fs::Errno;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
