@@ -20,8 +20,25 @@ use keel_rt::errno::Errno;
 pub(super) enum BlockKind {
     /// File contents (including a slow symlink's target).
     Data,
-    /// Everything else: superblock, descriptors, bitmaps, inodes, indirect and directory blocks.
+    /// Directory blocks (their order against inodes depends on the operations pending: see
+    /// [`NameOrder`]).
+    Dir,
+    /// Everything else: superblock, descriptors, bitmaps, inodes, indirect blocks.
     Meta,
+}
+
+/// What the pending namespace changes do, which decides whether directory blocks go before or
+/// after inodes. e2fsck -p clears a directory entry whose inode is unused, but stops at a live
+/// inode that no entry names ("unattached inode"). So entries that appear (create, link, the new
+/// name of a rename) must reach the disk before their inodes do, and entries that disappear
+/// (unlink, rmdir, the old name of a rename) after their inodes have died. The two kinds are
+/// never pending together: switching writes everything back first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum NameOrder {
+    /// Names are being added: directory blocks first.
+    Adding,
+    /// Names are being removed: inodes first.
+    Removing,
 }
 
 struct Slot {
@@ -38,6 +55,8 @@ pub(super) struct BlockCache {
     capacity: usize,
     slots: BTreeMap<u64, Slot>,
     clock: u64,
+    /// The namespace changes pending since the last write-back.
+    order: Option<NameOrder>,
 }
 
 /// The fewest blocks a cache holds: one operation touches at most a handful of blocks at once.
@@ -45,7 +64,7 @@ const MIN_BLOCKS: usize = 16;
 
 impl BlockCache {
     pub fn new(dev: Box<dyn BlockDevice>, block_size: usize, capacity: usize) -> Self {
-        Self { dev, block_size, capacity: capacity.max(MIN_BLOCKS), slots: BTreeMap::new(), clock: 0 }
+        Self { dev, block_size, capacity: capacity.max(MIN_BLOCKS), slots: BTreeMap::new(), clock: 0, order: None }
     }
 
     pub fn into_device(self) -> Box<dyn BlockDevice> {
@@ -100,6 +119,9 @@ impl BlockCache {
         self.slots.remove(&blk);
     }
 
+    /// Makes room for one more block. When full, drops the least recently used eighth of the clean
+    /// blocks at once (one scan serves many misses); if every block is dirty, writes everything
+    /// back first.
     fn make_room(&mut self) -> Result<(), Errno> {
         if self.slots.len() < self.capacity {
             return Ok(());
@@ -107,34 +129,84 @@ impl BlockCache {
         if !self.slots.values().any(|s| s.dirty.is_none()) {
             self.write_back()?;
         }
-        let victim =
-            self.slots.iter().filter(|(_, s)| s.dirty.is_none()).min_by_key(|(_, s)| s.last_use).map(|(b, _)| *b);
-        if let Some(b) = victim {
+        let mut clean: Vec<(u64, u64)> =
+            self.slots.iter().filter(|(_, s)| s.dirty.is_none()).map(|(b, s)| (s.last_use, *b)).collect();
+        let drop = (self.capacity / 8).clamp(1, clean.len().max(1));
+        if drop < clean.len() {
+            clean.select_nth_unstable(drop - 1);
+        }
+        for &(_, b) in clean.iter().take(drop) {
             self.slots.remove(&b);
         }
         Ok(())
     }
 
-    /// Writes every dirty block back: data, flush, metadata, flush.
+    /// Announces a namespace change of kind `op`: if changes of the other kind are pending,
+    /// everything is written back first.
+    pub fn begin(&mut self, op: NameOrder) -> Result<(), Errno> {
+        if self.order.is_some_and(|o| o != op) && self.slots.values().any(|s| s.dirty.is_some()) {
+            self.write_back()?;
+        }
+        self.order = Some(op);
+        Ok(())
+    }
+
+    /// Writes every dirty block back: data and new blocks, flush; then directory blocks and the
+    /// other metadata in the order the pending namespace changes need, each followed by a flush.
     pub fn write_back(&mut self) -> Result<(), Errno> {
-        self.write_phase(BlockKind::Data)?;
+        let first = |s: &Slot| s.dirty == Some(BlockKind::Data) || (s.dirty.is_some() && s.new);
+        let dirs = |s: &Slot| s.dirty == Some(BlockKind::Dir);
+        let meta = |s: &Slot| s.dirty.is_some();
+        self.write_phase(first)?;
         self.dev.flush()?;
-        self.write_phase(BlockKind::Meta)?;
+        if self.order == Some(NameOrder::Removing) {
+            self.write_phase(|s| s.dirty == Some(BlockKind::Meta))?;
+            self.dev.flush()?;
+            self.write_phase(meta)?;
+        } else {
+            if self.slots.values().any(dirs) {
+                self.write_phase(dirs)?;
+                self.dev.flush()?;
+            }
+            self.write_phase(meta)?;
+        }
+        self.order = None;
         self.dev.flush()
     }
 
-    fn write_phase(&mut self, kind: BlockKind) -> Result<(), Errno> {
+    /// Writes the dirty blocks `due` picks, consecutive ones together (up to [`MAX_RUN_BYTES`]
+    /// per device write: one request instead of one per block).
+    fn write_phase(&mut self, due: impl Fn(&Slot) -> bool) -> Result<(), Errno> {
         let bs = self.block_size as u64;
-        for (blk, slot) in self.slots.iter_mut() {
-            let first_phase = slot.dirty == Some(BlockKind::Data) || (slot.dirty.is_some() && slot.new);
-            let due = if kind == BlockKind::Data { first_phase } else { slot.dirty.is_some() };
-            if due {
-                let at = blk.checked_mul(bs).ok_or(Errno::Corrupt)?;
-                self.dev.write_at(at, &slot.buf)?;
-                slot.dirty = None;
-                slot.new = false;
+        let max_run = (MAX_RUN_BYTES / self.block_size).max(1) as u64;
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_start = 0u64;
+        let mut run_len = 0u64;
+        for (&blk, slot) in self.slots.iter_mut() {
+            if !due(slot) {
+                continue;
             }
+            if run_len > 0 && (blk != run_start + run_len || run_len == max_run) {
+                let at = run_start.checked_mul(bs).ok_or(Errno::Corrupt)?;
+                self.dev.write_at(at, &run)?;
+                run.clear();
+                run_len = 0;
+            }
+            if run_len == 0 {
+                run_start = blk;
+            }
+            run.extend_from_slice(&slot.buf);
+            run_len += 1;
+            slot.dirty = None;
+            slot.new = false;
+        }
+        if run_len > 0 {
+            let at = run_start.checked_mul(bs).ok_or(Errno::Corrupt)?;
+            self.dev.write_at(at, &run)?;
         }
         Ok(())
     }
 }
+
+/// The most bytes one write-back request carries.
+const MAX_RUN_BYTES: usize = 256 * 1024;

@@ -176,12 +176,12 @@ impl Ext2 {
             let (blk, _, entries) = self.dir_block(dir, i)?;
             for e in entries {
                 if e.ino == 0 && e.rec_len >= need {
-                    put_entry(self.cache.write(blk, BlockKind::Meta)?, e.off, e.rec_len, ino, name, ftype);
+                    put_entry(self.cache.write(blk, BlockKind::Dir)?, e.off, e.rec_len, ino, name, ftype);
                     return self.dir_changed(dir);
                 }
                 let used = rec_size(e.name_len);
                 if e.ino != 0 && e.rec_len >= used + need {
-                    let buf = self.cache.write(blk, BlockKind::Meta)?;
+                    let buf = self.cache.write(blk, BlockKind::Dir)?;
                     put_u16(buf, e.off + 4, used as u16);
                     put_entry(buf, e.off + used, e.rec_len - used, ino, name, ftype);
                     return self.dir_changed(dir);
@@ -200,7 +200,7 @@ impl Ext2 {
                 return Err(e);
             }
         };
-        put_entry(self.cache.fresh(blk, BlockKind::Meta)?, 0, bs, ino, name, ftype);
+        put_entry(self.cache.fresh(blk, BlockKind::Dir)?, 0, bs, ino, name, ftype);
         dir.set_size(new_size);
         self.dir_changed(dir)
     }
@@ -208,7 +208,7 @@ impl Ext2 {
     /// Removes `name` from `dir`; its inode number.
     pub(super) fn remove_entry(&mut self, dir: &mut Inode, name: &[u8]) -> Result<u32, Errno> {
         let found = self.find_entry(dir, name)?.ok_or(Errno::NoEnt)?;
-        let buf = self.cache.write(found.blk, BlockKind::Meta)?;
+        let buf = self.cache.write(found.blk, BlockKind::Dir)?;
         match found.prev {
             Some(p) => put_u16(buf, p.off + 4, (p.rec_len + found.entry.rec_len) as u16),
             None => put_u32(buf, found.entry.off, 0),
@@ -221,7 +221,7 @@ impl Ext2 {
     pub(super) fn retarget_entry(&mut self, dir: &mut Inode, name: &[u8], ino: u32, kind: Kind) -> Result<(), Errno> {
         let found = self.find_entry(dir, name)?.ok_or(Errno::Corrupt)?;
         let ftype = self.ftype_byte(kind);
-        let buf = self.cache.write(found.blk, BlockKind::Meta)?;
+        let buf = self.cache.write(found.blk, BlockKind::Dir)?;
         put_u32(buf, found.entry.off, ino);
         buf[found.entry.off + 7] = ftype;
         self.dir_changed(dir)
@@ -231,7 +231,7 @@ impl Ext2 {
     pub(super) fn init_dir_block(&mut self, blk: u64, ino: u32, parent: u32) -> Result<(), Errno> {
         let bs = self.layout.block_size;
         let ftype = self.ftype_byte(Kind::Dir);
-        let buf = self.cache.fresh(blk, BlockKind::Meta)?;
+        let buf = self.cache.fresh(blk, BlockKind::Dir)?;
         put_entry(buf, 0, MIN_REC_LEN, ino, b".", ftype);
         put_entry(buf, MIN_REC_LEN, bs - MIN_REC_LEN, parent, b"..", ftype);
         Ok(())

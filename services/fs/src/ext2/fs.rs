@@ -7,7 +7,7 @@
 //! undone when a later step fails.
 
 use super::Ext2;
-use super::cache::BlockKind;
+use super::cache::{BlockKind, NameOrder};
 use super::dir::kind_of_type;
 use super::inode::{FAST_SYMLINK_MAX, Inode, LINK_MAX, ROOT_INO};
 use super::le::{put_u32, u32_at};
@@ -361,6 +361,7 @@ impl FileSystem for Ext2 {
 
     fn create(&mut self, dir: Ino, name: &str, kind: Kind, new: NewNode) -> Result<Ino, Errno> {
         self.ensure_writable()?;
+        self.cache.begin(NameOrder::Adding)?;
         let name = check_name(name)?;
         let dir = self.ino_arg(dir)?;
         let mut parent = self.parent_dir(dir)?;
@@ -404,6 +405,7 @@ impl FileSystem for Ext2 {
 
     fn symlink(&mut self, dir: Ino, name: &str, target: &str, new: NewNode) -> Result<Ino, Errno> {
         self.ensure_writable()?;
+        self.cache.begin(NameOrder::Adding)?;
         let name = check_name(name)?;
         let t = target.as_bytes();
         if t.is_empty() {
@@ -465,6 +467,7 @@ impl FileSystem for Ext2 {
 
     fn link(&mut self, dir: Ino, name: &str, ino: Ino) -> Result<(), Errno> {
         self.ensure_writable()?;
+        self.cache.begin(NameOrder::Adding)?;
         let name = check_name(name)?;
         let dir = self.ino_arg(dir)?;
         let ino = self.ino_arg(ino)?;
@@ -490,6 +493,7 @@ impl FileSystem for Ext2 {
 
     fn unlink(&mut self, dir: Ino, name: &str) -> Result<Option<Ino>, Errno> {
         self.ensure_writable()?;
+        self.cache.begin(NameOrder::Removing)?;
         let name = check_name(name)?;
         let dir = self.ino_arg(dir)?;
         let mut parent = self.live_dir(dir)?;
@@ -507,6 +511,7 @@ impl FileSystem for Ext2 {
 
     fn rmdir(&mut self, dir: Ino, name: &str) -> Result<Option<Ino>, Errno> {
         self.ensure_writable()?;
+        self.cache.begin(NameOrder::Removing)?;
         let name = check_name(name)?;
         let dir = self.ino_arg(dir)?;
         let mut parent = self.live_dir(dir)?;
@@ -557,12 +562,34 @@ impl FileSystem for Ext2 {
             return Err(Errno::MLink);
         }
 
-        // The new name first, then the old one goes: a failure leaves the old name in place.
+        // Crash order (see `NameOrder`): a replaced inode dies before its entry is retargeted;
+        // the new name reaches the disk before the old one goes. A failure leaves the old name.
+        let mut replaced = None;
+        if let Some(d) = dst_ino {
+            self.cache.begin(NameOrder::Removing)?;
+            let mut dst = self.read_inode(d)?;
+            if dst.is_dir() {
+                dst.set_links(0);
+                let mut td = self.read_inode(to_dir)?;
+                td.set_links(td.links().saturating_sub(1).max(1));
+                self.write_inode(&td)?;
+            } else {
+                dst.set_links(dst.links().saturating_sub(1));
+            }
+            dst.set_ctime(self.now);
+            self.write_inode(&dst)?;
+            replaced = self.maybe_orphan(&dst);
+        }
+        self.cache.begin(NameOrder::Adding)?;
         let mut td = self.live_dir(to_dir)?;
         match dst_ino {
             Some(_) => self.retarget_entry(&mut td, to, src_ino, src.kind())?,
             None => self.add_entry(&mut td, to, src_ino, src.kind())?,
         }
+        // (For a directory this leaves a window with two names, which e2fsck -p will not repair
+        // alone; the other order leaves it unconnected, which it will not either. Without a
+        // journal one of the two is unavoidable; this one undoes the move when repaired.)
+        self.cache.begin(NameOrder::Removing)?;
         let mut fd = self.live_dir(from_dir)?;
         self.remove_entry(&mut fd, from)?;
         if moves_dir {
@@ -578,20 +605,7 @@ impl FileSystem for Ext2 {
         let mut moved = self.read_inode(src_ino)?;
         moved.set_ctime(self.now);
         self.write_inode(&moved)?;
-
-        let Some(d) = dst_ino else { return Ok(None) };
-        let mut dst = self.read_inode(d)?;
-        if dst.is_dir() {
-            dst.set_links(0);
-            let mut td = self.read_inode(to_dir)?;
-            td.set_links(td.links().saturating_sub(1).max(1));
-            self.write_inode(&td)?;
-        } else {
-            dst.set_links(dst.links().saturating_sub(1));
-        }
-        dst.set_ctime(self.now);
-        self.write_inode(&dst)?;
-        Ok(self.maybe_orphan(&dst))
+        Ok(replaced)
     }
 
     fn evict(&mut self, ino: Ino) -> Result<(), Errno> {

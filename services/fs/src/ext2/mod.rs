@@ -154,6 +154,8 @@ impl Ext2 {
             for ino in orphans {
                 self.free_inode_and_blocks(ino)?;
             }
+            // Everything else is on the medium before the superblock says "clean".
+            self.sync_all()?;
             self.sb.mark_clean(self.now);
             self.sb_dirty = true;
             self.sync_all()?;
