@@ -15,6 +15,18 @@ pub type Ino = u64;
 /// The longest name of one directory entry, in bytes.
 pub const NAME_MAX: usize = 255;
 
+/// Checks one name component: not empty, `.` or `..`, no `/` or NUL, at most [`NAME_MAX`]
+/// bytes.
+pub fn check_name(name: &str) -> Result<(), Errno> {
+    if name.len() > NAME_MAX {
+        return Err(Errno::NameTooLong);
+    }
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(Errno::Inval);
+    }
+    Ok(())
+}
+
 /// What an inode is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -33,16 +45,6 @@ impl Kind {
             Kind::Dir => 0o040000,
             Kind::Symlink => 0o120000,
             Kind::Other => 0,
-        }
-    }
-
-    /// The letter `ls -l` shows.
-    pub fn letter(self) -> char {
-        match self {
-            Kind::File => '-',
-            Kind::Dir => 'd',
-            Kind::Symlink => 'l',
-            Kind::Other => '?',
         }
     }
 }

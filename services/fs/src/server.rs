@@ -30,17 +30,23 @@ pub struct Server<D: Disks> {
     pub disks: D,
 }
 
-fn stat_record(s: &VStat) -> p::Stat {
+/// A kind as the protocol numbers it.
+pub fn wire_kind(kind: Kind) -> u8 {
+    match kind {
+        Kind::File => p::KIND_FILE,
+        Kind::Dir => p::KIND_DIR,
+        Kind::Symlink => p::KIND_SYMLINK,
+        Kind::Other => p::KIND_OTHER,
+    }
+}
+
+/// `stat` as the protocol carries it.
+pub fn stat_record(s: &VStat) -> p::Stat {
     let a = &s.attr;
     p::Stat {
         dev: s.dev,
         ino: a.ino,
-        kind: match a.kind {
-            Kind::File => p::KIND_FILE,
-            Kind::Dir => p::KIND_DIR,
-            Kind::Symlink => p::KIND_SYMLINK,
-            Kind::Other => p::KIND_OTHER,
-        },
+        kind: wire_kind(a.kind),
         perm: a.perm & 0o7777,
         nlink: a.nlink,
         uid: a.uid,
@@ -147,15 +153,7 @@ impl<D: Disks> Server<D> {
             p::READDIR => {
                 for e in v.readdir(sid, fd(d[0])?, BULK_SIZE as usize)? {
                     debug_assert!(out.len() + entry_size(&e.name) <= BULK_SIZE as usize);
-                    out.extend_from_slice(&e.ino.to_le_bytes());
-                    out.push(match e.kind {
-                        Kind::File => p::KIND_FILE,
-                        Kind::Dir => p::KIND_DIR,
-                        Kind::Symlink => p::KIND_SYMLINK,
-                        Kind::Other => p::KIND_OTHER,
-                    });
-                    out.push(e.name.len() as u8);
-                    out.extend_from_slice(e.name.as_bytes());
+                    p::put_entry(out, e.ino, wire_kind(e.kind), &e.name);
                 }
                 Ok([0, 0, 0, out.len() as u64])
             }

@@ -135,7 +135,7 @@ impl BlockDevice for BlkDisk {
 /// ext2 on the block service's disks.
 struct BlkDisks {
     namesrv: Slot,
-    clock: Arc<Clock>,
+    clock: Clock,
 }
 
 impl BlkDisks {
@@ -174,7 +174,7 @@ pub fn main(startup: &Startup) -> i32 {
         Ok(b) => &b[offset as usize..],
         Err(e) => return fail(format_args!("cannot map the initrd: {e}")),
     };
-    let clock = Arc::new(Clock::new(startup.cap("rtc")));
+    let clock = Clock::new(startup.cap("rtc"));
     let mut root = Tmpfs::new(ROOT_CAPACITY, ROOT_INODES);
     root.set_time(clock.now());
     let filled = match keel_fs::boot::populate(&mut root, archive) {
@@ -185,7 +185,7 @@ pub fn main(startup: &Startup) -> i32 {
     for (dir, mode) in [("disk", 0o755), ("tmp", 0o1777)] {
         let _ = root.create(top, dir, Kind::Dir, NewNode { perm: mode, uid: 0, gid: 0 });
     }
-    let disks = BlkDisks { namesrv, clock: clock.clone() };
+    let disks = BlkDisks { namesrv, clock };
     let server = Arc::new(Mutex::new(Server::new(Vfs::new(Box::new(root), "rootfs"), disks)));
     let conn = match sys::conn_create() {
         Ok(c) => c,
@@ -196,8 +196,8 @@ pub fn main(startup: &Startup) -> i32 {
     }
     println!("fs: root is a tmpfs with {} files, {} directories from the initrd", filled.files, filled.dirs);
     {
-        let (server, clock) = (server.clone(), clock.clone());
-        let _ = thread::spawn(move || mount_disk(&server, &clock, namesrv));
+        let server = server.clone();
+        let _ = thread::spawn(move || mount_disk(&server, BlkDisks { namesrv, clock }));
     }
     let mut out = Vec::new();
     ipc::serve(conn, move |req: &mut Request| {
@@ -215,8 +215,7 @@ pub fn main(startup: &Startup) -> i32 {
 }
 
 /// Waits for `blk0` and mounts it on /disk (the disk is read outside the lock).
-fn mount_disk(server: &Mutex<Server<BlkDisks>>, clock: &Clock, namesrv: Slot) {
-    let disks = BlkDisks { namesrv, clock: Arc::new(*clock) };
+fn mount_disk(server: &Mutex<Server<BlkDisks>>, disks: BlkDisks) {
     match disks.open("blk0", false, BLK_ATTEMPTS) {
         Ok(fs) => {
             let mut s = server.lock();

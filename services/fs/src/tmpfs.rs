@@ -8,7 +8,7 @@
 //! Files may also borrow read-only bytes that outlive the file system ([`Tmpfs::add_static`]:
 //! the initrd's files): they cost no capacity until the first write copies them.
 
-use crate::node::{Attr, DirEntry, FileSystem, Ino, Kind, NAME_MAX, NewNode, SetAttr, StatFs};
+use crate::node::{Attr, DirEntry, FileSystem, Ino, Kind, NAME_MAX, NewNode, SetAttr, StatFs, check_name};
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -197,17 +197,6 @@ impl Tmpfs {
         n.attr.nlink = if n.attr.kind == Kind::Dir { 0 } else { n.attr.nlink.saturating_sub(1) };
         Ok((n.attr.nlink == 0).then_some(ino))
     }
-}
-
-/// Checks one name component.
-fn check_name(name: &str) -> Result<(), Errno> {
-    if name.len() > NAME_MAX {
-        return Err(Errno::NameTooLong);
-    }
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(Errno::Inval);
-    }
-    Ok(())
 }
 
 fn blocks_of(bytes: u64) -> u64 {

@@ -279,7 +279,6 @@ impl Vfs {
                 let target = stack.pop();
                 if stack.is_empty() {
                     stack.push(self.root_loc());
-                    return Ok(Walk { dirs: stack, name: ".".to_string(), target });
                 }
                 return Ok(Walk { dirs: stack, name: ".".to_string(), target });
             };
@@ -814,7 +813,7 @@ impl Vfs {
         if self.covered.contains_key(&loc) || self.mount_at(loc.mount)?.root == loc.ino {
             return Err(Errno::Busy);
         }
-        let point = self.canonical(path)?;
+        let point = keel_rt::fs::normalize(path);
         let root = fs.root();
         let m = Mount { point, source: source.to_string(), fs, read_only, root, covers: Some(loc) };
         let index = match self.mounts.iter().position(Option::is_none) {
@@ -867,34 +866,11 @@ impl Vfs {
         v.sort_by_key(|p| core::cmp::Reverse(p.matches('/').count()));
         v
     }
-
-    /// `path` without `.`, `..`, repeated slashes or symlinks in its directories.
-    fn canonical(&mut self, path: &str) -> Result<String, Errno> {
-        let mut parts: Vec<String> = Vec::new();
-        for c in components(path) {
-            match c.as_str() {
-                "." => {}
-                ".." => {
-                    parts.pop();
-                }
-                _ => parts.push(c),
-            }
-        }
-        let mut s = String::new();
-        for p in &parts {
-            s.push('/');
-            s.push_str(p);
-        }
-        if s.is_empty() {
-            s.push('/');
-        }
-        Ok(s)
-    }
 }
 
-/// The bytes an entry takes in a `readdir` reply: inode (8), kind (1), name length (1), name.
+/// The bytes an entry takes in a `readdir` reply (`keel_rt::proto::fs::put_entry`).
 pub fn entry_size(name: &str) -> usize {
-    10 + name.len()
+    keel_rt::proto::fs::ENTRY_HEADER + name.len()
 }
 
 fn components(path: &str) -> VecDeque<String> {

@@ -163,40 +163,34 @@ pub fn close(fd: Fd) -> Result<(), Errno> {
 
 /// Reads up to `buf.len()` bytes; fewer only at the end of the file.
 pub fn read(fd: Fd, buf: &mut [u8]) -> Result<usize, Errno> {
-    let fdw = fd_word(fd)?;
-    let mut done = 0;
-    while done < buf.len() {
-        let want = (buf.len() - done).min(BULK_SIZE as usize);
-        let (_, bytes) = call_bulk(p::READ, [fdw, want as u64, 0], &[])?;
-        let n = bytes.len().min(want);
-        buf[done..done + n].copy_from_slice(&bytes[..n]);
-        done += n;
-        if n < want {
-            break;
-        }
-    }
-    Ok(done)
+    read_chunks(fd, buf, None)
 }
 
 /// Writes all of `data` (or fails).
 pub fn write(fd: Fd, data: &[u8]) -> Result<usize, Errno> {
-    let fdw = fd_word(fd)?;
-    for chunk in data.chunks(BULK_SIZE as usize) {
-        let (d, _) = call_bulk(p::WRITE, [fdw, 0, 0], chunk)?;
-        if d[0] != chunk.len() as u64 {
-            return Err(Errno::Io);
-        }
-    }
-    Ok(data.len())
+    write_chunks(fd, data, None)
 }
 
 /// Reads at `offset` without moving the file offset.
 pub fn pread(fd: Fd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    read_chunks(fd, buf, Some(offset))
+}
+
+/// Writes at `offset` without moving the file offset.
+pub fn pwrite(fd: Fd, data: &[u8], offset: u64) -> Result<usize, Errno> {
+    write_chunks(fd, data, Some(offset))
+}
+
+/// READ (or PREAD at `offset`) one bulk buffer at a time until `buf` is full or the file ends.
+fn read_chunks(fd: Fd, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
     let fdw = fd_word(fd)?;
     let mut done = 0;
     while done < buf.len() {
         let want = (buf.len() - done).min(BULK_SIZE as usize);
-        let (_, bytes) = call_bulk(p::PREAD, [fdw, want as u64, offset + done as u64], &[])?;
+        let (_, bytes) = match offset {
+            None => call_bulk(p::READ, [fdw, want as u64, 0], &[])?,
+            Some(at) => call_bulk(p::PREAD, [fdw, want as u64, at + done as u64], &[])?,
+        };
         let n = bytes.len().min(want);
         buf[done..done + n].copy_from_slice(&bytes[..n]);
         done += n;
@@ -207,11 +201,19 @@ pub fn pread(fd: Fd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     Ok(done)
 }
 
-/// Writes at `offset` without moving the file offset.
-pub fn pwrite(fd: Fd, data: &[u8], offset: u64) -> Result<usize, Errno> {
+/// WRITE (or PWRITE at `offset`) one bulk buffer at a time; every byte or an error.
+fn write_chunks(fd: Fd, data: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
     let fdw = fd_word(fd)?;
-    for (i, chunk) in data.chunks(BULK_SIZE as usize).enumerate() {
-        call_bulk(p::PWRITE, [fdw, 0, offset + (i as u64) * BULK_SIZE], chunk)?;
+    let mut done = 0u64;
+    for chunk in data.chunks(BULK_SIZE as usize) {
+        let (d, _) = match offset {
+            None => call_bulk(p::WRITE, [fdw, 0, 0], chunk)?,
+            Some(at) => call_bulk(p::PWRITE, [fdw, 0, at + done], chunk)?,
+        };
+        if d[0] != chunk.len() as u64 {
+            return Err(Errno::Io);
+        }
+        done += chunk.len() as u64;
     }
     Ok(data.len())
 }
@@ -280,14 +282,15 @@ pub fn readdir(fd: Fd) -> Result<Vec<DirEntry>, Errno> {
 pub fn decode_entries(mut b: &[u8]) -> Option<Vec<DirEntry>> {
     let mut out = Vec::new();
     while !b.is_empty() {
-        if b.len() < 10 {
+        let h = p::ENTRY_HEADER;
+        if b.len() < h {
             return None;
         }
         let ino = u64::from_le_bytes(b[..8].try_into().ok()?);
         let (kind, len) = (b[8], b[9] as usize);
-        let name = core::str::from_utf8(b.get(10..10 + len)?).ok()?;
+        let name = core::str::from_utf8(b.get(h..h + len)?).ok()?;
         out.push(DirEntry { ino, kind, name: name.to_string() });
-        b = &b[10 + len..];
+        b = &b[h + len..];
     }
     Some(out)
 }

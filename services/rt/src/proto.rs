@@ -167,9 +167,23 @@ pub mod fs {
     /// Bytes of an encoded [`Stat`].
     pub const STAT_BYTES: usize = 12 * 8;
 
+    /// `words` as little-endian bytes.
+    fn put_words<const B: usize>(words: &[u64]) -> [u8; B] {
+        let mut out = [0u8; B];
+        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Word `i` of a record of little-endian words (the caller checked the length).
+    fn word(b: &[u8], i: usize) -> u64 {
+        u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
+    }
+
     impl Stat {
         pub fn encode(&self) -> [u8; STAT_BYTES] {
-            let words = [
+            put_words(&[
                 self.dev,
                 self.ino,
                 self.kind as u64,
@@ -182,12 +196,7 @@ pub mod fs {
                 self.atime,
                 self.mtime,
                 self.ctime,
-            ];
-            let mut out = [0u8; STAT_BYTES];
-            for (i, w) in words.iter().enumerate() {
-                out[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-            }
-            out
+            ])
         }
 
         /// None for a record of the wrong length or with out-of-range fields.
@@ -195,7 +204,7 @@ pub mod fs {
             if b.len() != STAT_BYTES {
                 return None;
             }
-            let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            let w = |i| word(b, i);
             Some(Stat {
                 dev: w(0),
                 ino: w(1),
@@ -230,21 +239,27 @@ pub mod fs {
 
     impl StatFs {
         pub fn encode(&self) -> [u8; 48] {
-            let words = [self.block_size, self.blocks, self.free_blocks, self.files, self.free_files, self.name_max];
-            let mut out = [0u8; 48];
-            for (i, w) in words.iter().enumerate() {
-                out[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-            }
-            out
+            put_words(&[self.block_size, self.blocks, self.free_blocks, self.files, self.free_files, self.name_max])
         }
 
         pub fn decode(b: &[u8]) -> Option<StatFs> {
             if b.len() != 48 {
                 return None;
             }
-            let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            let w = |i| word(b, i);
             Some(StatFs { block_size: w(0), blocks: w(1), free_blocks: w(2), files: w(3), free_files: w(4), name_max: w(5) })
         }
+    }
+
+    /// Bytes before the name in a READDIR entry: inode (u64 LE), kind (u8), name length (u8).
+    pub const ENTRY_HEADER: usize = 10;
+
+    /// Appends one READDIR entry (names are at most 255 bytes).
+    pub fn put_entry(out: &mut alloc::vec::Vec<u8>, ino: u64, kind: u8, name: &str) {
+        out.extend_from_slice(&ino.to_le_bytes());
+        out.push(kind);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
     }
 
     /// Splits a two-path payload (`a\0b`); None unless there are exactly two non-empty UTF-8 parts.

@@ -492,6 +492,7 @@ pub fn write_output(f: &mut dyn Files, path: &str, text: &str, append: bool) -> 
 #[cfg(test)]
 pub mod testfs {
     use super::*;
+    use keel_fs::server::{stat_record, wire_kind};
     use keel_fs::tmpfs::Tmpfs;
     use keel_fs::vfs::{Cred, Vfs};
     use keel_rt::fs::DirEntry;
@@ -518,18 +519,6 @@ pub mod testfs {
         }
     }
 
-    fn wire(s: keel_fs::vfs::Stat) -> Stat {
-        use keel_fs::node::Kind;
-        let a = s.attr;
-        let kind = match a.kind {
-            Kind::File => KIND_FILE,
-            Kind::Dir => KIND_DIR,
-            Kind::Symlink => KIND_SYMLINK,
-            Kind::Other => 3,
-        };
-        Stat { dev: s.dev, ino: a.ino, kind, perm: a.perm, nlink: a.nlink, uid: a.uid, gid: a.gid, size: a.size, blocks: a.blocks, atime: a.atime, mtime: a.mtime, ctime: a.ctime }
-    }
-
     impl Files for VfsFiles {
         fn open(&mut self, path: &str, flags: u32, mode: u16) -> Result<Fd, Errno> {
             let p = self.absolute(path);
@@ -546,11 +535,11 @@ pub mod testfs {
         }
         fn stat(&mut self, path: &str) -> Result<Stat, Errno> {
             let p = self.absolute(path);
-            self.vfs.stat(SID, &p, true).map(wire)
+            self.vfs.stat(SID, &p, true).map(|s| stat_record(&s))
         }
         fn lstat(&mut self, path: &str) -> Result<Stat, Errno> {
             let p = self.absolute(path);
-            self.vfs.stat(SID, &p, false).map(wire)
+            self.vfs.stat(SID, &p, false).map(|s| stat_record(&s))
         }
         fn read_dir(&mut self, path: &str) -> Result<Vec<DirEntry>, Errno> {
             let fd = self.open(path, O_RDONLY | O_DIRECTORY, 0)?;
@@ -560,11 +549,7 @@ pub mod testfs {
                 if batch.is_empty() {
                     break;
                 }
-                all.extend(batch.into_iter().map(|e| DirEntry {
-                    ino: e.ino,
-                    kind: if e.kind == keel_fs::node::Kind::Dir { KIND_DIR } else { KIND_FILE },
-                    name: e.name,
-                }));
+                all.extend(batch.into_iter().map(|e| DirEntry { ino: e.ino, kind: wire_kind(e.kind), name: e.name }));
             }
             self.vfs.close(SID, fd)?;
             Ok(all)

@@ -23,17 +23,23 @@ const XATTR_MAGIC: u32 = 0xEA02_0000;
 const SMALL_FILE_MAX: u64 = 0x7fff_ffff;
 
 fn check_name(name: &str) -> Result<&[u8], Errno> {
-    let b = name.as_bytes();
-    if b.is_empty() || name == "." || name == ".." || b.iter().any(|&c| c == b'/' || c == 0) {
-        return Err(Errno::Inval);
-    }
-    if b.len() > NAME_MAX {
-        return Err(Errno::NameTooLong);
-    }
-    Ok(b)
+    crate::node::check_name(name).map(|()| name.as_bytes())
 }
 
 impl Ext2 {
+    /// The start of unlink and rmdir: the checked name, the directory and the inode it names
+    /// (names are about to be removed: see `NameOrder`).
+    fn removal<'n>(&mut self, dir: Ino, name: &'n str) -> Result<(&'n [u8], Inode, Inode), Errno> {
+        self.ensure_writable()?;
+        self.cache.begin(NameOrder::Removing)?;
+        let name = check_name(name)?;
+        let dir = self.ino_arg(dir)?;
+        let parent = self.live_dir(dir)?;
+        let found = self.find_entry(&parent, name)?.ok_or(Errno::NoEnt)?;
+        let child = self.read_live_inode(found.entry.ino)?;
+        Ok((name, parent, child))
+    }
+
     /// A directory in use; `NotDir` when `ino` is something else.
     fn live_dir(&mut self, ino: u32) -> Result<Inode, Errno> {
         let inode = self.read_live_inode(ino)?;
@@ -492,13 +498,7 @@ impl FileSystem for Ext2 {
     }
 
     fn unlink(&mut self, dir: Ino, name: &str) -> Result<Option<Ino>, Errno> {
-        self.ensure_writable()?;
-        self.cache.begin(NameOrder::Removing)?;
-        let name = check_name(name)?;
-        let dir = self.ino_arg(dir)?;
-        let mut parent = self.live_dir(dir)?;
-        let found = self.find_entry(&parent, name)?.ok_or(Errno::NoEnt)?;
-        let mut child = self.read_live_inode(found.entry.ino)?;
+        let (name, mut parent, mut child) = self.removal(dir, name)?;
         if child.is_dir() {
             return Err(Errno::IsDir);
         }
@@ -510,13 +510,7 @@ impl FileSystem for Ext2 {
     }
 
     fn rmdir(&mut self, dir: Ino, name: &str) -> Result<Option<Ino>, Errno> {
-        self.ensure_writable()?;
-        self.cache.begin(NameOrder::Removing)?;
-        let name = check_name(name)?;
-        let dir = self.ino_arg(dir)?;
-        let mut parent = self.live_dir(dir)?;
-        let found = self.find_entry(&parent, name)?.ok_or(Errno::NoEnt)?;
-        let mut child = self.read_live_inode(found.entry.ino)?;
+        let (name, mut parent, mut child) = self.removal(dir, name)?;
         if !child.is_dir() {
             return Err(Errno::NotDir);
         }
