@@ -30,9 +30,10 @@ pub enum StartupError {
 }
 
 impl Startup {
-    /// Parses a startup block.
+    /// Parses a startup block. Lines end at `\n` only: a `\r` is part of the line (an argument
+    /// may end in one), so whatever [`Startup::render`] writes parses back the same.
     pub fn parse(text: &str) -> Result<Self, StartupError> {
-        let mut lines = text.lines();
+        let mut lines = text.split('\n');
         if lines.next() != Some("keel-startup 1") {
             return Err(StartupError::BadHeader);
         }

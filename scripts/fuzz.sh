@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in fuzz/ for a fixed number of inputs from a deterministic seed
+# corpus (fuzz/make-seeds.sh). Exits non-zero if any target crashes, naming the target and the
+# input that did it (kept in target/fuzz/artifacts/<target>/).
+#
+#   scripts/fuzz.sh                 each target its default number of runs (~1-2 min in all per
+#                                   target on a 2-core machine)
+#   scripts/fuzz.sh --runs N        N inputs per target
+#   scripts/fuzz.sh --quick         a smoke check: 2,000 inputs per target
+#   scripts/fuzz.sh [opts] T1 T2    only these targets
+#
+# cargo-fuzz comes from crates.io (`cargo install cargo-fuzz --locked`) into target/tools when
+# missing. It builds with Debian's toolchain (/usr/bin/cargo, RUSTC_BOOTSTRAP=1 for the -Z flags)
+# and without a sanitizer (`-s none`): Debian's rustc ships no AddressSanitizer runtime
+# (librustc-*_rt.asan.a), and the parsers forbid `unsafe` anyway (platform/ aside), so what ASan
+# would add is little; overflow checks and debug assertions are on.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+runs=""
+targets=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) runs=${2:?--runs needs a number}; shift 2 ;;
+        --runs=*) runs=${1#--runs=}; shift ;;
+        --quick) runs=2000; shift ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -*) echo "fuzz: unknown option $1 (try --help)" >&2; exit 2 ;;
+        *) targets+=("$1"); shift ;;
+    esac
+done
+case "$runs" in ''|*[!0-9]*) [ -z "$runs" ] || { echo "fuzz: --runs takes a number, not '$runs'" >&2; exit 2; } ;; esac
+
+# Default inputs per target: about a minute each here (they differ by 1000x in speed).
+declare -A default_runs=(
+    [dtb]=2000000 [elf]=4000000 [cpio]=2000000 [manifest]=2000000 [startup]=2000000
+    [ext2_image]=30000 [fs_request]=300000 [blk_request]=4000000 [vmm_command]=2000000
+    [vmm_image]=4000000 [procmgr_spawn]=4000000 [namesrv_name]=4000000 [shell_line]=2000000
+    [kernel_cmdline]=2000000
+)
+# Largest input per target (bytes): each format's seeds plus room to grow.
+declare -A max_len=([ext2_image]=262144 [dtb]=16384 [elf]=8192 [cpio]=4096)
+
+export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO=/usr/bin/cargo
+export PATH="/usr/bin:$PATH"   # cargo-fuzz runs `cargo`: Debian's, not rustup's
+tools="$root/target/tools"
+fuzz_bin="$tools/bin/cargo-fuzz"
+if [ ! -x "$fuzz_bin" ]; then
+    echo "fuzz: installing cargo-fuzz into $tools"
+    /usr/bin/cargo install cargo-fuzz --locked --root "$tools"
+fi
+
+all=$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^keel-fuzz$')
+if [ ${#targets[@]} -eq 0 ]; then
+    read -r -a targets <<<"$(echo $all)"
+fi
+for t in "${targets[@]}"; do
+    grep -qx "$t" <<<"$all" || { echo "fuzz: no target '$t' (targets: $(echo $all))" >&2; exit 2; }
+done
+
+work="$root/target/fuzz"
+seeds="$work/seeds"
+fuzz/make-seeds.sh "$seeds" 2>&1 | grep -v -e "128-byte inodes" -e "^Creating regular file"
+"$fuzz_bin" build --fuzz-dir fuzz --target-dir "$work" -s none
+
+failed=()
+for t in "${targets[@]}"; do
+    n=${runs:-${default_runs[$t]:-1000000}}
+    # The corpus grows from the seeds on each run; it starts from the seeds alone every time,
+    # so a run is reproducible.
+    corpus="$work/corpus/$t"
+    artifacts="$work/artifacts/$t"
+    rm -rf "$corpus"
+    mkdir -p "$corpus" "$artifacts"
+    [ -d "$seeds/$t" ] && cp "$seeds/$t"/* "$corpus/"
+    log="$work/logs/$t.log"
+    mkdir -p "$(dirname "$log")"
+    opts=(-runs="$n" -seed=1 -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/")
+    [ -n "${max_len[$t]:-}" ] && opts+=(-max_len="${max_len[$t]}")
+    start=$(date +%s)
+    if "$fuzz_bin" run --fuzz-dir fuzz --target-dir "$work" -s none "$t" "$corpus" -- "${opts[@]}" >"$log" 2>&1; then
+        echo "fuzz: $t: $n inputs, no crash ($(( $(date +%s) - start ))s)"
+    else
+        input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+        why=$(grep -m1 -E "panicked at|ERROR: libFuzzer" "$log" || true)
+        echo "fuzz: $t: CRASH after $(( $(date +%s) - start ))s: ${why:-see $log}" >&2
+        grep -A2 -m1 "panicked at" "$log" | tail -n +2 >&2 || true
+        echo "fuzz: $t: input ${input:-unknown} (replay: $fuzz_bin run --fuzz-dir fuzz --target-dir $work -s none $t ${input:-<input>}); log $log" >&2
+        failed+=("$t")
+    fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: ${#failed[@]} of ${#targets[@]} targets crashed: ${failed[*]}" >&2
+    exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets clean"
