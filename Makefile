@@ -49,8 +49,10 @@ QEMU_EXTRA ?=
 # when missing; DISK= (empty) boots without one.
 DISK ?= cache/disk.img
 DISK_SIZE ?= 64M
-DISK_ARGS = $(if $(DISK),-drive file=$(DISK),format=raw,if=none,id=disk0,cache=writeback \
-	-device virtio-blk-device,drive=disk0)
+# (Make's $(if) splits at commas, so the QEMU options' commas come from $(comma).)
+comma := ,
+DISK_ARGS = $(if $(DISK),-drive file=$(DISK)$(comma)format=raw$(comma)if=none$(comma)id=disk0$(comma)cache=writeback \
+	-device virtio-blk-device$(comma)drive=disk0)
 QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SMP) -m $(MEM) \
 	-nographic -kernel $(IMAGE) -initrd $(INITRD) -append "$(APPEND)" $(DISK_ARGS) $(QEMU_EXTRA)
 

@@ -315,9 +315,26 @@ def git_commit():
         return None, None
 
 
+def load_results(path):
+    """A results file written by `make bench`, or exit with one line saying what is wrong with it."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        sys.exit(f"bench-compare: {path}: {e.strerror}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        sys.exit(f"bench-compare: {path}: not a JSON file ({e})")
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("name"), str) and "median" in r and "unit" in r for r in results
+    ):
+        sys.exit(f"bench-compare: {path}: not a `make bench` results file (no list of results with name, median, unit)")
+    return data
+
+
 def compare(a_path, b_path):
     """Prints the per-benchmark change of the medians from A to B."""
-    a, b = (json.load(open(p)) for p in (a_path, b_path))
+    a, b = (load_results(p) for p in (a_path, b_path))
     a_res = {r["name"]: r for r in a["results"]}
     b_res = {r["name"]: r for r in b["results"]}
     names = list(a_res) + [n for n in b_res if n not in a_res]
