@@ -2,6 +2,8 @@
 #   make run     install what is missing, build, boot Keel in QEMU (serial on this terminal)
 #   make test    every test: host unit tests and QEMU scenarios
 #   make bench   instruction-count benchmarks under QEMU icount (docs/PERFORMANCE.md)
+#   make soak    the QEMU tests 10 times in a row beside two CPU hogs (SOAK_RUNS=, SOAK_HOGS=)
+#   make fuzz    every cargo-fuzz target of the parsers for a fixed number of inputs
 #   make gdb     QEMU halted with its gdb stub, gdb-multiarch attached with kernel symbols
 #   make deps    only install the toolchain (Debian packages; sudo when not root)
 #
@@ -59,7 +61,7 @@ QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SM
 DEPS_STAMP := target/.deps-ok
 
 PHONY_GUESTS := guest test-guest
-.PHONY: $(PHONY_GUESTS) all run test test-host test-qemu bench bench-quick bench-compare gdb deps build image initrd clean
+.PHONY: $(PHONY_GUESTS) all run test test-host test-qemu soak fuzz bench bench-quick bench-compare gdb deps build image initrd clean
 
 all: image initrd
 
@@ -116,7 +118,19 @@ test-host: $(DEPS_STAMP)
 	$(CARGO) test --workspace --exclude keel-tests
 
 test-qemu: $(IMAGE) $(INITRD)
-	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test -p keel-tests
+	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test -p keel-tests --no-fail-fast
+
+# The QEMU tests under load, as on CI's busy 2-core machine: stops at the first failing round.
+SOAK_RUNS ?= 10
+SOAK_HOGS ?= 2
+soak: $(IMAGE) $(INITRD)
+	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) CARGO=$(CARGO) \
+		bash scripts/soak.sh --runs $(SOAK_RUNS) --hogs $(SOAK_HOGS)
+
+# Fuzzing (scripts/fuzz.sh): the parsers of outside input under cargo-fuzz.
+FUZZ_ARGS ?=
+fuzz: $(DEPS_STAMP)
+	bash scripts/fuzz.sh $(FUZZ_ARGS)
 
 # Benchmarks (docs/PERFORMANCE.md): the table on the terminal, the figures in target/bench/*.json.
 # `make test` runs the quick one through tests/tests/bench.rs.

@@ -149,81 +149,112 @@ impl Boot {
         assert!(std::path::Path::new(&image).exists(), "KEEL_IMAGE {image} does not exist: run `make test`");
         let qemu = std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
         let interactive = !self.input.is_empty() || !self.stages.is_empty();
-        let mut child = Command::new(&qemu)
+        let child = Command::new(&qemu)
             .args(self.args(&image))
             .stdin(if interactive { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {qemu}: {e} (run `make deps`)"));
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        // The serial log so far, and a signal for the input writer when it grows or ends.
-        let shared = Arc::new((Mutex::new((Vec::<u8>::new(), false)), Condvar::new()));
-        let (tx, rx) = mpsc::channel();
-        let reader = {
-            let shared = shared.clone();
-            std::thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
+        watch(&self.name, child, self.input.clone(), self.stages.clone(), self.timeout, false)
+    }
+}
+
+/// Runs `command` (QEMU, or a command that runs QEMU such as `make run`) as one boot: `input`
+/// typed from the start, the serial log read from its stdout until it exits or `timeout` passes.
+/// The command gets a process group of its own, so a timeout kills QEMU too, not only `make`.
+pub fn run_command(name: &str, mut command: Command, input: &str, timeout: Duration) -> Run {
+    use std::os::unix::process::CommandExt;
+    let child = command
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    watch(name, child, input.as_bytes().to_vec(), Vec::new(), timeout, true)
+}
+
+/// Collects what a started boot prints, types its input, and waits for it to end.
+/// `group`: the child leads a process group, killed whole on a timeout.
+fn watch(
+    name: &str,
+    mut child: std::process::Child,
+    input: Vec<u8>,
+    stages: Vec<Stage>,
+    timeout: Duration,
+    group: bool,
+) -> Run {
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    // The serial log so far, and a signal for the input writer when it grows or ends.
+    let shared = Arc::new((Mutex::new((Vec::<u8>::new(), false)), Condvar::new()));
+    let (tx, rx) = mpsc::channel();
+    let reader = {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = stdout.read(&mut chunk).unwrap_or(0);
+                let (lock, cvar) = &*shared;
+                let mut g = lock.lock().unwrap();
+                if n == 0 {
+                    g.1 = true;
+                    cvar.notify_all();
+                    break;
+                }
+                g.0.extend_from_slice(&chunk[..n]);
+                cvar.notify_all();
+            }
+            let _ = tx.send(());
+        })
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let shared = shared.clone();
+        // QEMU reads the input only as the guest drains its UART; the pipe stays open (EOF on
+        // the serial line is not a power-off).
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+            let _ = stdin.flush();
+            for (trigger, text) in stages {
+                let (lock, cvar) = &*shared;
+                let mut g = lock.lock().unwrap();
                 loop {
-                    let n = stdout.read(&mut chunk).unwrap_or(0);
-                    let (lock, cvar) = &*shared;
-                    let mut g = lock.lock().unwrap();
-                    if n == 0 {
-                        g.1 = true;
-                        cvar.notify_all();
+                    let log = String::from_utf8_lossy(&g.0).replace('\r', "");
+                    if log.contains(&trigger) {
+                        let typed = text(&log);
+                        drop(g);
+                        let _ = stdin.write_all(typed.as_bytes());
+                        let _ = stdin.flush();
                         break;
                     }
-                    g.0.extend_from_slice(&chunk[..n]);
-                    cvar.notify_all();
-                }
-                let _ = tx.send(());
-            })
-        };
-        if let Some(mut stdin) = child.stdin.take() {
-            let (input, stages, shared) = (self.input.clone(), self.stages.clone(), shared.clone());
-            // QEMU reads the input only as the guest drains its UART; the pipe stays open (EOF on
-            // the serial line is not a power-off).
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&input);
-                let _ = stdin.flush();
-                for (trigger, text) in stages {
-                    let (lock, cvar) = &*shared;
-                    let mut g = lock.lock().unwrap();
-                    loop {
-                        let log = String::from_utf8_lossy(&g.0).replace('\r', "");
-                        if log.contains(&trigger) {
-                            let typed = text(&log);
-                            drop(g);
-                            let _ = stdin.write_all(typed.as_bytes());
-                            let _ = stdin.flush();
-                            break;
-                        }
-                        if g.1 {
-                            return;
-                        }
-                        g = cvar.wait(g).unwrap();
+                    if g.1 {
+                        return;
                     }
+                    g = cvar.wait(g).unwrap();
                 }
-                std::thread::park();
-            });
-        }
-        let err_reader = std::thread::spawn(move || {
-            let mut err = String::new();
-            let _ = stderr.read_to_string(&mut err);
-            err
+            }
+            std::thread::park();
         });
-        // The reader finishes when QEMU closes the serial pipe, i.e. when it exits.
-        let timed_out = rx.recv_timeout(self.timeout).is_err();
-        if timed_out {
-            let _ = child.kill();
-        }
-        let status = child.wait().ok();
-        let _ = reader.join();
-        let log = String::from_utf8_lossy(&shared.0.lock().unwrap().0).replace('\r', "");
-        let stderr = err_reader.join().unwrap_or_default();
-        Run { name: self.name.clone(), log, stderr, status, timed_out, timeout: self.timeout }
     }
+    let err_reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    // The reader finishes when QEMU closes the serial pipe, i.e. when it exits.
+    let timed_out = rx.recv_timeout(timeout).is_err();
+    if timed_out {
+        if group {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+        }
+        let _ = child.kill();
+    }
+    let status = child.wait().ok();
+    let _ = reader.join();
+    let log = String::from_utf8_lossy(&shared.0.lock().unwrap().0).replace('\r', "");
+    let stderr = err_reader.join().unwrap_or_default();
+    Run { name: name.to_string(), log, stderr, status, timed_out, timeout }
 }
 
 /// What one boot printed and how it ended.
