@@ -128,8 +128,11 @@ def boot(qemu, image, initrd, scenario, timeout):
 
 def boot_to_prompt(qemu, image, initrd, timeout):
     """Counter ticks from power-on to the shell's first prompt: a normal boot (no scenario) under
-    icount, powered off from the shell."""
-    cmd = [qemu, *QEMU_ARGS, "-kernel", image, "-initrd", initrd, "-append", ""]
+    icount with a fresh ext2 disk, as `make run` boots (the prompt waits for /disk's mount),
+    powered off from the shell."""
+    disk = fresh_disk()
+    cmd = [qemu, *QEMU_ARGS, "-kernel", image, "-initrd", initrd, "-append", "",
+           "-drive", f"file={disk},format=raw,if=none,id=disk0,cache=writeback", "-device", "virtio-blk-device,drive=disk0"]
     try:
         p = subprocess.run(cmd, input=b"poweroff\n", capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:

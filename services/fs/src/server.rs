@@ -161,6 +161,7 @@ impl<D: Disks> Server<D> {
             p::FTRUNCATE => v.ftruncate(sid, fd(d[0])?, d[1]).map(|_| OK),
             p::FSYNC => v.fsync(sid, fd(d[0])?).map(|_| OK),
             p::SYNC => v.sync().map(|_| OK),
+            p::PENDING_MOUNTS => Ok([v.pending_mounts() as u64, 0, 0, 0]),
             p::STATFS => {
                 let s = v.statfs(sid, path(payload)?)?;
                 let rec = p::StatFs {

@@ -186,7 +186,13 @@ pub fn main(startup: &Startup) -> i32 {
         let _ = root.create(top, dir, Kind::Dir, NewNode { perm: mode, uid: 0, gid: 0 });
     }
     let disks = BlkDisks { namesrv, clock };
-    let server = Arc::new(Mutex::new(Server::new(Vfs::new(Box::new(root), "rootfs"), disks)));
+    let mut vfs = Vfs::new(Box::new(root), "rootfs");
+    // Until the disk is mounted (or known absent), /disk takes nothing: a file put there
+    // would vanish under the mount.
+    if let Err(e) = vfs.expect_mount("/disk") {
+        println!("fs: /disk is not a directory ({e}); the disk will not be mounted there");
+    }
+    let server = Arc::new(Mutex::new(Server::new(vfs, disks)));
     let conn = match sys::conn_create() {
         Ok(c) => c,
         Err(e) => return fail(format_args!("cannot create its connection: {e}")),
@@ -214,17 +220,18 @@ pub fn main(startup: &Startup) -> i32 {
     })
 }
 
-/// Waits for `blk0` and mounts it on /disk (the disk is read outside the lock).
+/// Waits for `blk0` and mounts it on /disk (the disk is read outside the lock); whatever
+/// happens, /disk stops being pending.
 fn mount_disk(server: &Mutex<Server<BlkDisks>>, disks: BlkDisks) {
-    match disks.open("blk0", false, BLK_ATTEMPTS) {
-        Ok(fs) => {
-            let mut s = server.lock();
-            match s.vfs.mount("/disk", fs, "blk0", false) {
-                Ok(()) => println!("fs: mounted blk0 (ext2) on /disk"),
-                Err(e) => println!("fs: cannot mount blk0 on /disk: {e}"),
-            }
-        }
+    let opened = disks.open("blk0", false, BLK_ATTEMPTS);
+    let mut s = server.lock();
+    match opened {
+        Ok(fs) => match s.vfs.mount("/disk", fs, "blk0", false) {
+            Ok(()) => println!("fs: mounted blk0 (ext2) on /disk"),
+            Err(e) => println!("fs: cannot mount blk0 on /disk: {e}"),
+        },
         Err(Errno::NoEnt) => println!("fs: no disk (blk0); /disk is a directory of the root tmpfs"),
-        Err(e) => println!("fs: blk0 not mounted: {e}"),
+        Err(e) => println!("fs: blk0 not mounted: {e}; /disk is a directory of the root tmpfs"),
     }
+    s.vfs.cancel_mount("/disk");
 }

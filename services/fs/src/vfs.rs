@@ -125,6 +125,9 @@ pub struct Vfs {
     open: BTreeMap<Loc, u32>,
     /// Inodes without links still open somewhere: freed at their last close.
     orphans: BTreeSet<Loc>,
+    /// Directories a mount is on its way to (the disk at boot): nothing may go into them until
+    /// it lands ([`Vfs::expect_mount`]), or what went in would be hidden by it.
+    pending: BTreeSet<Loc>,
     now: u64,
 }
 
@@ -139,6 +142,7 @@ impl Vfs {
             sessions: BTreeMap::new(),
             open: BTreeMap::new(),
             orphans: BTreeSet::new(),
+            pending: BTreeSet::new(),
             now: 0,
         }
     }
@@ -173,6 +177,11 @@ impl Vfs {
             loc = Loc { mount: m, ino: self.mounts[m].as_ref().map_or(loc.ino, |x| x.root) };
         }
         loc
+    }
+
+    /// `Again` while a mount is expected on `loc`: its contents are not there yet.
+    fn not_pending(&self, loc: Loc) -> Result<(), Errno> {
+        if self.pending.contains(&loc) { Err(Errno::Again) } else { Ok(()) }
     }
 
     fn writable_mount(&self, m: usize) -> Result<(), Errno> {
@@ -319,6 +328,9 @@ impl Vfs {
                 }
                 return Err(Errno::NoEnt);
             };
+            if !last {
+                self.not_pending(loc)?;
+            }
             let attr = self.getattr(loc)?;
             if attr.kind == Kind::Symlink && (!last || follow) {
                 links += 1;
@@ -362,6 +374,10 @@ impl Vfs {
         let w = self.walk(cred, path, false)?;
         if w.name == "." || w.name == ".." {
             return Err(if w.target.is_some() { Errno::Busy } else { Errno::Inval });
+        }
+        // A directory waiting for its mount is not renamed or removed from under it.
+        if w.target.is_some_and(|t| self.pending.contains(&t)) {
+            return Err(Errno::Busy);
         }
         Ok((w.dirs, w.name, w.target))
     }
@@ -440,6 +456,7 @@ impl Vfs {
             }
             None => return Err(Errno::NoEnt),
         };
+        self.not_pending(loc)?;
         let attr = self.getattr(loc)?;
         match attr.kind {
             Kind::Symlink => return Err(Errno::Loop),
@@ -646,6 +663,7 @@ impl Vfs {
     pub fn check_dir(&mut self, sid: SessionId, path: &str) -> Result<(), Errno> {
         let cred = self.cred(sid)?;
         let loc = self.resolve(cred, path, true)?;
+        self.not_pending(loc)?;
         self.search(cred, loc)
     }
 
@@ -803,6 +821,30 @@ impl Vfs {
         result
     }
 
+    /// Says a mount is coming on the directory `path` (the disk, while the block service starts):
+    /// until [`Vfs::mount`] or [`Vfs::cancel_mount`] for it, walking into it, opening it or
+    /// entering it fails with `Again`, so nothing is written where the mount would hide it.
+    pub fn expect_mount(&mut self, path: &str) -> Result<(), Errno> {
+        let loc = self.resolve(Cred::ROOT, path, true)?;
+        if self.getattr(loc)?.kind != Kind::Dir {
+            return Err(Errno::NotDir);
+        }
+        self.pending.insert(loc);
+        Ok(())
+    }
+
+    /// The mount expected on `path` will not come: the directory is usable again.
+    pub fn cancel_mount(&mut self, path: &str) {
+        if let Ok(loc) = self.resolve(Cred::ROOT, path, true) {
+            self.pending.remove(&loc);
+        }
+    }
+
+    /// How many expected mounts have not landed yet (0: the tree is complete).
+    pub fn pending_mounts(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Mounts `fs` on the directory `path` (as root: mounting is an administrator's act).
     pub fn mount(&mut self, path: &str, fs: Box<dyn FileSystem>, source: &str, read_only: bool) -> Result<(), Errno> {
         let loc = self.resolve(Cred::ROOT, path, true)?;
@@ -813,6 +855,7 @@ impl Vfs {
         if self.covered.contains_key(&loc) || self.mount_at(loc.mount)?.root == loc.ino {
             return Err(Errno::Busy);
         }
+        self.pending.remove(&loc);
         let point = keel_rt::fs::normalize(path);
         let root = fs.root();
         let m = Mount { point, source: source.to_string(), fs, read_only, root, covers: Some(loc) };

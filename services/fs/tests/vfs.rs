@@ -245,6 +245,38 @@ fn mounts_are_crossed_both_ways_and_guarded() {
 }
 
 #[test]
+fn a_directory_waiting_for_its_mount_takes_nothing_in_until_it_lands() {
+    let mut v = tree();
+    v.mkdir(ROOT, "/disk", 0o755).unwrap();
+    v.expect_mount("/disk").unwrap();
+    assert_eq!(v.pending_mounts(), 1);
+    // Nothing can be put where the mount would hide it, by any path to it.
+    assert_eq!(v.open(ROOT, "/disk/early", O_WRONLY | O_CREAT, 0o644), Err(Errno::Again));
+    assert_eq!(v.open(ROOT, "/./disk/../disk/early", O_WRONLY | O_CREAT, 0o644), Err(Errno::Again));
+    v.symlink(ROOT, "/disk", "/d").unwrap();
+    assert_eq!(v.mkdir(ROOT, "/d/sub", 0o755), Err(Errno::Again));
+    assert_eq!(v.open(ROOT, "/disk", O_RDONLY | O_DIRECTORY, 0), Err(Errno::Again));
+    assert_eq!(v.check_dir(ROOT, "/disk"), Err(Errno::Again));
+    assert_eq!(v.rmdir(ROOT, "/disk"), Err(Errno::Busy));
+    assert_eq!(v.rename(ROOT, "/disk", "/elsewhere"), Err(Errno::Busy));
+    // The directory itself is still seen (ls / works).
+    assert!(v.stat(ROOT, "/disk", true).is_ok());
+    assert!(names(&mut v, ROOT, "/", 4096).contains(&"disk".to_string()));
+    v.mount("/disk", Box::new(Tmpfs::new(1 << 20, 100)), "blk0", false).unwrap();
+    assert_eq!(v.pending_mounts(), 0);
+    put(&mut v, ROOT, "/disk/late", b"kept");
+    assert_eq!(get(&mut v, ROOT, "/d/late").unwrap(), b"kept");
+    // A mount that does not come gives the directory back.
+    v.mkdir(ROOT, "/mnt", 0o755).unwrap();
+    v.expect_mount("/mnt").unwrap();
+    assert_eq!(v.open(ROOT, "/mnt/x", O_WRONLY | O_CREAT, 0o644), Err(Errno::Again));
+    v.cancel_mount("/mnt");
+    assert_eq!(v.pending_mounts(), 0);
+    put(&mut v, ROOT, "/mnt/x", b"root tmpfs");
+    assert_eq!(v.expect_mount("/mnt/x"), Err(Errno::NotDir));
+}
+
+#[test]
 fn the_service_protocol_decodes_once_and_shutdown_leaves_ext2_clean() {
     use keel_fs::block::MemDisk;
     use keel_fs::ext2::{Ext2, MountOptions};

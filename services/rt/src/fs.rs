@@ -333,6 +333,24 @@ pub fn statfs(path: &str) -> Result<StatFs, Errno> {
     StatFs::decode(&b).ok_or(Errno::Io)
 }
 
+/// How many of the mounts the file service makes at start (the disk on /disk) are still on
+/// their way; their directories answer `Again` until they land.
+pub fn pending_mounts() -> Result<u64, Errno> {
+    call(p::PENDING_MOUNTS, [0; 4]).map(|d| d[0])
+}
+
+/// Waits until the file service's start-up mounts have landed (or given up), polling every
+/// `pause_ns` at most `attempts` times; false if they were still pending at the end.
+pub fn wait_for_mounts(attempts: u32, pause_ns: u64) -> Result<bool, Errno> {
+    for _ in 0..attempts {
+        if pending_mounts()? == 0 {
+            return Ok(true);
+        }
+        crate::sys::sleep_ns(pause_ns);
+    }
+    Ok(pending_mounts()? == 0)
+}
+
 /// The mount table: one line per mount, `source point type rw|ro`.
 pub fn mounts() -> Result<String, Errno> {
     let (_, b) = call_bulk(p::MOUNTS, [0; 3], &[])?;

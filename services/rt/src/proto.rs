@@ -139,6 +139,9 @@ pub mod fs {
     pub const SHUTDOWN: u64 = 30;
     /// Ends the session: its descriptors are closed (the runtime sends it at exit).
     pub const END_SESSION: u64 = 31;
+    /// Reply data[0]: how many mounts made at start (the disk on /disk) have not landed yet;
+    /// 0 once the tree is complete. Until then their directories answer `EAGAIN`.
+    pub const PENDING_MOUNTS: u64 = 32;
 
     /// `stat` as it travels: 12 little-endian u64.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

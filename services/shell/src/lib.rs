@@ -30,6 +30,9 @@ pub const PROMPT: &str = "keel> ";
 /// restarts it), and the pause before each.
 const CONSOLE_RETRIES: u32 = 100;
 const CONSOLE_RETRY_PAUSE_NS: u64 = 100_000_000;
+/// How long the first prompt waits for the disk's mount: 30 s in 20 ms steps.
+const MOUNT_WAIT_ATTEMPTS: u32 = 1500;
+const MOUNT_WAIT_PAUSE_NS: u64 = 20_000_000;
 
 /// Decodes and runs one line; what to print.
 pub fn handle_line<S: exec::System>(system: &mut S, line: &str) -> String {
@@ -55,6 +58,7 @@ pub fn main(startup: &Startup) -> i32 {
             return 1;
         }
     };
+    wait_for_disk();
     // One line for `make bench` (boot to shell prompt): the counter when the first prompt goes out.
     println!("shell: first prompt at {} ticks", keel_rt::sys::counter());
     loop {
@@ -106,6 +110,16 @@ fn attach(system: &mut LiveSystem, id: u64) {
                 return;
             }
         }
+    }
+}
+
+/// Holds the first prompt until the file service has mounted the disk (or found there is none),
+/// so no line typed early writes under /disk before the disk is there.
+fn wait_for_disk() {
+    match keel_rt::fs::wait_for_mounts(MOUNT_WAIT_ATTEMPTS, MOUNT_WAIT_PAUSE_NS) {
+        Ok(true) => {}
+        Ok(false) => println!("shell: /disk is still being mounted; until it is, /disk refuses files"),
+        Err(e) => println!("shell: cannot ask the file service about /disk: {e}"),
     }
 }
 
