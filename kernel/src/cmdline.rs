@@ -1,7 +1,7 @@
 //! The kernel command line (`/chosen/bootargs`): space-separated `key=value` words and flags.
 //!
-//! Keel reads `loglevel=` (error, warn, info, debug, trace) and `scenario=` (which boot scenario
-//! to run). Unknown words are ignored: they may be meant for a guest or a service.
+//! Keel reads `loglevel=` (off, error, warn, info, debug, trace; another word is refused with a
+//! message at boot) and `scenario=` (which boot scenario to run). Unknown words are ignored: they may be meant for a guest or a service.
 
 /// A parsed view of the command line; borrows the DTB's string.
 #[derive(Clone, Copy, Debug)]
@@ -32,16 +32,18 @@ impl<'a> CommandLine<'a> {
         self.text.split_ascii_whitespace().any(|w| w == flag)
     }
 
-    /// The log level from `loglevel=`, or `default` when absent or not a level name.
-    pub fn log_level(&self, default: log::LevelFilter) -> log::LevelFilter {
+    /// The log level from `loglevel=`: `default` when absent, `Err(word)` when the value is no
+    /// level name (the caller says so and uses the default).
+    pub fn log_level(&self, default: log::LevelFilter) -> Result<log::LevelFilter, &'a str> {
         match self.value("loglevel") {
-            Some("off") => log::LevelFilter::Off,
-            Some("error") => log::LevelFilter::Error,
-            Some("warn") => log::LevelFilter::Warn,
-            Some("info") => log::LevelFilter::Info,
-            Some("debug") => log::LevelFilter::Debug,
-            Some("trace") => log::LevelFilter::Trace,
-            _ => default,
+            None => Ok(default),
+            Some("off") => Ok(log::LevelFilter::Off),
+            Some("error") => Ok(log::LevelFilter::Error),
+            Some("warn") => Ok(log::LevelFilter::Warn),
+            Some("info") => Ok(log::LevelFilter::Info),
+            Some("debug") => Ok(log::LevelFilter::Debug),
+            Some("trace") => Ok(log::LevelFilter::Trace),
+            Some(other) => Err(other),
         }
     }
 }
@@ -59,14 +61,17 @@ mod tests {
         assert_eq!(c.value("missing"), None);
         assert!(c.has_flag("quiet"));
         assert!(!c.has_flag("loglevel"));
-        assert_eq!(c.log_level(LevelFilter::Info), LevelFilter::Debug);
+        assert_eq!(c.log_level(LevelFilter::Info), Ok(LevelFilter::Debug));
     }
 
     #[test]
-    fn bad_or_missing_log_level_falls_back_to_default() {
-        assert_eq!(CommandLine::new("loglevel=loud").log_level(LevelFilter::Info), LevelFilter::Info);
-        assert_eq!(CommandLine::new("").log_level(LevelFilter::Warn), LevelFilter::Warn);
-        assert_eq!(CommandLine::new("loglevel=").log_level(LevelFilter::Warn), LevelFilter::Warn);
+    fn every_level_is_known_and_other_words_are_refused() {
+        for (word, level) in [("off", LevelFilter::Off), ("error", LevelFilter::Error), ("warn", LevelFilter::Warn), ("info", LevelFilter::Info), ("debug", LevelFilter::Debug), ("trace", LevelFilter::Trace)] {
+            assert_eq!(CommandLine::new(&alloc::format!("loglevel={word}")).log_level(LevelFilter::Info), Ok(level));
+        }
+        assert_eq!(CommandLine::new("loglevel=loud").log_level(LevelFilter::Info), Err("loud"));
+        assert_eq!(CommandLine::new("loglevel=").log_level(LevelFilter::Warn), Err(""));
+        assert_eq!(CommandLine::new("").log_level(LevelFilter::Warn), Ok(LevelFilter::Warn));
     }
 
     #[test]

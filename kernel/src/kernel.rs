@@ -221,6 +221,7 @@ impl Kernel {
         }
         let mut name = String::from(name);
         name.truncate(31);
+        log::trace!("process {pid} ({name}) created");
         self.processes.insert(pid, Process::new(pid, name, vs));
         self.inc_ref(ObjRef::VmSpace(vs)); // the process's own reference
         self.insert_cap_at(pid, keel_abi::slots::SELF_PROCESS, ObjRef::Process(pid), Rights::ALL)?;
@@ -577,6 +578,7 @@ impl Kernel {
             return;
         }
         p.state = ProcState::Exited(code);
+        log::debug!("process {pid} ({}) exited with code {code}", p.name);
         let threads = core::mem::take(&mut p.threads);
         let watchers = core::mem::take(&mut p.watchers);
         let mut running_elsewhere = 0;

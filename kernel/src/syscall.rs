@@ -27,7 +27,9 @@ type Result<T = ()> = core::result::Result<T, Error>;
 pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
     let Some(tid) = k.current[cpu] else { return };
     let Some(pid) = k.threads.get(&tid).map(|t| t.pid) else { return };
+    let number = frame.x[8];
     if let Err(e) = invoke(k, cpu, tid, pid, frame) {
+        log::trace!("process {pid} thread {tid}: system call {number} failed: {e:?}");
         frame.x[0] = e.code() as u64;
     }
 }

@@ -70,6 +70,20 @@ fn log_level_from_the_command_line_shows_debug_lines() {
 }
 
 #[test]
+fn every_log_level_works_and_an_unknown_one_is_refused() {
+    // trace: refused system calls are logged (boot has some: lookups that wait and time out).
+    let trace = Boot::scenario("").append("loglevel=trace").input("poweroff\n").run();
+    trace.expect(" TRACE process ").expect(" DEBUG ").expect_clean_poweroff();
+    // error: the INFO and WARN lines are gone.
+    let error = Boot::scenario("").append("loglevel=error").input("poweroff\n").run();
+    error.expect_absent(" INFO ").expect_absent("asked to power off").expect("keel: ready:").expect_clean_poweroff();
+    let loud = Boot::scenario("").append("loglevel=loud").input("poweroff\n").run();
+    loud.expect("loglevel=loud is not a level (off, error, warn, info, debug, trace); logging at info")
+        .expect(" INFO  starting user space")
+        .expect_clean_poweroff();
+}
+
+#[test]
 fn entered_at_el1_keel_refuses_with_a_clear_message() {
     Boot::scenario("")
         .machine("virt,gic-version=3")

@@ -99,3 +99,19 @@ fn killing_a_service_makes_init_restart_it_and_the_shell_reconnects() {
         run.fail(&format!("the console's pid did not change across the restart ({first:?} -> {last:?})"));
     }
 }
+
+#[test]
+fn a_line_over_the_console_limit_is_refused_whole_and_said_so() {
+    // 2,000 bytes of `echo long-AAAA...`: cut at 1,024 it would still run, as a different command.
+    let long = format!("echo long-{}", "A".repeat(1990));
+    let run = Boot::scenario("").input(&format!("{long}\necho after-$((0))-long\npoweroff\n")).run();
+    run.expect(&format!("shell: line too long ({} bytes; at most 1024): not run", long.len()))
+        .expect_clean_poweroff();
+    if run.log.lines().any(|l| l.starts_with("long-AAAA")) {
+        run.fail("part of the long line was run");
+    }
+    // The next line is whole and runs: its output, not the console's echo of it.
+    if !run.log.lines().any(|l| l.trim_end().ends_with("after-$((0))-long") && !l.contains("echo")) {
+        run.fail("the line after the long one did not run");
+    }
+}

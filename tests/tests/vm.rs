@@ -47,7 +47,7 @@ fn a_hostile_guest_and_a_crashed_guest_leave_keel_healthy() {
         .expect("vm 1: stopping")
         .expect("guest: hvc: PASS")
         .expect("vm 3 exited: system-off")
-        .expect("1    crash                1      256  exited: stopped")
+        .expect("1    crash                1      256  stopped")
         .expect_clean_poweroff();
     // The hostile guest's exits were counted and the injected faults show.
     let undef = run.lines_starting("undef-injected").first().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0));
@@ -104,7 +104,12 @@ fn attach_gives_a_busybox_shell_detach_and_reattach() {
     let run = Boot::scenario("")
         .input("vm run linux --attach\n")
         .then("linux:/# ", |_| "echo sum=$((40+2))\n".into())
-        .then("sum=42", |_| "~.\n".into())
+        // Ctrl-C reaches the guest's foreground job: the shell has a controlling terminal.
+        // (Without it, sleep would outlast the test's timeout.)
+        .then("sum=42", |_| "echo mark-$((2+3)); sleep 1000\n".into())
+        .then("mark-5", |_| "\x03".into())
+        .then("^C", |_| "echo after=$((6*7))\n".into())
+        .then("after=42", |_| "~.\n".into())
         .then("[detached from vm 1]", |_| "vm list\nvm console 1\n".into())
         .then("[attached to vm 1", |_| "poweroff -f\n".into())
         .then("vm 1 (linux) exited: system-off", |_| "\n".into())
@@ -113,8 +118,41 @@ fn attach_gives_a_busybox_shell_detach_and_reattach() {
         .run();
     run.expect("[vm 1 started and attached")
         .expect("sum=42")
+        .expect("after=42")
         .expect("[detached from vm 1]")
         .expect("1    linux                2      256  running")
         .expect("vm 1 exited: system-off")
         .expect_clean_poweroff();
+}
+
+#[test]
+fn wait_returns_on_ctrl_c_or_timeout_and_stopped_vms_can_be_removed() {
+    const CRASH: &str = "--kernel /guest/test.Image --append guest=crash";
+    const LOOPING: &str = "this guest now loops in exception entry";
+    let run = Boot::scenario("")
+        .input(&format!("vm run spin {CRASH} --wait\n"))
+        // The guest never stops: Ctrl-C gives the prompt back and leaves it running.
+        .then(LOOPING, |_| "\x03".into())
+        .then("[vm 1 keeps running in the background", |_| {
+            format!("vm list\nvm rm 1\nvm stop 1\nvm stop 1\nvm run spin2 {CRASH} --timeout 2\n")
+        })
+        .then("vm 2: stopped after the 2 s --timeout", |_| "vm list\nvm rm 1\nvm rm 2\nvm rm 9\nvm list\npoweroff\n".into())
+        .timeout(300)
+        .run();
+    run.expect("[vm 1 keeps running in the background: vm console 1 shows it, vm stop 1 stops it]")
+        .expect("1    spin                 1      256  running")
+        .expect("vm rm: vm 1 is running (vm stop 1 first)")
+        .expect("vm 1: stopping")
+        .expect("vm stop: vm 1 is not running (stopped)")
+        .expect("vm 2 stopped")
+        .expect("2    spin2                1      256  stopped")
+        .expect("vm 1 removed")
+        .expect("vm 2 removed")
+        .expect("vm rm: no VM 9")
+        .expect_clean_poweroff();
+    // After both removals the last `vm list` is its header alone.
+    let tail: Vec<&str> = run.log.lines().skip_while(|l| !l.contains("vm rm: no VM 9")).collect();
+    if tail.iter().any(|l| l.starts_with("1    spin") || l.starts_with("2    spin2")) {
+        run.fail("a removed VM is still listed");
+    }
 }

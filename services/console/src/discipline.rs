@@ -11,7 +11,10 @@
 //! - other control bytes (Ctrl-D, tab, NUL ...) are ignored;
 //! - a line holds at most [`MAX_LINE`] bytes: a byte that does not fit is refused and echoed as a
 //!   bell (0x07) so the typist hears it; a UTF-8 sequence that would not fit whole is refused
-//!   whole. The line still ends normally with CR or LF.
+//!   whole. A line that lost bytes this way is not handed on when it ends: the reader gets
+//!   [`Input::TooLong`] with the length that was typed (so a pasted or piped command is never
+//!   run cut short); erasing anything (backspace, Ctrl-U) after a refusal accepts the line as
+//!   shown.
 //!
 //! Invariant: the line is always valid UTF-8 up to a possibly incomplete final sequence, and
 //! never longer than [`MAX_LINE`].
@@ -19,7 +22,7 @@
 use alloc::vec::Vec;
 
 /// Most bytes in one line.
-pub const MAX_LINE: usize = 1024;
+pub const MAX_LINE: usize = keel_rt::proto::console::MAX_LINE;
 
 const BELL: u8 = 0x07;
 const BACKSPACE: u8 = 0x08;
@@ -35,6 +38,8 @@ pub enum Input {
     Line(Vec<u8>),
     /// Ctrl-C: the line being edited was discarded.
     Interrupt,
+    /// A line longer than [`MAX_LINE`] ended; it was discarded. The bytes typed in it.
+    TooLong(usize),
 }
 
 /// Where we are inside an escape sequence.
@@ -58,6 +63,8 @@ pub struct LineDiscipline {
     escape: Escape,
     /// Continuation bytes still to drop after a refused UTF-8 lead byte.
     refused_continuations: u8,
+    /// Bytes of this line refused for want of room (since the last erase).
+    refused: usize,
 }
 
 impl Default for LineDiscipline {
@@ -83,7 +90,7 @@ fn is_continuation(b: u8) -> bool {
 
 impl LineDiscipline {
     pub const fn new() -> Self {
-        Self { line: Vec::new(), after_cr: false, escape: Escape::None, refused_continuations: 0 }
+        Self { line: Vec::new(), after_cr: false, escape: Escape::None, refused_continuations: 0, refused: 0 }
     }
 
     /// The line being edited.
@@ -114,6 +121,7 @@ impl LineDiscipline {
             CTRL_C => {
                 self.line.clear();
                 self.refused_continuations = 0;
+                self.refused = 0;
                 echo.extend_from_slice(b"^C\n");
                 Some(Input::Interrupt)
             }
@@ -142,11 +150,16 @@ impl LineDiscipline {
     fn finish(&mut self, echo: &mut Vec<u8>) -> Input {
         echo.push(b'\n');
         self.refused_continuations = 0;
-        Input::Line(core::mem::take(&mut self.line))
+        let line = core::mem::take(&mut self.line);
+        match core::mem::take(&mut self.refused) {
+            0 => Input::Line(line),
+            refused => Input::TooLong(line.len() + refused),
+        }
     }
 
     fn erase_char(&mut self, echo: &mut Vec<u8>) {
         self.refused_continuations = 0;
+        self.refused = 0;
         while let Some(b) = self.line.pop() {
             if !is_continuation(b) {
                 echo.extend_from_slice(b"\x08 \x08");
@@ -159,11 +172,14 @@ impl LineDiscipline {
         if is_continuation(byte) {
             if self.refused_continuations > 0 {
                 self.refused_continuations -= 1;
+                self.refused += 1;
                 return;
             }
             if self.line.len() < MAX_LINE {
                 self.line.push(byte);
                 echo.push(byte);
+            } else {
+                self.refused += 1;
             }
             return;
         }
@@ -171,6 +187,7 @@ impl LineDiscipline {
         let need = sequence_len(byte);
         if self.line.len() + need > MAX_LINE {
             self.refused_continuations = (need - 1) as u8;
+            self.refused += 1;
             echo.push(BELL);
             return;
         }
@@ -280,8 +297,20 @@ mod tests {
         let mut typed = alloc::vec![b'x'; MAX_LINE];
         typed.extend_from_slice(b"yz\n");
         let (echo, inputs) = type_bytes(&mut d, &typed);
-        assert_eq!(inputs, [Input::Line(alloc::vec![b'x'; MAX_LINE])]);
+        assert_eq!(inputs, [Input::TooLong(MAX_LINE + 2)], "a line cut short is not handed on");
         assert!(echo.ends_with(b"x\x07\x07\n"));
+        // The next line is whole again.
+        let (_, inputs) = type_bytes(&mut d, b"ls\n");
+        assert_eq!(inputs, [Input::Line(b"ls".to_vec())]);
+    }
+
+    #[test]
+    fn erasing_after_a_refusal_accepts_the_line_as_shown() {
+        let mut d = LineDiscipline::new();
+        let mut typed = alloc::vec![b'x'; MAX_LINE];
+        typed.extend_from_slice(b"yz\x7f\n");
+        let (_, inputs) = type_bytes(&mut d, &typed);
+        assert_eq!(inputs, [Input::Line(alloc::vec![b'x'; MAX_LINE - 1])]);
     }
 
     #[test]
@@ -302,7 +331,7 @@ mod tests {
         typed.extend_from_slice("é".as_bytes());
         typed.push(b'\n');
         let (echo, inputs) = type_bytes(&mut d, &typed);
-        assert_eq!(inputs, [Input::Line(alloc::vec![b'x'; MAX_LINE - 1])]);
+        assert_eq!(inputs, [Input::TooLong(MAX_LINE - 1 + 2)]);
         assert!(echo.ends_with(b"x\x07\n"));
     }
 }

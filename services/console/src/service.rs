@@ -166,33 +166,52 @@ fn handle(shared: &Shared, req: &mut Request) -> Reply {
     }
 }
 
-/// READ_LINE: the next line (waiting for one), or data[0] = 1 if Ctrl-C came first. A client
-/// without a bulk buffer cannot receive a line, so it gets `Invalid` and no line is consumed.
+/// READ_LINE: the next line (waiting for one), or data[0] = 1 if Ctrl-C came first, or 2 if
+/// the request's timeout (data[0] ns, 0 = none) passed first; with data[1] = INTERRUPT_ONLY it
+/// waits for Ctrl-C alone and leaves lines queued. A client without a bulk buffer cannot receive
+/// a line, so it gets `Invalid` and no line is consumed.
 fn read_line(shared: &Shared, req: &mut Request) -> Reply {
-    if req.bulk.is_none() {
+    let [timeout_ns, flags, ..] = req.msg.data;
+    let interrupt_only = flags & console::INTERRUPT_ONLY != 0;
+    if flags & !console::INTERRUPT_ONLY != 0 || (req.bulk.is_none() && !interrupt_only) {
         return Reply::err(Error::Invalid);
     }
+    let ticks = |ns: u64| (ns as u128 * sys::counter_freq() as u128 / 1_000_000_000) as u64;
+    let deadline = (timeout_ns != 0).then(|| sys::counter().saturating_add(ticks(timeout_ns)));
     let result = loop {
         let (taken, was_full) = {
             let mut state = lock(&shared.state);
             let was_full = state.is_full();
-            (state.take_for_reader(), was_full)
+            (if interrupt_only { state.take_interrupt() } else { state.take_for_reader() }, was_full)
         };
         if let Some(r) = taken {
             if was_full {
                 let _ = sys::notif_signal(shared.receiver, ROOM_BIT);
             }
-            break r;
+            break Some(r);
         }
-        if sys::notif_wait(shared.input, 0).is_err() {
-            sys::sleep_ns(10_000_000);
+        let wait_ns = match deadline {
+            None => 0,
+            Some(d) => match d.checked_sub(sys::counter()) {
+                Some(left) if left > 0 => (left as u128 * 1_000_000_000 / sys::counter_freq().max(1) as u128).max(1) as u64,
+                _ => {
+                    lock(&shared.state).reader_timed_out();
+                    break None;
+                }
+            },
+        };
+        match sys::notif_wait(shared.input, wait_ns) {
+            Ok(_) | Err(Error::TimedOut) => {}
+            Err(_) => sys::sleep_ns(10_000_000),
         }
     };
     match result {
-        ReadResult::Line(line) => {
+        Some(ReadResult::Line(line)) => {
             let len = req.reply_payload(&line);
             Reply::ok([0, 0, 0, len])
         }
-        ReadResult::Interrupted => Reply::ok([1, 0, 0, 0]),
+        Some(ReadResult::Interrupted) => Reply::ok([console::INTERRUPTED, 0, 0, 0]),
+        Some(ReadResult::TooLong(typed)) => Reply::ok([console::TOO_LONG, typed as u64, 0, 0]),
+        None => Reply::ok([console::TIMED_OUT, 0, 0, 0]),
     }
 }

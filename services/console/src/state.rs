@@ -25,6 +25,8 @@ pub const MAX_QUEUED_LINES: usize = 64;
 pub enum ReadResult {
     Line(Vec<u8>),
     Interrupted,
+    /// A line over the discipline's limit was typed (this many bytes) and discarded.
+    TooLong(usize),
 }
 
 /// What the receive thread must do after feeding bytes (outside the lock).
@@ -42,7 +44,8 @@ pub struct Effects {
 #[derive(Debug, Default)]
 pub struct ConsoleState {
     discipline: LineDiscipline,
-    lines: VecDeque<Vec<u8>>,
+    /// Finished lines (and too-long ones, in their place) nobody read yet.
+    lines: VecDeque<ReadResult>,
     /// Received bytes not fed to the discipline yet because the queue is full (at most one
     /// drain's worth: the receive thread stops reading while the queue is full).
     backlog: VecDeque<u8>,
@@ -65,7 +68,11 @@ impl ConsoleState {
             let Some(b) = self.backlog.pop_front() else { break };
             match self.discipline.feed(b, &mut fx.echo) {
                 Some(Input::Line(line)) => {
-                    self.lines.push_back(line);
+                    self.lines.push_back(ReadResult::Line(line));
+                    fx.wake_reader = true;
+                }
+                Some(Input::TooLong(typed)) => {
+                    self.lines.push_back(ReadResult::TooLong(typed));
                     fx.wake_reader = true;
                 }
                 Some(Input::Interrupt) => {
@@ -90,10 +97,24 @@ impl ConsoleState {
         let result = if core::mem::take(&mut self.interrupted) {
             Some(ReadResult::Interrupted)
         } else {
-            self.lines.pop_front().map(ReadResult::Line)
+            self.lines.pop_front()
         };
         self.reader_waiting = result.is_none();
         result
+    }
+
+    /// Like [`ConsoleState::take_for_reader`] for a reader that waits only for Ctrl-C (the
+    /// shell while a program or VM runs): finished lines stay queued for later.
+    pub fn take_interrupt(&mut self) -> Option<ReadResult> {
+        let result = core::mem::take(&mut self.interrupted).then_some(ReadResult::Interrupted);
+        self.reader_waiting = result.is_none();
+        result
+    }
+
+    /// A waiting reader's time ran out. It stays marked waiting, so a Ctrl-C that comes before
+    /// its next call is kept for that call rather than lost in the gap.
+    pub fn reader_timed_out(&mut self) {
+        self.reader_waiting = true;
     }
 
     /// Sets the foreground program (0 = none).
@@ -210,6 +231,23 @@ mod tests {
         assert_eq!(s.receive(b"\x03").kill, Some(7));
         s.set_foreground(0);
         assert_eq!(s.receive(b"\x03").kill, None);
+    }
+
+    #[test]
+    fn an_interrupt_waiter_leaves_lines_queued_and_a_ctrl_c_between_its_calls_is_kept() {
+        let mut s = ConsoleState::new();
+        assert_eq!(s.take_interrupt(), None);
+        s.receive(b"ls\n");
+        assert_eq!(s.take_interrupt(), None, "a line is not an interrupt");
+        assert_eq!(s.queued_lines(), 1);
+        // The wait timed out; Ctrl-C comes before the next call and is not lost.
+        s.reader_timed_out();
+        let fx = s.receive(b"\x03");
+        assert!(fx.wake_reader);
+        assert_eq!(s.take_interrupt(), Some(ReadResult::Interrupted));
+        assert_eq!(s.queued_lines(), 0, "Ctrl-C discards type-ahead");
+        s.receive(b"pwd\n");
+        assert_eq!(s.take_for_reader(), Some(line("pwd")));
     }
 
     #[test]

@@ -34,8 +34,17 @@ pub mod namesrv {
 
 /// Console (line discipline over the UART). Registered as `console`.
 pub mod console {
-    /// Reply payload: one line without its newline. data[0] = 1 if Ctrl-C ended the read instead.
+    /// Reply payload: one line without its newline. data[0] = [`INTERRUPTED`] if Ctrl-C ended the
+    /// read instead, [`TIMED_OUT`] if the timeout passed, [`TOO_LONG`] for a line too long. Request data[0] = timeout in ns (0:
+    /// none), data[1] = flags ([`INTERRUPT_ONLY`]: wait for Ctrl-C only, leaving lines queued).
     pub const READ_LINE: u64 = 1;
+    pub const INTERRUPTED: u64 = 1;
+    pub const TIMED_OUT: u64 = 2;
+    /// data[1] = the bytes typed: a line over [`MAX_LINE`] bytes was discarded.
+    pub const TOO_LONG: u64 = 3;
+    /// Longest line READ_LINE hands on.
+    pub const MAX_LINE: usize = 1024;
+    pub const INTERRUPT_ONLY: u64 = 1;
     /// data[0] = pid of the foreground program (0 = none): Ctrl-C kills it through the process manager.
     pub const SET_FOREGROUND: u64 = 2;
 }

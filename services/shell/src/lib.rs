@@ -30,6 +30,8 @@ pub const PROMPT: &str = "keel> ";
 /// restarts it), and the pause before each.
 const CONSOLE_RETRIES: u32 = 100;
 const CONSOLE_RETRY_PAUSE_NS: u64 = 100_000_000;
+/// How often `vm run --wait` looks whether its VM has stopped (between, it waits for Ctrl-C).
+const VM_WAIT_SLICE_NS: u64 = 50_000_000;
 /// How long the first prompt waits for the disk's mount: 30 s in 20 ms steps.
 const MOUNT_WAIT_ATTEMPTS: u32 = 1500;
 const MOUNT_WAIT_PAUSE_NS: u64 = 20_000_000;
@@ -69,8 +71,14 @@ pub fn main(startup: &Startup) -> i32 {
                 if let Some(id) = system.attached.take() {
                     attach(&mut system, id);
                 }
+                if let Some((id, timeout_secs)) = system.waiting.take() {
+                    wait_vm(&mut system, id, timeout_secs);
+                }
             }
             Ok(ReadLine::Interrupted) => {}
+            Ok(ReadLine::TooLong(typed)) => {
+                println!("shell: line too long ({typed} bytes; at most {}): not run", keel_rt::proto::console::MAX_LINE);
+            }
             Err(e) => {
                 println!("\nshell: lost the console ({e}); waiting for it");
                 if !reconnect(&mut system) {
@@ -97,6 +105,10 @@ fn attach(system: &mut LiveSystem, id: u64) {
             }
             Ok(ReadLine::Line(line)) => alloc::format!("{line}\r"),
             Ok(ReadLine::Interrupted) => String::from("\x03"),
+            Ok(ReadLine::TooLong(typed)) => {
+                println!("[line too long ({typed} bytes; at most {}): not sent to vm {id}]", keel_rt::proto::console::MAX_LINE);
+                continue;
+            }
             Err(_) => return,
         };
         match system.vm(&["input".into(), id.clone(), text]) {
@@ -120,6 +132,52 @@ fn wait_for_disk() {
         Ok(true) => {}
         Ok(false) => println!("shell: /disk is still being mounted; until it is, /disk refuses files"),
         Err(e) => println!("shell: cannot ask the file service about /disk: {e}"),
+    }
+}
+
+/// `vm run --wait`: until VM `id` stops, showing its output (the monitor writes it). Ctrl-C
+/// returns to the prompt and leaves the VM running; after `timeout_secs` (0: never) the VM is
+/// stopped. Lines typed meanwhile wait for the prompt, as with any running command.
+fn wait_vm(system: &mut LiveSystem, id: u64, timeout_secs: u64) {
+    use exec::System;
+    let id_word = alloc::format!("{id}");
+    let (start, freq) = (sys::counter(), sys::counter_freq().max(1));
+    let mut timed_out = false;
+    loop {
+        match system.vm(&["wait".into(), id_word.clone()]) {
+            Ok(end) if end.is_empty() => {}
+            Ok(end) => {
+                if timed_out {
+                    println!("vm {id}: stopped after the {timeout_secs} s --timeout");
+                }
+                print!("{end}");
+                return;
+            }
+            Err(e) => {
+                println!("vm: {e}");
+                return;
+            }
+        }
+        if timeout_secs != 0 && !timed_out && sys::counter().wrapping_sub(start) / freq >= timeout_secs {
+            timed_out = true;
+            if let Err(e) = system.vm(&["stop".into(), id_word.clone()]) {
+                println!("vm: cannot stop vm {id}: {e}");
+                return;
+            }
+            continue;
+        }
+        match system.wait_for_interrupt(VM_WAIT_SLICE_NS) {
+            Ok(false) => {}
+            Ok(true) => {
+                let _ = system.vm(&["detach".into(), id_word.clone()]);
+                println!("[vm {id} keeps running in the background: vm console {id} shows it, vm stop {id} stops it]");
+                return;
+            }
+            Err(e) => {
+                println!("\nshell: lost the console ({e}) while waiting for vm {id}; it keeps running");
+                return;
+            }
+        }
     }
 }
 
@@ -187,6 +245,6 @@ mod tests {
     fn unknown_commands_and_usage_errors_print_one_line_and_touch_nothing() {
         assert_eq!(handle_line(&mut Untouched, "frob /"), "frob: unknown command (try help)\n");
         assert_eq!(handle_line(&mut Untouched, "kill abc"), "kill: abc is not a pid\n");
-        assert_eq!(handle_line(&mut Untouched, "vm"), "vm: usage: vm run|list|stat|console|stop ...\n");
+        assert_eq!(handle_line(&mut Untouched, "vm"), "vm: usage: vm run|list|stat|console|stop|rm ...\n");
     }
 }

@@ -20,6 +20,8 @@ pub enum ReadLine {
     Line(String),
     /// Ctrl-C was typed instead.
     Interrupted,
+    /// A line too long for the console was typed (this many bytes) and discarded.
+    TooLong(u64),
 }
 
 /// A started program: our capability to its process.
@@ -34,6 +36,8 @@ pub struct LiveSystem {
     vmm: Option<Client>,
     /// The VM whose console the last `vm` command attached to.
     pub attached: Option<u64>,
+    /// The VM the last `vm run --wait` waits for, and its timeout in seconds (0: none).
+    pub waiting: Option<(u64, u64)>,
     files: LiveFiles,
 }
 
@@ -124,7 +128,7 @@ impl LiveSystem {
     pub fn connect(procmgr: Slot, namesrv: Slot) -> Result<Self, Error> {
         let namesrv = Client::new(namesrv);
         let console = Client::new(lookup(&namesrv, "console")?);
-        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm: None, attached: None, files: LiveFiles })
+        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm: None, attached: None, waiting: None, files: LiveFiles })
     }
 
     /// Finds the console again (after it restarted): Ok once the connection namesrv gives
@@ -140,10 +144,19 @@ impl LiveSystem {
     pub fn read_line(&mut self) -> Result<ReadLine, Error> {
         let (r, payload) = self.console.call_bulk(console::READ_LINE, [0; 3], &[])?;
         status(&r)?;
-        if r.msg.data[0] == 1 {
-            return Ok(ReadLine::Interrupted);
+        match r.msg.data[0] {
+            console::INTERRUPTED => return Ok(ReadLine::Interrupted),
+            console::TOO_LONG => return Ok(ReadLine::TooLong(r.msg.data[1])),
+            _ => {}
         }
         Ok(ReadLine::Line(String::from_utf8_lossy(&payload).into_owned()))
+    }
+
+    /// Waits up to `timeout_ns` for Ctrl-C, leaving typed lines queued; true if it came.
+    pub fn wait_for_interrupt(&mut self, timeout_ns: u64) -> Result<bool, Error> {
+        let r = self.console.call(console::READ_LINE, [timeout_ns, console::INTERRUPT_ONLY, 0, 0])?;
+        status(&r)?;
+        Ok(r.msg.data[0] == console::INTERRUPTED)
     }
 }
 
@@ -224,6 +237,9 @@ impl System for LiveSystem {
         status(&r)?;
         if r.msg.data[0] != 0 {
             self.attached = Some(r.msg.data[0]);
+        }
+        if r.msg.data[1] != 0 {
+            self.waiting = Some((r.msg.data[1], r.msg.data[2]));
         }
         Ok(String::from_utf8_lossy(&text).into_owned())
     }

@@ -9,13 +9,14 @@
 //! Command line (the words after `vm run`; the shell passes a quoted string as one word):
 //!
 //! ```text
-//! vm run <name|config> [--vcpus N] [--mem M] [--attach | --wait]
+//! vm run <name|config> [--vcpus N] [--mem M] [--attach | --wait | --timeout SECONDS]
 //!        [--kernel FILE [--raw --load ADDR] [--initrd FILE] [--append ARGS]]
 //! ```
 //!
 //! With `--kernel` the positional word is the VM's name and the options describe it all; without,
 //! it is a config file, and `--vcpus`/`--mem`/`--attach`/`--wait` override it. `--append`
-//! consumes exactly the next word, whatever it is.
+//! consumes exactly the next word, whatever it is. `--timeout S` waits like `--wait` and stops
+//! the guest if it is still running after S seconds (1 to 86400).
 //!
 //! Config file: `key = value` lines; blank lines and lines whose first non-blank character is `#`
 //! are ignored (there are no trailing comments, so `#` may appear in `append`); a value may be
@@ -52,9 +53,12 @@ pub enum RunMode {
     Background,
     /// Connect the terminal to the guest's console until it stops or the user detaches.
     Attach,
-    /// Wait until the guest stops, without connecting the console.
+    /// Wait until the guest stops (or Ctrl-C, or the timeout), showing its console output.
     Wait,
 }
+
+/// Longest `--timeout`: a day.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
 
 /// Everything needed to start a VM, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +79,8 @@ pub struct VmConfig {
     pub mem_bytes: u64,
     /// What happens to the terminal.
     pub mode: RunMode,
+    /// `--timeout S`: with [`RunMode::Wait`], stop the guest after this many seconds.
+    pub timeout_secs: Option<u64>,
 }
 
 impl VmConfig {
@@ -160,6 +166,7 @@ impl VmConfig {
             vcpus: vcpus.unwrap_or(DEFAULT_VCPUS),
             mem_bytes: mem_bytes.unwrap_or(DEFAULT_MEM),
             mode: RunMode::Background,
+            timeout_secs: None,
         })
     }
 }
@@ -186,8 +193,10 @@ pub struct RunCommand {
     pub vcpus: Option<u32>,
     /// `--mem M`.
     pub mem_bytes: Option<u64>,
-    /// `--attach` / `--wait`.
+    /// `--attach` / `--wait` (`--timeout` implies `--wait`).
     pub mode: RunMode,
+    /// `--timeout S`.
+    pub timeout_secs: Option<u64>,
     /// `--kernel FILE ...`, if given.
     pub kernel: Option<InlineKernel>,
 }
@@ -204,6 +213,7 @@ impl RunCommand {
         let mut load = None;
         let mut initrd: Option<&str> = None;
         let mut append: Option<&str> = None;
+        let mut timeout_secs = None;
 
         let mut words = words.iter().copied();
         while let Some(word) = words.next() {
@@ -231,6 +241,10 @@ impl RunCommand {
                         }
                         Some(_) => return Err(VmmError::AttachAndWait),
                     }
+                }
+                "--timeout" => {
+                    let value = option_value(&mut words, "--timeout")?;
+                    set(&mut timeout_secs, "--timeout", parse_timeout(value))?;
                 }
                 "--kernel" => {
                     let value = option_value(&mut words, "--kernel")?;
@@ -301,11 +315,17 @@ impl RunCommand {
                 None
             }
         };
+        let mode = match (mode, timeout_secs) {
+            (Some(RunMode::Attach), Some(_)) => return Err(VmmError::AttachAndWait),
+            (None, Some(_)) => RunMode::Wait,
+            (mode, _) => mode.unwrap_or_default(),
+        };
         Ok(RunCommand {
             target: target.to_string(),
             vcpus,
             mem_bytes,
-            mode: mode.unwrap_or_default(),
+            mode,
+            timeout_secs,
             kernel,
         })
     }
@@ -331,6 +351,7 @@ impl RunCommand {
                 vcpus: DEFAULT_VCPUS,
                 mem_bytes: DEFAULT_MEM,
                 mode: RunMode::Background,
+                timeout_secs: None,
             },
             None => VmConfig::from_file(&self.target, config_text.ok_or(VmmError::MissingKernel)?)?,
         };
@@ -341,6 +362,7 @@ impl RunCommand {
             config.mem_bytes = mem_bytes;
         }
         config.mode = self.mode;
+        config.timeout_secs = self.timeout_secs;
         Ok(config)
     }
 }
@@ -401,6 +423,11 @@ fn checked_name(name: &str) -> Result<String, VmmError> {
         });
     }
     Ok(name.to_string())
+}
+
+fn parse_timeout(text: &str) -> Result<u64, VmmError> {
+    let secs = parse_number("--timeout", text, 10)?;
+    if (1..=MAX_TIMEOUT_SECS).contains(&secs) { Ok(secs) } else { Err(VmmError::TimeoutRange { secs }) }
 }
 
 fn parse_vcpus(what: &'static str, text: &str) -> Result<u32, VmmError> {
@@ -511,6 +538,7 @@ mod tests {
                 vcpus: 4,
                 mem_bytes: 1 << 30,
                 mode: RunMode::Attach,
+                timeout_secs: None,
             }
         );
     }
@@ -529,6 +557,16 @@ mod tests {
             (config.mode, config.append.as_str(), config.initrd),
             (RunMode::Wait, "", None)
         );
+    }
+
+    #[test]
+    fn timeout_implies_wait_and_reaches_the_config() {
+        for line in ["linux --timeout 30", "linux --wait --timeout 30", "linux --timeout 30 --wait"] {
+            let config = run(line).and_then(|c| c.into_config(Some("kernel = /k"))).unwrap();
+            assert_eq!((config.mode, config.timeout_secs), (RunMode::Wait, Some(30)), "{line}");
+        }
+        let config = run("linux --wait").and_then(|c| c.into_config(Some("kernel = /k"))).unwrap();
+        assert_eq!(config.timeout_secs, None);
     }
 
     #[test]
@@ -586,6 +624,7 @@ mod tests {
                 vcpus: 2,
                 mem_bytes: 256 * MIB,
                 mode: RunMode::Attach,
+                timeout_secs: None,
             }
         );
     }
@@ -711,7 +750,7 @@ mod tests {
 
     #[test]
     fn command_line_errors() {
-        let cases: [(&str, VmmError); 17] = [
+        let cases: [(&str, VmmError); 22] = [
             ("", VmmError::MissingTarget),
             ("--wait", VmmError::MissingTarget),
             (
@@ -749,6 +788,11 @@ mod tests {
             ),
             ("vm --mem 1M", VmmError::MemOutOfRange { bytes: MIB }),
             ("vm --attach --wait", VmmError::AttachAndWait),
+            ("vm --attach --timeout 5", VmmError::AttachAndWait),
+            ("vm --timeout 0", VmmError::TimeoutRange { secs: 0 }),
+            ("vm --timeout 86401", VmmError::TimeoutRange { secs: 86401 }),
+            ("vm --timeout 5 --timeout 6", VmmError::Duplicate { what: "--timeout".into() }),
+            ("vm --timeout", VmmError::MissingValue { what: "--timeout" }),
             (
                 "vm --wait --wait",
                 VmmError::Duplicate {
@@ -810,7 +854,7 @@ mod tests {
         assert_eq!(shown("vm --bogus"), "unknown option --bogus");
         assert_eq!(
             shown("vm --attach --wait"),
-            "--attach and --wait cannot be used together"
+            "--attach and --wait (or --timeout) cannot be used together"
         );
         assert_eq!(shown("vm --mem"), "--mem needs a value");
         assert!(shown("vm --mem 5G").contains("16 MiB to 4 GiB"));

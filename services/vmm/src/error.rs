@@ -132,8 +132,13 @@ pub enum VmmError {
         /// The size asked for, in bytes.
         bytes: u64,
     },
-    /// `--attach` together with `--wait`.
+    /// `--attach` together with `--wait` or `--timeout`.
     AttachAndWait,
+    /// A `--timeout` outside 1..=86400 seconds.
+    TimeoutRange {
+        /// The seconds asked for.
+        secs: u64,
+    },
     /// A kernel-only option (`--initrd`, `--append`, `--raw`, `--load`) without `--kernel`.
     NeedsKernel {
         /// The option.
@@ -248,7 +253,8 @@ impl fmt::Display for VmmError {
                 f,
                 "memory of {bytes} bytes: a VM has 16 MiB to 4 GiB, in whole 4 KiB pages"
             ),
-            Self::AttachAndWait => write!(f, "--attach and --wait cannot be used together"),
+            Self::AttachAndWait => write!(f, "--attach and --wait (or --timeout) cannot be used together"),
+            Self::TimeoutRange { secs } => write!(f, "--timeout {secs}: give 1 to {} seconds", crate::config::MAX_TIMEOUT_SECS),
             Self::NeedsKernel { option } => write!(
                 f,
                 "{option} is only valid with --kernel (a config file sets it otherwise)"

@@ -47,13 +47,40 @@ struct Vm {
     /// also printed).
     attached: AtomicBool,
     stopping: AtomicBool,
-    /// Why it stopped, once it has.
-    exit: Mutex<Option<String>>,
-    /// Signalled (bit 0) when the VM stops.
-    done: Slot,
+    /// How and why it stopped, once it has.
+    exit: Mutex<Option<Exit>>,
     live_threads: AtomicUsize,
     /// Exit counters read just before the vCPUs were released (`vm stat` after the VM stopped).
     final_stats: Mutex<Option<Vec<[u64; COUNTERS]>>>,
+}
+
+/// How a VM ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The guest powered off or reset itself.
+    Exited,
+    /// `vm stop` (or the `--timeout`) stopped it.
+    Stopped,
+    /// Something went wrong that the guest did not ask for (an abort Keel cannot resolve, a
+    /// failed vCPU).
+    Crashed,
+}
+
+#[derive(Clone)]
+struct Exit {
+    ending: Ending,
+    reason: String,
+}
+
+impl Exit {
+    /// `exited: system-off`, `stopped`, `crashed: vcpu 0: ...`: the state `vm list` shows.
+    fn state(&self) -> String {
+        match self.ending {
+            Ending::Exited => alloc::format!("exited: {}", self.reason),
+            Ending::Stopped => String::from("stopped"),
+            Ending::Crashed => alloc::format!("crashed: {}", self.reason),
+        }
+    }
 }
 
 struct Uart {
@@ -61,6 +88,9 @@ struct Uart {
     irq: bool,
     /// Keyboard input waiting for room in the receive FIFO.
     input: alloc::collections::VecDeque<u8>,
+    /// Transmitted bytes not yet passed on: one queue for the device, whichever vCPU wrote them,
+    /// so the guest's console stays one ordered stream (as on a real PL011).
+    pending: Vec<u8>,
 }
 
 struct Monitor {
@@ -109,21 +139,25 @@ fn handle(m: &'static Monitor, req: &mut Request) -> Reply {
     let payload = req.payload().to_vec();
     let text = String::from_utf8_lossy(&payload).into_owned();
     let words: Vec<&str> = text.split('\0').collect();
-    let (out, attached) = command(m, &words);
+    let (out, then) = command(m, &words);
     let n = req.reply_payload(out.as_bytes());
-    Reply::ok([attached, 0, 0, n])
+    Reply::ok([then[0], then[1], then[2], n])
 }
 
-/// Runs a `vm` command: the text to print, and the id of the VM the shell is now attached to
-/// (0: none).
-fn command(m: &'static Monitor, words: &[&str]) -> (String, u64) {
+/// Runs a `vm` command: the text to print, and what the shell does next (`proto::vmm`'s reply
+/// words: the VM to attach to, the VM to wait for and its timeout; 0: none).
+fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
     let mut out = String::new();
-    let mut attached = 0;
+    let mut then = [0; 3];
     match words {
         ["run", rest @ ..] => match run(m, rest) {
-            Ok((text, id)) => {
+            Ok((text, started)) => {
                 out = text;
-                attached = id;
+                match started {
+                    Started::Background => {}
+                    Started::Attached(id) => then[0] = u64::from(id),
+                    Started::Waited(id, secs) => then = [0, u64::from(id), secs],
+                }
             }
             Err(e) => {
                 let _ = writeln!(out, "vm run: {e}");
@@ -131,7 +165,7 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, u64) {
         },
         ["input", id, text] => match find(m, id) {
             Some(vm) if vm.exit.lock().is_some() => {
-                let _ = writeln!(out, "vm {} exited: {}", vm.id, vm.exit.lock().clone().unwrap_or_default());
+                let _ = writeln!(out, "vm {} {}", vm.id, exit_state(&vm));
             }
             Some(vm) => {
                 let mut u = vm.uart.lock();
@@ -149,6 +183,31 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, u64) {
             }
         }
         ["list"] => list(m, &mut out),
+        // The shell's `--wait` loop: the VM's end, or nothing while it runs.
+        ["wait", id] => match find(m, id) {
+            Some(vm) => {
+                if vm.exit.lock().is_some() {
+                    flush_console(&vm);
+                    vm.foreground.store(false, Ordering::Release);
+                    let _ = writeln!(out, "vm {} {}", vm.id, exit_state(&vm));
+                }
+            }
+            None => {
+                let _ = writeln!(out, "vm wait: no VM {id}");
+            }
+        },
+        ["rm", id] => match find(m, id) {
+            Some(vm) if vm.exit.lock().is_none() => {
+                let _ = writeln!(out, "vm rm: vm {} is running (vm stop {} first)", vm.id, vm.id);
+            }
+            Some(vm) => {
+                m.vms.lock().retain(|v| v.id != vm.id);
+                let _ = writeln!(out, "vm {} removed", vm.id);
+            }
+            None => {
+                let _ = writeln!(out, "vm rm: no VM {id}");
+            }
+        },
         ["stat", id] => match find(m, id) {
             Some(vm) => stat(&vm, &mut out),
             None => {
@@ -157,12 +216,13 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, u64) {
         },
         ["console", id] => match find(m, id) {
             Some(vm) => {
+                flush_console(&vm);
                 out = String::from_utf8_lossy(&vm.output.lock()).into_owned();
                 if vm.exit.lock().is_none() {
                     vm.foreground.store(true, Ordering::Release);
                     vm.attached.store(true, Ordering::Release);
                     let _ = writeln!(out, "\n[attached to vm {}: lines you type go to its console; ~. on a line of its own detaches]", vm.id);
-                    attached = u64::from(vm.id);
+                    then[0] = u64::from(vm.id);
                 }
             }
             None => {
@@ -170,6 +230,9 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, u64) {
             }
         },
         ["stop", id] => match find(m, id) {
+            Some(vm) if vm.exit.lock().is_some() => {
+                let _ = writeln!(out, "vm stop: vm {} is not running ({})", vm.id, exit_state(&vm));
+            }
             Some(vm) => {
                 stop(&vm);
                 let _ = writeln!(out, "vm {}: stopping", vm.id);
@@ -178,9 +241,13 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, u64) {
                 let _ = writeln!(out, "vm stop: no VM {id}");
             }
         },
-        _ => out.push_str("vm: usage: vm run <name|config> [options] | list | stat <id> | console <id> | stop <id>\n"),
+        _ => out.push_str("vm: usage: vm run <name|config> [options] | list | stat <id> | console <id> | stop <id> | rm <id>\n"),
     }
-    (out, attached)
+    (out, then)
+}
+
+fn exit_state(vm: &Vm) -> String {
+    vm.exit.lock().as_ref().map_or(String::from("running"), Exit::state)
 }
 
 /// Moves queued keyboard input into the guest UART's receive FIFO and updates its interrupt line.
@@ -215,8 +282,17 @@ fn file<'a>(m: &'a Monitor, path: &str) -> Result<&'a [u8], String> {
     }
 }
 
-/// `vm run`: builds and starts a VM; with `--wait`, returns when it stops.
-fn run(m: &'static Monitor, words: &[&str]) -> Result<(String, u64), String> {
+/// What the shell does after `vm run`.
+enum Started {
+    Background,
+    /// Attach to this VM's console.
+    Attached(u32),
+    /// Wait for this VM to stop (with a timeout in seconds, 0: none).
+    Waited(u32, u64),
+}
+
+/// `vm run`: builds and starts a VM.
+fn run(m: &'static Monitor, words: &[&str]) -> Result<(String, Started), String> {
     let cmd = RunCommand::parse(words).map_err(|e| e.to_string())?;
     let config_text = match cmd.config_path() {
         Some(target) => {
@@ -231,22 +307,16 @@ fn run(m: &'static Monitor, words: &[&str]) -> Result<(String, u64), String> {
     let id = vm.id;
     m.vms.lock().push(vm.clone());
     match config.mode {
-        RunMode::Background => Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20), 0)),
+        RunMode::Background => Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20), Started::Background)),
         RunMode::Attach => {
             vm.foreground.store(true, Ordering::Release);
             vm.attached.store(true, Ordering::Release);
-            flush_output(&vm, &mut Vec::new());
-            Ok((alloc::format!("[vm {id} started and attached: lines you type go to its console; ~. on a line of its own detaches]\n"), u64::from(id)))
+            Ok((alloc::format!("[vm {id} started and attached: lines you type go to its console; ~. on a line of its own detaches]\n"), Started::Attached(id)))
         }
         RunMode::Wait => {
+            // The shell waits (asking `vm wait`), so Ctrl-C and the timeout stay in its hands.
             vm.foreground.store(true, Ordering::Release);
-            flush_output(&vm, &mut Vec::new());
-            loop {
-                if let Some(reason) = vm.exit.lock().clone() {
-                    return Ok((alloc::format!("vm {id} exited: {reason}\n"), 0));
-                }
-                let _ = sys::notif_wait(vm.done, 0);
-            }
+            Ok((String::new(), Started::Waited(id, config.timeout_secs.unwrap_or(0))))
         }
     }
 }
@@ -284,7 +354,6 @@ fn build(m: &'static Monitor, config: &VmConfig) -> Result<Arc<Vm>, String> {
     }
     sys::vcpu_init(vcpus[0], layout.entry, dtb_addr, VCPU_POWER_ON).map_err(|e| sys_err("cannot start vCPU 0", e))?;
     let uart_line = sys::vm_irq_line_create(vm, UART_INTID).map_err(|e| sys_err("cannot create the UART's interrupt line", e))?;
-    let done = sys::notif_create().map_err(|e| sys_err("notification", e))?;
     let id = m.next_id.fetch_add(1, Ordering::Relaxed) as u32;
     let vm = Arc::new(Vm {
         id,
@@ -294,20 +363,19 @@ fn build(m: &'static Monitor, config: &VmConfig) -> Result<Arc<Vm>, String> {
         ram: ram_pmo,
         vcpus: vcpus.clone(),
         mem_bytes: config.mem_bytes,
-        uart: Mutex::new(Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new() }),
+        uart: Mutex::new(Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new() }),
         output: Mutex::new(Vec::new()),
         foreground: AtomicBool::new(false),
         attached: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
         exit: Mutex::new(None),
-        done,
         live_threads: AtomicUsize::new(vcpus.len()),
         final_stats: Mutex::new(None),
     });
     for index in 0..vcpus.len() {
         let v = vm.clone();
         if let Err(e) = thread::spawn_with(32, 0, move || vcpu_loop(&v, index)) {
-            finish(&vm, &alloc::format!("cannot start the thread of vCPU {index}: {e}"));
+            finish(&vm, Ending::Crashed, &alloc::format!("cannot start the thread of vCPU {index}: {e}"));
             vm.live_threads.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -327,12 +395,11 @@ fn write_guest(ram_pmo: Slot, addr: u64, bytes: &[u8]) -> Result<(), String> {
 fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
     let slot = vm.vcpus[index];
     let mut results = [0u64; 4];
-    let mut pending_output = Vec::new();
     loop {
         let exit = match sys::vcpu_run(slot, results) {
             Ok(e) => e,
             Err(e) => {
-                finish(vm, &alloc::format!("vcpu {index}: vcpu_run failed: {e}"));
+                finish(vm, Ending::Crashed, &alloc::format!("vcpu {index}: vcpu_run failed: {e}"));
                 break;
             }
         };
@@ -349,17 +416,17 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                     } else {
                         results[0] = u64::from(u.dev.read(ipa - UART_BASE, info.size));
                     }
-                    pending_output.extend_from_slice(&u.dev.take_output());
+                    let sent = u.dev.take_output();
+                    u.pending.extend_from_slice(&sent);
                     feed_uart(vm, &mut u);
-                    if vm.foreground.load(Ordering::Relaxed) && !u.input.is_empty() || pending_output.ends_with(b" ") {
-                        // An interactive guest prints prompts without a newline.
-                        flush_output(vm, &mut pending_output);
+                    // Whole lines go out; so do prompts (an interactive guest prints them without
+                    // a newline) and a full batch. Under the UART's lock: the order is the guest's.
+                    let prompt = vm.foreground.load(Ordering::Relaxed) && !u.input.is_empty() || u.pending.ends_with(b" ");
+                    if prompt || u.pending.contains(&b'\n') || u.pending.len() >= 256 {
+                        flush_output(vm, &mut u.pending);
                     }
                 }
                 // Other monitor regions read as zero and ignore writes.
-                if pending_output.contains(&b'\n') || pending_output.len() >= 256 {
-                    flush_output(vm, &mut pending_output);
-                }
             }
             Some(ExitReason::Hypercall | ExitReason::Smc) => {
                 // Results replace x0..x3: keep x1..x3 as the guest had them.
@@ -367,28 +434,28 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                 results[0] = if d[0] == HVC_KEEL_ECHO { d[1].wrapping_add(1) } else { u64::MAX };
             }
             Some(ExitReason::SystemOff) => {
-                flush_output(vm, &mut pending_output);
-                finish(vm, "system-off");
+                flush_console(vm);
+                finish(vm, Ending::Exited, "system-off");
                 break;
             }
             Some(ExitReason::SystemReset) => {
-                flush_output(vm, &mut pending_output);
-                finish(vm, "system-reset (reboot is not supported; the VM stopped)");
+                flush_console(vm);
+                finish(vm, Ending::Exited, "system-reset (reboot is not supported; the VM stopped)");
                 break;
             }
             Some(ExitReason::Abort) => {
-                flush_output(vm, &mut pending_output);
-                finish(vm, &alloc::format!("vcpu {index}: unresolvable abort at IPA {:#x} (out of memory)", d[0]));
+                flush_console(vm);
+                finish(vm, Ending::Crashed, &alloc::format!("vcpu {index}: unresolvable abort at IPA {:#x} (out of memory)", d[0]));
                 break;
             }
             Some(ExitReason::Kicked) => {
                 if vm.stopping.load(Ordering::Acquire) {
-                    flush_output(vm, &mut pending_output);
+                    flush_console(vm);
                     break;
                 }
             }
             None => {
-                finish(vm, &alloc::format!("vcpu {index}: unknown exit {}", exit.reason));
+                finish(vm, Ending::Crashed, &alloc::format!("vcpu {index}: unknown exit {}", exit.reason));
                 break;
             }
         }
@@ -396,6 +463,12 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
     if vm.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
         release(vm);
     }
+}
+
+/// Passes on whatever the guest's UART still holds (a last line without its newline).
+fn flush_console(vm: &Vm) {
+    let mut u = vm.uart.lock();
+    flush_output(vm, &mut u.pending);
 }
 
 /// Appends guest console output to the VM's log, and to Keel's console in the foreground.
@@ -417,39 +490,29 @@ fn flush_output(vm: &Vm, pending: &mut Vec<u8>) {
     pending.clear();
 }
 
-/// Records why the VM stopped (the first reason wins) and stops every vCPU.
-fn finish(vm: &Vm, reason: &str) {
+/// Records how and why the VM stopped (the first reason wins), says so unless a waiting shell
+/// will, and stops every vCPU.
+fn finish(vm: &Vm, ending: Ending, reason: &str) {
+    let exit = Exit { ending, reason: reason.to_string() };
+    let state = exit.state();
     {
-        let mut exit = vm.exit.lock();
-        if exit.is_some() {
+        let mut slot = vm.exit.lock();
+        if slot.is_some() {
             return;
         }
-        *exit = Some(reason.to_string());
+        *slot = Some(exit);
     }
-    // In the foreground the shell prints the exit; otherwise the user learns it here.
+    // A shell waiting in the foreground prints the end itself; otherwise the user learns it here.
     if !vm.foreground.load(Ordering::Acquire) || vm.attached.load(Ordering::Acquire) {
-        println!("vm {} ({}) exited: {reason}", vm.id, vm.name);
+        println!("vm {} ({}) {state}", vm.id, vm.name);
     }
     stop(vm);
-    let _ = sys::notif_signal(vm.done, 1);
 }
 
+/// Stops every vCPU (the threads then end and the last one releases the VM).
 fn stop(vm: &Vm) {
+    finish(vm, Ending::Stopped, "stopped");
     vm.stopping.store(true, Ordering::Release);
-    let first = {
-        let mut exit = vm.exit.lock();
-        let first = exit.is_none();
-        if first {
-            *exit = Some(String::from("stopped"));
-        }
-        first
-    };
-    if first {
-        if !vm.foreground.load(Ordering::Acquire) || vm.attached.load(Ordering::Acquire) {
-            println!("vm {} ({}) exited: stopped", vm.id, vm.name);
-        }
-        let _ = sys::notif_signal(vm.done, 1);
-    }
     for &v in &vm.vcpus {
         let _ = sys::vcpu_kick(v);
     }
@@ -469,7 +532,7 @@ fn release(vm: &Vm) {
 fn list(m: &Monitor, out: &mut String) {
     let _ = writeln!(out, "{:<4} {:<16} {:>5} {:>8}  state", "id", "name", "vcpus", "mem MiB");
     for vm in m.vms.lock().iter() {
-        let state = vm.exit.lock().clone().map_or(String::from("running"), |r| alloc::format!("exited: {r}"));
+        let state = exit_state(vm);
         let _ = writeln!(out, "{:<4} {:<16} {:>5} {:>8}  {state}", vm.id, vm.name, vm.vcpus.len(), vm.mem_bytes >> 20);
     }
 }

@@ -75,7 +75,11 @@ extern "C" fn kernel_main(dtb_pa: u64, boot_status: u64, kimage_pa: u64) -> ! {
         Err(_) => cpu::halt(),
     };
     let cmdline = CommandLine::new(machine.bootargs);
-    console::init(uart_va, cmdline.log_level(log::LevelFilter::Info));
+    let level = cmdline.log_level(log::LevelFilter::Info);
+    console::init(uart_va, level.unwrap_or(log::LevelFilter::Info));
+    if let Err(word) = level {
+        log::warn!("loglevel={word} is not a level (off, error, warn, info, debug, trace); logging at info");
+    }
     psci::set_conduit(machine.psci.unwrap_or(PsciConduit::Smc));
 
     if boot_status != BOOT_OK {
