@@ -221,3 +221,17 @@ fn killing_the_console_brings_the_shell_back_to_a_prompt() {
     }
     synced_file_survived(&run, &disk);
 }
+
+#[test]
+fn init_cannot_be_killed_and_kill_says_why() {
+    let run = Boot::scenario("")
+        .input("ps\necho mark   one\n")
+        .then("mark one", |log| match pid_of(log, "init") {
+            Some(pid) => lines(&[&format!("kill {pid}"), "ps", "poweroff"]),
+            None => lines(&["echo no   pid", "poweroff"]),
+        })
+        .run();
+    run.expect_absent("no pid").expect_clean_poweroff();
+    let pid = pid_of(&run.log, "init").unwrap_or_else(|| run.fail("ps listed no init"));
+    run.expect(&format!("kill: pid {pid} is init and cannot be killed")).expect_absent(&format!("kill: no process {pid}"));
+}
