@@ -235,3 +235,15 @@ fn init_cannot_be_killed_and_kill_says_why() {
     let pid = pid_of(&run.log, "init").unwrap_or_else(|| run.fail("ps listed no init"));
     run.expect(&format!("kill: pid {pid} is init and cannot be killed")).expect_absent(&format!("kill: no process {pid}"));
 }
+
+#[test]
+fn a_killed_clients_fs_session_and_open_files_are_freed() {
+    let run = Boot::scenario("")
+        .then("/disk is a directory of the root tmpfs", |_| lines(&["run ktest hold-files"]))
+        // Ctrl-C: the console kills the foreground program through the process manager.
+        .then("ktest: holding 2 files open", |_| "\x03".into())
+        .then("fs: client ", |_| lines(&["echo mark   one", "poweroff"]))
+        .timeout(120)
+        .run();
+    run.expect("ktest: holding 2 files open").expect("closed its session and 2 open files").expect("mark one").expect_clean_poweroff();
+}
