@@ -10,8 +10,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
-/// Input typed once a line containing `trigger` has appeared, computed from the log so far.
-type Stage = (String, Arc<dyn Fn(&str) -> String + Send + Sync>);
+/// Input typed once a line containing `trigger` has appeared, computed from the log so far; with
+/// the flag set, only the log after the previous stage fired counts.
+type Stage = (String, Arc<dyn Fn(&str) -> String + Send + Sync>, bool);
 
 /// Lines of serial log shown when a check fails.
 const TAIL_LINES: usize = 40;
@@ -88,7 +89,14 @@ impl Boot {
 
     /// Once the log shows `trigger`, types what `text` makes of the log so far.
     pub fn then(mut self, trigger: &str, text: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
-        self.stages.push((trigger.to_string(), Arc::new(text)));
+        self.stages.push((trigger.to_string(), Arc::new(text), false));
+        self
+    }
+
+    /// Like [`then`](Self::then), but `trigger` must appear after the point where the previous
+    /// stage fired (for a line a restarted service prints a second time).
+    pub fn then_next(mut self, trigger: &str, text: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.stages.push((trigger.to_string(), Arc::new(text), true));
         self
     }
 
@@ -216,12 +224,15 @@ fn watch(
         std::thread::spawn(move || {
             let _ = stdin.write_all(&input);
             let _ = stdin.flush();
-            for (trigger, text) in stages {
+            let mut fired_at = 0;
+            for (trigger, text, after_previous) in stages {
                 let (lock, cvar) = &*shared;
                 let mut g = lock.lock().unwrap();
                 loop {
                     let log = String::from_utf8_lossy(&g.0).replace('\r', "");
-                    if log.contains(&trigger) {
+                    let from = if after_previous { fired_at.min(log.len()) } else { 0 };
+                    if let Some(at) = log.get(from..).and_then(|rest| rest.find(&trigger)) {
+                        fired_at = from + at + trigger.len();
                         let typed = text(&log);
                         drop(g);
                         let _ = stdin.write_all(typed.as_bytes());

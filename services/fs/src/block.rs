@@ -1,10 +1,21 @@
 //! Block devices: what a disk file system reads and writes.
 //!
-//! Under Keel the device is the virtio-blk driver service reached by IPC (`service.rs`); on the
-//! host it is a byte vector ([`MemDisk`]) or an image file (in the tests).
+//! Under Keel the device is the virtio-blk driver service reached by IPC ([`RemoteDisk`]); on
+//! the host it is a byte vector ([`MemDisk`]) or an image file (in the tests).
+//!
+//! [`RemoteDisk`] survives a restart of the block service: every request (READ, WRITE, FLUSH) is
+//! idempotent — writing the same sectors twice leaves them as writing once — so a request in
+//! flight when `blk` dies is sent again to the restarted one (`keel_rt::reconnect`), and the
+//! file system above never sees the restart. Nothing acknowledged is lost: a WRITE `blk`
+//! answered has reached the device (whose contents outlive the driver), and the dirty blocks
+//! not yet written live in the file service's cache, which did not die. After a reconnection
+//! the disk's size is checked again: a different disk under the same name is an I/O error.
 
 use alloc::vec::Vec;
 use keel_rt::errno::Errno;
+use keel_rt::proto::{self, blk};
+use keel_rt::reconnect::{Retry, ServiceClient};
+use keel_rt::{Error, Slot};
 
 /// The unit of a block device's addresses.
 pub const SECTOR_SIZE: u64 = 512;
@@ -87,6 +98,118 @@ impl BlockDevice for MemDisk {
     fn flush(&mut self) -> Result<(), Errno> {
         self.flushes += 1;
         Ok(())
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+/// A disk served by the block service (`blk0` ...), found again when it restarts.
+pub struct RemoteDisk {
+    client: ServiceClient,
+    bytes: u64,
+    read_only: bool,
+    max_bytes: usize,
+    /// The client's generation when the size was last checked.
+    checked: u64,
+}
+
+fn transport(device: &str, e: Error) -> Errno {
+    keel_rt::println!("fs: block device {device} unreachable: {e}");
+    Errno::Io
+}
+
+impl RemoteDisk {
+    /// Finds `device` (looking it up `attempts` times, `pause_ns` apart, while it has not
+    /// registered) and asks its size.
+    pub fn open(namesrv: Slot, device: &str, attempts: u32, pause_ns: u64) -> Result<RemoteDisk, Errno> {
+        let slot = keel_rt::ipc::lookup(namesrv, device, attempts, pause_ns).map_err(|_| Errno::NoEnt)?;
+        let mut client = ServiceClient::from_slot(namesrv, device, slot);
+        let (sectors, read_only, max) = Self::info(&mut client)?;
+        Ok(RemoteDisk {
+            client,
+            bytes: sectors.checked_mul(SECTOR_SIZE).ok_or(Errno::Io)?,
+            read_only,
+            max_bytes: (max * SECTOR_SIZE) as usize,
+            checked: 0,
+        })
+    }
+
+    /// (sectors, read-only, most sectors per request).
+    fn info(client: &mut ServiceClient) -> Result<(u64, bool, u64), Errno> {
+        let r = client.call(Retry::Idempotent, blk::INFO, [0; 4]).map_err(|e| transport(client.name(), e))?;
+        let info = proto::errno_status(&r)?;
+        Ok((info.data[0], info.data[1] & blk::READ_ONLY != 0, info.data[2].clamp(1, blk::MAX_SECTORS)))
+    }
+
+    /// After the block service restarted: still the same disk?
+    fn check_same_disk(&mut self) -> Result<(), Errno> {
+        if self.client.generation() == self.checked {
+            return Ok(());
+        }
+        let (sectors, read_only, max) = Self::info(&mut self.client)?;
+        self.checked = self.client.generation();
+        if sectors.checked_mul(SECTOR_SIZE) != Some(self.bytes) {
+            keel_rt::println!("fs: {} came back with another size; refusing it", self.client.name());
+            return Err(Errno::Io);
+        }
+        keel_rt::println!("fs: reconnected to {} after the block service restarted", self.client.name());
+        self.read_only = read_only;
+        self.max_bytes = (max * SECTOR_SIZE) as usize;
+        Ok(())
+    }
+
+    /// One bulk request, sent again to a restarted block service if it died meanwhile.
+    fn request(&mut self, label: u64, words: [u64; 3], payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        let r = self.client.call_bulk(Retry::Idempotent, label, words, payload);
+        self.check_same_disk()?;
+        let (r, data) = r.map_err(|e| transport(self.client.name(), e))?;
+        proto::errno_status(&r)?;
+        Ok(data)
+    }
+}
+
+impl BlockDevice for RemoteDisk {
+    fn size(&self) -> u64 {
+        self.bytes
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        check_range(self.bytes, offset, buf.len())?;
+        let mut done = 0;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(self.max_bytes);
+            let sector = (offset + done as u64) / SECTOR_SIZE;
+            let data = self.request(blk::READ, [sector, n as u64 / SECTOR_SIZE, 0], &[])?;
+            if data.len() != n {
+                return Err(Errno::Io);
+            }
+            buf[done..done + n].copy_from_slice(&data);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        if self.read_only {
+            return Err(Errno::RoFs);
+        }
+        check_range(self.bytes, offset, data.len())?;
+        let mut done = 0;
+        while done < data.len() {
+            let n = (data.len() - done).min(self.max_bytes);
+            let sector = (offset + done as u64) / SECTOR_SIZE;
+            self.request(blk::WRITE, [sector, 0, 0], &data[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Errno> {
+        let r = self.client.call(Retry::Idempotent, blk::FLUSH, [0; 4]);
+        self.check_same_disk()?;
+        proto::errno_status(&r.map_err(|e| transport(self.client.name(), e))?).map(|_| ())
     }
 
     fn read_only(&self) -> bool {

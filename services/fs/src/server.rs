@@ -6,6 +6,11 @@
 //! before the VFS is touched. Each client badge is a session, made (as root) at its first
 //! request. Disks come from a [`Disks`] source: the virtio-blk service under Keel, memory
 //! disks in the tests.
+//!
+//! Sessions of clients that die: `keel_rt::ipc::serve` watches every client's process (sent
+//! with its bulk-buffer setup) and, when one exits, hands us `LABEL_CLIENT_GONE` with its badge;
+//! the session and its open files are closed then, as END_SESSION would have (a client that
+//! crashes or is killed never sends that). Clients cannot send that label themselves.
 
 use crate::node::{FileSystem, Kind};
 use crate::vfs::{Cred, Fd, Stat as VStat, Vfs, entry_size};
@@ -98,6 +103,14 @@ impl<D: Disks> Server<D> {
         out.clear();
         if msg.label == p::END_SESSION {
             self.vfs.close_session(sid);
+            return Message::new(0, [0; 4]);
+        }
+        if msg.label == keel_rt::ipc::LABEL_CLIENT_GONE {
+            if self.vfs.has_session(sid) {
+                let open = self.vfs.open_count(sid);
+                self.vfs.close_session(sid);
+                keel_rt::println!("fs: client {sid:#x} exited; closed its session and {open} open files");
+            }
             return Message::new(0, [0; 4]);
         }
         if !self.vfs.has_session(sid) {
@@ -237,5 +250,45 @@ impl<D: Disks> Server<D> {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tmpfs::Tmpfs;
+    use crate::vfs::flags::{O_CREAT, O_RDWR};
+
+    struct NoDisks;
+    impl Disks for NoDisks {
+        fn attach(&mut self, _: &str, _: bool) -> Result<Box<dyn FileSystem>, Errno> {
+            Err(Errno::NoEnt)
+        }
+    }
+
+    #[test]
+    fn a_dead_clients_session_and_open_files_are_freed_and_others_kept() {
+        let mut s = Server::new(Vfs::new(Box::new(Tmpfs::new(1 << 20, 100)), "rootfs"), NoDisks);
+        let mut out = Vec::new();
+        let open = |s: &mut Server<NoDisks>, sid: u64, path: &[u8], out: &mut Vec<u8>| {
+            s.handle(sid, &Message::new(p::OPEN, [(O_RDWR | O_CREAT) as u64, 0o644, 0, 0]), path, out)
+        };
+        let (dead, alive) = (0x1_0000_0007, 0x1_0000_0008);
+        assert_eq!(open(&mut s, dead, b"/a", &mut out).label, 0);
+        assert_eq!(open(&mut s, dead, b"/b", &mut out).label, 0);
+        let kept = open(&mut s, alive, b"/c", &mut out);
+        assert_eq!(kept.label, 0);
+        // An unlinked file the dead client still held open goes once its session does.
+        assert_eq!(s.handle(alive, &Message::new(p::UNLINK, [0; 4]), b"/a", &mut out).label, 0);
+        assert_eq!(s.vfs.open_count(dead), 2);
+        let gone = Message::new(keel_rt::ipc::LABEL_CLIENT_GONE, [0; 4]);
+        assert_eq!(s.handle(dead, &gone, &[], &mut out).label, 0);
+        assert!(!s.vfs.has_session(dead));
+        assert_eq!(s.vfs.open_count(dead), 0);
+        // The other client's session and descriptor are untouched; a second notice is harmless.
+        assert_eq!(s.vfs.open_count(alive), 1);
+        assert_eq!(s.handle(alive, &Message::new(p::WRITE, [kept.data[0], 0, 0, 0]), b"xyz", &mut out).data[0], 3);
+        assert_eq!(s.handle(dead, &gone, &[], &mut out).label, 0);
+        assert!(!s.vfs.has_session(dead));
     }
 }

@@ -10,7 +10,6 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use keel_formats::startup::parse_initrd_arg;
-use keel_fs::block::{BlockDevice, SECTOR_SIZE};
 use keel_fs::ext2::{Ext2, MountOptions};
 use keel_fs::node::{FileSystem, Kind, NewNode};
 use keel_fs::server::{Disks, Server};
@@ -18,8 +17,7 @@ use keel_fs::tmpfs::Tmpfs;
 use keel_fs::vfs::Vfs;
 use keel_rt::abi::{Slot, perm};
 use keel_rt::errno::Errno;
-use keel_rt::ipc::{self, Client, Reply, Request};
-use keel_rt::proto::{self, blk};
+use keel_rt::ipc::{self, Reply, Request};
 use keel_rt::startup::Startup;
 use keel_rt::sync::Mutex;
 use keel_rt::{println, sys, thread, vm};
@@ -57,81 +55,6 @@ impl Clock {
     }
 }
 
-/// A disk served by the block service, as a `BlockDevice`.
-struct BlkDisk {
-    client: Client,
-    bytes: u64,
-    read_only: bool,
-    max_bytes: usize,
-}
-
-fn blk_errno(r: Result<sys::Received, keel_rt::Error>) -> Result<keel_rt::abi::ipc::Message, Errno> {
-    match r {
-        Ok(r) => proto::errno_status(&r),
-        Err(_) => Err(Errno::Io),
-    }
-}
-
-impl BlkDisk {
-    fn open(namesrv: Slot, device: &str, attempts: u32) -> Result<BlkDisk, Errno> {
-        let slot = ipc::lookup(namesrv, device, attempts, BLK_PAUSE_NS).map_err(|_| Errno::NoEnt)?;
-        let client = Client::new(slot);
-        let info = blk_errno(client.call(blk::INFO, [0; 4]))?;
-        let sectors = info.data[0];
-        let max = info.data[2].clamp(1, blk::MAX_SECTORS);
-        Ok(BlkDisk {
-            client,
-            bytes: sectors.checked_mul(SECTOR_SIZE).ok_or(Errno::Io)?,
-            read_only: info.data[1] & blk::READ_ONLY != 0,
-            max_bytes: (max * SECTOR_SIZE) as usize,
-        })
-    }
-}
-
-impl BlockDevice for BlkDisk {
-    fn size(&self) -> u64 {
-        self.bytes
-    }
-
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        keel_fs::block::check_range(self.bytes, offset, buf.len())?;
-        let mut done = 0;
-        while done < buf.len() {
-            let n = (buf.len() - done).min(self.max_bytes);
-            let sector = (offset + done as u64) / SECTOR_SIZE;
-            let (r, data) = self.client.call_bulk(blk::READ, [sector, n as u64 / SECTOR_SIZE, 0], &[]).map_err(|_| Errno::Io)?;
-            proto::errno_status(&r)?;
-            if data.len() != n {
-                return Err(Errno::Io);
-            }
-            buf[done..done + n].copy_from_slice(&data);
-            done += n;
-        }
-        Ok(())
-    }
-
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
-        if self.read_only {
-            return Err(Errno::RoFs);
-        }
-        keel_fs::block::check_range(self.bytes, offset, data.len())?;
-        for (i, chunk) in data.chunks(self.max_bytes).enumerate() {
-            let sector = (offset + (i * self.max_bytes) as u64) / SECTOR_SIZE;
-            let (r, _) = self.client.call_bulk(blk::WRITE, [sector, 0, 0], chunk).map_err(|_| Errno::Io)?;
-            proto::errno_status(&r)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), Errno> {
-        blk_errno(self.client.call(blk::FLUSH, [0; 4])).map(|_| ())
-    }
-
-    fn read_only(&self) -> bool {
-        self.read_only
-    }
-}
-
 /// ext2 on the block service's disks.
 struct BlkDisks {
     namesrv: Slot,
@@ -140,7 +63,7 @@ struct BlkDisks {
 
 impl BlkDisks {
     fn open(&self, device: &str, read_only: bool, attempts: u32) -> Result<Box<dyn FileSystem>, Errno> {
-        let disk = BlkDisk::open(self.namesrv, device, attempts)?;
+        let disk = keel_fs::block::RemoteDisk::open(self.namesrv, device, attempts, BLK_PAUSE_NS)?;
         let opts = MountOptions { read_only, cache_blocks: CACHE_BLOCKS, now: self.clock.now() };
         match Ext2::mount(Box::new(disk), opts) {
             Ok(fs) => Ok(Box::new(fs)),

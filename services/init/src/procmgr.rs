@@ -20,6 +20,9 @@ const CHILD_EXITED: u64 = 1 << 63;
 /// QEMU virt's PL031 real-time clock (one page of registers).
 const PL031_BASE: u64 = 0x0901_0000;
 const PL031_SIZE: u64 = 0x1000;
+/// The badge of init's own SHUTDOWN call to the file service (init's other badges count up
+/// from 2, namesrv's from 2^32).
+const SHUTDOWN_BADGE: u64 = 1;
 /// Services the manifest may list (one exit bit each, below CHILD_EXITED).
 const MAX_SERVICES: usize = 63;
 
@@ -32,6 +35,8 @@ struct Service {
     sched: Sched,
     delay_ms: u64,
     started_at: u64,
+    /// Times it was started before (namesrv learns its generation from this).
+    starts: u64,
 }
 
 /// A process init started.
@@ -40,12 +45,26 @@ struct Proc {
     name: String,
     cap: Slot,
     service: Option<usize>,
+    /// The badge of its capabilities to procmgr and namesrv: who is calling.
+    badge: u64,
 }
 
 struct State {
     procs: Vec<Proc>,
     services: Vec<Service>,
     next_badge: u64,
+    /// Copies of namesrv's registrations (name, connection), for a restarted namesrv.
+    names: Vec<(String, Slot)>,
+    /// The badge of the running namesrv's calls (set before it starts, so its first call is
+    /// recognised even before its process record exists).
+    namesrv_badge: Option<u64>,
+}
+
+impl State {
+    /// Whether `badge` is the name service's (only it may save and restore registrations).
+    fn is_namesrv(&self, badge: u64) -> bool {
+        self.namesrv_badge == Some(badge)
+    }
 }
 
 /// What every spawn needs.
@@ -102,6 +121,7 @@ pub fn main(startup: &Startup) -> i32 {
             sched: Sched { priority: s.priority, affinity: s.cpu.map_or(0, |c| 1u64 << c) },
             delay_ms: 0,
             started_at: 0,
+            starts: 0,
         })
         .collect();
     let (Ok(procmgr_conn), Ok(namesrv_conn), Ok(exits)) = (sys::conn_create(), sys::conn_create(), sys::notif_create()) else {
@@ -120,7 +140,7 @@ pub fn main(startup: &Startup) -> i32 {
     });
     // init's own file calls (the shutdown before power-off) find the file service through here.
     keel_rt::fs::set_namesrv(Some(env.namesrv));
-    let state = Arc::new(Mutex::new(State { procs: Vec::new(), services, next_badge: 1 }));
+    let state = Arc::new(Mutex::new(State { procs: Vec::new(), services, next_badge: 1, names: Vec::new(), namesrv_badge: None }));
 
     {
         let (env, state) = (env.clone(), state.clone());
@@ -145,11 +165,37 @@ pub fn main(startup: &Startup) -> i32 {
 }
 
 /// Powers off (or resets) after the file service has written back and unmounted its disks.
-fn power_off(env: &Env, reset: bool) -> Result<(), Error> {
-    if let Err(e) = keel_rt::fs::shutdown() {
+fn power_off(env: &Env, state: &Mutex<State>, reset: bool) -> Result<(), Error> {
+    if let Err(e) = shutdown_fs(state) {
         println!("init: the file service did not shut down cleanly: {e}");
     }
     sys::power_off(env.control, reset)
+}
+
+/// Sends SHUTDOWN to the file service, found in init's own copy of the registrations, so it
+/// works whether namesrv is running or not (its restart waits for this thread, which serves
+/// procmgr). While fs itself is restarting (its registration is a dead connection), waits
+/// with a bounded back-off for it to register again.
+fn shutdown_fs(state: &Mutex<State>) -> Result<(), keel_rt::errno::Errno> {
+    use keel_rt::errno::Errno;
+    let mut last = Errno::NoSys;
+    for pause in core::iter::once(0).chain(keel_rt::reconnect::Backoff::RESTART.pauses()) {
+        sys::sleep_ns(pause);
+        let conn = state.lock().names.iter().find(|(n, _)| n == "fs").map(|&(_, c)| c);
+        let Some(conn) = conn else {
+            last = Errno::NoSys;
+            continue;
+        };
+        let Ok(copy) = sys::cap_copy(conn, None, rights::CALL, SHUTDOWN_BADGE) else { return Err(Errno::NoMem) };
+        let r = keel_rt::ipc::Client::new(copy).call(keel_rt::proto::fs::SHUTDOWN, [0; 4]);
+        let _ = sys::cap_delete(copy);
+        match r {
+            Ok(r) => return keel_rt::proto::errno_status(&r).map(|_| ()),
+            Err(Error::PeerDied) => last = Errno::ConnReset,
+            Err(_) => return Err(Errno::Io),
+        }
+    }
+    Err(last)
 }
 
 /// Runs `/bin/ktest <scenario>`, reports its exit and powers off.
@@ -163,17 +209,21 @@ fn run_scenario(env: &Env, state: &Mutex<State>, name: &str) -> ! {
         }
     };
     println!("init: scenario {name} finished with code {code}");
-    let _ = power_off(env, false);
+    let _ = power_off(env, state, false);
     sys::process_exit(code)
 }
 
 fn start_service(env: &Env, state: &Mutex<State>, index: usize) {
-    let (path, args, sched, name) = {
+    let (path, mut args, sched, name, starts) = {
         let mut st = state.lock();
         let s = &mut st.services[index];
         s.started_at = sys::counter();
-        (s.path.clone(), s.args.clone(), s.sched, s.name.clone())
+        s.starts += 1;
+        (s.path.clone(), s.args.clone(), s.sched, s.name.clone(), s.starts - 1)
     };
+    if program_name(&path) == "namesrv" {
+        args.insert(0, alloc::format!("generation={starts}"));
+    }
     match start(env, state, &path, &args, Some(index), sched) {
         Ok((pid, cap)) => {
             if let Err(e) = sys::process_watch(cap, env.exits, 1 << index) {
@@ -195,6 +245,9 @@ fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: 
     let badge = {
         let mut st = state.lock();
         st.next_badge += 1;
+        if name == "namesrv" && service.is_some() {
+            st.namesrv_badge = Some(st.next_badge);
+        }
         st.next_badge
     };
     let call = rights::CALL | rights::GRANT;
@@ -230,7 +283,7 @@ fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: 
     }
     argv.extend(args.iter().map(String::as_str));
     let child = spawn(name, elf, &argv, &grants, sched)?;
-    state.lock().procs.push(Proc { pid: child.pid, name: name.to_string(), cap: child.process, service });
+    state.lock().procs.push(Proc { pid: child.pid, name: name.to_string(), cap: child.process, service, badge });
     Ok((child.pid, child.process))
 }
 
@@ -295,6 +348,10 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
         }
         procmgr::KILL => {
             let pid = req.msg.data[0];
+            if sys::process_info(slots::SELF_PROCESS).is_ok_and(|me| me.pid == pid) {
+                // init supervises everything else; without it nothing restarts or powers off.
+                return Reply::err(Error::BadState);
+            }
             let cap = state.lock().procs.iter().find(|p| p.pid == pid).map(|p| p.cap);
             match cap {
                 Some(cap) => match sys::process_kill(cap) {
@@ -330,7 +387,36 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             let n = req.reply_payload(out.as_bytes());
             Reply::ok([0, 0, 0, n])
         }
-        procmgr::POWER_OFF => match power_off(env, req.msg.data[0] == 1) {
+        procmgr::NAMES_SAVE => {
+            let mut st = state.lock();
+            let conn = req.caps.slots().next();
+            let (true, Some(conn), Ok(name)) = (st.is_namesrv(req.badge), conn, keel_rt::proto::unpack_name(&req.msg.data)) else {
+                drop(st);
+                for s in req.caps.slots() {
+                    let _ = sys::cap_delete(s);
+                }
+                return Reply::err(Error::NoRights);
+            };
+            match st.names.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => {
+                    let _ = sys::cap_delete(core::mem::replace(&mut entry.1, conn));
+                }
+                None => st.names.push((name, conn)),
+            }
+            Reply::ok([0; 4])
+        }
+        procmgr::NAMES_RESTORE => {
+            let st = state.lock();
+            if !st.is_namesrv(req.badge) {
+                return Reply::err(Error::NoRights);
+            }
+            let Some((name, conn)) = st.names.get(req.msg.data[0] as usize) else { return Reply::err(Error::NotFound) };
+            let (Ok(words), Ok(copy)) = (keel_rt::proto::pack_name(name), sys::cap_copy(*conn, None, rights::CALL | rights::GRANT, 0)) else {
+                return Reply::err(Error::NoMemory);
+            };
+            Reply { msg: keel_rt::abi::ipc::Message::new(0, words), caps: alloc::vec![copy] }
+        }
+        procmgr::POWER_OFF => match power_off(env, state, req.msg.data[0] == 1) {
             Ok(()) => Reply::ok([0; 4]),
             Err(e) => Reply::err(e),
         },

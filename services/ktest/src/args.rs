@@ -90,6 +90,9 @@ pub enum ServerMode {
     Echo(EchoServer),
     /// Sleeps until killed.
     Sleeper,
+    /// Opens two files under /tmp, keeps them open and sleeps until killed (the file service
+    /// must free the session when it dies).
+    HoldFiles,
     /// Exits with 0 at once (the program the spawn benchmark starts).
     Exit,
     Crash(Fault),
@@ -159,6 +162,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
     }
     match first.as_str() {
         "sleeper" => Ok(Mode::Server(ServerMode::Sleeper)),
+        "hold-files" => Ok(Mode::Server(ServerMode::HoldFiles)),
         "exit" => Ok(Mode::Server(ServerMode::Exit)),
         "ipc-server" => {
             let name = args.get(1).ok_or(ArgError::BadServerArgs("no service name"))?;
@@ -178,7 +182,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
 /// The accepted first arguments, `|`-separated.
 pub fn usage() -> String {
     let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-    names.extend(["ipc-server <name> <cpus>", "sleeper", "exit"]);
+    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit"]);
     names.extend(Fault::ALL.iter().map(|f| f.mode_name()));
     names.join("|")
 }

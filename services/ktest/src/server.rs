@@ -25,6 +25,7 @@ use keel_rt::{Error, Slot, println, thread};
 pub fn run(mode: ServerMode, startup: &Startup) -> i32 {
     match mode {
         ServerMode::Sleeper => park(),
+        ServerMode::HoldFiles => hold_files(),
         ServerMode::Exit => 0,
         ServerMode::Crash(f) => crash(f),
         ServerMode::Echo(cfg) => match echo_server(&cfg, startup) {
@@ -35,6 +36,19 @@ pub fn run(mode: ServerMode, startup: &Startup) -> i32 {
             }
         },
     }
+}
+
+/// Opens two files and keeps them open until killed.
+fn hold_files() -> i32 {
+    use keel_rt::fs::{self, flags};
+    for path in ["/tmp/held-1", "/tmp/held-2"] {
+        if let Err(e) = fs::open(path, flags::O_RDWR | flags::O_CREAT, 0o644) {
+            println!("ktest: hold-files: cannot open {path}: {e}");
+            return crate::EXIT_FAILED;
+        }
+    }
+    println!("ktest: holding 2 files open");
+    park()
 }
 
 /// Blocks this thread for good (until the process is killed).

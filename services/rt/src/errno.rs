@@ -33,11 +33,13 @@ pub enum Errno {
     NoSys = 38,
     NotEmpty = 39,
     Loop = 40,
+    /// The service restarted while handling the call: it may or may not have taken effect.
+    ConnReset = 104,
     /// The on-disk structure is inconsistent (Linux's EFSCORRUPTED).
     Corrupt = 117,
 }
 
-const ALL: [Errno; 26] = [
+const ALL: [Errno; 27] = [
     Errno::Perm,
     Errno::NoEnt,
     Errno::Io,
@@ -63,6 +65,7 @@ const ALL: [Errno; 26] = [
     Errno::NoSys,
     Errno::NotEmpty,
     Errno::Loop,
+    Errno::ConnReset,
     Errno::Corrupt,
 ];
 
@@ -105,6 +108,7 @@ impl Errno {
             Errno::NoSys => "ENOSYS",
             Errno::NotEmpty => "ENOTEMPTY",
             Errno::Loop => "ELOOP",
+            Errno::ConnReset => "ECONNRESET",
             Errno::Corrupt => "EUCLEAN",
         }
     }
@@ -137,6 +141,7 @@ impl Errno {
             Errno::NoSys => "function not implemented",
             Errno::NotEmpty => "directory not empty",
             Errno::Loop => "too many levels of symbolic links",
+            Errno::ConnReset => "the service restarted during the call; it may not have completed",
             Errno::Corrupt => "structure needs cleaning (corrupt file system)",
         }
     }

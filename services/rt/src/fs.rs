@@ -9,7 +9,8 @@
 //! end of the file.
 
 use crate::errno::Errno;
-use crate::ipc::{BULK_SIZE, Client};
+use crate::ipc::BULK_SIZE;
+use crate::reconnect::{Retry, ServiceClient};
 use crate::proto::{self, fs as p};
 use crate::sync::Mutex;
 use alloc::string::{String, ToString};
@@ -53,13 +54,9 @@ pub struct DirEntry {
     pub name: String,
 }
 
-/// How long the first call waits for the file service to register (at boot).
-const LOOKUP_ATTEMPTS: u32 = 100;
-const LOOKUP_PAUSE_NS: u64 = 20_000_000;
-
 struct State {
     namesrv: Option<Slot>,
-    client: Option<Client>,
+    client: Option<ServiceClient>,
     cwd: String,
 }
 
@@ -74,34 +71,39 @@ fn transport(e: Error) -> Errno {
     match e {
         Error::NoMemory => Errno::NoMem,
         Error::NotFound => Errno::NoSys,
+        // The file service died during a call that is not repeated (a write, a rename ...).
+        Error::PeerDied => Errno::ConnReset,
         _ => Errno::Io,
     }
 }
 
-/// Runs `f` with the connection, making it first if needed. `f`'s outer error is a failed IPC.
-fn with_client<T>(f: impl FnOnce(&mut Client) -> Result<Result<T, Errno>, Error>) -> Result<T, Errno> {
+/// Whether a request may be sent again if the file service restarts while handling it: calls
+/// that change nothing, or set a state that a second time leaves the same (the descriptor-based
+/// ones then fail with EBADF, since the session went with the old service, which is the truth).
+fn retry_of(label: u64, words: &[u64]) -> Retry {
+    match label {
+        p::STAT | p::FSTAT | p::READLINK | p::READDIR | p::SYNC | p::STATFS | p::MOUNTS | p::CHMOD | p::CHOWN | p::CHDIR
+        | p::TRUNCATE | p::FTRUNCATE | p::FSYNC | p::PREAD | p::PWRITE | p::SHUTDOWN => Retry::Idempotent,
+        p::OPEN if words.first().is_some_and(|&f| f as u32 & flags::O_EXCL == 0) => Retry::Idempotent,
+        _ => Retry::Once,
+    }
+}
+
+/// Runs `f` with the connection (looked up at the first call, found again when the file
+/// service restarts); `f`'s outer error is a failed IPC.
+fn with_client<T>(retry: Retry, mut f: impl FnMut(&mut ServiceClient, Retry) -> Result<Result<T, Errno>, Error>) -> Result<T, Errno> {
     let mut st = STATE.lock();
     if st.client.is_none() {
         let ns = st.namesrv.ok_or(Errno::NoSys)?;
-        let slot = crate::ipc::lookup(ns, "fs", LOOKUP_ATTEMPTS, LOOKUP_PAUSE_NS).map_err(transport)?;
-        st.client = Some(Client::new(slot));
+        st.client = Some(ServiceClient::new(ns, "fs"));
     }
     let client = st.client.as_mut().ok_or(Errno::Io)?;
-    match f(client) {
-        Ok(r) => r,
-        Err(e) => {
-            // The service may have restarted (our session went with it): look it up again next time.
-            if let Some(c) = st.client.take() {
-                let _ = crate::sys::cap_delete(c.slot());
-            }
-            Err(transport(e))
-        }
-    }
+    f(client, retry).map_err(transport)?
 }
 
 /// A call with a short message.
 fn call(label: u64, data: [u64; 4]) -> Result<[u64; 4], Errno> {
-    with_client(|c| Ok(proto::errno_status(&c.call(label, data)?).map(|m| m.data)))
+    with_client(retry_of(label, &data), |c, retry| Ok(proto::errno_status(&c.call(retry, label, data)?).map(|m| m.data)))
 }
 
 /// A call with a payload; the reply's words and payload.
@@ -109,8 +111,8 @@ fn call_bulk(label: u64, words: [u64; 3], payload: &[u8]) -> Result<([u64; 4], V
     if payload.len() as u64 > BULK_SIZE {
         return Err(Errno::NameTooLong);
     }
-    with_client(|c| {
-        let (r, out) = c.call_bulk(label, words, payload)?;
+    with_client(retry_of(label, &words), |c, retry| {
+        let (r, out) = c.call_bulk(retry, label, words, payload)?;
         Ok(proto::errno_status(&r).map(|m| (m.data, out)))
     })
 }
@@ -401,9 +403,11 @@ pub fn shutdown() -> Result<(), Errno> {
 /// Ends this process's session (closing its files), if it has one. The runtime calls it at exit.
 pub fn end_session() {
     let mut st = STATE.lock();
-    if let Some(c) = st.client.take() {
-        let _ = c.call(p::END_SESSION, [0; 4]);
-        let _ = crate::sys::cap_delete(c.slot());
+    if let Some(mut c) = st.client.take() {
+        if let Some(conn) = c.connection() {
+            let _ = conn.call(p::END_SESSION, [0; 4]);
+        }
+        c.disconnect();
     }
 }
 

@@ -4,6 +4,17 @@
 //! maps too; the server maps the same object and keeps it per badge. A bulk call puts its payload
 //! at the start of the buffer with its length in `data[3]`; the reply's payload comes back the
 //! same way. Servers must hand every client a distinct badge for this to work.
+//!
+//! Clients that die: the setup message also carries a capability to the client's own process
+//! (READ | WAIT only). [`serve`] watches it (`process_watch`) from a small reaper thread per
+//! connection; when a client exits, the reaper calls the connection itself ([`LABEL_REAP`],
+//! with a badge nobody else holds), and the serving thread unmaps the client's buffer and hands
+//! the handler one [`LABEL_CLIENT_GONE`] request with the dead client's badge, so the service
+//! frees whatever it keeps per client (the file service's session and open files). Handlers run
+//! only on serving threads, so they need no locking against the reaper.
+//!
+//! [`LABEL_PING`] is answered by [`serve`] itself: `reconnect::ServiceClient` uses it to check a
+//! connection is alive before a call that must not be repeated.
 
 use crate::{sys, vm};
 use alloc::collections::BTreeMap;
@@ -13,6 +24,16 @@ use keel_abi::{Error, Slot, perm};
 
 /// The label of the message that sets up a client's bulk buffer.
 pub const LABEL_BULK_SETUP: u64 = u64::MAX - 1;
+/// A no-op call answered by [`serve`] (is the server alive?).
+pub const LABEL_PING: u64 = u64::MAX - 2;
+/// The reaper's call to its own connection: some client exited (badge [`REAPER_BADGE`] only).
+pub const LABEL_REAP: u64 = u64::MAX - 3;
+/// What [`serve`] hands the handler, once per client that exited (`badge` = that client's).
+/// Never sent by a client: one that tries gets `Invalid`.
+pub const LABEL_CLIENT_GONE: u64 = u64::MAX - 4;
+/// The badge of the reaper's own capability to the connection. namesrv's badges count up from
+/// 2^32 and init's from 2, so no client holds this one.
+pub const REAPER_BADGE: u64 = u64::MAX - 1;
 /// Bytes in a connection's bulk buffer.
 pub const BULK_SIZE: u64 = 64 * 1024;
 
@@ -63,7 +84,17 @@ impl Client {
             return Ok(va);
         }
         let (va, pmo) = vm::map_anonymous(BULK_SIZE)?;
-        let r = self.call_with_caps(LABEL_BULK_SETUP, [0; 4], &[pmo]);
+        // Our process, so the server can tell when we are gone (it may only wait on it and read
+        // its state).
+        let me = sys::cap_copy(keel_abi::slots::SELF_PROCESS, None, keel_abi::rights::READ | keel_abi::rights::WAIT | keel_abi::rights::GRANT, 0);
+        let r = match me {
+            Ok(me) => {
+                let r = self.call_with_caps(LABEL_BULK_SETUP, [0; 4], &[pmo, me]);
+                let _ = sys::cap_delete(me);
+                r
+            }
+            Err(_) => self.call_with_caps(LABEL_BULK_SETUP, [0; 4], &[pmo]),
+        };
         let _ = sys::cap_delete(pmo);
         match r {
             Ok(reply) if reply.msg.label == 0 => {
@@ -131,9 +162,62 @@ impl Reply {
     }
 }
 
-/// Bulk buffers set up by clients, by (connection, badge): shared by every thread serving the
-/// connection, so a call may be received by any of them.
-static BUFFERS: crate::sync::Mutex<BTreeMap<(Slot, u64), u64>> = crate::sync::Mutex::new(BTreeMap::new());
+/// What a server keeps per client: its bulk buffer and, if it sent one, its process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub buffer_va: u64,
+    pub process: Option<Slot>,
+}
+
+/// Every connection's clients, by (connection, badge). Pure bookkeeping, tested on the host.
+#[derive(Default)]
+pub struct ClientTable {
+    clients: BTreeMap<(Slot, u64), ClientRecord>,
+}
+
+impl ClientTable {
+    pub const fn new() -> Self {
+        Self { clients: BTreeMap::new() }
+    }
+
+    pub fn get(&self, conn: Slot, badge: u64) -> Option<ClientRecord> {
+        self.clients.get(&(conn, badge)).copied()
+    }
+
+    pub fn contains(&self, conn: Slot, badge: u64) -> bool {
+        self.clients.contains_key(&(conn, badge))
+    }
+
+    pub fn insert(&mut self, conn: Slot, badge: u64, record: ClientRecord) {
+        self.clients.insert((conn, badge), record);
+    }
+
+    /// Removes and returns the clients of `conn` whose process `exited` says is gone (clients
+    /// that sent no process are kept).
+    pub fn take_exited(&mut self, conn: Slot, mut exited: impl FnMut(Slot) -> bool) -> Vec<(u64, ClientRecord)> {
+        let gone: Vec<(Slot, u64)> = self
+            .clients
+            .iter()
+            .filter(|((c, _), r)| *c == conn && r.process.is_some_and(&mut exited))
+            .map(|(k, _)| *k)
+            .collect();
+        gone.into_iter().filter_map(|k| self.clients.remove(&k).map(|r| (k.1, r))).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}
+
+/// Clients set up by their first bulk call, shared by every thread serving a connection, so a
+/// call may be received by any of them.
+static CLIENTS: crate::sync::Mutex<ClientTable> = crate::sync::Mutex::new(ClientTable::new());
+/// Each connection's reaper notification (the reaper thread waits on it).
+static REAPERS: crate::sync::Mutex<BTreeMap<Slot, Slot>> = crate::sync::Mutex::new(BTreeMap::new());
 
 /// Serves a connection forever: calls `handle` for each call and replies with its answer. Several
 /// threads may serve one connection.
@@ -147,8 +231,19 @@ pub fn serve(conn: Slot, mut handle: impl FnMut(&mut Request) -> Reply) -> ! {
                 continue;
             }
             Ok(r) if r.msg.label == LABEL_BULK_SETUP => setup_bulk(conn, &r),
+            Ok(r) if r.msg.label == LABEL_PING => Reply::ok([0; 4]),
+            Ok(r) if r.msg.label == LABEL_REAP && r.badge == REAPER_BADGE => {
+                reap(conn, &mut handle);
+                Reply::ok([0; 4])
+            }
+            Ok(r) if r.msg.label == LABEL_REAP || r.msg.label == LABEL_CLIENT_GONE => {
+                for s in r.caps.slots() {
+                    let _ = sys::cap_delete(s);
+                }
+                Reply::err(Error::Invalid)
+            }
             Ok(r) => {
-                let bulk = BUFFERS.lock().get(&(conn, r.badge)).map(|&va| buffer(va));
+                let bulk = CLIENTS.lock().get(conn, r.badge).map(|c| buffer(c.buffer_va));
                 let mut req = Request { badge: r.badge, msg: r.msg, caps: r.caps, bulk };
                 handle(&mut req)
             }
@@ -161,20 +256,91 @@ pub fn serve(conn: Slot, mut handle: impl FnMut(&mut Request) -> Reply) -> ! {
     }
 }
 
+/// Frees every client of `conn` that exited: its buffer, its process capability, and (through
+/// `handle`, label [`LABEL_CLIENT_GONE`]) what the service kept for it.
+fn reap(conn: Slot, handle: &mut impl FnMut(&mut Request) -> Reply) {
+    let gone = CLIENTS.lock().take_exited(conn, |p| sys::process_info(p).map_or(true, |i| !i.running));
+    for (badge, record) in gone {
+        let _ = sys::vmspace_unmap(keel_abi::slots::SELF_VMSPACE, record.buffer_va, BULK_SIZE);
+        if let Some(p) = record.process {
+            let _ = sys::cap_delete(p);
+        }
+        let mut req = Request { badge, msg: Message::new(LABEL_CLIENT_GONE, [0; 4]), caps: CapList::EMPTY, bulk: None };
+        let _ = handle(&mut req);
+    }
+}
+
+/// The reaper notification of `conn`, starting its thread the first time.
+fn reaper(conn: Slot) -> Result<Slot, Error> {
+    let mut reapers = REAPERS.lock();
+    if let Some(&n) = reapers.get(&conn) {
+        return Ok(n);
+    }
+    let notif = sys::notif_create()?;
+    let own = match sys::cap_copy(conn, None, keel_abi::rights::CALL, REAPER_BADGE) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = sys::cap_delete(notif);
+            return Err(e);
+        }
+    };
+    let started = crate::thread::spawn(move || loop {
+        match sys::notif_wait(notif, 0) {
+            Ok(_) => {
+                let _ = sys::ipc_call(own, &Message::new(LABEL_REAP, [0; 4]), CapList::EMPTY);
+            }
+            Err(_) => sys::sleep_ns(100_000_000),
+        }
+    });
+    match started {
+        Ok(t) => {
+            let _ = sys::cap_delete(t);
+            reapers.insert(conn, notif);
+            Ok(notif)
+        }
+        Err(e) => {
+            let _ = sys::cap_delete(own);
+            let _ = sys::cap_delete(notif);
+            Err(e)
+        }
+    }
+}
+
 fn setup_bulk(conn: Slot, r: &Received) -> Reply {
-    let Some(pmo) = r.caps.slots().next() else { return Reply::err(Error::Invalid) };
-    if r.badge == 0 || BUFFERS.lock().contains_key(&(conn, r.badge)) {
-        let _ = sys::cap_delete(pmo);
+    let mut caps = r.caps.slots();
+    let Some(pmo) = caps.next() else { return Reply::err(Error::Invalid) };
+    let process = caps.next();
+    let drop_caps = || {
+        for s in r.caps.slots() {
+            let _ = sys::cap_delete(s);
+        }
+    };
+    if r.badge == 0 || r.badge == REAPER_BADGE || CLIENTS.lock().contains(conn, r.badge) {
+        drop_caps();
         return Reply::err(Error::Exists);
     }
+    // Only a process capability we can watch counts; anything else is dropped.
+    let process = process.filter(|&p| {
+        let ok = sys::cap_info(p).is_ok_and(|(kind, _, _)| kind == keel_abi::ObjectKind::CapGroup as u64)
+            && reaper(conn).and_then(|n| sys::process_watch(p, n, 1)).is_ok();
+        if !ok {
+            let _ = sys::cap_delete(p);
+        }
+        ok
+    });
     let mapped = vm::map_pmo(pmo, BULK_SIZE, perm::READ | perm::WRITE);
     let _ = sys::cap_delete(pmo);
     match mapped {
         Ok(va) => {
-            BUFFERS.lock().insert((conn, r.badge), va);
+            CLIENTS.lock().insert(conn, r.badge, ClientRecord { buffer_va: va, process });
             Reply::ok([0; 4])
         }
-        Err(e) => Reply::err(e),
+        Err(e) => {
+            if let Some(p) = process {
+                let _ = sys::cap_delete(p);
+            }
+            Reply::err(e)
+        }
     }
 }
 
@@ -189,7 +355,10 @@ pub fn register_service(namesrv: Slot, name: &str, conn: Slot) -> Result<(), Err
     let mut last = Error::NotFound;
     for _ in 0..ATTEMPTS {
         match ns.call_with_caps(crate::proto::namesrv::REGISTER, words, &[public]).and_then(|r| status(&r).map(|_| ())) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                let _ = sys::cap_delete(public);
+                return Ok(());
+            }
             Err(e) => last = e,
         }
         sys::sleep_ns(PAUSE_NS);
@@ -220,4 +389,24 @@ pub fn lookup(namesrv: Slot, name: &str, attempts: u32, pause_ns: u64) -> Result
 /// A reply's status: Ok(message) if its label is 0, else the error it carries.
 pub fn status(r: &Received) -> Result<&Message, Error> {
     if r.msg.label == 0 { Ok(&r.msg) } else { Err(Error::from_code(r.msg.label as i64).unwrap_or(Error::Invalid)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exited_clients_are_taken_once_and_only_from_their_connection() {
+        let mut t = ClientTable::new();
+        t.insert(5, 100, ClientRecord { buffer_va: 0x1000, process: Some(40) });
+        t.insert(5, 101, ClientRecord { buffer_va: 0x2000, process: Some(41) });
+        t.insert(5, 102, ClientRecord { buffer_va: 0x3000, process: None });
+        t.insert(6, 100, ClientRecord { buffer_va: 0x4000, process: Some(40) });
+        let gone = t.take_exited(5, |p| p == 40);
+        assert_eq!(gone, alloc::vec![(100, ClientRecord { buffer_va: 0x1000, process: Some(40) })]);
+        assert!(!t.contains(5, 100));
+        assert!(t.contains(5, 101) && t.contains(5, 102) && t.contains(6, 100));
+        assert!(t.take_exited(5, |p| p == 40).is_empty());
+        assert_eq!(t.len(), 3);
+    }
 }

@@ -4,6 +4,7 @@
 //! - the program entry (`entry!`), the heap, `print!`/`println!`, and the panic handler;
 //! - `startup`: the arguments and named capabilities the creator passed;
 //! - `ipc`: typed client/server helpers with a per-connection shared buffer for bulk data;
+//! - `reconnect`: a client of a named service that finds it again after it restarts;
 //! - `fs`: files through the file service, libc-style (open/read/write/stat/readdir ...);
 //! - `process`: loading a program from an ELF image into a new process (spawn) and waiting.
 //!
@@ -23,6 +24,7 @@ pub mod ipc;
 pub mod mmio;
 pub mod process;
 pub mod proto;
+pub mod reconnect;
 pub mod startup;
 pub mod sync;
 pub mod sys;

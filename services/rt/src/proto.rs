@@ -18,6 +18,12 @@ pub mod procmgr {
     pub const PS: u64 = 3;
     /// data[0] = 1 to reset instead of powering off.
     pub const POWER_OFF: u64 = 4;
+    /// namesrv only: data[0..4] = a name, caps: [its connection]. init keeps a copy of every
+    /// registration, so a restarted namesrv gets them back ([`NAMES_RESTORE`]).
+    pub const NAMES_SAVE: u64 = 5;
+    /// namesrv only: data[0] = index. Reply: data[0..4] = the index-th saved name, caps: [its
+    /// connection]; `NotFound` past the last one.
+    pub const NAMES_RESTORE: u64 = 6;
     /// Flag for SPAWN, reserved: children look up "console" by name, so there is nothing to inherit.
     pub const SPAWN_INHERIT_CONSOLE: u64 = 1;
 }

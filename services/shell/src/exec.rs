@@ -84,6 +84,13 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
             Err(Error::NotFound) => {
                 let _ = writeln!(out, "kill: no process {pid}");
             }
+            // The process manager refuses to kill itself: it supervises everything else.
+            Err(Error::BadState) => {
+                let _ = writeln!(out, "kill: pid {pid} is init and cannot be killed");
+            }
+            Err(Error::NoRights) => {
+                let _ = writeln!(out, "kill: process {pid}: not allowed (it is not yours to kill)");
+            }
             Err(e) => {
                 let _ = writeln!(out, "kill: process {pid}: {e}");
             }
@@ -188,7 +195,12 @@ mod tests {
         }
         fn kill(&mut self, pid: u64) -> Result<(), Error> {
             self.calls.push(alloc::format!("kill {pid}"));
-            if self.live.contains(&pid) { Ok(()) } else { Err(Error::NotFound) }
+            match pid {
+                3 => Err(Error::BadState),
+                4 => Err(Error::NoRights),
+                _ if self.live.contains(&pid) => Ok(()),
+                _ => Err(Error::NotFound),
+            }
         }
         fn spawn(&mut self, path: &str, args: &[String]) -> Result<(u64, u64), Error> {
             self.calls.push(alloc::format!("spawn {path} {args:?}"));
@@ -260,6 +272,8 @@ mod tests {
         let mut sys = FakeSystem { live: alloc::vec![5], ..Default::default() };
         assert_eq!(run_line(&mut sys, "kill 5"), "");
         assert_eq!(run_line(&mut sys, "kill 77"), "kill: no process 77\n");
+        assert_eq!(run_line(&mut sys, "kill 3"), "kill: pid 3 is init and cannot be killed\n");
+        assert_eq!(run_line(&mut sys, "kill 4"), "kill: process 4: not allowed (it is not yours to kill)\n");
     }
 
     #[test]

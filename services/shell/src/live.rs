@@ -5,6 +5,7 @@ use crate::exec::System;
 use alloc::string::String;
 use alloc::vec::Vec;
 use keel_rt::ipc::{self, Client};
+use keel_rt::reconnect::{Retry, ServiceClient};
 use keel_rt::errno::Errno;
 use keel_rt::fs;
 use keel_rt::proto::{console, procmgr};
@@ -32,8 +33,10 @@ pub struct LiveSystem {
     procmgr: Client,
     namesrv: Client,
     console: Client,
-    /// The VM monitor, looked up on first use.
-    vmm: Option<Client>,
+    /// The VM monitor, looked up on first use and again whenever it restarted.
+    vmm: ServiceClient,
+    /// `vmm.generation()` when the user was last told about a restart.
+    vmm_generation: u64,
     /// The VM whose console the last `vm` command attached to.
     pub attached: Option<u64>,
     /// The VM the last `vm run --wait` waits for, and its timeout in seconds (0: none).
@@ -128,7 +131,8 @@ impl LiveSystem {
     pub fn connect(procmgr: Slot, namesrv: Slot) -> Result<Self, Error> {
         let namesrv = Client::new(namesrv);
         let console = Client::new(lookup(&namesrv, "console")?);
-        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm: None, attached: None, waiting: None, files: LiveFiles })
+        let vmm = ServiceClient::new(namesrv.slot(), "vmm");
+        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm, vmm_generation: 0, attached: None, waiting: None, files: LiveFiles })
     }
 
     /// Finds the console again (after it restarted): Ok once the connection namesrv gives
@@ -157,6 +161,14 @@ impl LiveSystem {
         let r = self.console.call(console::READ_LINE, [timeout_ns, console::INTERRUPT_ONLY, 0, 0])?;
         status(&r)?;
         Ok(r.msg.data[0] == console::INTERRUPTED)
+    }
+}
+
+/// Whether a `vm` command may be sent again to a restarted monitor: only those that only look.
+fn vm_retry(args: &[String]) -> Retry {
+    match args.first().map(String::as_str) {
+        Some("list" | "stat" | "wait" | "console" | "help" | "info") | None => Retry::Idempotent,
+        _ => Retry::Once,
     }
 }
 
@@ -228,12 +240,22 @@ impl System for LiveSystem {
     }
 
     fn vm(&mut self, args: &[String]) -> Result<String, Error> {
-        if self.vmm.is_none() {
-            self.vmm = Some(Client::new(lookup(&self.namesrv, "vmm")?));
-        }
-        let vmm = self.vmm.as_mut().ok_or(Error::NotFound)?;
         let payload = args.join("\0");
-        let (r, text) = vmm.call_bulk(keel_rt::proto::vmm::COMMAND, [0; 3], payload.as_bytes())?;
+        let r = self.vmm.call_bulk(vm_retry(args), keel_rt::proto::vmm::COMMAND, [0; 3], payload.as_bytes());
+        // A restarted monitor starts with no VMs: the ones it ran died with it. Say so once.
+        let mut out = String::new();
+        if self.vmm.generation() != self.vmm_generation {
+            self.vmm_generation = self.vmm.generation();
+            out.push_str("vm: the VM monitor restarted; its VMs were lost\n");
+        }
+        let (r, text) = match r {
+            Ok(r) => r,
+            Err(Error::PeerDied) => {
+                out.push_str("vm: the VM monitor died during this command; it may not have completed\n");
+                return Ok(out);
+            }
+            Err(e) => return Err(e),
+        };
         status(&r)?;
         if r.msg.data[0] != 0 {
             self.attached = Some(r.msg.data[0]);
@@ -241,7 +263,8 @@ impl System for LiveSystem {
         if r.msg.data[1] != 0 {
             self.waiting = Some((r.msg.data[1], r.msg.data[2]));
         }
-        Ok(String::from_utf8_lossy(&text).into_owned())
+        out.push_str(&String::from_utf8_lossy(&text));
+        Ok(out)
     }
 }
 

@@ -1,0 +1,249 @@
+//! QEMU scenarios: a service killed from the shell (`kill <pid>`) in the middle of work with
+//! files comes back (init restarts it), its clients find it again, and nothing that was
+//! acknowledged is lost: a file written and `sync`ed before the kill reads back whole after,
+//! on the guest and, after power-off, on the host (debugfs), with an image e2fsck finds clean.
+//!
+//! Typed input is echoed by the console, so every point a stage waits for is printed by a
+//! command whose output differs from its echo (`echo mark   one` prints `mark one`).
+
+use keel_tests::{Boot, Run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A scratch disk image removed when dropped.
+struct ScratchDisk {
+    dir: PathBuf,
+    image: PathBuf,
+}
+
+impl ScratchDisk {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("keel-restart-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cannot make a scratch directory");
+        let image = dir.join("disk.img");
+        let status = Command::new(tool("mke2fs")).args(["-q", "-t", "ext2", "-b", "1024"]).arg(&image).arg("16M").status().expect("cannot run mke2fs");
+        assert!(status.success(), "mke2fs failed");
+        ScratchDisk { dir, image }
+    }
+
+    fn path(&self) -> &str {
+        self.image.to_str().expect("scratch path is UTF-8")
+    }
+}
+
+impl Drop for ScratchDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tool(name: &str) -> String {
+    let path = format!("/usr/sbin/{name}");
+    assert!(Path::new(&path).exists(), "{path} is missing: `make deps` installs e2fsprogs");
+    path
+}
+
+/// `e2fsck -fn` finds nothing to fix.
+fn assert_clean(image: &Path) {
+    let out = Command::new(tool("e2fsck")).arg("-fn").arg(image).output().expect("cannot run e2fsck");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn found problems (exit {:?}):\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A file's bytes as the host's debugfs reads them.
+fn debugfs_cat(image: &Path, path: &str) -> Vec<u8> {
+    let out = Command::new(tool("debugfs")).arg("-R").arg(format!("cat {path}")).arg(image).output().expect("cannot run debugfs");
+    assert!(out.status.success(), "debugfs cat {path} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// The pid `ps` showed last for the running process `name`.
+fn pid_of(log: &str, name: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 5 && f[1] == name && f[2] == "running").then(|| f[0].parse().ok()).flatten()
+        })
+        .last()
+}
+
+/// Lines typed as one input.
+fn lines(ls: &[&str]) -> String {
+    ls.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The data written before the kill: long enough to span several disk blocks.
+fn before_data() -> String {
+    (0..200).map(|i| format!("{i:04}")).collect::<Vec<_>>().join("-")
+}
+
+/// Whether `cat` printed the synced file (a line holding its data that is not the typed echo).
+fn printed_before_file(run: &Run) -> bool {
+    let data = before_data();
+    run.log.lines().any(|l| l.contains(&data) && !l.contains("echo "))
+}
+
+/// Boots with a scratch disk; writes and syncs /disk/before.txt, leaves /disk/dirty.txt written
+/// but not synced, kills `service`, then runs `after` (which ends with `poweroff`). The run and
+/// the disk image after power-off.
+fn kill_mid_workload(service: &'static str, after: &'static [&'static str]) -> (Run, ScratchDisk) {
+    let disk = ScratchDisk::new(service);
+    let run = Boot::scenario("")
+        .drive(disk.path())
+        .timeout(240)
+        .then("on /disk", |_| {
+            let write = format!("echo {} > /disk/before.txt", before_data());
+            lines(&[&write, "sync", "echo dirty data > /disk/dirty.txt", "ps", "echo mark   one"])
+        })
+        .then("mark one", move |log| match pid_of(log, service) {
+            Some(pid) => {
+                let mut ls = vec![format!("kill {pid}")];
+                ls.extend(after.iter().map(|s| s.to_string()));
+                lines(&ls.iter().map(String::as_str).collect::<Vec<_>>())
+            }
+            None => lines(&["echo no   pid", "poweroff"]),
+        })
+        .run();
+    if std::env::var("KEEL_SHOW_LOG").is_ok() {
+        eprintln!("{}", run.log);
+    }
+    run.expect_absent("no pid");
+    (run, disk)
+}
+
+/// What every service's test checks after power-off: the synced file is whole on the disk.
+fn synced_file_survived(run: &Run, disk: &ScratchDisk) {
+    run.expect_clean_poweroff();
+    assert_clean(&disk.image);
+    let got = debugfs_cat(&disk.image, "/before.txt");
+    assert_eq!(String::from_utf8_lossy(&got).trim_end(), before_data(), "the synced file differs on the disk");
+}
+
+#[test]
+fn killing_blk_mid_workload_loses_nothing_and_fs_reconnects() {
+    let (run, disk) = kill_mid_workload(
+        "blk",
+        &["sync", "echo written after > /disk/after.txt", "sync", "cat /disk/after.txt", "poweroff"],
+    );
+    run.expect("exited with code -9; restarting it")
+        .expect("fs: reconnected to blk0 after the block service restarted")
+        .expect_absent("fs: block device blk0 unreachable");
+    synced_file_survived(&run, &disk);
+    // The dirty data fs held when blk died, and what was written after, reached the disk.
+    assert_eq!(debugfs_cat(&disk.image, "/dirty.txt"), b"dirty data\n");
+    assert_eq!(debugfs_cat(&disk.image, "/after.txt"), b"written after\n");
+}
+
+#[test]
+fn killing_namesrv_keeps_every_name_and_the_disk_unmounts_clean() {
+    let (run, disk) = kill_mid_workload(
+        "namesrv",
+        &["vm list", "sync", "cat /disk/before.txt", "ps", "poweroff"],
+    );
+    run.expect("namesrv: restarted (generation 1);")
+        .expect("registrations recovered from init")
+        .expect_absent("the file service did not shut down cleanly")
+        .expect_absent("vm: ");
+    if !printed_before_file(&run) {
+        run.fail("cat /disk/before.txt after the namesrv restart did not print the file");
+    }
+    synced_file_survived(&run, &disk);
+    assert_eq!(debugfs_cat(&disk.image, "/dirty.txt"), b"dirty data\n");
+}
+
+#[test]
+fn killing_fs_keeps_synced_files_and_the_shell_reconnects() {
+    let disk = ScratchDisk::new("fs");
+    let run = Boot::scenario("")
+        .drive(disk.path())
+        .timeout(240)
+        .then("on /disk", |_| {
+            let write = format!("echo {} > /disk/before.txt", before_data());
+            lines(&[&write, "sync", "ps", "echo mark   one"])
+        })
+        .then("mark one", |log| match pid_of(log, "fs") {
+            Some(pid) => lines(&[&format!("kill {pid}")]),
+            None => lines(&["echo no   pid", "poweroff"]),
+        })
+        .then_next("fs: mounted blk0 (ext2) on /disk", |_| {
+            lines(&["cat /disk/before.txt", "echo after restart > /disk/after.txt", "sync", "poweroff"])
+        })
+        .run();
+    run.expect_absent("no pid").expect("service fs (pid").expect("exited with code -9; restarting it");
+    if !printed_before_file(&run) {
+        run.fail("cat /disk/before.txt after the fs restart did not print the file");
+    }
+    synced_file_survived(&run, &disk);
+    assert_eq!(debugfs_cat(&disk.image, "/after.txt"), b"after restart\n");
+}
+
+#[test]
+fn killing_vmm_is_reported_and_the_restarted_monitor_answers() {
+    let (run, disk) = kill_mid_workload(
+        "vmm",
+        &["vm list", "vm list", "cat /disk/before.txt", "poweroff"],
+    );
+    run.expect("service vmm (pid")
+        .expect("vm: the VM monitor restarted; its VMs were lost")
+        .expect_absent("peer died");
+    // Told once, not at every command.
+    assert_eq!(run.log.matches("vm: the VM monitor restarted").count(), 1, "the restart was reported more than once");
+    synced_file_survived(&run, &disk);
+}
+
+#[test]
+fn killing_the_console_brings_the_shell_back_to_a_prompt() {
+    // The shell notices, waits for the restarted console and reads lines from it again; the
+    // input below is typed only once the new console is ready.
+    let disk = ScratchDisk::new("console");
+    let run = Boot::scenario("")
+        .drive(disk.path())
+        .timeout(240)
+        .then("on /disk", |_| {
+            let write = format!("echo {} > /disk/before.txt", before_data());
+            lines(&[&write, "sync", "ps", "echo mark   one"])
+        })
+        .then("mark one", |log| match pid_of(log, "console") {
+            Some(pid) => lines(&[&format!("kill {pid}")]),
+            None => lines(&["echo no   pid", "poweroff"]),
+        })
+        .then_next("console: ready", |_| lines(&["cat /disk/before.txt", "echo mark   two", "poweroff"]))
+        .run();
+    run.expect_absent("no pid").expect("service console (pid").expect("mark two");
+    if !printed_before_file(&run) {
+        run.fail("cat /disk/before.txt after the console restart did not print the file");
+    }
+    synced_file_survived(&run, &disk);
+}
+
+#[test]
+fn init_cannot_be_killed_and_kill_says_why() {
+    let run = Boot::scenario("")
+        .input("ps\necho mark   one\n")
+        .then("mark one", |log| match pid_of(log, "init") {
+            Some(pid) => lines(&[&format!("kill {pid}"), "ps", "poweroff"]),
+            None => lines(&["echo no   pid", "poweroff"]),
+        })
+        .run();
+    run.expect_absent("no pid").expect_clean_poweroff();
+    let pid = pid_of(&run.log, "init").unwrap_or_else(|| run.fail("ps listed no init"));
+    run.expect(&format!("kill: pid {pid} is init and cannot be killed")).expect_absent(&format!("kill: no process {pid}"));
+}
+
+#[test]
+fn a_killed_clients_fs_session_and_open_files_are_freed() {
+    let run = Boot::scenario("")
+        .then("/disk is a directory of the root tmpfs", |_| lines(&["run ktest hold-files"]))
+        // Ctrl-C: the console kills the foreground program through the process manager.
+        .then("ktest: holding 2 files open", |_| "\x03".into())
+        .then("fs: client ", |_| lines(&["echo mark   one", "poweroff"]))
+        .timeout(120)
+        .run();
+    run.expect("ktest: holding 2 files open").expect("closed its session and 2 open files").expect("mark one").expect_clean_poweroff();
+}
