@@ -45,7 +45,9 @@ struct Proc {
     name: String,
     cap: Slot,
     service: Option<usize>,
-    /// The badge of its capabilities to procmgr and namesrv: who is calling.
+    /// The badge of its capabilities to procmgr and namesrv: who is calling. Not read yet: it is
+    /// what KILL's access check (issue 12: kill only what you spawned) will look callers up by.
+    #[allow(dead_code)]
     badge: u64,
 }
 
