@@ -263,3 +263,16 @@ fn fault_inject_needs_the_control_cap_and_counts_no_other_thread() {
     let s = b.call(nr::NOTIF_CREATE, &[]).unwrap()[1];
     b.drop_cap(s);
 }
+
+#[test]
+fn the_kernel_never_copies_through_a_mapping_of_device_registers() {
+    let mut b = Bench::new();
+    let dev = b.call(nr::DEVICE_PMO, &[b.control, 0x0900_0000, 4096]).unwrap()[1];
+    b.call(nr::VMSPACE_MAP, &[1, dev, 0x3000_0000, 4096, 0, perm::READ | perm::WRITE]).unwrap();
+    // Reading from it (debug_write, pmo_write) or writing into it (pmo_read) would make the kernel
+    // touch device memory through its direct map, which does not cover it.
+    assert_eq!(b.call(nr::DEBUG_WRITE, &[0x3000_0000, 8]), Err(Error::BadAddress));
+    assert_eq!(b.call(nr::PMO_WRITE, &[b.pmo, 0, 0x3000_0000, 8]), Err(Error::BadAddress));
+    assert_eq!(b.call(nr::PMO_READ, &[b.pmo, 0, 0x3000_0000, 8]), Err(Error::BadAddress));
+    assert_eq!(b.call(nr::PROCESS_CREATE, &[0x3000_0000, 4]), Err(Error::BadAddress));
+}

@@ -189,6 +189,12 @@ impl Kernel {
         let mut pos = va;
         while pos < end {
             let n = (PAGE_SIZE - pos % PAGE_SIZE).min(end - pos);
+            // Device registers are not in the kernel's direct map: the kernel never copies
+            // through a mapping of a device PMO (user space reads it itself).
+            let device = self.vmspaces.get(&vs_id).and_then(|vs| vs.region_at(pos)).and_then(|(_, r)| self.pmos.get(&r.pmo)).is_some_and(|p| p.is_device());
+            if device {
+                return Err(Error::BadAddress);
+            }
             let pa = self.fault_in(vs_id, pos, access).map_err(|e| match e {
                 FaultError::NoMemory => Error::NoMemory,
                 FaultError::Unmapped | FaultError::Forbidden => Error::BadAddress,
