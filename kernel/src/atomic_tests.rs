@@ -276,3 +276,13 @@ fn the_kernel_never_copies_through_a_mapping_of_device_registers() {
     assert_eq!(b.call(nr::PMO_READ, &[b.pmo, 0, 0x3000_0000, 8]), Err(Error::BadAddress));
     assert_eq!(b.call(nr::PROCESS_CREATE, &[0x3000_0000, 4]), Err(Error::BadAddress));
 }
+
+#[test]
+fn a_threadless_process_whose_last_outside_cap_goes_is_ended() {
+    let mut b = Bench::new();
+    let before = snapshot(&b.w, b.pid);
+    let r = b.call(nr::PROCESS_CREATE, &[0x10_0000, 5]).unwrap();
+    b.drop_cap(r[2]);
+    b.drop_cap(r[1]);
+    assert_eq!(snapshot(&b.w, b.pid), before, "an unreachable empty process stayed");
+}

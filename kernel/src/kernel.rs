@@ -340,7 +340,22 @@ impl Kernel {
         *r = r.saturating_sub(1);
         if *r == 0 {
             self.destroy_object(obj);
+        } else if let ObjRef::Process(pid) = obj {
+            if self.process_unreachable(pid) {
+                self.abandon_process(pid);
+            }
         }
+    }
+
+    /// A process with no threads whose only caps are in its own table (its slot 0): nothing can
+    /// ever run in it or reach it, so it is ended like a killed one instead of staying forever.
+    fn process_unreachable(&self, pid: Id) -> bool {
+        let Some(p) = self.processes.get(&pid) else { return false };
+        if p.state != ProcState::Running || !p.threads.is_empty() {
+            return false;
+        }
+        let own = self.caps.iter(pid).map_or(0, |caps| caps.filter(|(_, c)| c.object == ObjRef::Process(pid)).count());
+        p.refs as usize == own
     }
 
     /// Drops the references of caps that were deleted.
