@@ -3,7 +3,8 @@
 #   make test    every test: host unit tests and QEMU scenarios
 #   make bench   instruction-count benchmarks under QEMU icount (docs/PERFORMANCE.md)
 #   make soak    the QEMU tests 10 times in a row beside two CPU hogs (SOAK_RUNS=, SOAK_HOGS=)
-#   make fuzz    every cargo-fuzz target of the parsers for a fixed number of inputs
+#   make fuzz    every cargo-fuzz target of the parsers for a fixed number of inputs, then
+#                1M random system calls in QEMU (ktest sysfuzz)
 #   make gdb     QEMU halted with its gdb stub, gdb-multiarch attached with kernel symbols
 #   make deps    only install the toolchain (Debian packages; sudo when not root)
 #
@@ -129,8 +130,8 @@ soak: $(IMAGE) $(INITRD)
 
 # Fuzzing (scripts/fuzz.sh): the parsers of outside input under cargo-fuzz.
 FUZZ_ARGS ?=
-fuzz: $(DEPS_STAMP)
-	bash scripts/fuzz.sh $(FUZZ_ARGS)
+fuzz: $(DEPS_STAMP) $(IMAGE) $(INITRD)
+	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) bash scripts/fuzz.sh $(FUZZ_ARGS)
 
 # Benchmarks (docs/PERFORMANCE.md): the table on the terminal, the figures in target/bench/*.json.
 # `make test` runs the quick one through tests/tests/bench.rs.

@@ -8,6 +8,10 @@
 #   scripts/fuzz.sh --runs N        N inputs per target
 #   scripts/fuzz.sh --quick         a smoke check: 2,000 inputs per target
 #   scripts/fuzz.sh [opts] T1 T2    only these targets
+#   scripts/fuzz.sh --syscalls N    the kernel's system-call fuzzer (ktest scenario sysfuzz, booted
+#                                   in QEMU from KEEL_IMAGE/KEEL_INITRD) makes N random calls
+#                                   (default 1,000,000; 0 skips it; it runs after the parsers and
+#                                   only when no target is named)
 #
 # cargo-fuzz comes from crates.io (`cargo install cargo-fuzz --locked`) into target/tools when
 # missing. It builds with Debian's toolchain (/usr/bin/cargo, RUSTC_BOOTSTRAP=1 for the -Z flags)
@@ -19,17 +23,21 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 runs=""
+syscalls=1000000
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=${2:?--runs needs a number}; shift 2 ;;
         --runs=*) runs=${1#--runs=}; shift ;;
-        --quick) runs=2000; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --quick) runs=2000; syscalls=20000; shift ;;
+        --syscalls) syscalls=${2:?--syscalls needs a number}; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         -*) echo "fuzz: unknown option $1 (try --help)" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
+case "$syscalls" in ''|*[!0-9]*) echo "fuzz: --syscalls takes a number, not '$syscalls'" >&2; exit 2 ;; esac
+[ ${#targets[@]} -eq 0 ] || syscalls=0
 case "$runs" in ''|*[!0-9]*) [ -z "$runs" ] || { echo "fuzz: --runs takes a number, not '$runs'" >&2; exit 2; } ;; esac
 
 # Default inputs per target: about a minute each here (they differ by 1000x in speed).
@@ -90,6 +98,28 @@ for t in "${targets[@]}"; do
         failed+=("$t")
     fi
 done
+# The kernel's system calls: ktest's sysfuzz scenario with the count on the kernel command line.
+# The kernel must not panic and its object census must be the same after the fuzzer exited.
+if [ "$syscalls" -gt 0 ]; then
+    image=${KEEL_IMAGE:-$root/target/keel.Image}
+    initrd=${KEEL_INITRD:-$root/target/initrd.cpio}
+    [ -f "$image" ] && [ -f "$initrd" ] || { echo "fuzz: no $image or $initrd (run make image initrd)" >&2; exit 2; }
+    log="$work/logs/sysfuzz.log"
+    mkdir -p "$(dirname "$log")"
+    start=$(date +%s)
+    # About 50 us a call on a loaded 2-core machine: an hour is far more than 1M calls need.
+    timeout $(( 300 + syscalls / 500 )) "${QEMU:-qemu-system-aarch64}" -machine virt,virtualization=on,gic-version=3,iommu=smmuv3 \
+        -global arm-smmuv3.stage=2 -cpu max -smp 4 -m 2G -display none -monitor none -serial stdio -nic none -no-reboot \
+        -kernel "$image" -initrd "$initrd" -append "scenario=sysfuzz:$syscalls" </dev/null >"$log" 2>&1 || true
+    if grep -q "ktest: sysfuzz: ok (" "$log" && grep -q "init: scenario sysfuzz:$syscalls finished with code 0" "$log" \
+        && ! grep -q -e PANIC -e "sysfuzz: FAILED" "$log"; then
+        echo "fuzz: kernel system calls: $syscalls random calls, no panic, census unchanged ($(( $(date +%s) - start ))s)"
+    else
+        echo "fuzz: kernel system calls: FAILED after $(( $(date +%s) - start ))s; see $log:" >&2
+        grep -e PANIC -e FAILED "$log" | head -20 >&2 || tail -20 "$log" >&2
+        failed+=("sysfuzz")
+    fi
+fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: ${#failed[@]} of ${#targets[@]} targets crashed: ${failed[*]}" >&2
     exit 1

@@ -249,4 +249,9 @@ pub mod fake {
     pub fn kernel_heap_free() -> usize {
         MACHINE.with(|m| m.borrow().heap_free.unwrap_or(usize::MAX))
     }
+
+    /// The fake heap's size (only the census reports it).
+    pub fn kernel_heap_total() -> usize {
+        64 << 20
+    }
 }

@@ -128,9 +128,27 @@ impl Kernel {
         }
     }
 
-    /// `NoMemory` when the kernel heap is down to its reserve.
+    /// `NoMemory` when the kernel heap is down to its reserve. One check admits the bounded heap
+    /// use of one system call (a few map nodes and records, well under the reserve), so a call
+    /// checks once, before it changes anything. An allocation point ([`crate::failpoint`]).
     pub fn check_heap(&self) -> Result<(), Error> {
-        if hal::kernel_heap_free() < HEAP_RESERVE { Err(Error::NoMemory) } else { Ok(()) }
+        if crate::failpoint::hit() || hal::kernel_heap_free() < HEAP_RESERVE { Err(Error::NoMemory) } else { Ok(()) }
+    }
+
+    /// A zeroed buffer of `len` bytes for a copy to or from user space (at most `MAX_COPY`), or
+    /// `NoMemory` when the heap cannot spare it above its reserve. An allocation point.
+    pub fn copy_buffer(&self, len: u64) -> Result<Vec<u8>, Error> {
+        if len > keel_abi::MAX_COPY {
+            return Err(Error::Invalid);
+        }
+        let len = len as usize;
+        if crate::failpoint::hit() || hal::kernel_heap_free() < HEAP_RESERVE.saturating_add(len) {
+            return Err(Error::NoMemory);
+        }
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(len).map_err(|_| Error::NoMemory)?;
+        buf.resize(len, 0);
+        Ok(buf)
     }
 
     pub fn new_id(&mut self) -> Id {
@@ -145,6 +163,9 @@ impl Kernel {
     }
 
     fn alloc_asid(&mut self) -> Result<u16, Error> {
+        if crate::failpoint::hit() {
+            return Err(Error::NoMemory);
+        }
         if let Some(a) = self.free_asids.pop() {
             return Ok(a);
         }
@@ -158,6 +179,9 @@ impl Kernel {
 
     /// A VMID for a new VM (VMID 0 is never used: it is the host's).
     pub fn alloc_vmid(&mut self) -> Result<u16, Error> {
+        if crate::failpoint::hit() {
+            return Err(Error::NoMemory);
+        }
         if let Some(v) = self.free_vmids.pop() {
             return Ok(v);
         }
@@ -211,7 +235,9 @@ impl Kernel {
     }
 
     /// A new process with its own empty address space and slot table; slots 0 and 1 of its table
-    /// hold caps to itself and its address space.
+    /// hold caps to itself and its address space. All or nothing: on an error nothing of it is
+    /// left. Checks the heap once (through `create_vmspace`), so the caller may install caps to it
+    /// with [`Self::install_cap`] without another check.
     pub fn create_process(&mut self, name: &str) -> Result<Id, Error> {
         let vs = self.create_vmspace()?;
         let pid = self.new_id();
@@ -224,42 +250,83 @@ impl Kernel {
         log::trace!("process {pid} ({name}) created");
         self.processes.insert(pid, Process::new(pid, name, vs));
         self.inc_ref(ObjRef::VmSpace(vs)); // the process's own reference
-        self.insert_cap_at(pid, keel_abi::slots::SELF_PROCESS, ObjRef::Process(pid), Rights::ALL)?;
-        self.insert_cap_at(pid, keel_abi::slots::SELF_VMSPACE, ObjRef::VmSpace(vs), Rights::ALL)?;
+        let own = self
+            .install_cap_at(pid, keel_abi::slots::SELF_PROCESS, ObjRef::Process(pid), Rights::ALL)
+            .and_then(|()| self.install_cap_at(pid, keel_abi::slots::SELF_VMSPACE, ObjRef::VmSpace(vs), Rights::ALL));
+        if let Err(e) = own {
+            self.abandon_process(pid);
+            return Err(e);
+        }
         Ok(pid)
+    }
+
+    /// Undoes a process that never ran (a failed `process_create` or spawn): as if it exited, so
+    /// its table, address space and record go.
+    pub fn abandon_process(&mut self, pid: Id) {
+        self.exit_process(pid, keel_abi::EXIT_KILLED);
     }
 
     /// A new thread of `pid`, made runnable.
     pub fn create_thread(&mut self, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams) -> Result<Id, Error> {
-        self.check_heap()?;
+        let tid = self.add_thread(pid, entry, stack, arg, params)?;
+        self.make_ready(tid, hal::this_cpu());
+        Ok(tid)
+    }
+
+    /// A new thread of `pid`, recorded but not yet queued (its state says `Ready`: the caller
+    /// either queues it with `make_ready` or takes it back with [`Self::discard_thread`] before
+    /// anything else runs). Checks the heap once.
+    pub fn add_thread(&mut self, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams) -> Result<Id, Error> {
         match self.processes.get(&pid) {
             Some(p) if p.state == ProcState::Running => {}
             Some(_) => return Err(Error::BadState),
             None => return Err(Error::NotFound),
         }
+        self.check_heap()?;
         let tid = self.new_id();
         let thread = Thread::new(tid, pid, entry, stack, arg, params);
         self.threads.insert(tid, thread);
         if let Some(p) = self.processes.get_mut(&pid) {
             p.threads.push(tid);
         }
-        self.make_ready(tid, hal::this_cpu());
         Ok(tid)
+    }
+
+    /// Takes back a thread [`Self::add_thread`] made that was never queued.
+    pub fn discard_thread(&mut self, tid: Id) {
+        if let Some(t) = self.threads.remove(&tid) {
+            if let Some(p) = self.processes.get_mut(&t.pid) {
+                p.threads.retain(|&x| x != tid);
+            }
+        }
     }
 
     // ---- capabilities and references ----------------------------------------------------------
 
+    /// A new original cap in the lowest free slot of `pid`'s table, after a heap check.
     pub fn insert_cap(&mut self, pid: Id, obj: ObjRef, rights: Rights) -> Result<u32, Error> {
         self.check_heap()?;
+        self.install_cap(pid, obj, rights)
+    }
+
+    /// [`Self::insert_cap`] without the heap check, for a call that has checked once already.
+    pub fn install_cap(&mut self, pid: Id, obj: ObjRef, rights: Rights) -> Result<u32, Error> {
         let slot = self.caps.insert_original(pid, obj, rights, 0).map_err(cap_error)?;
         self.inc_ref(obj);
         Ok(slot)
     }
 
-    pub fn insert_cap_at(&mut self, pid: Id, slot: u32, obj: ObjRef, rights: Rights) -> Result<(), Error> {
+    pub fn install_cap_at(&mut self, pid: Id, slot: u32, obj: ObjRef, rights: Rights) -> Result<(), Error> {
         self.caps.insert_original_at(pid, slot, obj, rights, 0).map_err(cap_error)?;
         self.inc_ref(obj);
         Ok(())
+    }
+
+    /// Deletes a cap a failing call installed a moment ago (dropping its reference).
+    pub fn uninstall_cap(&mut self, pid: Id, slot: u32) {
+        if let Ok(obj) = self.caps.delete(pid, slot) {
+            self.dec_ref(obj);
+        }
     }
 
     pub fn inc_ref(&mut self, obj: ObjRef) {
@@ -274,7 +341,22 @@ impl Kernel {
         *r = r.saturating_sub(1);
         if *r == 0 {
             self.destroy_object(obj);
+        } else if let ObjRef::Process(pid) = obj {
+            if self.process_unreachable(pid) {
+                self.abandon_process(pid);
+            }
         }
+    }
+
+    /// A process with no threads whose only caps are in its own table (its slot 0): nothing can
+    /// ever run in it or reach it, so it is ended like a killed one instead of staying forever.
+    fn process_unreachable(&self, pid: Id) -> bool {
+        let Some(p) = self.processes.get(&pid) else { return false };
+        if p.state != ProcState::Running || !p.threads.is_empty() {
+            return false;
+        }
+        let own = self.caps.iter(pid).map_or(0, |caps| caps.filter(|(_, c)| c.object == ObjRef::Process(pid)).count());
+        p.refs as usize == own
     }
 
     /// Drops the references of caps that were deleted.

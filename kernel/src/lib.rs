@@ -14,7 +14,9 @@ extern crate alloc;
 pub mod arch;
 pub mod boot_report;
 pub mod cap;
+pub mod census;
 pub mod cmdline;
+pub mod failpoint;
 pub mod hal;
 pub mod ipc;
 pub mod kernel;
@@ -28,6 +30,8 @@ pub mod syscall;
 pub mod trap;
 pub mod virt;
 
+#[cfg(test)]
+mod atomic_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(target_os = "none")]

@@ -16,7 +16,6 @@ use crate::object::vmspace::{Access, FaultError};
 use crate::object::{Id, ObjRef};
 use crate::ipc::{Connection, Notification, message_from};
 use crate::sched::runqueue::{CpuSet, SchedParams};
-use alloc::vec;
 use alloc::vec::Vec;
 use keel_abi::ipc::CapList;
 use keel_abi::{Error, NO_SLOT, PAGE_SIZE, PmoKind, perm, syscall as nr};
@@ -28,7 +27,10 @@ pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
     let Some(tid) = k.current[cpu] else { return };
     let Some(pid) = k.threads.get(&tid).map(|t| t.pid) else { return };
     let number = frame.x[8];
-    if let Err(e) = invoke(k, cpu, tid, pid, frame) {
+    crate::failpoint::begin(tid);
+    let result = invoke(k, cpu, tid, pid, frame);
+    crate::failpoint::end();
+    if let Err(e) = result {
         log::trace!("process {pid} thread {tid}: system call {number} failed: {e:?}");
         frame.x[0] = e.code() as u64;
     }
@@ -105,10 +107,13 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs) ->
         nr::IRQ_ACK => irq_ack(k, pid, frame, slot(a[0])?),
         nr::DEVICE_PMO => device_pmo(k, pid, frame, slot(a[0])?, a[1], a[2]),
         nr::MEM_INFO => {
-            let f = crate::mm::frame::FRAMES.lock();
-            let (total, free) = (f.total_frames() as u64, f.free_frames() as u64);
-            drop(f);
-            ok(frame, &[total, free])
+            let words = k.census().page(a[0]).ok_or(Error::Invalid)?;
+            ok(frame, &words)
+        }
+        nr::FAULT_INJECT => {
+            control(k, pid, slot(a[0])?)?;
+            let report = crate::failpoint::arm(tid, a[1]);
+            ok(frame, &[u64::from(report.fired), report.passed])
         }
         nr::POWER_OFF => power_off(k, pid, frame, slot(a[0])?, a[1]),
         nr::THREAD_SET_SCHED => thread_set_sched(k, pid, frame, slot(a[0])?, a[1], a[2]),
@@ -161,10 +166,7 @@ fn control(k: &Kernel, pid: Id, slot: u32) -> Result {
 impl Kernel {
     /// Copies `len` bytes from user address `va` of process `pid`.
     pub fn copy_from_user(&mut self, pid: Id, va: u64, len: u64) -> Result<Vec<u8>> {
-        if len > keel_abi::MAX_COPY {
-            return Err(Error::Invalid);
-        }
-        let mut out = vec![0u8; len as usize];
+        let mut out = self.copy_buffer(len)?;
         self.user_copy(pid, va, len, Access::Read, |pa, range| hal::copy_from_phys(pa, &mut out[range]))?;
         Ok(out)
     }
@@ -189,6 +191,12 @@ impl Kernel {
         let mut pos = va;
         while pos < end {
             let n = (PAGE_SIZE - pos % PAGE_SIZE).min(end - pos);
+            // Device registers are not in the kernel's direct map: the kernel never copies
+            // through a mapping of a device PMO (user space reads it itself).
+            let device = self.vmspaces.get(&vs_id).and_then(|vs| vs.region_at(pos)).and_then(|(_, r)| self.pmos.get(&r.pmo)).is_some_and(|p| p.is_device());
+            if device {
+                return Err(Error::BadAddress);
+            }
             let pa = self.fault_in(vs_id, pos, access).map_err(|e| match e {
                 FaultError::NoMemory => Error::NoMemory,
                 FaultError::Unmapped | FaultError::Forbidden => Error::BadAddress,
@@ -264,6 +272,7 @@ fn cap_copy(k: &mut Kernel, pid: Id, frame: &mut UserRegs, src: u32, dest_slot: 
 }
 
 fn cap_move(k: &mut Kernel, pid: Id, frame: &mut UserRegs, src: u32, dest_slot: u32) -> Result {
+    k.check_heap()?;
     let dest = dest_table(k, pid, dest_slot)?;
     let slot = k.caps.move_cap((pid, src), dest).map_err(cap_error)?;
     ok(frame, &[slot as u64])
@@ -291,10 +300,24 @@ fn process_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, name_va: u64, n
     if k.caps.count(pid).map_err(cap_error)? + 2 > crate::kernel::PROCESS_SLOTS as usize {
         return Err(Error::TableFull);
     }
+    // All or nothing: the child and both caps, or (after undoing what was made) an error.
     let child = k.create_process(name)?;
     let vs = k.processes[&child].vmspace;
-    let pslot = k.insert_cap(pid, ObjRef::Process(child), Rights::ALL)?;
-    let vslot = k.insert_cap(pid, ObjRef::VmSpace(vs), Rights::ALL)?;
+    let pslot = match k.install_cap(pid, ObjRef::Process(child), Rights::ALL) {
+        Ok(s) => s,
+        Err(e) => {
+            k.abandon_process(child);
+            return Err(e);
+        }
+    };
+    let vslot = match k.install_cap(pid, ObjRef::VmSpace(vs), Rights::ALL) {
+        Ok(s) => s,
+        Err(e) => {
+            k.uninstall_cap(pid, pslot);
+            k.abandon_process(child);
+            return Err(e);
+        }
+    };
     ok(frame, &[pslot as u64, vslot as u64, child])
 }
 
@@ -324,9 +347,18 @@ fn thread_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, a: &[u64; 31]) -
     if k.caps.count(pid).map_err(cap_error)? >= crate::kernel::PROCESS_SLOTS as usize {
         return Err(Error::TableFull);
     }
-    let tid = k.create_thread(target, entry, stack, arg, params)?;
-    let slot = k.insert_cap(pid, ObjRef::Thread(tid), Rights::ALL)?;
-    ok(frame, &[slot as u64, tid])
+    // All or nothing: the thread runs only once its cap is in place.
+    let tid = k.add_thread(target, entry, stack, arg, params)?;
+    match k.install_cap(pid, ObjRef::Thread(tid), Rights::ALL) {
+        Ok(slot) => {
+            k.make_ready(tid, hal::this_cpu());
+            ok(frame, &[slot as u64, tid])
+        }
+        Err(e) => {
+            k.discard_thread(tid);
+            Err(e)
+        }
+    }
 }
 
 fn pmo_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, kind: u64, size: u64) -> Result {
@@ -347,7 +379,7 @@ fn pmo_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, kind: u64, size: u6
     };
     let id = k.new_id();
     k.pmos.insert(id, pmo);
-    match k.insert_cap(pid, ObjRef::Pmo(id), Rights::ALL) {
+    match k.install_cap(pid, ObjRef::Pmo(id), Rights::ALL) {
         Ok(slot) => ok(frame, &[slot as u64]),
         Err(e) => {
             if let Some(mut p) = k.pmos.remove(&id) {
@@ -367,10 +399,7 @@ fn pmo_write(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32, offset: u
 
 fn pmo_read(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32, offset: u64, va: u64, len: u64) -> Result {
     let id = pmo_of(k, pid, slot, Rights::READ)?;
-    if len > keel_abi::MAX_COPY {
-        return Err(Error::Invalid);
-    }
-    let mut buf = vec![0u8; len as usize];
+    let mut buf = k.copy_buffer(len)?;
     k.pmos.get_mut(&id).ok_or(Error::PeerDied)?.read(offset, &mut buf)?;
     k.copy_to_user(pid, va, &buf)?;
     ok(frame, &[len])
@@ -413,6 +442,7 @@ fn vmspace_map(k: &mut Kernel, pid: Id, frame: &mut UserRegs, a: &[u64; 31]) -> 
         Some(end) if end <= pmo_size => {}
         _ => return Err(Error::Invalid),
     }
+    k.check_heap()?;
     let vs = k.vmspaces.get_mut(&vs_id).ok_or(Error::PeerDied)?;
     vs.check_free_range(va, size)?;
     let pmo = k.pmos.get_mut(&pmo_id).ok_or(Error::PeerDied)?;
@@ -475,6 +505,7 @@ fn process_watch(k: &mut Kernel, pid: Id, frame: &mut UserRegs, slot: u32, notif
     if bits == 0 {
         return Err(Error::Invalid);
     }
+    k.check_heap()?;
     match k.processes.get(&target).map(|p| p.state) {
         Some(ProcState::Running) => {
             k.processes.get_mut(&target).ok_or(Error::PeerDied)?.watchers.push((notif, bits));
@@ -490,7 +521,7 @@ fn conn_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs) -> Result {
     k.check_heap()?;
     let id = k.new_id();
     k.conns.insert(id, Connection::new(pid));
-    match k.insert_cap(pid, ObjRef::Conn(id), Rights::ALL) {
+    match k.install_cap(pid, ObjRef::Conn(id), Rights::ALL) {
         Ok(slot) => ok(frame, &[slot as u64]),
         Err(e) => {
             k.conns.remove(&id);
@@ -503,7 +534,7 @@ fn notif_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs) -> Result {
     k.check_heap()?;
     let id = k.new_id();
     k.notifs.insert(id, Notification::new());
-    match k.insert_cap(pid, ObjRef::Notif(id), Rights::ALL) {
+    match k.install_cap(pid, ObjRef::Notif(id), Rights::ALL) {
         Ok(slot) => ok(frame, &[slot as u64]),
         Err(e) => {
             k.notifs.remove(&id);
@@ -539,8 +570,9 @@ fn irq_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, control_slot: u32, 
     if k.irqs.contains_key(&intid) {
         return Err(Error::Exists);
     }
+    k.check_heap()?;
     k.irqs.insert(intid, crate::kernel::IrqLine { intid, bound: None, refs: 0 });
-    match k.insert_cap(pid, ObjRef::Irq(intid), Rights::ALL) {
+    match k.install_cap(pid, ObjRef::Irq(intid), Rights::ALL) {
         Ok(slot) => ok(frame, &[slot as u64]),
         Err(e) => {
             k.irqs.remove(&intid);
@@ -592,9 +624,10 @@ fn device_pmo(k: &mut Kernel, pid: Id, frame: &mut UserRegs, control_slot: u32, 
     if k.ram.iter().any(|&(base, len)| phys < base + len && base < end) {
         return Err(Error::Invalid);
     }
+    k.check_heap()?;
     let id = k.new_id();
     k.pmos.insert(id, Pmo::device(phys, size));
-    match k.insert_cap(pid, ObjRef::Pmo(id), Rights::ALL.difference(Rights::EXEC)) {
+    match k.install_cap(pid, ObjRef::Pmo(id), Rights::ALL.difference(Rights::EXEC)) {
         Ok(slot) => ok(frame, &[slot as u64]),
         Err(e) => {
             k.pmos.remove(&id);

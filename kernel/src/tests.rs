@@ -20,24 +20,25 @@ fn ram() {
     RAM.call_once(|| FRAMES.lock().add_region(keel_platform::dtb::Region { base: 0x4000_0000, size: 256 << 20 }));
 }
 
-/// Tests share the global frame allocator; they run one at a time so frame counts are exact.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Tests share the global frame allocator and failure injection; they run one at a time so frame
+/// counts are exact.
+use crate::failpoint::TEST_LOCK as SERIAL;
 
-struct World {
-    k: Kernel,
-    frame: UserRegs,
+pub(crate) struct World {
+    pub k: Kernel,
+    pub frame: UserRegs,
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl World {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         ram();
         Self { k: Kernel::new(1), frame: UserRegs::default(), _serial: serial }
     }
 
     /// A process with one thread; returns (pid, tid).
-    fn process(&mut self, name: &str) -> (Id, Id) {
+    pub fn process(&mut self, name: &str) -> (Id, Id) {
         let pid = self.k.create_process(name).unwrap();
         let params = self.k.default_params();
         let tid = self.k.create_thread(pid, 0x40_0000, 0x40_0000_0000, 0, params).unwrap();
@@ -45,7 +46,7 @@ impl World {
     }
 
     /// Runs the scheduler on CPU 0 until `tid` is current (switching out whatever ran).
-    fn run(&mut self, tid: Id) {
+    pub fn run(&mut self, tid: Id) {
         for _ in 0..16 {
             if self.k.current[0] == Some(tid) {
                 return;
@@ -60,7 +61,7 @@ impl World {
     }
 
     /// Makes system call `n` with `args` as the current thread; returns x0..x7 of the frame after.
-    fn syscall(&mut self, n: u64, args: &[u64]) -> [u64; 8] {
+    pub fn syscall(&mut self, n: u64, args: &[u64]) -> [u64; 8] {
         self.frame.x[8] = n;
         for (i, a) in args.iter().enumerate() {
             self.frame.x[i] = *a;
@@ -71,12 +72,12 @@ impl World {
         out
     }
 
-    fn status(r: [u64; 8]) -> Result<[u64; 8], Error> {
+    pub fn status(r: [u64; 8]) -> Result<[u64; 8], Error> {
         let s = r[0] as i64;
         if s < 0 { Err(Error::from_code(s).unwrap()) } else { Ok(r) }
     }
 
-    fn give(&mut self, pid: Id, obj: ObjRef, rights: Rights) -> u32 {
+    pub fn give(&mut self, pid: Id, obj: ObjRef, rights: Rights) -> u32 {
         self.k.insert_cap(pid, obj, rights).unwrap()
     }
 }

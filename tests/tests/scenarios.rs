@@ -56,3 +56,9 @@ fn spawning_and_killing_a_thousand_processes_leaks_no_memory() {
 fn init_restarts_a_killed_service() {
     scenario("restart", 300);
 }
+
+#[test]
+fn twenty_thousand_random_syscalls_leave_the_kernel_census_as_it_was() {
+    let run = scenario("sysfuzz", 300);
+    run.expect("ktest: sysfuzz-child: 20000 calls from seed").expect("census before and after match");
+}

@@ -47,9 +47,10 @@ pub const VCPU_KICK: u64 = 43;
 pub const VM_IRQ_LINE: u64 = 44;
 pub const VCPU_STAT: u64 = 45;
 pub const VM_IRQ_LINE_CREATE: u64 = 46;
+pub const FAULT_INJECT: u64 = 47;
 
 /// One past the highest call number.
-pub const COUNT: u64 = 47;
+pub const COUNT: u64 = 48;
 
 /// The call's name, for logs and tests.
 pub fn name(nr: u64) -> &'static str {
@@ -101,6 +102,18 @@ pub fn name(nr: u64) -> &'static str {
         VM_IRQ_LINE => "vm_irq_line",
         VCPU_STAT => "vcpu_stat",
         VM_IRQ_LINE_CREATE => "vm_irq_line_create",
+        FAULT_INJECT => "fault_inject",
         _ => "unknown",
     }
+}
+
+/// Pages of `mem_info` (x0 selects one; the results are in x1..x7).
+pub mod mem_info {
+    /// x1 total frames, x2 free frames, x3 kernel heap pages, x4 free kernel heap pages.
+    pub const MEMORY: u64 = 0;
+    /// Live kernel objects: x1 processes, x2 threads, x3 vmspaces, x4 pmos, x5 connections,
+    /// x6 notifications, x7 irqs.
+    pub const OBJECTS: u64 = 1;
+    /// x1 vms, x2 vcpus, x3 vm irq lines, x4 capabilities, x5 slot tables, x6 frames held by pmos.
+    pub const MORE_OBJECTS: u64 = 2;
 }

@@ -283,6 +283,11 @@ impl<O: Clone> CapSpace<O> {
         Ok(objects)
     }
 
+    /// (slot tables, caps in all of them), for the object census.
+    pub fn totals(&self) -> (usize, usize) {
+        (self.tables.len(), self.tables.values().map(|t| t.count()).sum())
+    }
+
     /// The number of caps in a table.
     ///
     /// Errors: `NoSuchTable`.

@@ -80,7 +80,11 @@ impl FrameAllocator {
     }
 
     /// `count` contiguous frames, aligned to `count` rounded up to a power of two; their physical address.
+    /// An armed failure injection ([`crate::failpoint`]) makes it return `None`.
     pub fn alloc(&mut self, count: usize) -> Option<u64> {
+        if crate::failpoint::hit() {
+            return None;
+        }
         let frame = self.buddy.alloc(count)?;
         self.free_frames -= count.next_power_of_two();
         Some(frame as u64 * PAGE_SIZE)

@@ -86,14 +86,43 @@ impl Pmo {
         }
     }
 
-    /// Copies `bytes` into the object at `offset` (allocating pages as needed).
+    /// Copies `bytes` into the object at `offset` (allocating pages as needed). All or nothing:
+    /// every page is allocated before any byte is copied, and when one cannot be, the pages this
+    /// call allocated are given back.
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
         self.check_range(offset, bytes.len() as u64)?;
+        let mut added = alloc::vec::Vec::new();
+        for (page, _, _) in pieces(offset, bytes.len()) {
+            let had = self.frame(page, false)?.is_some();
+            match self.frame(page, true) {
+                Ok(Some(_)) => {
+                    if !had {
+                        added.push(page);
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    self.forget_pages(&added);
+                    return Err(Error::NoMemory);
+                }
+            }
+        }
         for (page, in_page, range) in pieces(offset, bytes.len()) {
-            let pa = self.frame(page, true)?.ok_or(Error::NoMemory)?;
+            let pa = self.frame(page, false)?.ok_or(Error::NoMemory)?;
             hal::copy_to_phys(pa + in_page, &bytes[range]);
         }
         Ok(())
+    }
+
+    /// Frees anonymous pages by index (undoing a failed write; nothing maps them yet).
+    fn forget_pages(&mut self, indices: &[u64]) {
+        if let Backing::Anonymous { pages } = &mut self.backing {
+            let mut frames = FRAMES.lock();
+            for i in indices {
+                if let Some(pa) = pages.remove(i) {
+                    frames.free(pa, 1);
+                }
+            }
+        }
     }
 
     /// Copies from the object at `offset` into `out` (untouched anonymous pages read as zeros).

@@ -67,7 +67,7 @@ fn vm_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, control: u32, vcpus:
     };
     let id = k.new_id();
     k.vms.insert(id, vm);
-    match k.insert_cap(pid, ObjRef::Vm(id), Rights::ALL) {
+    match k.install_cap(pid, ObjRef::Vm(id), Rights::ALL) {
         Ok(s) => {
             set_return(frame, 0, &[u64::from(s)]);
             Ok(())
@@ -135,7 +135,7 @@ fn vcpu_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, vm_slot: u32, inde
     k.check_heap()?;
     let id = k.new_id();
     k.vcpus.insert(id, VCpu::new(vm_id, i, hal::guest_lr_count()));
-    match k.insert_cap(pid, ObjRef::VCpu(id), Rights::ALL) {
+    match k.install_cap(pid, ObjRef::VCpu(id), Rights::ALL) {
         Ok(s) => {
             if let Some(vm) = k.vms.get_mut(&vm_id) {
                 vm.vcpus[i] = Some(id);
@@ -218,7 +218,7 @@ fn vm_irq_line_create(k: &mut Kernel, pid: Id, frame: &mut UserRegs, s: u32, int
     k.check_heap()?;
     let id = k.new_id();
     k.vm_irq_lines.insert(id, VmIrqLine { vm: vm_id, intid, refs: 0 });
-    match k.insert_cap(pid, ObjRef::VmIrqLine(id), Rights::ALL) {
+    match k.install_cap(pid, ObjRef::VmIrqLine(id), Rights::ALL) {
         Ok(slot) => {
             k.inc_ref(ObjRef::Vm(vm_id));
             set_return(frame, 0, &[u64::from(slot)]);

@@ -23,10 +23,12 @@ pub enum Scenario {
     Blk,
     /// The file service through the libc-like client.
     Fs,
+    /// Random system calls from a seeded generator in a child process; the census after matches.
+    SysFuzz,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -37,6 +39,7 @@ impl Scenario {
         Scenario::BenchQuick,
         Scenario::Blk,
         Scenario::Fs,
+        Scenario::SysFuzz,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Scenario {
             Scenario::BenchQuick => "bench-quick",
             Scenario::Blk => "blk",
             Scenario::Fs => "fs",
+            Scenario::SysFuzz => "sysfuzz",
         }
     }
 }
@@ -96,11 +100,15 @@ pub enum ServerMode {
     /// Exits with 0 at once (the program the spawn benchmark starts).
     Exit,
     Crash(Fault),
+    /// Makes `calls` random system calls from generator seed `seed`, then exits 0.
+    SysFuzzChild { seed: u64, calls: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     Scenario(Scenario),
+    /// `<scenario>:<count>`: a scenario with its iteration count given (for `make fuzz`).
+    Counted(Scenario, u64),
     Server(ServerMode),
 }
 
@@ -157,6 +165,11 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
     if let Some(s) = Scenario::ALL.iter().find(|s| s.name() == first) {
         return Ok(Mode::Scenario(*s));
     }
+    if let Some((name, count)) = first.split_once(':') {
+        if let (Some(s), Ok(n)) = (Scenario::ALL.iter().find(|s| s.name() == name), count.parse::<u64>()) {
+            return Ok(Mode::Counted(*s, n));
+        }
+    }
     if let Some(f) = Fault::ALL.iter().find(|f| f.mode_name() == first) {
         return Ok(Mode::Server(ServerMode::Crash(*f)));
     }
@@ -164,6 +177,13 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
         "sleeper" => Ok(Mode::Server(ServerMode::Sleeper)),
         "hold-files" => Ok(Mode::Server(ServerMode::HoldFiles)),
         "exit" => Ok(Mode::Server(ServerMode::Exit)),
+        "sysfuzz-child" => {
+            let num = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok());
+            match (num(1), num(2)) {
+                (Some(seed), Some(calls)) => Ok(Mode::Server(ServerMode::SysFuzzChild { seed, calls })),
+                _ => Err(ArgError::BadServerArgs("sysfuzz-child needs <seed> <calls>")),
+            }
+        }
         "ipc-server" => {
             let name = args.get(1).ok_or(ArgError::BadServerArgs("no service name"))?;
             if keel_rt::proto::pack_name(name).is_err() {
@@ -203,6 +223,12 @@ mod tests {
             assert_eq!(parse(&strings(&["/bin/ktest", s.name()])), Ok(Mode::Scenario(s)));
         }
         assert_eq!(parse(&strings(&["ktest", "ipc"])), Ok(Mode::Scenario(Scenario::Ipc)));
+        assert_eq!(parse(&strings(&["sysfuzz:1000000"])), Ok(Mode::Counted(Scenario::SysFuzz, 1_000_000)));
+        assert_eq!(parse(&strings(&["sysfuzz:x"])), Err(ArgError::Unknown("sysfuzz:x".into())));
+        assert_eq!(
+            parse(&strings(&["sysfuzz-child", "7", "20"])),
+            Ok(Mode::Server(ServerMode::SysFuzzChild { seed: 7, calls: 20 }))
+        );
     }
 
     #[test]

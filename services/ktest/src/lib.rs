@@ -22,6 +22,7 @@ pub mod scenario;
 pub mod server;
 pub mod services;
 pub mod stats;
+pub mod sysfuzz;
 pub mod worker;
 
 use args::Mode;
@@ -34,7 +35,8 @@ pub const EXIT_FAILED: i32 = 1;
 /// Runs the scenario or server mode named by the arguments; the process exit code.
 pub fn main(startup: &Startup) -> i32 {
     match args::parse(&startup.args) {
-        Ok(Mode::Scenario(s)) => scenario::run(s, startup),
+        Ok(Mode::Scenario(s)) => scenario::run(s, None, startup),
+        Ok(Mode::Counted(s, n)) => scenario::run(s, Some(n), startup),
         Ok(Mode::Server(m)) => server::run(m, startup),
         Err(e) => {
             println!("ktest: {e}");

@@ -27,6 +27,7 @@ pub fn run(mode: ServerMode, startup: &Startup) -> i32 {
         ServerMode::Sleeper => park(),
         ServerMode::HoldFiles => hold_files(),
         ServerMode::Exit => 0,
+        ServerMode::SysFuzzChild { seed, calls } => crate::sysfuzz::run(seed, calls, startup),
         ServerMode::Crash(f) => crash(f),
         ServerMode::Echo(cfg) => match echo_server(&cfg, startup) {
             Ok(never) => match never {},

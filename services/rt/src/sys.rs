@@ -326,3 +326,79 @@ pub fn vm_irq_line(line: Slot, level: u64) -> Result<(), Error> {
 pub fn vcpu_stat(vcpu: Slot, first: usize) -> Result<[u64; 7], Error> {
     call(nr::VCPU_STAT, a(&[vcpu as u64, first as u64])).map(|r| [r[1], r[2], r[3], r[4], r[5], r[6], r[7]])
 }
+
+/// The kernel object census and memory pools (`mem_info` pages 0-2, docs/ABI.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    pub frames_total: u64,
+    pub frames_free: u64,
+    pub heap_pages: u64,
+    pub heap_free_pages: u64,
+    pub processes: u64,
+    pub threads: u64,
+    pub vmspaces: u64,
+    pub pmos: u64,
+    pub connections: u64,
+    pub notifications: u64,
+    pub irqs: u64,
+    pub vms: u64,
+    pub vcpus: u64,
+    pub vm_irq_lines: u64,
+    pub caps: u64,
+    pub tables: u64,
+    pub pmo_frames: u64,
+}
+
+impl Census {
+    /// (name, count) of every kind of kernel object, in a fixed order.
+    pub fn objects(&self) -> [(&'static str, u64); 13] {
+        [
+            ("processes", self.processes),
+            ("threads", self.threads),
+            ("vmspaces", self.vmspaces),
+            ("pmos", self.pmos),
+            ("connections", self.connections),
+            ("notifications", self.notifications),
+            ("irqs", self.irqs),
+            ("vms", self.vms),
+            ("vcpus", self.vcpus),
+            ("vm-irq-lines", self.vm_irq_lines),
+            ("caps", self.caps),
+            ("slot-tables", self.tables),
+            ("pmo-frames", self.pmo_frames),
+        ]
+    }
+}
+
+/// The census, read in three calls (other CPUs may change it between them).
+pub fn census() -> Result<Census, Error> {
+    use keel_abi::syscall::mem_info as page;
+    let m = call(nr::MEM_INFO, a(&[page::MEMORY]))?;
+    let o = call(nr::MEM_INFO, a(&[page::OBJECTS]))?;
+    let x = call(nr::MEM_INFO, a(&[page::MORE_OBJECTS]))?;
+    Ok(Census {
+        frames_total: m[1],
+        frames_free: m[2],
+        heap_pages: m[3],
+        heap_free_pages: m[4],
+        processes: o[1],
+        threads: o[2],
+        vmspaces: o[3],
+        pmos: o[4],
+        connections: o[5],
+        notifications: o[6],
+        irqs: o[7],
+        vms: x[1],
+        vcpus: x[2],
+        vm_irq_lines: x[3],
+        caps: x[4],
+        tables: x[5],
+        pmo_frames: x[6],
+    })
+}
+
+/// Arms the calling thread's next system call to fail its `nth` allocation point (0 disarms);
+/// returns (whether the previously armed call's failure fired, allocation points it reached).
+pub fn fault_inject(control: Slot, nth: u64) -> Result<(bool, u64), Error> {
+    call(nr::FAULT_INJECT, a(&[control as u64, nth])).map(|r| (r[1] != 0, r[2]))
+}

@@ -133,6 +133,10 @@ pub fn kernel_heap_free() -> usize {
     super::kspace::heap_free()
 }
 
+pub fn kernel_heap_total() -> usize {
+    super::kspace::heap_total()
+}
+
 pub fn this_cpu() -> usize {
     cpu::cpu_id()
 }

@@ -74,6 +74,11 @@ pub fn heap_free() -> usize {
     h.stats_total_bytes().saturating_sub(h.stats_alloc_actual())
 }
 
+/// Bytes the heap holds in all (handed out or not).
+pub fn heap_total() -> usize {
+    HEAP.lock().stats_total_bytes()
+}
+
 /// Adds `frames` contiguous frames from the frame allocator to the heap (after the direct map is
 /// live). Returns the bytes added (0 if the frames are not there).
 pub fn grow_heap(frames: usize) -> usize {

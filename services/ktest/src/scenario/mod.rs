@@ -10,13 +10,14 @@ mod ipc;
 mod restart;
 mod spawnkill;
 mod syscalls;
+mod sysfuzz;
 
 use crate::args::Scenario;
 use crate::check::Checks;
 use crate::services::{Namesrv, Procmgr};
 use keel_rt::startup::Startup;
 
-pub fn run(s: Scenario, startup: &Startup) -> i32 {
+pub fn run(s: Scenario, count: Option<u64>, startup: &Startup) -> i32 {
     match s {
         Scenario::Syscalls => syscalls::run(startup),
         Scenario::Ipc => ipc::run(startup),
@@ -28,6 +29,7 @@ pub fn run(s: Scenario, startup: &Startup) -> i32 {
         Scenario::BenchQuick => bench::run(startup, bench::Size::Quick),
         Scenario::Blk => blk::run(startup),
         Scenario::Fs => fs::run(startup),
+        Scenario::SysFuzz => sysfuzz::run(startup, count),
     }
 }
 

@@ -1,0 +1,113 @@
+//! `sysfuzz[:<calls>]`: a child makes `calls` (default 20,000) random system calls from a fixed
+//! seed (crate::sysfuzz); the kernel must not panic (the QEMU test fails on a panic line), the
+//! child must finish, and once it has exited the kernel's object census must be what it was
+//! before: every count of live objects equal, free frames and free kernel heap within one page.
+//! A short warm-up run first lets every heap involved (init's record of its children, ours)
+//! reach its size.
+
+use super::{MS, SEC, procmgr, wait_exit};
+use crate::check::Checks;
+use crate::services::Procmgr;
+use alloc::format;
+use alloc::string::{String, ToString};
+use keel_rt::startup::Startup;
+use keel_rt::sys::{self, Census};
+use keel_rt::println;
+
+const DEFAULT_CALLS: u64 = 20_000;
+const SEED: u64 = 0x5eed_f022;
+const WARMUP_CALLS: u64 = 600;
+
+/// Runs one child to its end; whether it exited with 0.
+fn run_child(c: &mut Checks, pm: &mut Procmgr, seed: u64, calls: u64) -> bool {
+    let (s, n) = (seed.to_string(), calls.to_string());
+    let Some(child) = c.expect_ok("procmgr SPAWN ktest sysfuzz-child", pm.spawn_ktest(&["sysfuzz-child", &s, &n])) else {
+        return false;
+    };
+    // About 20 us a call under TCG; give it plenty.
+    let timeout = (60 + calls / 1000) * SEC;
+    let code = wait_exit(child.process, timeout);
+    let _ = sys::cap_delete(child.process);
+    c.expect_eq(format_args!("exit code of sysfuzz-child {seed} {calls}"), code, Ok(0))
+}
+
+/// The census once two reads in a row agree (other services may be finishing something).
+fn settled_census() -> Result<Census, keel_rt::Error> {
+    let mut last = sys::census()?;
+    for _ in 0..20 {
+        sys::sleep_ns(50 * MS);
+        let now = sys::census()?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+fn describe(c: &Census) -> String {
+    let mut s = format!("frames free {}, heap pages free {}", c.frames_free, c.heap_free_pages);
+    for (name, n) in c.objects() {
+        s.push_str(&format!(", {name} {n}"));
+    }
+    s
+}
+
+/// Failed checks (as messages) of `after` against `before`: objects equal, pools within a page.
+pub fn compare(before: &Census, after: &Census) -> alloc::vec::Vec<String> {
+    let mut out = alloc::vec::Vec::new();
+    for ((name, b), (_, a)) in before.objects().iter().zip(after.objects().iter()) {
+        if a != b {
+            out.push(format!("{name}: {b} before, {a} after"));
+        }
+    }
+    for (name, b, a) in [
+        ("free frames", before.frames_free, after.frames_free),
+        ("free kernel heap pages", before.heap_free_pages, after.heap_free_pages),
+    ] {
+        if a.abs_diff(b) > 1 {
+            out.push(format!("{name}: {b} before, {a} after (more than one page apart)"));
+        }
+    }
+    out
+}
+
+pub fn run(startup: &Startup, count: Option<u64>) -> i32 {
+    let calls = count.unwrap_or(DEFAULT_CALLS);
+    let mut c = Checks::new("sysfuzz");
+    let Some(mut pm) = procmgr(&mut c, startup) else { return c.finish("") };
+    if !run_child(&mut c, &mut pm, SEED ^ 1, WARMUP_CALLS) {
+        return c.finish("");
+    }
+    let _ = pm.ps_text();
+    let Some(before) = c.expect_ok("census before", settled_census()) else { return c.finish("") };
+    println!("ktest: sysfuzz: census before: {}", describe(&before));
+    let start = sys::counter();
+    let finished = run_child(&mut c, &mut pm, SEED, calls);
+    let ticks = sys::counter().wrapping_sub(start);
+    // init drops its record (and cap) of an exited child at the next PS.
+    let _ = pm.ps_text();
+    let mut after = settled_census();
+    for _ in 0..20 {
+        if after.as_ref().is_ok_and(|a| compare(&before, a).is_empty()) {
+            break;
+        }
+        sys::sleep_ns(100 * MS);
+        let _ = pm.ps_text();
+        after = settled_census();
+    }
+    let Some(after) = c.expect_ok("census after", after) else { return c.finish("") };
+    println!("ktest: sysfuzz: census after:  {}", describe(&after));
+    let diffs = compare(&before, &after);
+    for d in &diffs {
+        c.fail(format_args!("census after the fuzzer exited: {d}"));
+    }
+    if diffs.is_empty() {
+        c.pass();
+    }
+    let secs = ticks / sys::counter_freq().max(1);
+    c.finish(format!(
+        "{calls} random system calls from seed {SEED:#x} in {secs} s{}; census before and after match",
+        if finished { "" } else { " (the child failed)" }
+    ))
+}
