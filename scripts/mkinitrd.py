@@ -45,7 +45,12 @@ def main() -> None:
     blob = b"".join(newc_entry(n, m, d, i + 1) for i, (n, m, d) in enumerate(entries))
     blob += newc_entry("TRAILER!!!", 0, b"", 0)
     blob += b"\0" * (-len(blob) % 512)
-    open(a.out, "wb").write(blob)
+    # Written aside and renamed: a QEMU already reading the old archive (another `make run`)
+    # never sees half of the new one.
+    tmp = f"{a.out}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(blob)
+    os.replace(tmp, a.out)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
 }
 
+/// One `make run` at a time: each rebuilds the initrd, and the tests of this file run in parallel.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `make run DISK=<disk>` (`""`: no disk) with `input` piped to the serial console.
 fn make_run(name: &str, disk: &str, input: &str) -> Run {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut make = Command::new("make");
     make.current_dir(repo()).args(["--no-print-directory", "run"]).arg(format!("DISK={disk}"));
     if let Ok(qemu) = std::env::var("QEMU") {

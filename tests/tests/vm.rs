@@ -106,7 +106,9 @@ fn attach_gives_a_busybox_shell_detach_and_reattach() {
         .then("linux:/# ", |_| "echo sum=$((40+2))\n".into())
         // Ctrl-C reaches the guest's foreground job: the shell has a controlling terminal.
         // (Without it, sleep would outlast the test's timeout.)
-        .then("sum=42", |_| "echo mark-$((2+3)); sleep 1000\n".into())
+        // The mark comes from a background job a second after the foreground `sleep 1000` began,
+        // so the Ctrl-C that follows it finds the sleep running.
+        .then("sum=42", |_| "(sleep 1; echo mark-$((2+3))) & sleep 1000\n".into())
         .then("mark-5", |_| "\x03".into())
         .then("^C", |_| "echo after=$((6*7))\n".into())
         .then("after=42", |_| "~.\n".into())
