@@ -100,6 +100,16 @@ impl Boot {
         self
     }
 
+    /// Types each of `lines` at a fresh shell prompt, one after the other: no type-ahead, so the
+    /// console's echo of the next line never lands inside a command's output.
+    pub fn commands(mut self, lines: &[&str]) -> Self {
+        for line in lines {
+            let typed = format!("{line}\n");
+            self = self.then_next("keel> ", move |_| typed.clone());
+        }
+        self
+    }
+
     /// Runs under `-icount shift=0,align=off,sleep=off`: the counter then counts instructions.
     pub fn icount(mut self) -> Self {
         self.extra.push("-icount".into());
