@@ -158,6 +158,7 @@ fn deliver(shared: &Shared, bytes: &[u8]) -> bool {
 fn handle(shared: &Shared, req: &mut Request) -> Reply {
     match req.msg.label {
         console::READ_LINE => read_line(shared, req),
+        console::SET_FOREGROUND if req.badge != console::CONTROL_BADGE => Reply::err(Error::NoRights),
         console::SET_FOREGROUND => {
             lock(&shared.state).set_foreground(req.msg.data[0]);
             Reply::ok([0; 4])

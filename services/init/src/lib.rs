@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod access;
 pub mod policy;
 pub mod request;
 

@@ -1,5 +1,6 @@
 //! The running init: start services, supervise them, serve the process-manager protocol.
 
+use crate::access::{self, KillRefused, Lineage};
 use crate::policy::{next_delay_ms, should_restart};
 use crate::request::{parse_initrd_arg, parse_spawn, program_name, ps_line};
 use alloc::string::{String, ToString};
@@ -45,10 +46,11 @@ struct Proc {
     name: String,
     cap: Slot,
     service: Option<usize>,
-    /// The badge of its capabilities to procmgr and namesrv: who is calling. Not read yet: it is
-    /// what KILL's access check (issue 12: kill only what you spawned) will look callers up by.
-    #[allow(dead_code)]
+    /// The badge of its capability to procmgr: who is calling, and its rights bits
+    /// ([`access`]).
     badge: u64,
+    /// The badge of the process that SPAWNed it (None: init started it).
+    parent: Option<u64>,
 }
 
 struct State {
@@ -203,7 +205,7 @@ fn shutdown_fs(state: &Mutex<State>) -> Result<(), keel_rt::errno::Errno> {
 /// Runs `/bin/ktest <scenario>`, reports its exit and powers off.
 fn run_scenario(env: &Env, state: &Mutex<State>, name: &str) -> ! {
     let args = [String::from(name)];
-    let code = match start(env, state, "/bin/ktest", &args, None, Sched::default()) {
+    let code = match start(env, state, "/bin/ktest", &args, None, Sched::default(), None, true) {
         Ok((_, cap)) => sys::process_wait(cap).unwrap_or(-1),
         Err(e) => {
             println!("init: cannot start /bin/ktest: {e}");
@@ -226,7 +228,7 @@ fn start_service(env: &Env, state: &Mutex<State>, index: usize) {
     if program_name(&path) == "namesrv" {
         args.insert(0, alloc::format!("generation={starts}"));
     }
-    match start(env, state, &path, &args, Some(index), sched) {
+    match start(env, state, &path, &args, Some(index), sched, None, true) {
         Ok((pid, cap)) => {
             if let Err(e) = sys::process_watch(cap, env.exits, 1 << index) {
                 println!("init: cannot watch {name} (pid {pid}): {e}");
@@ -237,14 +239,26 @@ fn start_service(env: &Env, state: &Mutex<State>, index: usize) {
 }
 
 /// Spawns a program from the initrd with the standard capabilities; (pid, our process cap).
-fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: Option<usize>, sched: Sched) -> Result<(u64, Slot), Error> {
+/// `spawner`: the badge of the process that asked (None: init itself); `privileged`: whether the
+/// program gets the capabilities and rights its name calls for (init's own starts, and SPAWNs
+/// by an [`access::ADMIN`] caller that did not ask for none).
+fn start(
+    env: &Env,
+    state: &Mutex<State>,
+    path: &str,
+    args: &[String],
+    service: Option<usize>,
+    sched: Sched,
+    spawner: Option<u64>,
+    privileged: bool,
+) -> Result<(u64, Slot), Error> {
     let name = program_name(path);
     let elf = match Archive::new(env.archive).and_then(|a| a.find(path)) {
         Ok(Some(e)) => e.data,
         Ok(None) => return Err(Error::NotFound),
         Err(_) => return Err(Error::Invalid),
     };
-    let badge = {
+    let id = {
         let mut st = state.lock();
         st.next_badge += 1;
         if name == "namesrv" && service.is_some() {
@@ -252,13 +266,16 @@ fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: 
         }
         st.next_badge
     };
+    let badge = id | if privileged { access::program_rights(name) } else { 0 };
     let call = rights::CALL | rights::GRANT;
     let mut grants = alloc::vec![
         Grant { slot: env.procmgr, rights: call, badge, name: "procmgr" },
-        Grant { slot: env.namesrv, rights: call, badge, name: "namesrv" },
+        Grant { slot: env.namesrv, rights: call, badge: id, name: "namesrv" },
     ];
     let mut argv: Vec<&str> = alloc::vec![name];
     match name {
+        // An unprivileged program gets the two capabilities above and nothing else.
+        _ if !privileged => {}
         "namesrv" => grants.push(Grant { slot: env.namesrv, rights: rights::ALL, badge: 0, name: "serve" }),
         "console" => {
             grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" });
@@ -285,7 +302,7 @@ fn start(env: &Env, state: &Mutex<State>, path: &str, args: &[String], service: 
     }
     argv.extend(args.iter().map(String::as_str));
     let child = spawn(name, elf, &argv, &grants, sched)?;
-    state.lock().procs.push(Proc { pid: child.pid, name: name.to_string(), cap: child.process, service, badge });
+    state.lock().procs.push(Proc { pid: child.pid, name: name.to_string(), cap: child.process, service, badge, parent: spawner });
     Ok((child.pid, child.process))
 }
 
@@ -338,7 +355,8 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
                 Ok(r) => r,
                 Err(_) => return Reply::err(Error::Invalid),
             };
-            match start(env, state, &r.path, &r.args, None, Sched::default()) {
+            let privileged = access::spawn_privileged(req.badge, req.msg.data[0] & procmgr::SPAWN_UNPRIVILEGED != 0);
+            match start(env, state, &r.path, &r.args, None, Sched::default(), Some(req.badge), privileged) {
                 Ok((pid, cap)) => match sys::process_watch(cap, env.exits, CHILD_EXITED)
                     .and_then(|()| sys::cap_copy(cap, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0))
                 {
@@ -354,14 +372,19 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
                 // init supervises everything else; without it nothing restarts or powers off.
                 return Reply::err(Error::BadState);
             }
-            let cap = state.lock().procs.iter().find(|p| p.pid == pid).map(|p| p.cap);
-            match cap {
-                Some(cap) => match sys::process_kill(cap) {
+            let allowed = {
+                let st = state.lock();
+                let lineage: Vec<Lineage> = st.procs.iter().map(|p| Lineage { pid: p.pid, badge: p.badge, parent: p.parent }).collect();
+                access::may_kill(req.badge, pid, &lineage).map(|()| st.procs.iter().find(|p| p.pid == pid).map(|p| p.cap))
+            };
+            match allowed {
+                Ok(Some(cap)) => match sys::process_kill(cap) {
                     Ok(()) => Reply::ok([0; 4]),
                     Err(Error::BadState) => Reply::err(Error::NotFound),
                     Err(e) => Reply::err(e),
                 },
-                None => Reply::err(Error::NotFound),
+                Ok(None) | Err(KillRefused::NoSuchProcess) => Reply::err(Error::NotFound),
+                Err(KillRefused::NotYours) => Reply::err(Error::NoRights),
             }
         }
         procmgr::PS => {
@@ -418,10 +441,20 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             };
             Reply { msg: keel_rt::abi::ipc::Message::new(0, words), caps: alloc::vec![copy] }
         }
+        procmgr::POWER_OFF if req.badge & access::ADMIN == 0 => Reply::err(Error::NoRights),
         procmgr::POWER_OFF => match power_off(env, state, req.msg.data[0] == 1) {
             Ok(()) => Reply::ok([0; 4]),
             Err(e) => Reply::err(e),
         },
+        procmgr::CONSOLE_CONTROL if req.badge & access::ADMIN == 0 => Reply::err(Error::NoRights),
+        procmgr::CONSOLE_CONTROL => {
+            let conn = state.lock().names.iter().find(|(n, _)| n == "console").map(|&(_, c)| c);
+            let Some(conn) = conn else { return Reply::err(Error::NotFound) };
+            match sys::cap_copy(conn, None, rights::CALL | rights::GRANT, keel_rt::proto::console::CONTROL_BADGE) {
+                Ok(copy) => Reply { msg: keel_rt::abi::ipc::Message::new(0, [0; 4]), caps: alloc::vec![copy] },
+                Err(e) => Reply::err(e),
+            }
+        }
         _ => Reply::err(Error::NoSys),
     }
 }

@@ -25,10 +25,12 @@ pub enum Scenario {
     Fs,
     /// Random system calls from a seeded generator in a child process; the census after matches.
     SysFuzz,
+    /// Rights over processes and the console come from capabilities.
+    Access,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -40,6 +42,7 @@ impl Scenario {
         Scenario::Blk,
         Scenario::Fs,
         Scenario::SysFuzz,
+        Scenario::Access,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Scenario {
             Scenario::Blk => "blk",
             Scenario::Fs => "fs",
             Scenario::SysFuzz => "sysfuzz",
+            Scenario::Access => "access",
         }
     }
 }
@@ -102,6 +106,10 @@ pub enum ServerMode {
     Crash(Fault),
     /// Makes `calls` random system calls from generator seed `seed`, then exits 0.
     SysFuzzChild { seed: u64, calls: u64 },
+    /// The `access` scenario's unprivileged child: `<sibling pid>` is a process it must not kill.
+    AccessChild { sibling: u64 },
+    /// Checks it was given no privileges (spawned by an unprivileged process), exits 0 if so.
+    NoPrivileges,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +185,11 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
         "sleeper" => Ok(Mode::Server(ServerMode::Sleeper)),
         "hold-files" => Ok(Mode::Server(ServerMode::HoldFiles)),
         "exit" => Ok(Mode::Server(ServerMode::Exit)),
+        "no-privileges" => Ok(Mode::Server(ServerMode::NoPrivileges)),
+        "access-child" => match args.get(1).and_then(|a| a.parse::<u64>().ok()) {
+            Some(sibling) => Ok(Mode::Server(ServerMode::AccessChild { sibling })),
+            None => Err(ArgError::BadServerArgs("access-child needs <sibling pid>")),
+        },
         "sysfuzz-child" => {
             let num = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok());
             match (num(1), num(2)) {

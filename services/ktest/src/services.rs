@@ -85,7 +85,12 @@ impl Procmgr {
 
     /// Spawns `path` with `args`.
     pub fn spawn(&mut self, path: &str, args: &[&str]) -> Result<Spawned, Error> {
-        let (r, _) = self.client.call_bulk(procmgr::SPAWN, [0; 3], &spawn_payload(path, args))?;
+        self.spawn_flags(path, args, 0)
+    }
+
+    /// Spawns `path` with `args` and SPAWN flags (`procmgr::SPAWN_UNPRIVILEGED`).
+    pub fn spawn_flags(&mut self, path: &str, args: &[&str], flags: u64) -> Result<Spawned, Error> {
+        let (r, _) = self.client.call_bulk(procmgr::SPAWN, [flags, 0, 0], &spawn_payload(path, args))?;
         let caps: Vec<Slot> = r.caps.slots().collect();
         let status = ipc::status(&r).map(|m| m.data[0]);
         match (status, caps.first()) {
@@ -113,6 +118,36 @@ impl Procmgr {
     pub fn kill(&mut self, pid: u64) -> Result<(), Error> {
         let r = self.client.call(procmgr::KILL, [pid, 0, 0, 0])?;
         ipc::status(&r).map(|_| ())
+    }
+
+    /// A call with no payload and no caps expected back; its reply data.
+    pub fn call(&mut self, label: u64, data: [u64; 4]) -> Result<[u64; 4], Error> {
+        let r = self.client.call(label, data)?;
+        for c in r.caps.slots() {
+            let _ = sys::cap_delete(c);
+        }
+        ipc::status(&r).map(|m| m.data)
+    }
+
+    /// CONSOLE_CONTROL: the console connection that may set the foreground.
+    pub fn console_control(&mut self) -> Result<Slot, Error> {
+        let r = self.client.call(procmgr::CONSOLE_CONTROL, [0; 4])?;
+        let caps: Vec<Slot> = r.caps.slots().collect();
+        match (ipc::status(&r), caps.first()) {
+            (Ok(_), Some(&c)) => {
+                for &extra in &caps[1..] {
+                    let _ = sys::cap_delete(extra);
+                }
+                Ok(c)
+            }
+            (Ok(_), None) => Err(Error::NotFound),
+            (Err(e), _) => {
+                for c in caps {
+                    let _ = sys::cap_delete(c);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The process list, raw.

@@ -9,14 +9,19 @@ use keel_abi::Error;
 /// Process manager (init). Capability name in the startup block: `procmgr`.
 pub mod procmgr {
     /// Bulk payload: program path, then its arguments, NUL-separated (`/bin/shell\0-x`). data[0]:
-    /// flags (none defined yet; every program finds the console through namesrv). Reply: data[0]
-    /// = pid; caps: the child process (READ | WAIT | MANAGE | GRANT).
+    /// flags ([`SPAWN_UNPRIVILEGED`]). Reply: data[0] = pid; caps: the child process (READ |
+    /// WAIT | MANAGE | GRANT). The child gets capabilities to procmgr and namesrv; only a caller
+    /// with the admin right (the shell, ktest) gives a service program its device and initrd
+    /// capabilities and its rights, and only without [`SPAWN_UNPRIVILEGED`].
     pub const SPAWN: u64 = 1;
-    /// data[0] = pid. Kills a process init started (or anything under it).
+    /// data[0] = pid. Kills a process the caller SPAWNed (or one of their descendants); callers
+    /// with the kill-any right (the shell, the console for Ctrl-C) may kill any process but init.
+    /// `NoRights` for a process that is not the caller's, `NotFound` for no such process,
+    /// `BadState` for init itself.
     pub const KILL: u64 = 2;
     /// Reply payload: one line per process: `pid name state mem_kib`, tab-separated.
     pub const PS: u64 = 3;
-    /// data[0] = 1 to reset instead of powering off.
+    /// data[0] = 1 to reset instead of powering off. Admin right only (else `NoRights`).
     pub const POWER_OFF: u64 = 4;
     /// namesrv only: data[0..4] = a name, caps: [its connection]. init keeps a copy of every
     /// registration, so a restarted namesrv gets them back ([`NAMES_RESTORE`]).
@@ -24,8 +29,15 @@ pub mod procmgr {
     /// namesrv only: data[0] = index. Reply: data[0..4] = the index-th saved name, caps: [its
     /// connection]; `NotFound` past the last one.
     pub const NAMES_RESTORE: u64 = 6;
+    /// Admin right only. Reply caps: [a connection to the console badged
+    /// [`super::console::CONTROL_BADGE`]], the one that may SET_FOREGROUND; `NotFound` before
+    /// the console has registered.
+    pub const CONSOLE_CONTROL: u64 = 7;
     /// Flag for SPAWN, reserved: children look up "console" by name, so there is nothing to inherit.
     pub const SPAWN_INHERIT_CONSOLE: u64 = 1;
+    /// Flag for SPAWN: start the program with no rights and no device capabilities, even when
+    /// the caller could give them.
+    pub const SPAWN_UNPRIVILEGED: u64 = 2;
 }
 
 /// Name service. Capability name: `namesrv`.
@@ -51,8 +63,12 @@ pub mod console {
     /// Longest line READ_LINE hands on.
     pub const MAX_LINE: usize = 1024;
     pub const INTERRUPT_ONLY: u64 = 1;
-    /// data[0] = pid of the foreground program (0 = none): Ctrl-C kills it through the process manager.
+    /// data[0] = pid of the foreground program (0 = none): Ctrl-C kills it through the process
+    /// manager. Only over the control connection ([`CONTROL_BADGE`], from procmgr's
+    /// CONSOLE_CONTROL); `NoRights` over a connection namesrv gave.
     pub const SET_FOREGROUND: u64 = 2;
+    /// The badge of the console control connection (namesrv's badges start at 2^32).
+    pub const CONTROL_BADGE: u64 = 1;
 }
 
 /// VM monitor. Registered as `vmm`.

@@ -126,22 +126,42 @@ fn lookup(namesrv: &Client, name: &str) -> Result<Slot, Error> {
     keel_rt::ipc::lookup(namesrv.slot(), name, LOOKUP_ATTEMPTS, LOOKUP_PAUSE_NS)
 }
 
+/// The console's control connection (the one that may set the foreground), from procmgr, retrying
+/// while the console has not registered yet; a shell without the admin right gets namesrv's
+/// ordinary connection (it reads lines, but Ctrl-C cannot reach what it runs).
+fn console_control(procmgr: &Client, namesrv: &Client) -> Result<Slot, Error> {
+    for _ in 0..LOOKUP_ATTEMPTS {
+        let r = procmgr.call(procmgr::CONSOLE_CONTROL, [0; 4])?;
+        match ipc::status(&r) {
+            Ok(_) => return r.caps.slots().next().ok_or(Error::Invalid),
+            Err(Error::NotFound) => sys::sleep_ns(LOOKUP_PAUSE_NS),
+            Err(Error::NoRights) => return lookup(namesrv, "console"),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::NotFound)
+}
+
 impl LiveSystem {
-    /// Connects to the console (found through namesrv).
+    /// Connects to the console (its control connection, from procmgr).
     pub fn connect(procmgr: Slot, namesrv: Slot) -> Result<Self, Error> {
-        let namesrv = Client::new(namesrv);
-        let console = Client::new(lookup(&namesrv, "console")?);
+        let (procmgr, namesrv) = (Client::new(procmgr), Client::new(namesrv));
+        let console = Client::new(console_control(&procmgr, &namesrv)?);
         let vmm = ServiceClient::new(namesrv.slot(), "vmm");
-        Ok(Self { procmgr: Client::new(procmgr), namesrv, console, vmm, vmm_generation: 0, attached: None, waiting: None, files: LiveFiles })
+        Ok(Self { procmgr, namesrv, console, vmm, vmm_generation: 0, attached: None, waiting: None, files: LiveFiles })
     }
 
-    /// Finds the console again (after it restarted): Ok once the connection namesrv gives
-    /// answers (namesrv may still hold the dead console's connection for a while).
+    /// Finds the console again (after it restarted): Ok once the connection procmgr gives
+    /// answers (its copy of the registration may still be the dead console's for a while).
     pub fn reconnect_console(&mut self) -> Result<(), Error> {
-        let slot = lookup(&self.namesrv, "console")?;
+        let slot = console_control(&self.procmgr, &self.namesrv)?;
         let old = core::mem::replace(&mut self.console, Client::new(slot));
         let _ = sys::cap_delete(old.slot());
-        self.set_foreground(0)
+        match self.set_foreground(0) {
+            // It answered (a shell without console control may not set the foreground).
+            Ok(()) | Err(Error::NoRights) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The next line typed on the console.
@@ -200,7 +220,9 @@ impl System for LiveSystem {
 
     fn spawn(&mut self, path: &str, args: &[String]) -> Result<(u64, Process), Error> {
         let payload = spawn_payload(path, args)?;
-        let (r, _) = self.procmgr.call_bulk(procmgr::SPAWN, [procmgr::SPAWN_INHERIT_CONSOLE, 0, 0], &payload)?;
+        // What the user runs gets no device capabilities and no rights over other processes.
+        let flags = procmgr::SPAWN_INHERIT_CONSOLE | procmgr::SPAWN_UNPRIVILEGED;
+        let (r, _) = self.procmgr.call_bulk(procmgr::SPAWN, [flags, 0, 0], &payload)?;
         status(&r)?;
         let pid = r.msg.data[0];
         let slot = r.caps.slots().next().ok_or(Error::Invalid)?;

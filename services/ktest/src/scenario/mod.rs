@@ -1,6 +1,7 @@
 //! The scenarios, one module each. Each returns the process exit code (0 when every check passed)
 //! after printing its outcome line through [`crate::check::Checks`].
 
+pub mod access;
 mod bench;
 mod blk;
 mod captransfer;
@@ -30,6 +31,7 @@ pub fn run(s: Scenario, count: Option<u64>, startup: &Startup) -> i32 {
         Scenario::Blk => blk::run(startup),
         Scenario::Fs => fs::run(startup),
         Scenario::SysFuzz => sysfuzz::run(startup, count),
+        Scenario::Access => access::run(startup),
     }
 }
 

@@ -1,0 +1,103 @@
+//! `access`: rights over other processes and the console come from capabilities, not from
+//! holding procmgr's or the console's endpoint.
+//!
+//! ktest (started by init with the shell's rights) spawns a sleeper, then an unprivileged child
+//! (`access-child <sleeper pid>`, SPAWN_UNPRIVILEGED). The child must be refused: KILL of the
+//! sleeper (its sibling) and of a service, POWER_OFF, CONSOLE_CONTROL, SET_FOREGROUND over the
+//! console connection namesrv gives; it has no control capability; it may kill a sleeper it
+//! spawned itself; and a program it SPAWNs gets no privileges either (`no-privileges`). Back in
+//! the parent: the sibling still runs, the parent may take console control and set the
+//! foreground, and may kill the sibling.
+
+use super::{SEC, namesrv, procmgr, wait_exit};
+use crate::check::Checks;
+use crate::services::{Namesrv, Procmgr, parse_ps};
+use alloc::format;
+use alloc::string::ToString;
+use keel_rt::ipc::{self, Client};
+use keel_rt::proto::{console, procmgr as pm_proto};
+use keel_rt::startup::Startup;
+use keel_rt::{Error, sys};
+
+/// SET_FOREGROUND over `conn`.
+fn set_foreground(conn: keel_rt::Slot, pid: u64) -> Result<(), Error> {
+    let r = Client::new(conn).call(console::SET_FOREGROUND, [pid, 0, 0, 0])?;
+    ipc::status(&r).map(|_| ())
+}
+
+/// The checks every unprivileged process must pass: no control capability, no power-off, no
+/// console control, no foreground over namesrv's console connection, no kill of a service.
+fn unprivileged_checks(c: &mut Checks, pm: &mut Procmgr, ns: &Namesrv, startup: &Startup) {
+    c.check(startup.cap("control").is_none(), || "an unprivileged program was given the control capability".to_string());
+    c.expect_err("procmgr CONSOLE_CONTROL (unprivileged)", pm.console_control(), Error::NoRights);
+    // Refused before anything is done: a pass here means the machine stays on.
+    c.expect_err("procmgr POWER_OFF (unprivileged)", pm.call(pm_proto::POWER_OFF, [0; 4]), Error::NoRights);
+    if let Some(conn) = c.expect_ok("namesrv LOOKUP console", ns.lookup("console")) {
+        c.expect_err("console SET_FOREGROUND over namesrv's connection", set_foreground(conn, 0), Error::NoRights);
+        let _ = sys::cap_delete(conn);
+    }
+    let ps = pm.ps_text().map_err(|e| format!("{e:?}")).and_then(|t| parse_ps(&t));
+    match ps.as_ref().ok().and_then(|ps| ps.iter().find(|p| p.is_program("console")).map(|p| p.pid)) {
+        Some(console_pid) => {
+            c.expect_err(format_args!("procmgr KILL {console_pid} (the console service)"), pm.kill(console_pid), Error::NoRights);
+        }
+        None => c.fail(format_args!("no console in the process list: {ps:?}")),
+    }
+}
+
+/// `access-child <sibling pid>`: run unprivileged by the scenario.
+pub fn child(sibling: u64, startup: &Startup) -> i32 {
+    let mut c = Checks::new("access-child");
+    let (Some(mut pm), Some(ns)) = (procmgr(&mut c, startup), namesrv(&mut c, startup)) else { return c.finish("") };
+    unprivileged_checks(&mut c, &mut pm, &ns, startup);
+    c.expect_err(format_args!("procmgr KILL {sibling} (a sibling)"), pm.kill(sibling), Error::NoRights);
+    c.expect_err("procmgr KILL of a pid nobody has", pm.kill(u64::MAX >> 1), Error::NotFound);
+    // Its own child: a sleeper, which it may kill.
+    if let Some(own) = c.expect_ok("procmgr SPAWN ktest sleeper (by the unprivileged child)", pm.spawn_ktest(&["sleeper"])) {
+        c.expect_ok(format_args!("procmgr KILL {} (its own child)", own.pid), pm.kill(own.pid));
+        c.expect_eq("exit code of its killed sleeper", wait_exit(own.process, 10 * SEC), Ok(keel_rt::abi::EXIT_KILLED));
+        let _ = sys::cap_delete(own.process);
+    }
+    // A program it spawns, even without asking for no privileges, gets none.
+    if let Some(p) = c.expect_ok("procmgr SPAWN ktest no-privileges", pm.spawn_ktest(&["no-privileges"])) {
+        c.expect_eq("exit code of no-privileges", wait_exit(p.process, 30 * SEC), Ok(0));
+        let _ = sys::cap_delete(p.process);
+    }
+    c.finish("refused: kill of a sibling and of a service, power-off, console control, foreground")
+}
+
+/// `no-privileges`: a program an unprivileged one spawned.
+pub fn no_privileges(startup: &Startup) -> i32 {
+    let mut c = Checks::new("no-privileges");
+    let (Some(mut pm), Some(ns)) = (procmgr(&mut c, startup), namesrv(&mut c, startup)) else { return c.finish("") };
+    unprivileged_checks(&mut c, &mut pm, &ns, startup);
+    c.finish("")
+}
+
+pub fn run(startup: &Startup) -> i32 {
+    let mut c = Checks::new("access");
+    let Some(mut pm) = procmgr(&mut c, startup) else { return c.finish("") };
+    let Some(sibling) = c.expect_ok("procmgr SPAWN ktest sleeper", pm.spawn_ktest(&["sleeper"])) else { return c.finish("") };
+    let pid = sibling.pid.to_string();
+    match c.expect_ok(
+        "procmgr SPAWN ktest access-child (unprivileged)",
+        pm.spawn_flags(crate::services::KTEST_PATH, &["access-child", &pid], pm_proto::SPAWN_UNPRIVILEGED),
+    ) {
+        Some(child) => {
+            c.expect_eq("exit code of access-child", wait_exit(child.process, 60 * SEC), Ok(0));
+            let _ = sys::cap_delete(child.process);
+        }
+        None => {}
+    }
+    c.check(sys::process_info(sibling.process).is_ok_and(|i| i.running), || "the sibling sleeper died".to_string());
+    // The privileged side: console control works, namesrv's connection still cannot set it.
+    if let Some(control) = c.expect_ok("procmgr CONSOLE_CONTROL (with the admin right)", pm.console_control()) {
+        c.expect_ok("console SET_FOREGROUND over the control connection", set_foreground(control, sibling.pid));
+        c.expect_ok("console SET_FOREGROUND 0 over the control connection", set_foreground(control, 0));
+        let _ = sys::cap_delete(control);
+    }
+    c.expect_ok(format_args!("procmgr KILL {} (by its spawner)", sibling.pid), pm.kill(sibling.pid));
+    c.expect_eq("exit code of the killed sleeper", wait_exit(sibling.process, 10 * SEC), Ok(keel_rt::abi::EXIT_KILLED));
+    let _ = sys::cap_delete(sibling.process);
+    c.finish("an unprivileged process could not kill, power off or set the console's foreground")
+}
