@@ -36,6 +36,7 @@ fn shell_commands_and_their_errors() {
         .expect("hello keel") // the echo shows "hello   keel"
         .expect("total    ")
         .expect("free     ")
+        .expect("kernel objects:")
         .expect("bogus: unknown command (try help)")
         .expect("kill: usage: kill <pid>")
         .expect("kill: abc is not a pid")
@@ -43,6 +44,14 @@ fn shell_commands_and_their_errors() {
         .expect("run: usage: run <program> [args...]")
         .expect("run: nosuch: no such program")
         .expect_clean_poweroff();
+    // The census counts the running system: init, namesrv, console, fs, shell at least.
+    let processes = run.log.lines().find_map(|l| {
+        let rest = l.trim_start().strip_prefix("processes")?;
+        rest.split_whitespace().next()?.parse::<u64>().ok()
+    });
+    if !processes.is_some_and(|n| (5..100).contains(&n)) {
+        run.fail(&format!("mem: want a processes count of 5..100 under kernel objects, got {processes:?}"));
+    }
     if !run_has_uptime(&run) {
         run.fail("no `up <seconds> s` line from uptime");
     }

@@ -37,7 +37,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("ps", "list the processes"),
     ("kill <pid>", "kill a process"),
     ("run <program> [args...]", "run /bin/<program> in the foreground (Ctrl-C kills it)"),
-    ("mem", "physical memory: total, used, free"),
+    ("mem", "physical memory (total, used, free), the kernel heap and its objects"),
     ("uptime", "time since boot"),
     ("poweroff", "power the machine off"),
     ("vm run <name|config> [opts]", "start a VM (--vcpus N --mem M --attach|--wait|--timeout S --kernel F [--raw --load A] --initrd F --append S)"),

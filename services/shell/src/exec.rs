@@ -27,8 +27,8 @@ pub trait System {
     fn wait(&mut self, process: &Self::Process) -> Result<i64, Error>;
     /// Lets go of a finished program.
     fn release(&mut self, process: Self::Process);
-    /// (total, free) physical frames.
-    fn mem_info(&mut self) -> Result<(u64, u64), Error>;
+    /// The kernel's memory pools and object census.
+    fn mem_info(&mut self) -> Result<keel_rt::sys::Census, Error>;
     /// (counter ticks since boot, ticks per second).
     fn clock(&mut self) -> (u64, u64);
     /// Returns only if the machine did not power off.
@@ -97,10 +97,20 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
         },
         Command::Run { program, path, args } => run(sys, program, path, args, out),
         Command::Mem => match sys.mem_info() {
-            Ok((total, free)) => {
+            Ok(c) => {
+                let (total, free) = (c.frames_total, c.frames_free);
                 let used = total.saturating_sub(free);
                 for (what, frames) in [("total", total), ("used", used), ("free", free)] {
                     let _ = writeln!(out, "{what:<5} {:>9} MiB {frames:>9} frames", mib(frames));
+                }
+                let _ = writeln!(out, "kernel heap {} pages, {} free", c.heap_pages, c.heap_free_pages);
+                let _ = writeln!(out, "kernel objects:");
+                for row in c.objects().chunks(4) {
+                    let mut line = String::new();
+                    for (name, n) in row {
+                        let _ = write!(line, "  {name:<13} {n:>6}");
+                    }
+                    let _ = writeln!(out, "{}", line.trim_end());
                 }
             }
             Err(e) => {
@@ -217,8 +227,8 @@ mod tests {
         fn release(&mut self, process: u64) {
             self.released.push(process);
         }
-        fn mem_info(&mut self) -> Result<(u64, u64), Error> {
-            Ok(self.mem)
+        fn mem_info(&mut self) -> Result<keel_rt::sys::Census, Error> {
+            Ok(keel_rt::sys::Census { frames_total: self.mem.0, frames_free: self.mem.1, heap_pages: 64, heap_free_pages: 60, processes: 9, caps: 321, ..Default::default() })
         }
         fn clock(&mut self) -> (u64, u64) {
             self.clock
@@ -308,7 +318,12 @@ mod tests {
         let mut sys = FakeSystem { mem: (524_288, 521_600), ..Default::default() };
         let out = run_line(&mut sys, "mem");
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines, ["total    2048.0 MiB    524288 frames", "used       10.5 MiB      2688 frames", "free     2037.5 MiB    521600 frames"]);
+        assert_eq!(lines[..3], ["total    2048.0 MiB    524288 frames", "used       10.5 MiB      2688 frames", "free     2037.5 MiB    521600 frames"]);
+        assert_eq!(lines[3], "kernel heap 64 pages, 60 free");
+        assert_eq!(lines[4], "kernel objects:");
+        assert_eq!(lines[5], "  processes          9  threads            0  vmspaces           0  pmos               0");
+        assert!(lines[7].contains("caps             321"), "{out}");
+        assert_eq!(lines.len(), 9, "{out}");
     }
 
     #[test]

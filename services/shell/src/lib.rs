@@ -218,7 +218,7 @@ mod tests {
             unreachable!()
         }
         fn release(&mut self, _: ()) {}
-        fn mem_info(&mut self) -> Result<(u64, u64), Error> {
+        fn mem_info(&mut self) -> Result<keel_rt::sys::Census, Error> {
             unreachable!()
         }
         fn clock(&mut self) -> (u64, u64) {

@@ -245,8 +245,8 @@ impl System for LiveSystem {
         let _ = sys::cap_delete(process.0);
     }
 
-    fn mem_info(&mut self) -> Result<(u64, u64), Error> {
-        sys::mem_info()
+    fn mem_info(&mut self) -> Result<keel_rt::sys::Census, Error> {
+        sys::census()
     }
 
     fn clock(&mut self) -> (u64, u64) {
