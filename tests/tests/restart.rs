@@ -190,11 +190,47 @@ fn killing_vmm_is_reported_and_the_restarted_monitor_answers() {
         &["vm list", "vm list", "cat /disk/before.txt", "poweroff"],
     );
     run.expect("service vmm (pid")
-        .expect("vm: the VM monitor restarted; its VMs were lost")
+        .expect("vm: the VM monitor restarted; VMs it ran are in vm list (vm start <id> boots one again)")
         .expect_absent("peer died");
     // Told once, not at every command.
     assert_eq!(run.log.matches("vm: the VM monitor restarted").count(), 1, "the restart was reported more than once");
     synced_file_survived(&run, &disk);
+}
+
+#[test]
+fn a_restarted_vmm_keeps_the_vm_list_and_vm_start_boots_a_vm_again() {
+    const HVC: &str = "--kernel /guest/test.Image --append guest=hvc";
+    // The crash guest loops for ever in its exception entry: it is running when vmm dies.
+    const SPIN: &str = "--kernel /guest/test.Image --append guest=crash";
+    let run = Boot::scenario("")
+        .timeout(240)
+        .input(&lines(&[&format!("vm run hvc {HVC} --wait")]))
+        .then("vm 1 exited: system-off", |_| lines(&[&format!("vm run spin {SPIN}")]))
+        .then("vm 2 started", |_| lines(&["ps", "echo mark   one"]))
+        .then("mark one", |log| match pid_of(log, "vmm") {
+            Some(pid) => lines(&[&format!("kill {pid}")]),
+            None => lines(&["echo no   pid", "poweroff"]),
+        })
+        .then_next("vmm: restarted; 2 VMs in the list, 1 of them were running and are lost", |_| {
+            lines(&["vm list", "vm stat 2", "vm start 2 --kernel /other", "vm start 1 --wait", "vm start 1 --wait", "vm rm 2", "vm list", "poweroff"])
+        })
+        .run();
+    run.expect_absent("no pid")
+        .expect("service vmm (pid")
+        .expect("vm: the VM monitor restarted; VMs it ran are in vm list (vm start <id> boots one again)")
+        .expect("1    hvc                  1      256  exited: system-off")
+        .expect("2    spin                 1      256  lost: the VM monitor restarted (vm start <id> boots it again)")
+        .expect("vm stat: vm 2 ran under an earlier VM monitor; its counters were lost with it")
+        .expect("vm start: --kernel given twice")
+        .expect("guest: hvc: PASS")
+        .expect("vm 2 removed")
+        .expect_clean_poweroff();
+    // Started again twice under the new monitor, keeping its id; the list then has vm 1 alone.
+    assert_eq!(run.log.matches("vm 1 exited: system-off").count(), 3, "vm start 1 --wait did not run the guest twice");
+    let tail: Vec<&str> = run.log.lines().skip_while(|l| !l.contains("vm 2 removed")).collect();
+    if tail.iter().any(|l| l.starts_with("2    spin")) || !tail.iter().any(|l| l.starts_with("1    hvc")) {
+        run.fail("after vm rm 2, vm list should show vm 1 alone");
+    }
 }
 
 #[test]

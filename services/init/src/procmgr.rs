@@ -38,6 +38,8 @@ struct Service {
     started_at: u64,
     /// Times it was started before (namesrv learns its generation from this).
     starts: u64,
+    /// What it asked init to keep for its next start (STATE_SAVE).
+    saved: Vec<u8>,
 }
 
 /// A process init started.
@@ -126,6 +128,7 @@ pub fn main(startup: &Startup) -> i32 {
             delay_ms: 0,
             started_at: 0,
             starts: 0,
+            saved: Vec::new(),
         })
         .collect();
     let (Ok(procmgr_conn), Ok(namesrv_conn), Ok(exits)) = (sys::conn_create(), sys::conn_create(), sys::notif_create()) else {
@@ -440,6 +443,28 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
                 return Reply::err(Error::NoMemory);
             };
             Reply { msg: keel_rt::abi::ipc::Message::new(0, words), caps: alloc::vec![copy] }
+        }
+        procmgr::STATE_SAVE | procmgr::STATE_LOAD => {
+            let mut st = state.lock();
+            let Some(index) = st.procs.iter().find(|p| p.badge == req.badge).and_then(|p| p.service) else {
+                return Reply::err(Error::NoRights);
+            };
+            if req.msg.label == procmgr::STATE_SAVE {
+                let data = req.payload();
+                if data.len() > procmgr::MAX_SAVED {
+                    return Reply::err(Error::Invalid);
+                }
+                let saved = &mut st.services[index].saved;
+                saved.clear();
+                if saved.try_reserve(data.len()).is_err() {
+                    return Reply::err(Error::NoMemory);
+                }
+                saved.extend_from_slice(data);
+                Reply::ok([0; 4])
+            } else {
+                let n = req.reply_payload(&st.services[index].saved);
+                Reply::ok([0, 0, 0, n])
+            }
         }
         procmgr::POWER_OFF if req.badge & access::ADMIN == 0 => Reply::err(Error::NoRights),
         procmgr::POWER_OFF => match power_off(env, state, req.msg.data[0] == 1) {

@@ -33,6 +33,14 @@ pub mod procmgr {
     /// [`super::console::CONTROL_BADGE`]], the one that may SET_FOREGROUND; `NotFound` before
     /// the console has registered.
     pub const CONSOLE_CONTROL: u64 = 7;
+    /// A service keeps state for its next start: bulk payload = the state (at most
+    /// [`MAX_SAVED`] bytes), replacing what it saved before. `NoRights` for a process that is
+    /// not a service init started from the manifest.
+    pub const STATE_SAVE: u64 = 8;
+    /// Reply payload: what this service's earlier start last saved (empty if nothing).
+    pub const STATE_LOAD: u64 = 9;
+    /// Most bytes STATE_SAVE keeps (one bulk buffer).
+    pub const MAX_SAVED: usize = crate::ipc::BULK_SIZE as usize;
     /// Flag for SPAWN, reserved: children look up "console" by name, so there is nothing to inherit.
     pub const SPAWN_INHERIT_CONSOLE: u64 = 1;
     /// Flag for SPAWN: start the program with no rights and no device capabilities, even when

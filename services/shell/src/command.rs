@@ -43,7 +43,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("vm run <name|config> [opts]", "start a VM (--vcpus N --mem M --attach|--wait|--timeout S --kernel F [--raw --load A] --initrd F --append S)"),
     ("vm list | stat <id>", "list VMs and their state; exit counts of a VM"),
     ("vm console <id> | stop <id>", "show a VM's console; stop a VM"),
-    ("vm rm <id>", "forget a VM that has stopped"),
+    ("vm rm <id> | start <id> [opts]", "forget a VM that has stopped; boot a stopped VM again (--attach|--wait|--timeout S)"),
 ];
 
 /// Why a line could not be decoded. Displayed as the one line the shell prints.
@@ -152,7 +152,7 @@ fn parse_words(words: &[String]) -> Result<Command, ParseError> {
         "uptime" => no_args(Command::Uptime, "uptime"),
         "poweroff" => no_args(Command::PowerOff, "poweroff"),
         "vm" if !args.is_empty() => Ok(Command::Vm(args.to_vec())),
-        "vm" => Err(ParseError::Usage("vm", "vm run|list|stat|console|stop|rm ...")),
+        "vm" => Err(ParseError::Usage("vm", "vm run|start|list|stat|console|stop|rm ...")),
         name if crate::files::is_file_command(name) => Ok(Command::File { name: name.to_string(), args: args.to_vec() }),
         other => Err(ParseError::Unknown(other.to_string())),
     }

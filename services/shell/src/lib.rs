@@ -245,6 +245,6 @@ mod tests {
     fn unknown_commands_and_usage_errors_print_one_line_and_touch_nothing() {
         assert_eq!(handle_line(&mut Untouched, "frob /"), "frob: unknown command (try help)\n");
         assert_eq!(handle_line(&mut Untouched, "kill abc"), "kill: abc is not a pid\n");
-        assert_eq!(handle_line(&mut Untouched, "vm"), "vm: usage: vm run|list|stat|console|stop|rm ...\n");
+        assert_eq!(handle_line(&mut Untouched, "vm"), "vm: usage: vm run|start|list|stat|console|stop|rm ...\n");
     }
 }

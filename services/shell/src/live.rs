@@ -268,7 +268,7 @@ impl System for LiveSystem {
         let mut out = String::new();
         if self.vmm.generation() != self.vmm_generation {
             self.vmm_generation = self.vmm.generation();
-            out.push_str("vm: the VM monitor restarted; its VMs were lost\n");
+            out.push_str("vm: the VM monitor restarted; VMs it ran are in vm list (vm start <id> boots one again)\n");
         }
         let (r, text) = match r {
             Ok(r) => r,

@@ -33,6 +33,7 @@ use crate::image::KernelFormat;
 use crate::layout::{MAX_VCPUS, PAGE_SIZE, RAM_MAX_SIZE};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 /// Longest VM name.
 pub const MAX_NAME_LEN: usize = 32;
@@ -495,6 +496,30 @@ fn parse_number(what: &'static str, text: &str, radix: u32) -> Result<u64, VmmEr
     Ok(value)
 }
 
+/// The words of a `vm run` command without its `--attach`, `--wait` and `--timeout S` (what
+/// `vm start` runs again, with the mode the user gives it then). Values of the other options are
+/// kept as they are, even one that looks like a mode option (`--append --wait`).
+pub fn without_mode(words: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut words = words.iter().copied();
+    while let Some(word) = words.next() {
+        match word {
+            "--attach" | "--wait" => {}
+            "--timeout" => {
+                words.next();
+            }
+            "--vcpus" | "--mem" | "--kernel" | "--load" | "--initrd" | "--append" => {
+                out.push(word.to_string());
+                if let Some(value) = words.next() {
+                    out.push(value.to_string());
+                }
+            }
+            _ => out.push(word.to_string()),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -860,5 +885,13 @@ mod tests {
         assert!(shown("vm --mem 5G").contains("16 MiB to 4 GiB"));
         assert!(shown("vm --vcpus 12").contains("1 to 8"));
         assert!(shown("").starts_with("usage: vm run"));
+    }
+
+    #[test]
+    fn without_mode_drops_only_the_mode_options() {
+        let w = ["linux", "--wait", "--append", "--wait", "--timeout", "5", "--mem", "64M"];
+        assert_eq!(without_mode(&w), ["linux", "--append", "--wait", "--mem", "64M"]);
+        assert_eq!(without_mode(&["hvc", "--attach"]), ["hvc"]);
+        assert!(RunCommand::parse(&["hvc", "--kernel", "/k", "--append", "--wait"]).is_ok());
     }
 }

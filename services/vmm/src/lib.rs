@@ -23,5 +23,6 @@ pub mod fdt;
 pub mod image;
 pub mod layout;
 pub mod pl011;
+pub mod saved;
 
 pub use error::VmmError;

@@ -14,7 +14,7 @@ use keel_formats::cpio::Archive;
 use keel_rt::abi::vm::{COUNTERS, Counter, ExitReason, MmioInfo, VCPU_POWER_ON, map};
 use keel_rt::abi::{Error, PmoKind, Slot};
 use keel_rt::ipc::{self, Reply, Request};
-use keel_rt::proto::vmm;
+use keel_rt::proto::{procmgr, vmm};
 use keel_rt::startup::{Startup, parse_initrd_arg};
 use keel_rt::sync::Mutex;
 use keel_rt::{println, sys, thread};
@@ -23,6 +23,7 @@ use keel_vmm::dtb::{GuestDtb, guest_dtb};
 use keel_vmm::image;
 use keel_vmm::layout::{RAM_BASE, UART_BASE, UART_INTID, UART_SIZE, ram};
 use keel_vmm::pl011::Pl011;
+use keel_vmm::saved::{SavedList, SavedVm};
 
 /// Console bytes kept per VM.
 const OUTPUT_KEEP: usize = 64 * 1024;
@@ -34,6 +35,12 @@ const HVC_KEEL_ECHO: u64 = 0xC600_0001;
 struct Vm {
     id: u32,
     name: String,
+    /// The words after `vm run` that started it, without the mode (`vm start` runs them again).
+    words: Vec<String>,
+    vcpu_count: u32,
+    /// The monitor (to save the VM list when this VM ends).
+    monitor: &'static Monitor,
+    /// Slots 0 for a VM an earlier monitor ran (only its record is left).
     vm: Slot,
     /// The irq-line capability of the PL011's SPI.
     uart_line: Slot,
@@ -64,6 +71,8 @@ enum Ending {
     /// Something went wrong that the guest did not ask for (an abort Keel cannot resolve, a
     /// failed vCPU).
     Crashed,
+    /// It was running when the monitor died (its vCPU threads died with it).
+    Lost,
 }
 
 #[derive(Clone)]
@@ -79,6 +88,7 @@ impl Exit {
             Ending::Exited => alloc::format!("exited: {}", self.reason),
             Ending::Stopped => String::from("stopped"),
             Ending::Crashed => alloc::format!("crashed: {}", self.reason),
+            Ending::Lost => self.reason.clone(),
         }
     }
 }
@@ -98,6 +108,105 @@ struct Monitor {
     archive: &'static [u8],
     vms: Mutex<Vec<Arc<Vm>>>,
     next_id: AtomicUsize,
+    /// procmgr, which keeps the VM list for a restarted monitor (STATE_SAVE), under a lock so
+    /// the last list saved is the latest.
+    keeper: Mutex<ipc::Client>,
+}
+
+/// How `vm list` shows a VM that was running when the monitor before this one died.
+const LOST: &str = "lost: the VM monitor restarted (vm start <id> boots it again)";
+
+impl Monitor {
+    /// Gives procmgr the current VM list, so a restarted monitor still knows every VM.
+    fn save(&self) {
+        let mut keeper = self.keeper.lock();
+        let list = SavedList {
+            next_id: self.next_id.load(Ordering::Relaxed) as u32,
+            vms: self
+                .vms
+                .lock()
+                .iter()
+                .map(|vm| SavedVm {
+                    id: vm.id,
+                    name: vm.name.clone(),
+                    vcpus: vm.vcpu_count,
+                    mem_bytes: vm.mem_bytes,
+                    state: exit_state(vm),
+                    words: vm.words.clone(),
+                })
+                .collect(),
+        };
+        let bytes = list.encode();
+        let r = if bytes.len() > procmgr::MAX_SAVED {
+            Err(Error::Invalid)
+        } else {
+            keeper.call_bulk(procmgr::STATE_SAVE, [0; 3], &bytes).and_then(|(r, _)| ipc::status(&r).map(|_| ()))
+        };
+        if let Err(e) = r {
+            println!("vmm: cannot keep the VM list for a restart ({} VMs): {e}", list.vms.len());
+        }
+    }
+
+    /// The VM list an earlier monitor saved: VMs that were running are lost now.
+    fn restore(&'static self) {
+        let loaded = self.keeper.lock().call_bulk(procmgr::STATE_LOAD, [0; 3], &[]).and_then(|(r, data)| ipc::status(&r).map(|_| data));
+        let list = match loaded.map(|data| SavedList::decode(&data)) {
+            Ok(Ok(list)) => list,
+            Ok(Err(e)) => {
+                println!("vmm: {e}; starting with no VMs");
+                return;
+            }
+            Err(e) => {
+                println!("vmm: cannot read the VM list an earlier monitor kept: {e}");
+                return;
+            }
+        };
+        if list.vms.is_empty() {
+            return;
+        }
+        let restored: Vec<Arc<Vm>> = list.vms.into_iter().map(|v| Arc::new(Vm::record(self, v))).collect();
+        let lost = restored.iter().filter(|v| v.exit.lock().as_ref().is_some_and(|e| e.ending == Ending::Lost)).count();
+        println!("vmm: restarted; {} VMs in the list, {lost} of them were running and are lost", restored.len());
+        let next = restored.iter().map(|v| v.id as usize + 1).max().unwrap_or(1).max(list.next_id as usize);
+        self.next_id.store(next, Ordering::Relaxed);
+        *self.vms.lock() = restored;
+        self.save();
+    }
+}
+
+impl Vm {
+    /// A VM an earlier monitor ran: its record, no kernel objects.
+    fn record(monitor: &'static Monitor, v: SavedVm) -> Vm {
+        let exit = match v.state.as_str() {
+            "running" => Exit { ending: Ending::Lost, reason: String::from(LOST) },
+            "stopped" => Exit { ending: Ending::Stopped, reason: String::from("stopped") },
+            s => match s.split_once(": ") {
+                Some(("exited", why)) => Exit { ending: Ending::Exited, reason: why.to_string() },
+                Some(("crashed", why)) => Exit { ending: Ending::Crashed, reason: why.to_string() },
+                _ => Exit { ending: Ending::Lost, reason: s.to_string() },
+            },
+        };
+        Vm {
+            id: v.id,
+            name: v.name,
+            words: v.words,
+            vcpu_count: v.vcpus,
+            monitor,
+            vm: 0,
+            uart_line: 0,
+            ram: 0,
+            vcpus: Vec::new(),
+            mem_bytes: v.mem_bytes,
+            uart: Mutex::new(Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new() }),
+            output: Mutex::new(Vec::new()),
+            foreground: AtomicBool::new(false),
+            attached: AtomicBool::new(false),
+            stopping: AtomicBool::new(true),
+            exit: Mutex::new(Some(exit)),
+            live_threads: AtomicUsize::new(0),
+            final_stats: Mutex::new(None),
+        }
+    }
 }
 
 pub fn main(startup: &Startup) -> i32 {
@@ -116,8 +225,19 @@ pub fn main(startup: &Startup) -> i32 {
             return 1;
         }
     };
-    let monitor: &'static Monitor =
-        alloc::boxed::Box::leak(alloc::boxed::Box::new(Monitor { control, archive, vms: Mutex::new(Vec::new()), next_id: AtomicUsize::new(1) }));
+    let Some(procmgr_slot) = startup.cap("procmgr") else {
+        println!("vmm: started without its procmgr capability");
+        return 1;
+    };
+    let monitor: &'static Monitor = alloc::boxed::Box::leak(alloc::boxed::Box::new(Monitor {
+        control,
+        archive,
+        vms: Mutex::new(Vec::new()),
+        next_id: AtomicUsize::new(1),
+        keeper: Mutex::new(ipc::Client::new(procmgr_slot)),
+    }));
+    // Before serving: the shell's first command after a restart already sees the old list.
+    monitor.restore();
     let Ok(conn) = sys::conn_create() else {
         println!("vmm: cannot create its connection");
         return 1;
@@ -150,14 +270,31 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
     let mut out = String::new();
     let mut then = [0; 3];
     match words {
-        ["run", rest @ ..] => match run(m, rest) {
+        ["start", id, mode @ ..] => match find(m, id) {
+            Some(vm) if vm.exit.lock().is_none() => {
+                let _ = writeln!(out, "vm start: vm {} is running", vm.id);
+            }
+            Some(vm) => {
+                let mut words: Vec<&str> = vm.words.iter().map(String::as_str).collect();
+                words.extend_from_slice(mode);
+                match run(m, &words, Some(vm.id)) {
+                    Ok((text, started)) => {
+                        out = text;
+                        then = started.then();
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "vm start: {e}");
+                    }
+                }
+            }
+            None => {
+                let _ = writeln!(out, "vm start: no VM {id}");
+            }
+        },
+        ["run", rest @ ..] => match run(m, rest, None) {
             Ok((text, started)) => {
                 out = text;
-                match started {
-                    Started::Background => {}
-                    Started::Attached(id) => then[0] = u64::from(id),
-                    Started::Waited(id, secs) => then = [0, u64::from(id), secs],
-                }
+                then = started.then();
             }
             Err(e) => {
                 let _ = writeln!(out, "vm run: {e}");
@@ -202,6 +339,7 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
             }
             Some(vm) => {
                 m.vms.lock().retain(|v| v.id != vm.id);
+                m.save();
                 let _ = writeln!(out, "vm {} removed", vm.id);
             }
             None => {
@@ -241,7 +379,7 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
                 let _ = writeln!(out, "vm stop: no VM {id}");
             }
         },
-        _ => out.push_str("vm: usage: vm run <name|config> [options] | list | stat <id> | console <id> | stop <id> | rm <id>\n"),
+        _ => out.push_str("vm: usage: vm run <name|config> [options] | start <id> [--attach|--wait|--timeout S] | list | stat <id> | console <id> | stop <id> | rm <id>\n"),
     }
     (out, then)
 }
@@ -291,8 +429,19 @@ enum Started {
     Waited(u32, u64),
 }
 
-/// `vm run`: builds and starts a VM.
-fn run(m: &'static Monitor, words: &[&str]) -> Result<(String, Started), String> {
+impl Started {
+    /// The reply words (`proto::vmm`): attach to, wait for, timeout.
+    fn then(&self) -> [u64; 3] {
+        match *self {
+            Started::Background => [0; 3],
+            Started::Attached(id) => [u64::from(id), 0, 0],
+            Started::Waited(id, secs) => [0, u64::from(id), secs],
+        }
+    }
+}
+
+/// `vm run` (and `vm start` of a stopped VM, which keeps its `id`): builds and starts a VM.
+fn run(m: &'static Monitor, words: &[&str], id: Option<u32>) -> Result<(String, Started), String> {
     let cmd = RunCommand::parse(words).map_err(|e| e.to_string())?;
     let config_text = match cmd.config_path() {
         Some(target) => {
@@ -303,9 +452,16 @@ fn run(m: &'static Monitor, words: &[&str]) -> Result<(String, Started), String>
         None => None,
     };
     let config = cmd.into_config(config_text.as_deref()).map_err(|e| e.to_string())?;
-    let vm = build(m, &config)?;
+    let vm = build(m, &config, keel_vmm::config::without_mode(words), id)?;
     let id = vm.id;
-    m.vms.lock().push(vm.clone());
+    {
+        let mut vms = m.vms.lock();
+        match vms.iter_mut().find(|v| v.id == id) {
+            Some(old) => *old = vm.clone(),
+            None => vms.push(vm.clone()),
+        }
+    }
+    m.save();
     match config.mode {
         RunMode::Background => Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20), Started::Background)),
         RunMode::Attach => {
@@ -321,7 +477,7 @@ fn run(m: &'static Monitor, words: &[&str]) -> Result<(String, Started), String>
     }
 }
 
-fn build(m: &'static Monitor, config: &VmConfig) -> Result<Arc<Vm>, String> {
+fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<u32>) -> Result<Arc<Vm>, String> {
     let kernel = file(m, &config.kernel)?;
     let initrd = match &config.initrd {
         Some(p) => Some(file(m, p)?),
@@ -354,10 +510,13 @@ fn build(m: &'static Monitor, config: &VmConfig) -> Result<Arc<Vm>, String> {
     }
     sys::vcpu_init(vcpus[0], layout.entry, dtb_addr, VCPU_POWER_ON).map_err(|e| sys_err("cannot start vCPU 0", e))?;
     let uart_line = sys::vm_irq_line_create(vm, UART_INTID).map_err(|e| sys_err("cannot create the UART's interrupt line", e))?;
-    let id = m.next_id.fetch_add(1, Ordering::Relaxed) as u32;
+    let id = id.unwrap_or_else(|| m.next_id.fetch_add(1, Ordering::Relaxed) as u32);
     let vm = Arc::new(Vm {
         id,
         name: config.name.clone(),
+        words,
+        vcpu_count: config.vcpus,
+        monitor: m,
         vm,
         uart_line,
         ram: ram_pmo,
@@ -507,6 +666,7 @@ fn finish(vm: &Vm, ending: Ending, reason: &str) {
         println!("vm {} ({}) {state}", vm.id, vm.name);
     }
     stop(vm);
+    vm.monitor.save();
 }
 
 /// Stops every vCPU (the threads then end and the last one releases the VM).
@@ -533,7 +693,7 @@ fn list(m: &Monitor, out: &mut String) {
     let _ = writeln!(out, "{:<4} {:<16} {:>5} {:>8}  state", "id", "name", "vcpus", "mem MiB");
     for vm in m.vms.lock().iter() {
         let state = exit_state(vm);
-        let _ = writeln!(out, "{:<4} {:<16} {:>5} {:>8}  {state}", vm.id, vm.name, vm.vcpus.len(), vm.mem_bytes >> 20);
+        let _ = writeln!(out, "{:<4} {:<16} {:>5} {:>8}  {state}", vm.id, vm.name, vm.vcpu_count, vm.mem_bytes >> 20);
     }
 }
 
@@ -556,6 +716,10 @@ fn read_stats(vm: &Vm) -> Vec<[u64; COUNTERS]> {
 }
 
 fn stat(vm: &Vm, out: &mut String) {
+    if vm.vcpus.is_empty() {
+        let _ = writeln!(out, "vm stat: vm {} ran under an earlier VM monitor; its counters were lost with it", vm.id);
+        return;
+    }
     let per_vcpu = vm.final_stats.lock().clone().unwrap_or_else(|| read_stats(vm));
     let _ = write!(out, "{:<16} {:>10}", "exit", "total");
     for i in 0..per_vcpu.len() {
