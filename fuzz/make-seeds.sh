@@ -105,6 +105,13 @@ seed("elf", "text-only", elf([(1, 5, 0, 0x400000, 0x200, 0x200)], 0x200))
 hdr = struct.pack("<IIQQQQQQII", 0x14000010, 0, 0, 0x200000, 0xa, 0, 0, 0, 0x644d5241, 0)
 seed("vmm_image", "image", hdr + bytes(64))
 
+# vmm's saved VM list (services/vmm/src/saved.rs): magic, version, next id, count, then per VM
+# id, vcpus, mem, name, state, words (strings: u32 length + bytes).
+def s32(b):
+    return struct.pack("<I", len(b)) + b
+vm = struct.pack("<IIQ", 1, 2, 256 << 20) + s32(b"linux") + s32(b"running") + struct.pack("<I", 2) + s32(b"linux") + s32(b"--attach")
+seed("vmm_saved", "one", b"KVMS" + struct.pack("<III", 1, 2, 1) + vm)
+
 # blk: label, data[4], flags (bit 0: bulk buffer, bit 1: read-only), bulk length, capacity.
 def blk(label, data, flags, bulk, cap):
     return struct.pack("<8Q", label, *data, flags, bulk, cap)

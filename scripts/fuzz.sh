@@ -44,7 +44,7 @@ case "$runs" in ''|*[!0-9]*) [ -z "$runs" ] || { echo "fuzz: --runs takes a numb
 declare -A default_runs=(
     [dtb]=2000000 [elf]=4000000 [cpio]=2000000 [manifest]=2000000 [startup]=2000000
     [ext2_image]=30000 [fs_request]=300000 [blk_request]=4000000 [vmm_command]=2000000
-    [vmm_image]=4000000 [procmgr_spawn]=4000000 [namesrv_name]=4000000 [shell_line]=2000000
+    [vmm_image]=4000000 [vmm_saved]=2000000 [procmgr_spawn]=4000000 [namesrv_name]=4000000 [shell_line]=2000000
     [kernel_cmdline]=2000000
 )
 # Largest input per target (bytes): each format's seeds plus room to grow.
