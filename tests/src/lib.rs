@@ -10,9 +10,20 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
-/// Input typed once a line containing `trigger` has appeared, computed from the log so far; with
-/// the flag set, only the log after the previous stage fired counts.
-type Stage = (String, Arc<dyn Fn(&str) -> String + Send + Sync>, bool);
+/// Input typed once a line containing `trigger` has appeared (and `ready`, if given, holds),
+/// computed from the log so far; with `after_previous`, only the log after the previous stage
+/// fired counts.
+#[derive(Clone)]
+struct Stage {
+    trigger: String,
+    text: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    after_previous: bool,
+    /// A condition outside the log (a file on the host), polled every [`READY_POLL`].
+    ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+/// How often a stage's `ready` condition is looked at again.
+const READY_POLL: Duration = Duration::from_millis(200);
 
 /// Lines of serial log shown when a check fails.
 const TAIL_LINES: usize = 40;
@@ -89,14 +100,26 @@ impl Boot {
 
     /// Once the log shows `trigger`, types what `text` makes of the log so far.
     pub fn then(mut self, trigger: &str, text: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
-        self.stages.push((trigger.to_string(), Arc::new(text), false));
+        self.stages.push(Stage { trigger: trigger.to_string(), text: Arc::new(text), after_previous: false, ready: None });
+        self
+    }
+
+    /// Like [`then_next`](Self::then_next), and also waits until `ready()` holds: for an effect
+    /// seen from the host (data on the disk image), looked at every 200 ms until the timeout.
+    pub fn then_when(
+        mut self,
+        trigger: &str,
+        ready: impl Fn() -> bool + Send + Sync + 'static,
+        text: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.stages.push(Stage { trigger: trigger.to_string(), text: Arc::new(text), after_previous: true, ready: Some(Arc::new(ready)) });
         self
     }
 
     /// Like [`then`](Self::then), but `trigger` must appear after the point where the previous
     /// stage fired (for a line a restarted service prints a second time).
     pub fn then_next(mut self, trigger: &str, text: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
-        self.stages.push((trigger.to_string(), Arc::new(text), true));
+        self.stages.push(Stage { trigger: trigger.to_string(), text: Arc::new(text), after_previous: true, ready: None });
         self
     }
 
@@ -235,13 +258,14 @@ fn watch(
             let _ = stdin.write_all(&input);
             let _ = stdin.flush();
             let mut fired_at = 0;
-            for (trigger, text, after_previous) in stages {
+            for Stage { trigger, text, after_previous, ready } in stages {
                 let (lock, cvar) = &*shared;
                 let mut g = lock.lock().unwrap();
                 loop {
                     let log = String::from_utf8_lossy(&g.0).replace('\r', "");
                     let from = if after_previous { fired_at.min(log.len()) } else { 0 };
-                    if let Some(at) = log.get(from..).and_then(|rest| rest.find(&trigger)) {
+                    let found = log.get(from..).and_then(|rest| rest.find(&trigger));
+                    if let Some(at) = found.filter(|_| ready.as_ref().is_none_or(|r| r())) {
                         fired_at = from + at + trigger.len();
                         let typed = text(&log);
                         drop(g);
@@ -252,7 +276,11 @@ fn watch(
                     if g.1 {
                         return;
                     }
-                    g = cvar.wait(g).unwrap();
+                    g = match (&ready, found) {
+                        // Seen in the log but not ready yet: look again soon.
+                        (Some(_), Some(_)) => cvar.wait_timeout(g, READY_POLL).unwrap().0,
+                        _ => cvar.wait(g).unwrap(),
+                    };
                 }
             }
             std::thread::park();

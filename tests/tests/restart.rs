@@ -183,6 +183,38 @@ fn killing_fs_keeps_synced_files_and_the_shell_reconnects() {
     assert_eq!(debugfs_cat(&disk.image, "/after.txt"), b"after restart\n");
 }
 
+/// What debugfs reads at `path` on a disk image QEMU is still writing, if it reads anything.
+fn debugfs_try_cat(image: &Path, path: &str) -> Option<Vec<u8>> {
+    let out = Command::new(tool("debugfs")).arg("-R").arg(format!("cat {path}")).arg(image).output().ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+#[test]
+fn data_nobody_synced_reaches_the_disk_within_seconds_and_outlives_an_fs_kill() {
+    let disk = ScratchDisk::new("writeback");
+    let image = disk.image.clone();
+    let run = Boot::scenario("")
+        .drive(disk.path())
+        .timeout(240)
+        .then("on /disk", |_| lines(&["echo never synced > /disk/late.txt", "ps", "echo mark   one"]))
+        // fs writes it back by itself (every 5 s); seen on the host's image, then fs is killed.
+        .then_when(
+            "mark one",
+            move || debugfs_try_cat(&image, "/late.txt").is_some_and(|d| d == b"never synced\n"),
+            |log| match pid_of(log, "fs") {
+                Some(pid) => lines(&[&format!("kill {pid}")]),
+                None => lines(&["echo no   pid", "poweroff"]),
+            },
+        )
+        .then_next("fs: mounted blk0 (ext2) on /disk", |_| lines(&["cat /disk/late.txt", "poweroff"]))
+        .run();
+    run.expect_absent("no pid").expect("exited with code -9; restarting it").expect_clean_poweroff();
+    if !run.log.lines().any(|l| l.trim_end() == "never synced") {
+        run.fail("cat /disk/late.txt after the fs restart did not print the file fs wrote back on its own");
+    }
+    assert_clean(&disk.image);
+}
+
 #[test]
 fn killing_vmm_is_reported_and_the_restarted_monitor_answers() {
     let (run, disk) = kill_mid_workload(

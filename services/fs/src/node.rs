@@ -164,6 +164,11 @@ pub trait FileSystem: Send {
     fn fsync(&mut self, ino: Ino) -> Result<(), Errno>;
     /// Writes back everything and flushes the device.
     fn sync(&mut self) -> Result<(), Errno>;
+    /// Whether [`FileSystem::sync`] has anything to write (the periodic write-back leaves clean
+    /// file systems alone). A file system in memory has nothing to write.
+    fn needs_sync(&self) -> bool {
+        false
+    }
     /// The last call before the file system is dropped: write back everything and leave the
     /// medium in its clean, unmounted state.
     fn unmount(&mut self) -> Result<(), Errno> {

@@ -29,6 +29,10 @@ const ROOT_INODES: u64 = 65536;
 /// Blocks each ext2 mount caches.
 const CACHE_BLOCKS: usize = 2048;
 /// How long the background mount waits for the block service to register `blk0`.
+/// Dirty data is written back at most this long after it was written (as Linux's default
+/// `dirty_writeback_centisecs`), so if fs dies, what it loses is the last few seconds' writes
+/// that nobody synced, not everything since the last `sync`.
+const WRITEBACK_NS: u64 = 5_000_000_000;
 const BLK_ATTEMPTS: u32 = 100;
 const BLK_PAUSE_NS: u64 = 20_000_000;
 /// PL031 data register: seconds since the epoch.
@@ -128,6 +132,10 @@ pub fn main(startup: &Startup) -> i32 {
         let server = server.clone();
         let _ = thread::spawn(move || mount_disk(&server, BlkDisks { namesrv, clock }));
     }
+    {
+        let server = server.clone();
+        let _ = thread::spawn(move || write_back(&server));
+    }
     let mut out = Vec::new();
     ipc::serve(conn, move |req: &mut Request| {
         let mut s = server.lock();
@@ -141,6 +149,27 @@ pub fn main(startup: &Startup) -> i32 {
         }
         Reply { msg: keel_rt::abi::ipc::Message::new(msg.label, data), caps: Vec::new() }
     })
+}
+
+/// Every [`WRITEBACK_NS`], writes back the file systems that have dirty data. A failure is
+/// said once until a write-back succeeds again (the data stays dirty and is tried again).
+fn write_back(server: &Mutex<Server<BlkDisks>>) -> ! {
+    let mut failing = false;
+    loop {
+        sys::sleep_ns(WRITEBACK_NS);
+        let mut s = server.lock();
+        if !s.vfs.needs_sync() {
+            continue;
+        }
+        match s.vfs.sync() {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                println!("fs: periodic write-back failed: {e}; will try again");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Waits for `blk0` and mounts it on /disk (the disk is read outside the lock); whatever

@@ -808,6 +808,11 @@ impl Vfs {
 
     // ---- the whole tree ----
 
+    /// Whether some file system has data not yet written back.
+    pub fn needs_sync(&self) -> bool {
+        self.mounts.iter().flatten().any(|m| m.fs.needs_sync())
+    }
+
     /// Writes back every file system.
     pub fn sync(&mut self) -> Result<(), Errno> {
         let mut result = Ok(());

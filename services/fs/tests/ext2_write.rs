@@ -408,3 +408,22 @@ fn flex_bg_and_sparse_super2_layouts() {
         assert!(debugfs(&image.0, "cat /d5/f") == pattern(900_000, 5), "{features}");
     }
 }
+
+#[test]
+fn needs_sync_says_when_there_is_something_to_write_back() {
+    let image = TempPath::new("needs-sync", ".img");
+    mkfs(&image.0, 2048, 1024, &[], None);
+    let (mut fs, _disk) = mount_rw(&image.0);
+    fs.sync().unwrap();
+    assert!(!fs.needs_sync(), "a freshly synced mount has nothing to write");
+    let root = fs.root();
+    let f = write_file(&mut fs, root, "f", 0, b"dirty");
+    assert!(fs.needs_sync(), "a written file leaves dirty blocks");
+    fs.sync().unwrap();
+    assert!(!fs.needs_sync());
+    fs.unlink(root, "f").unwrap();
+    let _ = f;
+    assert!(fs.needs_sync(), "an unlink leaves a directory block and a pending free");
+    fs.sync().unwrap();
+    assert!(!fs.needs_sync());
+}

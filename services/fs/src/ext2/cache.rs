@@ -151,6 +151,11 @@ impl BlockCache {
         Ok(())
     }
 
+    /// Whether any block is dirty.
+    pub fn has_dirty(&self) -> bool {
+        self.slots.values().any(|s| s.dirty.is_some())
+    }
+
     /// Writes every dirty block back: data and new blocks, flush; then directory blocks and the
     /// other metadata in the order the pending namespace changes need, each followed by a flush.
     pub fn write_back(&mut self) -> Result<(), Errno> {

@@ -624,6 +624,10 @@ impl FileSystem for Ext2 {
         self.sync_all()
     }
 
+    fn needs_sync(&self) -> bool {
+        !self.read_only && (self.sb_dirty || !self.pending_blocks.is_empty() || !self.pending_inodes.is_empty() || self.cache.has_dirty())
+    }
+
     /// The VFS's last call (umount, power-off): the image is left clean.
     fn unmount(&mut self) -> Result<(), Errno> {
         self.finish()
