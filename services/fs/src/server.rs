@@ -209,10 +209,9 @@ impl<D: Disks> Server<D> {
                 self.root_only(sid)?;
                 self.unmount(path(payload)?).map(|_| OK)
             }
-            p::SHUTDOWN => {
-                self.root_only(sid)?;
-                self.shutdown().map(|_| OK)
-            }
+            // Only init (which holds the connection with this badge), whatever uid a client has.
+            p::SHUTDOWN if sid != p::SHUTDOWN_BADGE => Err(Errno::Perm),
+            p::SHUTDOWN => self.shutdown().map(|_| OK),
             _ => Err(Errno::NoSys),
         }
     }

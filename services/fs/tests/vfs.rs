@@ -332,7 +332,8 @@ fn the_service_protocol_decodes_once_and_shutdown_leaves_ext2_clean() {
     assert_eq!(m.label, 0);
     assert_eq!(call(&mut s, 9, p::WRITE, [m.data[0], 0, 0, 0], b"on ext2").data[0], 7);
     // Power-off: every session closed, every disk unmounted clean (the open file does not stop it).
-    assert_eq!(call(&mut s, 9, p::SHUTDOWN, [0; 4], b"").label, 0);
+    assert_eq!(call(&mut s, 9, p::SHUTDOWN, [0; 4], b"").label, errno_label(Errno::Perm), "a root client shut fs down");
+    assert_eq!(call(&mut s, p::SHUTDOWN_BADGE, p::SHUTDOWN, [0; 4], b"").label, 0);
     std::fs::write(&path, &*image.lock().unwrap()).unwrap();
     let fsck = std::process::Command::new("/usr/sbin/e2fsck").arg("-n").arg(&path).output().unwrap();
     let text = String::from_utf8_lossy(&fsck.stdout).to_string();

@@ -21,9 +21,6 @@ const CHILD_EXITED: u64 = 1 << 63;
 /// QEMU virt's PL031 real-time clock (one page of registers).
 const PL031_BASE: u64 = 0x0901_0000;
 const PL031_SIZE: u64 = 0x1000;
-/// The badge of init's own SHUTDOWN call to the file service (init's other badges count up
-/// from 2, namesrv's from 2^32).
-const SHUTDOWN_BADGE: u64 = 1;
 /// Services the manifest may list (one exit bit each, below CHILD_EXITED).
 const MAX_SERVICES: usize = 63;
 
@@ -193,7 +190,7 @@ fn shutdown_fs(state: &Mutex<State>) -> Result<(), keel_rt::errno::Errno> {
             last = Errno::NoSys;
             continue;
         };
-        let Ok(copy) = sys::cap_copy(conn, None, rights::CALL, SHUTDOWN_BADGE) else { return Err(Errno::NoMem) };
+        let Ok(copy) = sys::cap_copy(conn, None, rights::CALL, keel_rt::proto::fs::SHUTDOWN_BADGE) else { return Err(Errno::NoMem) };
         let r = keel_rt::ipc::Client::new(copy).call(keel_rt::proto::fs::SHUTDOWN, [0; 4]);
         let _ = sys::cap_delete(copy);
         match r {

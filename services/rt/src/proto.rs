@@ -174,8 +174,11 @@ pub mod fs {
     pub const MOUNT: u64 = 28;
     /// Payload: path of a mount point. Root only.
     pub const UNMOUNT: u64 = 29;
-    /// Writes back and unmounts every disk (marking it clean): init sends this before power-off.
+    /// Writes back and unmounts every disk (marking it clean): init sends this before power-off,
+    /// over a connection badged [`SHUTDOWN_BADGE`]; from anyone else it is `EPERM`.
     pub const SHUTDOWN: u64 = 30;
+    /// The badge of init's SHUTDOWN connection (namesrv's badges start at 2^32).
+    pub const SHUTDOWN_BADGE: u64 = 1;
     /// Ends the session: its descriptors are closed (the runtime sends it at exit).
     pub const END_SESSION: u64 = 31;
     /// Reply data[0]: how many mounts made at start (the disk on /disk) have not landed yet;
