@@ -172,3 +172,48 @@ fn programs_use_the_file_api_on_tmpfs_and_ext2() {
     run.expect("ktest: fs: ok").expect("tmpfs and ext2 on /disk").expect_clean_poweroff();
     assert_clean(&image, "after the fs scenario");
 }
+
+/// Whether the initrd the tests boot holds the Linux guest's kernel (31 MiB: the big file the
+/// tmpfs tests copy).
+fn initrd_has_linux_image() -> bool {
+    let initrd = std::env::var("KEEL_INITRD").expect("KEEL_INITRD is not set: run the QEMU tests with `make test`");
+    let bytes = std::fs::read(&initrd).unwrap_or_else(|e| panic!("cannot read {initrd}: {e}"));
+    bytes.windows(18).any(|w| w == b"guest/linux/Image\0")
+}
+
+#[test]
+fn big_copies_into_tmpfs_end_in_enospc_not_a_file_service_crash() {
+    // The case: a 31 MiB copy into /tmp killed fs (one 32 MiB allocation failed).
+    assert!(initrd_has_linux_image(), "the initrd has no guest/linux/Image (make test builds the guest into it)");
+    let run = Boot::scenario("")
+        .timeout(300)
+        .commands(&[
+            "cp /guest/linux/Image /tmp/one",
+            "cp /guest/linux/Image /tmp/two",
+            "cp /guest/linux/Image /tmp/three",
+            "rm /tmp/three",
+            "echo still   here > /tmp/small",
+            "cat /tmp/small",
+            "ls -l /tmp",
+            "mkdir /tmp/m",
+            "mount tmpfs /tmp/m 8M",
+            "cp /guest/linux/Image /tmp/m/big",
+            "df",
+            "umount /tmp/m",
+            "mount tmpfs /tmp/m 999G",
+            "mount tmpfs /tmp/m 12Q",
+            "poweroff",
+        ])
+        .run();
+    run.expect("cp: /tmp/three: no space left on device")
+        .expect("still here")
+        .expect("-rw-r--r--   1     0     0  32956352 ")
+        .expect("cp: /tmp/m/big: no space left on device")
+        .expect("tmpfs              8192       8192          0 100%  /tmp/m")
+        .expect("mount: tmpfs: out of memory")
+        .expect("mount: 12Q: not a size (bytes, or a number with K, M or G)")
+        .expect_absent("restarting it")
+        .expect_absent("panic")
+        .expect_clean_poweroff();
+    assert_eq!(run.log.matches("  32956352 ").count(), 2, "ls -l /tmp should show both whole copies");
+}

@@ -2,7 +2,8 @@
 //!
 //! - `node`: the interface every file system implements (inode numbers, single-name operations);
 //! - `block`: block devices (the virtio-blk service under Keel, memory or image files on the host);
-//! - `tmpfs`: files in memory (the root: the initrd's files are copied into it at boot);
+//! - `tmpfs`: files in memory (the root: the initrd's files are copied into it at boot), their
+//!   bytes in `chunks` of a page;
 //! - `ext2`: the second extended file system on a block device, with a block cache and ordered
 //!   write-back;
 //! - `vfs`: mounts, path resolution (`.`, `..`, symlinks), permission checks, open files and the
@@ -17,6 +18,7 @@
 extern crate alloc;
 
 pub mod block;
+pub mod chunks;
 pub mod boot;
 pub mod ext2;
 pub mod node;

@@ -33,6 +33,20 @@ pub trait Disks {
 pub struct Server<D: Disks> {
     pub vfs: Vfs,
     pub disks: D,
+    /// Bytes of tmpfs capacity not yet given to a mount: every tmpfs's data together stays
+    /// within what the service's heap can hold beside everything else.
+    pub tmpfs_free: u64,
+    /// The size of a tmpfs mounted without one.
+    pub tmpfs_default: u64,
+}
+
+/// Inodes of a tmpfs mounted with MOUNT.
+pub const TMPFS_INODES: u64 = 65536;
+
+/// A tmpfs's default size for a machine with `ram` bytes: an eighth of RAM, at most `most`, at
+/// least 1 MiB.
+pub fn default_tmpfs_size(ram: u64, most: u64) -> u64 {
+    (ram / 8).min(most).max(1 << 20)
 }
 
 /// A kind as the protocol numbers it.
@@ -94,7 +108,27 @@ fn len(word: u64) -> usize {
 
 impl<D: Disks> Server<D> {
     pub fn new(vfs: Vfs, disks: D) -> Self {
-        Server { vfs, disks }
+        Server { vfs, disks, tmpfs_free: 0, tmpfs_default: 0 }
+    }
+
+    /// With `budget` bytes for tmpfs mounts (beyond the root), `default` for one given no size.
+    pub fn with_tmpfs(mut self, budget: u64, default: u64) -> Self {
+        self.tmpfs_free = budget;
+        self.tmpfs_default = default;
+        self
+    }
+
+    /// Mounts a new tmpfs of `size` bytes (0: the default) at `point`: `NoMem` if that is more
+    /// than the tmpfs budget has left.
+    pub fn mount_tmpfs(&mut self, point: &str, size: u64, read_only: bool) -> Result<(), Errno> {
+        // Whole pages, as statfs counts it (and gives it back at unmount).
+        let size = if size == 0 { self.tmpfs_default.min(self.tmpfs_free) } else { size.checked_next_multiple_of(4096).ok_or(Errno::NoMem)? };
+        if size == 0 || size > self.tmpfs_free {
+            return Err(Errno::NoMem);
+        }
+        self.vfs.mount(point, Box::new(crate::tmpfs::Tmpfs::new(size, TMPFS_INODES)), "tmpfs", read_only)?;
+        self.tmpfs_free -= size;
+        Ok(())
     }
 
     /// Handles one request from session `sid`; the reply message (label 0 or `-errno`) with its
@@ -203,7 +237,11 @@ impl<D: Disks> Server<D> {
             p::MOUNT => {
                 let (device, point) = pair(payload)?;
                 self.root_only(sid)?;
-                self.mount_disk(device, point, d[0] == 1).map(|_| OK)
+                if device == "tmpfs" {
+                    self.mount_tmpfs(point, d[1], d[0] == 1).map(|_| OK)
+                } else {
+                    self.mount_disk(device, point, d[0] == 1).map(|_| OK)
+                }
             }
             p::UNMOUNT => {
                 self.root_only(sid)?;
@@ -235,6 +273,11 @@ impl<D: Disks> Server<D> {
     /// Unmounts `point`, leaving its medium clean.
     pub fn unmount(&mut self, point: &str) -> Result<(), Errno> {
         let mut fs = self.vfs.unmount(point)?;
+        if fs.fs_type() == "tmpfs" {
+            if let Ok(st) = fs.statfs() {
+                self.tmpfs_free += st.blocks * u64::from(st.block_size);
+            }
+        }
         fs.unmount()
     }
 
@@ -257,6 +300,7 @@ mod tests {
     use super::*;
     use crate::tmpfs::Tmpfs;
     use crate::vfs::flags::{O_CREAT, O_RDWR};
+    use keel_rt::proto::errno_label;
 
     struct NoDisks;
     impl Disks for NoDisks {
@@ -289,5 +333,37 @@ mod tests {
         assert_eq!(s.handle(alive, &Message::new(p::WRITE, [kept.data[0], 0, 0, 0]), b"xyz", &mut out).data[0], 3);
         assert_eq!(s.handle(dead, &gone, &[], &mut out).label, 0);
         assert!(!s.vfs.has_session(dead));
+    }
+
+    #[test]
+    fn tmpfs_mounts_share_a_budget_that_unmounting_gives_back() {
+        let mut s = Server::new(Vfs::new(Box::new(Tmpfs::new(1 << 20, 100)), "rootfs"), NoDisks).with_tmpfs(3 << 20, 2 << 20);
+        let mut out = Vec::new();
+        let mut call = |s: &mut Server<NoDisks>, label: u64, data: [u64; 4], payload: &[u8]| s.handle(7, &Message::new(label, data), payload, &mut out).label;
+        for d in [&b"/a"[..], b"/b"] {
+            assert_eq!(call(&mut s, p::MKDIR, [0o755, 0, 0, 0], d), 0);
+        }
+        assert_eq!(call(&mut s, p::MOUNT, [0; 4], b"tmpfs\0/a"), 0, "the default size (2 MiB) fits");
+        assert_eq!(call(&mut s, p::MOUNT, [0, 2 << 20, 0, 0], b"tmpfs\0/b"), errno_label(Errno::NoMem), "1 MiB is left");
+        assert_eq!(call(&mut s, p::MOUNT, [0, 1 << 20, 0, 0], b"tmpfs\0/b"), 0);
+        assert_eq!(s.tmpfs_free, 0);
+        // The new tmpfs holds 1 MiB: a bigger write is ENOSPC and leaves the file as it was.
+        let fd = s.handle(7, &Message::new(p::OPEN, [(O_RDWR | O_CREAT) as u64, 0o644, 0, 0]), b"/b/f", &mut out).data[0];
+        let chunk = alloc::vec![5u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            let m = s.handle(7, &Message::new(p::WRITE, [fd, 0, 0, 0]), &chunk, &mut out);
+            if m.label != 0 {
+                assert_eq!(m.label, errno_label(Errno::NoSpc));
+                break;
+            }
+            written += m.data[0];
+        }
+        assert_eq!(written, 1 << 20);
+        assert_eq!(s.handle(7, &Message::new(p::CLOSE, [fd, 0, 0, 0]), b"", &mut out).label, 0);
+        assert_eq!(s.handle(7, &Message::new(p::UNMOUNT, [0; 4]), b"/a", &mut out).label, 0);
+        assert_eq!(s.tmpfs_free, 2 << 20, "unmounting /a gave its 2 MiB back");
+        assert_eq!(s.handle(7, &Message::new(p::MOUNT, [0, 5000, 0, 0]), b"tmpfs\0/a", &mut out).label, 0);
+        assert_eq!(s.tmpfs_free, (2 << 20) - 8192, "5000 bytes take two whole pages");
     }
 }

@@ -24,7 +24,10 @@ use keel_rt::{println, sys, thread, vm};
 
 /// The root tmpfs's limits: file data written at run time (the initrd's files cost nothing
 /// until changed) and inodes.
-const ROOT_CAPACITY: u64 = 32 << 20;
+/// The most the root tmpfs holds (its size is an eighth of RAM up to this), and the most all
+/// tmpfs data together may take of fs's 256 MiB heap (the rest is for disk caches and sessions).
+const ROOT_MOST: u64 = 64 << 20;
+const TMPFS_TOTAL: u64 = 160 << 20;
 const ROOT_INODES: u64 = 65536;
 /// Blocks each ext2 mount caches.
 const CACHE_BLOCKS: usize = 2048;
@@ -102,7 +105,9 @@ pub fn main(startup: &Startup) -> i32 {
         Err(e) => return fail(format_args!("cannot map the initrd: {e}")),
     };
     let clock = Clock::new(startup.cap("rtc"));
-    let mut root = Tmpfs::new(ROOT_CAPACITY, ROOT_INODES);
+    let ram = sys::mem_info().map_or(0, |(total, _)| total * keel_rt::abi::PAGE_SIZE);
+    let root_size = keel_fs::server::default_tmpfs_size(ram, ROOT_MOST);
+    let mut root = Tmpfs::new(root_size, ROOT_INODES);
     root.set_time(clock.now());
     let filled = match keel_fs::boot::populate(&mut root, archive) {
         Ok(p) => p,
@@ -119,7 +124,8 @@ pub fn main(startup: &Startup) -> i32 {
     if let Err(e) = vfs.expect_mount("/disk") {
         println!("fs: /disk is not a directory ({e}); the disk will not be mounted there");
     }
-    let server = Arc::new(Mutex::new(Server::new(vfs, disks)));
+    let tmpfs_default = keel_fs::server::default_tmpfs_size(ram, ROOT_MOST);
+    let server = Arc::new(Mutex::new(Server::new(vfs, disks).with_tmpfs(TMPFS_TOTAL - root_size, tmpfs_default)));
     let conn = match sys::conn_create() {
         Ok(c) => c,
         Err(e) => return fail(format_args!("cannot create its connection: {e}")),

@@ -8,6 +8,7 @@
 //! Files may also borrow read-only bytes that outlive the file system ([`Tmpfs::add_static`]:
 //! the initrd's files): they cost no capacity until the first write copies them.
 
+use crate::chunks::Chunks;
 use crate::node::{Attr, DirEntry, FileSystem, Ino, Kind, NAME_MAX, NewNode, SetAttr, StatFs, check_name};
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -19,7 +20,7 @@ const BLOCK: u64 = 4096;
 const ROOT: Ino = 1;
 
 enum Data {
-    File(Vec<u8>),
+    File(Chunks),
     /// A file whose bytes are borrowed until it is first changed.
     Static(&'static [u8]),
     Dir(BTreeMap<String, Ino>),
@@ -34,7 +35,7 @@ struct Node {
 impl Node {
     fn bytes(&self) -> u64 {
         match &self.data {
-            Data::File(v) => v.len() as u64,
+            Data::File(c) => c.len(),
             Data::Static(b) => b.len() as u64,
             Data::Symlink(s) => s.len() as u64,
             Data::Dir(_) => 0,
@@ -86,8 +87,16 @@ impl Tmpfs {
             Data::Symlink(_) => return Err(Errno::Inval),
         };
         self.reserve(bytes.len() as u64)?;
-        self.node_mut(ino)?.data = Data::File(bytes.to_vec());
-        Ok(())
+        match Chunks::from_slice(bytes) {
+            Ok(c) => {
+                self.node_mut(ino)?.data = Data::File(c);
+                Ok(())
+            }
+            Err(e) => {
+                self.used -= bytes.len() as u64;
+                Err(e)
+            }
+        }
     }
 
     fn new_attr(&mut self, kind: Kind, new: NewNode) -> Attr {
@@ -268,7 +277,7 @@ impl FileSystem for Tmpfs {
 
     fn read(&mut self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         let v: &[u8] = match &self.node(ino)?.data {
-            Data::File(v) => v,
+            Data::File(c) => return Ok(c.read(offset, buf)),
             Data::Static(b) => b,
             Data::Dir(_) => return Err(Errno::IsDir),
             Data::Symlink(_) => return Err(Errno::Inval),
@@ -285,21 +294,19 @@ impl FileSystem for Tmpfs {
     fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize, Errno> {
         self.own(ino)?;
         let len = match &self.node(ino)?.data {
-            Data::File(v) => v.len() as u64,
+            Data::File(c) => c.len(),
             _ => return Err(Errno::IsDir),
         };
         let end = offset.checked_add(data.len() as u64).ok_or(Errno::FBig)?;
-        let end_usize = usize::try_from(end).map_err(|_| Errno::FBig)?;
-        if end > len {
-            self.reserve(end - len)?;
-        }
+        let grown = end.saturating_sub(len);
+        self.reserve(grown)?;
         let now = self.now;
         let n = self.node_mut(ino)?;
-        if let Data::File(v) = &mut n.data {
-            if end_usize > v.len() {
-                v.resize(end_usize, 0);
+        if let Data::File(c) = &mut n.data {
+            if let Err(e) = c.write(offset, data) {
+                self.used -= grown;
+                return Err(e);
             }
-            v[offset as usize..end_usize].copy_from_slice(data);
         }
         n.attr.mtime = now;
         n.attr.ctime = now;
@@ -309,10 +316,9 @@ impl FileSystem for Tmpfs {
     fn truncate(&mut self, ino: Ino, size: u64) -> Result<(), Errno> {
         self.own(ino)?;
         let len = match &self.node(ino)?.data {
-            Data::File(v) => v.len() as u64,
+            Data::File(c) => c.len(),
             _ => return Err(Errno::IsDir),
         };
-        let new = usize::try_from(size).map_err(|_| Errno::FBig)?;
         if size > len {
             self.reserve(size - len)?;
         } else {
@@ -320,11 +326,8 @@ impl FileSystem for Tmpfs {
         }
         let now = self.now;
         let n = self.node_mut(ino)?;
-        if let Data::File(v) = &mut n.data {
-            v.resize(new, 0);
-            if size < len {
-                v.shrink_to_fit();
-            }
+        if let Data::File(c) = &mut n.data {
+            c.truncate(size)?;
         }
         n.attr.mtime = now;
         n.attr.ctime = now;
@@ -333,7 +336,7 @@ impl FileSystem for Tmpfs {
 
     fn create(&mut self, dir: Ino, name: &str, kind: Kind, new: NewNode) -> Result<Ino, Errno> {
         let data = match kind {
-            Kind::File => Data::File(Vec::new()),
+            Kind::File => Data::File(Chunks::default()),
             Kind::Dir => Data::Dir(BTreeMap::new()),
             _ => return Err(Errno::Inval),
         };

@@ -391,6 +391,11 @@ pub fn mount(device: &str, path: &str, read_only: bool) -> Result<(), Errno> {
     call_bulk(p::MOUNT, [read_only as u64, 0, 0], &pair(device, &absolute(path))).map(|_| ())
 }
 
+/// Mounts a new tmpfs of `size` bytes (0: the file service's default) at `path`.
+pub fn mount_tmpfs(path: &str, size: u64, read_only: bool) -> Result<(), Errno> {
+    call_bulk(p::MOUNT, [read_only as u64, size, 0], &pair("tmpfs", &absolute(path))).map(|_| ())
+}
+
 pub fn unmount(path: &str) -> Result<(), Errno> {
     path_call(p::UNMOUNT, path, [0; 3]).map(|_| ())
 }

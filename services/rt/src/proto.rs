@@ -170,7 +170,8 @@ pub mod fs {
     /// data[0] = fd, data[2] = offset; payload: the bytes. Like WRITE, without moving the offset.
     pub const PWRITE: u64 = 27;
     /// Payload: `device\0path` (`blk0\0/mnt`); data[0] = 1 for read-only. Mounts the ext2 on
-    /// that block device. Root only.
+    /// that block device, or with device `tmpfs` a new tmpfs of data[1] bytes (0: the default,
+    /// an eighth of RAM within fs's budget; `ENOMEM` past the budget). Root only.
     pub const MOUNT: u64 = 28;
     /// Payload: path of a mount point. Root only.
     pub const UNMOUNT: u64 = 29;

@@ -4,8 +4,9 @@ use crate::startup::Startup;
 use buddy_system_allocator::LockedHeap;
 use core::cell::UnsafeCell;
 
-/// The heap arena: in BSS, so its pages are only allocated when touched.
-const HEAP_BYTES: usize = 64 << 20;
+/// The heap arena: in BSS, so its pages are only allocated when touched (the file service keeps
+/// its tmpfs data here).
+const HEAP_BYTES: usize = 256 << 20;
 #[repr(C, align(4096))]
 struct Arena(UnsafeCell<[u8; HEAP_BYTES]>);
 // SAFETY: handed to the allocator once, at entry, before any other thread exists.

@@ -37,7 +37,8 @@ pub trait Files {
     fn statfs(&mut self, path: &str) -> Result<StatFs, Errno>;
     /// Lines `source point type rw|ro`.
     fn mounts(&mut self) -> Result<String, Errno>;
-    fn mount(&mut self, device: &str, path: &str, read_only: bool) -> Result<(), Errno>;
+    /// Mounts the ext2 on `device`, or with `tmpfs` a new tmpfs of `size` bytes (0: default).
+    fn mount(&mut self, device: &str, path: &str, read_only: bool, size: u64) -> Result<(), Errno>;
     fn unmount(&mut self, path: &str) -> Result<(), Errno>;
     fn sync(&mut self) -> Result<(), Errno>;
     fn chdir(&mut self, path: &str) -> Result<(), Errno>;
@@ -61,10 +62,27 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("stat <path...>", "show a file's attributes"),
     ("df", "space on each file system"),
     ("mount [<dev> <dir> [-r]]", "list mounts, or mount the ext2 on blk<N>"),
+    ("mount tmpfs <dir> [size]", "mount a new tmpfs (size like 16M; default: an eighth of RAM)"),
     ("umount <dir>", "unmount"),
     ("sync", "write everything to disk"),
     ("cd [dir] | pwd", "change / show the working directory"),
 ];
+
+/// A size: bytes, or a number with a `K`, `M` or `G` suffix (binary units).
+fn parse_size(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
 
 /// Whether `name` is a file command.
 pub fn is_file_command(name: &str) -> bool {
@@ -199,10 +217,20 @@ pub fn run(f: &mut dyn Files, name: &str, args: &[String], out: &mut String) {
             Err(e) => fail(out, "mount", "table", e),
         },
         ("mount", [dev, dir]) => {
-            if let Err(e) = f.mount(dev, dir, has('r')) {
+            if let Err(e) = f.mount(dev, dir, has('r'), 0) {
                 fail(out, "mount", dev, e);
             }
         }
+        ("mount", ["tmpfs", dir, size]) => match parse_size(size) {
+            Some(bytes) if bytes > 0 => {
+                if let Err(e) = f.mount("tmpfs", dir, has('r'), bytes) {
+                    fail(out, "mount", "tmpfs", e);
+                }
+            }
+            _ => {
+                let _ = writeln!(out, "mount: {size}: not a size (bytes, or a number with K, M or G)");
+            }
+        },
         ("umount", [dir]) => {
             if let Err(e) = f.unmount(dir) {
                 fail(out, "umount", dir, e);
@@ -590,7 +618,7 @@ pub mod testfs {
         fn mounts(&mut self) -> Result<String, Errno> {
             Ok(self.vfs.mounts().iter().map(|m| alloc::format!("{} {} {} {}\n", m.source, m.point, m.fs_type, if m.read_only { "ro" } else { "rw" })).collect())
         }
-        fn mount(&mut self, _device: &str, path: &str, read_only: bool) -> Result<(), Errno> {
+        fn mount(&mut self, _device: &str, path: &str, read_only: bool, _size: u64) -> Result<(), Errno> {
             let p = self.absolute(path);
             self.vfs.mount(&p, alloc::boxed::Box::new(Tmpfs::new(1 << 20, 100)), "blk9", read_only)
         }
@@ -691,5 +719,16 @@ mod tests {
         let (o, rest) = options(&args, "la").unwrap();
         assert_eq!((o.as_str(), rest), ("la", alloc::vec!["/x", "-y"]));
         assert_eq!(options(&args[..1], "l").unwrap_err(), 'a');
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_nothing_else() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("16M"), Some(16 << 20));
+        assert_eq!(parse_size("2k"), Some(2048));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("16MB"), None);
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size("99999999999999999G"), None);
     }
 }

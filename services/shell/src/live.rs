@@ -96,7 +96,10 @@ impl crate::files::Files for LiveFiles {
     fn mounts(&mut self) -> Result<String, Errno> {
         fs::mounts()
     }
-    fn mount(&mut self, device: &str, path: &str, read_only: bool) -> Result<(), Errno> {
+    fn mount(&mut self, device: &str, path: &str, read_only: bool, size: u64) -> Result<(), Errno> {
+        if device == "tmpfs" {
+            return fs::mount_tmpfs(path, size, read_only);
+        }
         fs::mount(device, path, read_only)
     }
     fn unmount(&mut self, path: &str) -> Result<(), Errno> {
