@@ -90,16 +90,19 @@ fn printed_before_file(run: &Run) -> bool {
 }
 
 /// Boots with a scratch disk; writes and syncs /disk/before.txt, leaves /disk/dirty.txt written
-/// but not synced, kills `service`, then runs `after` (which ends with `poweroff`). The run and
-/// the disk image after power-off.
-fn kill_mid_workload(service: &'static str, after: &'static [&'static str]) -> (Run, ScratchDisk) {
+/// but not synced, runs `before`, kills `service`, then runs `after` (which ends with
+/// `poweroff`). The run and the disk image after power-off.
+fn kill_mid_workload(service: &'static str, before: &'static [&'static str], after: &'static [&'static str]) -> (Run, ScratchDisk) {
     let disk = ScratchDisk::new(service);
     let run = Boot::scenario("")
         .drive(disk.path())
         .timeout(240)
-        .then("on /disk", |_| {
+        .then("on /disk", move |_| {
             let write = format!("echo {} > /disk/before.txt", before_data());
-            lines(&[&write, "sync", "echo dirty data > /disk/dirty.txt", "ps", "echo mark   one"])
+            let mut ls = vec![write.as_str(), "sync", "echo dirty data > /disk/dirty.txt"];
+            ls.extend_from_slice(before);
+            ls.extend(["ps", "echo mark   one"]);
+            lines(&ls)
         })
         .then("mark one", move |log| match pid_of(log, service) {
             Some(pid) => {
@@ -129,6 +132,7 @@ fn synced_file_survived(run: &Run, disk: &ScratchDisk) {
 fn killing_blk_mid_workload_loses_nothing_and_fs_reconnects() {
     let (run, disk) = kill_mid_workload(
         "blk",
+        &[],
         &["sync", "echo written after > /disk/after.txt", "sync", "cat /disk/after.txt", "poweroff"],
     );
     run.expect("exited with code -9; restarting it")
@@ -144,6 +148,7 @@ fn killing_blk_mid_workload_loses_nothing_and_fs_reconnects() {
 fn killing_namesrv_keeps_every_name_and_the_disk_unmounts_clean() {
     let (run, disk) = kill_mid_workload(
         "namesrv",
+        &[],
         &["vm list", "sync", "cat /disk/before.txt", "ps", "poweroff"],
     );
     run.expect("namesrv: restarted (generation 1);")
@@ -217,8 +222,10 @@ fn data_nobody_synced_reaches_the_disk_within_seconds_and_outlives_an_fs_kill() 
 
 #[test]
 fn killing_vmm_is_reported_and_the_restarted_monitor_answers() {
+    // The shell talks to the monitor before the kill, so it holds a connection that dies with it.
     let (run, disk) = kill_mid_workload(
         "vmm",
+        &["vm list"],
         &["vm list", "vm list", "cat /disk/before.txt", "poweroff"],
     );
     run.expect("service vmm (pid")

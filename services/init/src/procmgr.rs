@@ -37,6 +37,9 @@ struct Service {
     starts: u64,
     /// What it asked init to keep for its next start (STATE_SAVE).
     saved: Vec<u8>,
+    /// The procmgr badge of its running instance, set before it starts (so its first call is
+    /// recognised even before its process record exists).
+    badge: Option<u64>,
 }
 
 /// A process init started.
@@ -126,6 +129,7 @@ pub fn main(startup: &Startup) -> i32 {
             started_at: 0,
             starts: 0,
             saved: Vec::new(),
+            badge: None,
         })
         .collect();
     let (Ok(procmgr_conn), Ok(namesrv_conn), Ok(exits)) = (sys::conn_create(), sys::conn_create(), sys::notif_create()) else {
@@ -267,6 +271,9 @@ fn start(
         st.next_badge
     };
     let badge = id | if privileged { access::program_rights(name) } else { 0 };
+    if let Some(index) = service {
+        state.lock().services[index].badge = Some(badge);
+    }
     let call = rights::CALL | rights::GRANT;
     let mut grants = alloc::vec![
         Grant { slot: env.procmgr, rights: call, badge, name: "procmgr" },
@@ -443,7 +450,7 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
         }
         procmgr::STATE_SAVE | procmgr::STATE_LOAD => {
             let mut st = state.lock();
-            let Some(index) = st.procs.iter().find(|p| p.badge == req.badge).and_then(|p| p.service) else {
+            let Some(index) = st.services.iter().position(|s| s.badge == Some(req.badge)) else {
                 return Reply::err(Error::NoRights);
             };
             if req.msg.label == procmgr::STATE_SAVE {
