@@ -53,6 +53,16 @@ fn spawning_and_killing_a_thousand_processes_leaks_no_memory() {
     }
 }
 
+/// 100 VM create/run/destroy cycles and 1,000 process spawn/exit cycles (`make fuzz` runs ten
+/// times as many: scenario `leaks:1000`).
+#[test]
+fn vm_and_process_cycles_leave_the_kernel_census_where_it_started() {
+    scenario("leaks", 600)
+        .expect("ktest: leaks: ok: 100 VM create/run/destroy cycles: every object count equal, free frames and heap within a page")
+        .expect("ktest: leaks: ok: 1000 process spawn/exit cycles: every object count equal, free frames and heap within a page")
+        .expect("ktest: leaks: ok (100 VM cycles, 1000 process cycles; census unchanged)");
+}
+
 #[test]
 fn init_restarts_a_killed_service() {
     scenario("restart", 300);

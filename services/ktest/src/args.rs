@@ -25,10 +25,12 @@ pub enum Scenario {
     Fs,
     /// Random system calls from a seeded generator in a child process; the census after matches.
     SysFuzz,
+    /// VM create/run/destroy and process spawn/exit loops; the kernel's pools end where they began.
+    Leaks,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -40,6 +42,7 @@ impl Scenario {
         Scenario::Blk,
         Scenario::Fs,
         Scenario::SysFuzz,
+        Scenario::Leaks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Scenario {
             Scenario::Blk => "blk",
             Scenario::Fs => "fs",
             Scenario::SysFuzz => "sysfuzz",
+            Scenario::Leaks => "leaks",
         }
     }
 }

@@ -7,6 +7,7 @@ mod captransfer;
 mod crash;
 mod fs;
 mod ipc;
+mod leaks;
 mod restart;
 mod spawnkill;
 mod syscalls;
@@ -30,6 +31,7 @@ pub fn run(s: Scenario, count: Option<u64>, startup: &Startup) -> i32 {
         Scenario::Blk => blk::run(startup),
         Scenario::Fs => fs::run(startup),
         Scenario::SysFuzz => sysfuzz::run(startup, count),
+        Scenario::Leaks => leaks::run(startup, count),
     }
 }
 

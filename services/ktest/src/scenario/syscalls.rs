@@ -893,7 +893,7 @@ fn ipc_refusals(c: &mut Checks, fx: &Fixture) {
 /// The guest of [`vm_calls`], AArch64 code entered at [`GUEST_RAM`] with its MMU off: a vendor
 /// hypercall carrying the x0 `vcpu_init` gave it, a store of the hypercall's result (what the
 /// monitor passed back) to the monitor's MMIO region, then PSCI SYSTEM_OFF.
-const GUEST_CODE: [u32; 7] = [
+pub(super) const GUEST_CODE: [u32; 7] = [
     0xD400_0002, // hvc #0                      -> Hypercall exit, x2 = guest x0
     0xD2A2_0001, // movz x1, #0x1000, lsl #16   x1 = GUEST_MMIO
     0xF900_0020, // str x0, [x1]                -> Mmio exit: 8-byte write of guest x0
@@ -902,12 +902,12 @@ const GUEST_CODE: [u32; 7] = [
     0xD400_0002, // hvc #0                      -> SystemOff exit
     0x1400_0000, // b .
 ];
-const GUEST_RAM: u64 = 0x4000_0000;
-const GUEST_MMIO: u64 = 0x1000_0000;
+pub(super) const GUEST_RAM: u64 = 0x4000_0000;
+pub(super) const GUEST_MMIO: u64 = 0x1000_0000;
 /// A vendor-specific hypervisor call (SMCCC owning entity 6): the kernel forwards it.
-const GUEST_HVC: u64 = 0x8600_0042;
+pub(super) const GUEST_HVC: u64 = 0x8600_0042;
 /// What the "monitor" answers it; the guest then stores it to GUEST_MMIO.
-const HVC_RESULT: u64 = 0xabcd_1234;
+pub(super) const HVC_RESULT: u64 = 0xabcd_1234;
 /// An SPI the guest's vGIC has.
 const GUEST_SPI: u64 = 40;
 
