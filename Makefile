@@ -4,7 +4,8 @@
 #   make bench   instruction-count benchmarks under QEMU icount (docs/PERFORMANCE.md)
 #   make soak    the QEMU tests 10 times in a row beside two CPU hogs (SOAK_RUNS=, SOAK_HOGS=)
 #   make fuzz    every cargo-fuzz target of the parsers for a fixed number of inputs, then
-#                1M random system calls in QEMU (ktest sysfuzz)
+#                1M random system calls in QEMU (ktest sysfuzz), then the leak loops: 1,000 VM
+#                and 10,000 process cycles leave the kernel census as it was (ktest leaks:1000)
 #   make gdb     QEMU halted with its gdb stub, gdb-multiarch attached with kernel symbols
 #   make deps    only install the toolchain (Debian packages; sudo when not root)
 #

@@ -12,6 +12,10 @@
 #                                   in QEMU from KEEL_IMAGE/KEEL_INITRD) makes N random calls
 #                                   (default 1,000,000; 0 skips it; it runs after the parsers and
 #                                   only when no target is named)
+#   scripts/fuzz.sh --leaks N       ktest scenario leaks:N: N VM create/run/destroy cycles and 10N
+#                                   process spawn/exit cycles leave the kernel census as it was
+#                                   (default 1,000; 0 skips it; like --syscalls, only when no
+#                                   target is named)
 #
 # cargo-fuzz comes from crates.io (`cargo install cargo-fuzz --locked`) into target/tools when
 # missing. It builds with Debian's toolchain (/usr/bin/cargo, RUSTC_BOOTSTRAP=1 for the -Z flags)
@@ -24,20 +28,23 @@ cd "$root"
 
 runs=""
 syscalls=1000000
+leaks=1000
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=${2:?--runs needs a number}; shift 2 ;;
         --runs=*) runs=${1#--runs=}; shift ;;
-        --quick) runs=2000; syscalls=20000; shift ;;
+        --quick) runs=2000; syscalls=20000; leaks=100; shift ;;
         --syscalls) syscalls=${2:?--syscalls needs a number}; shift 2 ;;
+        --leaks) leaks=${2:?--leaks needs a number}; shift 2 ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         -*) echo "fuzz: unknown option $1 (try --help)" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
 case "$syscalls" in ''|*[!0-9]*) echo "fuzz: --syscalls takes a number, not '$syscalls'" >&2; exit 2 ;; esac
-[ ${#targets[@]} -eq 0 ] || syscalls=0
+case "$leaks" in ''|*[!0-9]*) echo "fuzz: --leaks takes a number, not '$leaks'" >&2; exit 2 ;; esac
+[ ${#targets[@]} -eq 0 ] || { syscalls=0; leaks=0; }
 case "$runs" in ''|*[!0-9]*) [ -z "$runs" ] || { echo "fuzz: --runs takes a number, not '$runs'" >&2; exit 2; } ;; esac
 
 # Default inputs per target: about a minute each here (they differ by 1000x in speed).
@@ -98,27 +105,37 @@ for t in "${targets[@]}"; do
         failed+=("$t")
     fi
 done
-# The kernel's system calls: ktest's sysfuzz scenario with the count on the kernel command line.
-# The kernel must not panic and its object census must be the same after the fuzzer exited.
-if [ "$syscalls" -gt 0 ]; then
-    image=${KEEL_IMAGE:-$root/target/keel.Image}
-    initrd=${KEEL_INITRD:-$root/target/initrd.cpio}
+# Kernel scenarios booted in QEMU: run_scenario <name:count> <timeout s> <what it checked>.
+run_scenario() {
+    local scenario=$1 limit=$2 what=$3 name=${1%%:*}
+    local image=${KEEL_IMAGE:-$root/target/keel.Image} initrd=${KEEL_INITRD:-$root/target/initrd.cpio}
     [ -f "$image" ] && [ -f "$initrd" ] || { echo "fuzz: no $image or $initrd (run make image initrd)" >&2; exit 2; }
-    log="$work/logs/sysfuzz.log"
+    local log="$work/logs/$name.log" start
     mkdir -p "$(dirname "$log")"
     start=$(date +%s)
-    # About 50 us a call on a loaded 2-core machine: an hour is far more than 1M calls need.
-    timeout $(( 300 + syscalls / 500 )) "${QEMU:-qemu-system-aarch64}" -machine virt,virtualization=on,gic-version=3,iommu=smmuv3 \
+    timeout "$limit" "${QEMU:-qemu-system-aarch64}" -machine virt,virtualization=on,gic-version=3,iommu=smmuv3 \
         -global arm-smmuv3.stage=2 -cpu max -smp 4 -m 2G -display none -monitor none -serial stdio -nic none -no-reboot \
-        -kernel "$image" -initrd "$initrd" -append "scenario=sysfuzz:$syscalls" </dev/null >"$log" 2>&1 || true
-    if grep -q "ktest: sysfuzz: ok (" "$log" && grep -q "init: scenario sysfuzz:$syscalls finished with code 0" "$log" \
-        && ! grep -q -e PANIC -e "sysfuzz: FAILED" "$log"; then
-        echo "fuzz: kernel system calls: $syscalls random calls, no panic, census unchanged ($(( $(date +%s) - start ))s)"
+        -kernel "$image" -initrd "$initrd" -append "scenario=$scenario" </dev/null >"$log" 2>&1 || true
+    if grep -q "ktest: $name: ok (" "$log" && grep -q "init: scenario $scenario finished with code 0" "$log" \
+        && ! grep -q -e PANIC -e "$name: FAILED" "$log"; then
+        echo "fuzz: $what ($(( $(date +%s) - start ))s)"
     else
-        echo "fuzz: kernel system calls: FAILED after $(( $(date +%s) - start ))s; see $log:" >&2
+        echo "fuzz: $scenario: FAILED after $(( $(date +%s) - start ))s; see $log:" >&2
         grep -e PANIC -e FAILED "$log" | head -20 >&2 || tail -20 "$log" >&2
-        failed+=("sysfuzz")
+        failed+=("$name")
     fi
+}
+# The kernel's system calls: ktest's sysfuzz scenario with the count on the kernel command line.
+# The kernel must not panic and its object census must be the same after the fuzzer exited.
+# About 50 us a call on a loaded 2-core machine: an hour is far more than 1M calls need.
+if [ "$syscalls" -gt 0 ]; then
+    run_scenario "sysfuzz:$syscalls" $(( 300 + syscalls / 500 )) \
+        "kernel system calls: $syscalls random calls, no panic, census unchanged"
+fi
+# Leak loops: about 4 ms a VM cycle and 25 ms a process cycle; allow ten times that.
+if [ "$leaks" -gt 0 ]; then
+    run_scenario "leaks:$leaks" $(( 300 + leaks * 3 )) \
+        "leak loops: $leaks VM and $(( leaks * 10 )) process cycles, census unchanged"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: ${#failed[@]} of ${#targets[@]} targets crashed: ${failed[*]}" >&2

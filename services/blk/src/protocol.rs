@@ -1,6 +1,11 @@
 //! The server side of the `blk` IPC protocol (`keel_rt::proto::blk`): every call is decoded into
 //! a checked [`Command`] first (no side effects; an errno for anything malformed), then carried
 //! out on the device. Replies carry errors as negative errno labels.
+//!
+//! One writer per disk ([`WriteClaim`]): the client that opened the disk for writing (fs when
+//! it mounts it) is the only one whose WRITEs go through until it releases it or exits; every
+//! other client may still read. So a test or a second file system can never write under a
+//! mounted file system.
 
 use crate::device::{BlkDevice, Interrupt};
 use crate::dma::DmaMemory;
@@ -9,7 +14,7 @@ use crate::request::SECTOR;
 use alloc::vec::Vec;
 use keel_rt::abi::ipc::Message;
 use keel_rt::errno::Errno;
-use keel_rt::ipc::{Reply, Request};
+use keel_rt::ipc::{LABEL_CLIENT_GONE, Reply, Request};
 use keel_rt::proto::{blk, errno_label};
 
 /// A decoded, checked call.
@@ -21,6 +26,41 @@ pub enum Command {
     /// `count` sectors from the bulk buffer to `sector`.
     Write { sector: u64, count: u64 },
     Flush,
+    OpenWrite,
+    Release,
+}
+
+/// Which client (badge) may write the disk. Pure bookkeeping, tested on the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteClaim {
+    writer: Option<u64>,
+}
+
+impl WriteClaim {
+    pub fn writer(&self) -> Option<u64> {
+        self.writer
+    }
+
+    /// `badge` becomes (or stays) the writer; EBUSY while another client is. `watched`: the
+    /// service will hear when the client exits; a claim nobody could ever drop is EPERM.
+    pub fn claim(&mut self, badge: u64, watched: bool) -> Result<(), Errno> {
+        match self.writer {
+            Some(w) if w == badge => Ok(()),
+            Some(_) => Err(Errno::Busy),
+            None if !watched => Err(Errno::Perm),
+            None => {
+                self.writer = Some(badge);
+                Ok(())
+            }
+        }
+    }
+
+    /// `badge` stops being the writer (its RELEASE, or its process exited).
+    pub fn release(&mut self, badge: u64) {
+        if self.writer == Some(badge) {
+            self.writer = None;
+        }
+    }
 }
 
 /// What decoding needs to know about the disk.
@@ -52,6 +92,9 @@ pub fn decode(label: u64, data: [u64; 4], bulk_len: Option<usize>, disk: Disk) -
     match label {
         blk::INFO => Ok(Command::Info),
         blk::FLUSH => Ok(Command::Flush),
+        blk::OPEN_WRITE if disk.read_only => Err(Errno::RoFs),
+        blk::OPEN_WRITE => Ok(Command::OpenWrite),
+        blk::RELEASE => Ok(Command::Release),
         blk::READ => {
             let (sector, count) = (data[0], data[1]);
             check_count(count)?;
@@ -88,15 +131,34 @@ pub fn error_reply(e: Errno) -> Reply {
     Reply { msg: Message::new(errno_label(e), [0; 4]), caps: Vec::new() }
 }
 
-/// Answers one call on `dev`.
-pub fn handle<R: Registers, M: DmaMemory, I: Interrupt>(dev: &mut BlkDevice<R, M>, irq: &mut I, req: &mut Request) -> Reply {
+/// Answers one call on `dev`, whose writer is recorded in `claim`.
+pub fn handle<R: Registers, M: DmaMemory, I: Interrupt>(
+    dev: &mut BlkDevice<R, M>,
+    irq: &mut I,
+    claim: &mut WriteClaim,
+    req: &mut Request,
+) -> Reply {
+    if req.msg.label == LABEL_CLIENT_GONE {
+        claim.release(req.badge);
+        return Reply::ok([0; 4]);
+    }
     let info = *dev.info();
     let disk = Disk { capacity: info.capacity, read_only: info.read_only };
     let command = match decode(req.msg.label, req.msg.data, req.bulk.as_ref().map(|b| b.len()), disk) {
         Ok(c) => c,
         Err(e) => return error_reply(e),
     };
+    if let Command::Write { .. } | Command::OpenWrite = command {
+        if let Err(e) = claim.claim(req.badge, req.watched) {
+            return error_reply(e);
+        }
+    }
     let result = match (command, req.bulk.as_deref_mut()) {
+        (Command::OpenWrite, _) => Ok(0),
+        (Command::Release, _) => {
+            claim.release(req.badge);
+            Ok(0)
+        }
         (Command::Info, _) => {
             let ro = if info.read_only { blk::READ_ONLY } else { 0 };
             return Reply::ok([info.capacity, ro, blk::MAX_SECTORS, 0]);
@@ -154,5 +216,23 @@ mod tests {
         assert_eq!(decode(blk::WRITE, [0, 0, 0, 512], BULK, ro), Err(Errno::RoFs));
         assert_eq!(decode(blk::WRITE, [1000, 0, 0, 512], BULK, ro), Err(Errno::Inval));
         assert_eq!(decode(blk::READ, [0, 1, 0, 0], BULK, ro), Ok(Command::Read { sector: 0, count: 1 }));
+        assert_eq!(decode(blk::OPEN_WRITE, [0; 4], None, ro), Err(Errno::RoFs));
+        assert_eq!(decode(blk::OPEN_WRITE, [0; 4], None, DISK), Ok(Command::OpenWrite));
+        assert_eq!(decode(blk::RELEASE, [0; 4], None, ro), Ok(Command::Release));
+    }
+
+    #[test]
+    fn one_writer_at_a_time_until_it_releases() {
+        let mut c = WriteClaim::default();
+        assert_eq!(c.claim(7, false), Err(Errno::Perm), "a client blk cannot watch may not hold the disk");
+        assert_eq!(c.writer(), None);
+        assert_eq!(c.claim(7, true), Ok(()));
+        assert_eq!(c.claim(7, true), Ok(()), "claiming again is harmless");
+        assert_eq!(c.claim(8, true), Err(Errno::Busy));
+        c.release(8);
+        assert_eq!(c.writer(), Some(7), "another client's RELEASE changes nothing");
+        c.release(7);
+        assert_eq!(c.claim(8, true), Ok(()));
+        assert_eq!(c.writer(), Some(8));
     }
 }

@@ -29,6 +29,7 @@ struct Disk {
     dev: BlkDevice<SlotRegisters, ContiguousDma>,
     irq: IrqLine,
     conn: Slot,
+    claim: crate::protocol::WriteClaim,
 }
 
 /// Runs the service; Ok when there is nothing to drive (no device), else serves forever.
@@ -76,9 +77,9 @@ fn start(control: Slot, window_va: u64, slot: u32, name: String) -> Result<Disk,
     let irq = IrqLine::claim(control, FIRST_INTID + slot).map_err(|(what, e)| BlkError::Sys(what, e))?;
     let dev = BlkDevice::init(SlotRegisters::new(window_va, slot), dma).map_err(BlkError::Init)?;
     let conn = sys::conn_create().map_err(|e| BlkError::Sys("conn_create", e))?;
-    Ok(Disk { name, dev, irq, conn })
+    Ok(Disk { name, dev, irq, conn, claim: Default::default() })
 }
 
 fn serve(mut d: Disk) -> ! {
-    ipc::serve(d.conn, |req| crate::protocol::handle(&mut d.dev, &mut d.irq, req))
+    ipc::serve(d.conn, |req| crate::protocol::handle(&mut d.dev, &mut d.irq, &mut d.claim, req))
 }

@@ -3,6 +3,7 @@
 
 use crate::device::{BlkDevice, InitError, Limits, MAX_TIMEOUTS, Probe, Broken, probe, scan};
 use crate::fake::{Fault, FakeBlk, FakeIrq, FakeMemory};
+use crate::protocol::WriteClaim;
 use crate::features::bit;
 use crate::regs::{MAGIC_VALUE, TransportVersion, status};
 use crate::request::dma_layout;
@@ -265,14 +266,73 @@ fn interrupts_are_acknowledged_at_the_device_and_rearmed() {
     assert_eq!(&buf[..], &fake.state.borrow().disk[512..1024]);
 }
 
-/// One IPC call through the protocol handler, with a 64 KiB bulk buffer holding `payload`.
+/// One IPC call through the protocol handler, with a 64 KiB bulk buffer holding `payload`,
+/// from the watched client 7 on a disk nobody else writes.
 fn call(dev: &mut Dev, irq: &mut FakeIrq, label: u64, data: [u64; 4], payload: &[u8]) -> (u64, [u64; 4], Vec<u8>) {
+    call_as(dev, irq, &mut WriteClaim::default(), 7, label, data, payload)
+}
+
+/// One IPC call from client `badge` (watched) through the protocol handler with `claim`.
+fn call_as(
+    dev: &mut Dev,
+    irq: &mut FakeIrq,
+    claim: &mut WriteClaim,
+    badge: u64,
+    label: u64,
+    data: [u64; 4],
+    payload: &[u8],
+) -> (u64, [u64; 4], Vec<u8>) {
     let mut bulk = vec![0u8; keel_rt::ipc::BULK_SIZE as usize];
     bulk[..payload.len()].copy_from_slice(payload);
-    let mut req = Request { badge: 7, msg: Message::new(label, data), caps: CapList::EMPTY, bulk: Some(&mut bulk[..]) };
-    let reply = crate::protocol::handle(dev, irq, &mut req);
+    let mut req = Request { badge, msg: Message::new(label, data), caps: CapList::EMPTY, bulk: Some(&mut bulk[..]), watched: true };
+    let reply = crate::protocol::handle(dev, irq, claim, &mut req);
     let n = reply.msg.data[3] as usize;
     (reply.msg.label, reply.msg.data, bulk[..n.min(bulk.len())].to_vec())
+}
+
+#[test]
+fn a_disk_open_for_writing_refuses_every_other_writer_until_the_writer_goes() {
+    let (mut dev, fake, mut irq) = device(1, QEMU_FEATURES);
+    let mut claim = WriteClaim::default();
+    let (fs, other) = (100, 200);
+    let ebusy = errno_label(Errno::Busy);
+    // fs mounts: it opens the disk for writing and writes.
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, fs, blk::OPEN_WRITE, [0; 4], &[]).0, 0);
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, fs, blk::WRITE, [10, 0, 0, 512], &[0x11; 512]).0, 0);
+    // Another client may read, not write or open for writing; the disk keeps fs's data.
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, other, blk::OPEN_WRITE, [0; 4], &[]).0, ebusy);
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, other, blk::WRITE, [10, 0, 0, 512], &[0x22; 512]).0, ebusy);
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, other, blk::RELEASE, [0; 4], &[]).0, 0);
+    let (label, _, back) = call_as(&mut dev, &mut irq, &mut claim, other, blk::READ, [10, 1, 0, 0], &[]);
+    assert_eq!((label, back), (0, vec![0x11; 512]));
+    assert_eq!(&fake.state.borrow().disk[10 * 512..11 * 512], &[0x11; 512][..]);
+    // fs's process exits: serve() hands the handler LABEL_CLIENT_GONE, the disk is free again.
+    let mut gone = Request {
+        badge: fs,
+        msg: Message::new(keel_rt::ipc::LABEL_CLIENT_GONE, [0; 4]),
+        caps: CapList::EMPTY,
+        bulk: None,
+        watched: false,
+    };
+    assert_eq!(crate::protocol::handle(&mut dev, &mut irq, &mut claim, &mut gone).msg.label, 0);
+    assert_eq!(claim.writer(), None);
+    // A WRITE while nobody holds the disk opens it for that client.
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, other, blk::WRITE, [10, 0, 0, 512], &[0x22; 512]).0, 0);
+    assert_eq!(claim.writer(), Some(other));
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, fs, blk::WRITE, [10, 0, 0, 512], &[0x33; 512]).0, ebusy);
+    // RELEASE ends the claim too.
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, other, blk::RELEASE, [0; 4], &[]).0, 0);
+    assert_eq!(call_as(&mut dev, &mut irq, &mut claim, fs, blk::OPEN_WRITE, [0; 4], &[]).0, 0);
+    assert_eq!(&fake.state.borrow().disk[10 * 512..11 * 512], &[0x22; 512][..]);
+    // A client blk cannot watch (no bulk buffer set up with its process) may not hold it.
+    let mut claim = WriteClaim::default();
+    let mut unwatched =
+        Request { badge: 5, msg: Message::new(blk::OPEN_WRITE, [0; 4]), caps: CapList::EMPTY, bulk: None, watched: false };
+    let label = crate::protocol::handle(&mut dev, &mut irq, &mut claim, &mut unwatched).msg.label;
+    assert_eq!(label, errno_label(Errno::Perm));
+    // A read-only disk cannot be opened for writing.
+    let (mut ro, _, mut irq) = device(2, 1 << bit::BLK_RO);
+    assert_eq!(call(&mut ro, &mut irq, blk::OPEN_WRITE, [0; 4], &[]).0, errno_label(Errno::RoFs));
 }
 
 #[test]
@@ -300,8 +360,9 @@ fn the_ipc_protocol_serves_info_read_write_and_flush() {
     ] {
         assert_eq!(call(&mut dev, &mut irq, label, data, &[0; 1024]).0, einval, "{label} {data:?}");
     }
-    let mut req = Request { badge: 7, msg: Message::new(blk::READ, [0, 1, 0, 0]), caps: CapList::EMPTY, bulk: None };
-    assert_eq!(crate::protocol::handle(&mut dev, &mut irq, &mut req).msg.label, einval, "READ without a bulk buffer");
+    let mut req =
+        Request { badge: 7, msg: Message::new(blk::READ, [0, 1, 0, 0]), caps: CapList::EMPTY, bulk: None, watched: true };
+    assert_eq!(crate::protocol::handle(&mut dev, &mut irq, &mut WriteClaim::default(), &mut req).msg.label, einval, "READ without a bulk buffer");
     assert_eq!(call(&mut dev, &mut irq, 42, [0; 4], &[]).0, errno_label(Errno::NoSys));
 
     fake.set_fault(Fault::Status(1));

@@ -136,6 +136,14 @@ impl RemoteDisk {
         })
     }
 
+    /// Opens the disk for writing: from now on blk refuses every other client's writes (EBUSY
+    /// if another already writes it), until this disk is dropped or fs exits.
+    pub fn claim_for_writing(&mut self) -> Result<(), Errno> {
+        let r = self.client.call_bulk(Retry::Idempotent, blk::OPEN_WRITE, [0; 3], &[]);
+        let (r, _) = r.map_err(|e| transport(self.client.name(), e))?;
+        proto::errno_status(&r).map(|_| ())
+    }
+
     /// (sectors, read-only, most sectors per request).
     fn info(client: &mut ServiceClient) -> Result<(u64, bool, u64), Errno> {
         let r = client.call(Retry::Idempotent, blk::INFO, [0; 4]).map_err(|e| transport(client.name(), e))?;
@@ -167,6 +175,13 @@ impl RemoteDisk {
         let (r, data) = r.map_err(|e| transport(self.client.name(), e))?;
         proto::errno_status(&r)?;
         Ok(data)
+    }
+}
+
+impl Drop for RemoteDisk {
+    fn drop(&mut self) {
+        // Another client may write the disk now (nothing happens if this one did not).
+        let _ = self.client.call(Retry::Idempotent, blk::RELEASE, [0; 4]);
     }
 }
 

@@ -10,6 +10,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use keel_formats::startup::parse_initrd_arg;
+use keel_fs::block::BlockDevice;
 use keel_fs::ext2::{Ext2, MountOptions};
 use keel_fs::node::{FileSystem, Kind, NewNode};
 use keel_fs::server::{Disks, Server};
@@ -70,7 +71,13 @@ struct BlkDisks {
 
 impl BlkDisks {
     fn open(&self, device: &str, read_only: bool, attempts: u32) -> Result<Box<dyn FileSystem>, Errno> {
-        let disk = keel_fs::block::RemoteDisk::open(self.namesrv, device, attempts, BLK_PAUSE_NS)?;
+        let mut disk = keel_fs::block::RemoteDisk::open(self.namesrv, device, attempts, BLK_PAUSE_NS)?;
+        if !read_only && !disk.read_only() {
+            if let Err(e) = disk.claim_for_writing() {
+                println!("fs: cannot open {device} for writing: {e} (another client writes it)");
+                return Err(e);
+            }
+        }
         let opts = MountOptions { read_only, cache_blocks: CACHE_BLOCKS, now: self.clock.now() };
         match Ext2::mount(Box::new(disk), opts) {
             Ok(fs) => Ok(Box::new(fs)),

@@ -27,10 +27,12 @@ pub enum Scenario {
     SysFuzz,
     /// Rights over processes and the console come from capabilities.
     Access,
+    /// VM create/run/destroy and process spawn/exit loops; the kernel's pools end where they began.
+    Leaks,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -43,6 +45,7 @@ impl Scenario {
         Scenario::Fs,
         Scenario::SysFuzz,
         Scenario::Access,
+        Scenario::Leaks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Scenario {
             Scenario::Fs => "fs",
             Scenario::SysFuzz => "sysfuzz",
             Scenario::Access => "access",
+            Scenario::Leaks => "leaks",
         }
     }
 }

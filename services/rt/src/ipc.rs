@@ -122,6 +122,9 @@ pub struct Request<'a> {
     pub caps: CapList,
     /// The client's payload (bulk calls) — the reply payload is written here too.
     pub bulk: Option<&'a mut [u8]>,
+    /// [`serve`] watches the client's process: the handler will get [`LABEL_CLIENT_GONE`] for
+    /// this badge when it exits (so per-client state it keeps cannot outlive the client).
+    pub watched: bool,
 }
 
 impl Request<'_> {
@@ -243,8 +246,10 @@ pub fn serve(conn: Slot, mut handle: impl FnMut(&mut Request) -> Reply) -> ! {
                 Reply::err(Error::Invalid)
             }
             Ok(r) => {
-                let bulk = CLIENTS.lock().get(conn, r.badge).map(|c| buffer(c.buffer_va));
-                let mut req = Request { badge: r.badge, msg: r.msg, caps: r.caps, bulk };
+                let client = CLIENTS.lock().get(conn, r.badge).map(|c| (c.buffer_va, c.process.is_some()));
+                let bulk = client.map(|(va, _)| buffer(va));
+                let watched = client.is_some_and(|(_, w)| w);
+                let mut req = Request { badge: r.badge, msg: r.msg, caps: r.caps, bulk, watched };
                 handle(&mut req)
             }
         };
@@ -265,7 +270,7 @@ fn reap(conn: Slot, handle: &mut impl FnMut(&mut Request) -> Reply) {
         if let Some(p) = record.process {
             let _ = sys::cap_delete(p);
         }
-        let mut req = Request { badge, msg: Message::new(LABEL_CLIENT_GONE, [0; 4]), caps: CapList::EMPTY, bulk: None };
+        let mut req = Request { badge, msg: Message::new(LABEL_CLIENT_GONE, [0; 4]), caps: CapList::EMPTY, bulk: None, watched: false };
         let _ = handle(&mut req);
     }
 }

@@ -101,6 +101,14 @@ pub mod blk {
     pub const WRITE: u64 = 3;
     /// Replies when every write completed before it is durable.
     pub const FLUSH: u64 = 4;
+    /// Open the disk for writing: this client (badge) becomes its only writer until it sends
+    /// [`RELEASE`] or its process exits. EBUSY while another client holds it, EROFS on a
+    /// read-only disk, EPERM for a client without a bulk buffer (blk could not see it exit).
+    /// A WRITE from a client while nobody holds the disk opens it so; from any other client
+    /// it gets EBUSY. READ, INFO and FLUSH stay open to every client.
+    pub const OPEN_WRITE: u64 = 5;
+    /// Give up being the disk's writer (nothing happens if this client is not).
+    pub const RELEASE: u64 = 6;
     /// INFO flag: the device refuses writes.
     pub const READ_ONLY: u64 = 1;
     /// Most sectors in one READ or WRITE (what fits the bulk buffer).

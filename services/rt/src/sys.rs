@@ -14,6 +14,7 @@ pub mod raw {
     #[cfg(target_os = "none")]
     #[inline(always)]
     pub fn syscall(nr: u64, args: [u64; 8]) -> Regs {
+        super::tally::note(nr);
         let mut r = args;
         // SAFETY: `svc #0` enters the kernel, which reads x0..x8 and writes x0..x7; it touches our
         // memory only through pointers we passed explicitly, as the ABI documents.
@@ -32,6 +33,39 @@ pub mod raw {
         let mut r = [0; 8];
         r[0] = keel_abi::Error::NoSys.code() as u64;
         r
+    }
+}
+
+/// Counts of the system calls this process makes, by number, while [`tally::start`] has it on
+/// (the `syscalls` test checks with it that it made every call). Off, it costs one relaxed load
+/// per call.
+pub mod tally {
+    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+
+    /// Buckets: one per call number below `BUCKETS - 1`; the last counts every higher number.
+    pub const BUCKETS: usize = 64;
+    static ON: AtomicBool = AtomicBool::new(false);
+    static COUNTS: [AtomicU32; BUCKETS] = [const { AtomicU32::new(0) }; BUCKETS];
+
+    #[inline(always)]
+    pub(crate) fn note(nr: u64) {
+        if ON.load(Relaxed) {
+            COUNTS[(nr as usize).min(BUCKETS - 1)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Starts counting from zero (every thread of this process).
+    pub fn start() {
+        for c in &COUNTS {
+            c.store(0, Relaxed);
+        }
+        ON.store(true, Relaxed);
+    }
+
+    /// Stops counting; the counts since [`start`].
+    pub fn stop() -> [u32; BUCKETS] {
+        ON.store(false, Relaxed);
+        core::array::from_fn(|i| COUNTS[i].load(Relaxed))
     }
 }
 

@@ -8,6 +8,7 @@ mod captransfer;
 mod crash;
 mod fs;
 mod ipc;
+mod leaks;
 mod restart;
 mod spawnkill;
 mod syscalls;
@@ -32,6 +33,7 @@ pub fn run(s: Scenario, count: Option<u64>, startup: &Startup) -> i32 {
         Scenario::Fs => fs::run(startup),
         Scenario::SysFuzz => sysfuzz::run(startup, count),
         Scenario::Access => access::run(startup),
+        Scenario::Leaks => leaks::run(startup, count),
     }
 }
 

@@ -1,5 +1,7 @@
 //! `syscalls`: every system call with bad input returns the documented error and changes
-//! nothing.
+//! nothing; every call number is made (counted by `keel_rt::sys::tally`, checked at the end:
+//! all of them but process_exit, which ends the process), the VM calls also with good
+//! arguments on a tiny guest.
 //!
 //! The core is [`refusals`], a battery of calls that must all fail (bad and empty slots, wrong
 //! object types, missing rights, unaligned, out-of-range and kernel addresses, unmapped buffers,
@@ -161,6 +163,7 @@ fn lowest_free() -> Result<Slot, Error> {
 }
 
 pub fn run(startup: &Startup) -> i32 {
+    sys::tally::start();
     let mut c = Checks::new("syscalls");
     let Some(fx) = Fixture::new(&mut c, startup) else { return c.finish("") };
     let free_slot = lowest_free();
@@ -193,11 +196,15 @@ pub fn run(startup: &Startup) -> i32 {
     irqs(&mut c, &fx);
     table_full(&mut c);
     ipc_refusals(&mut c, &fx);
+    vm_calls(&mut c, &fx);
+    scheduling_calls(&mut c);
+    fault_injection(&mut c, &fx);
     c.expect_eq("lowest free slot at the end", lowest_free(), free_slot);
     fx.check_contents(&mut c, "every group");
 
+    let made = check_every_call_made(&mut c, &sys::tally::stop());
     let n = c.count();
-    c.finish(format!("{n} checks"))
+    c.finish(format!("{n} checks; {made} of {} call numbers made (process_exit ends it)", nr::COUNT))
 }
 
 /// cap_info reports what each new capability is.
@@ -881,4 +888,150 @@ fn ipc_refusals(c: &mut Checks, fx: &Fixture) {
         )),
         Err(e) => c.fail(format_args!("ipc refusals: worker start: {e:?}")),
     }
+}
+
+/// The guest of [`vm_calls`], AArch64 code entered at [`GUEST_RAM`] with its MMU off: a vendor
+/// hypercall carrying the x0 `vcpu_init` gave it, a store of the hypercall's result (what the
+/// monitor passed back) to the monitor's MMIO region, then PSCI SYSTEM_OFF.
+pub(super) const GUEST_CODE: [u32; 7] = [
+    0xD400_0002, // hvc #0                      -> Hypercall exit, x2 = guest x0
+    0xD2A2_0001, // movz x1, #0x1000, lsl #16   x1 = GUEST_MMIO
+    0xF900_0020, // str x0, [x1]                -> Mmio exit: 8-byte write of guest x0
+    0xD280_0100, // movz x0, #8
+    0xF2B0_8000, // movk x0, #0x8400, lsl #16   x0 = PSCI SYSTEM_OFF
+    0xD400_0002, // hvc #0                      -> SystemOff exit
+    0x1400_0000, // b .
+];
+pub(super) const GUEST_RAM: u64 = 0x4000_0000;
+pub(super) const GUEST_MMIO: u64 = 0x1000_0000;
+/// A vendor-specific hypervisor call (SMCCC owning entity 6): the kernel forwards it.
+pub(super) const GUEST_HVC: u64 = 0x8600_0042;
+/// What the "monitor" answers it; the guest then stores it to GUEST_MMIO.
+pub(super) const HVC_RESULT: u64 = 0xabcd_1234;
+/// An SPI the guest's vGIC has.
+const GUEST_SPI: u64 = 40;
+
+/// The VM calls (38..46): a one-vCPU VM running [`GUEST_CODE`] through each kind of exit, each
+/// call also with bad capabilities and arguments; everything made is deleted again.
+fn vm_calls(c: &mut Checks, fx: &Fixture) {
+    use keel_rt::abi::vm::{COUNTERS, Counter, ExitReason, MmioInfo, VCPU_POWER_ON, map};
+    let Some(ctl) = fx.control else { return };
+    let (wt, inv, nrt) = (Error::WrongType, Error::Invalid, Error::NoRights);
+    let weak = fx.control_weak.unwrap_or(EMPTY);
+    c.expect_err("vm_create(notification)", sys::vm_create(fx.notif, 1), wt);
+    c.expect_err("vm_create(control without MANAGE)", sys::vm_create(weak, 1), nrt);
+    c.expect_err("vm_create(empty slot)", sys::vm_create(EMPTY, 1), Error::BadSlot);
+    c.expect_err("vm_create(control, 0 vCPUs)", sys::vm_create(ctl, 0), inv);
+    c.expect_err("vm_create(control, 9 vCPUs)", sys::vm_create(ctl, 9), inv);
+    let Some(vm) = c.expect_ok("vm_create(control, 1 vCPU)", sys::vm_create(ctl, 1)) else { return };
+    let made = |c: &mut Checks, what: &str, r: Result<Slot, Error>| c.expect_ok(what, r).unwrap_or(EMPTY);
+
+    // Guest RAM: one page holding the code.
+    let ram = made(c, "pmo_create(guest RAM)", sys::pmo_create(PmoKind::Anonymous, PAGE_SIZE));
+    let code: Vec<u8> = GUEST_CODE.iter().flat_map(|w| w.to_le_bytes()).collect();
+    c.expect_ok("pmo_write(guest code)", sys::pmo_write(ram, 0, &code));
+    let rwx = map::READ | map::WRITE | map::EXEC;
+    c.expect_err("vm_map(pmo as the vm)", sys::vm_map(fx.pmo, ram, GUEST_RAM, PAGE_SIZE, 0, rwx), wt);
+    c.expect_err("vm_map(notification as the pmo)", sys::vm_map(vm, fx.notif, GUEST_RAM, PAGE_SIZE, 0, rwx), wt);
+    c.expect_err("vm_map(READ|MAP pmo)", sys::vm_map(vm, fx.pmo_ro, GUEST_RAM, PAGE_SIZE, 0, rwx), nrt);
+    c.expect_err("vm_map(unknown flag 16)", sys::vm_map(vm, ram, GUEST_RAM, PAGE_SIZE, 0, 16), inv);
+    c.expect_err("vm_map(unaligned IPA)", sys::vm_map(vm, ram, GUEST_RAM + 8, PAGE_SIZE, 0, rwx), Error::Unaligned);
+    c.expect_err("vm_map(size 0)", sys::vm_map(vm, ram, GUEST_RAM, 0, 0, rwx), inv);
+    c.expect_err("vm_map(past the pmo's end)", sys::vm_map(vm, ram, GUEST_RAM, 2 * PAGE_SIZE, 0, rwx), inv);
+    c.expect_err("vm_map(over the vGIC)", sys::vm_map(vm, ram, 0x0800_0000, PAGE_SIZE, 0, rwx), Error::Exists);
+    c.expect_ok("vm_map(guest RAM)", sys::vm_map(vm, ram, GUEST_RAM, PAGE_SIZE, 0, rwx));
+    c.expect_err("vm_map(guest RAM again)", sys::vm_map(vm, ram, GUEST_RAM, PAGE_SIZE, 0, rwx), Error::Exists);
+    c.expect_ok("vm_map(MMIO region)", sys::vm_map(vm, EMPTY, GUEST_MMIO, PAGE_SIZE, 0, map::MMIO));
+
+    // The vCPU.
+    c.expect_err("vcpu_create(pmo)", sys::vcpu_create(fx.pmo, 0), wt);
+    c.expect_err("vcpu_create(vm, index 1 of 1)", sys::vcpu_create(vm, 1), inv);
+    let vcpu = made(c, "vcpu_create(vm, 0)", sys::vcpu_create(vm, 0));
+    c.expect_err("vcpu_create(vm, 0 again)", sys::vcpu_create(vm, 0), Error::Exists);
+    c.expect_err("vcpu_init(vm as the vcpu)", sys::vcpu_init(vm, GUEST_RAM, 0, VCPU_POWER_ON), wt);
+    c.expect_err("vcpu_init(unknown flag 2)", sys::vcpu_init(vcpu, GUEST_RAM, 0, 2), inv);
+    c.expect_ok("vcpu_init(vcpu, guest RAM, x0, power on)", sys::vcpu_init(vcpu, GUEST_RAM, GUEST_HVC, VCPU_POWER_ON));
+
+    // Run it through its three exits.
+    c.expect_err("vcpu_run(vm as the vcpu)", sys::vcpu_run(vm, [0; 4]), wt);
+    c.expect_err("vcpu_run(empty slot)", sys::vcpu_run(EMPTY, [0; 4]), Error::BadSlot);
+    let exit = sys::vcpu_run(vcpu, [0; 4]).map(|e| (e.reason, e.details[0]));
+    c.expect_eq("vcpu_run: hypercall exit carrying guest x0", exit, Ok((ExitReason::Hypercall as u64, GUEST_HVC)));
+    let exit = sys::vcpu_run(vcpu, [HVC_RESULT, 0, 0, 0]).map(|e| (e.reason, e.details[0], MmioInfo::decode(e.details[1]), e.details[2]));
+    let store = MmioInfo { size: 8, write: true, reg: 0, sign_extend: false };
+    c.expect_eq(
+        "vcpu_run: MMIO exit, the guest storing the hypercall's result",
+        exit,
+        Ok((ExitReason::Mmio as u64, GUEST_MMIO, store, HVC_RESULT)),
+    );
+    let exit = sys::vcpu_run(vcpu, [0; 4]).map(|e| e.reason);
+    c.expect_eq("vcpu_run: PSCI SYSTEM_OFF exit", exit, Ok(ExitReason::SystemOff as u64));
+
+    // Kick: the next run returns at once.
+    c.expect_err("vcpu_kick(notification)", sys::vcpu_kick(fx.notif), wt);
+    c.expect_ok("vcpu_kick(vcpu)", sys::vcpu_kick(vcpu));
+    let exit = sys::vcpu_run(vcpu, [0; 4]).map(|e| e.reason);
+    c.expect_eq("vcpu_run after vcpu_kick", exit, Ok(ExitReason::Kicked as u64));
+
+    // Exit counters.
+    c.expect_err("vcpu_stat(vm as the vcpu)", sys::vcpu_stat(vm, 0), wt);
+    c.expect_err(format_args!("vcpu_stat(vcpu, first {COUNTERS})"), sys::vcpu_stat(vcpu, COUNTERS), inv);
+    match sys::vcpu_stat(vcpu, 0) {
+        Ok(s) => {
+            c.expect_eq("vcpu_stat: hvc exits", s[Counter::Hvc as usize], 2);
+            c.expect_eq("vcpu_stat: PSCI calls", s[Counter::Psci as usize], 1);
+        }
+        Err(e) => c.fail(format_args!("vcpu_stat(vcpu, 0): expected Ok, got {e:?}")),
+    }
+    let user_mmio = sys::vcpu_stat(vcpu, Counter::MmioUser as usize).map(|s| s[0]);
+    c.expect_eq("vcpu_stat: MMIO exits to the monitor", user_mmio, Ok(1));
+
+    // An SPI line for a device backend.
+    c.expect_err("vm_irq_line_create(pmo)", sys::vm_irq_line_create(fx.pmo, GUEST_SPI as u32), wt);
+    c.expect_err("vm_irq_line_create(vm, INTID 31)", sys::vm_irq_line_create(vm, 31), inv);
+    c.expect_err("vm_irq_line_create(vm, INTID 96)", sys::vm_irq_line_create(vm, 96), inv);
+    let line = made(c, "vm_irq_line_create(vm, SPI 40)", sys::vm_irq_line_create(vm, GUEST_SPI as u32));
+    c.expect_err("vm_irq_line(notification)", sys::vm_irq_line(fx.notif, 1), wt);
+    c.expect_err("vm_irq_line(line, level 3)", sys::vm_irq_line(line, 3), inv);
+    for level in [1, 0, 2] {
+        c.expect_ok(format_args!("vm_irq_line(line, {level})"), sys::vm_irq_line(line, level));
+    }
+
+    for (what, s) in [("irq line", line), ("vcpu", vcpu), ("guest RAM", ram), ("vm", vm)] {
+        c.expect_ok(format_args!("cap_delete({what})"), sys::cap_delete(s));
+    }
+}
+
+/// null, yield and sleep do what they say.
+fn scheduling_calls(c: &mut Checks) {
+    c.expect_ok("null", sys::null());
+    c.expect_ok("yield", raw(nr::YIELD, &[]));
+    let freq = sys::counter_freq().max(1);
+    let start = sys::counter();
+    c.expect_ok("sleep(5 ms)", raw(nr::SLEEP, &[5 * MS]));
+    let slept_ns = sys::counter().wrapping_sub(start) as u128 * 1_000_000_000 / freq as u128;
+    c.check(slept_ns >= u128::from(5 * MS), || format!("sleep(5 ms) returned after {slept_ns} ns"));
+}
+
+/// Every call number below `nr::COUNT` this process made since `tally::start`; process_exit
+/// ends the process, so it is made last and cannot be counted here. Returns how many numbers
+/// were made.
+fn check_every_call_made(c: &mut Checks, counts: &[u32; sys::tally::BUCKETS]) -> u64 {
+    let missing: Vec<&str> =
+        (0..nr::COUNT).filter(|&n| n != nr::PROCESS_EXIT && counts[n as usize] == 0).map(nr::name).collect();
+    c.check(missing.is_empty(), || format!("system calls never made by the scenario: {}", missing.join(", ")));
+    (0..nr::COUNT).filter(|&n| counts[n as usize] > 0).count() as u64
+}
+
+/// fault_inject: only the control cap arms it; an armed failure makes the next call fail with
+/// NoMemory and leave nothing behind, and disarming says it fired.
+fn fault_injection(c: &mut Checks, fx: &Fixture) {
+    let Some(ctl) = fx.control else { return };
+    c.expect_err("fault_inject(notification)", sys::fault_inject(fx.notif, 1), Error::WrongType);
+    c.expect_err("fault_inject(control without MANAGE)", sys::fault_inject(fx.control_weak.unwrap_or(EMPTY), 1), Error::NoRights);
+    let free = lowest_free();
+    c.expect_ok("fault_inject(control, 1)", sys::fault_inject(ctl, 1));
+    c.expect_err("notif_create with its first allocation failing", sys::notif_create(), Error::NoMemory);
+    c.expect_eq("fault_inject(control, 0): the armed failure fired", sys::fault_inject(ctl, 0).map(|(fired, _)| fired), Ok(true));
+    c.expect_eq("lowest free slot after the injected failure", lowest_free(), free);
 }

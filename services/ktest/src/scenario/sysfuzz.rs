@@ -32,7 +32,7 @@ fn run_child(c: &mut Checks, pm: &mut Procmgr, seed: u64, calls: u64) -> bool {
 }
 
 /// The census once two reads in a row agree (other services may be finishing something).
-fn settled_census() -> Result<Census, keel_rt::Error> {
+pub(super) fn settled_census() -> Result<Census, keel_rt::Error> {
     let mut last = sys::census()?;
     for _ in 0..20 {
         sys::sleep_ns(50 * MS);
@@ -45,7 +45,7 @@ fn settled_census() -> Result<Census, keel_rt::Error> {
     Ok(last)
 }
 
-fn describe(c: &Census) -> String {
+pub(super) fn describe(c: &Census) -> String {
     let mut s = format!("frames free {}, heap pages free {}", c.frames_free, c.heap_free_pages);
     for (name, n) in c.objects() {
         s.push_str(&format!(", {name} {n}"));
