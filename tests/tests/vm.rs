@@ -56,6 +56,30 @@ fn a_hostile_guest_and_a_crashed_guest_leave_keel_healthy() {
     }
 }
 
+/// `make fuzz` (scripts/fuzz.sh --hostile N): the hostile guest for KEEL_HOSTILE_OPS operations
+/// (1,000,000 there): random MMIO to every region, HVC/SMC numbers, system-register accesses and
+/// stage-2 faults; Keel stays healthy, counts the exits, and answers afterwards.
+#[test]
+#[ignore = "fuzz scale: scripts/fuzz.sh runs it"]
+fn a_hostile_guest_at_fuzz_scale_leaves_keel_healthy() {
+    let ops: u64 = std::env::var("KEEL_HOSTILE_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let input = format!(
+        "vm run hostile --kernel /guest/test.Image --append \"guest=hostile guest.ops={ops}\" --vcpus 2 --wait\nvm stat 1\necho keel still runs\npoweroff\n"
+    );
+    // About 10 us an operation under TCG on a loaded machine.
+    let run = Boot::scenario("").input(&input).timeout(300 + ops / 10_000).run();
+    run.expect(&format!("guest: hostile: {ops} operations from seed"))
+        .expect(&format!("guest: hostile: PASS after {ops} operations"))
+        .expect("vm 1 exited: system-off")
+        .expect("keel still runs")
+        .expect_absent("PANIC")
+        .expect_clean_poweroff();
+    let undef = run.lines_starting("undef-injected").first().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0));
+    if !undef.is_some_and(|n| n > ops / 100) {
+        run.fail("vm stat shows too few injected UNDEFINED exceptions for the hostile guest");
+    }
+}
+
 #[test]
 fn debian_linux_boots_with_two_vcpus_and_powers_off() {
     let run = Boot::scenario("").input("vm run linux-check --wait\necho keel still runs\npoweroff\n").timeout(600).run();

@@ -237,6 +237,7 @@ fn start_service(env: &Env, state: &Mutex<State>, index: usize) {
             if let Err(e) = sys::process_watch(cap, env.exits, 1 << index) {
                 println!("init: cannot watch {name} (pid {pid}): {e}");
             }
+            let _ = sys::cap_delete(cap);
         }
         Err(e) => println!("init: cannot start service {name} ({path}): {e}"),
     }
@@ -309,8 +310,19 @@ fn start(
     }
     argv.extend(args.iter().map(String::as_str));
     let child = spawn(name, elf, &argv, &grants, sched)?;
+    // The caller's own capability, made before the record is visible: once it is, the pruning
+    // of exited children may delete the record's capability at any moment (a child that exits
+    // at once would otherwise leave the caller an empty slot: BadSlot).
+    let own = match sys::cap_copy(child.process, None, rights::ALL, 0) {
+        Ok(own) => own,
+        Err(e) => {
+            let _ = sys::process_kill(child.process);
+            let _ = sys::cap_delete(child.process);
+            return Err(e);
+        }
+    };
     state.lock().procs.push(Proc { pid: child.pid, name: name.to_string(), cap: child.process, service, badge, parent: spawner });
-    Ok((child.pid, child.process))
+    Ok((child.pid, own))
 }
 
 /// Waits for services to exit and restarts them per policy. Never returns.
@@ -364,12 +376,15 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             };
             let privileged = access::spawn_privileged(req.badge, req.msg.data[0] & procmgr::SPAWN_UNPRIVILEGED != 0);
             match start(env, state, &r.path, &r.args, None, Sched::default(), Some(req.badge), privileged) {
-                Ok((pid, cap)) => match sys::process_watch(cap, env.exits, CHILD_EXITED)
-                    .and_then(|()| sys::cap_copy(cap, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0))
-                {
-                    Ok(copy) => Reply { msg: keel_rt::abi::ipc::Message::new(0, [pid, 0, 0, 0]), caps: alloc::vec![copy] },
-                    Err(e) => Reply::err(e),
-                },
+                Ok((pid, cap)) => {
+                    let copy = sys::process_watch(cap, env.exits, CHILD_EXITED)
+                        .and_then(|()| sys::cap_copy(cap, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0));
+                    let _ = sys::cap_delete(cap);
+                    match copy {
+                        Ok(copy) => Reply { msg: keel_rt::abi::ipc::Message::new(0, [pid, 0, 0, 0]), caps: alloc::vec![copy] },
+                        Err(e) => Reply::err(e),
+                    }
+                }
                 Err(e) => Reply::err(e),
             }
         }

@@ -13,6 +13,17 @@ pub fn has_flag(bootargs: &str, flag: &str) -> bool {
     bootargs.split_ascii_whitespace().any(|word| word == flag)
 }
 
+/// The number in the word `<key>=<n>` (the first such word); None when absent or not a number.
+pub fn number(bootargs: &str, key: &str) -> Option<u64> {
+    bootargs
+        .split_ascii_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+}
+
+/// `guest.ops=<n>`: how many operations a scenario that counts them (`hostile`) makes.
+pub const OPS: &str = "guest.ops";
+
 /// `guest.plain`: running on plain QEMU (no Keel, no VM monitor). Scenarios then accept the
 /// answers QEMU gives where Keel's would differ, and say so.
 pub const PLAIN: &str = "guest.plain";
@@ -32,6 +43,15 @@ mod tests {
     fn no_guest_word_means_no_scenario() {
         assert_eq!(scenario(""), None);
         assert_eq!(scenario("guest.plain guesthvc xguest=hvc"), None);
+    }
+
+    #[test]
+    fn numbers_are_read_from_their_word() {
+        assert_eq!(number("guest=hostile guest.ops=1000000", OPS), Some(1_000_000));
+        assert_eq!(number("guest.ops=5 guest.ops=7", OPS), Some(5));
+        assert_eq!(number("guest=hostile", OPS), None);
+        assert_eq!(number("guest.ops=lots", OPS), None);
+        assert_eq!(number("guest.opsx=3 guest.ops", OPS), None);
     }
 
     #[test]

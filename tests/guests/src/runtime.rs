@@ -17,6 +17,8 @@ const MAX_DTB_SIZE: usize = 2 * 1024 * 1024;
 pub struct Guest {
     /// `guest.plain` was given: plain QEMU, no Keel, no VM monitor.
     pub plain: bool,
+    /// `guest.ops=<n>`, if given.
+    pub operations: Option<u64>,
     /// The RAM region from the DTB.
     pub ram: Region,
     /// How many CPU nodes the DTB lists.
@@ -117,6 +119,7 @@ pub extern "C" fn primary_main(dtb_pa: u64, _index: usize) -> ! {
     }
     let mut guest = Guest {
         plain: cmdline::has_flag(info.bootargs, cmdline::PLAIN),
+        operations: cmdline::number(info.bootargs, cmdline::OPS),
         ram,
         listed_cpus: info.cpu_count,
         mpidrs: [0; MAX_CPUS],

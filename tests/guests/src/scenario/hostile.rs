@@ -1,4 +1,4 @@
-//! `guest=hostile`: 100,000 operations a well-behaved guest would not do, chosen by
+//! `guest=hostile [guest.ops=<n>]`: 100,000 (or n) operations a well-behaved guest would not do, chosen by
 //! `hostile_plan::Planner` from a fixed seed: random system-register reads (the whole op0 = 2/3
 //! space) and writes (IMPDEF, debug, trace and PMU registers), random MMIO to the GIC and to holes,
 //! random HVC and SMC calls (never ones that switch off, reset, suspend or start CPUs). Every
@@ -18,6 +18,7 @@ use crate::{arch, percpu, psci, timer};
 use core::fmt::Write;
 use core::sync::atomic::Ordering::SeqCst;
 
+/// Operations without `guest.ops=<n>` (`make fuzz` gives 1,000,000).
 const OPERATIONS: u64 = 100_000;
 const SEED: u64 = 0x4b45_454c_4755_4553; // "KEELGUES"
 
@@ -83,8 +84,9 @@ pub fn run(guest: &Guest) -> Outcome {
         other: [0; 64],
     };
     let start = timer::now();
-    say!("hostile: {OPERATIONS} operations from seed {SEED:#x}");
-    for done in 0..OPERATIONS {
+    let operations = guest.operations.unwrap_or(OPERATIONS);
+    say!("hostile: {operations} operations from seed {SEED:#x}");
+    for done in 0..operations {
         let op = planner.next();
         let ((), caught) = trap::catching(|| execute(op, &mut tally));
         if let Some(c) = caught {
@@ -95,7 +97,7 @@ pub fn run(guest: &Guest) -> Outcome {
                 ec => tally.other[ec as usize] += 1,
             }
         }
-        if (done + 1) % 25_000 == 0 {
+        if (done + 1) % (operations / 4).max(25_000) == 0 {
             say!("hostile: {} operations done", done + 1);
         }
     }
@@ -134,7 +136,7 @@ pub fn run(guest: &Guest) -> Outcome {
         version == PSCI_1_1,
         "after the hostile run PSCI_VERSION returned {version:#x}"
     );
-    super::note(format_args!("after {OPERATIONS} operations"))
+    super::note(format_args!("after {operations} operations"))
 }
 
 fn execute(op: Op, tally: &mut Tally) {
