@@ -103,6 +103,13 @@ struct Uart {
     pending: Vec<u8>,
 }
 
+impl Uart {
+    /// A PL011 just reset: nothing queued either way.
+    fn new() -> Uart {
+        Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new() }
+    }
+}
+
 struct Monitor {
     control: Slot,
     archive: &'static [u8],
@@ -197,7 +204,7 @@ impl Vm {
             ram: 0,
             vcpus: Vec::new(),
             mem_bytes: v.mem_bytes,
-            uart: Mutex::new(Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new() }),
+            uart: Mutex::new(Uart::new()),
             output: Mutex::new(Vec::new()),
             foreground: AtomicBool::new(false),
             attached: AtomicBool::new(false),
@@ -522,7 +529,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         ram: ram_pmo,
         vcpus: vcpus.clone(),
         mem_bytes: config.mem_bytes,
-        uart: Mutex::new(Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new() }),
+        uart: Mutex::new(Uart::new()),
         output: Mutex::new(Vec::new()),
         foreground: AtomicBool::new(false),
         attached: AtomicBool::new(false),
