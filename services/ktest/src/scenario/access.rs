@@ -76,7 +76,15 @@ pub fn no_privileges(startup: &Startup) -> i32 {
 
 pub fn run(startup: &Startup) -> i32 {
     let mut c = Checks::new("access");
-    let Some(mut pm) = procmgr(&mut c, startup) else { return c.finish("") };
+    let (Some(mut pm), Some(ns)) = (procmgr(&mut c, startup), namesrv(&mut c, startup)) else { return c.finish("") };
+    // init starts the scenario beside the services: the console may not have registered yet, and
+    // every check below is about a console that is up.
+    match c.expect_ok("namesrv: the console registers", ns.wait_for("console", None, 60_000)) {
+        Some(conn) => {
+            let _ = sys::cap_delete(conn);
+        }
+        None => return c.finish(""),
+    }
     let Some(sibling) = c.expect_ok("procmgr SPAWN ktest sleeper", pm.spawn_ktest(&["sleeper"])) else { return c.finish("") };
     let pid = sibling.pid.to_string();
     match c.expect_ok(
