@@ -24,6 +24,8 @@ pub struct Census {
     pub tables: usize,
     /// Frames held by PMOs (anonymous pages touched, contiguous runs).
     pub pmo_frames: usize,
+    /// Frames in user address spaces' and VMs' page tables.
+    pub table_frames: usize,
     pub frames_total: usize,
     pub frames_free: usize,
     pub heap_pages: usize,
@@ -53,6 +55,7 @@ impl Kernel {
             caps,
             tables,
             pmo_frames: self.pmos.values().map(|p| p.resident_frames()).sum(),
+            table_frames: crate::object::vmspace::table_frames(),
             frames_total,
             frames_free,
             heap_pages: heap_total / page,
@@ -68,7 +71,15 @@ impl Census {
         use keel_abi::syscall::mem_info as m;
         let w = |v: usize| v as u64;
         Some(match page {
-            m::MEMORY => [w(self.frames_total), w(self.frames_free), w(self.heap_pages), w(self.heap_free_pages), 0, 0, 0],
+            m::MEMORY => [
+                w(self.frames_total),
+                w(self.frames_free),
+                w(self.heap_pages),
+                w(self.heap_free_pages),
+                w(self.pmo_frames),
+                w(self.table_frames),
+                0,
+            ],
             m::OBJECTS => [
                 w(self.processes),
                 w(self.threads),

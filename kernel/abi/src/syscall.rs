@@ -109,7 +109,8 @@ pub fn name(nr: u64) -> &'static str {
 
 /// Pages of `mem_info` (x0 selects one; the results are in x1..x7).
 pub mod mem_info {
-    /// x1 total frames, x2 free frames, x3 kernel heap pages, x4 free kernel heap pages.
+    /// x1 total frames, x2 free frames, x3 kernel heap pages, x4 free kernel heap pages, x5 frames
+    /// held by pmos, x6 frames in user and stage-2 page tables (one read: x2, x5 and x6 agree).
     pub const MEMORY: u64 = 0;
     /// Live kernel objects: x1 processes, x2 threads, x3 vmspaces, x4 pmos, x5 connections,
     /// x6 notifications, x7 irqs.

@@ -381,11 +381,24 @@ pub struct Census {
     pub caps: u64,
     pub tables: u64,
     pub pmo_frames: u64,
+    pub table_frames: u64,
 }
 
 impl Census {
+    /// Frames held by the kernel itself: neither free nor in a PMO or a page table (its heap,
+    /// boot structures). A frame leaked by the kernel shows here; a live process's heap or page
+    /// tables growing does not.
+    pub fn kernel_frames(&self) -> u64 {
+        self.frames_total.saturating_sub(self.frames_free + self.pmo_frames + self.table_frames)
+    }
+
+    /// Frames processes hold, in their memory objects and page tables.
+    pub fn process_frames(&self) -> u64 {
+        self.pmo_frames + self.table_frames
+    }
+
     /// (name, count) of every kind of kernel object, in a fixed order.
-    pub fn objects(&self) -> [(&'static str, u64); 13] {
+    pub fn objects(&self) -> [(&'static str, u64); 12] {
         [
             ("processes", self.processes),
             ("threads", self.threads),
@@ -399,12 +412,12 @@ impl Census {
             ("vm-irq-lines", self.vm_irq_lines),
             ("caps", self.caps),
             ("slot-tables", self.tables),
-            ("pmo-frames", self.pmo_frames),
         ]
     }
 }
 
-/// The census, read in three calls (other CPUs may change it between them).
+/// The census, read in three calls (other CPUs may change it between them; the frame counts come
+/// from one call and agree with each other).
 pub fn census() -> Result<Census, Error> {
     use keel_abi::syscall::mem_info as page;
     let m = call(nr::MEM_INFO, a(&[page::MEMORY]))?;
@@ -415,6 +428,8 @@ pub fn census() -> Result<Census, Error> {
         frames_free: m[2],
         heap_pages: m[3],
         heap_free_pages: m[4],
+        pmo_frames: m[5],
+        table_frames: m[6],
         processes: o[1],
         threads: o[2],
         vmspaces: o[3],
@@ -427,7 +442,6 @@ pub fn census() -> Result<Census, Error> {
         vm_irq_lines: x[3],
         caps: x[4],
         tables: x[5],
-        pmo_frames: x[6],
     })
 }
 

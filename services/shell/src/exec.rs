@@ -103,6 +103,14 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
                 for (what, frames) in [("total", total), ("used", used), ("free", free)] {
                     let _ = writeln!(out, "{what:<5} {:>9} MiB {frames:>9} frames", mib(frames));
                 }
+                let _ = writeln!(
+                    out,
+                    "used by processes {} frames ({} in memory objects, {} in page tables), by the kernel {}",
+                    c.process_frames(),
+                    c.pmo_frames,
+                    c.table_frames,
+                    c.kernel_frames()
+                );
                 let _ = writeln!(out, "kernel heap {} pages, {} free", c.heap_pages, c.heap_free_pages);
                 let _ = writeln!(out, "kernel objects:");
                 for row in c.objects().chunks(4) {
@@ -228,7 +236,7 @@ mod tests {
             self.released.push(process);
         }
         fn mem_info(&mut self) -> Result<keel_rt::sys::Census, Error> {
-            Ok(keel_rt::sys::Census { frames_total: self.mem.0, frames_free: self.mem.1, heap_pages: 64, heap_free_pages: 60, processes: 9, caps: 321, ..Default::default() })
+            Ok(keel_rt::sys::Census { frames_total: self.mem.0, frames_free: self.mem.1, heap_pages: 64, heap_free_pages: 60, processes: 9, caps: 321, pmo_frames: 2000, table_frames: 100, ..Default::default() })
         }
         fn clock(&mut self) -> (u64, u64) {
             self.clock
@@ -319,10 +327,11 @@ mod tests {
         let out = run_line(&mut sys, "mem");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[..3], ["total    2048.0 MiB    524288 frames", "used       10.5 MiB      2688 frames", "free     2037.5 MiB    521600 frames"]);
-        assert_eq!(lines[3], "kernel heap 64 pages, 60 free");
-        assert_eq!(lines[4], "kernel objects:");
-        assert_eq!(lines[5], "  processes          9  threads            0  vmspaces           0  pmos               0");
-        assert!(lines[7].contains("caps             321"), "{out}");
+        assert_eq!(lines[3], "used by processes 2100 frames (2000 in memory objects, 100 in page tables), by the kernel 588");
+        assert_eq!(lines[4], "kernel heap 64 pages, 60 free");
+        assert_eq!(lines[5], "kernel objects:");
+        assert_eq!(lines[6], "  processes          9  threads            0  vmspaces           0  pmos               0");
+        assert!(lines[8].contains("caps             321"), "{out}");
         assert_eq!(lines.len(), 9, "{out}");
     }
 

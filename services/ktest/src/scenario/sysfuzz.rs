@@ -46,14 +46,31 @@ pub(super) fn settled_census() -> Result<Census, keel_rt::Error> {
 }
 
 pub(super) fn describe(c: &Census) -> String {
-    let mut s = format!("frames free {}, heap pages free {}", c.frames_free, c.heap_free_pages);
+    let mut s = format!(
+        "frames free {}, in pmos {}, in page tables {}, kernel {}; heap pages {}, free {}",
+        c.frames_free,
+        c.pmo_frames,
+        c.table_frames,
+        c.kernel_frames(),
+        c.heap_pages,
+        c.heap_free_pages
+    );
     for (name, n) in c.objects() {
         s.push_str(&format!(", {name} {n}"));
     }
     s
 }
 
-/// Failed checks (as messages) of `after` against `before`: objects equal, pools within a page.
+/// How many frames the processes alive before and after may have gained meanwhile: a
+/// long-lived service's heap or page tables reaching a page they never touched before (init's
+/// table of children is longer when exits are handled late on a loaded host). More is a leak in
+/// a service, and fails like one.
+pub const PROCESS_GROWTH_LIMIT: u64 = 64;
+
+/// Failed checks (as messages) of `after` against `before`: every object count equal, the
+/// frames the kernel holds itself equal (a frame leaked by the kernel is neither free nor in a
+/// PMO or a page table), the processes' frames grown by at most [`PROCESS_GROWTH_LIMIT`], and
+/// the kernel heap's free pages within one page.
 pub fn compare(before: &Census, after: &Census) -> alloc::vec::Vec<String> {
     let mut out = alloc::vec::Vec::new();
     for ((name, b), (_, a)) in before.objects().iter().zip(after.objects().iter()) {
@@ -61,13 +78,23 @@ pub fn compare(before: &Census, after: &Census) -> alloc::vec::Vec<String> {
             out.push(format!("{name}: {b} before, {a} after"));
         }
     }
-    for (name, b, a) in [
-        ("free frames", before.frames_free, after.frames_free),
-        ("free kernel heap pages", before.heap_free_pages, after.heap_free_pages),
-    ] {
-        if a.abs_diff(b) > 1 {
-            out.push(format!("{name}: {b} before, {a} after (more than one page apart)"));
-        }
+    let (b, a) = (before.kernel_frames(), after.kernel_frames());
+    if a != b {
+        out.push(format!(
+            "frames the kernel holds (neither free nor in a pmo or page table): {b} before, {a} after ({} {})",
+            a.abs_diff(b),
+            if a > b { "more: leaked or heap grown" } else { "fewer" }
+        ));
+    }
+    let (b, a) = (before.process_frames(), after.process_frames());
+    if a > b + PROCESS_GROWTH_LIMIT {
+        out.push(format!(
+            "frames in processes' memory and page tables: {b} before, {a} after (grew by more than {PROCESS_GROWTH_LIMIT})"
+        ));
+    }
+    let (b, a) = (before.heap_free_pages, after.heap_free_pages);
+    if a.abs_diff(b) > 1 {
+        out.push(format!("free kernel heap pages: {b} before, {a} after (more than one page apart)"));
     }
     out
 }
