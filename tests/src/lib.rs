@@ -133,6 +133,19 @@ impl Boot {
         self
     }
 
+    /// Types at the next fresh prompt the line `text(log)` gives (the log so far: for a pid that
+    /// `ps` printed), after the previous stage.
+    pub fn command_from(self, text: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.then_next("keel> ", move |log| format!("{}\n", text(log)))
+    }
+
+    /// Once `trigger` appears after the previous stage (a restarted service's line), types
+    /// `lines` prompt by prompt. A marker line goes first: the prompt the shell printed before
+    /// `trigger` must not count as the one after it.
+    pub fn commands_after(self, trigger: &str, lines: &[&str]) -> Self {
+        self.then_next(trigger, |_| "echo prompt   after\n".to_string()).then_next("prompt after", |_| String::new()).commands(lines)
+    }
+
     /// Runs under `-icount shift=0,align=off,sleep=off`: the counter then counts instructions.
     pub fn icount(mut self) -> Self {
         self.extra.push("-icount".into());

@@ -3,8 +3,10 @@
 //! acknowledged is lost: a file written and `sync`ed before the kill reads back whole after,
 //! on the guest and, after power-off, on the host (debugfs), with an image e2fsck finds clean.
 //!
-//! Typed input is echoed by the console, so every point a stage waits for is printed by a
-//! command whose output differs from its echo (`echo mark   one` prints `mark one`).
+//! Commands are typed prompt by prompt (`Boot::commands`): the console echoes what is typed as it
+//! arrives, so a line typed ahead would land inside the output of the command before it. A
+//! point a stage waits for is printed by a command whose output differs from its echo
+//! (`echo mark   one` prints `mark one`).
 
 use keel_tests::{Boot, Run};
 use std::path::{Path, PathBuf};
@@ -78,6 +80,15 @@ fn lines(ls: &[&str]) -> String {
     ls.iter().map(|l| format!("{l}\n")).collect()
 }
 
+/// `kill <pid of service>` from the last `ps`, or (no such process) a line the test fails on and
+/// a power-off.
+fn kill_line(log: &str, service: &str) -> String {
+    match pid_of(log, service) {
+        Some(pid) => format!("kill {pid}"),
+        None => "echo no   pid\npoweroff".to_string(),
+    }
+}
+
 /// The data written before the kill: long enough to span several disk blocks.
 fn before_data() -> String {
     (0..200).map(|i| format!("{i:04}")).collect::<Vec<_>>().join("-")
@@ -94,24 +105,16 @@ fn printed_before_file(run: &Run) -> bool {
 /// `poweroff`). The run and the disk image after power-off.
 fn kill_mid_workload(service: &'static str, before: &'static [&'static str], after: &'static [&'static str]) -> (Run, ScratchDisk) {
     let disk = ScratchDisk::new(service);
+    let write = format!("echo {} > /disk/before.txt", before_data());
+    let mut first = vec![write.as_str(), "sync", "echo dirty data > /disk/dirty.txt"];
+    first.extend_from_slice(before);
+    first.push("ps");
     let run = Boot::scenario("")
         .drive(disk.path())
         .timeout(240)
-        .then("on /disk", move |_| {
-            let write = format!("echo {} > /disk/before.txt", before_data());
-            let mut ls = vec![write.as_str(), "sync", "echo dirty data > /disk/dirty.txt"];
-            ls.extend_from_slice(before);
-            ls.extend(["ps", "echo mark   one"]);
-            lines(&ls)
-        })
-        .then("mark one", move |log| match pid_of(log, service) {
-            Some(pid) => {
-                let mut ls = vec![format!("kill {pid}")];
-                ls.extend(after.iter().map(|s| s.to_string()));
-                lines(&ls.iter().map(String::as_str).collect::<Vec<_>>())
-            }
-            None => lines(&["echo no   pid", "poweroff"]),
-        })
+        .commands(&first)
+        .command_from(move |log| kill_line(log, service))
+        .commands(after)
         .run();
     if std::env::var("KEEL_SHOW_LOG").is_ok() {
         eprintln!("{}", run.log);
@@ -168,17 +171,9 @@ fn killing_fs_keeps_synced_files_and_the_shell_reconnects() {
     let run = Boot::scenario("")
         .drive(disk.path())
         .timeout(240)
-        .then("on /disk", |_| {
-            let write = format!("echo {} > /disk/before.txt", before_data());
-            lines(&[&write, "sync", "ps", "echo mark   one"])
-        })
-        .then("mark one", |log| match pid_of(log, "fs") {
-            Some(pid) => lines(&[&format!("kill {pid}")]),
-            None => lines(&["echo no   pid", "poweroff"]),
-        })
-        .then_next("fs: mounted blk0 (ext2) on /disk", |_| {
-            lines(&["cat /disk/before.txt", "echo after restart > /disk/after.txt", "sync", "poweroff"])
-        })
+        .commands(&[&format!("echo {} > /disk/before.txt", before_data()), "sync", "ps"])
+        .command_from(|log| kill_line(log, "fs"))
+        .commands_after("fs: mounted blk0 (ext2) on /disk", &["cat /disk/before.txt", "echo after restart > /disk/after.txt", "sync", "poweroff"])
         .run();
     run.expect_absent("no pid").expect("service fs (pid").expect("exited with code -9; restarting it");
     if !printed_before_file(&run) {
@@ -201,17 +196,14 @@ fn data_nobody_synced_reaches_the_disk_within_seconds_and_outlives_an_fs_kill() 
     let run = Boot::scenario("")
         .drive(disk.path())
         .timeout(240)
-        .then("on /disk", |_| lines(&["echo never synced > /disk/late.txt", "ps", "echo mark   one"]))
+        .commands(&["echo never synced > /disk/late.txt", "ps"])
         // fs writes it back by itself (every 5 s); seen on the host's image, then fs is killed.
         .then_when(
-            "mark one",
+            "keel> ",
             move || debugfs_try_cat(&image, "/late.txt").is_some_and(|d| d == b"never synced\n"),
-            |log| match pid_of(log, "fs") {
-                Some(pid) => lines(&[&format!("kill {pid}")]),
-                None => lines(&["echo no   pid", "poweroff"]),
-            },
+            |log| format!("{}\n", kill_line(log, "fs")),
         )
-        .then_next("fs: mounted blk0 (ext2) on /disk", |_| lines(&["cat /disk/late.txt", "poweroff"]))
+        .commands_after("fs: mounted blk0 (ext2) on /disk", &["cat /disk/late.txt", "poweroff"])
         .run();
     run.expect_absent("no pid").expect("exited with code -9; restarting it").expect_clean_poweroff();
     if !run.log.lines().any(|l| l.trim_end() == "never synced") {
@@ -243,16 +235,12 @@ fn a_restarted_vmm_keeps_the_vm_list_and_vm_start_boots_a_vm_again() {
     const SPIN: &str = "--kernel /guest/test.Image --append guest=crash";
     let run = Boot::scenario("")
         .timeout(240)
-        .input(&lines(&[&format!("vm run hvc {HVC} --wait")]))
-        .then("vm 1 exited: system-off", |_| lines(&[&format!("vm run spin {SPIN}")]))
-        .then("vm 2 started", |_| lines(&["ps", "echo mark   one"]))
-        .then("mark one", |log| match pid_of(log, "vmm") {
-            Some(pid) => lines(&[&format!("kill {pid}")]),
-            None => lines(&["echo no   pid", "poweroff"]),
-        })
-        .then_next("vmm: restarted; 2 VMs in the list, 1 of them were running and are lost", |_| {
-            lines(&["vm list", "vm stat 2", "vm start 2 --kernel /other", "vm start 1 --wait", "vm start 1 --wait", "vm rm 2", "vm list", "poweroff"])
-        })
+        .commands(&[&format!("vm run hvc {HVC} --wait"), &format!("vm run spin {SPIN}"), "ps"])
+        .command_from(|log| kill_line(log, "vmm"))
+        .commands_after(
+            "vmm: restarted; 2 VMs in the list, 1 of them were running and are lost",
+            &["vm list", "vm stat 2", "vm start 2 --kernel /other", "vm start 1 --wait", "vm start 1 --wait", "vm rm 2", "vm list", "poweroff"],
+        )
         .run();
     run.expect_absent("no pid")
         .expect("service vmm (pid")
@@ -280,15 +268,9 @@ fn killing_the_console_brings_the_shell_back_to_a_prompt() {
     let run = Boot::scenario("")
         .drive(disk.path())
         .timeout(240)
-        .then("on /disk", |_| {
-            let write = format!("echo {} > /disk/before.txt", before_data());
-            lines(&[&write, "sync", "ps", "echo mark   one"])
-        })
-        .then("mark one", |log| match pid_of(log, "console") {
-            Some(pid) => lines(&[&format!("kill {pid}")]),
-            None => lines(&["echo no   pid", "poweroff"]),
-        })
-        .then_next("console: ready", |_| lines(&["cat /disk/before.txt", "echo mark   two", "poweroff"]))
+        .commands(&[&format!("echo {} > /disk/before.txt", before_data()), "sync", "ps"])
+        .command_from(|log| kill_line(log, "console"))
+        .commands_after("console: ready", &["cat /disk/before.txt", "echo mark   two", "poweroff"])
         .run();
     run.expect_absent("no pid").expect("service console (pid").expect("mark two");
     if !printed_before_file(&run) {
@@ -300,11 +282,9 @@ fn killing_the_console_brings_the_shell_back_to_a_prompt() {
 #[test]
 fn init_cannot_be_killed_and_kill_says_why() {
     let run = Boot::scenario("")
-        .input("ps\necho mark   one\n")
-        .then("mark one", |log| match pid_of(log, "init") {
-            Some(pid) => lines(&[&format!("kill {pid}"), "ps", "poweroff"]),
-            None => lines(&["echo no   pid", "poweroff"]),
-        })
+        .commands(&["ps"])
+        .command_from(|log| kill_line(log, "init"))
+        .commands(&["ps", "poweroff"])
         .run();
     run.expect_absent("no pid").expect_clean_poweroff();
     let pid = pid_of(&run.log, "init").unwrap_or_else(|| run.fail("ps listed no init"));
