@@ -14,8 +14,6 @@ use keel_rt::proto::fs::{KIND_DIR, KIND_FILE, KIND_SYMLINK};
 
 /// Bytes moved per read or write.
 const CHUNK: usize = 64 * 1024;
-/// How deep `rm -r` and `cp` go.
-const MAX_DEPTH: usize = 64;
 
 /// The file calls the commands need (`keel_rt::fs` under Keel).
 pub trait Files {
@@ -158,7 +156,7 @@ pub fn run(f: &mut dyn Files, name: &str, args: &[String], out: &mut String) {
         ("mv", [from, to]) => mv(f, from, to, out),
         ("rm", paths) if !paths.is_empty() => {
             for p in paths {
-                if let Err((what, e)) = remove(f, p, has('r'), 0) {
+                if let Err((what, e)) = remove(f, p, has('r')) {
                     if !(has('f') && e == Errno::NoEnt) {
                         fail(out, "rm", &what, e);
                     }
@@ -432,22 +430,32 @@ fn mv(f: &mut dyn Files, from: &str, to: &str, out: &mut String) {
     }
 }
 
-fn remove(f: &mut dyn Files, path: &str, recursive: bool, depth: usize) -> Result<(), (String, Errno)> {
-    let st = f.lstat(path).map_err(|e| (path.to_string(), e))?;
-    if st.kind != KIND_DIR {
-        return f.unlink(path).map_err(|e| (path.to_string(), e));
+/// `rm [-r] path`. The tree is walked with a stack of its own, not by recursion: any depth the
+/// file system let `mkdir -p` make (paths up to its length limit), `rm -r` removes. Stops at the
+/// first error, naming the path.
+fn remove(f: &mut dyn Files, path: &str, recursive: bool) -> Result<(), (String, Errno)> {
+    // (path, whether its entries are already on the stack above it)
+    let mut stack: Vec<(String, bool)> = Vec::from([(path.to_string(), false)]);
+    while let Some((p, emptied)) = stack.pop() {
+        if emptied {
+            f.rmdir(&p).map_err(|e| (p.clone(), e))?;
+            continue;
+        }
+        let st = f.lstat(&p).map_err(|e| (p.clone(), e))?;
+        if st.kind != KIND_DIR {
+            f.unlink(&p).map_err(|e| (p.clone(), e))?;
+            continue;
+        }
+        if !recursive {
+            return Err((p, Errno::IsDir));
+        }
+        let entries = f.read_dir(&p).map_err(|e| (p.clone(), e))?;
+        let children: Vec<(String, bool)> =
+            entries.iter().filter(|e| e.name != "." && e.name != "..").map(|e| (join(&p, &e.name), false)).collect();
+        stack.push((p, true));
+        stack.extend(children);
     }
-    if !recursive {
-        return Err((path.to_string(), Errno::IsDir));
-    }
-    if depth >= MAX_DEPTH {
-        return Err((path.to_string(), Errno::Loop));
-    }
-    let entries = f.read_dir(path).map_err(|e| (path.to_string(), e))?;
-    for e in entries.iter().filter(|e| e.name != "." && e.name != "..") {
-        remove(f, &join(path, &e.name), true, depth + 1)?;
-    }
-    f.rmdir(path).map_err(|e| (path.to_string(), e))
+    Ok(())
 }
 
 fn mkdir_p(f: &mut dyn Files, path: &str) -> Result<(), Errno> {
@@ -684,6 +692,20 @@ mod tests {
         assert_eq!(sh(&mut f, "cp /a/hello /a/hello"), "cp: /a/hello: invalid argument\n");
         assert_eq!(sh(&mut f, "ls -z"), "ls: unknown option -z\n");
         assert_eq!(sh(&mut f, "mv /a"), "usage: mv <from> <to>\n");
+    }
+
+    #[test]
+    fn rm_r_removes_a_tree_as_deep_as_mkdir_p_could_make() {
+        let mut f = VfsFiles::new();
+        // 900 levels (the test tmpfs has 1,000 inodes; rm -r used to stop at 64 with ELOOP).
+        let depth = 900;
+        let deep: String = "/d".repeat(depth);
+        assert_eq!(sh(&mut f, &format!("mkdir -p {deep}")), "");
+        write_output(&mut f, &format!("{deep}/f"), "at depth\n", false).unwrap();
+        assert_eq!(sh(&mut f, &format!("mkdir -p {}/x", "/d".repeat(10))), "");
+        assert_eq!(sh(&mut f, "rm -r /d"), "");
+        assert_eq!(sh(&mut f, "ls /"), "");
+        assert_eq!(sh(&mut f, "rm -r /d"), "rm: /d: no such file or directory\n");
     }
 
     #[test]
