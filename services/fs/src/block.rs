@@ -63,7 +63,12 @@ pub struct MemDisk {
 
 impl MemDisk {
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self { bytes, flushes: 0, writes: 0, read_only: false }
+        Self {
+            bytes,
+            flushes: 0,
+            writes: 0,
+            read_only: false,
+        }
     }
 
     /// A zero-filled disk of `size` bytes.
@@ -123,8 +128,14 @@ fn transport(device: &str, e: Error) -> Errno {
 impl RemoteDisk {
     /// Finds `device` (looking it up `attempts` times, `pause_ns` apart, while it has not
     /// registered) and asks its size.
-    pub fn open(namesrv: Slot, device: &str, attempts: u32, pause_ns: u64) -> Result<RemoteDisk, Errno> {
-        let slot = keel_rt::ipc::lookup(namesrv, device, attempts, pause_ns).map_err(|_| Errno::NoEnt)?;
+    pub fn open(
+        namesrv: Slot,
+        device: &str,
+        attempts: u32,
+        pause_ns: u64,
+    ) -> Result<RemoteDisk, Errno> {
+        let slot =
+            keel_rt::ipc::lookup(namesrv, device, attempts, pause_ns).map_err(|_| Errno::NoEnt)?;
         let mut client = ServiceClient::from_slot(namesrv, device, slot);
         let (sectors, read_only, max) = Self::info(&mut client)?;
         Ok(RemoteDisk {
@@ -139,16 +150,24 @@ impl RemoteDisk {
     /// Opens the disk for writing: from now on blk refuses every other client's writes (EBUSY
     /// if another already writes it), until this disk is dropped or fs exits.
     pub fn claim_for_writing(&mut self) -> Result<(), Errno> {
-        let r = self.client.call_bulk(Retry::Idempotent, blk::OPEN_WRITE, [0; 3], &[]);
+        let r = self
+            .client
+            .call_bulk(Retry::Idempotent, blk::OPEN_WRITE, [0; 3], &[]);
         let (r, _) = r.map_err(|e| transport(self.client.name(), e))?;
         proto::errno_status(&r).map(|_| ())
     }
 
     /// (sectors, read-only, most sectors per request).
     fn info(client: &mut ServiceClient) -> Result<(u64, bool, u64), Errno> {
-        let r = client.call(Retry::Idempotent, blk::INFO, [0; 4]).map_err(|e| transport(client.name(), e))?;
+        let r = client
+            .call(Retry::Idempotent, blk::INFO, [0; 4])
+            .map_err(|e| transport(client.name(), e))?;
         let info = proto::errno_status(&r)?;
-        Ok((info.data[0], info.data[1] & blk::READ_ONLY != 0, info.data[2].clamp(1, blk::MAX_SECTORS)))
+        Ok((
+            info.data[0],
+            info.data[1] & blk::READ_ONLY != 0,
+            info.data[2].clamp(1, blk::MAX_SECTORS),
+        ))
     }
 
     /// After the block service restarted: still the same disk?
@@ -159,10 +178,16 @@ impl RemoteDisk {
         let (sectors, read_only, max) = Self::info(&mut self.client)?;
         self.checked = self.client.generation();
         if sectors.checked_mul(SECTOR_SIZE) != Some(self.bytes) {
-            keel_rt::println!("fs: {} came back with another size; refusing it", self.client.name());
+            keel_rt::println!(
+                "fs: {} came back with another size; refusing it",
+                self.client.name()
+            );
             return Err(Errno::Io);
         }
-        keel_rt::println!("fs: reconnected to {} after the block service restarted", self.client.name());
+        keel_rt::println!(
+            "fs: reconnected to {} after the block service restarted",
+            self.client.name()
+        );
         self.read_only = read_only;
         self.max_bytes = (max * SECTOR_SIZE) as usize;
         Ok(())
@@ -170,7 +195,9 @@ impl RemoteDisk {
 
     /// One bulk request, sent again to a restarted block service if it died meanwhile.
     fn request(&mut self, label: u64, words: [u64; 3], payload: &[u8]) -> Result<Vec<u8>, Errno> {
-        let r = self.client.call_bulk(Retry::Idempotent, label, words, payload);
+        let r = self
+            .client
+            .call_bulk(Retry::Idempotent, label, words, payload);
         self.check_same_disk()?;
         let (r, data) = r.map_err(|e| transport(self.client.name(), e))?;
         proto::errno_status(&r)?;

@@ -32,8 +32,14 @@ pub fn populate(fs: &mut Tmpfs, archive: &'static [u8]) -> Result<Populated, Err
         let Ok(entry) = entry else {
             return Err(Errno::Inval);
         };
-        let parts: alloc::vec::Vec<&str> = entry.name.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-        let Some((name, dirs)) = parts.split_last() else { continue };
+        let parts: alloc::vec::Vec<&str> = entry
+            .name
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        let Some((name, dirs)) = parts.split_last() else {
+            continue;
+        };
         if parts.iter().any(|p| *p == "..") {
             done.skipped += 1;
             continue;
@@ -43,12 +49,20 @@ pub fn populate(fs: &mut Tmpfs, archive: &'static [u8]) -> Result<Populated, Err
             dir = mkdir(fs, dir, d, 0o755, &mut done)?;
         }
         let perm = (entry.mode & 0o7777) as u16;
-        let new = NewNode { perm, uid: 0, gid: 0 };
+        let new = NewNode {
+            perm,
+            uid: 0,
+            gid: 0,
+        };
         let r = match entry.mode & S_IFMT {
             S_IFDIR => mkdir(fs, dir, name, perm, &mut done).map(|_| ()),
-            S_IFREG => fs.add_static(dir, name, entry.data, new).map(|_| done.files += 1),
+            S_IFREG => fs
+                .add_static(dir, name, entry.data, new)
+                .map(|_| done.files += 1),
             S_IFLNK => match core::str::from_utf8(entry.data) {
-                Ok(target) => fs.symlink(dir, name, target, new).map(|_| done.symlinks += 1),
+                Ok(target) => fs
+                    .symlink(dir, name, target, new)
+                    .map(|_| done.symlinks += 1),
                 Err(_) => Err(Errno::Inval),
             },
             _ => Err(Errno::Inval),
@@ -61,12 +75,27 @@ pub fn populate(fs: &mut Tmpfs, archive: &'static [u8]) -> Result<Populated, Err
 }
 
 /// The directory `name` in `dir`, made if missing.
-fn mkdir(fs: &mut Tmpfs, dir: Ino, name: &str, perm: u16, done: &mut Populated) -> Result<Ino, Errno> {
+fn mkdir(
+    fs: &mut Tmpfs,
+    dir: Ino,
+    name: &str,
+    perm: u16,
+    done: &mut Populated,
+) -> Result<Ino, Errno> {
     match fs.lookup(dir, name) {
         Ok(ino) => Ok(ino),
         Err(Errno::NoEnt) => {
             done.dirs += 1;
-            fs.create(dir, name, Kind::Dir, NewNode { perm, uid: 0, gid: 0 })
+            fs.create(
+                dir,
+                name,
+                Kind::Dir,
+                NewNode {
+                    perm,
+                    uid: 0,
+                    gid: 0,
+                },
+            )
         }
         Err(e) => Err(e),
     }
@@ -89,7 +118,15 @@ mod tests {
         let bytes: &'static [u8] = alloc::boxed::Box::leak(bytes.into_boxed_slice());
         let mut fs = Tmpfs::new(1 << 20, 100);
         let done = populate(&mut fs, bytes).unwrap();
-        assert_eq!(done, Populated { files: 2, dirs: 3, symlinks: 1, skipped: 1 });
+        assert_eq!(
+            done,
+            Populated {
+                files: 2,
+                dirs: 3,
+                symlinks: 1,
+                skipped: 1
+            }
+        );
         let root = fs.root();
         let guest = fs.lookup(root, "guest").unwrap();
         let linux = fs.lookup(guest, "linux").unwrap();

@@ -53,7 +53,10 @@ impl Chunks {
             let (i, within) = ((at / CHUNK as u64) as usize, (at % CHUNK as u64) as usize);
             let step = (CHUNK - within).min(n - done);
             let out = &mut buf[done..done + step];
-            let stored = self.chunks.get(i).map_or(&[][..], |c| c.get(within..).unwrap_or(&[]));
+            let stored = self
+                .chunks
+                .get(i)
+                .map_or(&[][..], |c| c.get(within..).unwrap_or(&[]));
             let k = stored.len().min(step);
             out[..k].copy_from_slice(&stored[..k]);
             out[k..].fill(0);
@@ -72,7 +75,9 @@ impl Chunks {
         let last = usize::try_from((end - 1) / CHUNK as u64).map_err(|_| Errno::FBig)?;
         let first = (offset / CHUNK as u64) as usize;
         if self.chunks.len() <= last {
-            self.chunks.try_reserve(last + 1 - self.chunks.len()).map_err(no_mem)?;
+            self.chunks
+                .try_reserve(last + 1 - self.chunks.len())
+                .map_err(no_mem)?;
             self.chunks.resize_with(last + 1, Vec::new);
         }
         for i in first..=last {
@@ -154,7 +159,10 @@ mod tests {
         let mut buf = [1u8; 10];
         assert_eq!(c.read(5 * CHUNK as u64 - 4, &mut buf), 4);
         assert_eq!(c.read(5 * CHUNK as u64, &mut buf), 0);
-        assert_eq!(Chunks::from_slice(b"abc").map(|c| all(&c)), Ok(b"abc".to_vec()));
+        assert_eq!(
+            Chunks::from_slice(b"abc").map(|c| all(&c)),
+            Ok(b"abc".to_vec())
+        );
     }
 
     #[test]

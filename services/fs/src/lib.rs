@@ -18,8 +18,8 @@
 extern crate alloc;
 
 pub mod block;
-pub mod chunks;
 pub mod boot;
+pub mod chunks;
 pub mod ext2;
 pub mod node;
 pub mod server;

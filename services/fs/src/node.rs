@@ -156,7 +156,13 @@ pub trait FileSystem: Send {
     /// file replaces a file, a directory an empty directory); the replaced inode if its link
     /// count reached zero. Renaming a name onto itself (or onto a hard link of the same inode)
     /// does nothing.
-    fn rename(&mut self, from_dir: Ino, from: &str, to_dir: Ino, to: &str) -> Result<Option<Ino>, Errno>;
+    fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &str,
+        to_dir: Ino,
+        to: &str,
+    ) -> Result<Option<Ino>, Errno>;
     /// Frees an inode without links once nobody has it open.
     fn evict(&mut self, ino: Ino) -> Result<(), Errno>;
 

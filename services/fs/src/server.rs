@@ -95,7 +95,10 @@ fn fd(word: u64) -> Result<Fd, Errno> {
 }
 
 fn mode(word: u64) -> Result<u16, Errno> {
-    u16::try_from(word).ok().filter(|&m| m <= 0o7777).ok_or(Errno::Inval)
+    u16::try_from(word)
+        .ok()
+        .filter(|&m| m <= 0o7777)
+        .ok_or(Errno::Inval)
 }
 
 fn id(word: u64) -> Result<u32, Errno> {
@@ -108,7 +111,12 @@ fn len(word: u64) -> usize {
 
 impl<D: Disks> Server<D> {
     pub fn new(vfs: Vfs, disks: D) -> Self {
-        Server { vfs, disks, tmpfs_free: 0, tmpfs_default: 0 }
+        Server {
+            vfs,
+            disks,
+            tmpfs_free: 0,
+            tmpfs_default: 0,
+        }
     }
 
     /// With `budget` bytes for tmpfs mounts (beyond the root), `default` for one given no size.
@@ -122,18 +130,33 @@ impl<D: Disks> Server<D> {
     /// than the tmpfs budget has left.
     pub fn mount_tmpfs(&mut self, point: &str, size: u64, read_only: bool) -> Result<(), Errno> {
         // Whole pages, as statfs counts it (and gives it back at unmount).
-        let size = if size == 0 { self.tmpfs_default.min(self.tmpfs_free) } else { size.checked_next_multiple_of(4096).ok_or(Errno::NoMem)? };
+        let size = if size == 0 {
+            self.tmpfs_default.min(self.tmpfs_free)
+        } else {
+            size.checked_next_multiple_of(4096).ok_or(Errno::NoMem)?
+        };
         if size == 0 || size > self.tmpfs_free {
             return Err(Errno::NoMem);
         }
-        self.vfs.mount(point, Box::new(crate::tmpfs::Tmpfs::new(size, TMPFS_INODES)), "tmpfs", read_only)?;
+        self.vfs.mount(
+            point,
+            Box::new(crate::tmpfs::Tmpfs::new(size, TMPFS_INODES)),
+            "tmpfs",
+            read_only,
+        )?;
         self.tmpfs_free -= size;
         Ok(())
     }
 
     /// Handles one request from session `sid`; the reply message (label 0 or `-errno`) with its
     /// payload in `out`.
-    pub fn handle(&mut self, sid: u64, msg: &Message, payload: &[u8], out: &mut Vec<u8>) -> Message {
+    pub fn handle(
+        &mut self,
+        sid: u64,
+        msg: &Message,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Message {
         out.clear();
         if msg.label == p::END_SESSION {
             self.vfs.close_session(sid);
@@ -143,7 +166,9 @@ impl<D: Disks> Server<D> {
             if self.vfs.has_session(sid) {
                 let open = self.vfs.open_count(sid);
                 self.vfs.close_session(sid);
-                keel_rt::println!("fs: client {sid:#x} exited; closed its session and {open} open files");
+                keel_rt::println!(
+                    "fs: client {sid:#x} exited; closed its session and {open} open files"
+                );
             }
             return Message::new(0, [0; 4]);
         }
@@ -161,37 +186,59 @@ impl<D: Disks> Server<D> {
         }
     }
 
-    fn dispatch(&mut self, sid: u64, msg: &Message, payload: &[u8], out: &mut Vec<u8>) -> Result<[u64; 4], Errno> {
+    fn dispatch(
+        &mut self,
+        sid: u64,
+        msg: &Message,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<[u64; 4], Errno> {
         let d = msg.data;
         let v = &mut self.vfs;
         const OK: [u64; 4] = [0; 4];
         match msg.label {
             p::OPEN => {
                 let flags = u32::try_from(d[0]).map_err(|_| Errno::Inval)?;
-                v.open(sid, path(payload)?, flags, mode(d[1])?).map(|fd| [fd as u64, 0, 0, 0])
+                v.open(sid, path(payload)?, flags, mode(d[1])?)
+                    .map(|fd| [fd as u64, 0, 0, 0])
             }
             p::CLOSE => v.close(sid, fd(d[0])?).map(|_| OK),
             p::READ | p::PREAD => {
                 let fd = fd(d[0])?;
                 out.resize(len(d[1]), 0);
-                let n = if msg.label == p::READ { v.read(sid, fd, out)? } else { v.pread(sid, fd, d[2], out)? };
+                let n = if msg.label == p::READ {
+                    v.read(sid, fd, out)?
+                } else {
+                    v.pread(sid, fd, d[2], out)?
+                };
                 out.truncate(n);
                 Ok([0, 0, 0, n as u64])
             }
-            p::WRITE => v.write(sid, fd(d[0])?, payload).map(|n| [n as u64, 0, 0, 0]),
-            p::PWRITE => v.pwrite(sid, fd(d[0])?, d[2], payload).map(|n| [n as u64, 0, 0, 0]),
+            p::WRITE => v
+                .write(sid, fd(d[0])?, payload)
+                .map(|n| [n as u64, 0, 0, 0]),
+            p::PWRITE => v
+                .pwrite(sid, fd(d[0])?, d[2], payload)
+                .map(|n| [n as u64, 0, 0, 0]),
             p::LSEEK => {
                 let whence = u32::try_from(d[2]).map_err(|_| Errno::Inval)?;
-                v.lseek(sid, fd(d[0])?, d[1] as i64, whence).map(|o| [o, 0, 0, 0])
+                v.lseek(sid, fd(d[0])?, d[1] as i64, whence)
+                    .map(|o| [o, 0, 0, 0])
             }
             p::STAT => self.reply_stat(|v| v.stat(sid, path(payload)?, d[0] == 1), out),
             p::FSTAT => self.reply_stat(|v| v.fstat(sid, fd(d[0])?), out),
             p::MKDIR => v.mkdir(sid, path(payload)?, mode(d[0])?).map(|_| OK),
             p::RMDIR => v.rmdir(sid, path(payload)?).map(|_| OK),
             p::UNLINK => v.unlink(sid, path(payload)?).map(|_| OK),
-            p::RENAME => pair(payload).and_then(|(a, b)| v.rename(sid, a, b)).map(|_| OK),
-            p::SYMLINK => pair(payload).and_then(|(t, l)| v.symlink(sid, t, l)).map(|_| OK),
-            p::LINK => pair(payload).and_then(|(a, b)| v.link(sid, a, b)).map(|_| OK),
+            p::RENAME => pair(payload)
+                .and_then(|(a, b)| v.rename(sid, a, b))
+                .map(|_| OK),
+            p::SYMLINK => pair(payload)
+                .and_then(|(t, l)| v.symlink(sid, t, l))
+                .map(|_| OK),
+            p::LINK => pair(payload)
+                .and_then(|(a, b)| v.link(sid, a, b))
+                .map(|_| OK),
             p::READLINK => {
                 let target = v.readlink(sid, path(payload)?)?;
                 out.extend_from_slice(target.as_bytes());
@@ -225,15 +272,32 @@ impl<D: Disks> Server<D> {
             p::MOUNTS => {
                 let mut text = String::new();
                 for m in v.mounts() {
-                    let _ = writeln!(text, "{} {} {} {}", m.source, m.point, m.fs_type, if m.read_only { "ro" } else { "rw" });
+                    let _ = writeln!(
+                        text,
+                        "{} {} {} {}",
+                        m.source,
+                        m.point,
+                        m.fs_type,
+                        if m.read_only { "ro" } else { "rw" }
+                    );
                 }
                 out.extend_from_slice(text.as_bytes());
                 Ok([0, 0, 0, out.len() as u64])
             }
             p::CHMOD => v.chmod(sid, path(payload)?, mode(d[0])?).map(|_| OK),
-            p::CHOWN => v.chown(sid, path(payload)?, id(d[0])?, id(d[1])?).map(|_| OK),
+            p::CHOWN => v
+                .chown(sid, path(payload)?, id(d[0])?, id(d[1])?)
+                .map(|_| OK),
             p::CHDIR => v.check_dir(sid, path(payload)?).map(|_| OK),
-            p::SETUID => v.set_cred(sid, Cred { uid: id(d[0])?, gid: id(d[1])? }).map(|_| OK),
+            p::SETUID => v
+                .set_cred(
+                    sid,
+                    Cred {
+                        uid: id(d[0])?,
+                        gid: id(d[1])?,
+                    },
+                )
+                .map(|_| OK),
             p::MOUNT => {
                 let (device, point) = pair(payload)?;
                 self.root_only(sid)?;
@@ -254,14 +318,22 @@ impl<D: Disks> Server<D> {
         }
     }
 
-    fn reply_stat(&mut self, f: impl FnOnce(&mut Vfs) -> Result<VStat, Errno>, out: &mut Vec<u8>) -> Result<[u64; 4], Errno> {
+    fn reply_stat(
+        &mut self,
+        f: impl FnOnce(&mut Vfs) -> Result<VStat, Errno>,
+        out: &mut Vec<u8>,
+    ) -> Result<[u64; 4], Errno> {
         let s = f(&mut self.vfs)?;
         out.extend_from_slice(&stat_record(&s).encode());
         Ok([0, 0, 0, out.len() as u64])
     }
 
     fn root_only(&self, sid: u64) -> Result<(), Errno> {
-        if self.vfs.cred(sid)?.uid == 0 { Ok(()) } else { Err(Errno::Perm) }
+        if self.vfs.cred(sid)?.uid == 0 {
+            Ok(())
+        } else {
+            Err(Errno::Perm)
+        }
     }
 
     /// Mounts the file system on `device` at `point`.
@@ -311,10 +383,18 @@ mod tests {
 
     #[test]
     fn a_dead_clients_session_and_open_files_are_freed_and_others_kept() {
-        let mut s = Server::new(Vfs::new(Box::new(Tmpfs::new(1 << 20, 100)), "rootfs"), NoDisks);
+        let mut s = Server::new(
+            Vfs::new(Box::new(Tmpfs::new(1 << 20, 100)), "rootfs"),
+            NoDisks,
+        );
         let mut out = Vec::new();
         let open = |s: &mut Server<NoDisks>, sid: u64, path: &[u8], out: &mut Vec<u8>| {
-            s.handle(sid, &Message::new(p::OPEN, [(O_RDWR | O_CREAT) as u64, 0o644, 0, 0]), path, out)
+            s.handle(
+                sid,
+                &Message::new(p::OPEN, [(O_RDWR | O_CREAT) as u64, 0o644, 0, 0]),
+                path,
+                out,
+            )
         };
         let (dead, alive) = (0x1_0000_0007, 0x1_0000_0008);
         assert_eq!(open(&mut s, dead, b"/a", &mut out).label, 0);
@@ -322,7 +402,11 @@ mod tests {
         let kept = open(&mut s, alive, b"/c", &mut out);
         assert_eq!(kept.label, 0);
         // An unlinked file the dead client still held open goes once its session does.
-        assert_eq!(s.handle(alive, &Message::new(p::UNLINK, [0; 4]), b"/a", &mut out).label, 0);
+        assert_eq!(
+            s.handle(alive, &Message::new(p::UNLINK, [0; 4]), b"/a", &mut out)
+                .label,
+            0
+        );
         assert_eq!(s.vfs.open_count(dead), 2);
         let gone = Message::new(keel_rt::ipc::LABEL_CLIENT_GONE, [0; 4]);
         assert_eq!(s.handle(dead, &gone, &[], &mut out).label, 0);
@@ -330,25 +414,56 @@ mod tests {
         assert_eq!(s.vfs.open_count(dead), 0);
         // The other client's session and descriptor are untouched; a second notice is harmless.
         assert_eq!(s.vfs.open_count(alive), 1);
-        assert_eq!(s.handle(alive, &Message::new(p::WRITE, [kept.data[0], 0, 0, 0]), b"xyz", &mut out).data[0], 3);
+        assert_eq!(
+            s.handle(
+                alive,
+                &Message::new(p::WRITE, [kept.data[0], 0, 0, 0]),
+                b"xyz",
+                &mut out
+            )
+            .data[0],
+            3
+        );
         assert_eq!(s.handle(dead, &gone, &[], &mut out).label, 0);
         assert!(!s.vfs.has_session(dead));
     }
 
     #[test]
     fn tmpfs_mounts_share_a_budget_that_unmounting_gives_back() {
-        let mut s = Server::new(Vfs::new(Box::new(Tmpfs::new(1 << 20, 100)), "rootfs"), NoDisks).with_tmpfs(3 << 20, 2 << 20);
+        let mut s = Server::new(
+            Vfs::new(Box::new(Tmpfs::new(1 << 20, 100)), "rootfs"),
+            NoDisks,
+        )
+        .with_tmpfs(3 << 20, 2 << 20);
         let mut out = Vec::new();
-        let mut call = |s: &mut Server<NoDisks>, label: u64, data: [u64; 4], payload: &[u8]| s.handle(7, &Message::new(label, data), payload, &mut out).label;
+        let mut call = |s: &mut Server<NoDisks>, label: u64, data: [u64; 4], payload: &[u8]| {
+            s.handle(7, &Message::new(label, data), payload, &mut out)
+                .label
+        };
         for d in [&b"/a"[..], b"/b"] {
             assert_eq!(call(&mut s, p::MKDIR, [0o755, 0, 0, 0], d), 0);
         }
-        assert_eq!(call(&mut s, p::MOUNT, [0; 4], b"tmpfs\0/a"), 0, "the default size (2 MiB) fits");
-        assert_eq!(call(&mut s, p::MOUNT, [0, 2 << 20, 0, 0], b"tmpfs\0/b"), errno_label(Errno::NoMem), "1 MiB is left");
+        assert_eq!(
+            call(&mut s, p::MOUNT, [0; 4], b"tmpfs\0/a"),
+            0,
+            "the default size (2 MiB) fits"
+        );
+        assert_eq!(
+            call(&mut s, p::MOUNT, [0, 2 << 20, 0, 0], b"tmpfs\0/b"),
+            errno_label(Errno::NoMem),
+            "1 MiB is left"
+        );
         assert_eq!(call(&mut s, p::MOUNT, [0, 1 << 20, 0, 0], b"tmpfs\0/b"), 0);
         assert_eq!(s.tmpfs_free, 0);
         // The new tmpfs holds 1 MiB: a bigger write is ENOSPC and leaves the file as it was.
-        let fd = s.handle(7, &Message::new(p::OPEN, [(O_RDWR | O_CREAT) as u64, 0o644, 0, 0]), b"/b/f", &mut out).data[0];
+        let fd = s
+            .handle(
+                7,
+                &Message::new(p::OPEN, [(O_RDWR | O_CREAT) as u64, 0o644, 0, 0]),
+                b"/b/f",
+                &mut out,
+            )
+            .data[0];
         let chunk = alloc::vec![5u8; 64 * 1024];
         let mut written = 0u64;
         loop {
@@ -360,10 +475,31 @@ mod tests {
             written += m.data[0];
         }
         assert_eq!(written, 1 << 20);
-        assert_eq!(s.handle(7, &Message::new(p::CLOSE, [fd, 0, 0, 0]), b"", &mut out).label, 0);
-        assert_eq!(s.handle(7, &Message::new(p::UNMOUNT, [0; 4]), b"/a", &mut out).label, 0);
+        assert_eq!(
+            s.handle(7, &Message::new(p::CLOSE, [fd, 0, 0, 0]), b"", &mut out)
+                .label,
+            0
+        );
+        assert_eq!(
+            s.handle(7, &Message::new(p::UNMOUNT, [0; 4]), b"/a", &mut out)
+                .label,
+            0
+        );
         assert_eq!(s.tmpfs_free, 2 << 20, "unmounting /a gave its 2 MiB back");
-        assert_eq!(s.handle(7, &Message::new(p::MOUNT, [0, 5000, 0, 0]), b"tmpfs\0/a", &mut out).label, 0);
-        assert_eq!(s.tmpfs_free, (2 << 20) - 8192, "5000 bytes take two whole pages");
+        assert_eq!(
+            s.handle(
+                7,
+                &Message::new(p::MOUNT, [0, 5000, 0, 0]),
+                b"tmpfs\0/a",
+                &mut out
+            )
+            .label,
+            0
+        );
+        assert_eq!(
+            s.tmpfs_free,
+            (2 << 20) - 8192,
+            "5000 bytes take two whole pages"
+        );
     }
 }

@@ -54,7 +54,10 @@ impl Clock {
         let epoch = rtc
             .and_then(|pmo| vm::map_pmo(pmo, 4096, perm::READ).ok())
             .map_or(0, |va| keel_rt::mmio::read32(va + RTC_DR) as u64);
-        Clock { epoch_at_start: epoch, counter_at_start: sys::counter() }
+        Clock {
+            epoch_at_start: epoch,
+            counter_at_start: sys::counter(),
+        }
     }
 
     fn now(&self) -> u64 {
@@ -70,17 +73,34 @@ struct BlkDisks {
 }
 
 impl BlkDisks {
-    fn open(&self, device: &str, read_only: bool, attempts: u32) -> Result<Box<dyn FileSystem>, Errno> {
-        let mut disk = keel_fs::block::RemoteDisk::open(self.namesrv, device, attempts, BLK_PAUSE_NS)?;
+    fn open(
+        &self,
+        device: &str,
+        read_only: bool,
+        attempts: u32,
+    ) -> Result<Box<dyn FileSystem>, Errno> {
+        let mut disk =
+            keel_fs::block::RemoteDisk::open(self.namesrv, device, attempts, BLK_PAUSE_NS)?;
         if !read_only && !disk.read_only() {
             if let Err(e) = disk.claim_for_writing() {
                 println!("fs: cannot open {device} for writing: {e} (another client writes it)");
                 return Err(e);
             }
         }
-        let opts = MountOptions { read_only, cache_blocks: CACHE_BLOCKS, now: self.clock.now() };
+        let opts = MountOptions {
+            read_only,
+            cache_blocks: CACHE_BLOCKS,
+            now: self.clock.now(),
+        };
         match Ext2::mount(Box::new(disk), opts) {
-            Ok(fs) => Ok(Box::new(fs)),
+            Ok(fs) => {
+                if let Some(why) = fs.degraded() {
+                    println!(
+                        "fs: {device} is inconsistent ({why}): mounted read-only; run e2fsck on the image"
+                    );
+                }
+                Ok(Box::new(fs))
+            }
             Err(e) => {
                 println!("fs: cannot mount {device}: {e}");
                 Err(e.errno)
@@ -102,7 +122,9 @@ fn fail(msg: core::fmt::Arguments) -> i32 {
 
 pub fn main(startup: &Startup) -> i32 {
     let (Some(namesrv), Some(initrd)) = (startup.cap("namesrv"), startup.cap("initrd")) else {
-        return fail(format_args!("started without the namesrv and initrd capabilities"));
+        return fail(format_args!(
+            "started without the namesrv and initrd capabilities"
+        ));
     };
     let Some((offset, size)) = startup.arg_value("initrd").and_then(parse_initrd_arg) else {
         return fail(format_args!("no usable initrd=<offset>:<size> argument"));
@@ -122,7 +144,16 @@ pub fn main(startup: &Startup) -> i32 {
     };
     let top = root.root();
     for (dir, mode) in [("disk", 0o755), ("tmp", 0o1777)] {
-        let _ = root.create(top, dir, Kind::Dir, NewNode { perm: mode, uid: 0, gid: 0 });
+        let _ = root.create(
+            top,
+            dir,
+            Kind::Dir,
+            NewNode {
+                perm: mode,
+                uid: 0,
+                gid: 0,
+            },
+        );
     }
     let disks = BlkDisks { namesrv, clock };
     let mut vfs = Vfs::new(Box::new(root), "rootfs");
@@ -132,7 +163,9 @@ pub fn main(startup: &Startup) -> i32 {
         println!("fs: /disk is not a directory ({e}); the disk will not be mounted there");
     }
     let tmpfs_default = keel_fs::server::default_tmpfs_size(ram, ROOT_MOST);
-    let server = Arc::new(Mutex::new(Server::new(vfs, disks).with_tmpfs(TMPFS_TOTAL - root_size, tmpfs_default)));
+    let server = Arc::new(Mutex::new(
+        Server::new(vfs, disks).with_tmpfs(TMPFS_TOTAL - root_size, tmpfs_default),
+    ));
     let conn = match sys::conn_create() {
         Ok(c) => c,
         Err(e) => return fail(format_args!("cannot create its connection: {e}")),
@@ -140,7 +173,10 @@ pub fn main(startup: &Startup) -> i32 {
     if let Err(e) = ipc::register_service(namesrv, "fs", conn) {
         return fail(format_args!("cannot register with namesrv: {e}"));
     }
-    println!("fs: root is a tmpfs with {} files, {} directories from the initrd", filled.files, filled.dirs);
+    println!(
+        "fs: root is a tmpfs with {} files, {} directories from the initrd",
+        filled.files, filled.dirs
+    );
     {
         let server = server.clone();
         let _ = thread::spawn(move || mount_disk(&server, BlkDisks { namesrv, clock }));
@@ -160,7 +196,10 @@ pub fn main(startup: &Startup) -> i32 {
         if msg.label == 0 {
             data[3] = n;
         }
-        Reply { msg: keel_rt::abi::ipc::Message::new(msg.label, data), caps: Vec::new() }
+        Reply {
+            msg: keel_rt::abi::ipc::Message::new(msg.label, data),
+            caps: Vec::new(),
+        }
     })
 }
 

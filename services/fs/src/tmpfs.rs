@@ -9,7 +9,9 @@
 //! the initrd's files): they cost no capacity until the first write copies them.
 
 use crate::chunks::Chunks;
-use crate::node::{Attr, DirEntry, FileSystem, Ino, Kind, NAME_MAX, NewNode, SetAttr, StatFs, check_name};
+use crate::node::{
+    Attr, DirEntry, FileSystem, Ino, Kind, NAME_MAX, NewNode, SetAttr, StatFs, check_name,
+};
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -66,15 +68,41 @@ impl Tmpfs {
     /// An empty tmpfs holding at most `capacity` bytes and `max_inodes` inodes; the root
     /// directory is owned by root with mode 0755.
     pub fn new(capacity: u64, max_inodes: u64) -> Self {
-        let mut fs = Tmpfs { nodes: BTreeMap::new(), next_ino: ROOT, used: 0, capacity, max_inodes: max_inodes.max(1), now: 0 };
-        let root = fs.new_attr(Kind::Dir, NewNode { perm: 0o755, uid: 0, gid: 0 });
-        fs.nodes.insert(ROOT, Node { attr: Attr { nlink: 2, ..root }, data: Data::Dir(BTreeMap::new()) });
+        let mut fs = Tmpfs {
+            nodes: BTreeMap::new(),
+            next_ino: ROOT,
+            used: 0,
+            capacity,
+            max_inodes: max_inodes.max(1),
+            now: 0,
+        };
+        let root = fs.new_attr(
+            Kind::Dir,
+            NewNode {
+                perm: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        fs.nodes.insert(
+            ROOT,
+            Node {
+                attr: Attr { nlink: 2, ..root },
+                data: Data::Dir(BTreeMap::new()),
+            },
+        );
         fs
     }
 
     /// Adds a file at `dir/name` whose contents are `bytes` (not copied, not charged to the
     /// capacity until written).
-    pub fn add_static(&mut self, dir: Ino, name: &str, bytes: &'static [u8], new: NewNode) -> Result<Ino, Errno> {
+    pub fn add_static(
+        &mut self,
+        dir: Ino,
+        name: &str,
+        bytes: &'static [u8],
+        new: NewNode,
+    ) -> Result<Ino, Errno> {
         self.make(dir, name, Kind::File, new, Data::Static(bytes))
     }
 
@@ -171,7 +199,14 @@ impl Tmpfs {
     }
 
     /// A new inode with `data`, linked as `dir/name`.
-    fn make(&mut self, dir: Ino, name: &str, kind: Kind, new: NewNode, data: Data) -> Result<Ino, Errno> {
+    fn make(
+        &mut self,
+        dir: Ino,
+        name: &str,
+        kind: Kind,
+        new: NewNode,
+        data: Data,
+    ) -> Result<Ino, Errno> {
         check_name(name)?;
         if self.dir(dir)?.contains_key(name) {
             return Err(Errno::Exist);
@@ -203,7 +238,11 @@ impl Tmpfs {
         let now = self.now;
         let n = self.node_mut(ino)?;
         n.attr.ctime = now;
-        n.attr.nlink = if n.attr.kind == Kind::Dir { 0 } else { n.attr.nlink.saturating_sub(1) };
+        n.attr.nlink = if n.attr.kind == Kind::Dir {
+            0
+        } else {
+            n.attr.nlink.saturating_sub(1)
+        };
         Ok((n.attr.nlink == 0).then_some(ino))
     }
 }
@@ -239,7 +278,11 @@ impl FileSystem for Tmpfs {
     fn getattr(&mut self, ino: Ino) -> Result<Attr, Errno> {
         let n = self.node(ino)?;
         let size = n.bytes();
-        Ok(Attr { size, blocks: blocks_of(size), ..n.attr.clone() })
+        Ok(Attr {
+            size,
+            blocks: blocks_of(size),
+            ..n.attr.clone()
+        })
     }
 
     fn setattr(&mut self, ino: Ino, set: &SetAttr) -> Result<Attr, Errno> {
@@ -271,7 +314,11 @@ impl FileSystem for Tmpfs {
     fn readdir(&mut self, dir: Ino) -> Result<Vec<DirEntry>, Errno> {
         let d = self.dir(dir)?;
         Ok(d.iter()
-            .map(|(name, &ino)| DirEntry { name: name.clone(), ino, kind: self.nodes.get(&ino).map_or(Kind::Other, |n| n.attr.kind) })
+            .map(|(name, &ino)| DirEntry {
+                name: name.clone(),
+                ino,
+                kind: self.nodes.get(&ino).map_or(Kind::Other, |n| n.attr.kind),
+            })
             .collect())
     }
 
@@ -282,7 +329,9 @@ impl FileSystem for Tmpfs {
             Data::Dir(_) => return Err(Errno::IsDir),
             Data::Symlink(_) => return Err(Errno::Inval),
         };
-        let Ok(start) = usize::try_from(offset) else { return Ok(0) };
+        let Ok(start) = usize::try_from(offset) else {
+            return Ok(0);
+        };
         if start >= v.len() {
             return Ok(0);
         }
@@ -347,7 +396,13 @@ impl FileSystem for Tmpfs {
         if target.is_empty() || target.len() > 4095 {
             return Err(Errno::Inval);
         }
-        self.make(dir, name, Kind::Symlink, NewNode { perm: 0o777, ..new }, Data::Symlink(target.to_string()))
+        self.make(
+            dir,
+            name,
+            Kind::Symlink,
+            NewNode { perm: 0o777, ..new },
+            Data::Symlink(target.to_string()),
+        )
     }
 
     fn readlink(&mut self, ino: Ino) -> Result<String, Errno> {
@@ -394,7 +449,13 @@ impl FileSystem for Tmpfs {
         self.drop_link(ino)
     }
 
-    fn rename(&mut self, from_dir: Ino, from: &str, to_dir: Ino, to: &str) -> Result<Option<Ino>, Errno> {
+    fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &str,
+        to_dir: Ino,
+        to: &str,
+    ) -> Result<Option<Ino>, Errno> {
         check_name(to)?;
         let ino = self.lookup(from_dir, from)?;
         let is_dir = self.node(ino)?.attr.kind == Kind::Dir;
@@ -454,7 +515,11 @@ impl FileSystem for Tmpfs {
 mod tests {
     use super::*;
 
-    const ROOT_NEW: NewNode = NewNode { perm: 0o644, uid: 0, gid: 0 };
+    const ROOT_NEW: NewNode = NewNode {
+        perm: 0o644,
+        uid: 0,
+        gid: 0,
+    };
 
     #[test]
     fn files_grow_with_holes_and_truncate() {
@@ -478,7 +543,10 @@ mod tests {
         fs.write(f, 0, &[1; 8192]).unwrap();
         assert_eq!(fs.statfs().unwrap().free_blocks, 0);
         fs.create(ROOT, "b", Kind::File, ROOT_NEW).unwrap();
-        assert_eq!(fs.create(ROOT, "c", Kind::File, ROOT_NEW), Err(Errno::NoSpc));
+        assert_eq!(
+            fs.create(ROOT, "c", Kind::File, ROOT_NEW),
+            Err(Errno::NoSpc)
+        );
         assert_eq!(fs.unlink(ROOT, "a").unwrap(), Some(f));
         fs.evict(f).unwrap();
         assert_eq!(fs.statfs().unwrap().free_blocks, 2);
@@ -494,9 +562,18 @@ mod tests {
         assert_eq!(fs.rmdir(ROOT, "d"), Err(Errno::NotEmpty));
         assert_eq!(fs.unlink(ROOT, "d"), Err(Errno::IsDir));
         assert_eq!(fs.rmdir(d, "f"), Err(Errno::NotDir));
-        assert_eq!(fs.create(ROOT, "d", Kind::File, ROOT_NEW), Err(Errno::Exist));
-        assert_eq!(fs.create(ROOT, "..", Kind::File, ROOT_NEW), Err(Errno::Inval));
-        assert_eq!(fs.create(ROOT, &"x".repeat(256), Kind::File, ROOT_NEW), Err(Errno::NameTooLong));
+        assert_eq!(
+            fs.create(ROOT, "d", Kind::File, ROOT_NEW),
+            Err(Errno::Exist)
+        );
+        assert_eq!(
+            fs.create(ROOT, "..", Kind::File, ROOT_NEW),
+            Err(Errno::Inval)
+        );
+        assert_eq!(
+            fs.create(ROOT, &"x".repeat(256), Kind::File, ROOT_NEW),
+            Err(Errno::NameTooLong)
+        );
         fs.unlink(d, "f").unwrap();
         assert_eq!(fs.rmdir(ROOT, "d").unwrap(), Some(d));
         assert_eq!(fs.getattr(ROOT).unwrap().nlink, 2);

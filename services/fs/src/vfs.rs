@@ -135,7 +135,14 @@ impl Vfs {
     /// A tree whose root is `root`.
     pub fn new(root: Box<dyn FileSystem>, source: &str) -> Self {
         let ino = root.root();
-        let m = Mount { point: "/".to_string(), source: source.to_string(), fs: root, read_only: false, root: ino, covers: None };
+        let m = Mount {
+            point: "/".to_string(),
+            source: source.to_string(),
+            fs: root,
+            read_only: false,
+            root: ino,
+            covers: None,
+        };
         Vfs {
             mounts: alloc::vec![Some(m)],
             covered: BTreeMap::new(),
@@ -153,12 +160,19 @@ impl Vfs {
     }
 
     fn mount_at(&self, m: usize) -> Result<&Mount, Errno> {
-        self.mounts.get(m).and_then(Option::as_ref).ok_or(Errno::NoEnt)
+        self.mounts
+            .get(m)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::NoEnt)
     }
 
     fn fs(&mut self, m: usize) -> Result<&mut dyn FileSystem, Errno> {
         let now = self.now;
-        let mount = self.mounts.get_mut(m).and_then(Option::as_mut).ok_or(Errno::NoEnt)?;
+        let mount = self
+            .mounts
+            .get_mut(m)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::NoEnt)?;
         mount.fs.set_time(now);
         Ok(mount.fs.as_mut())
     }
@@ -168,24 +182,38 @@ impl Vfs {
     }
 
     fn root_loc(&self) -> Loc {
-        Loc { mount: 0, ino: self.mounts[0].as_ref().map_or(0, |m| m.root) }
+        Loc {
+            mount: 0,
+            ino: self.mounts[0].as_ref().map_or(0, |m| m.root),
+        }
     }
 
     /// `loc`, or the root of the mount sitting on it.
     fn cross(&self, mut loc: Loc) -> Loc {
         while let Some(&m) = self.covered.get(&loc) {
-            loc = Loc { mount: m, ino: self.mounts[m].as_ref().map_or(loc.ino, |x| x.root) };
+            loc = Loc {
+                mount: m,
+                ino: self.mounts[m].as_ref().map_or(loc.ino, |x| x.root),
+            };
         }
         loc
     }
 
     /// `Again` while a mount is expected on `loc`: its contents are not there yet.
     fn not_pending(&self, loc: Loc) -> Result<(), Errno> {
-        if self.pending.contains(&loc) { Err(Errno::Again) } else { Ok(()) }
+        if self.pending.contains(&loc) {
+            Err(Errno::Again)
+        } else {
+            Ok(())
+        }
     }
 
     fn writable_mount(&self, m: usize) -> Result<(), Errno> {
-        if self.mount_at(m)?.read_only { Err(Errno::RoFs) } else { Ok(()) }
+        if self.mount_at(m)?.read_only {
+            Err(Errno::RoFs)
+        } else {
+            Ok(())
+        }
     }
 
     // ---- sessions ----
@@ -196,7 +224,13 @@ impl Vfs {
         if self.sessions.len() >= MAX_SESSIONS {
             return Err(Errno::NFile);
         }
-        self.sessions.insert(sid, Session { cred, fds: BTreeMap::new() });
+        self.sessions.insert(
+            sid,
+            Session {
+                cred,
+                fds: BTreeMap::new(),
+            },
+        );
         Ok(())
     }
 
@@ -289,7 +323,11 @@ impl Vfs {
                 if stack.is_empty() {
                     stack.push(self.root_loc());
                 }
-                return Ok(Walk { dirs: stack, name: ".".to_string(), target });
+                return Ok(Walk {
+                    dirs: stack,
+                    name: ".".to_string(),
+                    target,
+                });
             };
             let last = todo.is_empty();
             if name == ".." {
@@ -308,7 +346,11 @@ impl Vfs {
                         stack.push(self.root_loc());
                     }
                     self.search(cred, *stack.last().unwrap_or(&self.root_loc()))?;
-                    return Ok(Walk { dirs: stack, name, target });
+                    return Ok(Walk {
+                        dirs: stack,
+                        name,
+                        target,
+                    });
                 }
                 continue;
             }
@@ -318,13 +360,20 @@ impl Vfs {
             let dir = *stack.last().unwrap_or(&self.root_loc());
             self.search(cred, dir)?;
             let found = match self.fs(dir.mount)?.lookup(dir.ino, &name) {
-                Ok(ino) => Some(self.cross(Loc { mount: dir.mount, ino })),
+                Ok(ino) => Some(self.cross(Loc {
+                    mount: dir.mount,
+                    ino,
+                })),
                 Err(Errno::NoEnt) => None,
                 Err(e) => return Err(e),
             };
             let Some(loc) = found else {
                 if last {
-                    return Ok(Walk { dirs: stack, name, target: None });
+                    return Ok(Walk {
+                        dirs: stack,
+                        name,
+                        target: None,
+                    });
                 }
                 return Err(Errno::NoEnt);
             };
@@ -354,7 +403,11 @@ impl Vfs {
                 continue;
             }
             if last {
-                return Ok(Walk { dirs: stack, name, target: Some(loc) });
+                return Ok(Walk {
+                    dirs: stack,
+                    name,
+                    target: Some(loc),
+                });
             }
             if attr.kind != Kind::Dir {
                 return Err(Errno::NotDir);
@@ -370,10 +423,18 @@ impl Vfs {
 
     /// The parent directory of `path`'s last component, its name, and what it names now; for
     /// operations that create or remove names (`.` and `..` are refused).
-    fn walk_parent(&mut self, cred: Cred, path: &str) -> Result<(Vec<Loc>, String, Option<Loc>), Errno> {
+    fn walk_parent(
+        &mut self,
+        cred: Cred,
+        path: &str,
+    ) -> Result<(Vec<Loc>, String, Option<Loc>), Errno> {
         let w = self.walk(cred, path, false)?;
         if w.name == "." || w.name == ".." {
-            return Err(if w.target.is_some() { Errno::Busy } else { Errno::Inval });
+            return Err(if w.target.is_some() {
+                Errno::Busy
+            } else {
+                Errno::Inval
+            });
         }
         // A directory waiting for its mount is not renamed or removed from under it.
         if w.target.is_some_and(|t| self.pending.contains(&t)) {
@@ -386,7 +447,11 @@ impl Vfs {
 
     fn may(&mut self, cred: Cred, loc: Loc, want: u16) -> Result<Attr, Errno> {
         let a = self.getattr(loc)?;
-        if permitted(cred, &a, want) { Ok(a) } else { Err(Errno::Acces) }
+        if permitted(cred, &a, want) {
+            Ok(a)
+        } else {
+            Err(Errno::Acces)
+        }
     }
 
     fn search(&mut self, cred: Cred, dir: Loc) -> Result<(), Errno> {
@@ -394,7 +459,11 @@ impl Vfs {
         if a.kind != Kind::Dir {
             return Err(Errno::NotDir);
         }
-        if permitted(cred, &a, X) { Ok(()) } else { Err(Errno::Acces) }
+        if permitted(cred, &a, X) {
+            Ok(())
+        } else {
+            Err(Errno::Acces)
+        }
     }
 
     /// May `cred` add or remove names in `dir` (write + search, and a writable mount)?
@@ -413,7 +482,11 @@ impl Vfs {
         if dir.perm & 0o1000 == 0 || cred.uid == 0 || cred.uid == dir.uid {
             return Ok(());
         }
-        if self.getattr(victim)?.uid == cred.uid { Ok(()) } else { Err(Errno::Perm) }
+        if self.getattr(victim)?.uid == cred.uid {
+            Ok(())
+        } else {
+            Err(Errno::Perm)
+        }
     }
 
     fn session(&mut self, sid: SessionId) -> Result<&mut Session, Errno> {
@@ -427,7 +500,13 @@ impl Vfs {
     // ---- operations on paths ----
 
     /// Opens (and with O_CREAT creates, with `mode`'s permission bits) the file at `path`.
-    pub fn open(&mut self, sid: SessionId, path: &str, oflags: u32, mode: u16) -> Result<Fd, Errno> {
+    pub fn open(
+        &mut self,
+        sid: SessionId,
+        path: &str,
+        oflags: u32,
+        mode: u16,
+    ) -> Result<Fd, Errno> {
         use flags::*;
         let cred = self.cred(sid)?;
         if oflags & !ALL != 0 || oflags & O_ACCMODE == 3 {
@@ -442,17 +521,32 @@ impl Vfs {
         let w = self.walk(cred, path, follow)?;
         let parent = w.dirs.last().copied().unwrap_or(self.root_loc());
         let loc = match w.target {
-            Some(_) if oflags & (O_CREAT | O_EXCL) == (O_CREAT | O_EXCL) => return Err(Errno::Exist),
+            Some(_) if oflags & (O_CREAT | O_EXCL) == (O_CREAT | O_EXCL) => {
+                return Err(Errno::Exist);
+            }
             Some(loc) => loc,
             None if oflags & O_CREAT != 0 => {
                 if path.ends_with('/') {
                     return Err(Errno::IsDir);
                 }
                 let dir = self.may_change(cred, parent)?;
-                let gid = if dir.perm & 0o2000 != 0 { dir.gid } else { cred.gid };
-                let new = NewNode { perm: mode & 0o7777, uid: cred.uid, gid };
-                let ino = self.fs(parent.mount)?.create(parent.ino, &w.name, Kind::File, new)?;
-                Loc { mount: parent.mount, ino }
+                let gid = if dir.perm & 0o2000 != 0 {
+                    dir.gid
+                } else {
+                    cred.gid
+                };
+                let new = NewNode {
+                    perm: mode & 0o7777,
+                    uid: cred.uid,
+                    gid,
+                };
+                let ino = self
+                    .fs(parent.mount)?
+                    .create(parent.ino, &w.name, Kind::File, new)?;
+                Loc {
+                    mount: parent.mount,
+                    ino,
+                }
             }
             None => return Err(Errno::NoEnt),
         };
@@ -481,10 +575,16 @@ impl Vfs {
             append: oflags & O_APPEND != 0,
             offset: 0,
             listing: None,
-            parent: if w.name == "." { w.dirs.last().map_or(loc.ino, |p| p.ino) } else { parent.ino },
+            parent: if w.name == "." {
+                w.dirs.last().map_or(loc.ino, |p| p.ino)
+            } else {
+                parent.ino
+            },
         };
         let s = self.session(sid)?;
-        let fd = (FIRST_FD..).find(|fd| !s.fds.contains_key(fd)).ok_or(Errno::MFile)?;
+        let fd = (FIRST_FD..)
+            .find(|fd| !s.fds.contains_key(fd))
+            .ok_or(Errno::MFile)?;
         s.fds.insert(fd, file);
         *self.open.entry(loc).or_insert(0) += 1;
         Ok(fd)
@@ -494,7 +594,10 @@ impl Vfs {
     pub fn stat(&mut self, sid: SessionId, path: &str, follow: bool) -> Result<Stat, Errno> {
         let cred = self.cred(sid)?;
         let loc = self.resolve(cred, path, follow)?;
-        Ok(Stat { dev: loc.mount as u64, attr: self.getattr(loc)? })
+        Ok(Stat {
+            dev: loc.mount as u64,
+            attr: self.getattr(loc)?,
+        })
     }
 
     pub fn mkdir(&mut self, sid: SessionId, path: &str, mode: u16) -> Result<(), Errno> {
@@ -505,9 +608,19 @@ impl Vfs {
         }
         let parent = *dirs.last().ok_or(Errno::Inval)?;
         let dir = self.may_change(cred, parent)?;
-        let (gid, setgid) = if dir.perm & 0o2000 != 0 { (dir.gid, 0o2000) } else { (cred.gid, 0) };
-        let new = NewNode { perm: (mode & 0o7777) | setgid, uid: cred.uid, gid };
-        self.fs(parent.mount)?.create(parent.ino, &name, Kind::Dir, new).map(|_| ())
+        let (gid, setgid) = if dir.perm & 0o2000 != 0 {
+            (dir.gid, 0o2000)
+        } else {
+            (cred.gid, 0)
+        };
+        let new = NewNode {
+            perm: (mode & 0o7777) | setgid,
+            uid: cred.uid,
+            gid,
+        };
+        self.fs(parent.mount)?
+            .create(parent.ino, &name, Kind::Dir, new)
+            .map(|_| ())
     }
 
     pub fn rmdir(&mut self, sid: SessionId, path: &str) -> Result<(), Errno> {
@@ -524,7 +637,10 @@ impl Vfs {
         let dir = self.may_change(cred, parent)?;
         self.sticky_ok(cred, &dir, victim)?;
         if let Some(ino) = self.fs(parent.mount)?.rmdir(parent.ino, &name)? {
-            self.unlinked(Loc { mount: parent.mount, ino })?;
+            self.unlinked(Loc {
+                mount: parent.mount,
+                ino,
+            })?;
         }
         Ok(())
     }
@@ -540,7 +656,10 @@ impl Vfs {
         let dir = self.may_change(cred, parent)?;
         self.sticky_ok(cred, &dir, victim)?;
         if let Some(ino) = self.fs(parent.mount)?.unlink(parent.ino, &name)? {
-            self.unlinked(Loc { mount: parent.mount, ino })?;
+            self.unlinked(Loc {
+                mount: parent.mount,
+                ino,
+            })?;
         }
         Ok(())
     }
@@ -550,7 +669,10 @@ impl Vfs {
         let (fdirs, fname, ftarget) = self.walk_parent(cred, from)?;
         let src = ftarget.ok_or(Errno::NoEnt)?;
         let (tdirs, tname, ttarget) = self.walk_parent(cred, to)?;
-        let (fparent, tparent) = (*fdirs.last().ok_or(Errno::Inval)?, *tdirs.last().ok_or(Errno::Inval)?);
+        let (fparent, tparent) = (
+            *fdirs.last().ok_or(Errno::Inval)?,
+            *tdirs.last().ok_or(Errno::Inval)?,
+        );
         if fparent.mount != tparent.mount {
             return Err(Errno::XDev);
         }
@@ -572,8 +694,14 @@ impl Vfs {
         if src_attr.kind == Kind::Dir && fparent != tparent && !permitted(cred, &src_attr, W) {
             return Err(Errno::Acces);
         }
-        if let Some(ino) = self.fs(fparent.mount)?.rename(fparent.ino, &fname, tparent.ino, &tname)? {
-            self.unlinked(Loc { mount: fparent.mount, ino })?;
+        if let Some(ino) =
+            self.fs(fparent.mount)?
+                .rename(fparent.ino, &fname, tparent.ino, &tname)?
+        {
+            self.unlinked(Loc {
+                mount: fparent.mount,
+                ino,
+            })?;
         }
         Ok(())
     }
@@ -590,8 +718,14 @@ impl Vfs {
         }
         let parent = *dirs.last().ok_or(Errno::Inval)?;
         self.may_change(cred, parent)?;
-        let new = NewNode { perm: 0o777, uid: cred.uid, gid: cred.gid };
-        self.fs(parent.mount)?.symlink(parent.ino, &name, target, new).map(|_| ())
+        let new = NewNode {
+            perm: 0o777,
+            uid: cred.uid,
+            gid: cred.gid,
+        };
+        self.fs(parent.mount)?
+            .symlink(parent.ino, &name, target, new)
+            .map(|_| ())
     }
 
     pub fn readlink(&mut self, sid: SessionId, path: &str) -> Result<String, Errno> {
@@ -645,7 +779,15 @@ impl Vfs {
             return Err(Errno::Perm);
         }
         self.writable_mount(loc.mount)?;
-        self.fs(loc.mount)?.setattr(loc.ino, &SetAttr { perm: Some(mode & 0o7777), ..SetAttr::default() }).map(|_| ())
+        self.fs(loc.mount)?
+            .setattr(
+                loc.ino,
+                &SetAttr {
+                    perm: Some(mode & 0o7777),
+                    ..SetAttr::default()
+                },
+            )
+            .map(|_| ())
     }
 
     /// Changes the owner: root only.
@@ -656,7 +798,16 @@ impl Vfs {
             return Err(Errno::Perm);
         }
         self.writable_mount(loc.mount)?;
-        self.fs(loc.mount)?.setattr(loc.ino, &SetAttr { uid: Some(uid), gid: Some(gid), ..SetAttr::default() }).map(|_| ())
+        self.fs(loc.mount)?
+            .setattr(
+                loc.ino,
+                &SetAttr {
+                    uid: Some(uid),
+                    gid: Some(gid),
+                    ..SetAttr::default()
+                },
+            )
+            .map(|_| ())
     }
 
     /// Checks that `path` is a directory the session may search (for a client's `chdir`).
@@ -694,7 +845,13 @@ impl Vfs {
     }
 
     /// Reads at `offset` without moving the descriptor's offset.
-    pub fn pread(&mut self, sid: SessionId, fd: Fd, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    pub fn pread(
+        &mut self,
+        sid: SessionId,
+        fd: Fd,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, Errno> {
         let f = self.file(sid, fd)?;
         if !f.readable {
             return Err(Errno::BadF);
@@ -719,7 +876,13 @@ impl Vfs {
     }
 
     /// Writes at `offset` without moving the descriptor's offset.
-    pub fn pwrite(&mut self, sid: SessionId, fd: Fd, offset: u64, data: &[u8]) -> Result<usize, Errno> {
+    pub fn pwrite(
+        &mut self,
+        sid: SessionId,
+        fd: Fd,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
         let f = self.file(sid, fd)?;
         if !f.writable {
             return Err(Errno::BadF);
@@ -729,7 +892,13 @@ impl Vfs {
     }
 
     /// Moves the offset; the new offset.
-    pub fn lseek(&mut self, sid: SessionId, fd: Fd, offset: i64, whence: u32) -> Result<u64, Errno> {
+    pub fn lseek(
+        &mut self,
+        sid: SessionId,
+        fd: Fd,
+        offset: i64,
+        whence: u32,
+    ) -> Result<u64, Errno> {
         let loc = self.file(sid, fd)?.loc;
         let base = match whence {
             whence::SET => 0,
@@ -737,7 +906,10 @@ impl Vfs {
             whence::END => self.getattr(loc)?.size as i64,
             _ => return Err(Errno::Inval),
         };
-        let new = base.checked_add(offset).filter(|&n| n >= 0).ok_or(Errno::Inval)?;
+        let new = base
+            .checked_add(offset)
+            .filter(|&n| n >= 0)
+            .ok_or(Errno::Inval)?;
         let f = self.file(sid, fd)?;
         f.offset = new as u64;
         if f.listing.is_some() && new == 0 {
@@ -748,7 +920,10 @@ impl Vfs {
 
     pub fn fstat(&mut self, sid: SessionId, fd: Fd) -> Result<Stat, Errno> {
         let loc = self.file(sid, fd)?.loc;
-        Ok(Stat { dev: loc.mount as u64, attr: self.getattr(loc)? })
+        Ok(Stat {
+            dev: loc.mount as u64,
+            attr: self.getattr(loc)?,
+        })
     }
 
     pub fn ftruncate(&mut self, sid: SessionId, fd: Fd, size: u64) -> Result<(), Errno> {
@@ -769,7 +944,12 @@ impl Vfs {
     /// The next directory entries of an open directory, as many as fit in `budget` bytes of
     /// [`entry_size`]; empty at the end. The listing is taken at the first call (and again
     /// after a seek to 0).
-    pub fn readdir(&mut self, sid: SessionId, fd: Fd, budget: usize) -> Result<Vec<DirEntry>, Errno> {
+    pub fn readdir(
+        &mut self,
+        sid: SessionId,
+        fd: Fd,
+        budget: usize,
+    ) -> Result<Vec<DirEntry>, Errno> {
         let f = self.file(sid, fd)?;
         let (loc, parent) = (f.loc, f.parent);
         if f.listing.is_none() {
@@ -777,8 +957,16 @@ impl Vfs {
                 return Err(Errno::NotDir);
             }
             let mut all = alloc::vec![
-                DirEntry { name: ".".to_string(), ino: loc.ino, kind: Kind::Dir },
-                DirEntry { name: "..".to_string(), ino: parent, kind: Kind::Dir },
+                DirEntry {
+                    name: ".".to_string(),
+                    ino: loc.ino,
+                    kind: Kind::Dir
+                },
+                DirEntry {
+                    name: "..".to_string(),
+                    ino: parent,
+                    kind: Kind::Dir
+                },
             ];
             all.extend(self.fs(loc.mount)?.readdir(loc.ino)?);
             let f = self.file(sid, fd)?;
@@ -851,7 +1039,13 @@ impl Vfs {
     }
 
     /// Mounts `fs` on the directory `path` (as root: mounting is an administrator's act).
-    pub fn mount(&mut self, path: &str, fs: Box<dyn FileSystem>, source: &str, read_only: bool) -> Result<(), Errno> {
+    pub fn mount(
+        &mut self,
+        path: &str,
+        fs: Box<dyn FileSystem>,
+        source: &str,
+        read_only: bool,
+    ) -> Result<(), Errno> {
         let loc = self.resolve(Cred::ROOT, path, true)?;
         if self.getattr(loc)?.kind != Kind::Dir {
             return Err(Errno::NotDir);
@@ -863,7 +1057,14 @@ impl Vfs {
         self.pending.remove(&loc);
         let point = keel_rt::fs::normalize(path);
         let root = fs.root();
-        let m = Mount { point, source: source.to_string(), fs, read_only, root, covers: Some(loc) };
+        let m = Mount {
+            point,
+            source: source.to_string(),
+            fs,
+            read_only,
+            root,
+            covers: Some(loc),
+        };
         let index = match self.mounts.iter().position(Option::is_none) {
             Some(i) => {
                 self.mounts[i] = Some(m);
@@ -904,13 +1105,24 @@ impl Vfs {
         self.mounts
             .iter()
             .flatten()
-            .map(|m| MountInfo { point: m.point.clone(), source: m.source.clone(), fs_type: m.fs.fs_type(), read_only: m.read_only })
+            .map(|m| MountInfo {
+                point: m.point.clone(),
+                source: m.source.clone(),
+                fs_type: m.fs.fs_type(),
+                read_only: m.read_only,
+            })
             .collect()
     }
 
     /// The mount points, deepest first (the order to unmount them in).
     pub fn mount_points(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.mounts.iter().flatten().skip(1).map(|m| m.point.clone()).collect();
+        let mut v: Vec<String> = self
+            .mounts
+            .iter()
+            .flatten()
+            .skip(1)
+            .map(|m| m.point.clone())
+            .collect();
         v.sort_by_key(|p| core::cmp::Reverse(p.matches('/').count()));
         v
     }
@@ -922,7 +1134,10 @@ pub fn entry_size(name: &str) -> usize {
 }
 
 fn components(path: &str) -> VecDeque<String> {
-    path.split('/').filter(|c| !c.is_empty()).map(String::from).collect()
+    path.split('/')
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Unix permission check: root reads and writes anything and searches any directory; it may

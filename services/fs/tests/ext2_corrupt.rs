@@ -59,8 +59,14 @@ fn inode_at(img: &[u8], ino: usize) -> usize {
 
 /// The inode of a path, through our own (read-only) mount of the intact image.
 fn ino_of(img: &[u8], path: &str) -> usize {
-    let mut fs =
-        Ext2::mount(Box::new(SharedDisk::new(img.to_vec())), MountOptions { read_only: true, ..opts() }).unwrap();
+    let mut fs = Ext2::mount(
+        Box::new(SharedDisk::new(img.to_vec())),
+        MountOptions {
+            read_only: true,
+            ..opts()
+        },
+    )
+    .unwrap();
     resolve(&mut fs, path).unwrap() as usize
 }
 
@@ -104,7 +110,18 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     let mut rng = Rng(0x5eed_ce11_0001);
 
-    for len in [0, 511, 1024, 2047, 2048, 3 * 1024, 10 * 1024, base.len() / 2, base.len() - 1024, base.len() - 512] {
+    for len in [
+        0,
+        511,
+        1024,
+        2047,
+        2048,
+        3 * 1024,
+        10 * 1024,
+        base.len() / 2,
+        base.len() - 1024,
+        base.len() - 512,
+    ] {
         cases.push((format!("truncated-{len}"), base[..len].to_vec()));
     }
     let root_inode = inode_at(&base, 2);
@@ -150,7 +167,13 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     img[1024 + 88..1024 + 90].copy_from_slice(&3000u16.to_le_bytes());
     cases.push(("sb-inode-size-3000".into(), img));
     // Group descriptors pointing into the superblock, past the end, at each other.
-    for (field, v) in [(0, 1u32), (4, 0), (8, 1_000_000), (8, 2), (0, u32_at(&base, g.gdt + 8))] {
+    for (field, v) in [
+        (0, 1u32),
+        (4, 0),
+        (8, 1_000_000),
+        (8, 2),
+        (0, u32_at(&base, g.gdt + 8)),
+    ] {
         let mut img = base.clone();
         put_u32(&mut img, g.gdt + field, v);
         cases.push((format!("gd-field-{field}-{v}"), img));
@@ -242,15 +265,22 @@ fn watchdog<F: FnOnce() + Send + 'static>(name: &str, f: F) {
     match rx.recv_timeout(WATCHDOG) {
         Ok(()) => h.join().unwrap(),
         Err(mpsc::RecvTimeoutError::Disconnected) => panic!("case {name}: panicked"),
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("case {name}: hung (no answer in {WATCHDOG:?})"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("case {name}: hung (no answer in {WATCHDOG:?})")
+        }
     }
 }
 
 /// A read-only mount and a full bounded walk, as a service would do.
 fn plain_read(img: Vec<u8>) {
-    let Ok(mut fs) =
-        Ext2::mount(Box::new(SharedDisk::new(img)), MountOptions { read_only: true, cache_blocks: 32, now: 0 })
-    else {
+    let Ok(mut fs) = Ext2::mount(
+        Box::new(SharedDisk::new(img)),
+        MountOptions {
+            read_only: true,
+            cache_blocks: 32,
+            now: 0,
+        },
+    ) else {
         return;
     };
     let mut dirs = vec![fs.root()];
@@ -298,4 +328,97 @@ fn corrupt_images_give_errors_not_panics_or_hangs() {
         });
         watchdog(&name, move || plain_read(img));
     }
+}
+
+/// Group 0's descriptor field at `field` (0 block bitmap, 4 inode bitmap, 12 free blocks u16).
+fn group0(img: &[u8], field: usize) -> usize {
+    let g = geometry(img);
+    g.gdt + field
+}
+
+/// Mounts read-write and expects a read-only fallback whose reason contains `why`: existing
+/// files still read, and nothing can be created or written.
+fn assert_degraded(img: Vec<u8>, why: &str) {
+    let mut fs = Ext2::mount(Box::new(SharedDisk::new(img)), opts()).expect("mount");
+    let reason = fs
+        .degraded()
+        .unwrap_or_else(|| panic!("an inconsistent image ({why}) was mounted read-write"));
+    assert!(
+        reason.contains(why),
+        "reason {reason:?} does not say {why:?}"
+    );
+    assert!(fs.is_read_only());
+    let small = resolve(&mut fs, "small").unwrap();
+    assert_eq!(read_all(&mut fs, small), b"small");
+    let root = fs.root();
+    assert_eq!(
+        fs.create(root, "new", Kind::File, WHO).err(),
+        Some(keel_fs::Errno::RoFs)
+    );
+    assert_eq!(fs.write(small, 0, b"x").err(), Some(keel_fs::Errno::RoFs));
+}
+
+#[test]
+fn a_consistent_image_mounts_read_write() {
+    let fs = Ext2::mount(Box::new(SharedDisk::new(base_image("consistent"))), opts()).unwrap();
+    assert_eq!(fs.degraded(), None);
+    assert!(!fs.is_read_only());
+}
+
+#[test]
+fn a_zeroed_inode_bitmap_mounts_read_only() {
+    let mut img = base_image("zero-ibitmap");
+    let g = geometry(&img);
+    let at = u32_at(&img, group0(&img, 4)) as usize * g.bs;
+    img[at..at + g.bs].fill(0);
+    assert_degraded(img, "inode bitmap");
+}
+
+#[test]
+fn a_zeroed_block_bitmap_mounts_read_only() {
+    let mut img = base_image("zero-bbitmap");
+    let g = geometry(&img);
+    let at = u32_at(&img, group0(&img, 0)) as usize * g.bs;
+    img[at..at + g.bs].fill(0);
+    assert_degraded(img, "block bitmap");
+}
+
+#[test]
+fn a_live_inode_marked_free_mounts_read_only() {
+    // The counts agree (one bit moved from a live inode to a free one), so only the inode
+    // table shows it.
+    let mut img = base_image("moved-ibit");
+    let g = geometry(&img);
+    let ino = ino_of(&img, "a/b/c/leaf");
+    let bitmap = u32_at(&img, group0(&img, 4)) as usize * g.bs;
+    let free = (0..g.ipg)
+        .find(|&i| img[bitmap + i / 8] & (1 << (i % 8)) == 0)
+        .unwrap();
+    img[bitmap + free / 8] |= 1 << (free % 8);
+    img[bitmap + (ino - 1) / 8] &= !(1 << ((ino - 1) % 8));
+    assert_degraded(img, &format!("inode {ino} is in use"));
+}
+
+#[test]
+fn a_wrong_group_free_count_mounts_read_only() {
+    let mut img = base_image("gd-count");
+    let at = group0(&img, 12);
+    let n = u16::from_le_bytes([img[at], img[at + 1]]);
+    img[at..at + 2].copy_from_slice(&(n + 5).to_le_bytes());
+    assert_degraded(img, "free blocks");
+}
+
+#[test]
+fn stale_superblock_totals_are_recomputed_not_refused() {
+    let host = TempPath::new("sb-totals", ".img");
+    let mut img = base_image("sb-totals");
+    put_u32(&mut img, 1024 + 12, 3);
+    put_u32(&mut img, 1024 + 16, 2);
+    std::fs::write(&host.0, &img).unwrap();
+    let (mut fs, disk) = mount_rw(&host.0);
+    assert_eq!(fs.degraded(), None);
+    let root = fs.root();
+    write_file(&mut fs, root, "after", 0, b"written");
+    unmount_to(fs, &disk, &host.0);
+    assert_fsck_clean(&host.0);
 }

@@ -32,13 +32,19 @@ impl BlockDevice for RecordingDisk {
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         check_range(self.size(), offset, buf.len())?;
-        buf.copy_from_slice(&self.view.lock().unwrap()[offset as usize..offset as usize + buf.len()]);
+        buf.copy_from_slice(
+            &self.view.lock().unwrap()[offset as usize..offset as usize + buf.len()],
+        );
         Ok(())
     }
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         check_range(self.size(), offset, data.len())?;
-        self.view.lock().unwrap()[offset as usize..offset as usize + data.len()].copy_from_slice(data);
-        self.log.lock().unwrap().push(Event::Write(offset, data.to_vec()));
+        self.view.lock().unwrap()[offset as usize..offset as usize + data.len()]
+            .copy_from_slice(data);
+        self.log
+            .lock()
+            .unwrap()
+            .push(Event::Write(offset, data.to_vec()));
         Ok(())
     }
     fn flush(&mut self) -> Result<(), Errno> {
@@ -57,7 +63,10 @@ struct Durable {
 /// The image after a cut at event `cut`: everything up to the last flush before it, then the
 /// writes after that flush, all of them (`subset` None) or those a seeded generator keeps.
 fn image_at(base: &[u8], log: &[Event], cut: usize, subset: Option<u64>) -> Vec<u8> {
-    let last_flush = log[..cut].iter().rposition(|e| matches!(e, Event::Flush)).map_or(0, |i| i + 1);
+    let last_flush = log[..cut]
+        .iter()
+        .rposition(|e| matches!(e, Event::Flush))
+        .map_or(0, |i| i + 1);
     let mut img = base.to_vec();
     let mut rng = Rng(subset.unwrap_or(1) | 1);
     for (i, e) in log[..cut].iter().enumerate() {
@@ -72,16 +81,30 @@ fn image_at(base: &[u8], log: &[Event], cut: usize, subset: Option<u64>) -> Vec<
 
 /// Runs a workload on a recording disk: the base image, the log, and the fsync'ed files.
 fn workload(base: &[u8]) -> (Vec<Event>, Vec<Durable>) {
-    let disk = RecordingDisk { view: Arc::new(Mutex::new(base.to_vec())), log: Arc::new(Mutex::new(Vec::new())) };
+    let disk = RecordingDisk {
+        view: Arc::new(Mutex::new(base.to_vec())),
+        log: Arc::new(Mutex::new(Vec::new())),
+    };
     let log = disk.log.clone();
-    let mut fs =
-        Ext2::mount(Box::new(disk), MountOptions { read_only: false, cache_blocks: 48, now: 1_700_000_000 }).unwrap();
+    let mut fs = Ext2::mount(
+        Box::new(disk),
+        MountOptions {
+            read_only: false,
+            cache_blocks: 48,
+            now: 1_700_000_000,
+        },
+    )
+    .unwrap();
     let mut durable = Vec::new();
     let root = fs.root();
     let mut keep = |fs: &mut Ext2, dir: u64, path: &str, name: &str, data: Vec<u8>| {
         let f = write_file(fs, dir, name, 0, &data);
         fs.fsync(f).unwrap();
-        durable.push(Durable { at: log.lock().unwrap().len(), path: path.into(), data });
+        durable.push(Durable {
+            at: log.lock().unwrap().len(),
+            path: path.into(),
+            data,
+        });
     };
     keep(&mut fs, root, "keep1", "keep1", pattern(30_000, 1));
     let d = fs.create(root, "d", Kind::Dir, WHO).unwrap();
@@ -139,21 +162,34 @@ fn power_cuts_leave_repairable_images_and_fsynced_files() {
             // The one state preening refuses: a cut inside a directory's move to another
             // directory leaves it with two names or a stale `..` (no order of the block writes
             // avoids both without a journal; see Ext2::rename). `e2fsck -y` repairs it.
-            let in_dir_move = text.contains("is a link to directory") || (text.contains("'..' in") && text.contains("should be"));
+            let in_dir_move = text.contains("is a link to directory")
+                || (text.contains("'..' in") && text.contains("should be"));
             if code >= 4 && in_dir_move && !text.contains("nattached") {
                 moved_dir_cuts += 1;
                 let (code, text) = fsck_with(&img_path.0, "-fy");
-                assert!(code < 4, "cut at event {cut}/{n} (subset {subset:?}): e2fsck -fy exit {code}:\n{text}");
+                assert!(
+                    code < 4,
+                    "cut at event {cut}/{n} (subset {subset:?}): e2fsck -fy exit {code}:\n{text}"
+                );
             } else {
-                assert!(code < 4, "cut at event {cut}/{n} (subset {subset:?}): e2fsck -p exit {code}:\n{text}");
+                assert!(
+                    code < 4,
+                    "cut at event {cut}/{n} (subset {subset:?}): e2fsck -p exit {code}:\n{text}"
+                );
             }
             let (code, text) = fsck(&img_path.0);
-            assert_eq!(code, 0, "cut at {cut} (subset {subset:?}): not clean after repair:\n{text}");
+            assert_eq!(
+                code, 0,
+                "cut at {cut} (subset {subset:?}): not clean after repair:\n{text}"
+            );
             for d in durable.iter().filter(|d| d.at <= cut) {
                 // A directory renamed after the fsync may be found under either name.
                 let got = debugfs(&img_path.0, &format!("cat /{}", d.path));
-                let got =
-                    if got.is_empty() { debugfs(&img_path.0, &format!("cat /{}", final_path(&d.path))) } else { got };
+                let got = if got.is_empty() {
+                    debugfs(&img_path.0, &format!("cat /{}", final_path(&d.path)))
+                } else {
+                    got
+                };
                 assert!(
                     got == d.data,
                     "cut at {cut} (subset {subset:?}): fsync'ed {} lost ({} bytes)",
@@ -166,5 +202,9 @@ fn power_cuts_leave_repairable_images_and_fsynced_files() {
     }
     assert!(checked_files > 50, "{checked_files}");
     // Only the few cuts between the directory move's two writes may need more than preening.
-    assert!(moved_dir_cuts <= 24, "{moved_dir_cuts} of {} cut images needed e2fsck -y", 2 * n);
+    assert!(
+        moved_dir_cuts <= 24,
+        "{moved_dir_cuts} of {} cut images needed e2fsck -y",
+        2 * n
+    );
 }

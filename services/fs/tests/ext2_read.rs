@@ -10,7 +10,18 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Sizes around the 1 KiB-block boundaries: 12 direct blocks, then 256 single-indirect ones.
-const SIZES: &[usize] = &[0, 1, 1000, 1024, 12 * 1024, 12 * 1024 + 1, 100_000, 268 * 1024, 268 * 1024 + 5, 400_000];
+const SIZES: &[usize] = &[
+    0,
+    1,
+    1000,
+    1024,
+    12 * 1024,
+    12 * 1024 + 1,
+    100_000,
+    268 * 1024,
+    268 * 1024 + 5,
+    400_000,
+];
 
 /// Populates a host directory with files, nested directories, symlinks and a hard link.
 fn populate(root: &Path) {
@@ -29,9 +40,16 @@ fn populate(root: &Path) {
 /// Compares the host tree under `host` with the directory `dir` of the mounted file system.
 fn compare(fs: &mut Ext2, host: &Path, dir: u64) -> usize {
     let mut checked = 0;
-    let ours: BTreeSet<String> = fs.readdir(dir).unwrap().into_iter().map(|e| e.name).collect();
-    let mut theirs: BTreeSet<String> =
-        std::fs::read_dir(host).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let ours: BTreeSet<String> = fs
+        .readdir(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let mut theirs: BTreeSet<String> = std::fs::read_dir(host)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     let is_root = dir == fs.root();
     if is_root {
         theirs.insert("lost+found".into());
@@ -44,7 +62,11 @@ fn compare(fs: &mut Ext2, host: &Path, dir: u64) -> usize {
         let meta = std::fs::symlink_metadata(&p).unwrap();
         if meta.file_type().is_symlink() {
             assert_eq!(attr.kind, Kind::Symlink);
-            let target = std::fs::read_link(&p).unwrap().into_os_string().into_string().unwrap();
+            let target = std::fs::read_link(&p)
+                .unwrap()
+                .into_os_string()
+                .into_string()
+                .unwrap();
             assert_eq!(fs.readlink(ino).unwrap(), target, "{}", p.display());
         } else if meta.is_dir() {
             assert_eq!(attr.kind, Kind::Dir);
@@ -52,7 +74,11 @@ fn compare(fs: &mut Ext2, host: &Path, dir: u64) -> usize {
         } else {
             assert_eq!(attr.kind, Kind::File);
             assert_eq!(attr.size, meta.len());
-            assert!(read_all(fs, ino) == std::fs::read(&p).unwrap(), "contents of {}", p.display());
+            assert!(
+                read_all(fs, ino) == std::fs::read(&p).unwrap(),
+                "contents of {}",
+                p.display()
+            );
         }
         checked += 1;
     }
@@ -64,9 +90,22 @@ fn read_tree(block_size: u32, inode_size: &str) {
     let host = TempPath::new(&test, "-dir");
     let image = TempPath::new(&test, ".img");
     populate(&host.0);
-    mkfs(&image.0, 4096, block_size, &["-I", inode_size], Some(&host.0));
+    mkfs(
+        &image.0,
+        4096,
+        block_size,
+        &["-I", inode_size],
+        Some(&host.0),
+    );
     let disk = SharedDisk::from_file(&image.0);
-    let mut fs = Ext2::mount(Box::new(disk), MountOptions { read_only: true, ..opts() }).unwrap();
+    let mut fs = Ext2::mount(
+        Box::new(disk),
+        MountOptions {
+            read_only: true,
+            ..opts()
+        },
+    )
+    .unwrap();
     let root = fs.root();
     assert_eq!(compare(&mut fs, &host.0, root), 19);
     let mid = resolve(&mut fs, "a/mid").unwrap();
@@ -111,7 +150,9 @@ fn refuses_unsupported_features_and_journals_read_write() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let err = Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), opts()).err().expect("ext4 must not mount");
+    let err = Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), opts())
+        .err()
+        .expect("ext4 must not mount");
     assert_eq!(err.errno, Errno::Inval);
     assert!(err.reason.contains("extents"), "{}", err.reason);
 
@@ -122,15 +163,29 @@ fn refuses_unsupported_features_and_journals_read_write() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let err =
-        Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), opts()).err().expect("ext3 must not mount read-write");
+    let err = Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), opts())
+        .err()
+        .expect("ext3 must not mount read-write");
     assert_eq!(err.errno, Errno::RoFs);
     assert!(err.reason.contains("has_journal"), "{err}");
-    let mut fs =
-        Ext2::mount(Box::new(SharedDisk::from_file(&image.0)), MountOptions { read_only: true, ..opts() }).unwrap();
-    assert!(fs.readdir(fs.root()).unwrap().iter().any(|e| e.name == "lost+found"));
+    let mut fs = Ext2::mount(
+        Box::new(SharedDisk::from_file(&image.0)),
+        MountOptions {
+            read_only: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert!(
+        fs.readdir(fs.root())
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "lost+found")
+    );
 
-    let err = Ext2::mount(Box::new(SharedDisk::new(vec![0; 8192])), opts()).err().unwrap();
+    let err = Ext2::mount(Box::new(SharedDisk::new(vec![0; 8192])), opts())
+        .err()
+        .unwrap();
     assert_eq!(err.errno, Errno::Inval);
 }
 
@@ -140,7 +195,14 @@ fn read_only_mounts_refuse_writes() {
     mkfs(&image.0, 1024, 1024, &[], None);
     let before = std::fs::read(&image.0).unwrap();
     let mut disk = SharedDisk::from_file(&image.0);
-    let mut fs = Ext2::mount(Box::new(disk.clone()), MountOptions { read_only: true, ..opts() }).unwrap();
+    let mut fs = Ext2::mount(
+        Box::new(disk.clone()),
+        MountOptions {
+            read_only: true,
+            ..opts()
+        },
+    )
+    .unwrap();
     assert!(fs.is_read_only());
     let root = fs.root();
     assert_eq!(fs.create(root, "x", Kind::File, WHO), Err(Errno::RoFs));
@@ -149,7 +211,10 @@ fn read_only_mounts_refuse_writes() {
     assert_eq!(fs.setattr(lf, &Default::default()).err(), Some(Errno::RoFs));
     fs.sync().unwrap();
     fs.unmount().unwrap();
-    assert!(*disk.bytes.lock().unwrap() == before, "a read-only mount changed the image");
+    assert!(
+        *disk.bytes.lock().unwrap() == before,
+        "a read-only mount changed the image"
+    );
 
     disk.read_only = true;
     let mut fs = Ext2::mount(Box::new(disk), opts()).unwrap();
@@ -162,13 +227,21 @@ fn read_only_mounts_refuse_writes() {
 fn mount_marks_not_clean_until_unmount() {
     let image = TempPath::new("state", ".img");
     mkfs(&image.0, 1024, 1024, &[], None);
-    let state =
-        |b: &[u8]| (u16::from_le_bytes([b[1024 + 58], b[1024 + 59]]), u16::from_le_bytes([b[1024 + 52], b[1024 + 53]]));
+    let state = |b: &[u8]| {
+        (
+            u16::from_le_bytes([b[1024 + 58], b[1024 + 59]]),
+            u16::from_le_bytes([b[1024 + 52], b[1024 + 53]]),
+        )
+    };
     let before = state(&std::fs::read(&image.0).unwrap());
     assert_eq!(before.0 & 1, 1);
     let (fs, disk) = mount_rw(&image.0);
     let mounted = state(&disk.bytes.lock().unwrap());
-    assert_eq!(mounted.0 & 1, 0, "a read-write mount must clear the valid flag on disk");
+    assert_eq!(
+        mounted.0 & 1,
+        0,
+        "a read-write mount must clear the valid flag on disk"
+    );
     assert_eq!(mounted.1, before.1 + 1);
     unmount_to(fs, &disk, &image.0);
     assert_eq!(state(&std::fs::read(&image.0).unwrap()).0 & 1, 1);

@@ -50,11 +50,35 @@ fn write_tree(block_size: u32, kib: u64) {
     fs.create(root, "gone-dir", Kind::Dir, WHO).unwrap();
     assert_eq!(nlink(&mut fs, "d1"), 3);
     write_model(&mut fs, &mut model, "small", 0, b"hello, ext2");
-    write_model(&mut fs, &mut model, "d1/indirect", 0, &pattern(20 * bs + 17, 1));
-    write_model(&mut fs, &mut model, "d1/d2/double", 0, &pattern((12 + apb + 10) * bs, 2));
+    write_model(
+        &mut fs,
+        &mut model,
+        "d1/indirect",
+        0,
+        &pattern(20 * bs + 17, 1),
+    );
+    write_model(
+        &mut fs,
+        &mut model,
+        "d1/d2/double",
+        0,
+        &pattern((12 + apb + 10) * bs, 2),
+    );
     // Overwrite across a block boundary, and append after a hole.
-    write_model(&mut fs, &mut model, "d1/d2/double", (12 * bs - 100) as u64, &pattern(3 * bs, 3));
-    write_model(&mut fs, &mut model, "small", 3 * bs as u64 + 5, b"after a hole");
+    write_model(
+        &mut fs,
+        &mut model,
+        "d1/d2/double",
+        (12 * bs - 100) as u64,
+        &pattern(3 * bs, 3),
+    );
+    write_model(
+        &mut fs,
+        &mut model,
+        "small",
+        3 * bs as u64 + 5,
+        b"after a hole",
+    );
     // Truncate down then up: the regrown part reads as zeros.
     let ind = resolve(&mut fs, "d1/indirect").unwrap();
     fs.truncate(ind, 5000).unwrap();
@@ -104,7 +128,10 @@ fn write_tree(block_size: u32, kib: u64) {
     let s = model.remove("d1/mover").unwrap();
     model.insert("d1/d2/moved".into(), s);
     write_model(&mut fs, &mut model, "replaced", 0, &pattern(2 * bs, 6));
-    let r = fs.rename(d2, "moved", root, "replaced").unwrap().expect("replaced file loses its last link");
+    let r = fs
+        .rename(d2, "moved", root, "replaced")
+        .unwrap()
+        .expect("replaced file loses its last link");
     fs.evict(r).unwrap();
     let s = model.remove("d1/d2/moved").unwrap();
     model.insert("replaced".into(), s);
@@ -113,9 +140,16 @@ fn write_tree(block_size: u32, kib: u64) {
     assert_eq!(nlink(&mut fs, "small2"), 2);
     fs.create(root, "empty-target", Kind::Dir, WHO).unwrap();
     let root_links = nlink(&mut fs, "");
-    let r = fs.rename(d1, "d2", root, "empty-target").unwrap().expect("replaced directory");
+    let r = fs
+        .rename(d1, "d2", root, "empty-target")
+        .unwrap()
+        .expect("replaced directory");
     fs.evict(r).unwrap();
-    assert_eq!(nlink(&mut fs, ""), root_links, "root: loses empty-target's '..', gains d2's");
+    assert_eq!(
+        nlink(&mut fs, ""),
+        root_links,
+        "root: loses empty-target's '..', gains d2's"
+    );
     assert_eq!(nlink(&mut fs, "d1"), 2);
     let moved: Model = model
         .iter()
@@ -127,9 +161,15 @@ fn write_tree(block_size: u32, kib: u64) {
     let et = resolve(&mut fs, "empty-target").unwrap();
     assert_eq!(fs.lookup(et, "double"), Ok(dbl));
     fs.create(root, "full", Kind::Dir, WHO).unwrap();
-    assert_eq!(fs.rename(root, "full", root, "empty-target"), Err(Errno::NotEmpty));
+    assert_eq!(
+        fs.rename(root, "full", root, "empty-target"),
+        Err(Errno::NotEmpty)
+    );
     assert_eq!(fs.rename(root, "replaced", root, "full"), Err(Errno::IsDir));
-    assert_eq!(fs.rename(root, "full", root, "replaced"), Err(Errno::NotDir));
+    assert_eq!(
+        fs.rename(root, "full", root, "replaced"),
+        Err(Errno::NotDir)
+    );
 
     // A sparse file reaching the triple-indirect blocks (1 KiB blocks only: 64 MiB).
     if bs == 1024 {
@@ -142,7 +182,12 @@ fn write_tree(block_size: u32, kib: u64) {
     assert_fsck_clean(&image.0);
     for (path, want) in &model {
         let got = debugfs(&image.0, &format!("cat /{path}"));
-        assert!(got == *want, "debugfs cat /{path}: {} bytes, want {}", got.len(), want.len());
+        assert!(
+            got == *want,
+            "debugfs cat /{path}: {} bytes, want {}",
+            got.len(),
+            want.len()
+        );
     }
     let (mut fs, _disk) = mount_rw(&image.0);
     check_model(&mut fs, &model);
@@ -175,36 +220,67 @@ fn directory_with_thousands_of_entries() {
     let n = 3000;
     let mut inos = Vec::new();
     for i in 0..n {
-        inos.push(fs.create(d, &format!("file-with-a-longish-name-{i:05}"), Kind::File, WHO).unwrap());
+        inos.push(
+            fs.create(
+                d,
+                &format!("file-with-a-longish-name-{i:05}"),
+                Kind::File,
+                WHO,
+            )
+            .unwrap(),
+        );
     }
     assert_eq!(fs.readdir(d).unwrap().len(), n);
     for (i, ino) in inos.iter().enumerate() {
-        assert_eq!(fs.lookup(d, &format!("file-with-a-longish-name-{i:05}")), Ok(*ino));
+        assert_eq!(
+            fs.lookup(d, &format!("file-with-a-longish-name-{i:05}")),
+            Ok(*ino)
+        );
     }
     for i in (0..n).step_by(2) {
-        let gone = fs.unlink(d, &format!("file-with-a-longish-name-{i:05}")).unwrap().unwrap();
+        let gone = fs
+            .unlink(d, &format!("file-with-a-longish-name-{i:05}"))
+            .unwrap()
+            .unwrap();
         fs.evict(gone).unwrap();
     }
     let left = fs.readdir(d).unwrap();
-    let bad: Vec<_> =
-        left.iter().filter(|e| !e.name.ends_with(['1', '3', '5', '7', '9'])).map(|e| e.name.clone()).collect();
+    let bad: Vec<_> = left
+        .iter()
+        .filter(|e| !e.name.ends_with(['1', '3', '5', '7', '9']))
+        .map(|e| e.name.clone())
+        .collect();
     assert!(bad.is_empty(), "{bad:?}");
     let mut names: Vec<_> = left.iter().map(|e| e.name.clone()).collect();
     names.sort();
-    let dups: Vec<_> = names.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0].clone()).collect();
-    assert!(dups.is_empty(), "{} dups {:?}", dups.len(), &dups[..dups.len().min(10)]);
+    let dups: Vec<_> = names
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0].clone())
+        .collect();
+    assert!(
+        dups.is_empty(),
+        "{} dups {:?}",
+        dups.len(),
+        &dups[..dups.len().min(10)]
+    );
     assert_eq!(left.len(), n / 2);
-    assert!(left.iter().all(|e| e.name.ends_with(['1', '3', '5', '7', '9'])));
+    assert!(
+        left.iter()
+            .all(|e| e.name.ends_with(['1', '3', '5', '7', '9']))
+    );
     // The freed space is reused.
     for i in 0..100 {
-        fs.create(d, &format!("again-{i}"), Kind::File, WHO).unwrap();
+        fs.create(d, &format!("again-{i}"), Kind::File, WHO)
+            .unwrap();
     }
     unmount_to(fs, &disk, &image.0);
     assert_fsck_clean(&image.0);
     let ls = String::from_utf8(debugfs(&image.0, "ls -l /many")).unwrap();
     // (debugfs also lists a cleared first entry of a block, with inode 0.)
-    let live =
-        ls.lines().filter(|l| l.contains("file-with-a-longish-name-") && l.split_whitespace().next() != Some("0"));
+    let live = ls.lines().filter(|l| {
+        l.contains("file-with-a-longish-name-") && l.split_whitespace().next() != Some("0")
+    });
     assert_eq!(live.count(), n / 2);
 }
 
@@ -285,7 +361,9 @@ fn indexed_directories_stay_valid_after_changes() {
     unmount_to(fs, &disk, &image.0);
     assert_fsck_clean(&image.0);
     let ls = String::from_utf8(debugfs(&image.0, "ls /idx")).unwrap();
-    assert!(ls.contains("new-49") && !ls.contains("entry-number-9 ") && ls.contains("entry-number-10"));
+    assert!(
+        ls.contains("new-49") && !ls.contains("entry-number-9 ") && ls.contains("entry-number-10")
+    );
 }
 
 #[test]
@@ -298,7 +376,11 @@ fn freeing_an_inode_drops_its_xattr_block() {
     mkfs(&image.0, 2048, 1024, &["-I", "128"], Some(&host.0));
     for f in ["a", "b"] {
         let out = std::process::Command::new(tool("debugfs"))
-            .args(["-w", "-R", &format!("ea_set /{f} user.note {}", "v".repeat(100))])
+            .args([
+                "-w",
+                "-R",
+                &format!("ea_set /{f} user.note {}", "v".repeat(100)),
+            ])
             .arg(&image.0)
             .output()
             .unwrap();
@@ -306,7 +388,10 @@ fn freeing_an_inode_drops_its_xattr_block() {
     }
     assert_fsck_clean(&image.0);
     let stat = String::from_utf8(debugfs(&image.0, "stat /a")).unwrap();
-    assert!(stat.contains("File ACL: ") && !stat.contains("File ACL: 0"), "no attribute block: {stat}");
+    assert!(
+        stat.contains("File ACL: ") && !stat.contains("File ACL: 0"),
+        "no attribute block: {stat}"
+    );
     let (mut fs, disk) = mount_rw(&image.0);
     let root = fs.root();
     for f in ["a", "b"] {
@@ -323,12 +408,22 @@ fn names_and_kinds_are_checked() {
     mkfs(&image.0, 1024, 1024, &[], None);
     let (mut fs, disk) = mount_rw(&image.0);
     let root = fs.root();
-    let who = NewNode { perm: 0o4755, uid: 70000, gid: 80000 };
+    let who = NewNode {
+        perm: 0o4755,
+        uid: 70000,
+        gid: 80000,
+    };
     let f = fs.create(root, "f", Kind::File, who).unwrap();
     let a = fs.getattr(f).unwrap();
-    assert_eq!((a.perm, a.uid, a.gid, a.nlink, a.size), (0o4755, 70000, 80000, 1, 0));
+    assert_eq!(
+        (a.perm, a.uid, a.gid, a.nlink, a.size),
+        (0o4755, 70000, 80000, 1, 0)
+    );
     assert_eq!(fs.create(root, "f", Kind::File, WHO), Err(Errno::Exist));
-    assert_eq!(fs.create(root, &"n".repeat(256), Kind::File, WHO), Err(Errno::NameTooLong));
+    assert_eq!(
+        fs.create(root, &"n".repeat(256), Kind::File, WHO),
+        Err(Errno::NameTooLong)
+    );
     assert!(fs.create(root, &"n".repeat(255), Kind::File, WHO).is_ok());
     assert_eq!(fs.create(root, "a/b", Kind::File, WHO), Err(Errno::Inval));
     assert_eq!(fs.create(root, "..", Kind::Dir, WHO), Err(Errno::Inval));
@@ -361,7 +456,11 @@ fn files_past_2_gib_turn_large_file_on() {
     assert_eq!(fs.read(f, off - 4, &mut buf).unwrap(), 16);
     assert_eq!(&buf, b"\0\0\0\0beyond 2 GiB");
     unmount_to(fs, &disk, &image.0);
-    assert_ne!(ro_compat(&std::fs::read(&image.0).unwrap()) & 2, 0, "large_file must be set");
+    assert_ne!(
+        ro_compat(&std::fs::read(&image.0).unwrap()) & 2,
+        0,
+        "large_file must be set"
+    );
     assert_fsck_clean(&image.0);
     let stat = String::from_utf8(debugfs(&image.0, "stat /huge")).unwrap();
     assert!(stat.contains(&format!("Size: {}", off + 12)), "{stat}");
@@ -390,7 +489,11 @@ fn removed_but_open_inodes_stay_readable_until_evicted() {
 
 #[test]
 fn flex_bg_and_sparse_super2_layouts() {
-    for (name, features) in [("flexbg", "flex_bg"), ("sparse2", "sparse_super2"), ("nosparse", "^sparse_super,^resize_inode")] {
+    for (name, features) in [
+        ("flexbg", "flex_bg"),
+        ("sparse2", "sparse_super2"),
+        ("nosparse", "^sparse_super,^resize_inode"),
+    ] {
         let image = TempPath::new(name, ".img");
         mkfs(&image.0, 16384, 1024, &["-O", features], None);
         let (mut fs, disk) = mount_rw(&image.0);
@@ -405,7 +508,10 @@ fn flex_bg_and_sparse_super2_layouts() {
         unmount_to(fs, &disk, &image.0);
         let (code, text) = fsck(&image.0);
         assert_eq!(code, 0, "{features}: {text}");
-        assert!(debugfs(&image.0, "cat /d5/f") == pattern(900_000, 5), "{features}");
+        assert!(
+            debugfs(&image.0, "cat /d5/f") == pattern(900_000, 5),
+            "{features}"
+        );
     }
 }
 
@@ -415,7 +521,10 @@ fn needs_sync_says_when_there_is_something_to_write_back() {
     mkfs(&image.0, 2048, 1024, &[], None);
     let (mut fs, _disk) = mount_rw(&image.0);
     fs.sync().unwrap();
-    assert!(!fs.needs_sync(), "a freshly synced mount has nothing to write");
+    assert!(
+        !fs.needs_sync(),
+        "a freshly synced mount has nothing to write"
+    );
     let root = fs.root();
     let f = write_file(&mut fs, root, "f", 0, b"dirty");
     assert!(fs.needs_sync(), "a written file leaves dirty blocks");
@@ -423,7 +532,10 @@ fn needs_sync_says_when_there_is_something_to_write_back() {
     assert!(!fs.needs_sync());
     fs.unlink(root, "f").unwrap();
     let _ = f;
-    assert!(fs.needs_sync(), "an unlink leaves a directory block and a pending free");
+    assert!(
+        fs.needs_sync(),
+        "an unlink leaves a directory block and a pending free"
+    );
     fs.sync().unwrap();
     assert!(!fs.needs_sync());
 }

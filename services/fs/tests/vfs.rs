@@ -11,12 +11,21 @@ const USER: u64 = 2;
 fn tree() -> Vfs {
     let mut v = Vfs::new(Box::new(Tmpfs::new(1 << 24, 10_000)), "rootfs");
     v.open_session(ROOT, Cred::ROOT).unwrap();
-    v.open_session(USER, Cred { uid: 1000, gid: 1000 }).unwrap();
+    v.open_session(
+        USER,
+        Cred {
+            uid: 1000,
+            gid: 1000,
+        },
+    )
+    .unwrap();
     v
 }
 
 fn put(v: &mut Vfs, sid: u64, path: &str, data: &[u8]) {
-    let fd = v.open(sid, path, O_WRONLY | O_CREAT | O_TRUNC, 0o644).unwrap();
+    let fd = v
+        .open(sid, path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        .unwrap();
     assert_eq!(v.write(sid, fd, data).unwrap(), data.len());
     v.close(sid, fd).unwrap();
 }
@@ -64,7 +73,10 @@ fn paths_resolve_dot_dotdot_and_symlinks() {
     assert_eq!(get(&mut v, ROOT, "/abs/f").unwrap(), b"hello");
     assert_eq!(get(&mut v, ROOT, "/abs/../b/f").unwrap(), b"hello"); // `..` of the link's target
     assert_eq!(v.readlink(ROOT, "/a/rel").unwrap(), "b/f");
-    assert_eq!(v.stat(ROOT, "/a/rel", false).unwrap().attr.kind, Kind::Symlink);
+    assert_eq!(
+        v.stat(ROOT, "/a/rel", false).unwrap().attr.kind,
+        Kind::Symlink
+    );
     assert_eq!(v.stat(ROOT, "/a/rel", true).unwrap().attr.kind, Kind::File);
     v.symlink(ROOT, "/loop2", "/loop1").unwrap();
     v.symlink(ROOT, "/loop1", "/loop2").unwrap();
@@ -73,13 +85,24 @@ fn paths_resolve_dot_dotdot_and_symlinks() {
     assert_eq!(v.open(ROOT, "/dangling", O_RDONLY, 0), Err(Errno::NoEnt));
     assert_eq!(v.open(ROOT, "/a/b/f/x", O_RDONLY, 0), Err(Errno::NotDir));
     assert_eq!(v.open(ROOT, "relative", O_RDONLY, 0), Err(Errno::Inval));
-    assert_eq!(v.stat(ROOT, &format!("/{}", "x".repeat(256)), true), Err(Errno::NameTooLong));
+    assert_eq!(
+        v.stat(ROOT, &format!("/{}", "x".repeat(256)), true),
+        Err(Errno::NameTooLong)
+    );
     // O_NOFOLLOW refuses a final symlink; O_CREAT through a dangling link creates its target.
-    assert_eq!(v.open(ROOT, "/a/rel", O_RDONLY | O_NOFOLLOW, 0), Err(Errno::Loop));
-    let fd = v.open(ROOT, "/dangling", O_WRONLY | O_CREAT, 0o600).unwrap();
+    assert_eq!(
+        v.open(ROOT, "/a/rel", O_RDONLY | O_NOFOLLOW, 0),
+        Err(Errno::Loop)
+    );
+    let fd = v
+        .open(ROOT, "/dangling", O_WRONLY | O_CREAT, 0o600)
+        .unwrap();
     v.close(ROOT, fd).unwrap();
     assert!(v.stat(ROOT, "/nowhere", true).is_ok());
-    assert_eq!(v.open(ROOT, "/a/rel", O_WRONLY | O_CREAT | O_EXCL, 0o600), Err(Errno::Exist));
+    assert_eq!(
+        v.open(ROOT, "/a/rel", O_WRONLY | O_CREAT | O_EXCL, 0o600),
+        Err(Errno::Exist)
+    );
 }
 
 #[test]
@@ -162,7 +185,10 @@ fn permission_bits_are_honoured() {
     put(&mut v, ROOT, "/secret", b"s");
     v.chmod(ROOT, "/secret", 0o600).unwrap();
     assert_eq!(get(&mut v, USER, "/secret"), Err(Errno::Acces));
-    assert_eq!(v.open(USER, "/home/x", O_WRONLY | O_CREAT, 0o644), Err(Errno::Acces)); // dir not writable
+    assert_eq!(
+        v.open(USER, "/home/x", O_WRONLY | O_CREAT, 0o644),
+        Err(Errno::Acces)
+    ); // dir not writable
     assert_eq!(v.unlink(USER, "/secret"), Err(Errno::Acces));
     assert_eq!(v.chmod(USER, "/secret", 0o777), Err(Errno::Perm));
     assert_eq!(v.chown(USER, "/secret", 1000, 1000), Err(Errno::Perm));
@@ -205,14 +231,20 @@ fn directories_list_in_batches_and_rename_checks_hold() {
     assert_eq!(v.unlink(ROOT, "/d/sub"), Err(Errno::IsDir));
     assert_eq!(v.mkdir(ROOT, "/d/sub", 0o755), Err(Errno::Exist));
     v.rename(ROOT, "/d/file00", "/d/sub/moved").unwrap();
-    assert_eq!(v.stat(ROOT, "/d/sub/moved", true).unwrap().attr.kind, Kind::File);
+    assert_eq!(
+        v.stat(ROOT, "/d/sub/moved", true).unwrap().attr.kind,
+        Kind::File
+    );
     assert_eq!(v.rename(ROOT, "/d/missing", "/x"), Err(Errno::NoEnt));
     assert_eq!(v.rename(ROOT, "/", "/x"), Err(Errno::Busy));
     v.link(ROOT, "/d/file01", "/hard").unwrap();
     assert_eq!(v.stat(ROOT, "/hard", true).unwrap().attr.nlink, 2);
     assert_eq!(v.link(ROOT, "/d", "/dirlink"), Err(Errno::Perm));
     assert_eq!(v.open(ROOT, "/d", O_WRONLY, 0), Err(Errno::IsDir));
-    assert_eq!(v.open(ROOT, "/hard", O_RDONLY | O_DIRECTORY, 0), Err(Errno::NotDir));
+    assert_eq!(
+        v.open(ROOT, "/hard", O_RDONLY | O_DIRECTORY, 0),
+        Err(Errno::NotDir)
+    );
 }
 
 #[test]
@@ -220,26 +252,40 @@ fn mounts_are_crossed_both_ways_and_guarded() {
     let mut v = tree();
     v.mkdir(ROOT, "/mnt", 0o755).unwrap();
     put(&mut v, ROOT, "/mnt/hidden", b"under");
-    v.mount("/mnt", Box::new(Tmpfs::new(1 << 20, 100)), "second", false).unwrap();
+    v.mount("/mnt", Box::new(Tmpfs::new(1 << 20, 100)), "second", false)
+        .unwrap();
     assert_eq!(v.stat(ROOT, "/mnt/hidden", true), Err(Errno::NoEnt));
     put(&mut v, ROOT, "/mnt/on", b"top");
     assert_eq!(get(&mut v, ROOT, "/mnt/../mnt/on").unwrap(), b"top");
-    assert_ne!(v.stat(ROOT, "/mnt/on", true).unwrap().dev, v.stat(ROOT, "/", true).unwrap().dev);
+    assert_ne!(
+        v.stat(ROOT, "/mnt/on", true).unwrap().dev,
+        v.stat(ROOT, "/", true).unwrap().dev
+    );
     assert_eq!(v.rename(ROOT, "/mnt/on", "/on"), Err(Errno::XDev));
     assert_eq!(v.link(ROOT, "/mnt/on", "/on"), Err(Errno::XDev));
     assert_eq!(v.rmdir(ROOT, "/mnt"), Err(Errno::Busy));
-    assert_eq!(v.mount("/mnt", Box::new(Tmpfs::new(1, 1)), "third", false), Err(Errno::Busy));
+    assert_eq!(
+        v.mount("/mnt", Box::new(Tmpfs::new(1, 1)), "third", false),
+        Err(Errno::Busy)
+    );
     let m = v.mounts();
     assert_eq!(m.len(), 2);
-    assert_eq!((m[1].point.as_str(), m[1].source.as_str(), m[1].fs_type), ("/mnt", "second", "tmpfs"));
+    assert_eq!(
+        (m[1].point.as_str(), m[1].source.as_str(), m[1].fs_type),
+        ("/mnt", "second", "tmpfs")
+    );
     let fd = v.open(ROOT, "/mnt/on", O_RDONLY, 0).unwrap();
     assert!(v.unmount("/mnt").is_err()); // busy
     v.close(ROOT, fd).unwrap();
     v.unmount("/mnt").unwrap();
     assert_eq!(get(&mut v, ROOT, "/mnt/hidden").unwrap(), b"under");
     // Read-only mounts refuse every change.
-    v.mount("/mnt", Box::new(Tmpfs::new(1 << 20, 100)), "ro", true).unwrap();
-    assert_eq!(v.open(ROOT, "/mnt/x", O_WRONLY | O_CREAT, 0o644), Err(Errno::RoFs));
+    v.mount("/mnt", Box::new(Tmpfs::new(1 << 20, 100)), "ro", true)
+        .unwrap();
+    assert_eq!(
+        v.open(ROOT, "/mnt/x", O_WRONLY | O_CREAT, 0o644),
+        Err(Errno::RoFs)
+    );
     assert_eq!(v.mkdir(ROOT, "/mnt/d", 0o755), Err(Errno::RoFs));
     assert_eq!(v.chmod(ROOT, "/mnt", 0o700), Err(Errno::RoFs));
 }
@@ -251,25 +297,38 @@ fn a_directory_waiting_for_its_mount_takes_nothing_in_until_it_lands() {
     v.expect_mount("/disk").unwrap();
     assert_eq!(v.pending_mounts(), 1);
     // Nothing can be put where the mount would hide it, by any path to it.
-    assert_eq!(v.open(ROOT, "/disk/early", O_WRONLY | O_CREAT, 0o644), Err(Errno::Again));
-    assert_eq!(v.open(ROOT, "/./disk/../disk/early", O_WRONLY | O_CREAT, 0o644), Err(Errno::Again));
+    assert_eq!(
+        v.open(ROOT, "/disk/early", O_WRONLY | O_CREAT, 0o644),
+        Err(Errno::Again)
+    );
+    assert_eq!(
+        v.open(ROOT, "/./disk/../disk/early", O_WRONLY | O_CREAT, 0o644),
+        Err(Errno::Again)
+    );
     v.symlink(ROOT, "/disk", "/d").unwrap();
     assert_eq!(v.mkdir(ROOT, "/d/sub", 0o755), Err(Errno::Again));
-    assert_eq!(v.open(ROOT, "/disk", O_RDONLY | O_DIRECTORY, 0), Err(Errno::Again));
+    assert_eq!(
+        v.open(ROOT, "/disk", O_RDONLY | O_DIRECTORY, 0),
+        Err(Errno::Again)
+    );
     assert_eq!(v.check_dir(ROOT, "/disk"), Err(Errno::Again));
     assert_eq!(v.rmdir(ROOT, "/disk"), Err(Errno::Busy));
     assert_eq!(v.rename(ROOT, "/disk", "/elsewhere"), Err(Errno::Busy));
     // The directory itself is still seen (ls / works).
     assert!(v.stat(ROOT, "/disk", true).is_ok());
     assert!(names(&mut v, ROOT, "/", 4096).contains(&"disk".to_string()));
-    v.mount("/disk", Box::new(Tmpfs::new(1 << 20, 100)), "blk0", false).unwrap();
+    v.mount("/disk", Box::new(Tmpfs::new(1 << 20, 100)), "blk0", false)
+        .unwrap();
     assert_eq!(v.pending_mounts(), 0);
     put(&mut v, ROOT, "/disk/late", b"kept");
     assert_eq!(get(&mut v, ROOT, "/d/late").unwrap(), b"kept");
     // A mount that does not come gives the directory back.
     v.mkdir(ROOT, "/mnt", 0o755).unwrap();
     v.expect_mount("/mnt").unwrap();
-    assert_eq!(v.open(ROOT, "/mnt/x", O_WRONLY | O_CREAT, 0o644), Err(Errno::Again));
+    assert_eq!(
+        v.open(ROOT, "/mnt/x", O_WRONLY | O_CREAT, 0o644),
+        Err(Errno::Again)
+    );
     v.cancel_mount("/mnt");
     assert_eq!(v.pending_mounts(), 0);
     put(&mut v, ROOT, "/mnt/x", b"root tmpfs");
@@ -309,35 +368,103 @@ fn the_service_protocol_decodes_once_and_shutdown_leaves_ext2_clean() {
                 return Err(Errno::NoEnt);
             }
             let bytes = self.0.lock().unwrap().clone();
-            let fs = Ext2::mount(Box::new(Shared(self.0.clone(), MemDisk::new(bytes))), MountOptions { read_only, ..Default::default() })?;
+            let fs = Ext2::mount(
+                Box::new(Shared(self.0.clone(), MemDisk::new(bytes))),
+                MountOptions {
+                    read_only,
+                    ..Default::default()
+                },
+            )?;
             Ok(Box::new(fs))
         }
     }
     let path = std::env::temp_dir().join(format!("keel-vfs-server-{}.img", std::process::id()));
-    let ok = std::process::Command::new("/usr/sbin/mke2fs").args(["-q", "-t", "ext2"]).arg(&path).arg("4M").status();
-    assert!(ok.is_ok_and(|s| s.success()), "mke2fs failed (make deps installs e2fsprogs)");
+    let ok = std::process::Command::new("/usr/sbin/mke2fs")
+        .args(["-q", "-t", "ext2"])
+        .arg(&path)
+        .arg("4M")
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "mke2fs failed (make deps installs e2fsprogs)"
+    );
     let image = std::sync::Arc::new(std::sync::Mutex::new(std::fs::read(&path).unwrap()));
     let mut s = Server::new(tree(), OneDisk(image.clone()));
     let mut out = Vec::new();
-    let mut call = |s: &mut Server<OneDisk>, sid: u64, label: u64, data: [u64; 4], payload: &[u8]| s.handle(sid, &Message::new(label, data), payload, &mut out);
+    let mut call =
+        |s: &mut Server<OneDisk>, sid: u64, label: u64, data: [u64; 4], payload: &[u8]| {
+            s.handle(sid, &Message::new(label, data), payload, &mut out)
+        };
     let m = call(&mut s, 9, p::MKDIR, [0o755, 0, 0, 0], b"/mnt");
     assert_eq!(m.label, 0);
     assert_eq!(call(&mut s, 9, p::MOUNT, [0; 4], b"blk0\0/mnt").label, 0);
-    assert_eq!(call(&mut s, 9, p::MOUNT, [0; 4], b"blk0").label, errno_label(Errno::Inval));
-    assert_eq!(call(&mut s, 9, p::OPEN, [(O_WRONLY | O_CREAT) as u64, 0o644, 0, 0], &[0xff]).label, errno_label(Errno::Inval));
-    assert_eq!(call(&mut s, 9, p::OPEN, [(O_WRONLY | O_CREAT) as u64, 0o70000, 0, 0], b"/mnt/f").label, errno_label(Errno::Inval));
-    assert_eq!(call(&mut s, 9, p::READ, [1 << 40, 10, 0, 0], b"").label, errno_label(Errno::BadF));
-    assert_eq!(call(&mut s, 9, 4242, [0; 4], b"").label, errno_label(Errno::NoSys));
-    let m = call(&mut s, 9, p::OPEN, [(O_WRONLY | O_CREAT) as u64, 0o644, 0, 0], b"/mnt/f");
+    assert_eq!(
+        call(&mut s, 9, p::MOUNT, [0; 4], b"blk0").label,
+        errno_label(Errno::Inval)
+    );
+    assert_eq!(
+        call(
+            &mut s,
+            9,
+            p::OPEN,
+            [(O_WRONLY | O_CREAT) as u64, 0o644, 0, 0],
+            &[0xff]
+        )
+        .label,
+        errno_label(Errno::Inval)
+    );
+    assert_eq!(
+        call(
+            &mut s,
+            9,
+            p::OPEN,
+            [(O_WRONLY | O_CREAT) as u64, 0o70000, 0, 0],
+            b"/mnt/f"
+        )
+        .label,
+        errno_label(Errno::Inval)
+    );
+    assert_eq!(
+        call(&mut s, 9, p::READ, [1 << 40, 10, 0, 0], b"").label,
+        errno_label(Errno::BadF)
+    );
+    assert_eq!(
+        call(&mut s, 9, 4242, [0; 4], b"").label,
+        errno_label(Errno::NoSys)
+    );
+    let m = call(
+        &mut s,
+        9,
+        p::OPEN,
+        [(O_WRONLY | O_CREAT) as u64, 0o644, 0, 0],
+        b"/mnt/f",
+    );
     assert_eq!(m.label, 0);
-    assert_eq!(call(&mut s, 9, p::WRITE, [m.data[0], 0, 0, 0], b"on ext2").data[0], 7);
+    assert_eq!(
+        call(&mut s, 9, p::WRITE, [m.data[0], 0, 0, 0], b"on ext2").data[0],
+        7
+    );
     // Power-off: every session closed, every disk unmounted clean (the open file does not stop it).
-    assert_eq!(call(&mut s, 9, p::SHUTDOWN, [0; 4], b"").label, errno_label(Errno::Perm), "a root client shut fs down");
-    assert_eq!(call(&mut s, p::SHUTDOWN_BADGE, p::SHUTDOWN, [0; 4], b"").label, 0);
+    assert_eq!(
+        call(&mut s, 9, p::SHUTDOWN, [0; 4], b"").label,
+        errno_label(Errno::Perm),
+        "a root client shut fs down"
+    );
+    assert_eq!(
+        call(&mut s, p::SHUTDOWN_BADGE, p::SHUTDOWN, [0; 4], b"").label,
+        0
+    );
     std::fs::write(&path, &*image.lock().unwrap()).unwrap();
-    let fsck = std::process::Command::new("/usr/sbin/e2fsck").arg("-n").arg(&path).output().unwrap();
+    let fsck = std::process::Command::new("/usr/sbin/e2fsck")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&fsck.stdout).to_string();
     let _ = std::fs::remove_file(&path);
     // Without -f, e2fsck skips a clean file system: "clean" proves the superblock was marked so.
-    assert!(fsck.status.success() && text.contains("clean"), "e2fsck -n: {text}");
+    assert!(
+        fsck.status.success() && text.contains("clean"),
+        "e2fsck -n: {text}"
+    );
 }

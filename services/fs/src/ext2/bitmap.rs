@@ -64,7 +64,9 @@ impl Ext2 {
             }
             let bitmap = self.groups[g as usize].block_bitmap();
             let count = self.layout.group_blocks(g);
-            let Some(bit) = first_zero(self.cache.read(bitmap)?, 0, count) else { continue };
+            let Some(bit) = first_zero(self.cache.read(bitmap)?, 0, count) else {
+                continue;
+            };
             let b = self.layout.group_first_block(g) + bit;
             if self.layout.is_meta(b) {
                 return Err(Errno::Corrupt);
@@ -160,7 +162,9 @@ impl Ext2 {
             let bitmap = self.groups[g as usize].inode_bitmap();
             // Reserved inodes (below s_first_ino) are never handed out, whatever the bitmap says.
             let from = (self.layout.first_ino - 1).saturating_sub(g * ipg).min(ipg);
-            let Some(bit) = first_zero(self.cache.read(bitmap)?, from, ipg) else { continue };
+            let Some(bit) = first_zero(self.cache.read(bitmap)?, from, ipg) else {
+                continue;
+            };
             set_bit(self.cache.write(bitmap, BlockKind::Meta)?, bit, true);
             let gd = &mut self.groups[g as usize];
             gd.set_free_inodes(gd.free_inodes() - 1);
@@ -182,7 +186,9 @@ impl Ext2 {
             return Err(Errno::Corrupt);
         }
         let bitmap = self.groups[g as usize].inode_bitmap();
-        if !bit_is_set(self.cache.read(bitmap)?, bit) || self.pending_inodes.insert(ino, dir).is_some() {
+        if !bit_is_set(self.cache.read(bitmap)?, bit)
+            || self.pending_inodes.insert(ino, dir).is_some()
+        {
             return Err(Errno::Corrupt);
         }
         Ok(())

@@ -33,19 +33,35 @@ impl Ext2 {
     fn map_path(&self, lblk: u64) -> Result<MapPath, Errno> {
         let apb = self.layout.ptrs_per_block();
         if lblk < N_DIRECT {
-            return Ok(MapPath { slot: lblk as usize, depth: 0, index: [0; 3] });
+            return Ok(MapPath {
+                slot: lblk as usize,
+                depth: 0,
+                index: [0; 3],
+            });
         }
         let mut l = lblk - N_DIRECT;
         if l < apb {
-            return Ok(MapPath { slot: 12, depth: 1, index: [l, 0, 0] });
+            return Ok(MapPath {
+                slot: 12,
+                depth: 1,
+                index: [l, 0, 0],
+            });
         }
         l -= apb;
         if l < apb * apb {
-            return Ok(MapPath { slot: 13, depth: 2, index: [l / apb, l % apb, 0] });
+            return Ok(MapPath {
+                slot: 13,
+                depth: 2,
+                index: [l / apb, l % apb, 0],
+            });
         }
         l -= apb * apb;
         if l < apb * apb * apb {
-            return Ok(MapPath { slot: 14, depth: 3, index: [l / (apb * apb), (l / apb) % apb, l % apb] });
+            return Ok(MapPath {
+                slot: 14,
+                depth: 3,
+                index: [l / (apb * apb), (l / apb) % apb, l % apb],
+            });
         }
         Err(Errno::FBig)
     }
@@ -88,7 +104,11 @@ impl Ext2 {
     /// The physical block of `lblk`, allocating it and any missing indirect blocks; true when
     /// the data block is new (the caller fills it: its cache slot is not loaded). On an error
     /// `inode` may have changed (indirect blocks added) and must still be written.
-    pub(super) fn bmap_alloc(&mut self, inode: &mut Inode, lblk: u64) -> Result<(u64, bool), Errno> {
+    pub(super) fn bmap_alloc(
+        &mut self,
+        inode: &mut Inode,
+        lblk: u64,
+    ) -> Result<(u64, bool), Errno> {
         let path = self.map_path(lblk)?;
         let mut b = inode.block(path.slot) as u64;
         let mut new = false;
@@ -107,7 +127,11 @@ impl Ext2 {
             b = u32_at(self.cache.read(parent)?, i as usize * 4) as u64;
             if b == 0 {
                 b = self.alloc_owned(inode)?;
-                put_u32(self.cache.write(parent, BlockKind::Meta)?, i as usize * 4, b as u32);
+                put_u32(
+                    self.cache.write(parent, BlockKind::Meta)?,
+                    i as usize * 4,
+                    b as u32,
+                );
                 new = true;
                 if level + 1 < path.depth {
                     self.cache.fresh(b, BlockKind::Meta)?;
@@ -150,10 +174,20 @@ impl Ext2 {
 
     /// Frees the blocks under indirect block `blk` (`depth` levels above the data) from relative
     /// logical block `from` on; true when `blk` no longer points anywhere (the caller frees it).
-    fn free_tree(&mut self, inode: &mut Inode, blk: u64, depth: u32, from: u64) -> Result<bool, Errno> {
+    fn free_tree(
+        &mut self,
+        inode: &mut Inode,
+        blk: u64,
+        depth: u32,
+        from: u64,
+    ) -> Result<bool, Errno> {
         let apb = self.layout.ptrs_per_block();
-        let mut ptrs: Vec<u32> =
-            self.cache.read(blk)?.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let mut ptrs: Vec<u32> = self
+            .cache
+            .read(blk)?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         let span = apb.pow(depth - 1);
         let mut all_zero = true;
         let mut changed = false;
@@ -168,7 +202,8 @@ impl Ext2 {
                 continue;
             }
             self.layout.check_data_block(p)?;
-            let free_it = depth == 1 || self.free_tree(inode, p, depth - 1, from.saturating_sub(lo))?;
+            let free_it =
+                depth == 1 || self.free_tree(inode, p, depth - 1, from.saturating_sub(lo))?;
             if free_it {
                 self.release(inode, p)?;
                 ptrs[i as usize] = 0;

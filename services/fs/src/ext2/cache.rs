@@ -64,7 +64,14 @@ const MIN_BLOCKS: usize = 16;
 
 impl BlockCache {
     pub fn new(dev: Box<dyn BlockDevice>, block_size: usize, capacity: usize) -> Self {
-        Self { dev, block_size, capacity: capacity.max(MIN_BLOCKS), slots: BTreeMap::new(), clock: 0, order: None }
+        Self {
+            dev,
+            block_size,
+            capacity: capacity.max(MIN_BLOCKS),
+            slots: BTreeMap::new(),
+            clock: 0,
+            order: None,
+        }
     }
 
     pub fn into_device(self) -> Box<dyn BlockDevice> {
@@ -72,7 +79,8 @@ impl BlockCache {
     }
 
     fn offset(&self, blk: u64) -> Result<u64, Errno> {
-        blk.checked_mul(self.block_size as u64).ok_or(Errno::Corrupt)
+        blk.checked_mul(self.block_size as u64)
+            .ok_or(Errno::Corrupt)
     }
 
     /// The slot of `blk`, loaded (from the device, or zeroed when `read` is false) if absent.
@@ -84,7 +92,15 @@ impl BlockCache {
                 let at = self.offset(blk)?;
                 self.dev.read_at(at, &mut buf)?;
             }
-            self.slots.insert(blk, Slot { buf, dirty: None, new: false, last_use: 0 });
+            self.slots.insert(
+                blk,
+                Slot {
+                    buf,
+                    dirty: None,
+                    new: false,
+                    last_use: 0,
+                },
+            );
         }
         self.clock += 1;
         let clock = self.clock;
@@ -129,8 +145,12 @@ impl BlockCache {
         if !self.slots.values().any(|s| s.dirty.is_none()) {
             self.write_back()?;
         }
-        let mut clean: Vec<(u64, u64)> =
-            self.slots.iter().filter(|(_, s)| s.dirty.is_none()).map(|(b, s)| (s.last_use, *b)).collect();
+        let mut clean: Vec<(u64, u64)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.dirty.is_none())
+            .map(|(b, s)| (s.last_use, *b))
+            .collect();
         let drop = (self.capacity / 8).clamp(1, clean.len().max(1));
         if drop < clean.len() {
             clean.select_nth_unstable(drop - 1);

@@ -34,11 +34,18 @@ pub struct Exercise {
 /// read, readlink), tries a few changes, syncs and unmounts.
 pub fn exercise(image: &[u8]) -> Exercise {
     let mut out = Exercise::default();
-    let opts = MountOptions { read_only: false, cache_blocks: 64, now: 1_000_000 };
+    let opts = MountOptions {
+        read_only: false,
+        cache_blocks: 64,
+        now: 1_000_000,
+    };
     let mut fs = match Ext2::mount(Box::new(MemDisk::new(image.to_vec())), opts) {
         Ok(fs) => fs,
         Err(_) => {
-            let ro = MountOptions { read_only: true, ..opts };
+            let ro = MountOptions {
+                read_only: true,
+                ..opts
+            };
             match Ext2::mount(Box::new(MemDisk::new(image.to_vec())), ro) {
                 Ok(fs) => fs,
                 Err(_) => return out,
@@ -67,7 +74,9 @@ fn walk(fs: &mut Ext2, out: &mut Exercise) {
             continue;
         }
         let _ = fs.getattr(dir);
-        let Ok(entries) = fs.readdir(dir) else { continue };
+        let Ok(entries) = fs.readdir(dir) else {
+            continue;
+        };
         for e in entries {
             if out.entries >= MAX_ENTRIES {
                 return;
@@ -101,7 +110,11 @@ fn walk(fs: &mut Ext2, out: &mut Exercise) {
 /// A few changes of every kind; errors ignored, returned inodes evicted.
 fn mutate(fs: &mut Ext2) {
     let root = fs.root();
-    let who = NewNode { perm: 0o644, uid: 1, gid: 1 };
+    let who = NewNode {
+        perm: 0o644,
+        uid: 1,
+        gid: 1,
+    };
     fs.set_time(2_000_000);
     let evict = |fs: &mut Ext2, r: Result<Option<Ino>, _>| {
         if let Ok(Some(ino)) = r {
@@ -113,7 +126,13 @@ fn mutate(fs: &mut Ext2) {
         let _ = fs.write(f, 0, &data);
         let _ = fs.write(f, 300_000, &data[..100]);
         let _ = fs.truncate(f, 5000);
-        let _ = fs.setattr(f, &SetAttr { perm: Some(0o600), ..SetAttr::default() });
+        let _ = fs.setattr(
+            f,
+            &SetAttr {
+                perm: Some(0o600),
+                ..SetAttr::default()
+            },
+        );
         let _ = fs.fsync(f);
         let _ = fs.link(root, "fuzz-link", f);
     }

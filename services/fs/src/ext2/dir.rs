@@ -72,11 +72,22 @@ pub(super) fn parse_block(buf: &[u8], inodes_count: u64) -> Result<Vec<Entry>, E
         let rec_len = u16_at(buf, off + 4) as usize;
         let name_len = buf[off + 6] as usize;
         let ftype = buf[off + 7];
-        let bad_len = rec_len < MIN_REC_LEN || !rec_len.is_multiple_of(4) || off + rec_len > buf.len();
-        if bad_len || rec_size(name_len) > rec_len || ino as u64 > inodes_count || (ino != 0 && name_len == 0) {
+        let bad_len =
+            rec_len < MIN_REC_LEN || !rec_len.is_multiple_of(4) || off + rec_len > buf.len();
+        if bad_len
+            || rec_size(name_len) > rec_len
+            || ino as u64 > inodes_count
+            || (ino != 0 && name_len == 0)
+        {
             return Err(Errno::Corrupt);
         }
-        out.push(Entry { off, ino, rec_len, name_len, ftype });
+        out.push(Entry {
+            off,
+            ino,
+            rec_len,
+            name_len,
+            ftype,
+        });
         off += rec_len;
     }
     Ok(out)
@@ -104,7 +115,8 @@ impl Ext2 {
         let bs = self.layout.block_size as u64;
         let size = dir.size();
         let allocated = dir.sectors() as u64 / (bs / 512);
-        if !size.is_multiple_of(bs) || size / bs > allocated || size / bs > self.layout.blocks_count {
+        if !size.is_multiple_of(bs) || size / bs > allocated || size / bs > self.layout.blocks_count
+        {
             return Err(Errno::Corrupt);
         }
         Ok(size / bs)
@@ -119,7 +131,11 @@ impl Ext2 {
     }
 
     fn ftype_byte(&self, kind: Kind) -> u8 {
-        if self.layout.filetype { file_type(kind) } else { 0 }
+        if self.layout.filetype {
+            file_type(kind)
+        } else {
+            0
+        }
     }
 
     pub(super) fn find_entry(&mut self, dir: &Inode, name: &[u8]) -> Result<Option<Found>, Errno> {
@@ -128,7 +144,11 @@ impl Ext2 {
             let mut prev = None;
             for e in entries {
                 if e.ino != 0 && e.name(&buf) == name {
-                    return Ok(Some(Found { blk, entry: e, prev }));
+                    return Ok(Some(Found {
+                        blk,
+                        entry: e,
+                        prev,
+                    }));
                 }
                 prev = Some(e);
             }
@@ -152,7 +172,10 @@ impl Ext2 {
     pub(super) fn dir_is_empty(&mut self, dir: &Inode) -> Result<bool, Errno> {
         for i in 0..self.dir_blocks(dir)? {
             let (_, buf, entries) = self.dir_block(dir, i)?;
-            if entries.iter().any(|e| e.ino != 0 && e.name(&buf) != b"." && e.name(&buf) != b"..") {
+            if entries
+                .iter()
+                .any(|e| e.ino != 0 && e.name(&buf) != b"." && e.name(&buf) != b"..")
+            {
                 return Ok(false);
             }
         }
@@ -168,7 +191,13 @@ impl Ext2 {
     }
 
     /// Adds `name` → `ino` to `dir`, in a free slot or a new block.
-    pub(super) fn add_entry(&mut self, dir: &mut Inode, name: &[u8], ino: u32, kind: Kind) -> Result<(), Errno> {
+    pub(super) fn add_entry(
+        &mut self,
+        dir: &mut Inode,
+        name: &[u8],
+        ino: u32,
+        kind: Kind,
+    ) -> Result<(), Errno> {
         let need = rec_size(name.len());
         let ftype = self.ftype_byte(kind);
         let blocks = self.dir_blocks(dir)?;
@@ -176,7 +205,14 @@ impl Ext2 {
             let (blk, _, entries) = self.dir_block(dir, i)?;
             for e in entries {
                 if e.ino == 0 && e.rec_len >= need {
-                    put_entry(self.cache.write(blk, BlockKind::Dir)?, e.off, e.rec_len, ino, name, ftype);
+                    put_entry(
+                        self.cache.write(blk, BlockKind::Dir)?,
+                        e.off,
+                        e.rec_len,
+                        ino,
+                        name,
+                        ftype,
+                    );
                     return self.dir_changed(dir);
                 }
                 let used = rec_size(e.name_len);
@@ -200,7 +236,14 @@ impl Ext2 {
                 return Err(e);
             }
         };
-        put_entry(self.cache.fresh(blk, BlockKind::Dir)?, 0, bs, ino, name, ftype);
+        put_entry(
+            self.cache.fresh(blk, BlockKind::Dir)?,
+            0,
+            bs,
+            ino,
+            name,
+            ftype,
+        );
         dir.set_size(new_size);
         self.dir_changed(dir)
     }
@@ -218,7 +261,13 @@ impl Ext2 {
     }
 
     /// Points the existing entry `name` of `dir` at `ino`.
-    pub(super) fn retarget_entry(&mut self, dir: &mut Inode, name: &[u8], ino: u32, kind: Kind) -> Result<(), Errno> {
+    pub(super) fn retarget_entry(
+        &mut self,
+        dir: &mut Inode,
+        name: &[u8],
+        ino: u32,
+        kind: Kind,
+    ) -> Result<(), Errno> {
         let found = self.find_entry(dir, name)?.ok_or(Errno::Corrupt)?;
         let ftype = self.ftype_byte(kind);
         let buf = self.cache.write(found.blk, BlockKind::Dir)?;

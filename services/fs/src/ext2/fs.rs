@@ -264,7 +264,9 @@ impl FileSystem for Ext2 {
     fn lookup(&mut self, dir: Ino, name: &str) -> Result<Ino, Errno> {
         let dir = self.ino_arg(dir)?;
         let dir = self.live_dir(dir)?;
-        let found = self.find_entry(&dir, name.as_bytes())?.ok_or(Errno::NoEnt)?;
+        let found = self
+            .find_entry(&dir, name.as_bytes())?
+            .ok_or(Errno::NoEnt)?;
         Ok(found.entry.ino as Ino)
     }
 
@@ -276,12 +278,20 @@ impl FileSystem for Ext2 {
             if name == b"." || name == b".." {
                 continue;
             }
-            let typed = if self.layout.filetype { kind_of_type(ftype) } else { None };
+            let typed = if self.layout.filetype {
+                kind_of_type(ftype)
+            } else {
+                None
+            };
             let kind = match typed {
                 Some(k) => k,
                 None => self.read_live_inode(ino)?.kind(),
             };
-            out.push(DirEntry { name: String::from_utf8_lossy(&name).into_owned(), ino: ino as Ino, kind });
+            out.push(DirEntry {
+                name: String::from_utf8_lossy(&name).into_owned(),
+                ino: ino as Ino,
+                kind,
+            });
         }
         Ok(out)
     }
@@ -306,7 +316,9 @@ impl FileSystem for Ext2 {
             let within = (pos % bs) as usize;
             let n = (bs as usize - within).min(len - done);
             match self.bmap(&inode, pos / bs)? {
-                Some(b) => buf[done..done + n].copy_from_slice(&self.cache.read(b)?[within..within + n]),
+                Some(b) => {
+                    buf[done..done + n].copy_from_slice(&self.cache.read(b)?[within..within + n])
+                }
                 None => buf[done..done + n].fill(0),
             }
             done += n;
@@ -526,7 +538,13 @@ impl FileSystem for Ext2 {
         Ok(self.maybe_orphan(&child))
     }
 
-    fn rename(&mut self, from_dir: Ino, from: &str, to_dir: Ino, to: &str) -> Result<Option<Ino>, Errno> {
+    fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &str,
+        to_dir: Ino,
+        to: &str,
+    ) -> Result<Option<Ino>, Errno> {
         self.ensure_writable()?;
         let from = check_name(from)?;
         let to = check_name(to)?;
@@ -625,7 +643,11 @@ impl FileSystem for Ext2 {
     }
 
     fn needs_sync(&self) -> bool {
-        !self.read_only && (self.sb_dirty || !self.pending_blocks.is_empty() || !self.pending_inodes.is_empty() || self.cache.has_dirty())
+        !self.read_only
+            && (self.sb_dirty
+                || !self.pending_blocks.is_empty()
+                || !self.pending_inodes.is_empty()
+                || self.cache.has_dirty())
     }
 
     /// The VFS's last call (umount, power-off): the image is left clean.

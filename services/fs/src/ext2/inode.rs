@@ -28,7 +28,10 @@ pub(super) struct Inode {
 impl Inode {
     /// A zeroed inode of `size` bytes.
     pub fn empty(ino: u32, size: usize) -> Inode {
-        Inode { ino, raw: vec![0; size] }
+        Inode {
+            ino,
+            raw: vec![0; size],
+        }
     }
 
     pub fn mode(&self) -> u16 {
@@ -65,7 +68,11 @@ impl Inode {
     /// Bytes; for directories only the low 32 bits count (the high word is `i_dir_acl`).
     pub fn size(&self) -> u64 {
         let lo = u32_at(&self.raw, 4) as u64;
-        if self.is_dir() { lo } else { lo | (u32_at(&self.raw, 108) as u64) << 32 }
+        if self.is_dir() {
+            lo
+        } else {
+            lo | (u32_at(&self.raw, 108) as u64) << 32
+        }
     }
     pub fn set_size(&mut self, v: u64) {
         put_u32(&mut self.raw, 4, v as u32);
@@ -141,8 +148,14 @@ impl Inode {
 
     /// A symlink whose target lives in `i_block` (no data block besides an attribute block).
     pub fn is_fast_symlink(&self, block_size: usize) -> bool {
-        let acl_sectors = if self.file_acl() != 0 { (block_size / 512) as u32 } else { 0 };
-        self.kind() == Kind::Symlink && self.sectors() == acl_sectors && self.size() <= FAST_SYMLINK_MAX as u64
+        let acl_sectors = if self.file_acl() != 0 {
+            (block_size / 512) as u32
+        } else {
+            0
+        };
+        self.kind() == Kind::Symlink
+            && self.sectors() == acl_sectors
+            && self.size() <= FAST_SYMLINK_MAX as u64
     }
 
     /// True when `i_block` holds block numbers (not a fast symlink's target or a device number).
@@ -181,7 +194,10 @@ impl Ext2 {
         let (blk, off) = self.inode_location(ino)?;
         let size = self.layout.inode_size;
         let buf = self.cache.read(blk)?;
-        Ok(Inode { ino, raw: buf[off..off + size].to_vec() })
+        Ok(Inode {
+            ino,
+            raw: buf[off..off + size].to_vec(),
+        })
     }
 
     /// Reads an inode that must be in use (a mode and, unless unlinked and still open, links).

@@ -30,6 +30,7 @@ mod bitmap;
 mod bmap;
 mod cache;
 pub mod check;
+mod consistency;
 mod dir;
 mod fs;
 mod inode;
@@ -59,7 +60,11 @@ pub struct MountOptions {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        Self { read_only: false, cache_blocks: 256, now: 0 }
+        Self {
+            read_only: false,
+            cache_blocks: 256,
+            now: 0,
+        }
     }
 }
 
@@ -72,7 +77,10 @@ pub struct MountError {
 
 impl MountError {
     fn new(errno: Errno, reason: impl Into<String>) -> Self {
-        Self { errno, reason: reason.into() }
+        Self {
+            errno,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -95,6 +103,8 @@ pub struct Ext2 {
     sb: Superblock,
     groups: Vec<GroupDesc>,
     read_only: bool,
+    /// Why a read-write mount was made read-only, if it was (see `consistency`).
+    degraded: Option<String>,
     now: u64,
     /// The superblock or a group descriptor changed since they were last put in the cache.
     sb_dirty: bool,
@@ -123,6 +133,7 @@ impl Ext2 {
             sb,
             groups,
             read_only,
+            degraded: None,
             now: opts.now,
             sb_dirty: false,
             orphans: BTreeSet::new(),
@@ -130,10 +141,21 @@ impl Ext2 {
             pending_inodes: BTreeMap::new(),
         };
         if !read_only {
+            if let Some(why) = fs
+                .inconsistency()
+                .map_err(|e| MountError::new(e, "cannot read the bitmaps and inode tables"))?
+            {
+                fs.read_only = true;
+                fs.degraded = Some(why);
+                return Ok(fs);
+            }
             fs.sb.mark_mounted(opts.now);
             fs.sb_dirty = true;
-            fs.write_super().map_err(|e| MountError::new(e, "cannot write the superblock"))?;
-            fs.cache.write_back().map_err(|e| MountError::new(e, "cannot write the superblock"))?;
+            fs.write_super()
+                .map_err(|e| MountError::new(e, "cannot write the superblock"))?;
+            fs.cache
+                .write_back()
+                .map_err(|e| MountError::new(e, "cannot write the superblock"))?;
         }
         Ok(fs)
     }
@@ -173,8 +195,18 @@ impl Ext2 {
         self.read_only
     }
 
+    /// Why a read-write mount was made read-only (bitmaps or free counts that disagree), if it
+    /// was: writing to such a file system would hand out live inodes or blocks again.
+    pub fn degraded(&self) -> Option<&str> {
+        self.degraded.as_deref()
+    }
+
     fn ensure_writable(&self) -> Result<(), Errno> {
-        if self.read_only { Err(Errno::RoFs) } else { Ok(()) }
+        if self.read_only {
+            Err(Errno::RoFs)
+        } else {
+            Ok(())
+        }
     }
 
     /// Puts the superblock and the group descriptors (primary copies) into the cache.
@@ -182,7 +214,8 @@ impl Ext2 {
         if !self.sb_dirty || self.read_only {
             return Ok(());
         }
-        self.sb.set_free_counts(self.free_blocks_total(), self.free_inodes_total());
+        self.sb
+            .set_free_counts(self.free_blocks_total(), self.free_inodes_total());
         self.sb.set_wtime(self.now);
         let bs = self.layout.block_size as u64;
         let sb_block = superblock::SB_OFFSET / bs;

@@ -180,6 +180,11 @@ pub(super) struct Layout {
 }
 
 impl Layout {
+    /// The metadata blocks, as sorted disjoint `[start, end)` ranges.
+    pub fn meta_ranges(&self) -> &[(u64, u64)] {
+        &self.meta
+    }
+
     pub fn is_meta(&self, b: u64) -> bool {
         let i = self.meta.partition_point(|r| r.1 <= b);
         i < self.meta.len() && self.meta[i].0 <= b
@@ -238,23 +243,32 @@ fn is_power_of(mut n: u64, base: u64) -> bool {
 }
 
 /// Reads and validates the superblock and the group descriptors.
-pub(super) fn load(dev: &mut dyn BlockDevice) -> Result<(Superblock, Layout, Vec<GroupDesc>), MountError> {
+pub(super) fn load(
+    dev: &mut dyn BlockDevice,
+) -> Result<(Superblock, Layout, Vec<GroupDesc>), MountError> {
     if dev.size() < SB_OFFSET + SB_SIZE as u64 {
         return Err(corrupt("device smaller than a superblock"));
     }
     let mut raw = vec![0u8; SB_SIZE];
-    dev.read_at(SB_OFFSET, &mut raw).map_err(|e| MountError::new(e, "cannot read the superblock"))?;
+    dev.read_at(SB_OFFSET, &mut raw)
+        .map_err(|e| MountError::new(e, "cannot read the superblock"))?;
     let sb = Superblock { raw };
     if sb.u16(56) != MAGIC {
         return Err(MountError::new(Errno::Inval, "no ext2 magic number"));
     }
     let rev = sb.rev();
     if rev > 1 {
-        return Err(MountError::new(Errno::Inval, format!("unsupported revision {rev}")));
+        return Err(MountError::new(
+            Errno::Inval,
+            format!("unsupported revision {rev}"),
+        ));
     }
     let unsupported = sb.incompat() & !incompat::SUPPORTED;
     if unsupported != 0 {
-        let name = incompat::NAMES.iter().find(|(bit, _)| unsupported & bit != 0).map(|(_, n)| *n);
+        let name = incompat::NAMES
+            .iter()
+            .find(|(bit, _)| unsupported & bit != 0)
+            .map(|(_, n)| *n);
         let reason = match name {
             Some(n) => format!("unsupported incompat feature {n}"),
             None => format!("unsupported incompat features {unsupported:#x}"),
@@ -263,7 +277,10 @@ pub(super) fn load(dev: &mut dyn BlockDevice) -> Result<(Superblock, Layout, Vec
     }
     let log = sb.u32(24);
     if log > MAX_BLOCK_LOG {
-        return Err(MountError::new(Errno::Inval, format!("unsupported block size 1024 << {log}")));
+        return Err(MountError::new(
+            Errno::Inval,
+            format!("unsupported block size 1024 << {log}"),
+        ));
     }
     let block_size = 1024usize << log;
     let bs = block_size as u64;
@@ -281,7 +298,11 @@ pub(super) fn load(dev: &mut dyn BlockDevice) -> Result<(Superblock, Layout, Vec
     if bpg < 8 || !bpg.is_multiple_of(8) || bpg > bs * 8 || bpg > 65528 {
         return Err(corrupt("blocks per group out of range"));
     }
-    let (inode_size, first_ino) = if rev == 0 { (128usize, 11u64) } else { (sb.u16(88) as usize, sb.u32(84) as u64) };
+    let (inode_size, first_ino) = if rev == 0 {
+        (128usize, 11u64)
+    } else {
+        (sb.u16(88) as usize, sb.u32(84) as u64)
+    };
     if inode_size < 128 || inode_size > block_size || !inode_size.is_power_of_two() {
         return Err(corrupt("inode size out of range"));
     }
@@ -298,14 +319,19 @@ pub(super) fn load(dev: &mut dyn BlockDevice) -> Result<(Superblock, Layout, Vec
     }
     let gdt_start = first_data_block + 1;
     let gdt_blocks = (groups * DESC_SIZE as u64).div_ceil(bs);
-    let reserved_gdt = if sb.compat() & compat::RESIZE_INODE != 0 { sb.u16(206) as u64 } else { 0 };
+    let reserved_gdt = if sb.compat() & compat::RESIZE_INODE != 0 {
+        sb.u16(206) as u64
+    } else {
+        0
+    };
     if reserved_gdt > bs / 4 || gdt_start + gdt_blocks + reserved_gdt > blocks_count {
         return Err(corrupt("group descriptor table out of range"));
     }
     let itable_blocks = (ipg * inode_size as u64).div_ceil(bs);
 
     let mut table = vec![0u8; (gdt_blocks * bs) as usize];
-    dev.read_at(gdt_start * bs, &mut table).map_err(|e| MountError::new(e, "cannot read the group descriptors"))?;
+    dev.read_at(gdt_start * bs, &mut table)
+        .map_err(|e| MountError::new(e, "cannot read the group descriptors"))?;
     let mut groups_v = Vec::with_capacity(groups as usize);
     let mut meta: Vec<(u64, u64)> = Vec::new();
     if first_data_block > 0 {
@@ -318,7 +344,10 @@ pub(super) fn load(dev: &mut dyn BlockDevice) -> Result<(Superblock, Layout, Vec
         let gd = GroupDesc { raw };
         let first = first_data_block + g * bpg;
         let in_group = (blocks_count - first).min(bpg);
-        if gd.free_blocks() as u64 > in_group || gd.free_inodes() as u64 > ipg || gd.used_dirs() as u64 > ipg {
+        if gd.free_blocks() as u64 > in_group
+            || gd.free_inodes() as u64 > ipg
+            || gd.used_dirs() as u64 > ipg
+        {
             return Err(corrupt("group descriptor counts out of range"));
         }
         if group_has_super(&sb, g) {
@@ -328,7 +357,11 @@ pub(super) fn load(dev: &mut dyn BlockDevice) -> Result<(Superblock, Layout, Vec
             }
             meta.push((first, end));
         }
-        for (start, len) in [(gd.block_bitmap(), 1), (gd.inode_bitmap(), 1), (gd.inode_table(), itable_blocks)] {
+        for (start, len) in [
+            (gd.block_bitmap(), 1),
+            (gd.inode_bitmap(), 1),
+            (gd.inode_table(), itable_blocks),
+        ] {
             if start < first_data_block || start + len > blocks_count {
                 return Err(corrupt("group metadata block out of range"));
             }
@@ -364,7 +397,9 @@ pub(super) fn read_write_refusal(sb: &Superblock) -> Option<alloc::string::Strin
     }
     let ro = sb.ro_compat() & !ro_compat::WRITABLE;
     if ro != 0 {
-        return Some(format!("read-only compatible features {ro:#x} not supported for writing"));
+        return Some(format!(
+            "read-only compatible features {ro:#x} not supported for writing"
+        ));
     }
     None
 }

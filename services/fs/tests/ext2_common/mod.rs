@@ -18,7 +18,9 @@ pub fn tool(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{name} not found: the ext2 tests need e2fsprogs (mke2fs, e2fsck, debugfs); `make deps` installs them");
+    panic!(
+        "{name} not found: the ext2 tests need e2fsprogs (mke2fs, e2fsck, debugfs); `make deps` installs them"
+    );
 }
 
 /// A file in the temp directory, removed when dropped.
@@ -26,7 +28,8 @@ pub struct TempPath(pub PathBuf);
 
 impl TempPath {
     pub fn new(test: &str, suffix: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("keel-ext2-{}-{test}{suffix}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("keel-ext2-{}-{test}{suffix}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         let _ = std::fs::remove_file(&p);
         TempPath(p)
@@ -50,9 +53,14 @@ pub fn mkfs(image: &Path, kib: u64, block_size: u32, extra: &[&str], root: Optio
         cmd.arg("-d").arg(r);
     }
     cmd.arg(image).arg(format!("{kib}k"));
-    cmd.env("MKE2FS_CONFIG", "/etc/mke2fs.conf").env("E2FSPROGS_FAKE_TIME", "1700000000");
+    cmd.env("MKE2FS_CONFIG", "/etc/mke2fs.conf")
+        .env("E2FSPROGS_FAKE_TIME", "1700000000");
     let out = cmd.output().expect("run mke2fs");
-    assert!(out.status.success(), "mke2fs failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mke2fs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `e2fsck -fn`: exit code and output.
@@ -61,8 +69,16 @@ pub fn fsck(image: &Path) -> (i32, String) {
 }
 
 pub fn fsck_with(image: &Path, flags: &str) -> (i32, String) {
-    let out = Command::new(tool("e2fsck")).arg(flags).arg(image).output().expect("run e2fsck");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tool("e2fsck"))
+        .arg(flags)
+        .arg(image)
+        .output()
+        .expect("run e2fsck");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -73,7 +89,12 @@ pub fn assert_fsck_clean(image: &Path) {
 
 /// `debugfs -R cmd image`: its standard output.
 pub fn debugfs(image: &Path, cmd: &str) -> Vec<u8> {
-    let out = Command::new(tool("debugfs")).arg("-R").arg(cmd).arg(image).output().expect("run debugfs");
+    let out = Command::new(tool("debugfs"))
+        .arg("-R")
+        .arg(cmd)
+        .arg(image)
+        .output()
+        .expect("run debugfs");
     out.stdout
 }
 
@@ -86,7 +107,10 @@ pub struct SharedDisk {
 
 impl SharedDisk {
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self { bytes: Arc::new(Mutex::new(bytes)), read_only: false }
+        Self {
+            bytes: Arc::new(Mutex::new(bytes)),
+            read_only: false,
+        }
     }
     pub fn from_file(p: &Path) -> Self {
         Self::new(std::fs::read(p).expect("read image"))
@@ -124,13 +148,18 @@ impl BlockDevice for SharedDisk {
 }
 
 pub fn opts() -> MountOptions {
-    MountOptions { read_only: false, cache_blocks: 128, now: 1_700_000_000 }
+    MountOptions {
+        read_only: false,
+        cache_blocks: 128,
+        now: 1_700_000_000,
+    }
 }
 
 /// Mounts the image file read-write; the disk to save after unmount.
 pub fn mount_rw(image: &Path) -> (Ext2, SharedDisk) {
     let disk = SharedDisk::from_file(image);
-    let fs = Ext2::mount(Box::new(disk.clone()), opts()).unwrap_or_else(|e| panic!("mount {}: {e}", image.display()));
+    let fs = Ext2::mount(Box::new(disk.clone()), opts())
+        .unwrap_or_else(|e| panic!("mount {}: {e}", image.display()));
     (fs, disk)
 }
 
@@ -140,7 +169,11 @@ pub fn unmount_to(fs: Ext2, disk: &SharedDisk, image: &Path) {
     disk.save(image);
 }
 
-pub const WHO: NewNode = NewNode { perm: 0o644, uid: 1000, gid: 100 };
+pub const WHO: NewNode = NewNode {
+    perm: 0o644,
+    uid: 1000,
+    gid: 100,
+};
 
 /// The inode at `path` (components separated by '/', no symlinks followed).
 pub fn resolve(fs: &mut Ext2, path: &str) -> Result<Ino, Errno> {
