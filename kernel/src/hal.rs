@@ -61,6 +61,10 @@ pub struct GuestContext {
     pub par: u64,
     pub csselr: u64,
     pub mdscr: u64,
+    /// The breakpoint, watchpoint and OS-lock registers, loaded on first use (see `debug_live`).
+    pub debug: DebugRegs,
+    /// `debug` is in the CPU (from the guest's first debug-register access until the vCPU is put).
+    pub debug_live: bool,
     /// APIA, APIB, APDA, APDB, APGA key pairs (lo, hi).
     pub pauth: [u64; 10],
     pub cntv_ctl: u64,
@@ -71,10 +75,24 @@ pub struct GuestContext {
     pub ap1r0: u64,
 }
 
+/// A vCPU's self-hosted debug registers: DBGBVR/DBGBCR and DBGWVR/DBGWCR (as many as
+/// ID_AA64DFR0_EL1 gives, up to 16 each) and the OS lock.
+#[derive(Clone, Debug, Default)]
+#[repr(C)]
+pub struct DebugRegs {
+    pub bvr: [u64; 16],
+    pub bcr: [u64; 16],
+    pub wvr: [u64; 16],
+    pub wcr: [u64; 16],
+    /// OSLSR_EL1.OSLK: debug exceptions other than BRK are off while it is set.
+    pub os_lock: bool,
+}
+
 impl GuestContext {
-    /// The architectural reset state of a vCPU entering with the MMU and caches off.
+    /// The architectural reset state of a vCPU entering with the MMU and caches off (the OS
+    /// lock is set by a cold reset: Arm ARM D2.5, OSLSR_EL1.OSLK).
     pub fn reset() -> Self {
-        Self { sctlr: 0x30D0_0800, ..Self::default() }
+        Self { sctlr: 0x30D0_0800, debug: DebugRegs { os_lock: true, ..DebugRegs::default() }, ..Self::default() }
     }
 }
 
@@ -205,7 +223,13 @@ pub mod fake {
 
     pub fn guest_load(_ctx: &super::GuestContext, _load: super::GuestLoad) {}
 
-    pub fn guest_put(_ctx: &mut super::GuestContext) {}
+    pub fn guest_put(ctx: &mut super::GuestContext) {
+        ctx.debug_live = false;
+    }
+
+    pub fn guest_debug_load(ctx: &mut super::GuestContext) -> bool {
+        !core::mem::replace(&mut ctx.debug_live, true)
+    }
 
     pub fn guest_lr_count() -> usize {
         4

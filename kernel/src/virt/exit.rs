@@ -217,19 +217,19 @@ impl Kernel {
             }
             GuestExit::Smc => {
                 self.count(vcpu, Counter::Smc);
-                frame.pc += 4;
+                skip_instruction(frame);
                 self.hypercall(cpu, frame, vcpu, ExitReason::Smc);
             }
             GuestExit::Wfi => {
                 self.count(vcpu, Counter::Wfi);
-                frame.pc += 4;
+                skip_instruction(frame);
                 self.guest_wait(cpu, frame, vcpu);
             }
             GuestExit::Wfe => {
                 // A spin-wait: let others run, never block (an SEV from another vCPU is not
                 // tracked, so blocking could wait forever).
                 self.count(vcpu, Counter::Wfe);
-                frame.pc += 4;
+                skip_instruction(frame);
                 self.yield_current(cpu, frame);
             }
             GuestExit::Sysreg { op0, op1, crn, crm, op2, reg, read } => {
@@ -356,6 +356,15 @@ impl Kernel {
     }
 
     fn sysreg(&mut self, frame: &mut UserRegs, vcpu: Id, enc: (u8, u8, u8, u8, u8), reg: u8, read: bool) {
+        // Debug registers (op0 = 2, trapped by MDCR_EL2.TDA/TDOSA/TDRA until first use): the
+        // first access loads the guest's own into the CPU and runs the instruction again,
+        // untrapped. A trap with them loaded is one the CPU itself refuses: UNDEFINED.
+        if enc.0 == 2 {
+            if !self.vcpus.get_mut(&vcpu).is_some_and(|v| hal::guest_debug_load(&mut v.ctx)) {
+                self.inject(frame, vcpu, Inject::Undefined);
+            }
+            return;
+        }
         let value = if reg == 31 { 0 } else { frame.x[reg as usize] };
         let result: Option<u64> = match (enc, read) {
             // ICC_SGI1R_EL1 and ICC_ASGI1R_EL1: virtual SGIs to other vCPUs.
@@ -383,7 +392,7 @@ impl Kernel {
                 if read && reg != 31 {
                     frame.x[reg as usize] = v;
                 }
-                frame.pc += 4;
+                skip_instruction(frame);
             }
             None => self.inject(frame, vcpu, Inject::Undefined),
         }
@@ -407,7 +416,7 @@ impl Kernel {
             }
             (IpaTarget::Mmio, Some(a)) if !s1ptw => {
                 self.count(vcpu, Counter::MmioUser);
-                frame.pc += 4;
+                skip_instruction(frame);
                 let info = MmioInfo { size: a.size, write: a.write, reg: a.reg, sign_extend: a.sign_extend }.encode();
                 if a.write {
                     let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
@@ -450,7 +459,7 @@ impl Kernel {
         };
         match outcome {
             Ok(kicks) => {
-                frame.pc += 4;
+                skip_instruction(frame);
                 if let Some(k) = kicks {
                     self.kick_vcpus(vm_id, k);
                 }
@@ -505,6 +514,17 @@ impl Kernel {
         frame.pc = vbar + offset;
         frame.pstate = super::vcpu::PSTATE_EL1H_MASKED;
     }
+}
+
+/// PSTATE.SS, the software-step state bit.
+const PSTATE_SS: u64 = 1 << 21;
+
+/// Moves the guest past the instruction Keel emulated. A guest that single-steps itself then
+/// takes its step exception as soon as it resumes, as if the instruction had run on the CPU:
+/// PSTATE.SS cleared is the "active-pending" state (Arm ARM D2.12, Software Step exceptions).
+fn skip_instruction(frame: &mut UserRegs) {
+    frame.pc += 4;
+    frame.pstate &= !PSTATE_SS;
 }
 
 /// The guest virtual address of the current data abort (FAR_EL2), for the injected FAR_EL1.

@@ -45,11 +45,14 @@ pub fn counter_freq() -> u64 {
     CNTFRQ_EL0.get()
 }
 
-/// Masks IRQs and returns the previous DAIF for [`irq_restore`].
+/// Masks IRQs and returns the previous DAIF for [`irq_restore`]. Only I changes: debug
+/// exceptions, SError and FIQ keep their masks (writing DAIF whole would unmask D, and a step
+/// or breakpoint left enabled could then fire at EL2).
 #[inline]
 pub fn irq_save() -> u64 {
     let daif = DAIF.get();
-    DAIF.write(DAIF::I::Masked);
+    // SAFETY: sets PSTATE.I only; no memory effect beyond ordering with the critical section.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nostack, preserves_flags)) };
     daif
 }
 

@@ -2,7 +2,7 @@
 
 use super::{console, cpu, gic, psci};
 pub use super::virt::{
-    guest_exception, guest_fault_address, guest_id_reg, guest_load, guest_lr_count, guest_lrs_read, guest_lrs_write, guest_put,
+    guest_debug_load, guest_exception, guest_fault_address, guest_id_reg, guest_load, guest_lr_count, guest_lrs_read, guest_lrs_write, guest_put,
     guest_vtimer, guest_vtimer_hold, stage2_limits, tlb_flush_vmid,
 };
 use crate::hal::FpState;

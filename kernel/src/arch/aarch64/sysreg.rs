@@ -100,6 +100,15 @@ sysreg!(tpidrro_el0, "S3_3_C13_C0_3", rw);
 sysreg!(par_el1, "S3_0_C7_C4_0", rw);
 sysreg!(csselr_el1, "S3_2_C0_C0_0", rw);
 sysreg!(mdscr_el1, "S2_0_C0_C2_2", rw);
+sysreg!(/// OS Lock Access (write 1 locks, 0 unlocks).
+    oslar_el1, "S2_0_C1_C0_4", rw);
+sysreg!(/// OS Lock Status (OSLK is bit 1).
+    oslsr_el1, "S2_0_C1_C1_4", rw);
+sysreg!(/// Debug and PMU traps and ownership for EL1 and EL0.
+    mdcr_el2, "mdcr_el2", rw);
+sysreg!(/// PMU control (N, the event counter count, in bits 15:11).
+    pmcr_el0, "pmcr_el0", rw);
+sysreg!(id_aa64dfr0_el1, "id_aa64dfr0_el1", rw);
 sysreg!(apiakeylo_el1, "S3_0_C2_C1_0", rw);
 sysreg!(apiakeyhi_el1, "S3_0_C2_C1_1", rw);
 sysreg!(apibkeylo_el1, "S3_0_C2_C1_2", rw);

@@ -11,7 +11,7 @@ use super::sysreg::*;
 use crate::hal::{GuestContext, GuestLoad};
 use crate::virt::syndrome::{self, GuestExit};
 use aarch64_cpu::asm::barrier;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// HCR_EL2 for host code: E2H (VHE), TGE (EL0 in the EL2&0 regime), RW.
 const HOST_HCR: u64 = (1 << 34) | (1 << 27) | (1 << 31);
@@ -52,6 +52,24 @@ static IPA_BITS: AtomicU32 = AtomicU32::new(0);
 static VMID_COUNT: AtomicU32 = AtomicU32::new(256);
 static LR_COUNT: AtomicU32 = AtomicU32::new(0);
 static HAS_PAUTH: AtomicBool = AtomicBool::new(false);
+/// MDCR_EL2 bits: TPMCR, TPM (every PMU register), TDA (debug registers, MDSCR_EL1 among
+/// them), TDOSA (the OS lock and power-down registers), TDRA (MDRAR_EL1), TPMS (SPE), TTRF
+/// (the trace filter). TDE stays clear: a guest's own debug exceptions go to its EL1.
+const MDCR_TPMCR: u64 = 1 << 5;
+const MDCR_TPM: u64 = 1 << 6;
+const MDCR_TDA: u64 = 1 << 9;
+const MDCR_TDOSA: u64 = 1 << 10;
+const MDCR_TDRA: u64 = 1 << 11;
+const MDCR_TPMS: u64 = 1 << 14;
+const MDCR_TTRF: u64 = 1 << 19;
+const MDCR_DEBUG_TRAPS: u64 = MDCR_TDA | MDCR_TDOSA | MDCR_TDRA;
+/// MDCR_EL2 for the host (HPMN: every PMU counter is the host's) and while a guest runs (all
+/// the traps above; the profiling and trace buffers, E2PB/E2TB = 0, stay owned by EL2).
+static MDCR_HOST: AtomicU64 = AtomicU64::new(0);
+static MDCR_GUEST: AtomicU64 = AtomicU64::new(MDCR_TPMCR | MDCR_TPM | MDCR_DEBUG_TRAPS);
+/// The breakpoints and watchpoints the CPU has (ID_AA64DFR0_EL1.BRPs + 1, WRPs + 1).
+static BREAKPOINTS: AtomicU32 = AtomicU32::new(0);
+static WATCHPOINTS: AtomicU32 = AtomicU32::new(0);
 /// Per CPU: the virtual timer's physical interrupt is held off (disabled at the redistributor).
 static VTIMER_HELD: [AtomicBool; crate::percpu::MAX_CPUS] = [const { AtomicBool::new(false) }; crate::percpu::MAX_CPUS];
 
@@ -82,10 +100,111 @@ pub fn init_cpu(cpu: usize) {
     // APA, API (bits 11:4) or GPA/GPI: the key registers exist.
     HAS_PAUTH.store(isar1 & 0xff0 != 0 || (isar1 >> 24) & 0xff != 0, Ordering::Relaxed);
     vpidr_el2::write(MIDR_EL1.get());
+    init_debug();
     ich_hcr_el2::write(0);
     barrier::isb(barrier::SY);
     gic::enable_private(cpu, VTIMER_PPI);
     gic::enable_private(cpu, MAINTENANCE_PPI);
+}
+
+/// Debug and PMU ownership: the host keeps every PMU counter (HPMN = PMCR_EL0.N) and runs with
+/// the OS lock set and MDSCR_EL1 clear, so no breakpoint, watchpoint or step a guest left in a
+/// register can fire in host code; guests trap on every debug, PMU, SPE and trace-filter
+/// register until Keel gives them their own.
+fn init_debug() {
+    let dfr0 = id_aa64dfr0_el1::read();
+    BREAKPOINTS.store(((dfr0 >> 12) & 0xf) as u32 + 1, Ordering::Relaxed);
+    WATCHPOINTS.store(((dfr0 >> 20) & 0xf) as u32 + 1, Ordering::Relaxed);
+    let pmu = (dfr0 >> 8) & 0xf;
+    let hpmn = if pmu != 0 && pmu != 0xf { (pmcr_el0::read() >> 11) & 0x1f } else { 0 };
+    let mut guest = hpmn | MDCR_TPMCR | MDCR_TPM | MDCR_DEBUG_TRAPS;
+    if (dfr0 >> 32) & 0xf != 0 {
+        guest |= MDCR_TPMS;
+    }
+    if (dfr0 >> 40) & 0xf != 0 {
+        guest |= MDCR_TTRF;
+    }
+    MDCR_HOST.store(hpmn, Ordering::Relaxed);
+    MDCR_GUEST.store(guest, Ordering::Relaxed);
+    mdcr_el2::write(hpmn);
+    mdscr_el1::write(0);
+    oslar_el1::write(1);
+}
+
+macro_rules! debug_access {
+    ($($n:literal),* $(,)?) => {
+        /// Reads breakpoint/watchpoint register `n` of kind `op2`: 4 DBGBVR, 5 DBGBCR, 6 DBGWVR,
+        /// 7 DBGWCR (`n` below the count the CPU has).
+        fn read_debug(n: usize, op2: u8) -> u64 {
+            let v: u64;
+            match (n, op2) {
+                // SAFETY: reading a debug register has no memory effect.
+                $(($n, 4) => unsafe { core::arch::asm!(concat!("mrs {}, S2_0_C0_C", stringify!($n), "_4"), out(reg) v, options(nomem, nostack)) },
+                ($n, 5) => unsafe { core::arch::asm!(concat!("mrs {}, S2_0_C0_C", stringify!($n), "_5"), out(reg) v, options(nomem, nostack)) },
+                ($n, 6) => unsafe { core::arch::asm!(concat!("mrs {}, S2_0_C0_C", stringify!($n), "_6"), out(reg) v, options(nomem, nostack)) },
+                ($n, 7) => unsafe { core::arch::asm!(concat!("mrs {}, S2_0_C0_C", stringify!($n), "_7"), out(reg) v, options(nomem, nostack)) },)*
+                _ => v = 0,
+            }
+            v
+        }
+        fn write_debug(n: usize, op2: u8, v: u64) {
+            match (n, op2) {
+                // SAFETY: the debug registers hold the loaded guest's breakpoints (or none).
+                $(($n, 4) => unsafe { core::arch::asm!(concat!("msr S2_0_C0_C", stringify!($n), "_4, {}"), in(reg) v, options(nostack)) },
+                ($n, 5) => unsafe { core::arch::asm!(concat!("msr S2_0_C0_C", stringify!($n), "_5, {}"), in(reg) v, options(nostack)) },
+                ($n, 6) => unsafe { core::arch::asm!(concat!("msr S2_0_C0_C", stringify!($n), "_6, {}"), in(reg) v, options(nostack)) },
+                ($n, 7) => unsafe { core::arch::asm!(concat!("msr S2_0_C0_C", stringify!($n), "_7, {}"), in(reg) v, options(nostack)) },)*
+                _ => {}
+            }
+        }
+    };
+}
+
+debug_access!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+
+/// Gives the loaded vCPU its own breakpoint, watchpoint and OS-lock registers and stops
+/// trapping them; false if they were loaded already.
+pub fn guest_debug_load(c: &mut GuestContext) -> bool {
+    if c.debug_live {
+        return false;
+    }
+    let d = &c.debug;
+    for n in 0..BREAKPOINTS.load(Ordering::Relaxed) as usize {
+        write_debug(n, 4, d.bvr[n]);
+        write_debug(n, 5, d.bcr[n]);
+    }
+    for n in 0..WATCHPOINTS.load(Ordering::Relaxed) as usize {
+        write_debug(n, 6, d.wvr[n]);
+        write_debug(n, 7, d.wcr[n]);
+    }
+    oslar_el1::write(u64::from(d.os_lock));
+    mdcr_el2::write(MDCR_GUEST.load(Ordering::Relaxed) & !MDCR_DEBUG_TRAPS);
+    barrier::isb(barrier::SY);
+    c.debug_live = true;
+    true
+}
+
+/// Saves the guest's debug registers if it used them, and leaves none of its debug state
+/// enabled: breakpoints and watchpoints off, OS lock set, MDSCR_EL1 clear.
+fn guest_debug_put(c: &mut GuestContext) {
+    c.mdscr = mdscr_el1::read();
+    mdscr_el1::write(0);
+    if core::mem::take(&mut c.debug_live) {
+        let d = &mut c.debug;
+        for n in 0..BREAKPOINTS.load(Ordering::Relaxed) as usize {
+            d.bvr[n] = read_debug(n, 4);
+            d.bcr[n] = read_debug(n, 5);
+            write_debug(n, 5, 0);
+        }
+        for n in 0..WATCHPOINTS.load(Ordering::Relaxed) as usize {
+            d.wvr[n] = read_debug(n, 6);
+            d.wcr[n] = read_debug(n, 7);
+            write_debug(n, 7, 0);
+        }
+        d.os_lock = oslsr_el1::read() & 2 != 0;
+        oslar_el1::write(1);
+    }
+    mdcr_el2::write(MDCR_HOST.load(Ordering::Relaxed));
 }
 
 /// Whether the exception just taken from a lower EL came from a guest.
@@ -155,6 +274,8 @@ pub fn guest_load(c: &GuestContext, l: GuestLoad) {
     par_el1::write(c.par);
     csselr_el1::write(c.csselr);
     mdscr_el1::write(c.mdscr);
+    debug_assert!(!c.debug_live);
+    mdcr_el2::write(MDCR_GUEST.load(Ordering::Relaxed));
     if HAS_PAUTH.load(Ordering::Relaxed) {
         let k = &c.pauth;
         apiakeylo_el1::write(k[0]);
@@ -203,7 +324,7 @@ pub fn guest_put(c: &mut GuestContext) {
     c.tpidrro_el0 = tpidrro_el0::read();
     c.par = par_el1::read();
     c.csselr = csselr_el1::read();
-    c.mdscr = mdscr_el1::read();
+    guest_debug_put(c);
     if HAS_PAUTH.load(Ordering::Relaxed) {
         c.pauth = [
             apiakeylo_el1::read(),
