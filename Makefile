@@ -5,7 +5,8 @@
 #   make soak    the QEMU tests 10 times in a row beside two CPU hogs (SOAK_RUNS=, SOAK_HOGS=)
 #   make fuzz    every cargo-fuzz target of the parsers for a fixed number of inputs, then
 #                1M random system calls in QEMU (ktest sysfuzz), then the leak loops: 1,000 VM
-#                and 10,000 process cycles leave the kernel census as it was (ktest leaks:1000)
+#                and 10,000 process cycles leave the kernel census as it was (ktest leaks:1000),
+#                then a hostile guest makes 1M random MMIO/HVC/SMC/sysreg accesses in a VM
 #   make gdb     QEMU halted with its gdb stub, gdb-multiarch attached with kernel symbols
 #   make deps    only install the toolchain (Debian packages; sudo when not root)
 #

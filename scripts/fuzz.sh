@@ -16,6 +16,11 @@
 #                                   process spawn/exit cycles leave the kernel census as it was
 #                                   (default 1,000; 0 skips it; like --syscalls, only when no
 #                                   target is named)
+#   scripts/fuzz.sh --hostile N     the hostile test guest makes N random MMIO, HVC/SMC,
+#                                   system-register and stage-2 accesses in a VM under Keel
+#                                   (tests/tests/vm.rs, ignored in make test); Keel must stay up and
+#                                   count the exits (default 1,000,000; 0 skips it; only when no
+#                                   target is named)
 #
 # cargo-fuzz comes from crates.io (`cargo install cargo-fuzz --locked`) into target/tools when
 # missing. It builds with Debian's toolchain (/usr/bin/cargo, RUSTC_BOOTSTRAP=1 for the -Z flags)
@@ -29,22 +34,25 @@ cd "$root"
 runs=""
 syscalls=1000000
 leaks=1000
+hostile=1000000
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=${2:?--runs needs a number}; shift 2 ;;
         --runs=*) runs=${1#--runs=}; shift ;;
-        --quick) runs=2000; syscalls=20000; leaks=100; shift ;;
+        --quick) runs=2000; syscalls=20000; leaks=100; hostile=20000; shift ;;
         --syscalls) syscalls=${2:?--syscalls needs a number}; shift 2 ;;
         --leaks) leaks=${2:?--leaks needs a number}; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --hostile) hostile=${2:?--hostile needs a number}; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         -*) echo "fuzz: unknown option $1 (try --help)" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
 case "$syscalls" in ''|*[!0-9]*) echo "fuzz: --syscalls takes a number, not '$syscalls'" >&2; exit 2 ;; esac
 case "$leaks" in ''|*[!0-9]*) echo "fuzz: --leaks takes a number, not '$leaks'" >&2; exit 2 ;; esac
-[ ${#targets[@]} -eq 0 ] || { syscalls=0; leaks=0; }
+case "$hostile" in ''|*[!0-9]*) echo "fuzz: --hostile takes a number, not '$hostile'" >&2; exit 2 ;; esac
+[ ${#targets[@]} -eq 0 ] || { syscalls=0; leaks=0; hostile=0; }
 case "$runs" in ''|*[!0-9]*) [ -z "$runs" ] || { echo "fuzz: --runs takes a number, not '$runs'" >&2; exit 2; } ;; esac
 
 # Default inputs per target: about a minute each here (they differ by 1000x in speed).
@@ -136,6 +144,20 @@ fi
 if [ "$leaks" -gt 0 ]; then
     run_scenario "leaks:$leaks" $(( 300 + leaks * 3 )) \
         "leak loops: $leaks VM and $(( leaks * 10 )) process cycles, census unchanged"
+fi
+# The hostile guest: a QEMU test of its own (it types at Keel's shell and reads vm stat).
+if [ "$hostile" -gt 0 ]; then
+    log="$work/logs/hostile.log"
+    start=$(date +%s)
+    if KEEL_HOSTILE_OPS=$hostile KEEL_IMAGE=${KEEL_IMAGE:-$root/target/keel.Image} \
+        KEEL_INITRD=${KEEL_INITRD:-$root/target/initrd.cpio} /usr/bin/cargo test -q -p keel-tests --test vm \
+        a_hostile_guest_at_fuzz_scale_leaves_keel_healthy -- --ignored --exact >"$log" 2>&1; then
+        echo "fuzz: hostile guest: $hostile operations, Keel healthy, exits counted ($(( $(date +%s) - start ))s)"
+    else
+        echo "fuzz: hostile guest: FAILED after $(( $(date +%s) - start ))s; see $log:" >&2
+        tail -30 "$log" >&2
+        failed+=("hostile")
+    fi
 fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: ${#failed[@]} of ${#targets[@]} targets crashed: ${failed[*]}" >&2

@@ -63,11 +63,13 @@ fn a_hostile_guest_and_a_crashed_guest_leave_keel_healthy() {
 #[ignore = "fuzz scale: scripts/fuzz.sh runs it"]
 fn a_hostile_guest_at_fuzz_scale_leaves_keel_healthy() {
     let ops: u64 = std::env::var("KEEL_HOSTILE_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let input = format!(
-        "vm run hostile --kernel /guest/test.Image --append \"guest=hostile guest.ops={ops}\" --vcpus 2 --wait\nvm stat 1\necho keel still runs\npoweroff\n"
-    );
-    // About 10 us an operation under TCG on a loaded machine.
-    let run = Boot::scenario("").input(&input).timeout(300 + ops / 10_000).run();
+    let start = format!("vm run hostile --kernel /guest/test.Image --append \"guest=hostile guest.ops={ops}\" --vcpus 2 --wait");
+    // About 10 us an operation under TCG on a loaded machine. Prompt by prompt: the echo of
+    // `echo keel   still   runs` is not the line checked.
+    let run = Boot::scenario("")
+        .commands(&[&start, "vm stat 1", "echo keel   still   runs", "poweroff"])
+        .timeout(300 + ops / 10_000)
+        .run();
     run.expect(&format!("guest: hostile: {ops} operations from seed"))
         .expect(&format!("guest: hostile: PASS after {ops} operations"))
         .expect("vm 1 exited: system-off")
@@ -82,7 +84,10 @@ fn a_hostile_guest_at_fuzz_scale_leaves_keel_healthy() {
 
 #[test]
 fn debian_linux_boots_with_two_vcpus_and_powers_off() {
-    let run = Boot::scenario("").input("vm run linux-check --wait\necho keel still runs\npoweroff\n").timeout(600).run();
+    let run = Boot::scenario("")
+        .commands(&["vm run linux-check --wait", "echo keel   still   runs", "poweroff"])
+        .timeout(600)
+        .run();
     run.expect("GICv3: CPU1: found redistributor 1")
         .expect("smp: Brought up 1 node, 2 CPUs")
         .expect("guest: cpus online: 2")
