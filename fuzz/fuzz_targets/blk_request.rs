@@ -1,6 +1,6 @@
 //! The block service's request decoder (`keel_blk::protocol::decode`): a command it accepts
-//! names whole sectors inside the disk, fits the caller's bulk buffer, and never writes a
-//! read-only disk.
+//! names whole sectors inside the disk, fits the caller's bulk buffer, and never writes (or
+//! opens for writing) a read-only disk.
 #![no_main]
 
 use keel_blk::protocol::{Command, Disk, decode};
@@ -26,6 +26,11 @@ fuzz_target!(|b: &[u8]| {
     match cmd {
         Command::Info => assert_eq!(label, blk::INFO),
         Command::Flush => assert_eq!(label, blk::FLUSH),
+        Command::OpenWrite => {
+            assert_eq!(label, blk::OPEN_WRITE);
+            assert!(!disk.read_only, "a read-only disk opened for writing");
+        }
+        Command::Release => assert_eq!(label, blk::RELEASE),
         Command::Read { sector, count } | Command::Write { sector, count } => {
             assert!(count >= 1 && count <= blk::MAX_SECTORS, "{cmd:?}: bad count");
             assert!(sector.checked_add(count).is_some_and(|end| end <= disk.capacity), "{cmd:?} past a disk of {} sectors", disk.capacity);

@@ -82,6 +82,39 @@ fn a_hostile_guest_at_fuzz_scale_leaves_keel_healthy() {
     }
 }
 
+/// A guest that single-steps through exits, and leaves every breakpoint and watchpoint armed on
+/// host addresses (all ELs) with MDSCR_EL1.SS/KDE/MDE set while it exits to the monitor, to
+/// Keel and to WFI 400 times, must not reach the host: before, its step state stayed live and
+/// killed the monitor and every service with "software step from a lower EL". A second VM runs
+/// beside it, a third after it, and the shell still works.
+#[test]
+fn a_guest_debugging_itself_keeps_its_debug_state_away_from_the_host() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "vm run timer --kernel /guest/test.Image --append guest=timer",
+            "vm run debug --kernel /guest/test.Image --append guest=debug --vcpus 2 --wait",
+            "vm run timer --kernel /guest/test.Image --append guest=timer --wait",
+            "echo keel   still   runs",
+            "poweroff",
+        ])
+        .timeout(300)
+        .run();
+    run.expect("guest: debug: 6 breakpoints each fired once")
+        .expect("guest: debug: software step: 7 steps in order")
+        .expect("guest: debug: 100 rounds of MMIO, hvc, WFI and stage-2-fault exits")
+        .expect("guest: debug: PASS")
+        .expect("vm 2 exited: system-off")
+        .expect("guest: timer: PASS")
+        .expect("vm 3 exited: system-off")
+        .expect("keel still runs")
+        .expect_absent("software step from")
+        .expect_absent("breakpoint from")
+        .expect_absent("watchpoint from")
+        .expect_absent("restarting it")
+        .expect_absent("PANIC")
+        .expect_clean_poweroff();
+}
+
 #[test]
 fn debian_linux_boots_with_two_vcpus_and_powers_off() {
     let run = Boot::scenario("")

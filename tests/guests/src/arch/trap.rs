@@ -133,6 +133,32 @@ pub const EC_UNKNOWN: u64 = 0x00;
 pub const EC_IABT_CUR: u64 = 0x21;
 /// ESR_EL1.EC: data abort taken without a change in EL.
 pub const EC_DABT_CUR: u64 = 0x25;
+/// ESR_EL1.EC: hardware breakpoint taken without a change in EL.
+pub const EC_BREAKPOINT_CUR: u64 = 0x31;
+/// ESR_EL1.EC: software step taken without a change in EL.
+pub const EC_STEP_CUR: u64 = 0x33;
+/// ESR_EL1.EC: watchpoint taken without a change in EL.
+pub const EC_WATCHPOINT_CUR: u64 = 0x35;
+/// ESR_EL1.EC: BRK instruction (AArch64).
+pub const EC_BRK: u64 = 0x3c;
+
+/// A handler for the debug exceptions above: gets the frame (it may change ELR and SPSR), ESR
+/// and FAR.
+pub type DebugHook = fn(&mut TrapFrame, u64, u64);
+
+static DEBUG_HOOK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Sends debug exceptions (BRK, breakpoints, watchpoints, software step) taken at EL1 to `hook`
+/// instead of the catching/fatal path, until [`clear_debug_hook`].
+pub fn set_debug_hook(hook: DebugHook) {
+    DEBUG_HOOK.store(hook as usize, SeqCst);
+}
+
+/// Debug exceptions are handled like any other synchronous exception again.
+pub fn clear_debug_hook() {
+    DEBUG_HOOK.store(0, SeqCst);
+}
+
 /// Data/instruction fault status: synchronous external abort, not on a table walk.
 pub const FSC_EXTERNAL: u64 = 0x10;
 
@@ -216,10 +242,19 @@ fn handle_sync(frame: &mut TrapFrame, depth: u32) {
     cpu.last_far.store(far, SeqCst);
     cpu.last_elr.store(frame.elr, SeqCst);
     bump(&cpu.sync_count);
+    let ec = (esr >> 26) & 0x3f;
+    if depth == 0 && matches!(ec, EC_BREAKPOINT_CUR | EC_STEP_CUR | EC_WATCHPOINT_CUR | EC_BRK) {
+        let hook = DEBUG_HOOK.load(SeqCst);
+        if hook != 0 {
+            // SAFETY: only `set_debug_hook` stores here, and it stores a `DebugHook`.
+            let hook: DebugHook = unsafe { core::mem::transmute::<usize, DebugHook>(hook) };
+            hook(frame, esr, far);
+            return;
+        }
+    }
     if depth > 0 || !cpu.catch_sync.load(SeqCst) {
         fatal("synchronous exception", frame, esr);
     }
-    let ec = (esr >> 26) & 0x3f;
     if ec == 0x20 || ec == EC_IABT_CUR || !guest_text().contains(&frame.elr) {
         frame.elr = frame.x[30];
     } else {

@@ -29,6 +29,7 @@ macro_rules! ensure {
 
 mod abort;
 mod crash;
+mod debug;
 mod hostile;
 mod hvc;
 mod mmio;
@@ -74,6 +75,10 @@ pub static ALL: &[Scenario] = &[
     Scenario {
         name: "sgi",
         run: sgi::run,
+    },
+    Scenario {
+        name: "debug",
+        run: debug::run,
     },
     Scenario {
         name: "hostile",

@@ -38,8 +38,12 @@ pub fn yield_round_trips(cpu: u32, p: Plan) -> Result<Vec<u64>, Error> {
     stop.store(true, Ordering::Relaxed);
     partner.join(STOP_TIMEOUT_NS)?;
     let costs = costs?;
-    // Every yield of ours must have let the partner run (else this timed a lone yield).
-    if partner_yields.load(Ordering::Relaxed) + 1 < ours {
+    // Every yield of ours must have let the partner run (else this timed a lone yield). The
+    // partner's count lags ours by one each time a higher-priority thread (a service woken on
+    // this CPU) preempts the partner between its count and its yield: then ours resumes once
+    // without the partner's yield. Allow 1% of such preemptions; a partner that did not run
+    // (a lone yield) falls far below that.
+    if partner_yields.load(Ordering::Relaxed) + 1 + ours / 100 < ours {
         return Err(Error::BadState);
     }
     Ok(costs.into_iter().map(|c| c / 2).collect())
