@@ -146,14 +146,57 @@ def boot_to_prompt(qemu, image, initrd, timeout):
 
 
 def shell_session(qemu, image, initrd, typed, timeout, what):
-    """A normal boot under icount with `typed` piped to the shell; the serial log."""
+    """A normal boot under icount with the lines of `typed` typed into the shell one at a time,
+    each at a fresh `keel> ` prompt (no type-ahead: the console's echo of a line typed early
+    never lands inside a guest's output); the serial log. Standard input stays open until QEMU
+    exits, as a terminal's would."""
+    import threading
     cmd = [qemu, *QEMU_ARGS, "-kernel", image, "-initrd", initrd, "-append", ""]
     try:
-        p = subprocess.run(cmd, input=typed, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        log = (e.stdout or b"").decode(errors="replace").replace("\r", "")
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise Failure(f"cannot run {qemu} (run `make deps`)")
+    lines = typed.decode().splitlines(keepends=True)
+    out = bytearray()
+    grew = threading.Condition()
+    def read():
+        while chunk := os.read(p.stdout.fileno(), 4096):
+            with grew:
+                out.extend(chunk)
+                grew.notify_all()
+        with grew:
+            grew.notify_all()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    threading.Thread(target=p.stderr.read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    seen = 0
+    for line in lines:
+        with grew:
+            while True:
+                at = out.find(b"keel> ", seen)
+                if at >= 0:
+                    seen = at + len(b"keel> ")
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0 or p.poll() is not None:
+                    break
+                grew.wait(min(left, 1.0))
+        try:
+            p.stdin.write(line.encode())
+            p.stdin.flush()
+        except BrokenPipeError:
+            break
+    try:
+        p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        reader.join(5)
+        log = bytes(out).decode(errors="replace").replace("\r", "")
         raise Failure(f"{what}: QEMU did not power off within {timeout} s\n{tail(log)}")
-    return p.stdout.decode(errors="replace").replace("\r", "")
+    reader.join(5)
+    return bytes(out).decode(errors="replace").replace("\r", "")
 
 
 def guest_figures(qemu, image, initrd, timeout):

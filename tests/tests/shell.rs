@@ -114,7 +114,7 @@ fn killing_a_service_makes_init_restart_it_and_the_shell_reconnects() {
 fn a_line_over_the_console_limit_is_refused_whole_and_said_so() {
     // 2,000 bytes of `echo long-AAAA...`: cut at 1,024 it would still run, as a different command.
     let long = format!("echo long-{}", "A".repeat(1990));
-    let run = Boot::scenario("").input(&format!("{long}\necho after-$((0))-long\npoweroff\n")).run();
+    let run = Boot::scenario("").commands(&[&long, "echo after-$((0))-long", "poweroff"]).run();
     run.expect(&format!("shell: line too long ({} bytes; at most 1024): not run", long.len()))
         .expect_clean_poweroff();
     if run.log.lines().any(|l| l.starts_with("long-AAAA")) {

@@ -118,6 +118,60 @@ struct Monitor {
     /// procmgr, which keeps the VM list for a restarted monitor (STATE_SAVE), under a lock so
     /// the last list saved is the latest.
     keeper: Mutex<ipc::Client>,
+    /// Keel's console as this monitor writes it.
+    console: Mutex<ConsoleWriter>,
+}
+
+/// The foreground guest's console stream and the notices of other VMs' ends, written in one
+/// order: a notice never lands inside a line the foreground guest is in the middle of writing
+/// (it waits for that line's end, or for the guest to leave the foreground).
+struct ConsoleWriter {
+    /// The foreground guest's last bytes written did not end its line.
+    mid_line: bool,
+    /// Notices waiting for the end of the foreground guest's line.
+    held: Vec<String>,
+}
+
+impl Monitor {
+    /// Writes a foreground guest's console bytes to Keel's console.
+    fn write_guest(&self, bytes: &[u8]) {
+        let mut c = self.console.lock();
+        for chunk in bytes.chunks(4096) {
+            let _ = sys::debug_write(chunk);
+        }
+        if let Some(&last) = bytes.last() {
+            c.mid_line = last != b'\n';
+        }
+        if !c.mid_line {
+            for notice in core::mem::take(&mut c.held) {
+                keel_rt::io::write_str(&notice);
+            }
+        }
+    }
+
+    /// Writes a line of the monitor's own (`vm 1 (timer) exited: system-off`), after the
+    /// foreground guest's current line if it is in the middle of one.
+    fn notice(&self, line: String) {
+        let mut c = self.console.lock();
+        if c.mid_line {
+            c.held.push(line);
+        } else {
+            keel_rt::io::write_str(&line);
+        }
+    }
+
+    /// A guest left the foreground (it ended, or the shell detached): what comes next starts a
+    /// line of its own, and held notices go out now.
+    fn foreground_left(&self) {
+        let mut c = self.console.lock();
+        if c.mid_line {
+            keel_rt::io::write_str("\n");
+        }
+        c.mid_line = false;
+        for notice in core::mem::take(&mut c.held) {
+            keel_rt::io::write_str(&notice);
+        }
+    }
 }
 
 /// How `vm list` shows a VM that was running when the monitor before this one died.
@@ -242,6 +296,7 @@ pub fn main(startup: &Startup) -> i32 {
         vms: Mutex::new(Vec::new()),
         next_id: AtomicUsize::new(1),
         keeper: Mutex::new(ipc::Client::new(procmgr_slot)),
+        console: Mutex::new(ConsoleWriter { mid_line: false, held: Vec::new() }),
     }));
     // Before serving: the shell's first command after a restart already sees the old list.
     monitor.restore();
@@ -324,6 +379,7 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
             if let Some(vm) = find(m, id) {
                 vm.foreground.store(false, Ordering::Release);
                 vm.attached.store(false, Ordering::Release);
+                m.foreground_left();
             }
         }
         ["list"] => list(m, &mut out),
@@ -333,6 +389,7 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
                 if vm.exit.lock().is_some() {
                     flush_console(&vm);
                     vm.foreground.store(false, Ordering::Release);
+                    m.foreground_left();
                     let _ = writeln!(out, "vm {} {}", vm.id, exit_state(&vm));
                 }
             }
@@ -643,9 +700,7 @@ fn flush_output(vm: &Vm, pending: &mut Vec<u8>) {
         return;
     }
     if vm.foreground.load(Ordering::Acquire) {
-        for chunk in pending.chunks(4096) {
-            let _ = sys::debug_write(chunk);
-        }
+        vm.monitor.write_guest(pending);
     }
     let mut out = vm.output.lock();
     out.extend_from_slice(pending);
@@ -668,9 +723,12 @@ fn finish(vm: &Vm, ending: Ending, reason: &str) {
         }
         *slot = Some(exit);
     }
+    if vm.foreground.load(Ordering::Acquire) {
+        vm.monitor.foreground_left();
+    }
     // A shell waiting in the foreground prints the end itself; otherwise the user learns it here.
     if !vm.foreground.load(Ordering::Acquire) || vm.attached.load(Ordering::Acquire) {
-        println!("vm {} ({}) {state}", vm.id, vm.name);
+        vm.monitor.notice(alloc::format!("vm {} ({}) {state}\n", vm.id, vm.name));
     }
     stop(vm);
     vm.monitor.save();
