@@ -114,11 +114,19 @@ $(DISK): | $(DEPS_STAMP)
 	/usr/sbin/mke2fs -q -t ext2 -L keel $(DISK) $(DISK_SIZE)
 endif
 
+# Both also type-check the cargo-fuzz targets (fuzz/ is outside the workspace; scripts/fuzz.sh
+# --check needs no cargo-fuzz): every test runs, and either failing fails the rule.
 test: $(IMAGE) $(INITRD)
-	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test --workspace --no-fail-fast
+	status=0; \
+	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test --workspace --no-fail-fast || status=1; \
+	bash scripts/fuzz.sh --check || status=1; \
+	exit $$status
 
 test-host: $(DEPS_STAMP)
-	$(CARGO) test --workspace --exclude keel-tests
+	status=0; \
+	$(CARGO) test --workspace --exclude keel-tests || status=1; \
+	bash scripts/fuzz.sh --check || status=1; \
+	exit $$status
 
 test-qemu: $(IMAGE) $(INITRD)
 	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test -p keel-tests --no-fail-fast

@@ -119,6 +119,37 @@ seed("blk_request", "read", blk(2, [8, 4, 0, 0], 1, 65536, 2048))
 seed("blk_request", "write", blk(3, [8, 0, 0, 1024], 1, 65536, 2048))
 seed("blk_request", "info", blk(1, [0, 0, 0, 0], 0, 0, 2048))
 
+# console: operations (fuzz_targets/console_request.rs): 0 len bytes (UART input, in pieces of
+# at most 255 bytes), 4 READ_LINE, 5 READ_LINE INTERRUPT_ONLY, 6 READ_LINE timed out,
+# 7 pid SET_FOREGROUND.
+def rx(b):
+    return b"".join(bytes([0, len(b[i:i + 255])]) + b[i:i + 255] for i in range(0, len(b), 255)) or b"\0\0"
+READ, INTR, TIMEOUT = b"\4", b"\5", b"\6"
+def fg(pid):
+    return bytes([7, pid])
+seed("console_request", "typing", rx(b"ls -l\r\nps\n") + READ + READ + READ)
+seed("console_request", "ctrl-c", READ + fg(9) + rx(b"slee\x03") + READ + fg(0) + rx(b"pwd\n") + READ)
+seed("console_request", "editing", rx("lx\bs\x7f \x15cat\x1b[A\x1bOP /etc/é€\x7f\n".encode()) + READ)
+seed("console_request", "full", rx(b"x\n" * 66) + READ + rx(b"") + INTR + TIMEOUT + rx(b"\x03") + INTR + READ)
+seed("console_request", "long-line", rx(b"y" * 1030 + b"\n") + READ + rx(b"y" * 1023 + "é\n".encode()) + READ)
+
+# procmgr: operations (fuzz_targets/procmgr_request.rs): 0 caller flags len payload SPAWN,
+# 2 caller pid KILL (pid | 0x80: row pid's process), 3 row exit, 4 pid badge parent rights a
+# record. Rows 0-5 are the boot services (5: shell).
+def spawn(caller, flags, payload):
+    return bytes([0, caller, flags, len(payload)]) + payload
+def kill(caller, pid):
+    return bytes([2, caller, pid])
+seed("procmgr_request", "shell", spawn(5, 0, b"/bin/ktest\0ipc") + spawn(5, 2, b"/bin/shell") + spawn(7, 0, b"/bin/hello")
+     + kill(7, 0x88) + kill(8, 0x87) + kill(7, 0x80) + kill(6, 3) + bytes([3, 7]) + kill(5, 0x87) + kill(1, 0x87))
+# Two records whose parents are each other (badges 10 and 11, no rights), killed by namesrv.
+seed("procmgr_request", "loop", bytes([4, 20, 10, 0x40 | 11, 2, 4, 21, 11, 0x40 | 10, 2]) + kill(0, 20) + kill(0, 21))
+
+# ps: procmgr's PS payload (keel_init::request::ps_line), and a malformed line.
+seed("shell_ps", "boot", b"3\tinit\trunning\t36136\n18\tnamesrv\trunning\t120\n27\tconsole\trunning\t148\n"
+     b"72\tshell\trunning\t156\n90\tcrash\texited(-11)\t0\n")
+seed("shell_ps", "malformed", b"1\tinit\trunning\t4\n\nx\tbad\trunning\t1\n2\tonly-three\trunning\n 5 \t a b \trunning\t 8 \r\n")
+
 # fs: records of label, session, four words (0x00-0x7f: small; 0x80 + u16; 0xc0 + u64),
 # payload length, payload (fuzz_targets/fs_request.rs).
 def req(label, words, payload=b"", sid=0):

@@ -8,6 +8,10 @@
 #   scripts/fuzz.sh --runs N        N inputs per target
 #   scripts/fuzz.sh --quick         a smoke check: 2,000 inputs per target
 #   scripts/fuzz.sh [opts] T1 T2    only these targets
+#   scripts/fuzz.sh --check         only type-check every target (cargo check, no cargo-fuzz, no
+#                                   libFuzzer, no C++ compiler; seconds once built) and that
+#                                   each is registered, has seeds and a run count: `make test`
+#                                   and `make test-host` run this so a target cannot rot unseen
 #   scripts/fuzz.sh --syscalls N    the kernel's system-call fuzzer (ktest scenario sysfuzz, booted
 #                                   in QEMU from KEEL_IMAGE/KEEL_INITRD) makes N random calls
 #                                   (default 1,000,000; 0 skips it; it runs after the parsers and
@@ -32,6 +36,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 runs=""
+check=0
 syscalls=1000000
 leaks=1000
 hostile=1000000
@@ -44,7 +49,8 @@ while [ $# -gt 0 ]; do
         --syscalls) syscalls=${2:?--syscalls needs a number}; shift 2 ;;
         --leaks) leaks=${2:?--leaks needs a number}; shift 2 ;;
         --hostile) hostile=${2:?--hostile needs a number}; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --check) check=1; shift ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         -*) echo "fuzz: unknown option $1 (try --help)" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -60,13 +66,40 @@ declare -A default_runs=(
     [dtb]=2000000 [elf]=4000000 [cpio]=2000000 [manifest]=2000000 [startup]=2000000
     [ext2_image]=30000 [fs_request]=300000 [blk_request]=4000000 [vmm_command]=2000000
     [vmm_image]=4000000 [vmm_saved]=2000000 [procmgr_spawn]=4000000 [namesrv_name]=4000000 [shell_line]=2000000
-    [kernel_cmdline]=2000000
+    [kernel_cmdline]=2000000 [console_request]=300000 [procmgr_request]=2000000 [shell_ps]=2000000
 )
 # Largest input per target (bytes): each format's seeds plus room to grow.
 declare -A max_len=([ext2_image]=262144 [dtb]=16384 [elf]=8192 [cpio]=4096)
 
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO=/usr/bin/cargo
 export PATH="/usr/bin:$PATH"   # cargo-fuzz runs `cargo`: Debian's, not rustup's
+
+# The targets: each [[bin]] of fuzz/Cargo.toml (the package's own name aside).
+all=$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^keel-fuzz$' || true)
+[ -n "$all" ] || { echo "fuzz: no targets found in fuzz/Cargo.toml" >&2; exit 2; }
+
+if [ "$check" = 1 ]; then
+    # Every file in fuzz_targets is a registered target (an unregistered one would never
+    # be built), and every target has seeds in make-seeds.sh and a run count here.
+    bad=0
+    for f in fuzz/fuzz_targets/*.rs; do
+        t=$(basename "$f" .rs)
+        grep -qx "$t" <<<"$all" || { echo "fuzz: $f is not a [[bin]] of fuzz/Cargo.toml" >&2; bad=1; }
+    done
+    for t in $all; do
+        grep -qE "seed[ (]\"?$t\"?[ ,]" fuzz/make-seeds.sh || { echo "fuzz: target $t has no seeds in fuzz/make-seeds.sh" >&2; bad=1; }
+        [ -n "${default_runs[$t]:-}" ] || { echo "fuzz: target $t has no default_runs entry in scripts/fuzz.sh" >&2; bad=1; }
+    done
+    # As cargo fuzz compiles them (--cfg fuzzing), but without libFuzzer's C++ (the `libfuzzer`
+    # feature) and without linking: a check needs only Debian's rustc and the crates in
+    # fuzz/Cargo.lock. Its own target directory, so cargo fuzz's instrumented build stays as is.
+    RUSTFLAGS="--cfg fuzzing" /usr/bin/cargo check --quiet --manifest-path fuzz/Cargo.toml \
+        --no-default-features --bins --target-dir "$root/target/fuzz-check" || bad=1
+    [ "$bad" = 0 ] || { echo "fuzz: check failed" >&2; exit 1; }
+    echo "fuzz: $(wc -w <<<"$all") targets build"
+    exit 0
+fi
+
 tools="$root/target/tools"
 fuzz_bin="$tools/bin/cargo-fuzz"
 if [ ! -x "$fuzz_bin" ]; then
@@ -74,7 +107,6 @@ if [ ! -x "$fuzz_bin" ]; then
     /usr/bin/cargo install cargo-fuzz --locked --root "$tools"
 fi
 
-all=$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^keel-fuzz$')
 if [ ${#targets[@]} -eq 0 ]; then
     read -r -a targets <<<"$(echo $all)"
 fi
@@ -96,14 +128,23 @@ for t in "${targets[@]}"; do
     artifacts="$work/artifacts/$t"
     rm -rf "$corpus"
     mkdir -p "$corpus" "$artifacts"
-    [ -d "$seeds/$t" ] && cp "$seeds/$t"/* "$corpus/"
+    # A target without seeds would start from nothing: fuzz/make-seeds.sh must write some.
+    [ -d "$seeds/$t" ] || { echo "fuzz: $t: no seeds in $seeds/$t (fuzz/make-seeds.sh)" >&2; exit 2; }
+    cp "$seeds/$t"/* "$corpus/"
     log="$work/logs/$t.log"
     mkdir -p "$(dirname "$log")"
     opts=(-runs="$n" -seed=1 -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/")
     [ -n "${max_len[$t]:-}" ] && opts+=(-max_len="${max_len[$t]}")
     start=$(date +%s)
     if "$fuzz_bin" run --fuzz-dir fuzz --target-dir "$work" -s none "$t" "$corpus" -- "${opts[@]}" >"$log" 2>&1; then
-        echo "fuzz: $t: $n inputs, no crash ($(( $(date +%s) - start ))s)"
+        # libFuzzer's last line says how many inputs ran: fewer than asked is no pass.
+        ran=$(sed -n 's/^Done \([0-9]*\) runs in .*/\1/p' "$log" | tail -1)
+        if [ "${ran:-0}" -ge "$n" ] && [ "${ran:-0}" -gt 0 ]; then
+            echo "fuzz: $t: $ran inputs, no crash ($(( $(date +%s) - start ))s)"
+        else
+            echo "fuzz: $t: libFuzzer exited 0 after ${ran:-no} runs of $n; see $log" >&2
+            failed+=("$t")
+        fi
     else
         input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
         why=$(grep -m1 -E "panicked at|ERROR: libFuzzer" "$log" || true)
@@ -151,7 +192,9 @@ if [ "$hostile" -gt 0 ]; then
     start=$(date +%s)
     if KEEL_HOSTILE_OPS=$hostile KEEL_IMAGE=${KEEL_IMAGE:-$root/target/keel.Image} \
         KEEL_INITRD=${KEEL_INITRD:-$root/target/initrd.cpio} /usr/bin/cargo test -q -p keel-tests --test vm \
-        a_hostile_guest_at_fuzz_scale_leaves_keel_healthy -- --ignored --exact >"$log" 2>&1; then
+        a_hostile_guest_at_fuzz_scale_leaves_keel_healthy -- --ignored --exact >"$log" 2>&1 \
+        && grep -q "^test result: ok\. 1 passed; 0 failed" "$log"; then
+        # (--exact of a renamed test runs nothing and passes: the log must show it ran.)
         echo "fuzz: hostile guest: $hostile operations, Keel healthy, exits counted ($(( $(date +%s) - start ))s)"
     else
         echo "fuzz: hostile guest: FAILED after $(( $(date +%s) - start ))s; see $log:" >&2

@@ -69,6 +69,9 @@ pub struct GuestContext {
     pub pauth: [u64; 10],
     pub cntv_ctl: u64,
     pub cntv_cval: u64,
+    /// The EL1 physical timer (CNTP_CTL, CNTP_CVAL): the guest's own, as the virtual one is.
+    pub cntp_ctl: u64,
+    pub cntp_cval: u64,
     /// ICH_VMCR_EL2, ICH_AP0R0_EL2, ICH_AP1R0_EL2.
     pub vmcr: u64,
     pub ap0r0: u64,
@@ -103,8 +106,47 @@ pub struct GuestLoad {
     pub vttbr: u64,
     pub vmpidr: u64,
     pub cntvoff: u64,
-    /// The virtual timer's interrupt is held off (a virtual one is pending or active).
-    pub vtimer_held: bool,
+    /// Per [`GuestTimer`]: the timer's physical interrupt is held off (its virtual one is
+    /// asserted in the vGIC).
+    pub timers_held: [bool; 2],
+}
+
+/// The two EL1 timers a guest owns (Arm ARM D12, the Generic Timer): the virtual timer counts
+/// the VM's virtual counter (CNTVCT = physical count - CNTVOFF), the physical timer the physical
+/// counter. The host schedules on the EL2 timers, so both EL1 timers are the guest's alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestTimer {
+    Virtual = 0,
+    Physical = 1,
+}
+
+impl GuestTimer {
+    pub const ALL: [GuestTimer; 2] = [GuestTimer::Virtual, GuestTimer::Physical];
+
+    /// The timer's PPI, the same INTID for the host's GIC and the guest's vGIC.
+    pub const fn intid(self) -> u32 {
+        match self {
+            GuestTimer::Virtual => keel_abi::vm::layout::VTIMER_INTID,
+            GuestTimer::Physical => keel_abi::vm::layout::PTIMER_INTID,
+        }
+    }
+
+    /// The timer whose PPI is `intid`.
+    pub fn from_intid(intid: u32) -> Option<GuestTimer> {
+        GuestTimer::ALL.into_iter().find(|t| t.intid() == intid)
+    }
+}
+
+/// CNT*_CTL bits: ENABLE, IMASK, ISTATUS.
+pub const TIMER_ENABLE: u64 = 1 << 0;
+pub const TIMER_IMASK: u64 = 1 << 1;
+pub const TIMER_ISTATUS: u64 = 1 << 2;
+
+/// Whether a timer with control register `ctl` asserts its interrupt: enabled, its condition
+/// met (ISTATUS) and not masked (Arm ARM D12.2.4: the interrupt is asserted exactly then; it
+/// is level-sensitive).
+pub const fn timer_asserts(ctl: u64) -> bool {
+    ctl & (TIMER_ENABLE | TIMER_IMASK | TIMER_ISTATUS) == TIMER_ENABLE | TIMER_ISTATUS
 }
 
 #[cfg(not(target_os = "none"))]
@@ -213,6 +255,9 @@ pub mod fake {
         MACHINE.with(|m| m.borrow().now)
     }
 
+    /// The fake machine has no timer interrupts: tests call `Kernel::tick` themselves.
+    pub fn timer_wake_at(_deadline: u64) {}
+
     pub fn ticks_per_second() -> u64 {
         1_000_000_000
     }
@@ -239,12 +284,12 @@ pub mod fake {
 
     pub fn guest_lrs_write(_lrs: &[u64], _underflow: bool) {}
 
-    /// The live virtual timer (CNTV_CTL, CNTV_CVAL) of the loaded vCPU.
-    pub fn guest_vtimer() -> (u64, u64) {
+    /// The live timer (CTL, CVAL) of the loaded vCPU.
+    pub fn guest_timer(_timer: super::GuestTimer) -> (u64, u64) {
         (0, 0)
     }
 
-    pub fn guest_vtimer_hold(_hold: bool) {}
+    pub fn guest_timer_hold(_timer: super::GuestTimer, _hold: bool) {}
 
     /// Writes the loaded vCPU's exception registers; returns its VBAR_EL1.
     pub fn guest_exception(_elr: u64, _spsr: u64, _esr: u64, _far: u64) -> u64 {

@@ -54,6 +54,11 @@ fn timer_passes_on_plain_qemu() {
 }
 
 #[test]
+fn timers_pass_on_plain_qemu() {
+    plain("timers", 1);
+}
+
+#[test]
 fn wfi_passes_on_plain_qemu() {
     plain("wfi", 1);
 }

@@ -115,6 +115,32 @@ fn a_guest_debugging_itself_keeps_its_debug_state_away_from_the_host() {
         .expect_clean_poweroff();
 }
 
+/// The guest's EL1 virtual and physical timers as the Arm ARM says (tests/guests timers.rs:
+/// TVAL, ISTATUS, level-sensitive interrupts that drop when the timer is masked, switched off
+/// or moved on, WFI wake-ups, counter offsets), with another VM's timer busy beside it. Before,
+/// the physical timer was UNDEFINED to guests and a timer switched off while its interrupt was
+/// pending still delivered it.
+#[test]
+fn guest_timers_behave_as_the_architecture_says() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "vm run timer --kernel /guest/test.Image --append guest=timer",
+            "vm run timers --kernel /guest/test.Image --append guest=timers --wait",
+            "echo keel   still   runs",
+            "poweroff",
+        ])
+        .timeout(300)
+        .run();
+    run.expect("guest: timers: virtual: switched off while pending: never delivered: ok")
+        .expect("guest: timers: physical: pending exactly while enabled, unmasked and met: ok")
+        .expect("guest: timers: PASS")
+        .expect("vm 2 exited: system-off")
+        .expect("keel still runs")
+        .expect_absent("FAILED")
+        .expect_absent("PANIC")
+        .expect_clean_poweroff();
+}
+
 #[test]
 fn debian_linux_boots_with_two_vcpus_and_powers_off() {
     let run = Boot::scenario("")

@@ -21,8 +21,10 @@ pub mod layout {
     pub const VIRTIO_INTID: u32 = 48;
     /// Guest RAM starts here.
     pub const RAM_BASE: u64 = 0x4000_0000;
-    /// Interrupts: the virtual timer PPI and the GIC maintenance PPI (as the guest sees them).
+    /// Interrupts: the EL1 virtual and physical timer PPIs and the GIC maintenance PPI (as the
+    /// guest sees them; the same INTIDs as the host's).
     pub const VTIMER_INTID: u32 = 27;
+    pub const PTIMER_INTID: u32 = 30;
     pub const MAINTENANCE_INTID: u32 = 25;
     /// Most vCPUs in one VM.
     pub const MAX_VCPUS: u32 = 8;

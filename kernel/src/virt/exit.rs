@@ -14,11 +14,11 @@ use super::syndrome::{GuestExit, MmioAccess, load_value};
 use super::vcpu::{Pending, Power};
 use super::vgic::Kicks;
 use super::vm::{FaultIn, IpaTarget, RegionKind};
-use crate::hal::{self, GuestLoad};
+use crate::hal::{self, GuestLoad, GuestTimer};
 use crate::kernel::Kernel;
 use crate::object::thread::{Block, ThreadState, UserRegs, set_return};
 use crate::object::{Id, ObjRef};
-use keel_abi::vm::{Counter, ExitReason, MmioInfo, layout, smccc};
+use keel_abi::vm::{Counter, ExitReason, MmioInfo, smccc};
 
 /// What to put in the guest after an exception is injected.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +62,7 @@ impl Kernel {
         let Some(vm) = self.vms.get(&v.vm) else { return };
         *frame = v.regs;
         hal::fp_restore(&v.fp);
-        hal::guest_load(&v.ctx, GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, vtimer_held: v.vtimer_held });
+        hal::guest_load(&v.ctx, GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, timers_held: v.timers_held });
         self.cpus[cpu].vcpu = vcpu;
     }
 
@@ -103,8 +103,10 @@ impl Kernel {
     }
 
     /// At every exit from a guest on `cpu`, before anything else: reads the list registers back
-    /// into the vGIC, and lets the virtual timer's interrupt through again once the guest has
-    /// deactivated the virtual one.
+    /// into the vGIC, and re-samples the guest's timers: a timer line the vGIC holds high drops
+    /// as soon as the guest's timer stops asserting (it switched the timer off, masked it or
+    /// moved CVAL on), so a stale timer interrupt is never delivered; while it still asserts,
+    /// the level-sensitive line stays high and the interrupt pends again after the guest's EOI.
     pub fn guest_exited(&mut self, cpu: usize) {
         let vcpu = self.cpus[cpu].vcpu;
         let Some(v) = self.vcpus.get_mut(&vcpu) else { return };
@@ -113,10 +115,12 @@ impl Kernel {
         // caused this exit stops asserting until the list registers are refilled.
         hal::guest_lrs_read(v.lrs.values_mut());
         let report = vm.vgic.sync(v.index, &mut v.lrs);
-        if v.vtimer_held && report.deactivated(layout::VTIMER_INTID) {
-            v.vtimer_held = false;
-            let _ = vm.vgic.set_ppi_level(v.index, layout::VTIMER_INTID, false);
-            hal::guest_vtimer_hold(false);
+        for timer in GuestTimer::ALL {
+            if v.timers_held[timer as usize] && !hal::timer_asserts(hal::guest_timer(timer).0) {
+                v.timers_held[timer as usize] = false;
+                let _ = vm.vgic.set_ppi_level(v.index, timer.intid(), false);
+                hal::guest_timer_hold(timer, false);
+            }
         }
         // An SPI this vCPU gave back may now go to another.
         let (vm_id, kicks) = (v.vm, report.kicks());
@@ -148,20 +152,24 @@ impl Kernel {
         hal::guest_lrs_write(v.lrs.values(), v.lrs.underflow);
     }
 
-    /// The guest's virtual timer fired while it ran on `cpu`: hold the physical interrupt off and
-    /// raise the virtual one.
-    pub fn vtimer_fired(&mut self, cpu: usize) {
+    /// One of the guest's timers asserted its interrupt while the guest ran on `cpu`: raise the
+    /// guest's line in the vGIC and hold the physical interrupt off while the line is high.
+    pub fn guest_timer_fired(&mut self, cpu: usize, timer: GuestTimer) {
         let vcpu = self.cpus[cpu].vcpu;
         let Some(v) = self.vcpus.get_mut(&vcpu) else {
             // No guest here: the timer belongs to a vCPU already saved (its state is disabled on
             // put); nothing to deliver.
             return;
         };
+        if !hal::timer_asserts(hal::guest_timer(timer).0) {
+            // Asserted, then switched off or masked by the guest before this CPU took it.
+            return;
+        }
         v.count(Counter::Timer);
-        v.vtimer_held = true;
-        hal::guest_vtimer_hold(true);
+        v.timers_held[timer as usize] = true;
+        hal::guest_timer_hold(timer, true);
         if let Some(vm) = self.vms.get_mut(&v.vm) {
-            let _ = vm.vgic.set_ppi_level(v.index, layout::VTIMER_INTID, true);
+            let _ = vm.vgic.set_ppi_level(v.index, timer.intid(), true);
         }
     }
 
@@ -334,22 +342,30 @@ impl Kernel {
         if v.kick || vm.vgic.has_deliverable(v.index) {
             return;
         }
-        let (ctl, cval) = hal::guest_vtimer();
-        // CNTV_CTL: ENABLE bit 0, IMASK bit 1, ISTATUS bit 2.
-        let armed = ctl & 1 != 0 && ctl & 2 == 0 && !v.vtimer_held;
-        let deadline = if armed {
-            let d = cval.wrapping_add(vm.cntvoff);
-            if ctl & 4 != 0 || d <= hal::now_ticks() {
+        // The earliest deadline of the timers that are armed (enabled, unmasked) and not already
+        // asserting in the vGIC, on the physical counter.
+        let mut deadline: Option<u64> = None;
+        for timer in GuestTimer::ALL {
+            let (ctl, cval) = hal::guest_timer(timer);
+            if ctl & (hal::TIMER_ENABLE | hal::TIMER_IMASK) != hal::TIMER_ENABLE || v.timers_held[timer as usize] {
+                continue;
+            }
+            if ctl & hal::TIMER_ISTATUS != 0 {
                 return; // it fires as soon as the guest resumes
             }
-            Some(d)
-        } else {
-            None
-        };
+            // The virtual timer fires when CNTPCT - CNTVOFF >= CVAL; past the end of the
+            // physical count it never fires.
+            let offset = if timer == GuestTimer::Virtual { vm.cntvoff } else { 0 };
+            let Some(d) = cval.checked_add(offset) else { continue };
+            if d <= hal::now_ticks() {
+                return;
+            }
+            deadline = Some(deadline.map_or(d, |e: u64| e.min(d)));
+        }
         if let Some(tid) = self.current[cpu] {
             if let (Some(d), Some(t)) = (deadline, self.threads.get_mut(&tid)) {
                 t.deadline = Some(d);
-                self.sleepers.insert((d, tid));
+                self.add_sleeper(d, tid);
             }
         }
         self.block_current(cpu, frame, Block::GuestWfi { vcpu });

@@ -48,9 +48,10 @@ pub struct VCpu {
     pub runner: Option<Id>,
     /// The monitor asked (`vcpu_kick`) for the vCPU to return to it.
     pub kick: bool,
-    /// The host holds the virtual timer's physical interrupt off until the guest deactivates the
-    /// virtual one.
-    pub vtimer_held: bool,
+    /// Per `GuestTimer`: the timer asserts its interrupt and the vGIC has the line high; the host
+    /// holds the physical interrupt off meanwhile (it would only fire again). Dropped when the
+    /// guest's timer stops asserting (re-sampled at every exit).
+    pub timers_held: [bool; 2],
     pub counters: [u64; COUNTERS],
     /// References: caps.
     pub refs: u32,
@@ -69,7 +70,7 @@ impl VCpu {
             pending: Pending::None,
             runner: None,
             kick: false,
-            vtimer_held: false,
+            timers_held: [false; 2],
             counters: [0; COUNTERS],
             refs: 0,
         }

@@ -29,6 +29,7 @@ const SGI_FRAME: u64 = 0x1_0000;
 const GICR_IGROUPR0: u64 = SGI_FRAME + 0x0080;
 const GICR_ISENABLER0: u64 = SGI_FRAME + 0x0100;
 const GICR_ICENABLER0: u64 = SGI_FRAME + 0x0180;
+const GICR_ISPENDR0: u64 = SGI_FRAME + 0x0200;
 const GICR_ICPENDR0: u64 = SGI_FRAME + 0x0280;
 const GICR_IPRIORITYR: u64 = SGI_FRAME + 0x0400;
 
@@ -145,6 +146,30 @@ pub fn enable_private(intid: u32) {
     unsafe { mmio::write32(rd + GICR_ISENABLER0, 1 << intid) };
 }
 
+/// Disables SGI or PPI `intid` (below 32) on this CPU.
+pub fn disable_private(intid: u32) {
+    let rd = percpu::this().redistributor.load(SeqCst);
+    assert!(
+        rd != 0 && intid < 32,
+        "disable_private after init_this_cpu, for an SGI or PPI"
+    );
+    // SAFETY: ICENABLER0 of this CPU's own redistributor.
+    unsafe { mmio::write32(rd + GICR_ICENABLER0, 1 << intid) };
+    poll_clear(rd + GICR_CTLR, GICR_CTLR_RWP);
+}
+
+/// Whether SGI or PPI `intid` (below 32) is pending on this CPU (GICR_ISPENDR0).
+pub fn private_pending(intid: u32) -> bool {
+    let rd = percpu::this().redistributor.load(SeqCst);
+    assert!(
+        rd != 0 && intid < 32,
+        "private_pending after init_this_cpu, for an SGI or PPI"
+    );
+    // SAFETY: reading ISPENDR0 of this CPU's own redistributor has no side effects.
+    let pending = unsafe { mmio::read32(rd + GICR_ISPENDR0) };
+    pending & (1 << intid) != 0
+}
+
 /// Sends SGI `intid` (below 16) to the CPU with Aff0 = `target` (Aff1..3 = 0).
 pub fn send_sgi(intid: u32, target: usize) {
     let value =
@@ -166,6 +191,7 @@ pub fn handle_irq() {
         bump(&cpu.irq_count);
         match intid {
             crate::timer::VTIMER_INTID => crate::timer::handle_interrupt(),
+            crate::timer::PTIMER_INTID => crate::timer::handle_physical_interrupt(),
             0..16 => bump(&cpu.sgi_count),
             _ => bump(&cpu.other_irqs),
         }

@@ -32,6 +32,12 @@ pub struct PerCpu {
     pub irq_count: AtomicU64,
     /// Virtual-timer interrupts. This CPU's handler.
     pub timer_irqs: AtomicU64,
+    /// Physical-timer interrupts. This CPU's handler.
+    pub ptimer_irqs: AtomicU64,
+    /// Timer interrupts (either timer) the handler takes without touching the timer, so a
+    /// level-sensitive line still asserted is taken again after its EOI; at 0 the handler
+    /// switches the timer off. This CPU (thread context, IRQs masked; handler after).
+    pub timer_storm_left: AtomicU64,
     /// SGIs received. This CPU's handler.
     pub sgi_count: AtomicU64,
     /// Interrupts other than the timer and SGIs. This CPU's handler.
@@ -72,6 +78,8 @@ impl PerCpu {
             last_serror_esr: AtomicU64::new(0),
             irq_count: AtomicU64::new(0),
             timer_irqs: AtomicU64::new(0),
+            ptimer_irqs: AtomicU64::new(0),
+            timer_storm_left: AtomicU64::new(0),
             sgi_count: AtomicU64::new(0),
             other_irqs: AtomicU64::new(0),
             timer_interval: AtomicU64::new(0),

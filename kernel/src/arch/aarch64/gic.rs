@@ -142,16 +142,21 @@ fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
             k.cpus[cpu].need_resched = true;
         }
     } else if intid == super::timer::tick_intid() {
-        super::timer::handle_tick();
-        percpu::get(cpu).count_tick();
+        let period_ended = super::timer::handle_tick();
+        if period_ended {
+            percpu::get(cpu).count_tick();
+        }
         if let Some(k) = kernel {
-            if k.tick(cpu, super::cpu::counter()) {
+            if k.tick(cpu, super::cpu::counter(), period_ended) {
                 k.cpus[cpu].need_resched = true;
             }
+            if let Some(deadline) = k.next_wake() {
+                super::timer::wake_at(deadline);
+            }
         }
-    } else if intid == super::virt::VTIMER_PPI {
+    } else if let Some(timer) = crate::hal::GuestTimer::from_intid(intid) {
         if let Some(k) = kernel {
-            k.vtimer_fired(cpu);
+            k.guest_timer_fired(cpu, timer);
         } else {
             disable_private(cpu, intid);
         }

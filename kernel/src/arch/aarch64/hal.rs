@@ -3,7 +3,7 @@
 use super::{console, cpu, gic, psci};
 pub use super::virt::{
     guest_debug_load, guest_exception, guest_fault_address, guest_id_reg, guest_load, guest_lr_count, guest_lrs_read, guest_lrs_write, guest_put,
-    guest_vtimer, guest_vtimer_hold, stage2_limits, tlb_flush_vmid,
+    guest_timer, guest_timer_hold, stage2_limits, tlb_flush_vmid,
 };
 use crate::hal::FpState;
 use crate::mm::layout::phys_to_virt;
@@ -123,6 +123,11 @@ pub fn power_off(reset: bool) {
 
 pub fn now_ticks() -> u64 {
     cpu::counter()
+}
+
+/// Has this CPU's timer interrupt come no later than `deadline` (counter ticks).
+pub fn timer_wake_at(deadline: u64) {
+    super::timer::wake_at(deadline);
 }
 
 pub fn ticks_per_second() -> u64 {

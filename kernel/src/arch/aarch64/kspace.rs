@@ -260,7 +260,11 @@ pub fn enable_user_space(empty_table: u64) {
     TCR_EL1.modify(TCR_EL1::EPD0::EnableTTBR0Walks + if asid16 { TCR_EL1::AS::ASID16Bits } else { TCR_EL1::AS::ASID8Bits });
     // With E2H=1, CNTHCTL_EL2 bits 0 and 1 are EL0PCTEN and EL0VCTEN: user code may read the
     // counters (benchmarks, uptime). CNTVOFF is 0 so the virtual counter is the physical one.
-    CNTHCTL_EL2.set(CNTHCTL_EL2.get() | 0b11);
+    // Bits 10 and 11 (EL1PCTEN, EL1PCEN) give a guest's EL1 the physical counter and the EL1
+    // physical timer, which the host never uses (it ticks on the EL2 timer): the guest's own,
+    // switched with its vCPU. EL0PTEN (bit 9) stays clear, so host EL0 cannot reach the EL2
+    // timer that CNTP_* names for it.
+    CNTHCTL_EL2.set(CNTHCTL_EL2.get() | 0b11 | (1 << 10) | (1 << 11));
     CNTVOFF_EL2.set(0);
     barrier::isb(barrier::SY);
     // SAFETY: TLB maintenance only: nothing cached from before the ASID size changed may survive.

@@ -92,6 +92,8 @@ sysreg!(contextidr_el12, "S3_5_C13_C0_1", rw);
 sysreg!(cntkctl_el12, "S3_5_C14_C1_0", rw);
 sysreg!(cntv_ctl_el02, "S3_5_C14_C3_1", rw);
 sysreg!(cntv_cval_el02, "S3_5_C14_C3_2", rw);
+sysreg!(cntp_ctl_el02, "S3_5_C14_C2_1", rw);
+sysreg!(cntp_cval_el02, "S3_5_C14_C2_2", rw);
 sysreg!(/// Not redirected by VHE: the guest's own.
     sp_el1, "S3_4_C4_C1_0", rw);
 sysreg!(tpidr_el1, "S3_0_C13_C0_4", rw);

@@ -8,7 +8,7 @@
 
 use super::gic;
 use super::sysreg::*;
-use crate::hal::{GuestContext, GuestLoad};
+use crate::hal::{GuestContext, GuestLoad, GuestTimer};
 use crate::virt::syndrome::{self, GuestExit};
 use aarch64_cpu::asm::barrier;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -43,8 +43,9 @@ pub const GUEST_HCR: u64 = (1 << 0)
 const ICH_EN: u64 = 1;
 const ICH_UIE: u64 = 1 << 1;
 
-/// The guest virtual timer's PPI as the host GIC sees it.
-pub const VTIMER_PPI: u32 = 27;
+/// The guest's EL1 virtual and physical timer PPIs as the host GIC sees them.
+pub const VTIMER_PPI: u32 = GuestTimer::Virtual.intid();
+pub const PTIMER_PPI: u32 = GuestTimer::Physical.intid();
 /// The GIC maintenance interrupt.
 pub const MAINTENANCE_PPI: u32 = 25;
 
@@ -70,8 +71,9 @@ static MDCR_GUEST: AtomicU64 = AtomicU64::new(MDCR_TPMCR | MDCR_TPM | MDCR_DEBUG
 /// The breakpoints and watchpoints the CPU has (ID_AA64DFR0_EL1.BRPs + 1, WRPs + 1).
 static BREAKPOINTS: AtomicU32 = AtomicU32::new(0);
 static WATCHPOINTS: AtomicU32 = AtomicU32::new(0);
-/// Per CPU: the virtual timer's physical interrupt is held off (disabled at the redistributor).
-static VTIMER_HELD: [AtomicBool; crate::percpu::MAX_CPUS] = [const { AtomicBool::new(false) }; crate::percpu::MAX_CPUS];
+/// Per CPU and `GuestTimer`: the timer's physical interrupt is held off (disabled at the
+/// redistributor).
+static TIMER_HELD: [[AtomicBool; 2]; crate::percpu::MAX_CPUS] = [const { [const { AtomicBool::new(false) }; 2] }; crate::percpu::MAX_CPUS];
 
 /// Sets this CPU up for guests: stage-2 control, the GIC virtual interface off until a vCPU is
 /// loaded, and the virtual timer and maintenance interrupts enabled at the host GIC.
@@ -104,6 +106,7 @@ pub fn init_cpu(cpu: usize) {
     ich_hcr_el2::write(0);
     barrier::isb(barrier::SY);
     gic::enable_private(cpu, VTIMER_PPI);
+    gic::enable_private(cpu, PTIMER_PPI);
     gic::enable_private(cpu, MAINTENANCE_PPI);
 }
 
@@ -230,20 +233,18 @@ pub fn guest_lr_count() -> usize {
     LR_COUNT.load(Ordering::Relaxed).clamp(1, 16) as usize
 }
 
-fn hold_vtimer(hold: bool) {
+/// Holds `timer`'s physical interrupt off on this CPU (disabled at the redistributor) or lets
+/// it through again.
+pub fn guest_timer_hold(timer: GuestTimer, hold: bool) {
     let cpu = super::cpu::cpu_id();
-    if VTIMER_HELD[cpu].swap(hold, Ordering::Relaxed) == hold {
+    if TIMER_HELD[cpu][timer as usize].swap(hold, Ordering::Relaxed) == hold {
         return;
     }
     if hold {
-        gic::disable_private(cpu, VTIMER_PPI);
+        gic::disable_private(cpu, timer.intid());
     } else {
-        gic::enable_private(cpu, VTIMER_PPI);
+        gic::enable_private(cpu, timer.intid());
     }
-}
-
-pub fn guest_vtimer_hold(hold: bool) {
-    hold_vtimer(hold);
 }
 
 /// Loads a vCPU's state into this CPU and switches HCR_EL2 to the guest's configuration.
@@ -291,10 +292,14 @@ pub fn guest_load(c: &GuestContext, l: GuestLoad) {
     }
     cntv_cval_el02::write(c.cntv_cval);
     cntv_ctl_el02::write(c.cntv_ctl);
+    cntp_cval_el02::write(c.cntp_cval);
+    cntp_ctl_el02::write(c.cntp_ctl);
     ich_vmcr_el2::write(c.vmcr);
     ich_ap0r0_el2::write(c.ap0r0);
     ich_ap1r0_el2::write(c.ap1r0);
-    hold_vtimer(l.vtimer_held);
+    for timer in GuestTimer::ALL {
+        guest_timer_hold(timer, l.timers_held[timer as usize]);
+    }
     hcr_el2::write(GUEST_HCR);
     barrier::isb(barrier::SY);
 }
@@ -342,6 +347,9 @@ pub fn guest_put(c: &mut GuestContext) {
     c.cntv_ctl = cntv_ctl_el02::read();
     c.cntv_cval = cntv_cval_el02::read();
     cntv_ctl_el02::write(0);
+    c.cntp_ctl = cntp_ctl_el02::read();
+    c.cntp_cval = cntp_cval_el02::read();
+    cntp_ctl_el02::write(0);
     c.vmcr = ich_vmcr_el2::read();
     c.ap0r0 = ich_ap0r0_el2::read();
     c.ap1r0 = ich_ap1r0_el2::read();
@@ -351,7 +359,9 @@ pub fn guest_put(c: &mut GuestContext) {
     }
     tpidr_el0::write(0);
     tpidrro_el0::write(0);
-    hold_vtimer(false);
+    for timer in GuestTimer::ALL {
+        guest_timer_hold(timer, false);
+    }
     hcr_el2::write(HOST_HCR);
     cntvoff_el2::write(0);
     barrier::isb(barrier::SY);
@@ -403,9 +413,12 @@ pub fn guest_lrs_write(lrs: &[u64], underflow: bool) {
     ich_hcr_el2::write(ICH_EN | if underflow { ICH_UIE } else { 0 });
 }
 
-/// The loaded guest's virtual timer (CNTV_CTL, CNTV_CVAL).
-pub fn guest_vtimer() -> (u64, u64) {
-    (cntv_ctl_el02::read(), cntv_cval_el02::read())
+/// The loaded guest's `timer` as it is now (CTL with a live ISTATUS, CVAL).
+pub fn guest_timer(timer: GuestTimer) -> (u64, u64) {
+    match timer {
+        GuestTimer::Virtual => (cntv_ctl_el02::read(), cntv_cval_el02::read()),
+        GuestTimer::Physical => (cntp_ctl_el02::read(), cntp_cval_el02::read()),
+    }
 }
 
 /// Writes the loaded guest's exception registers for an injected exception; returns VBAR_EL1.

@@ -36,6 +36,7 @@ mod mmio;
 mod sgi;
 mod smp;
 mod timer;
+mod timers;
 mod wfi;
 
 /// One scenario.
@@ -63,6 +64,10 @@ pub static ALL: &[Scenario] = &[
     Scenario {
         name: "timer",
         run: timer::run,
+    },
+    Scenario {
+        name: "timers",
+        run: timers::run,
     },
     Scenario {
         name: "wfi",
