@@ -21,10 +21,12 @@ use keel_rt::{println, sys, thread};
 use keel_vmm::config::{RunCommand, RunMode, VmConfig};
 use keel_vmm::dtb::{GuestDtb, guest_dtb};
 use keel_vmm::image;
-use keel_vmm::layout::{RAM_BASE, UART_BASE, UART_INTID, UART_SIZE, ram};
+use keel_vmm::layout::{RAM_BASE, UART_BASE, UART_INTID, UART_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE, ram};
 use keel_vmm::pl011::Pl011;
 use keel_vmm::saved::{SavedList, SavedVm};
 
+/// The virtio-mmio window: every slot of the board.
+const VIRTIO_WINDOW: u64 = VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS as u64;
 /// Console bytes kept per VM.
 const OUTPUT_KEEP: usize = 64 * 1024;
 /// Server threads (a `vm run --wait` occupies one until its guest stops).
@@ -563,6 +565,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
     let ram_pmo = sys::pmo_create(PmoKind::Anonymous, config.mem_bytes).map_err(|e| sys_err("no memory for guest RAM", e))?;
     sys::vm_map(vm, ram_pmo, RAM_BASE, config.mem_bytes, 0, map::READ | map::WRITE | map::EXEC).map_err(|e| sys_err("cannot map guest RAM", e))?;
     sys::vm_map(vm, 0, UART_BASE, UART_SIZE, 0, map::MMIO).map_err(|e| sys_err("cannot map the UART", e))?;
+    sys::vm_map(vm, 0, VIRTIO_MMIO_BASE, VIRTIO_WINDOW, 0, map::MMIO).map_err(|e| sys_err("cannot map the virtio-mmio window", e))?;
     write_guest(ram_pmo, layout.kernel.start, kernel)?;
     if let (Some(range), Some(bytes)) = (layout.initrd, initrd) {
         write_guest(ram_pmo, range.start, bytes)?;
@@ -648,8 +651,11 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                     if prompt || u.pending.contains(&b'\n') || u.pending.len() >= 256 {
                         flush_output(vm, &mut u.pending);
                     }
+                } else if (VIRTIO_MMIO_BASE..VIRTIO_MMIO_BASE + VIRTIO_WINDOW).contains(&ipa) && !info.write {
+                    // No device in any slot yet: each reads as an empty virtio-mmio transport.
+                    results[0] = keel_vmm::virtio_slot::read((ipa - VIRTIO_MMIO_BASE) % VIRTIO_MMIO_STRIDE, info.size);
                 }
-                // Other monitor regions read as zero and ignore writes.
+                // Writes to an empty slot are ignored.
             }
             Some(ExitReason::Hypercall | ExitReason::Smc) => {
                 // Results replace x0..x3: keep x1..x3 as the guest had them.

@@ -25,6 +25,8 @@ const PCELL_ID1: u64 = 0xff4;
 /// Sentinel for loads that may be skipped after an abort.
 const SENTINEL: u64 = 0x5a5a_5a5a_5a5a_5a5a;
 const ROUNDS: u64 = 1000;
+/// The first virtio-mmio slot of the `virt` board.
+const VIRTIO_SLOT0: u64 = 0x0a00_0000;
 
 fn reg(offset: u64) -> u64 {
     UART_BASE + offset
@@ -60,6 +62,27 @@ pub fn run(_guest: &Guest) -> Outcome {
     result
 }
 
+/// The first virtio-mmio slot of the `virt` board with no device in it reads as a transport
+/// that says "no device" (virtio 1.2 section 4.2.2: MagicValue "virt", DeviceID 0; QEMU's empty
+/// transports, hw/virtio/virtio-mmio.c), not a fault; a write to it is ignored.
+fn empty_virtio_slot() -> Result<(), crate::text::Text> {
+    // SAFETY: reads of an empty virtio-mmio slot's identification registers, and a write of 0
+    // to its Status register (a reset), have no effect.
+    let (magic, version, device) =
+        unsafe { (mmio::read32(VIRTIO_SLOT0), mmio::read32(VIRTIO_SLOT0 + 4), mmio::read32(VIRTIO_SLOT0 + 8)) };
+    ensure!(magic == 0x7472_6976, "virtio-mmio slot 0: MagicValue {magic:#x}, want 0x74726976 (\"virt\")");
+    ensure!(version == 1 || version == 2, "virtio-mmio slot 0: Version {version}, want 1 or 2");
+    ensure!(device == 0, "virtio-mmio slot 0: DeviceID {device}, want 0 (no device)");
+    // SAFETY: as above.
+    let status = unsafe {
+        mmio::write32(VIRTIO_SLOT0 + 0x70, 0);
+        mmio::read32(VIRTIO_SLOT0 + 0x70)
+    };
+    ensure!(status == 0, "virtio-mmio slot 0: Status reads {status:#x} after a write of 0");
+    say!("mmio: virtio-mmio slot 0: magic \"virt\", version {version}, no device");
+    Ok(())
+}
+
 fn checks() -> Outcome {
     // 32-bit: the size every PL011 model must support.
     write(UARTIBRD, Width::B32, 0x1a);
@@ -73,6 +96,7 @@ fn checks() -> Outcome {
     let cid1 = read(PCELL_ID1, Width::B32);
     ensure!(cid1 == 0xf0, "32-bit UARTPCellID1 = {cid1:#x}, want 0xf0");
     say!("mmio: 32-bit: IBRD wrote/read 0x1a, PeriphID0 0x11, PCellID1 0xf0");
+    empty_virtio_slot()?;
 
     // Narrow and wide reads.
     for (width, bits) in [(Width::B8, 8), (Width::B16, 16)] {
