@@ -114,18 +114,18 @@ $(DISK): | $(DEPS_STAMP)
 	/usr/sbin/mke2fs -q -t ext2 -L keel $(DISK) $(DISK_SIZE)
 endif
 
-# Both also type-check the cargo-fuzz targets (fuzz/ is outside the workspace; scripts/fuzz.sh
+# Both also type-check the cargo-fuzz targets first (fuzz/ is outside the workspace; scripts/fuzz.sh
 # --check needs no cargo-fuzz): every test runs, and either failing fails the rule.
 test: $(IMAGE) $(INITRD)
 	status=0; \
-	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test --workspace --no-fail-fast || status=1; \
 	bash scripts/fuzz.sh --check || status=1; \
+	KEEL_IMAGE=$(abspath $(IMAGE)) KEEL_INITRD=$(abspath $(INITRD)) QEMU=$(QEMU) $(CARGO) test --workspace --no-fail-fast || status=1; \
 	exit $$status
 
 test-host: $(DEPS_STAMP)
 	status=0; \
-	$(CARGO) test --workspace --exclude keel-tests || status=1; \
 	bash scripts/fuzz.sh --check || status=1; \
+	$(CARGO) test --workspace --exclude keel-tests || status=1; \
 	exit $$status
 
 test-qemu: $(IMAGE) $(INITRD)

@@ -66,7 +66,7 @@ declare -A default_runs=(
     [dtb]=2000000 [elf]=4000000 [cpio]=2000000 [manifest]=2000000 [startup]=2000000
     [ext2_image]=30000 [fs_request]=300000 [blk_request]=4000000 [vmm_command]=2000000
     [vmm_image]=4000000 [vmm_saved]=2000000 [procmgr_spawn]=4000000 [namesrv_name]=4000000 [shell_line]=2000000
-    [kernel_cmdline]=2000000 [console_request]=300000 [procmgr_request]=2000000 [shell_ps]=2000000
+    [kernel_cmdline]=2000000 [console_request]=1000000 [procmgr_request]=8000000 [shell_ps]=1000000
 )
 # Largest input per target (bytes): each format's seeds plus room to grow.
 declare -A max_len=([ext2_image]=262144 [dtb]=16384 [elf]=8192 [cpio]=4096)

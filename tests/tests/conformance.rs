@@ -54,6 +54,11 @@ fn timer_passes_on_plain_qemu() {
 }
 
 #[test]
+fn bench_passes_on_plain_qemu() {
+    plain("bench", 2);
+}
+
+#[test]
 fn timers_pass_on_plain_qemu() {
     plain("timers", 1);
 }

@@ -28,6 +28,7 @@ macro_rules! ensure {
 }
 
 mod abort;
+mod bench;
 mod crash;
 mod debug;
 mod hostile;
@@ -84,6 +85,10 @@ pub static ALL: &[Scenario] = &[
     Scenario {
         name: "debug",
         run: debug::run,
+    },
+    Scenario {
+        name: "bench",
+        run: bench::run,
     },
     Scenario {
         name: "hostile",
