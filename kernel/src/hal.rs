@@ -67,6 +67,10 @@ pub struct GuestContext {
     pub debug_live: bool,
     /// APIA, APIB, APDA, APDB, APGA key pairs (lo, hi).
     pub pauth: [u64; 10],
+    /// The PMU's registers, loaded on first use (see `pmu_live`).
+    pub pmu: PmuRegs,
+    /// `pmu` is in the CPU (from the guest's first PMU-register access until the vCPU is put).
+    pub pmu_live: bool,
     pub cntv_ctl: u64,
     pub cntv_cval: u64,
     /// The EL1 physical timer (CNTP_CTL, CNTP_CVAL): the guest's own, as the virtual one is.
@@ -91,6 +95,26 @@ pub struct DebugRegs {
     pub os_lock: bool,
 }
 
+/// A vCPU's PMUv3 state (Arm ARM D13): control, enables, overflow flags, the cycle counter and
+/// as many event counters and their event types as the CPU has (up to 31).
+#[derive(Clone, Debug, Default)]
+#[repr(C)]
+pub struct PmuRegs {
+    /// PMCR_EL0 (its N field is read-only).
+    pub pmcr: u64,
+    pub selr: u64,
+    pub userenr: u64,
+    /// PMCNTENSET_EL0, PMINTENSET_EL1, PMOVSSET_EL0: counter enables, interrupt enables,
+    /// overflow flags (bit n: event counter n; bit 31: the cycle counter).
+    pub cnten: u64,
+    pub inten: u64,
+    pub ovs: u64,
+    pub ccfiltr: u64,
+    pub ccntr: u64,
+    pub evcntr: [u64; 31],
+    pub evtyper: [u64; 31],
+}
+
 impl GuestContext {
     /// The architectural reset state of a vCPU entering with the MMU and caches off (the OS
     /// lock is set by a cold reset: Arm ARM D2.5, OSLSR_EL1.OSLK).
@@ -106,10 +130,13 @@ pub struct GuestLoad {
     pub vttbr: u64,
     pub vmpidr: u64,
     pub cntvoff: u64,
-    /// Per [`GuestTimer`]: the timer's physical interrupt is held off (its virtual one is
-    /// asserted in the vGIC).
-    pub timers_held: [bool; 2],
+    /// The passed-through PPIs (bit per INTID: the timers, the PMU) whose physical interrupt
+    /// is held off because the guest's line is asserted in the vGIC.
+    pub held_ppis: u32,
 }
+
+/// The PMU's overflow interrupt (PPI 7), the same INTID for the host and the guest.
+pub const PMU_INTID: u32 = keel_abi::vm::layout::PMU_INTID;
 
 /// The two EL1 timers a guest owns (Arm ARM D12, the Generic Timer): the virtual timer counts
 /// the VM's virtual counter (CNTVCT = physical count - CNTVOFF), the physical timer the physical
@@ -289,7 +316,17 @@ pub mod fake {
         (0, 0)
     }
 
-    pub fn guest_timer_hold(_timer: super::GuestTimer, _hold: bool) {}
+    pub fn guest_ppi_hold(_intid: u32, _hold: bool) {}
+
+    /// Whether the loaded vCPU's PMU asserts its overflow interrupt.
+    pub fn guest_pmu_asserts() -> bool {
+        false
+    }
+
+    /// Gives the loaded vCPU its own PMU registers; false if they were loaded already.
+    pub fn guest_pmu_load(ctx: &mut super::GuestContext) -> bool {
+        !core::mem::replace(&mut ctx.pmu_live, true)
+    }
 
     /// Writes the loaded vCPU's exception registers; returns its VBAR_EL1.
     pub fn guest_exception(_elr: u64, _spsr: u64, _esr: u64, _far: u64) -> u64 {

@@ -25,6 +25,8 @@ pub mod layout {
     /// guest sees them; the same INTIDs as the host's).
     pub const VTIMER_INTID: u32 = 27;
     pub const PTIMER_INTID: u32 = 30;
+    /// The PMU's overflow interrupt (PPI 7).
+    pub const PMU_INTID: u32 = 23;
     pub const MAINTENANCE_INTID: u32 = 25;
     /// Most vCPUs in one VM.
     pub const MAX_VCPUS: u32 = 8;

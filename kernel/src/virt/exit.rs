@@ -62,7 +62,7 @@ impl Kernel {
         let Some(vm) = self.vms.get(&v.vm) else { return };
         *frame = v.regs;
         hal::fp_restore(&v.fp);
-        hal::guest_load(&v.ctx, GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, timers_held: v.timers_held });
+        hal::guest_load(&v.ctx, GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, held_ppis: v.held_ppis });
         self.cpus[cpu].vcpu = vcpu;
     }
 
@@ -115,11 +115,11 @@ impl Kernel {
         // caused this exit stops asserting until the list registers are refilled.
         hal::guest_lrs_read(v.lrs.values_mut());
         let report = vm.vgic.sync(v.index, &mut v.lrs);
-        for timer in GuestTimer::ALL {
-            if v.timers_held[timer as usize] && !hal::timer_asserts(hal::guest_timer(timer).0) {
-                v.timers_held[timer as usize] = false;
-                let _ = vm.vgic.set_ppi_level(v.index, timer.intid(), false);
-                hal::guest_timer_hold(timer, false);
+        for intid in [GuestTimer::Virtual.intid(), GuestTimer::Physical.intid(), hal::PMU_INTID] {
+            if v.held_ppis & (1 << intid) != 0 && !ppi_asserts(intid) {
+                v.held_ppis &= !(1 << intid);
+                let _ = vm.vgic.set_ppi_level(v.index, intid, false);
+                hal::guest_ppi_hold(intid, false);
             }
         }
         // An SPI this vCPU gave back may now go to another.
@@ -152,24 +152,27 @@ impl Kernel {
         hal::guest_lrs_write(v.lrs.values(), v.lrs.underflow);
     }
 
-    /// One of the guest's timers asserted its interrupt while the guest ran on `cpu`: raise the
-    /// guest's line in the vGIC and hold the physical interrupt off while the line is high.
-    pub fn guest_timer_fired(&mut self, cpu: usize, timer: GuestTimer) {
+    /// A passed-through PPI of the guest's own CPU (a timer, the PMU) asserted while the guest
+    /// ran on `cpu`: raise the guest's line in the vGIC and hold the physical interrupt off while
+    /// the line is high.
+    pub fn guest_ppi_fired(&mut self, cpu: usize, intid: u32) {
         let vcpu = self.cpus[cpu].vcpu;
         let Some(v) = self.vcpus.get_mut(&vcpu) else {
-            // No guest here: the timer belongs to a vCPU already saved (its state is disabled on
-            // put); nothing to deliver.
+            // No guest here: the device belongs to a vCPU already saved (its state is disabled
+            // on put); nothing to deliver.
             return;
         };
-        if !hal::timer_asserts(hal::guest_timer(timer).0) {
+        if !ppi_asserts(intid) {
             // Asserted, then switched off or masked by the guest before this CPU took it.
             return;
         }
-        v.count(Counter::Timer);
-        v.timers_held[timer as usize] = true;
-        hal::guest_timer_hold(timer, true);
+        if intid != hal::PMU_INTID {
+            v.count(Counter::Timer);
+        }
+        v.held_ppis |= 1 << intid;
+        hal::guest_ppi_hold(intid, true);
         if let Some(vm) = self.vms.get_mut(&v.vm) {
-            let _ = vm.vgic.set_ppi_level(v.index, timer.intid(), true);
+            let _ = vm.vgic.set_ppi_level(v.index, intid, true);
         }
     }
 
@@ -347,7 +350,7 @@ impl Kernel {
         let mut deadline: Option<u64> = None;
         for timer in GuestTimer::ALL {
             let (ctl, cval) = hal::guest_timer(timer);
-            if ctl & (hal::TIMER_ENABLE | hal::TIMER_IMASK) != hal::TIMER_ENABLE || v.timers_held[timer as usize] {
+            if ctl & (hal::TIMER_ENABLE | hal::TIMER_IMASK) != hal::TIMER_ENABLE || v.held_ppis & (1 << timer.intid()) != 0 {
                 continue;
             }
             if ctl & hal::TIMER_ISTATUS != 0 {
@@ -377,6 +380,14 @@ impl Kernel {
         // untrapped. A trap with them loaded is one the CPU itself refuses: UNDEFINED.
         if enc.0 == 2 {
             if !self.vcpus.get_mut(&vcpu).is_some_and(|v| hal::guest_debug_load(&mut v.ctx)) {
+                self.inject(frame, vcpu, Inject::Undefined);
+            }
+            return;
+        }
+        // PMU registers (trapped by MDCR_EL2.TPM/TPMCR until first use): the same, for the
+        // guest's own PMU.
+        if is_pmu_register(enc) {
+            if !self.vcpus.get_mut(&vcpu).is_some_and(|v| hal::guest_pmu_load(&mut v.ctx)) {
                 self.inject(frame, vcpu, Inject::Undefined);
             }
             return;
@@ -550,4 +561,20 @@ fn frame_far() -> u64 {
 
 fn size_mask(size: u8) -> u64 {
     if size >= 8 { u64::MAX } else { (1u64 << (u32::from(size) * 8)) - 1 }
+}
+
+/// Whether the loaded guest's device behind passed-through PPI `intid` asserts its interrupt
+/// now (a timer: enabled, unmasked and met; the PMU: an overflow with its interrupt enabled).
+fn ppi_asserts(intid: u32) -> bool {
+    match GuestTimer::from_intid(intid) {
+        Some(timer) => hal::timer_asserts(hal::guest_timer(timer).0),
+        None => intid == hal::PMU_INTID && hal::guest_pmu_asserts(),
+    }
+}
+
+/// Whether system register (op0, op1, CRn, CRm, op2) is a PMUv3 register (Arm ARM D13: PMCR,
+/// PMCNTEN*, PMOVS*, PMSWINC, PMSELR, PMCEID*, PMCCNTR, PMXEV*, PMUSERENR, PMINTEN*, PMMIR at
+/// CRn 9; PMEVCNTR<n>, PMEVTYPER<n>, PMCCFILTR at CRn 14, CRm 8..15).
+fn is_pmu_register((op0, op1, crn, crm, _op2): (u8, u8, u8, u8, u8)) -> bool {
+    op0 == 3 && ((crn == 9 && (12..=14).contains(&crm) && (op1 == 3 || op1 == 0)) || (crn == 14 && op1 == 3 && (8..=15).contains(&crm)))
 }

@@ -1,6 +1,7 @@
 //! The CPU ID registers a guest reads (trapped with HCR_EL2.TID3): the host's values with every
 //! feature Keel does not context-switch or virtualize hidden, so a guest never starts using
-//! state another VM or the host would clobber (SVE, SME, MTE, PMU, AMU, MPAM, RAS, trace...).
+//! state another VM or the host would clobber (SVE, SME, MTE, AMU, MPAM, RAS, SPE, trace...).
+//! The PMU (PMUv3, as the host has it) is the guest's own: switched with the vCPU, lazily.
 
 /// The value a guest reads from ID register (op0 = 3, op1, CRn = 0, CRm, op2), given the host's.
 pub fn sanitize(op1: u8, crm: u8, op2: u8, host: u64) -> u64 {
@@ -15,8 +16,9 @@ pub fn sanitize(op1: u8, crm: u8, op2: u8, host: u64) -> u64 {
         (4, 1) => host & 0xFF,
         // ID_AA64ZFR0_EL1 (SVE), ID_AA64SMFR0_EL1 (SME).
         (4, 4) | (4, 5) => 0,
-        // ID_AA64DFR0_EL1: DebugVer, BRPs, WRPs, CTX_CMPs; no trace, PMU, SPE; DoubleLock absent.
-        (5, 0) => (host & 0xF0F0_F00F) | (0xF << 36),
+        // ID_AA64DFR0_EL1: DebugVer, PMUVer, BRPs, WRPs, CTX_CMPs; no trace, SPE, TraceFilt;
+        // DoubleLock absent.
+        (5, 0) => (host & 0xF0F0_FF0F) | (0xF << 36),
         (5, 1) => 0,
         // ID_AA64AFR0/1.
         (5, 4) | (5, 5) => 0,
@@ -42,13 +44,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hides_sve_sme_mte_pmu() {
+    fn hides_sve_sme_mte_spe() {
         let pfr0 = 0x1100_0011_1111_2222u64 | (1 << 32); // SVE = 1
         assert_eq!(sanitize(0, 4, 0, pfr0) >> 32 & 0xF, 0);
         assert_eq!(sanitize(0, 4, 0, pfr0) & 0xF, 0x2); // EL0 AArch64 kept
         assert_eq!(sanitize(0, 4, 1, 0x0100_0211), 0x11);
         assert_eq!(sanitize(0, 4, 4, u64::MAX), 0);
-        assert_eq!(sanitize(0, 5, 0, 0x1_0000_0506) >> 8 & 0xF, 0);
+        assert_eq!(sanitize(0, 5, 0, 0x1_0000_0506) >> 8 & 0xF, 5, "PMUVer kept: the PMU is switched");
+        assert_eq!(sanitize(0, 5, 0, 0x1_0000_0506) >> 32 & 0xF, 0, "no SPE");
         assert_eq!(sanitize(0, 5, 0, 0x6) & 0xF, 6);
     }
 

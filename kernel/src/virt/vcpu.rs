@@ -48,10 +48,11 @@ pub struct VCpu {
     pub runner: Option<Id>,
     /// The monitor asked (`vcpu_kick`) for the vCPU to return to it.
     pub kick: bool,
-    /// Per `GuestTimer`: the timer asserts its interrupt and the vGIC has the line high; the host
-    /// holds the physical interrupt off meanwhile (it would only fire again). Dropped when the
-    /// guest's timer stops asserting (re-sampled at every exit).
-    pub timers_held: [bool; 2],
+    /// The passed-through PPIs (bit per INTID: the EL1 timers, the PMU) that assert their
+    /// interrupt with the vGIC's line high; the host holds the physical interrupt off meanwhile
+    /// (it would only fire again). Dropped when the device stops asserting (re-sampled at every
+    /// exit).
+    pub held_ppis: u32,
     pub counters: [u64; COUNTERS],
     /// References: caps.
     pub refs: u32,
@@ -70,7 +71,7 @@ impl VCpu {
             pending: Pending::None,
             runner: None,
             kick: false,
-            timers_held: [false; 2],
+            held_ppis: 0,
             counters: [0; COUNTERS],
             refs: 0,
         }

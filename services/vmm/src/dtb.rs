@@ -131,6 +131,12 @@ pub fn guest_dtb(guest: &GuestDtb<'_>) -> Result<Vec<u8>, VmmError> {
         .prop_empty("always-on")
         .end_node();
 
+    // The PMU (PMUv3, the guest's own, switched with its vCPU) and its overflow interrupt.
+    fdt.begin_node("pmu")
+        .prop_str("compatible", "arm,armv8-pmuv3")
+        .prop_cells("interrupts", &[GIC_PPI, layout::PMU_PPI, IRQ_LEVEL_HIGH])
+        .end_node();
+
     fdt.begin_node("apb-pclk")
         .prop_str("compatible", "fixed-clock")
         .prop_u32("#clock-cells", 0)

@@ -48,6 +48,8 @@ pub const VIRTIO_MMIO_FIRST_SPI: u32 = 16;
 
 /// PPI of the GIC virtualization maintenance interrupt (INTID 25).
 pub const MAINTENANCE_PPI: u32 = 9;
+/// The PMU's overflow interrupt (PPI 7 = INTID 23, level-sensitive).
+pub const PMU_PPI: u32 = 7;
 /// Secure EL1 physical timer PPI (INTID 29).
 pub const TIMER_SEC_PHYS_PPI: u32 = 13;
 /// Non-secure EL1 physical timer PPI (INTID 30).

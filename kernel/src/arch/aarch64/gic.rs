@@ -154,9 +154,9 @@ fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
                 super::timer::wake_at(deadline);
             }
         }
-    } else if let Some(timer) = crate::hal::GuestTimer::from_intid(intid) {
+    } else if crate::hal::GuestTimer::from_intid(intid).is_some() || intid == crate::hal::PMU_INTID {
         if let Some(k) = kernel {
-            k.guest_timer_fired(cpu, timer);
+            k.guest_ppi_fired(cpu, intid);
         } else {
             disable_private(cpu, intid);
         }

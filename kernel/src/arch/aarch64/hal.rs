@@ -3,7 +3,7 @@
 use super::{console, cpu, gic, psci};
 pub use super::virt::{
     guest_debug_load, guest_exception, guest_fault_address, guest_id_reg, guest_load, guest_lr_count, guest_lrs_read, guest_lrs_write, guest_put,
-    guest_timer, guest_timer_hold, stage2_limits, tlb_flush_vmid,
+    guest_pmu_asserts, guest_pmu_load, guest_ppi_hold, guest_timer, stage2_limits, tlb_flush_vmid,
 };
 use crate::hal::FpState;
 use crate::mm::layout::phys_to_virt;

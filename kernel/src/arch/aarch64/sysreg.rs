@@ -110,6 +110,16 @@ sysreg!(/// Debug and PMU traps and ownership for EL1 and EL0.
     mdcr_el2, "mdcr_el2", rw);
 sysreg!(/// PMU control (N, the event counter count, in bits 15:11).
     pmcr_el0, "pmcr_el0", rw);
+sysreg!(pmcntenset_el0, "S3_3_C9_C12_1", rw);
+sysreg!(pmcntenclr_el0, "S3_3_C9_C12_2", rw);
+sysreg!(pmovsclr_el0, "S3_3_C9_C12_3", rw);
+sysreg!(pmselr_el0, "S3_3_C9_C12_5", rw);
+sysreg!(pmccntr_el0, "S3_3_C9_C13_0", rw);
+sysreg!(pmuserenr_el0, "S3_3_C9_C14_0", rw);
+sysreg!(pmintenset_el1, "S3_0_C9_C14_1", rw);
+sysreg!(pmintenclr_el1, "S3_0_C9_C14_2", rw);
+sysreg!(pmovsset_el0, "S3_3_C9_C14_3", rw);
+sysreg!(pmccfiltr_el0, "S3_3_C14_C15_7", rw);
 sysreg!(id_aa64dfr0_el1, "id_aa64dfr0_el1", rw);
 sysreg!(apiakeylo_el1, "S3_0_C2_C1_0", rw);
 sysreg!(apiakeyhi_el1, "S3_0_C2_C1_1", rw);

@@ -8,7 +8,7 @@
 
 use super::gic;
 use super::sysreg::*;
-use crate::hal::{GuestContext, GuestLoad, GuestTimer};
+use crate::hal::{GuestContext, GuestLoad, GuestTimer, PMU_INTID};
 use crate::virt::syndrome::{self, GuestExit};
 use aarch64_cpu::asm::barrier;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -46,6 +46,8 @@ const ICH_UIE: u64 = 1 << 1;
 /// The guest's EL1 virtual and physical timer PPIs as the host GIC sees them.
 pub const VTIMER_PPI: u32 = GuestTimer::Virtual.intid();
 pub const PTIMER_PPI: u32 = GuestTimer::Physical.intid();
+/// The PPIs of the guest's own CPU devices: both EL1 timers and the PMU.
+const PASSED_PPIS: [u32; 3] = [VTIMER_PPI, PTIMER_PPI, PMU_INTID];
 /// The GIC maintenance interrupt.
 pub const MAINTENANCE_PPI: u32 = 25;
 
@@ -63,17 +65,25 @@ const MDCR_TDOSA: u64 = 1 << 10;
 const MDCR_TDRA: u64 = 1 << 11;
 const MDCR_TPMS: u64 = 1 << 14;
 const MDCR_TTRF: u64 = 1 << 19;
+/// HPMD (FEAT_PMUv3p1): event counters do not count at EL2; HCCD (FEAT_PMUv3p5): nor does the
+/// cycle counter. A guest's counters then count only the guest, never Keel's exit handling.
+const MDCR_HPMD: u64 = 1 << 17;
+const MDCR_HCCD: u64 = 1 << 23;
+const MDCR_PMU_TRAPS: u64 = MDCR_TPMCR | MDCR_TPM;
 const MDCR_DEBUG_TRAPS: u64 = MDCR_TDA | MDCR_TDOSA | MDCR_TDRA;
 /// MDCR_EL2 for the host (HPMN: every PMU counter is the host's) and while a guest runs (all
 /// the traps above; the profiling and trace buffers, E2PB/E2TB = 0, stay owned by EL2).
 static MDCR_HOST: AtomicU64 = AtomicU64::new(0);
 static MDCR_GUEST: AtomicU64 = AtomicU64::new(MDCR_TPMCR | MDCR_TPM | MDCR_DEBUG_TRAPS);
+/// The PMU's event counters (PMCR_EL0.N); none without FEAT_PMUv3 (then `HAS_PMU` is false).
+static PMU_COUNTERS: AtomicU32 = AtomicU32::new(0);
+static HAS_PMU: AtomicBool = AtomicBool::new(false);
 /// The breakpoints and watchpoints the CPU has (ID_AA64DFR0_EL1.BRPs + 1, WRPs + 1).
 static BREAKPOINTS: AtomicU32 = AtomicU32::new(0);
 static WATCHPOINTS: AtomicU32 = AtomicU32::new(0);
-/// Per CPU and `GuestTimer`: the timer's physical interrupt is held off (disabled at the
-/// redistributor).
-static TIMER_HELD: [[AtomicBool; 2]; crate::percpu::MAX_CPUS] = [const { [const { AtomicBool::new(false) }; 2] }; crate::percpu::MAX_CPUS];
+/// Per CPU: the passed-through PPIs whose physical interrupt is held off (disabled at the
+/// redistributor), a bit per INTID.
+static PPIS_HELD: [AtomicU32; crate::percpu::MAX_CPUS] = [const { AtomicU32::new(0) }; crate::percpu::MAX_CPUS];
 
 /// Sets this CPU up for guests: stage-2 control, the GIC virtual interface off until a vCPU is
 /// loaded, and the virtual timer and maintenance interrupts enabled at the host GIC.
@@ -107,6 +117,7 @@ pub fn init_cpu(cpu: usize) {
     barrier::isb(barrier::SY);
     gic::enable_private(cpu, VTIMER_PPI);
     gic::enable_private(cpu, PTIMER_PPI);
+    gic::enable_private(cpu, PMU_INTID);
     gic::enable_private(cpu, MAINTENANCE_PPI);
 }
 
@@ -119,8 +130,22 @@ fn init_debug() {
     BREAKPOINTS.store(((dfr0 >> 12) & 0xf) as u32 + 1, Ordering::Relaxed);
     WATCHPOINTS.store(((dfr0 >> 20) & 0xf) as u32 + 1, Ordering::Relaxed);
     let pmu = (dfr0 >> 8) & 0xf;
-    let hpmn = if pmu != 0 && pmu != 0xf { (pmcr_el0::read() >> 11) & 0x1f } else { 0 };
-    let mut guest = hpmn | MDCR_TPMCR | MDCR_TPM | MDCR_DEBUG_TRAPS;
+    let has_pmu = pmu != 0 && pmu != 0xf;
+    let hpmn = if has_pmu { (pmcr_el0::read() >> 11) & 0x1f } else { 0 };
+    HAS_PMU.store(has_pmu, Ordering::Relaxed);
+    PMU_COUNTERS.store(hpmn as u32, Ordering::Relaxed);
+    // HPMN = N: while a guest runs, every event counter is its own (the host counts nothing).
+    let mut guest = hpmn | MDCR_PMU_TRAPS | MDCR_DEBUG_TRAPS;
+    if has_pmu && pmu >= 4 {
+        guest |= MDCR_HPMD;
+    }
+    if has_pmu && pmu >= 6 {
+        guest |= MDCR_HCCD;
+    }
+    if has_pmu {
+        // Nothing counts, interrupts or is readable from host EL0 until a guest loads its own.
+        pmu_quiesce();
+    }
     if (dfr0 >> 32) & 0xf != 0 {
         guest |= MDCR_TPMS;
     }
@@ -181,7 +206,7 @@ pub fn guest_debug_load(c: &mut GuestContext) -> bool {
         write_debug(n, 7, d.wcr[n]);
     }
     oslar_el1::write(u64::from(d.os_lock));
-    mdcr_el2::write(MDCR_GUEST.load(Ordering::Relaxed) & !MDCR_DEBUG_TRAPS);
+    mdcr_el2::write(mdcr_el2::read() & !MDCR_DEBUG_TRAPS);
     barrier::isb(barrier::SY);
     c.debug_live = true;
     true
@@ -210,6 +235,124 @@ fn guest_debug_put(c: &mut GuestContext) {
     mdcr_el2::write(MDCR_HOST.load(Ordering::Relaxed));
 }
 
+macro_rules! pmu_counter_access {
+    ($($n:literal => $cntr:literal, $typer:literal);* $(;)?) => {
+        /// Event counter `n`'s value (`typer` false) or event type (`typer` true).
+        fn read_pmu_counter(n: usize, typer: bool) -> u64 {
+            let v: u64;
+            match (n, typer) {
+                // SAFETY: reading a PMU counter or event type register has no memory effect.
+                $(($n, false) => unsafe { core::arch::asm!(concat!("mrs {}, ", $cntr), out(reg) v, options(nomem, nostack)) },
+                ($n, true) => unsafe { core::arch::asm!(concat!("mrs {}, ", $typer), out(reg) v, options(nomem, nostack)) },)*
+                _ => v = 0,
+            }
+            v
+        }
+        fn write_pmu_counter(n: usize, typer: bool, v: u64) {
+            match (n, typer) {
+                // SAFETY: the PMU counters hold the loaded guest's state (or none).
+                $(($n, false) => unsafe { core::arch::asm!(concat!("msr ", $cntr, ", {}"), in(reg) v, options(nostack)) },
+                ($n, true) => unsafe { core::arch::asm!(concat!("msr ", $typer, ", {}"), in(reg) v, options(nostack)) },)*
+                _ => {}
+            }
+        }
+    };
+}
+
+pmu_counter_access!(
+    0 => "S3_3_C14_C8_0", "S3_3_C14_C12_0"; 1 => "S3_3_C14_C8_1", "S3_3_C14_C12_1";
+    2 => "S3_3_C14_C8_2", "S3_3_C14_C12_2"; 3 => "S3_3_C14_C8_3", "S3_3_C14_C12_3";
+    4 => "S3_3_C14_C8_4", "S3_3_C14_C12_4"; 5 => "S3_3_C14_C8_5", "S3_3_C14_C12_5";
+    6 => "S3_3_C14_C8_6", "S3_3_C14_C12_6"; 7 => "S3_3_C14_C8_7", "S3_3_C14_C12_7";
+    8 => "S3_3_C14_C9_0", "S3_3_C14_C13_0"; 9 => "S3_3_C14_C9_1", "S3_3_C14_C13_1";
+    10 => "S3_3_C14_C9_2", "S3_3_C14_C13_2"; 11 => "S3_3_C14_C9_3", "S3_3_C14_C13_3";
+    12 => "S3_3_C14_C9_4", "S3_3_C14_C13_4"; 13 => "S3_3_C14_C9_5", "S3_3_C14_C13_5";
+    14 => "S3_3_C14_C9_6", "S3_3_C14_C13_6"; 15 => "S3_3_C14_C9_7", "S3_3_C14_C13_7";
+    16 => "S3_3_C14_C10_0", "S3_3_C14_C14_0"; 17 => "S3_3_C14_C10_1", "S3_3_C14_C14_1";
+    18 => "S3_3_C14_C10_2", "S3_3_C14_C14_2"; 19 => "S3_3_C14_C10_3", "S3_3_C14_C14_3";
+    20 => "S3_3_C14_C10_4", "S3_3_C14_C14_4"; 21 => "S3_3_C14_C10_5", "S3_3_C14_C14_5";
+    22 => "S3_3_C14_C10_6", "S3_3_C14_C14_6"; 23 => "S3_3_C14_C10_7", "S3_3_C14_C14_7";
+    24 => "S3_3_C14_C11_0", "S3_3_C14_C15_0"; 25 => "S3_3_C14_C11_1", "S3_3_C14_C15_1";
+    26 => "S3_3_C14_C11_2", "S3_3_C14_C15_2"; 27 => "S3_3_C14_C11_3", "S3_3_C14_C15_3";
+    28 => "S3_3_C14_C11_4", "S3_3_C14_C15_4"; 29 => "S3_3_C14_C11_5", "S3_3_C14_C15_5";
+    30 => "S3_3_C14_C11_6", "S3_3_C14_C15_6";
+);
+
+/// Every counter: the cycle counter (bit 31) and the event counters.
+fn pmu_all_counters() -> u64 {
+    (1 << 31) | ((1u64 << PMU_COUNTERS.load(Ordering::Relaxed)) - 1)
+}
+
+/// Leaves the PMU counting nothing: counters, overflow interrupts and flags off, PMCR.E clear,
+/// no EL0 access.
+fn pmu_quiesce() {
+    let all = pmu_all_counters();
+    pmcntenclr_el0::write(all);
+    pmintenclr_el1::write(all);
+    pmovsclr_el0::write(all);
+    pmcr_el0::write(pmcr_el0::read() & !1);
+    pmuserenr_el0::write(0);
+}
+
+/// Gives the loaded vCPU its own PMU registers and stops trapping them; false if they were
+/// loaded already or the CPU has no PMU (the access is then UNDEFINED for the guest).
+pub fn guest_pmu_load(c: &mut GuestContext) -> bool {
+    if c.pmu_live || !HAS_PMU.load(Ordering::Relaxed) {
+        return false;
+    }
+    let p = &c.pmu;
+    let all = pmu_all_counters();
+    pmcntenclr_el0::write(all);
+    for n in 0..PMU_COUNTERS.load(Ordering::Relaxed) as usize {
+        write_pmu_counter(n, true, p.evtyper[n]);
+        write_pmu_counter(n, false, p.evcntr[n]);
+    }
+    pmccfiltr_el0::write(p.ccfiltr);
+    pmccntr_el0::write(p.ccntr);
+    pmselr_el0::write(p.selr);
+    pmuserenr_el0::write(p.userenr);
+    pmovsclr_el0::write(all);
+    pmovsset_el0::write(p.ovs & all);
+    pmintenclr_el1::write(all);
+    pmintenset_el1::write(p.inten & all);
+    // Without P and C (they reset counters when written as 1).
+    pmcr_el0::write(p.pmcr & !0b110);
+    pmcntenset_el0::write(p.cnten & all);
+    mdcr_el2::write(mdcr_el2::read() & !MDCR_PMU_TRAPS);
+    barrier::isb(barrier::SY);
+    c.pmu_live = true;
+    true
+}
+
+/// Saves the guest's PMU if it used it and leaves the PMU counting nothing for the host.
+fn guest_pmu_put(c: &mut GuestContext) {
+    if !core::mem::take(&mut c.pmu_live) {
+        return;
+    }
+    let all = pmu_all_counters();
+    let p = &mut c.pmu;
+    p.cnten = pmcntenset_el0::read();
+    pmcntenclr_el0::write(all);
+    p.inten = pmintenset_el1::read();
+    p.ovs = pmovsset_el0::read();
+    p.pmcr = pmcr_el0::read();
+    p.selr = pmselr_el0::read();
+    p.userenr = pmuserenr_el0::read();
+    p.ccfiltr = pmccfiltr_el0::read();
+    p.ccntr = pmccntr_el0::read();
+    for n in 0..PMU_COUNTERS.load(Ordering::Relaxed) as usize {
+        p.evtyper[n] = read_pmu_counter(n, true);
+        p.evcntr[n] = read_pmu_counter(n, false);
+    }
+    pmu_quiesce();
+}
+
+/// Whether the loaded guest's PMU asserts its overflow interrupt: an overflow flag whose
+/// interrupt is enabled (Arm ARM D13.1.4).
+pub fn guest_pmu_asserts() -> bool {
+    HAS_PMU.load(Ordering::Relaxed) && pmovsset_el0::read() & pmintenset_el1::read() & pmu_all_counters() != 0
+}
+
 /// Whether the exception just taken from a lower EL came from a guest.
 #[inline]
 pub fn in_guest() -> bool {
@@ -233,17 +376,20 @@ pub fn guest_lr_count() -> usize {
     LR_COUNT.load(Ordering::Relaxed).clamp(1, 16) as usize
 }
 
-/// Holds `timer`'s physical interrupt off on this CPU (disabled at the redistributor) or lets
-/// it through again.
-pub fn guest_timer_hold(timer: GuestTimer, hold: bool) {
+/// Holds passed-through PPI `intid`'s physical interrupt off on this CPU (disabled at the
+/// redistributor) or lets it through again.
+pub fn guest_ppi_hold(intid: u32, hold: bool) {
     let cpu = super::cpu::cpu_id();
-    if TIMER_HELD[cpu][timer as usize].swap(hold, Ordering::Relaxed) == hold {
+    let bit = 1u32 << (intid & 31);
+    let was = PPIS_HELD[cpu].load(Ordering::Relaxed) & bit != 0;
+    if was == hold {
         return;
     }
+    PPIS_HELD[cpu].store(PPIS_HELD[cpu].load(Ordering::Relaxed) ^ bit, Ordering::Relaxed);
     if hold {
-        gic::disable_private(cpu, timer.intid());
+        gic::disable_private(cpu, intid);
     } else {
-        gic::enable_private(cpu, timer.intid());
+        gic::enable_private(cpu, intid);
     }
 }
 
@@ -275,7 +421,7 @@ pub fn guest_load(c: &GuestContext, l: GuestLoad) {
     par_el1::write(c.par);
     csselr_el1::write(c.csselr);
     mdscr_el1::write(c.mdscr);
-    debug_assert!(!c.debug_live);
+    debug_assert!(!c.debug_live && !c.pmu_live);
     mdcr_el2::write(MDCR_GUEST.load(Ordering::Relaxed));
     if HAS_PAUTH.load(Ordering::Relaxed) {
         let k = &c.pauth;
@@ -297,8 +443,8 @@ pub fn guest_load(c: &GuestContext, l: GuestLoad) {
     ich_vmcr_el2::write(c.vmcr);
     ich_ap0r0_el2::write(c.ap0r0);
     ich_ap1r0_el2::write(c.ap1r0);
-    for timer in GuestTimer::ALL {
-        guest_timer_hold(timer, l.timers_held[timer as usize]);
+    for intid in PASSED_PPIS {
+        guest_ppi_hold(intid, l.held_ppis & (1 << intid) != 0);
     }
     hcr_el2::write(GUEST_HCR);
     barrier::isb(barrier::SY);
@@ -330,6 +476,7 @@ pub fn guest_put(c: &mut GuestContext) {
     c.par = par_el1::read();
     c.csselr = csselr_el1::read();
     guest_debug_put(c);
+    guest_pmu_put(c);
     if HAS_PAUTH.load(Ordering::Relaxed) {
         c.pauth = [
             apiakeylo_el1::read(),
@@ -359,8 +506,8 @@ pub fn guest_put(c: &mut GuestContext) {
     }
     tpidr_el0::write(0);
     tpidrro_el0::write(0);
-    for timer in GuestTimer::ALL {
-        guest_timer_hold(timer, false);
+    for intid in PASSED_PPIS {
+        guest_ppi_hold(intid, false);
     }
     hcr_el2::write(HOST_HCR);
     cntvoff_el2::write(0);
