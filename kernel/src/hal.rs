@@ -318,9 +318,9 @@ pub mod fake {
 
     pub fn guest_ppi_hold(_intid: u32, _hold: bool) {}
 
-    /// Whether the loaded vCPU's PMU asserts its overflow interrupt.
-    pub fn guest_pmu_asserts() -> bool {
-        false
+    /// Whether the loaded vCPU's PMU asserts its overflow interrupt (live or as saved).
+    pub fn guest_pmu_asserts(ctx: &super::GuestContext) -> bool {
+        ctx.pmu.ovs & ctx.pmu.inten != 0
     }
 
     /// Gives the loaded vCPU its own PMU registers; false if they were loaded already.

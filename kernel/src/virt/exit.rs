@@ -116,7 +116,7 @@ impl Kernel {
         hal::guest_lrs_read(v.lrs.values_mut());
         let report = vm.vgic.sync(v.index, &mut v.lrs);
         for intid in [GuestTimer::Virtual.intid(), GuestTimer::Physical.intid(), hal::PMU_INTID] {
-            if v.held_ppis & (1 << intid) != 0 && !ppi_asserts(intid) {
+            if v.held_ppis & (1 << intid) != 0 && !ppi_asserts(intid, &v.ctx) {
                 v.held_ppis &= !(1 << intid);
                 let _ = vm.vgic.set_ppi_level(v.index, intid, false);
                 hal::guest_ppi_hold(intid, false);
@@ -162,7 +162,7 @@ impl Kernel {
             // on put); nothing to deliver.
             return;
         };
-        if !ppi_asserts(intid) {
+        if !ppi_asserts(intid, &v.ctx) {
             // Asserted, then switched off or masked by the guest before this CPU took it.
             return;
         }
@@ -565,10 +565,10 @@ fn size_mask(size: u8) -> u64 {
 
 /// Whether the loaded guest's device behind passed-through PPI `intid` asserts its interrupt
 /// now (a timer: enabled, unmasked and met; the PMU: an overflow with its interrupt enabled).
-fn ppi_asserts(intid: u32) -> bool {
+fn ppi_asserts(intid: u32, ctx: &crate::hal::GuestContext) -> bool {
     match GuestTimer::from_intid(intid) {
         Some(timer) => hal::timer_asserts(hal::guest_timer(timer).0),
-        None => intid == hal::PMU_INTID && hal::guest_pmu_asserts(),
+        None => intid == hal::PMU_INTID && hal::guest_pmu_asserts(ctx),
     }
 }
 
@@ -577,4 +577,22 @@ fn ppi_asserts(intid: u32) -> bool {
 /// CRn 9; PMEVCNTR<n>, PMEVTYPER<n>, PMCCFILTR at CRn 14, CRm 8..15).
 fn is_pmu_register((op0, op1, crn, crm, _op2): (u8, u8, u8, u8, u8)) -> bool {
     op0 == 3 && ((crn == 9 && (12..=14).contains(&crm) && (op1 == 3 || op1 == 0)) || (crn == 14 && op1 == 3 && (8..=15).contains(&crm)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_pmu_register;
+
+    #[test]
+    fn pmu_registers_are_recognised_and_nothing_else() {
+        // PMCR_EL0, PMCCNTR_EL0, PMUSERENR_EL0, PMINTENSET_EL1, PMEVCNTR0_EL0, PMEVTYPER30_EL0,
+        // PMCCFILTR_EL0.
+        for enc in [(3, 3, 9, 12, 0), (3, 3, 9, 13, 0), (3, 3, 9, 14, 0), (3, 0, 9, 14, 1), (3, 3, 14, 8, 0), (3, 3, 14, 15, 6), (3, 3, 14, 15, 7)] {
+            assert!(is_pmu_register(enc), "{enc:?}");
+        }
+        // CNTV_CTL_EL0 (CRn 14, CRm 3), ICC_SGI1R_EL1, an ID register, a debug register.
+        for enc in [(3, 3, 14, 3, 1), (3, 0, 12, 11, 5), (3, 0, 0, 5, 0), (2, 0, 0, 0, 4)] {
+            assert!(!is_pmu_register(enc), "{enc:?}");
+        }
+    }
 }

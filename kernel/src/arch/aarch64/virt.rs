@@ -348,8 +348,11 @@ fn guest_pmu_put(c: &mut GuestContext) {
 }
 
 /// Whether the loaded guest's PMU asserts its overflow interrupt: an overflow flag whose
-/// interrupt is enabled (Arm ARM D13.1.4).
-pub fn guest_pmu_asserts() -> bool {
+/// interrupt is enabled (Arm ARM D13.1.4), in the CPU if its PMU is loaded, else as saved.
+pub fn guest_pmu_asserts(c: &GuestContext) -> bool {
+    if !c.pmu_live {
+        return c.pmu.ovs & c.pmu.inten & pmu_all_counters() != 0;
+    }
     HAS_PMU.load(Ordering::Relaxed) && pmovsset_el0::read() & pmintenset_el1::read() & pmu_all_counters() != 0
 }
 
