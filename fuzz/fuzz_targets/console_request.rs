@@ -8,16 +8,16 @@
 //! reader in the order typed; Ctrl-C discards type-ahead, reaches a reader only if one is waiting
 //! and names the foreground program to kill; input is throttled, not dropped, while the queue is
 //! full; a line is at most MAX_LINE bytes with no control bytes in it; the echo never carries a
-//! control byte but LF, BEL and backspace (escape sequences are swallowed, not echoed).
-//! Not asserted: `discipline.rs` also documents each line as valid UTF-8 up to an incomplete
-//! final sequence, which does not hold (a stray continuation byte, `a\x80`, or a byte
-//! 0xf8..=0xff is kept as typed); the shell reads lines with `from_utf8_lossy`.
+//! control byte but LF, BEL and backspace (escape sequences are swallowed, not echoed); every
+//! line is valid UTF-8 (invalid bytes become U+FFFD), and so is every echo (characters are
+//! echoed whole, as they enter the line).
 //!
 //! Input: operations until the input ends (at most 256): `0..=3 len bytes[len]` receive,
 //! `4` READ_LINE, `5` READ_LINE INTERRUPT_ONLY, `6` READ_LINE timed out, `7 pid` SET_FOREGROUND
 //! (the operation is its byte modulo 8).
 #![no_main]
 
+use keel_rt::proto::console::FOREGROUND_STARTING;
 use keel_console::discipline::{Input, LineDiscipline, MAX_LINE};
 use keel_console::state::{ConsoleState, MAX_QUEUED_LINES, ReadResult};
 use libfuzzer_sys::fuzz_target;
@@ -31,6 +31,8 @@ struct Model {
     reader_waiting: bool,
     interrupted: bool,
     foreground: u64,
+    /// A Ctrl-C came while the foreground program was starting.
+    interrupt_while_starting: bool,
 }
 
 impl Model {
@@ -58,10 +60,11 @@ fn byte(input: &mut &[u8]) -> u8 {
     take(input, 1).first().copied().unwrap_or(0)
 }
 
-/// A line the discipline hands on: within MAX_LINE and free of control bytes.
+/// A line the discipline hands on: within MAX_LINE, free of control bytes, valid UTF-8.
 fn check_line(line: &[u8]) {
     assert!(line.len() <= MAX_LINE, "a {}-byte line", line.len());
     assert!(!line.iter().any(|&b| b < 0x20 || b == 0x7f), "control byte in line {line:?}");
+    assert!(std::str::from_utf8(line).is_ok(), "line not UTF-8: {line:x?}");
 }
 
 fn check_result(r: &ReadResult) {
@@ -110,7 +113,9 @@ fuzz_target!(|data: &[u8]| {
                                 model.interrupted = true;
                                 wake = true;
                             }
-                            if model.foreground != 0 {
+                            if model.foreground == FOREGROUND_STARTING {
+                                model.interrupt_while_starting = true;
+                            } else if model.foreground != 0 {
                                 kill = Some(model.foreground);
                             }
                         }
@@ -124,6 +129,7 @@ fuzz_target!(|data: &[u8]| {
                 for &b in &fx.echo {
                     assert!(b >= 0x20 && b != 0x7f || matches!(b, b'\n' | 0x07 | 0x08), "echoed control byte {b:#x}");
                 }
+                assert!(std::str::from_utf8(&fx.echo).is_ok(), "echo not UTF-8: {:x?}", fx.echo);
             }
             op @ (4 | 5) => {
                 let got = if op == 4 { state.take_for_reader() } else { state.take_interrupt() };
@@ -137,8 +143,15 @@ fuzz_target!(|data: &[u8]| {
                 model.reader_waiting = true;
             }
             _ => {
-                let pid = byte(&mut input) as u64;
-                state.set_foreground(pid);
+                // 255: a program is starting (its pid not known yet).
+                let pid = match byte(&mut input) {
+                    255 => FOREGROUND_STARTING,
+                    b => b as u64,
+                };
+                let kill = state.set_foreground(pid);
+                let interrupted = std::mem::take(&mut model.interrupt_while_starting) && model.foreground == FOREGROUND_STARTING;
+                let want = (interrupted && pid != 0 && pid != FOREGROUND_STARTING).then_some(pid);
+                assert_eq!(kill, want, "kill on SET_FOREGROUND {pid:#x}");
                 model.foreground = pid;
                 assert_eq!(state.foreground(), pid);
             }

@@ -246,3 +246,67 @@ fn wait_returns_on_ctrl_c_or_timeout_and_stopped_vms_can_be_removed() {
         run.fail("a removed VM is still listed");
     }
 }
+
+/// `vm stop` on a VM that already ended by itself changes nothing and says how it ended (it
+/// does not turn "exited" into "stopped"); `vm rm` then takes it off the list.
+#[test]
+fn stopping_a_vm_that_exited_by_itself_shows_its_state_and_rm_removes_it() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "vm run hvc --kernel /guest/test.Image --append guest=hvc --wait",
+            "vm stop 1",
+            "vm list",
+            "vm rm 1",
+            "vm list",
+            "poweroff",
+        ])
+        .timeout(300)
+        .run();
+    run.expect("guest: hvc: PASS")
+        .expect("vm 1 exited: system-off")
+        .expect("vm stop: vm 1 is not running (exited: system-off)")
+        .expect("1    hvc                  1      256  exited: system-off")
+        .expect("vm 1 removed")
+        .expect_absent("vm 1: stopping")
+        .expect_absent("256  stopped")
+        .expect_clean_poweroff();
+    // In order: the stop refused, the list still showing the exit, the removal, and a last
+    // `vm list` that is its header alone.
+    let lines: Vec<&str> = run.log.lines().collect();
+    let at = |from: usize, needle: &str| lines[from..].iter().position(|l| l.contains(needle)).map(|i| from + i);
+    let Some(refused) = at(0, "vm stop: vm 1 is not running") else { run.fail("no refused stop") };
+    if at(refused, "1    hvc                  1      256  exited: system-off").is_none() {
+        run.fail("vm list after vm stop no longer shows vm 1 as exited: system-off");
+    }
+    let Some(removed) = at(refused, "vm 1 removed") else { run.fail("vm rm 1 did not follow the stop") };
+    let Some(header) = at(removed, "id   name") else { run.fail("no vm list after vm rm 1") };
+    if lines[header..].iter().any(|l| l.starts_with("1    hvc")) {
+        run.fail("vm list still shows vm 1 after vm rm 1");
+    }
+}
+
+/// A guest whose RAM Keel cannot back crashes, as the monitor defines it: the stage-2 fault has
+/// no frame to map, the vCPU leaves with an abort exit, and `vm list` shows `crashed: vcpu N:
+/// unresolvable abort ...`. Linux given 1 GiB on a 512 MiB machine fills its /tmp until that
+/// happens. The VM's memory comes back: another guest runs afterwards and Keel powers off.
+#[test]
+fn a_guest_keel_runs_out_of_memory_for_is_listed_as_crashed() {
+    let run = Boot::scenario("")
+        .mem("512M")
+        .input("vm run linux --mem 1G --attach\n")
+        .then("linux:/# ", |_| "dd if=/dev/zero of=/tmp/fill bs=1M count=1000\n".into())
+        .then("vm 1 (linux) crashed: ", |_| "\n".into())
+        .commands(&["vm list", "vm run hvc --kernel /guest/test.Image --append guest=hvc --wait", "poweroff"])
+        .timeout(600)
+        .run();
+    run.expect("vm 1 (linux) crashed: vcpu ")
+        .expect("1    linux                2     1024  crashed: vcpu ")
+        .expect("guest: hvc: PASS")
+        .expect("vm 2 exited: system-off")
+        .expect_absent("restarting it")
+        .expect_clean_poweroff();
+    let listed = run.log.lines().find(|l| l.starts_with("1    linux ")).unwrap_or_default();
+    if !(listed.contains(": unresolvable abort at IPA 0x") && listed.ends_with("(out of memory)")) {
+        run.fail(&format!("vm list does not give the crash's reason: {listed:?}"));
+    }
+}

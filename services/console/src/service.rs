@@ -144,14 +144,19 @@ fn deliver(shared: &Shared, bytes: &[u8]) -> bool {
         let _ = sys::notif_signal(shared.input, INPUT_BIT);
     }
     if let Some(pid) = fx.kill {
-        let r = Client::new(shared.procmgr).call(procmgr::KILL, [pid, 0, 0, 0]);
-        match r.and_then(|r| ipc::status(&r).map(|_| ())) {
-            // It exited on its own meanwhile.
-            Ok(()) | Err(Error::NotFound) => {}
-            Err(e) => println!("console: Ctrl-C: cannot kill process {pid}: {e}"),
-        }
+        interrupt(shared, pid);
     }
     full
+}
+
+/// Ctrl-C: has the process manager kill foreground program `pid`.
+fn interrupt(shared: &Shared, pid: u64) {
+    let r = Client::new(shared.procmgr).call(procmgr::KILL, [pid, 0, 0, 0]);
+    match r.and_then(|r| ipc::status(&r).map(|_| ())) {
+        // It exited on its own meanwhile.
+        Ok(()) | Err(Error::NotFound) => {}
+        Err(e) => println!("console: Ctrl-C: cannot kill process {pid}: {e}"),
+    }
 }
 
 /// One call to the console.
@@ -160,7 +165,11 @@ fn handle(shared: &Shared, req: &mut Request) -> Reply {
         console::READ_LINE => read_line(shared, req),
         console::SET_FOREGROUND if req.badge != console::CONTROL_BADGE => Reply::err(Error::NoRights),
         console::SET_FOREGROUND => {
-            lock(&shared.state).set_foreground(req.msg.data[0]);
+            // A Ctrl-C typed while the program was starting kills it now.
+            let kill = lock(&shared.state).set_foreground(req.msg.data[0]);
+            if let Some(pid) = kill {
+                interrupt(shared, pid);
+            }
             Reply::ok([0; 4])
         }
         _ => Reply::err(Error::Invalid),

@@ -16,6 +16,7 @@
 use crate::discipline::{Input, LineDiscipline};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use keel_rt::proto::console::FOREGROUND_STARTING;
 
 /// Most finished lines kept for readers.
 pub const MAX_QUEUED_LINES: usize = 64;
@@ -50,6 +51,8 @@ pub struct ConsoleState {
     /// drain's worth: the receive thread stops reading while the queue is full).
     backlog: VecDeque<u8>,
     foreground: u64,
+    /// A Ctrl-C came while the foreground program was still starting (its pid not yet set).
+    interrupt_while_starting: bool,
     reader_waiting: bool,
     interrupted: bool,
 }
@@ -81,7 +84,9 @@ impl ConsoleState {
                         self.interrupted = true;
                         fx.wake_reader = true;
                     }
-                    if self.foreground != 0 {
+                    if self.foreground == FOREGROUND_STARTING {
+                        self.interrupt_while_starting = true;
+                    } else if self.foreground != 0 {
                         fx.kill = Some(self.foreground);
                     }
                 }
@@ -117,9 +122,12 @@ impl ConsoleState {
         self.reader_waiting = true;
     }
 
-    /// Sets the foreground program (0 = none).
-    pub fn set_foreground(&mut self, pid: u64) {
+    /// Sets the foreground program (0 = none; `FOREGROUND_STARTING` while one starts). Returns
+    /// the program to kill now: the one just named, if Ctrl-C came while it was starting.
+    pub fn set_foreground(&mut self, pid: u64) -> Option<u64> {
+        let interrupted = core::mem::take(&mut self.interrupt_while_starting) && self.foreground == FOREGROUND_STARTING;
         self.foreground = pid;
+        (interrupted && pid != 0 && pid != FOREGROUND_STARTING).then_some(pid)
     }
 
     pub fn foreground(&self) -> u64 {
@@ -222,6 +230,22 @@ mod tests {
         s.receive(b"a\n");
         assert_eq!(s.take_for_reader(), Some(line("a")));
         assert!(!s.receive(b"\x03").wake_reader);
+    }
+
+    #[test]
+    fn a_ctrl_c_while_the_program_starts_kills_it_once_its_pid_is_known() {
+        let mut s = ConsoleState::new();
+        s.set_foreground(FOREGROUND_STARTING);
+        assert_eq!(s.receive(b"\x03").kill, None, "no pid to kill yet");
+        assert_eq!(s.set_foreground(9), Some(9));
+        s.set_foreground(0);
+        // Without a Ctrl-C, or when the start failed, nobody is killed.
+        s.set_foreground(FOREGROUND_STARTING);
+        assert_eq!(s.set_foreground(10), None);
+        s.set_foreground(FOREGROUND_STARTING);
+        s.receive(b"\x03");
+        assert_eq!(s.set_foreground(0), None);
+        assert_eq!(s.set_foreground(11), None, "a Ctrl-C is kept for one start only");
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub mod console {
     /// manager. Only over the control connection ([`CONTROL_BADGE`], from procmgr's
     /// CONSOLE_CONTROL); `NoRights` over a connection namesrv gave.
     pub const SET_FOREGROUND: u64 = 2;
+    /// SET_FOREGROUND's data[0] while a program is being started (before its pid is known): a
+    /// Ctrl-C typed meanwhile is kept, and kills the program as soon as its pid is set.
+    pub const FOREGROUND_STARTING: u64 = u64::MAX;
     /// The badge of the console control connection (namesrv's badges start at 2^32).
     pub const CONTROL_BADGE: u64 = 1;
 }

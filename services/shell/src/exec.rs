@@ -8,6 +8,7 @@ use alloc::string::String;
 use core::fmt::Write;
 use keel_rt::Error;
 use keel_rt::abi::{EXIT_FAULT, EXIT_KILLED};
+use keel_rt::proto::console::FOREGROUND_STARTING;
 
 /// Bytes per physical frame.
 const FRAME_BYTES: u64 = keel_rt::abi::PAGE_SIZE;
@@ -159,14 +160,17 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
 }
 
 fn run<S: System>(sys: &mut S, program: &str, path: &str, args: &[String], out: &mut String) {
+    // The console keeps a Ctrl-C typed while the program starts, for its pid.
+    let _ = sys.set_foreground(FOREGROUND_STARTING);
     let (pid, process) = match sys.spawn(path, args) {
         Ok(started) => started,
-        Err(Error::NotFound) => {
-            let _ = writeln!(out, "run: {program}: no such program");
-            return;
-        }
         Err(e) => {
-            let _ = writeln!(out, "run: {program}: {e}");
+            let _ = sys.set_foreground(0);
+            if e == Error::NotFound {
+                let _ = writeln!(out, "run: {program}: no such program");
+            } else {
+                let _ = writeln!(out, "run: {program}: {e}");
+            }
             return;
         }
     };
@@ -298,7 +302,8 @@ mod tests {
     fn run_sets_and_clears_the_foreground_around_the_wait_and_releases_the_process() {
         let mut sys = FakeSystem::default();
         assert_eq!(run_line(&mut sys, "run hello a b"), "");
-        assert_eq!(sys.calls, ["spawn /bin/hello [\"a\", \"b\"]", "foreground 42", "wait 900", "foreground 0"]);
+        let starting = alloc::format!("foreground {FOREGROUND_STARTING}");
+        assert_eq!(sys.calls, [starting.as_str(), "spawn /bin/hello [\"a\", \"b\"]", "foreground 42", "wait 900", "foreground 0"]);
         assert_eq!(sys.released, [900]);
     }
 
@@ -315,10 +320,11 @@ mod tests {
     }
 
     #[test]
-    fn run_of_a_missing_program_sets_no_foreground() {
+    fn run_of_a_missing_program_leaves_no_foreground() {
         let mut sys = FakeSystem::default();
         assert_eq!(run_line(&mut sys, "run missing"), "run: missing: no such program\n");
-        assert_eq!(sys.calls, ["spawn /bin/missing []"]);
+        let starting = alloc::format!("foreground {FOREGROUND_STARTING}");
+        assert_eq!(sys.calls, [starting.as_str(), "spawn /bin/missing []", "foreground 0"]);
     }
 
     #[test]
