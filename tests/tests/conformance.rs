@@ -82,3 +82,8 @@ fn sgi_passes_on_plain_qemu() {
 fn debug_passes_on_plain_qemu() {
     plain("debug", 2);
 }
+
+#[test]
+fn pmu_passes_on_plain_qemu() {
+    plain("pmu", 1);
+}

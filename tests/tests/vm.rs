@@ -141,6 +141,32 @@ fn guest_timers_behave_as_the_architecture_says() {
         .expect_clean_poweroff();
 }
 
+/// The guest's own PMUv3 (tests/guests pmu.rs: counters, event types, filtering, overflow at
+/// 32 and 64 bits, the overflow interrupt), while a hostile guest beside it writes random
+/// values to its own PMU registers among every other system register: nothing of one VM's PMU
+/// reaches the other. Before, the PMU was hidden and its registers UNDEFINED.
+#[test]
+fn a_guest_has_its_own_pmu_beside_a_hostile_one() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "vm run hostile --kernel /guest/test.Image --append \"guest=hostile guest.ops=300000\" --vcpus 2",
+            "vm run pmu --kernel /guest/test.Image --append guest=pmu --wait",
+            "echo keel   still   runs",
+            "poweroff",
+        ])
+        .timeout(300)
+        .run();
+    run.expect("guest: pmu: every counter, event type and filter reads back what was written: ok")
+        .expect("guest: pmu: an overflow interrupt is taken once and not after the flag is cleared: ok")
+        .expect("guest: pmu: PASS")
+        .expect("vm 2 exited: system-off")
+        .expect("keel still runs")
+        .expect_absent("FAILED")
+        .expect_absent("PANIC")
+        .expect_absent("restarting it")
+        .expect_clean_poweroff();
+}
+
 #[test]
 fn debian_linux_boots_with_two_vcpus_and_powers_off() {
     let run = Boot::scenario("")

@@ -42,6 +42,11 @@ pub struct PerCpu {
     pub sgi_count: AtomicU64,
     /// Interrupts other than the timer and SGIs. This CPU's handler.
     pub other_irqs: AtomicU64,
+    /// PMU overflow interrupts (INTID 23). This CPU's handler.
+    pub pmu_irqs: AtomicU64,
+    /// PMOVSSET_EL0 as the last PMU overflow interrupt found it (the flags it then cleared).
+    /// This CPU's handler.
+    pub pmu_overflow_flags: AtomicU64,
     /// Periodic-timer interval in ticks (0 = one-shot). This CPU, timer off.
     pub timer_interval: AtomicU64,
     /// Periodic-timer re-arms left. This CPU (thread context with the timer off; handler after).
@@ -82,6 +87,8 @@ impl PerCpu {
             timer_storm_left: AtomicU64::new(0),
             sgi_count: AtomicU64::new(0),
             other_irqs: AtomicU64::new(0),
+            pmu_irqs: AtomicU64::new(0),
+            pmu_overflow_flags: AtomicU64::new(0),
             timer_interval: AtomicU64::new(0),
             timer_rearms_left: AtomicU64::new(0),
             redistributor: AtomicU64::new(0),

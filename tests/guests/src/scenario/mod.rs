@@ -34,6 +34,7 @@ mod debug;
 mod hostile;
 mod hvc;
 mod mmio;
+mod pmu;
 mod sgi;
 mod smp;
 mod timer;
@@ -85,6 +86,10 @@ pub static ALL: &[Scenario] = &[
     Scenario {
         name: "debug",
         run: debug::run,
+    },
+    Scenario {
+        name: "pmu",
+        run: pmu::run,
     },
     Scenario {
         name: "bench",
