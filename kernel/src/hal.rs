@@ -67,6 +67,10 @@ pub struct GuestContext {
     pub debug_live: bool,
     /// APIA, APIB, APDA, APDB, APGA key pairs (lo, hi).
     pub pauth: [u64; 10],
+    /// The SVE registers and ZCR_EL1, live with the vCPU once it has used SVE (`sve_used`).
+    pub sve: SveRegs,
+    /// The guest executed an SVE instruction since its reset: its SVE state is switched with it.
+    pub sve_used: bool,
     /// The PMU's registers, loaded on first use (see `pmu_live`).
     pub pmu: PmuRegs,
     /// `pmu` is in the CPU (from the guest's first PMU-register access until the vCPU is put).
@@ -93,6 +97,23 @@ pub struct DebugRegs {
     pub wcr: [u64; 16],
     /// OSLSR_EL1.OSLK: debug exceptions other than BRK are off while it is set.
     pub os_lock: bool,
+}
+
+/// A vCPU's SVE registers at the guests' vector length (at most 4 quadwords, 512 bits): Z0-Z31,
+/// P0-P15, FFR, and its ZCR_EL1.
+#[derive(Clone, Debug)]
+#[repr(C)]
+pub struct SveRegs {
+    pub z: [u8; 32 * 64],
+    pub p: [u8; 16 * 8],
+    pub ffr: [u8; 8],
+    pub zcr: u64,
+}
+
+impl Default for SveRegs {
+    fn default() -> Self {
+        Self { z: [0; 32 * 64], p: [0; 16 * 8], ffr: [0; 8], zcr: 0 }
+    }
 }
 
 /// A vCPU's PMUv3 state (Arm ARM D13): control, enables, overflow flags, the cycle counter and
@@ -321,6 +342,11 @@ pub mod fake {
     /// Whether the loaded vCPU's PMU asserts its overflow interrupt (live or as saved).
     pub fn guest_pmu_asserts(ctx: &super::GuestContext) -> bool {
         ctx.pmu.ovs & ctx.pmu.inten != 0
+    }
+
+    /// The loaded vCPU's first SVE use; false if SVE is not to be had.
+    pub fn guest_sve_first_use(ctx: &mut super::GuestContext, _fp: &mut super::FpState) -> bool {
+        !core::mem::replace(&mut ctx.sve_used, true)
     }
 
     /// Gives the loaded vCPU its own PMU registers; false if they were loaded already.

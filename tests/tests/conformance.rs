@@ -59,6 +59,11 @@ fn bench_passes_on_plain_qemu() {
 }
 
 #[test]
+fn sve_passes_on_plain_qemu() {
+    plain("sve", 1);
+}
+
+#[test]
 fn timers_pass_on_plain_qemu() {
     plain("timers", 1);
 }

@@ -167,6 +167,35 @@ fn a_guest_has_its_own_pmu_beside_a_hostile_one() {
         .expect_clean_poweroff();
 }
 
+/// SVE is the guest's own (tests/guests sve.rs): Keel's 512-bit limit on the vector length,
+/// registers that read as zero until written, and every Z, P and FFR register intact across
+/// hvc, MMIO and WFI exits, in two VMs at once, each with its own random pattern. Before, SVE was
+/// hidden and UNDEFINED.
+#[test]
+fn two_guests_each_keep_their_own_sve_registers() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "vm run sve --kernel /guest/test.Image --append guest=sve",
+            "vm run sve --kernel /guest/test.Image --append guest=sve --wait",
+        ])
+        // The first VM's end, then its console (typed while the shell may still wait for the
+        // second: it runs once that one ends).
+        .then_next("vm 1 (sve) exited", |_| "vm console 1\n".to_string())
+        .commands(&["echo keel   still   runs", "poweroff"])
+        .timeout(300)
+        .run();
+    let passes = run.log.lines().filter(|l| l.starts_with("guest: sve: PASS (512 bit vectors)")).count();
+    if passes != 2 {
+        run.fail(&format!("want both VMs' 'guest: sve: PASS (512 bit vectors)', got {passes}"));
+    }
+    run.expect("guest: sve: every z, p and ffr register intact")
+        .expect("vm 2 exited: system-off")
+        .expect("keel still runs")
+        .expect_absent("FAIL")
+        .expect_absent("PANIC")
+        .expect_clean_poweroff();
+}
+
 #[test]
 fn debian_linux_boots_with_two_vcpus_and_powers_off() {
     let run = Boot::scenario("")

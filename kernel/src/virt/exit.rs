@@ -255,6 +255,13 @@ impl Kernel {
                     Err(FaultIn::Forbidden) => self.inject(frame, vcpu, Inject::InstructionAbort { far: frame.pc }),
                 }
             }
+            // The first SVE use makes SVE live for the vCPU; the instruction runs again.
+            GuestExit::Sve => {
+                let ok = self.vcpus.get_mut(&vcpu).is_some_and(|v| hal::guest_sve_first_use(&mut v.ctx, &mut v.fp));
+                if !ok {
+                    self.inject(frame, vcpu, Inject::Undefined);
+                }
+            }
             GuestExit::Other { .. } => self.inject(frame, vcpu, Inject::Undefined),
         }
     }

@@ -1,7 +1,7 @@
 //! The CPU ID registers a guest reads (trapped with HCR_EL2.TID3): the host's values with every
 //! feature Keel does not context-switch or virtualize hidden, so a guest never starts using
-//! state another VM or the host would clobber (SVE, SME, MTE, AMU, MPAM, RAS, SPE, trace...).
-//! The PMU (PMUv3, as the host has it) is the guest's own: switched with the vCPU, lazily.
+//! state another VM or the host would clobber (SME, MTE, AMU, MPAM, RAS, SPE, trace...).
+//! The PMU (PMUv3, as the host has it) and SVE are the guest's own: switched with the vCPU.
 
 /// The value a guest reads from ID register (op0 = 3, op1, CRn = 0, CRm, op2), given the host's.
 pub fn sanitize(op1: u8, crm: u8, op2: u8, host: u64) -> u64 {
@@ -9,13 +9,15 @@ pub fn sanitize(op1: u8, crm: u8, op2: u8, host: u64) -> u64 {
         return 0;
     }
     match (crm, op2) {
-        // ID_AA64PFR0_EL1: keep EL0/EL1 (AArch64 support), FP, AdvSIMD, GIC, CSV2, CSV3, DIT;
-        // EL2 and EL3 read as not implemented; SVE, RAS, SEL2, MPAM, AMU, RME hidden.
-        (4, 0) => host & 0xFF0F_0000_0FFF_00FF,
+        // ID_AA64PFR0_EL1: keep EL0/EL1 (AArch64 support), FP, AdvSIMD, GIC, SVE, CSV2, CSV3,
+        // DIT; EL2 and EL3 read as not implemented; RAS, SEL2, MPAM, AMU, RME hidden.
+        (4, 0) => host & 0xFF0F_000F_0FFF_00FF,
         // ID_AA64PFR1_EL1: keep BT and SSBS only (no MTE, SME, RAS_frac, MPAM_frac, NMI, GCS).
         (4, 1) => host & 0xFF,
-        // ID_AA64ZFR0_EL1 (SVE), ID_AA64SMFR0_EL1 (SME).
-        (4, 4) | (4, 5) => 0,
+        // ID_AA64ZFR0_EL1: the SVE features, as the host (SVE is switched per vCPU);
+        // ID_AA64SMFR0_EL1 (SME) hidden.
+        (4, 4) => host,
+        (4, 5) => 0,
         // ID_AA64DFR0_EL1: DebugVer, PMUVer, BRPs, WRPs, CTX_CMPs; no trace, SPE, TraceFilt;
         // DoubleLock absent.
         (5, 0) => (host & 0xF0F0_FF0F) | (0xF << 36),
@@ -46,10 +48,10 @@ mod tests {
     #[test]
     fn hides_sve_sme_mte_spe() {
         let pfr0 = 0x1100_0011_1111_2222u64 | (1 << 32); // SVE = 1
-        assert_eq!(sanitize(0, 4, 0, pfr0) >> 32 & 0xF, 0);
+        assert_eq!(sanitize(0, 4, 0, pfr0) >> 32 & 0xF, 1, "SVE is switched per vCPU");
         assert_eq!(sanitize(0, 4, 0, pfr0) & 0xF, 0x2); // EL0 AArch64 kept
         assert_eq!(sanitize(0, 4, 1, 0x0100_0211), 0x11);
-        assert_eq!(sanitize(0, 4, 4, u64::MAX), 0);
+        assert_eq!(sanitize(0, 4, 5, u64::MAX), 0, "no SME");
         assert_eq!(sanitize(0, 5, 0, 0x1_0000_0506) >> 8 & 0xF, 5, "PMUVer kept: the PMU is switched");
         assert_eq!(sanitize(0, 5, 0, 0x1_0000_0506) >> 32 & 0xF, 0, "no SPE");
         assert_eq!(sanitize(0, 5, 0, 0x6) & 0xF, 6);

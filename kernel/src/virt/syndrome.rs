@@ -33,6 +33,8 @@ pub enum GuestExit {
     DataAbort { ipa: u64, access: Option<MmioAccess>, write: bool, s1ptw: bool, fsc: u8 },
     /// A stage-2 instruction abort at `ipa`.
     InstructionAbort { ipa: u64, s1ptw: bool, fsc: u8 },
+    /// An SVE instruction or ZCR_EL1 access trapped by CPTR_EL2.ZEN (EC 0x19).
+    Sve,
     /// Anything else (the kernel injects UNDEFINED).
     Other { ec: u8 },
 }
@@ -67,6 +69,7 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> GuestExit {
             }
         }
         0x16 => GuestExit::Hvc,
+        0x19 => GuestExit::Sve,
         0x17 => GuestExit::Smc,
         0x18 => GuestExit::Sysreg {
             op0: ((iss >> 20) & 3) as u8,

@@ -5,6 +5,7 @@ pub use super::virt::{
     guest_debug_load, guest_exception, guest_fault_address, guest_id_reg, guest_load, guest_lr_count, guest_lrs_read, guest_lrs_write, guest_put,
     guest_pmu_asserts, guest_pmu_load, guest_ppi_hold, guest_timer, stage2_limits, tlb_flush_vmid,
 };
+pub use super::sve::first_use as guest_sve_first_use;
 use crate::hal::FpState;
 use crate::mm::layout::phys_to_virt;
 use aarch64_cpu::asm::barrier;

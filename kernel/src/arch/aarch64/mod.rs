@@ -16,6 +16,7 @@ pub mod gic;
 pub mod kspace;
 pub mod psci;
 pub mod smp;
+pub mod sve;
 pub mod sysreg;
 pub mod timer;
 pub mod user;

@@ -110,6 +110,8 @@ sysreg!(/// Debug and PMU traps and ownership for EL1 and EL0.
     mdcr_el2, "mdcr_el2", rw);
 sysreg!(/// PMU control (N, the event counter count, in bits 15:11).
     pmcr_el0, "pmcr_el0", rw);
+sysreg!(/// CPTR_EL2 (with E2H = 1 in the CPACR_EL1 layout: ZEN 17:16, FPEN 21:20).
+    cptr_el2, "cptr_el2", rw);
 sysreg!(pmcntenset_el0, "S3_3_C9_C12_1", rw);
 sysreg!(pmcntenclr_el0, "S3_3_C9_C12_2", rw);
 sysreg!(pmovsclr_el0, "S3_3_C9_C12_3", rw);

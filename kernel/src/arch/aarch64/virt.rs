@@ -113,6 +113,7 @@ pub fn init_cpu(cpu: usize) {
     HAS_PAUTH.store(isar1 & 0xff0 != 0 || (isar1 >> 24) & 0xff != 0, Ordering::Relaxed);
     vpidr_el2::write(MIDR_EL1.get());
     init_debug();
+    super::sve::init_cpu();
     ich_hcr_el2::write(0);
     barrier::isb(barrier::SY);
     gic::enable_private(cpu, VTIMER_PPI);
@@ -449,6 +450,9 @@ pub fn guest_load(c: &GuestContext, l: GuestLoad) {
     for intid in PASSED_PPIS {
         guest_ppi_hold(intid, l.held_ppis & (1 << intid) != 0);
     }
+    if c.sve_used {
+        super::sve::load(c);
+    }
     hcr_el2::write(GUEST_HCR);
     barrier::isb(barrier::SY);
 }
@@ -480,6 +484,9 @@ pub fn guest_put(c: &mut GuestContext) {
     c.csselr = csselr_el1::read();
     guest_debug_put(c);
     guest_pmu_put(c);
+    if c.sve_used {
+        super::sve::put(c);
+    }
     if HAS_PAUTH.load(Ordering::Relaxed) {
         c.pauth = [
             apiakeylo_el1::read(),

@@ -37,6 +37,7 @@ mod mmio;
 mod pmu;
 mod sgi;
 mod smp;
+mod sve;
 mod timer;
 mod timers;
 mod wfi;
@@ -94,6 +95,10 @@ pub static ALL: &[Scenario] = &[
     Scenario {
         name: "bench",
         run: bench::run,
+    },
+    Scenario {
+        name: "sve",
+        run: sve::run,
     },
     Scenario {
         name: "hostile",
