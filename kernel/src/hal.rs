@@ -303,9 +303,6 @@ pub mod fake {
         MACHINE.with(|m| m.borrow().now)
     }
 
-    /// The fake machine has no timer interrupts: tests call `Kernel::tick` themselves.
-    pub fn timer_wake_at(_deadline: u64) {}
-
     pub fn ticks_per_second() -> u64 {
         1_000_000_000
     }

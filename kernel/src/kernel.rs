@@ -594,22 +594,14 @@ impl Kernel {
         }
     }
 
-    /// The earliest deadline a thread sleeps until, if any.
-    pub fn next_wake(&self) -> Option<u64> {
-        self.sleepers.first().map(|&(deadline, _)| deadline)
-    }
-
-    /// Inserts a sleeper and has this CPU's timer fire at its deadline.
+    /// Inserts a sleeper: the tick (every 10 ms) wakes it once `deadline` has passed.
     pub fn add_sleeper(&mut self, deadline: u64, tid: Id) {
         self.sleepers.insert((deadline, tid));
-        hal::timer_wake_at(deadline);
     }
 
-    /// The timer fired on `cpu`: wakes sleepers whose time has come; at the end of a period
-    /// (`period_ended`, the 100 Hz tick; otherwise it fired early for a sleeper's deadline) also
-    /// accounts the running thread's slice and balances the run queues. True if the running
-    /// thread should be preempted.
-    pub fn tick(&mut self, cpu: usize, now: u64, period_ended: bool) -> bool {
+    /// A timer tick on `cpu`: wakes sleepers whose time has come; true if the running thread
+    /// should be preempted.
+    pub fn tick(&mut self, cpu: usize, now: u64) -> bool {
         while let Some(&(deadline, tid)) = self.sleepers.first() {
             if deadline > now {
                 break;
@@ -629,9 +621,6 @@ impl Kernel {
                 }
                 _ => {}
             }
-        }
-        if !period_ended {
-            return self.cpus[cpu].need_resched;
         }
         if cpu == 0 {
             for (_, _, to) in self.sched.balance() {

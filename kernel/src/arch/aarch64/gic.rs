@@ -142,16 +142,11 @@ fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
             k.cpus[cpu].need_resched = true;
         }
     } else if intid == super::timer::tick_intid() {
-        let period_ended = super::timer::handle_tick();
-        if period_ended {
-            percpu::get(cpu).count_tick();
-        }
+        super::timer::handle_tick();
+        percpu::get(cpu).count_tick();
         if let Some(k) = kernel {
-            if k.tick(cpu, super::cpu::counter(), period_ended) {
+            if k.tick(cpu, super::cpu::counter()) {
                 k.cpus[cpu].need_resched = true;
-            }
-            if let Some(deadline) = k.next_wake() {
-                super::timer::wake_at(deadline);
             }
         }
     } else if crate::hal::GuestTimer::from_intid(intid).is_some() || intid == crate::hal::PMU_INTID {

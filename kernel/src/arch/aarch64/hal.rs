@@ -126,10 +126,6 @@ pub fn now_ticks() -> u64 {
     cpu::counter()
 }
 
-/// Has this CPU's timer interrupt come no later than `deadline` (counter ticks).
-pub fn timer_wake_at(deadline: u64) {
-    super::timer::wake_at(deadline);
-}
 
 pub fn ticks_per_second() -> u64 {
     cpu::counter_freq()
