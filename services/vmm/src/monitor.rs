@@ -59,6 +59,9 @@ struct Vm {
     /// How and why it stopped, once it has.
     exit: Mutex<Option<Exit>>,
     live_threads: AtomicUsize,
+    /// The line that tells the user how the VM ended, printed once its last vCPU thread is gone
+    /// and its memory given back (so a VM started after the notice finds that memory free).
+    end_notice: Mutex<Option<String>>,
     /// Exit counters read just before the vCPUs were released (`vm stat` after the VM stopped).
     final_stats: Mutex<Option<Vec<[u64; COUNTERS]>>>,
 }
@@ -267,6 +270,7 @@ impl Vm {
             stopping: AtomicBool::new(true),
             exit: Mutex::new(Some(exit)),
             live_threads: AtomicUsize::new(0),
+            end_notice: Mutex::new(None),
             final_stats: Mutex::new(None),
         }
     }
@@ -386,9 +390,10 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
         }
         ["list"] => list(m, &mut out),
         // The shell's `--wait` loop: the VM's end, or nothing while it runs.
+        // The end counts once the VM's memory is free again (its last vCPU thread is gone).
         ["wait", id] => match find(m, id) {
             Some(vm) => {
-                if vm.exit.lock().is_some() {
+                if vm.exit.lock().is_some() && vm.live_threads.load(Ordering::Acquire) == 0 {
                     flush_console(&vm);
                     vm.foreground.store(false, Ordering::Release);
                     m.foreground_left();
@@ -596,13 +601,16 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         stopping: AtomicBool::new(false),
         exit: Mutex::new(None),
         live_threads: AtomicUsize::new(vcpus.len()),
+        end_notice: Mutex::new(None),
         final_stats: Mutex::new(None),
     });
     for index in 0..vcpus.len() {
         let v = vm.clone();
         if let Err(e) = thread::spawn_with(32, 0, move || vcpu_loop(&v, index)) {
             finish(&vm, Ending::Crashed, &alloc::format!("cannot start the thread of vCPU {index}: {e}"));
-            vm.live_threads.fetch_sub(1, Ordering::AcqRel);
+            if vm.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
+                release(&vm);
+            }
         }
     }
     Ok(vm)
@@ -732,9 +740,10 @@ fn finish(vm: &Vm, ending: Ending, reason: &str) {
     if vm.foreground.load(Ordering::Acquire) {
         vm.monitor.foreground_left();
     }
-    // A shell waiting in the foreground prints the end itself; otherwise the user learns it here.
+    // A shell waiting in the foreground prints the end itself; otherwise the user learns it
+    // when the VM's memory is free again (`release`).
     if !vm.foreground.load(Ordering::Acquire) || vm.attached.load(Ordering::Acquire) {
-        vm.monitor.notice(alloc::format!("vm {} ({}) {state}\n", vm.id, vm.name));
+        *vm.end_notice.lock() = Some(alloc::format!("vm {} ({}) {state}\n", vm.id, vm.name));
     }
     stop(vm);
     vm.monitor.save();
@@ -758,6 +767,9 @@ fn release(vm: &Vm) {
     let _ = sys::cap_delete(vm.uart_line);
     let _ = sys::cap_delete(vm.vm);
     let _ = sys::cap_delete(vm.ram);
+    if let Some(notice) = vm.end_notice.lock().take() {
+        vm.monitor.notice(notice);
+    }
 }
 
 fn list(m: &Monitor, out: &mut String) {
