@@ -4,8 +4,9 @@
 //!
 //! Reads cover the whole MRS space of op0 = 2 (debug/trace) and op0 = 3. Writes are restricted to
 //! registers the guest itself does not depend on: IMPLEMENTATION DEFINED space (op0 = 3, CRn = 11
-//! or 15), the debug and trace space (op0 = 2, op1 = 0, 1, 3, 4) and the PMU's counter and
-//! control registers. The guest runs with PSTATE.D set, so no random debug setting can raise a
+//! or 15), the debug and trace space (op0 = 2, op1 = 0, 1, 3, 4), the PMU's counter and
+//! control registers, the EL1 physical timer (the guest only uses the virtual one) and ZCR_EL1
+//! (the guest uses no SVE). The guest runs with PSTATE.D set, so no random debug setting can raise a
 //! debug exception at EL1. Plain data: no hardware access, usable on the host and in build.rs.
 // The guest itself only needs the counts; the encodings are for build.rs and the host tests.
 #![cfg_attr(not(test), allow(dead_code))]
@@ -146,6 +147,22 @@ const WRITE_BLOCKS: &[WriteBlock] = &[
         crm: (8, 15),
         op2: (0, 7),
     },
+    // CNTP_TVAL_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0: the EL1 physical timer.
+    WriteBlock {
+        op0: 3,
+        op1: &[3],
+        crn: &[14],
+        crm: (2, 2),
+        op2: (0, 2),
+    },
+    // ZCR_EL1: the SVE vector length (its first access makes SVE live for the vCPU).
+    WriteBlock {
+        op0: 3,
+        op1: &[0],
+        crn: &[1],
+        crm: (2, 2),
+        op2: (0, 0),
+    },
 ];
 
 /// Number of write stubs.
@@ -245,7 +262,9 @@ mod tests {
                     || e.crn == 11
                     || e.crn == 15
                     || e.crn == 9
-                    || (e.crn == 14 && e.crm >= 8),
+                    || (e.crn == 14 && e.crm >= 8)
+                    || (e.op1 == 3 && e.crn == 14 && e.crm == 2)
+                    || (e.op1 == 0 && e.crn == 1 && e.crm == 2 && e.op2 == 0),
                 "{t:?} is outside the allowed write space"
             );
             assert!(seen.insert(e.msr_x0()), "{t:?} twice");
