@@ -57,7 +57,8 @@ CATALOG = [
     ("guest_eoi", None, "instructions", GUEST),
     ("virtual_ipi_round_trip", None, "instructions", GUEST),
     ("virtual_timer_irq", None, "instructions", GUEST),
-    ("vcpu_switch_two_vms", None, "instructions", HYPERVISOR_MISSING),
+    ("vcpu_switch_round_trip", None, "instructions", GUEST),
+    ("vcpu_switch_round_trip_sve_pmu", None, "instructions", GUEST),
     ("linux_boot_ratio", 1.10, "ratio", LINUX),
     ("fs_tmpfs_write_16m", None, "instructions/KiB", KERNEL),
     ("fs_tmpfs_read_16m", None, "instructions/KiB", KERNEL),
@@ -85,8 +86,16 @@ GUEST_LINES = {
                                "SGI to the other vCPU and one back, both sleeping in WFI; median of 11"),
     "virtual_timer_irq": (re.compile(r"^guest: timer: (\d+) ticks after CVAL"),
                           "a 10 ms virtual timer waited for in WFI: CVAL to its handler; median of 11"),
+    "vcpu_switch_round_trip": (re.compile(r"^guest: switch: (\d+) ticks per round trip$"),
+                               "guest=switch: SGI ping-pong between two vCPUs whose threads share host CPU 1, "
+                               "each waiting in WFI (two vCPU switches, two SGI and two WFI exits); median of 11"),
+    "vcpu_switch_round_trip_sve_pmu": (re.compile(r"^guest: switch: (\d+) ticks per round trip with SVE and PMU state live"),
+                                       "the same with both vCPUs' SVE and PMU state live (switched at every switch)"),
 }
-GUEST_INPUT = b"vm run bench --kernel /guest/test.Image --append guest=bench --vcpus 2 --wait\npoweroff\n"
+GUEST_INPUT = (b"vm run bench --kernel /guest/test.Image --append guest=bench --vcpus 2 --wait\n"
+               b"vm run switch --kernel /guest/test.Image --append guest=switch --vcpus 2 --cpu 1 --wait\n"
+               b"vm run heavy --kernel /guest/test.Image --append \"guest=switch guest.heavy\" --vcpus 2 --cpu 1 --wait\n"
+               b"poweroff\n")
 INIT_REACHED = re.compile(r"^guest: init reached at (\d+\.\d+)")
 LINUX_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cache", "guest")
 LINUX_APPEND = "console=ttyAMA0 earlycon=pl011,0x09000000 panic=-1 cryptomgr.notests keel.check keel.cpus=2"

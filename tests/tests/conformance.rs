@@ -59,6 +59,11 @@ fn bench_passes_on_plain_qemu() {
 }
 
 #[test]
+fn switch_passes_on_plain_qemu() {
+    plain("switch", 2);
+}
+
+#[test]
 fn sve_passes_on_plain_qemu() {
     plain("sve", 1);
 }

@@ -82,6 +82,9 @@ pub struct VmConfig {
     pub mode: RunMode,
     /// `--timeout S`: with [`RunMode::Wait`], stop the guest after this many seconds.
     pub timeout_secs: Option<u64>,
+    /// `--cpu N`: every vCPU thread runs on host CPU N only (None: wherever the scheduler puts
+    /// it).
+    pub host_cpu: Option<u32>,
 }
 
 impl VmConfig {
@@ -168,6 +171,7 @@ impl VmConfig {
             mem_bytes: mem_bytes.unwrap_or(DEFAULT_MEM),
             mode: RunMode::Background,
             timeout_secs: None,
+            host_cpu: None,
         })
     }
 }
@@ -198,6 +202,8 @@ pub struct RunCommand {
     pub mode: RunMode,
     /// `--timeout S`.
     pub timeout_secs: Option<u64>,
+    /// `--cpu N`.
+    pub host_cpu: Option<u32>,
     /// `--kernel FILE ...`, if given.
     pub kernel: Option<InlineKernel>,
 }
@@ -215,6 +221,7 @@ impl RunCommand {
         let mut initrd: Option<&str> = None;
         let mut append: Option<&str> = None;
         let mut timeout_secs = None;
+        let mut host_cpu = None;
 
         let mut words = words.iter().copied();
         while let Some(word) = words.next() {
@@ -246,6 +253,10 @@ impl RunCommand {
                 "--timeout" => {
                     let value = option_value(&mut words, "--timeout")?;
                     set(&mut timeout_secs, "--timeout", parse_timeout(value))?;
+                }
+                "--cpu" => {
+                    let value = option_value(&mut words, "--cpu")?;
+                    set(&mut host_cpu, "--cpu", parse_host_cpu(value))?;
                 }
                 "--kernel" => {
                     let value = option_value(&mut words, "--kernel")?;
@@ -327,6 +338,7 @@ impl RunCommand {
             mem_bytes,
             mode,
             timeout_secs,
+            host_cpu,
             kernel,
         })
     }
@@ -353,6 +365,7 @@ impl RunCommand {
                 mem_bytes: DEFAULT_MEM,
                 mode: RunMode::Background,
                 timeout_secs: None,
+                host_cpu: None,
             },
             None => VmConfig::from_file(&self.target, config_text.ok_or(VmmError::MissingKernel)?)?,
         };
@@ -364,6 +377,7 @@ impl RunCommand {
         }
         config.mode = self.mode;
         config.timeout_secs = self.timeout_secs;
+        config.host_cpu = self.host_cpu;
         Ok(config)
     }
 }
@@ -429,6 +443,14 @@ fn checked_name(name: &str) -> Result<String, VmmError> {
 fn parse_timeout(text: &str) -> Result<u64, VmmError> {
     let secs = parse_number("--timeout", text, 10)?;
     if (1..=MAX_TIMEOUT_SECS).contains(&secs) { Ok(secs) } else { Err(VmmError::TimeoutRange { secs }) }
+}
+
+fn parse_host_cpu(text: &str) -> Result<u32, VmmError> {
+    let cpu = parse_number("--cpu", text, 10)?;
+    match u32::try_from(cpu) {
+        Ok(n) if n < 64 => Ok(n),
+        _ => Err(VmmError::HostCpu { cpu }),
+    }
 }
 
 fn parse_vcpus(what: &'static str, text: &str) -> Result<u32, VmmError> {
@@ -564,6 +586,7 @@ mod tests {
                 mem_bytes: 1 << 30,
                 mode: RunMode::Attach,
                 timeout_secs: None,
+                host_cpu: None,
             }
         );
     }
@@ -650,6 +673,7 @@ mod tests {
                 mem_bytes: 256 * MIB,
                 mode: RunMode::Attach,
                 timeout_secs: None,
+                host_cpu: None,
             }
         );
     }
@@ -893,5 +917,15 @@ mod tests {
         assert_eq!(without_mode(&w), ["linux", "--append", "--wait", "--mem", "64M"]);
         assert_eq!(without_mode(&["hvc", "--attach"]), ["hvc"]);
         assert!(RunCommand::parse(&["hvc", "--kernel", "/k", "--append", "--wait"]).is_ok());
+    }
+
+    #[test]
+    fn cpu_pins_every_vcpu_thread_to_one_host_cpu() {
+        let cmd = RunCommand::parse(&["x", "--kernel", "/k", "--cpu", "2"]).unwrap();
+        assert_eq!(cmd.host_cpu, Some(2));
+        assert_eq!(cmd.into_config(None).unwrap().host_cpu, Some(2));
+        assert_eq!(RunCommand::parse(&["x", "--kernel", "/k", "--cpu", "64"]), Err(VmmError::HostCpu { cpu: 64 }));
+        assert!(matches!(RunCommand::parse(&["x", "--kernel", "/k", "--cpu"]), Err(VmmError::MissingValue { what: "--cpu" })));
+        assert!(matches!(RunCommand::parse(&["x", "--kernel", "/k", "--cpu", "1", "--cpu", "1"]), Err(VmmError::Duplicate { .. })));
     }
 }

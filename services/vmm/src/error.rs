@@ -22,6 +22,11 @@ pub enum VmmError {
         /// The count asked for.
         count: u64,
     },
+    /// A `--cpu` that is not a host CPU index Keel can name (0..=63).
+    HostCpu {
+        /// The index asked for.
+        cpu: u64,
+    },
     /// Guest RAM that is empty, not a whole number of 4 KiB pages, or larger than 4 GiB.
     GuestRamSize {
         /// The size asked for, in bytes.
@@ -176,6 +181,7 @@ impl fmt::Display for VmmError {
             Self::VcpuCount { count } => {
                 write!(f, "{count} vCPUs: a VM has 1 to {MAX_VCPUS} vCPUs")
             }
+            Self::HostCpu { cpu } => write!(f, "--cpu {cpu}: a host CPU index is 0 to 63"),
             Self::GuestRamSize { bytes } => write!(
                 f,
                 "guest RAM of {bytes:#x} bytes: it must be nonzero, a multiple of 4 KiB and at most \

@@ -606,7 +606,8 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
     });
     for index in 0..vcpus.len() {
         let v = vm.clone();
-        if let Err(e) = thread::spawn_with(32, 0, move || vcpu_loop(&v, index)) {
+        let affinity = config.host_cpu.map_or(0, |cpu| 1u64 << cpu);
+        if let Err(e) = thread::spawn_with(32, affinity, move || vcpu_loop(&v, index)) {
             finish(&vm, Ending::Crashed, &alloc::format!("cannot start the thread of vCPU {index}: {e}"));
             if vm.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
                 release(&vm);

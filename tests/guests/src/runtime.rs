@@ -19,6 +19,8 @@ pub struct Guest {
     pub plain: bool,
     /// `guest.ops=<n>`, if given.
     pub operations: Option<u64>,
+    /// `guest.heavy`: a scenario that can also runs with the FP/SVE and PMU state live.
+    pub heavy: bool,
     /// The RAM region from the DTB.
     pub ram: Region,
     /// How many CPU nodes the DTB lists.
@@ -119,6 +121,7 @@ pub extern "C" fn primary_main(dtb_pa: u64, _index: usize) -> ! {
     }
     let mut guest = Guest {
         plain: cmdline::has_flag(info.bootargs, cmdline::PLAIN),
+        heavy: cmdline::has_flag(info.bootargs, "guest.heavy"),
         operations: cmdline::number(info.bootargs, cmdline::OPS),
         ram,
         listed_cpus: info.cpu_count,

@@ -38,6 +38,7 @@ mod pmu;
 mod sgi;
 mod smp;
 mod sve;
+mod switch;
 mod timer;
 mod timers;
 mod wfi;
@@ -99,6 +100,10 @@ pub static ALL: &[Scenario] = &[
     Scenario {
         name: "sve",
         run: sve::run,
+    },
+    Scenario {
+        name: "switch",
+        run: switch::run,
     },
     Scenario {
         name: "hostile",
