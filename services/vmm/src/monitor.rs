@@ -533,6 +533,10 @@ fn run(m: &'static Monitor, words: &[&str], id: Option<u32>) -> Result<(String, 
         }
     }
     m.save();
+    if vm.exit.lock().is_some() {
+        // It ended before it ran (a vCPU thread could not start).
+        return Ok((alloc::format!("vm {id} {}\n", exit_state(&vm)), Started::Background));
+    }
     match config.mode {
         RunMode::Background => Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20), Started::Background)),
         RunMode::Attach => {
@@ -608,7 +612,10 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         let v = vm.clone();
         let affinity = config.host_cpu.map_or(0, |cpu| 1u64 << cpu);
         if let Err(e) = thread::spawn_with(32, affinity, move || vcpu_loop(&v, index)) {
-            finish(&vm, Ending::Crashed, &alloc::format!("cannot start the thread of vCPU {index}: {e}"));
+            let on = config.host_cpu.map(|c| alloc::format!(" on host CPU {c} (is it online?)")).unwrap_or_default();
+            finish(&vm, Ending::Crashed, &alloc::format!("cannot start the thread of vCPU {index}{on}: {e}"));
+            // `vm run` says so in its answer; no notice later as well.
+            vm.end_notice.lock().take();
             if vm.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
                 release(&vm);
             }
