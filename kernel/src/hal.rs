@@ -159,6 +159,10 @@ pub struct GuestLoad {
 /// The PMU's overflow interrupt (PPI 7), the same INTID for the host and the guest.
 pub const PMU_INTID: u32 = keel_abi::vm::layout::PMU_INTID;
 
+/// The PPIs of the guest's own CPU devices that the host passes through: both EL1 timers and
+/// the PMU.
+pub const PASSED_PPIS: [u32; 3] = [GuestTimer::Virtual.intid(), GuestTimer::Physical.intid(), PMU_INTID];
+
 /// The two EL1 timers a guest owns (Arm ARM D12, the Generic Timer): the virtual timer counts
 /// the VM's virtual counter (CNTVCT = physical count - CNTVOFF), the physical timer the physical
 /// counter. The host schedules on the EL2 timers, so both EL1 timers are the guest's alone.

@@ -594,11 +594,6 @@ impl Kernel {
         }
     }
 
-    /// Inserts a sleeper: the tick (every 10 ms) wakes it once `deadline` has passed.
-    pub fn add_sleeper(&mut self, deadline: u64, tid: Id) {
-        self.sleepers.insert((deadline, tid));
-    }
-
     /// A timer tick on `cpu`: wakes sleepers whose time has come; true if the running thread
     /// should be preempted.
     pub fn tick(&mut self, cpu: usize, now: u64) -> bool {
@@ -641,7 +636,7 @@ impl Kernel {
             if let Some(t) = self.threads.get_mut(&tid) {
                 t.deadline = Some(deadline);
             }
-            self.add_sleeper(deadline, tid);
+            self.sleepers.insert((deadline, tid));
             frame.x[0] = 0;
             self.block_current(cpu, frame, why);
         }

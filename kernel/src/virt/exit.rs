@@ -115,7 +115,7 @@ impl Kernel {
         // caused this exit stops asserting until the list registers are refilled.
         hal::guest_lrs_read(v.lrs.values_mut());
         let report = vm.vgic.sync(v.index, &mut v.lrs);
-        for intid in [GuestTimer::Virtual.intid(), GuestTimer::Physical.intid(), hal::PMU_INTID] {
+        for intid in hal::PASSED_PPIS {
             if v.held_ppis & (1 << intid) != 0 && !ppi_asserts(intid, &v.ctx) {
                 v.held_ppis &= !(1 << intid);
                 let _ = vm.vgic.set_ppi_level(v.index, intid, false);
@@ -375,7 +375,7 @@ impl Kernel {
         if let Some(tid) = self.current[cpu] {
             if let (Some(d), Some(t)) = (deadline, self.threads.get_mut(&tid)) {
                 t.deadline = Some(d);
-                self.add_sleeper(d, tid);
+                self.sleepers.insert((d, tid));
             }
         }
         self.block_current(cpu, frame, Block::GuestWfi { vcpu });

@@ -149,7 +149,7 @@ fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
                 k.cpus[cpu].need_resched = true;
             }
         }
-    } else if crate::hal::GuestTimer::from_intid(intid).is_some() || intid == crate::hal::PMU_INTID {
+    } else if crate::hal::PASSED_PPIS.contains(&intid) {
         if let Some(k) = kernel {
             k.guest_ppi_fired(cpu, intid);
         } else {

@@ -8,7 +8,7 @@
 
 use super::gic;
 use super::sysreg::*;
-use crate::hal::{GuestContext, GuestLoad, GuestTimer, PMU_INTID};
+use crate::hal::{GuestContext, GuestLoad, GuestTimer, PASSED_PPIS};
 use crate::virt::syndrome::{self, GuestExit};
 use aarch64_cpu::asm::barrier;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -43,11 +43,6 @@ pub const GUEST_HCR: u64 = (1 << 0)
 const ICH_EN: u64 = 1;
 const ICH_UIE: u64 = 1 << 1;
 
-/// The guest's EL1 virtual and physical timer PPIs as the host GIC sees them.
-pub const VTIMER_PPI: u32 = GuestTimer::Virtual.intid();
-pub const PTIMER_PPI: u32 = GuestTimer::Physical.intid();
-/// The PPIs of the guest's own CPU devices: both EL1 timers and the PMU.
-const PASSED_PPIS: [u32; 3] = [VTIMER_PPI, PTIMER_PPI, PMU_INTID];
 /// The GIC maintenance interrupt.
 pub const MAINTENANCE_PPI: u32 = 25;
 
@@ -116,9 +111,9 @@ pub fn init_cpu(cpu: usize) {
     super::sve::init_cpu();
     ich_hcr_el2::write(0);
     barrier::isb(barrier::SY);
-    gic::enable_private(cpu, VTIMER_PPI);
-    gic::enable_private(cpu, PTIMER_PPI);
-    gic::enable_private(cpu, PMU_INTID);
+    for intid in PASSED_PPIS {
+        gic::enable_private(cpu, intid);
+    }
     gic::enable_private(cpu, MAINTENANCE_PPI);
 }
 
