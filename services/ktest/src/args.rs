@@ -114,6 +114,8 @@ pub enum ServerMode {
     AccessChild { sibling: u64 },
     /// Checks it was given no privileges (spawned by an unprivileged process), exits 0 if so.
     NoPrivileges,
+    /// Kills the named service while a copy into /disk runs (`kill-during-copy:<service>`, started by init).
+    KillDuringCopy(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,7 +139,7 @@ impl fmt::Display for ArgError {
         match self {
             ArgError::Missing => f.write_str("no scenario given"),
             ArgError::Unknown(s) => write!(f, "unknown scenario or mode '{s}'"),
-            ArgError::BadServerArgs(why) => write!(f, "ipc-server: {why}"),
+            ArgError::BadServerArgs(why) => write!(f, "{why}"),
         }
     }
 }
@@ -182,6 +184,10 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
             return Ok(Mode::Counted(*s, n));
         }
     }
+    // `kill-during-copy:<service>` is how the kernel command line (one word) names it.
+    if let Some(service) = first.strip_prefix("kill-during-copy:") {
+        return Ok(Mode::Server(ServerMode::KillDuringCopy(service.to_string())));
+    }
     if let Some(f) = Fault::ALL.iter().find(|f| f.mode_name() == first) {
         return Ok(Mode::Server(ServerMode::Crash(*f)));
     }
@@ -194,6 +200,10 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
             Some(sibling) => Ok(Mode::Server(ServerMode::AccessChild { sibling })),
             None => Err(ArgError::BadServerArgs("access-child needs <sibling pid>")),
         },
+        "kill-during-copy" => match args.get(1) {
+            Some(service) => Ok(Mode::Server(ServerMode::KillDuringCopy(service.clone()))),
+            None => Err(ArgError::BadServerArgs("kill-during-copy needs <service>")),
+        },
         "sysfuzz-child" => {
             let num = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok());
             match (num(1), num(2)) {
@@ -202,12 +212,12 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
             }
         }
         "ipc-server" => {
-            let name = args.get(1).ok_or(ArgError::BadServerArgs("no service name"))?;
+            let name = args.get(1).ok_or(ArgError::BadServerArgs("ipc-server needs <name> [cpus]"))?;
             if keel_rt::proto::pack_name(name).is_err() {
-                return Err(ArgError::BadServerArgs("service name must be 1 to 32 bytes"));
+                return Err(ArgError::BadServerArgs("ipc-server: the service name must be 1 to 32 bytes"));
             }
             let cpus = match args.get(2) {
-                Some(c) => parse_cpus(c).ok_or(ArgError::BadServerArgs("bad CPU list"))?,
+                Some(c) => parse_cpus(c).ok_or(ArgError::BadServerArgs("ipc-server: bad CPU list"))?,
                 None => alloc::vec![0],
             };
             Ok(Mode::Server(ServerMode::Echo(EchoServer { name: name.clone(), cpus })))
@@ -219,7 +229,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
 /// The accepted first arguments, `|`-separated.
 pub fn usage() -> String {
     let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit"]);
+    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit", "kill-during-copy:<service>"]);
     names.extend(Fault::ALL.iter().map(|f| f.mode_name()));
     names.join("|")
 }
@@ -252,6 +262,12 @@ mod tests {
     fn server_modes_parse_with_their_arguments() {
         assert_eq!(parse(&strings(&["/bin/ktest", "sleeper"])), Ok(Mode::Server(ServerMode::Sleeper)));
         assert_eq!(parse(&strings(&["/bin/ktest", "exit"])), Ok(Mode::Server(ServerMode::Exit)));
+        assert_eq!(
+            parse(&strings(&["ktest", "kill-during-copy", "blk"])),
+            Ok(Mode::Server(ServerMode::KillDuringCopy("blk".into())))
+        );
+        assert!(parse(&strings(&["kill-during-copy"])).is_err());
+        assert_eq!(parse(&strings(&["kill-during-copy:fs"])), Ok(Mode::Server(ServerMode::KillDuringCopy("fs".into()))));
         assert_eq!(parse(&strings(&["bench-quick"])), Ok(Mode::Scenario(Scenario::BenchQuick)));
         assert_eq!(parse(&strings(&["crash-stack"])), Ok(Mode::Server(ServerMode::Crash(Fault::StackOverflow))));
         assert_eq!(

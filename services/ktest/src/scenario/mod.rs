@@ -8,6 +8,7 @@ mod captransfer;
 mod crash;
 mod fs;
 mod ipc;
+pub mod killcopy;
 mod leaks;
 mod restart;
 mod spawnkill;
