@@ -212,6 +212,87 @@ fn a_call_carrying_caps_is_all_or_nothing() {
 }
 
 #[test]
+fn irq_create_is_all_or_nothing() {
+    let mut b = Bench::new();
+    b.w.k.claimable_irqs = vec![48, 49];
+    let before = snapshot(&b.w, b.pid);
+    let (_, r) = b.each_point("irq_create", nr::IRQ_CREATE, &[b.control, 48]);
+    assert_eq!(b.w.k.census().irqs, before.census.irqs + 1);
+    // The line is taken now: a second claim is refused and changes nothing.
+    let taken = snapshot(&b.w, b.pid);
+    assert_eq!(b.call(nr::IRQ_CREATE, &[b.control, 48]), Err(Error::Exists));
+    assert_eq!(snapshot(&b.w, b.pid), taken);
+    b.drop_cap(r[1]);
+    assert_eq!(snapshot(&b.w, b.pid), before, "an irq claimed and released left something behind");
+    // Lines nobody may claim, and a control cap that is not one.
+    for intid in [0, 27, 50, 1020, u64::from(u32::MAX) + 49] {
+        assert_eq!(b.call(nr::IRQ_CREATE, &[b.control, intid]), Err(Error::Invalid), "intid {intid}");
+    }
+    let (me, n, p) = (0, b.notif, b.pmo);
+    b.each_bad_cap("irq_create", nr::IRQ_CREATE, &[b.control, 49], &[(0, &[me, n, p])]);
+    assert_eq!(snapshot(&b.w, b.pid), before);
+    // A full table: the line stays free for the next claim.
+    let free = crate::kernel::PROCESS_SLOTS as usize - b.w.k.caps.count(b.pid).unwrap();
+    let filler: Vec<u64> =
+        (0..free).map(|_| b.call(nr::CAP_COPY, &[b.notif, u64::from(NO_SLOT), u64::from(rights::ALL), 0]).unwrap()[1]).collect();
+    assert_eq!(b.call(nr::IRQ_CREATE, &[b.control, 49]), Err(Error::TableFull));
+    for s in filler {
+        b.drop_cap(s);
+    }
+    assert_eq!(snapshot(&b.w, b.pid), before);
+    let r = b.call(nr::IRQ_CREATE, &[b.control, 49]).expect("the line a full table refused is still free");
+    b.drop_cap(r[1]);
+}
+
+#[test]
+fn a_reply_carrying_caps_is_all_or_nothing_and_the_caller_keeps_waiting() {
+    let mut b = Bench::new();
+    let caller = b.w.k.current[0].unwrap();
+    let spid = b.w.k.threads[&b.server].pid;
+    // The call reaches the server, which runs now.
+    b.w.syscall(nr::IPC_CALL, &[b.conn, 7, 0, 0, 0, 0, 0, CapList::EMPTY.0]);
+    assert_eq!(b.w.k.current[0], Some(b.server));
+    // The server's own objects to send back, and its control cap for fault injection.
+    let control = u64::from(b.w.give(spid, ObjRef::Control, Rights::ALL));
+    let notif = ok(b.w.syscall(nr::NOTIF_CREATE, &[]))[1] as u32;
+    let pmo = ok(b.w.syscall(nr::PMO_CREATE, &[PmoKind::Anonymous as u64, 1 << 12]))[1] as u32;
+    let caps = CapList::from_slots(&[notif, pmo]).unwrap();
+    let caller_caps = b.w.k.caps.count(b.pid).unwrap();
+    // A bad cap in the reply: refused, and the server may still reply.
+    let bad = CapList::from_slots(&[notif, 4000]).unwrap();
+    let before = b.w.k.census();
+    assert_eq!(World::status(b.w.syscall(nr::IPC_REPLY, &[0, 1, 0, 0, 0, 0, 0, bad.0])), Err(Error::BadSlot));
+    assert_eq!(b.w.k.census(), before);
+    assert_eq!(b.w.k.caps.count(b.pid).unwrap(), caller_caps, "a cap of a refused reply reached the caller");
+    for nth in 1.. {
+        let before = b.w.k.census();
+        ok(b.w.syscall(nr::FAULT_INJECT, &[control, nth]));
+        let r = b.w.syscall(nr::IPC_REPLY, &[0, 1, 0, 0, 0, 0, 0, caps.0]);
+        let report = ok(b.w.syscall(nr::FAULT_INJECT, &[control, 0]));
+        if report[1] == 0 {
+            World::status(r).expect("the reply fails when no point fails");
+            assert!(nth > 1, "a reply with caps passed no allocation point");
+            break;
+        }
+        assert_eq!(World::status(r), Err(Error::NoMemory), "reply allocation point {nth}");
+        assert_eq!(b.w.k.census(), before, "a reply failing at point {nth} left something behind");
+        assert_eq!(b.w.k.caps.count(b.pid).unwrap(), caller_caps, "a cap of a failed reply reached the caller");
+        assert_eq!(
+            b.w.k.threads[&caller].state,
+            crate::object::thread::ThreadState::Blocked(crate::object::thread::Block::Reply { server: b.server }),
+            "the caller stops waiting for a reply that failed at point {nth}"
+        );
+    }
+    // Delivered: the caller has both caps, and its reply registers name them.
+    assert_eq!(b.w.k.caps.count(b.pid).unwrap(), caller_caps + 2);
+    let got = CapList(b.w.k.threads[&caller].regs.x[7]);
+    assert_eq!(got.len(), 2);
+    for s in got.slots() {
+        assert!(b.w.k.caps.get(b.pid, s).is_ok(), "reply cap slot {s} is not in the caller's table");
+    }
+}
+
+#[test]
 fn a_bad_cap_in_any_argument_is_refused_and_changes_nothing() {
     let mut b = Bench::new();
     let (n, p, c, vm, ch, ctl) = (b.notif, b.pmo, b.contig, b.vm, b.child, b.control);
