@@ -72,6 +72,13 @@ fn init_restarts_a_killed_service() {
 fn twenty_thousand_random_syscalls_leave_the_kernel_census_as_it_was() {
     let run = scenario("sysfuzz", 300);
     run.expect("ktest: sysfuzz-child: 20000 calls from seed").expect("census before and after match");
+    // IPC with caps in both directions is part of it: calls answered by the child's own server.
+    let line = run.lines_starting("ktest: sysfuzz-child: 20000 calls").first().copied().unwrap_or("").to_string();
+    let answered = keel_tests::number_before(&line, "IPC calls answered").unwrap_or(0);
+    let caps = keel_tests::number_before(&line, "caps").unwrap_or(0);
+    if answered < 100 || caps < 100 {
+        run.fail(&format!("the fuzzer made {answered} IPC calls that were answered and got {caps} caps back (want 100 or more of each)"));
+    }
 }
 
 #[test]

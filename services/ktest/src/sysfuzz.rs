@@ -10,7 +10,14 @@
 //! the kernel write into its own code, stack or heap, never copies the control cap or a process
 //! cap into another process, and never blocks for long (waits are cut to 100 us, calls and
 //! receives on a connection nobody serves are given a slot of another kind instead, a vCPU is
-//! kicked before it is run).
+//! kicked before it is run, the server thread's scheduling is left alone).
+//!
+//! IPC is fuzzed too, capabilities and all: a server thread of the child's own serves one
+//! connection ([`Fixtures::served`]) that the generator may call with random words and a random
+//! list of the slots it holds; the server answers with the caps it received, a notification of
+//! its own, none, or a bad slot (then, refused, with none), so transfers in both directions run
+//! with every kind of cap, bad slots and full tables. Calls on any other connection are steered
+//! away (nobody serves them).
 
 use alloc::vec::Vec;
 use keel_rt::abi::{NO_SLOT, PAGE_SIZE, USER_MAX_VA, USER_MIN_VA, syscall as nr};
@@ -121,6 +128,49 @@ struct Fixtures {
     control: u64,
     control_weak: u64,
     victim: u64,
+    /// Made once, kept for the whole run: the connection the child's server thread serves, its
+    /// thread, and the notification it sends back.
+    served: u64,
+    server_thread: u64,
+    server_notif: u64,
+}
+
+/// What the server thread sends back with its reply, chosen by the call's label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyCaps {
+    /// The caps the call carried.
+    Echo,
+    /// Its own notification.
+    Own,
+    None,
+    /// A slot that holds nothing (refused; then it replies with none).
+    Bad,
+}
+
+/// A cap list with every entry naming slot 0 (the caller's own process) made an empty slot.
+pub fn without_slot_zero(list: u64) -> u64 {
+    (0..4).fold(list, |v, i| if (v >> (16 * i)) & 0xFFFF == 0 { v | (EMPTY << (16 * i)) } else { v })
+}
+
+pub fn reply_caps(label: u64) -> ReplyCaps {
+    match label % 4 {
+        0 => ReplyCaps::Echo,
+        1 => ReplyCaps::Own,
+        2 => ReplyCaps::None,
+        _ => ReplyCaps::Bad,
+    }
+}
+
+/// A cap list of up to four slots drawn from `slots` (and now and then a bad one).
+pub fn cap_list(rng: &mut Rng, slots: &[u64]) -> u64 {
+    let n = 1 + rng.below(4) as usize;
+    let mut v = u64::MAX;
+    for i in 0..n {
+        let s = if slots.is_empty() || rng.below(8) == 0 { BAD_SLOTS[rng.below(2) as usize] } else { slots[rng.below(slots.len() as u64) as usize] };
+        v &= !(0xFFFF << (16 * i));
+        v |= (s & 0xFFFF) << (16 * i);
+    }
+    v
 }
 
 #[cfg(target_os = "none")]
@@ -139,12 +189,53 @@ mod child {
     }
 
     fn protected(fx: &Fixtures, slot: u64) -> bool {
-        slot == 0 || slot == 1 || slot == fx.control || slot == fx.control_weak
+        slot == 0
+            || slot == 1
+            || slot == fx.control
+            || slot == fx.control_weak
+            || slot == fx.served
+            || slot == fx.server_thread
+            || slot == fx.server_notif
+    }
+
+    /// The server thread: answers every call on `served` (module docs), deleting the caps each
+    /// call brought once it has replied.
+    fn serve(served: u32, own: u32) {
+        use keel_rt::abi::ipc::{CapList, Message};
+        loop {
+            let Ok(call) = sys::ipc_recv(served) else {
+                sys::sleep_ns(1_000_000);
+                continue;
+            };
+            let reply = Message::new(call.msg.label, call.msg.data);
+            let caps = match reply_caps(call.msg.label) {
+                ReplyCaps::Echo => call.caps,
+                ReplyCaps::Own => CapList::from_slots(&[own]).unwrap_or(CapList::EMPTY),
+                ReplyCaps::None => CapList::EMPTY,
+                ReplyCaps::Bad => CapList::from_slots(&[EMPTY as u32]).unwrap_or(CapList::EMPTY),
+            };
+            // A reply refused (a bad or deleted slot, a full table on the caller's side) leaves
+            // the caller waiting: answer it without caps.
+            if sys::ipc_reply(&reply, caps).is_err() {
+                let _ = sys::ipc_reply(&reply, CapList::EMPTY);
+            }
+            for s in call.caps.slots() {
+                let _ = sys::cap_delete(s);
+            }
+        }
+    }
+
+    /// The connection the server thread serves, its thread and its notification.
+    fn start_server() -> (u64, u64, u64) {
+        let (Ok(served), Ok(own)) = (sys::conn_create(), sys::notif_create()) else { return (EMPTY, EMPTY, EMPTY) };
+        let thread = keel_rt::thread::spawn(move || serve(served, own)).map_or(EMPTY, u64::from);
+        (u64::from(served), thread, u64::from(own))
     }
 
     /// Makes the fixtures; their slots (every kind of object the child can make).
-    fn make_fixtures(control: u64) -> (Fixtures, Vec<u64>) {
-        let mut slots = alloc::vec![0, 1, control];
+    fn make_fixtures(control: u64, server: (u64, u64, u64)) -> (Fixtures, Vec<u64>) {
+        let (served, server_thread, server_notif) = server;
+        let mut slots = alloc::vec![0, 1, control, served, server_notif];
         let control_weak = sys::cap_copy(control as u32, None, rights::READ, 0).map_or(EMPTY, u64::from);
         let victim = sys::process_create("fuzz-victim").map_or(EMPTY, |(p, v, _)| {
             slots.push(u64::from(v));
@@ -165,7 +256,7 @@ mod child {
             add(sys::vcpu_create(vm, 0));
             add(sys::vm_irq_line_create(vm, 40));
         }
-        (Fixtures { control, control_weak, victim }, slots)
+        (Fixtures { control, control_weak, victim, served, server_thread, server_notif }, slots)
     }
 
     /// Deletes every slot the child made (killing the processes first), then remakes the fixtures.
@@ -181,11 +272,11 @@ mod child {
             }
             let _ = sys::cap_delete(s as u32);
         }
-        make_fixtures(fx.control)
+        make_fixtures(fx.control, (fx.served, fx.server_thread, fx.server_notif))
     }
 
     /// Changes a drawn call so that it cannot end or wedge the child (module docs).
-    fn steer(fx: &Fixtures, n: &mut u64, a: &mut [u64; 8]) {
+    fn steer(fx: &Fixtures, rng: &mut Rng, slots: &[u64], n: &mut u64, a: &mut [u64; 8]) {
         match *n {
             nr::THREAD_EXIT | nr::PROCESS_EXIT => *n = nr::NULL,
             nr::POWER_OFF if kind(a[0]) == Some(ObjectKind::Control as u64) => a[0] = fx.control_weak,
@@ -205,13 +296,25 @@ mod child {
                 }
             }
             nr::PROCESS_KILL | nr::THREAD_CREATE if a[0] == 0 => a[0] = fx.victim,
+            // The server thread keeps the priority and CPUs it started with, so calls on the
+            // served connection are always answered.
+            nr::THREAD_SET_SCHED if a[0] == fx.server_thread => a[0] = EMPTY,
             nr::PMO_READ if !harmless_address(a[2]) => a[2] = into_scratch(a[2]),
             nr::VMSPACE_UNMAP if !harmless_address(a[1]) => a[1] = into_scratch(a[1]),
             nr::DEBUG_WRITE if (USER_MIN_VA..USER_MAX_VA).contains(&a[0]) && a[1] <= 4096 => a[1] = 0,
             nr::NOTIF_WAIT => a[1] = 1 + a[1] % 100_000,
             nr::SLEEP => a[0] %= 100_000,
             nr::FAULT_INJECT => a[1] %= 8,
-            nr::IPC_CALL | nr::IPC_RECV if kind(a[0]) == Some(ObjectKind::Connection as u64) => a[0] = EMPTY,
+            // Only the served connection answers; half its calls carry a list of held slots.
+            nr::IPC_CALL if a[0] == fx.served => {
+                if rng.below(2) == 0 {
+                    a[7] = cap_list(rng, slots);
+                }
+                // The server echoes what it gets: a cap of the child's own process would come
+                // back as a second one, which a later process_kill could end the child with.
+                a[7] = without_slot_zero(a[7]);
+            }
+            nr::IPC_CALL | nr::IPC_RECV | nr::IPC_REPLY_RECV if kind(a[0]) == Some(ObjectKind::Connection as u64) => a[0] = EMPTY,
             // A wait for a process that runs would last until it exits (and a copy without READ
             // does not tell whether it runs).
             nr::PROCESS_WAIT if kind(a[0]) == Some(ObjectKind::CapGroup as u64) => {
@@ -236,7 +339,7 @@ mod child {
             println!("ktest: sysfuzz-child: no control capability");
             return crate::EXIT_FAILED;
         };
-        let (mut fx, slots) = make_fixtures(u64::from(control));
+        let (mut fx, slots) = make_fixtures(u64::from(control), start_server());
         let mut g = Generator::new(seed, slots);
         // A watchdog: a call that has not returned for 5 s is named on the console.
         let _ = keel_rt::thread::spawn(|| {
@@ -253,6 +356,7 @@ mod child {
             }
         });
         let (mut succeeded, mut numbers_ok) = (0u64, [false; nr::COUNT as usize]);
+        let (mut ipc_calls, mut caps_back) = (0u64, 0u64);
         for i in 0..calls {
             if i > 0 && i % CLEAN_EVERY == 0 {
                 let (f, s) = clean(&fx, &g.slots);
@@ -260,7 +364,13 @@ mod child {
                 g.slots = s;
             }
             let (mut n, mut a) = g.call();
-            steer(&fx, &mut n, &mut a);
+            if g.rng.below(16) == 0 || (n == nr::IPC_CALL && g.rng.below(2) == 0) {
+                // One call in sixteen, and half the drawn IPC calls, go to the served connection
+                // (with the registers drawn), so IPC with caps is fuzzed often.
+                n = nr::IPC_CALL;
+                a[0] = fx.served;
+            }
+            steer(&fx, &mut g.rng, &g.slots, &mut n, &mut a);
             CURRENT.store(n, Ordering::Relaxed);
             for (slot, v) in ARGS.iter().zip(a) {
                 slot.store(v, Ordering::Relaxed);
@@ -271,6 +381,12 @@ mod child {
                 succeeded += 1;
                 if let Some(seen) = numbers_ok.get_mut(n as usize) {
                     *seen = true;
+                }
+                if n == nr::IPC_CALL {
+                    ipc_calls += 1;
+                    let got = keel_rt::abi::ipc::CapList(r[7]);
+                    caps_back += got.len() as u64;
+                    g.slots.extend(got.slots().map(u64::from));
                 }
                 if makes_slots(n) && !(matches!(n, nr::CAP_COPY | nr::CAP_MOVE) && a[1] != u64::from(NO_SLOT)) {
                     g.slots.push(r[1]);
@@ -284,7 +400,7 @@ mod child {
         let _ = sys::fault_inject(control, 0);
         let distinct = numbers_ok.iter().filter(|&&s| s).count();
         println!(
-            "ktest: sysfuzz-child: {calls} calls from seed {seed}: {succeeded} succeeded, {} refused; {distinct} of {} call numbers succeeded at least once",
+            "ktest: sysfuzz-child: {calls} calls from seed {seed}: {succeeded} succeeded, {} refused; {distinct} of {} call numbers succeeded at least once; {ipc_calls} IPC calls answered, bringing back {caps_back} caps",
             calls - succeeded,
             nr::COUNT
         );
@@ -340,6 +456,32 @@ mod tests {
         for (what, count) in [("held slots", held), ("bad slots", bad), ("scratch", scratch), ("kernel", kernel)] {
             assert!(count > 20_000, "{what}: only {count} of 800,000 registers");
         }
+    }
+
+    #[test]
+    fn cap_lists_name_held_slots_and_sometimes_bad_ones() {
+        let mut rng = Rng::new(3);
+        let held = [0u64, 1, 7, 9];
+        let (mut good, mut bad, mut lengths) = (0, 0, [0u32; 5]);
+        for _ in 0..10_000 {
+            let l = keel_rt::abi::ipc::CapList(cap_list(&mut rng, &held));
+            lengths[l.len()] += 1;
+            for s in l.slots() {
+                if held.contains(&u64::from(s)) {
+                    good += 1;
+                } else {
+                    assert!(BAD_SLOTS.iter().any(|&b| b & 0xFFFF == u64::from(s)), "slot {s} is neither held nor bad");
+                    bad += 1;
+                }
+            }
+        }
+        assert_eq!(lengths[0], 0, "an empty list is no cap transfer");
+        assert!(lengths[1..].iter().all(|&n| n > 2000), "list lengths {lengths:?}");
+        assert!(good > 10 * bad / 2 && bad > 1000, "held {good}, bad {bad}");
+        assert_eq!(without_slot_zero(0), EMPTY * 0x0001_0001_0001_0001);
+        assert_eq!(without_slot_zero(0xFFFF_0009_0000_0007), 0xFFFF_0009_0000_0007 | (EMPTY << 16));
+        assert_eq!(without_slot_zero(u64::MAX), u64::MAX);
+        assert_eq!([0, 1, 2, 3, 4].map(reply_caps), [ReplyCaps::Echo, ReplyCaps::Own, ReplyCaps::None, ReplyCaps::Bad, ReplyCaps::Echo]);
     }
 
     #[test]
