@@ -36,11 +36,13 @@ MANIFEST := services/init/manifest
 INITRD_EXTRA ?=
 
 # Guests carried in the initrd: Debian's arm64 Linux (scripts/mkguest.sh, cached in cache/guest;
-# `vm run linux`) and the tiny test guests (tests/guests; /guest/test.Image).
+# `vm run linux`, and `vm run linux-perf` with Debian's perf in its initramfs) and the tiny test guests (tests/guests; /guest/test.Image).
 GUEST_DIR := cache/guest
 LINUX_GUEST = $(if $(wildcard $(GUEST_DIR)/Image),$(GUEST_DIR)/Image:guest/linux/Image \
 	$(GUEST_DIR)/initrd.cpio:guest/linux/initrd.cpio $(GUEST_DIR)/linux.conf:etc/vm/linux.conf \
-	guests/linux/check.conf:etc/vm/linux-check.conf)
+	guests/linux/check.conf:etc/vm/linux-check.conf) \
+	$(if $(wildcard $(GUEST_DIR)/initrd-perf.cpio),$(GUEST_DIR)/initrd-perf.cpio:guest/linux/initrd-perf.cpio \
+	$(GUEST_DIR)/linux-perf.conf:etc/vm/linux-perf.conf guests/linux/perf-check.conf:etc/vm/linux-perf-check.conf)
 TEST_GUEST := target/guests/test.Image
 
 QEMU ?= qemu-system-aarch64

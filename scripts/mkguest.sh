@@ -3,6 +3,9 @@
 #   OUTDIR/Image        uncompressed arm64 Linux Image (bookworm's linux-image-<abi>-arm64)
 #   OUTDIR/initrd.cpio  uncompressed newc initramfs: busybox-static:arm64 + guests/linux/init
 #   OUTDIR/linux.conf   the VM config for Keel's vm service
+#   OUTDIR/initrd-perf.cpio, OUTDIR/linux-perf.conf  the same initramfs with Debian's perf
+#                       (linux-perf:arm64 and the shared libraries it loads) appended; the guest
+#                       `vm run linux-perf` boots, where `perf stat` works
 #   (and OUTDIR/kernel.config, the kernel's build config; OUTDIR/versions, the packages used)
 # usage: scripts/mkguest.sh [OUTDIR]     (default: cache/guest in the repository)
 # Does nothing when the outputs are newer than this script and guests/linux/*. The .debs are kept
@@ -14,8 +17,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-$REPO/cache/guest}
 GUEST_SRC=$REPO/guests/linux
-INPUTS=("${BASH_SOURCE[0]}" "$GUEST_SRC/init" "$GUEST_SRC/mkcpio.py")
-OUTPUTS=("$OUT/Image" "$OUT/initrd.cpio" "$OUT/linux.conf")
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)   # absolute: some steps run in other directories
+INPUTS=("${BASH_SOURCE[0]}" "$GUEST_SRC/init" "$GUEST_SRC/mkcpio.py" "$GUEST_SRC/needed.py")
+OUTPUTS=("$OUT/Image" "$OUT/initrd.cpio" "$OUT/linux.conf" "$OUT/initrd-perf.cpio" "$OUT/linux-perf.conf")
 # panic=-1: a guest kernel panic resets (ends) the VM at once instead of hanging. cryptomgr.notests:
 # skips the crypto self-tests, 0.6 s of virtual time under icount (init at 0.18 s instead of 0.78 s).
 APPEND="console=ttyAMA0 earlycon=pl011,0x09000000 panic=-1 cryptomgr.notests"
@@ -144,6 +148,58 @@ file /init $GUEST_SRC/init 755
 EOT
 python3 "$GUEST_SRC/mkcpio.py" "$WORK/list" "$WORK/initrd.cpio"
 
+# initrd-perf.cpio: initrd.cpio with a second archive appended (Linux unpacks every archive of a
+# concatenated initramfs in turn) holding /usr/bin/perf, the dynamic loader and every library perf
+# loads, found by reading the ELF files' DT_NEEDED (needed.py), not from package names. The
+# packages: linux-perf and the arm64 library packages it depends on, all the way down (perl and
+# python themselves are not needed: perf only links their libraries).
+perf_pkgs() {
+    apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+        --no-replaces --no-enhances linux-perf:arm64 2>/dev/null |
+        sed -n 's/^\([a-z0-9][a-z0-9.+-]*\):arm64$/\1/p' |
+        grep -E '^(lib|zlib)' | grep -vE -- '-(stdlib|minimal|modules|common|bin)$' | sort -u
+}
+PDEBS="$OUT/debs/perf"
+rm -rf "$PDEBS" && mkdir -p "$PDEBS"
+mapfile -t perf_libs < <(perf_pkgs)
+[ ${#perf_libs[@]} -gt 5 ] || die "apt-cache finds no library packages under linux-perf:arm64"
+log "apt-get download linux-perf:arm64 and ${#perf_libs[@]} library packages under it"
+if ! (cd "$PDEBS" && apt-get "${APT_OPTS[@]}" download linux-perf:arm64 "${perf_libs[@]/%/:arm64}" >"$OUT/apt-perf.log" 2>&1); then
+    tail -n 5 "$OUT/apt-perf.log" >&2
+    die "apt-get download of linux-perf:arm64 and its libraries failed (log: $OUT/apt-perf.log)"
+fi
+mkdir -p "$WORK/perf"
+for deb in "$PDEBS"/*.deb; do dpkg-deb -x "$deb" "$WORK/perf"; done
+[ -x "$WORK/perf/usr/bin/perf" ] || die "no /usr/bin/perf in linux-perf:arm64"
+[ "$(od -An -tx1 -j18 -N2 "$WORK/perf/usr/bin/perf" | tr -d ' \n')" = b700 ] || die "/usr/bin/perf of linux-perf:arm64 is no aarch64 binary"
+python3 "$GUEST_SRC/needed.py" "$WORK/perf" /usr/bin/perf >"$WORK/perf-libs" ||
+    die "a library perf needs is in none of the downloaded packages (see above)"
+{
+    echo "dir /lib 755"
+    echo "dir /lib/aarch64-linux-gnu 755"
+    echo "file /usr/bin/perf $WORK/perf/usr/bin/perf 755"
+    # The loader where PT_INTERP names it; the libraries in its default search directory.
+    while read -r soname path; do
+        if [[ "$soname" == ld-linux-* ]]; then
+            echo "file /lib/$soname $WORK/perf/$path 755"
+        else
+            echo "file /lib/aarch64-linux-gnu/$soname $WORK/perf/$path 644"
+        fi
+    done <"$WORK/perf-libs"
+} >"$WORK/perf-list"
+python3 "$GUEST_SRC/mkcpio.py" "$WORK/perf-list" "$WORK/perf.cpio"
+cat "$WORK/initrd.cpio" "$WORK/perf.cpio" >"$WORK/initrd-perf.cpio"
+PVER=$(dpkg-deb -f "$PDEBS"/linux-perf_*_arm64.deb Version)
+
+cat >"$WORK/linux-perf.conf" <<EOT
+name = linux-perf
+kernel = /guest/linux/Image
+initrd = /guest/linux/initrd-perf.cpio
+append = $APPEND
+vcpus = 2
+mem = 256M
+EOT
+
 cat >"$WORK/linux.conf" <<EOT
 name = linux
 kernel = /guest/linux/Image
@@ -153,10 +209,13 @@ vcpus = 2
 mem = 256M
 EOT
 
-printf '%s %s\n' "$KPKG" "$KVER" busybox-static "$BVER" >"$OUT/versions"
+printf '%s %s\n' "$KPKG" "$KVER" busybox-static "$BVER" linux-perf "$PVER" >"$OUT/versions"
 mv -f "$WORK/Image" "$OUT/Image"
 mv -f "$WORK/initrd.cpio" "$OUT/initrd.cpio"
 mv -f "$WORK/kernel.config" "$OUT/kernel.config"
 mv -f "$WORK/linux.conf" "$OUT/linux.conf"
+mv -f "$WORK/initrd-perf.cpio" "$OUT/initrd-perf.cpio"
+mv -f "$WORK/linux-perf.conf" "$OUT/linux-perf.conf"
 log "built $OUT: Image ($KPKG $KVER, $(stat -c %s "$OUT/Image") bytes)," \
-    "initrd.cpio (busybox-static $BVER, $(stat -c %s "$OUT/initrd.cpio") bytes), linux.conf"
+    "initrd.cpio (busybox-static $BVER, $(stat -c %s "$OUT/initrd.cpio") bytes), linux.conf," \
+    "initrd-perf.cpio (linux-perf $PVER and $(wc -l <"$WORK/perf-libs") libraries, $(stat -c %s "$OUT/initrd-perf.cpio") bytes), linux-perf.conf"

@@ -315,7 +315,7 @@ pub mod fake {
         0
     }
 
-    pub fn guest_load(_ctx: &super::GuestContext, _load: super::GuestLoad) {}
+    pub fn guest_load(_ctx: &mut super::GuestContext, _load: super::GuestLoad) {}
 
     pub fn guest_put(ctx: &mut super::GuestContext) {
         ctx.debug_live = false;

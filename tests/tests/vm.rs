@@ -3,7 +3,7 @@
 //! Each guest prints `guest: <scenario>: PASS` only when its own checks held; the tests look for
 //! that line, the monitor's exit report, and a Keel that still answers afterwards.
 
-use keel_tests::Boot;
+use keel_tests::{Boot, number_before};
 
 /// `vm run` for the tiny guest with `scenario`, waiting for it.
 fn tiny(scenario: &str, vcpus: u32) -> String {
@@ -211,6 +211,35 @@ fn debian_linux_boots_with_two_vcpus_and_powers_off() {
         .expect("vm 1 exited: system-off")
         .expect("keel still runs")
         .expect_clean_poweroff();
+}
+
+/// `perf stat -e cycles,instructions` in the Debian guest (linux-perf-check: Debian's perf in the
+/// initramfs, scripts/mkguest.sh) under icount: the instructions the guest's virtual PMU counted
+/// for a CPU-bound shell loop are within 10% of the instructions icount says the whole machine
+/// ran meanwhile (perf's elapsed nanoseconds; 1 ns = 1 instruction), and the cycle counter counts.
+/// Without a working PMU, perf prints `<not supported>` and the guest a FAILED line.
+#[test]
+fn perf_stat_in_the_debian_guest_counts_what_icount_counts() {
+    let run = Boot::scenario("").icount().commands(&["vm run linux-perf-check --wait", "poweroff"]).timeout(900).run();
+    run.expect("hw perfevents: enabled with armv8_pmuv3").expect_absent("guest: perf: FAILED").expect("vm 1 exited: system-off");
+    let line = run.lines_starting("guest: perf: ").first().copied().unwrap_or("").to_string();
+    // "guest: perf: 20000 loops: instructions I cycles C elapsed-ns E"
+    let (insns, cycles, ns) = (
+        number_before(&line, "cycles").unwrap_or(0),
+        number_before(&line, "elapsed-ns").unwrap_or(0),
+        line.rsplit(' ').next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0),
+    );
+    if insns < 100_000_000 || ns == 0 {
+        run.fail(&format!("no plausible perf stat figures in '{line}' (instructions {insns}, elapsed {ns} ns)"));
+    }
+    let ratio = insns as f64 / ns as f64;
+    if !(0.9..=1.1).contains(&ratio) {
+        run.fail(&format!("perf counted {insns} instructions over {ns} ns of icount time: ratio {ratio:.3}, not within 10% of 1"));
+    }
+    if cycles == 0 {
+        run.fail(&format!("perf counted no cycles: '{line}'"));
+    }
+    run.expect_clean_poweroff();
 }
 
 #[test]

@@ -62,7 +62,8 @@ impl Kernel {
         let Some(vm) = self.vms.get(&v.vm) else { return };
         *frame = v.regs;
         hal::fp_restore(&v.fp);
-        hal::guest_load(&v.ctx, GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, held_ppis: v.held_ppis });
+        let load = GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, held_ppis: v.held_ppis };
+        hal::guest_load(&mut v.ctx, load);
         self.cpus[cpu].vcpu = vcpu;
     }
 

@@ -208,6 +208,13 @@ pub fn guest_debug_load(c: &mut GuestContext) -> bool {
     true
 }
 
+/// Whether the saved debug registers have a breakpoint or watchpoint enabled (DBGBCR/DBGWCR.E).
+fn guest_debug_armed(c: &GuestContext) -> bool {
+    let d = &c.debug;
+    let (b, w) = (BREAKPOINTS.load(Ordering::Relaxed) as usize, WATCHPOINTS.load(Ordering::Relaxed) as usize);
+    d.bcr[..b].iter().any(|r| r & 1 != 0) || d.wcr[..w].iter().any(|r| r & 1 != 0)
+}
+
 /// Saves the guest's debug registers if it used them, and leaves none of its debug state
 /// enabled: breakpoints and watchpoints off, OS lock set, MDSCR_EL1 clear.
 fn guest_debug_put(c: &mut GuestContext) {
@@ -320,6 +327,11 @@ pub fn guest_pmu_load(c: &mut GuestContext) -> bool {
     true
 }
 
+/// Whether the saved PMU has a counter counting: PMCR_EL0.E and a PMCNTENSET bit (D13.5.1).
+fn guest_pmu_counting(c: &GuestContext) -> bool {
+    HAS_PMU.load(Ordering::Relaxed) && c.pmu.pmcr & 1 != 0 && c.pmu.cnten & pmu_all_counters() != 0
+}
+
 /// Saves the guest's PMU if it used it and leaves the PMU counting nothing for the host.
 fn guest_pmu_put(c: &mut GuestContext) {
     if !core::mem::take(&mut c.pmu_live) {
@@ -393,7 +405,7 @@ pub fn guest_ppi_hold(intid: u32, hold: bool) {
 }
 
 /// Loads a vCPU's state into this CPU and switches HCR_EL2 to the guest's configuration.
-pub fn guest_load(c: &GuestContext, l: GuestLoad) {
+pub fn guest_load(c: &mut GuestContext, l: GuestLoad) {
     vttbr_el2::write(l.vttbr);
     vmpidr_el2::write(l.vmpidr);
     cntvoff_el2::write(l.cntvoff);
@@ -422,6 +434,15 @@ pub fn guest_load(c: &GuestContext, l: GuestLoad) {
     mdscr_el1::write(c.mdscr);
     debug_assert!(!c.debug_live && !c.pmu_live);
     mdcr_el2::write(MDCR_GUEST.load(Ordering::Relaxed));
+    // Debug and PMU registers are loaded on first access (a trap), except when the guest left
+    // them doing something: an enabled breakpoint or watchpoint must fire, an enabled counter
+    // must count, whether or not the guest touches those registers again after this exit.
+    if guest_debug_armed(c) {
+        guest_debug_load(c);
+    }
+    if guest_pmu_counting(c) {
+        guest_pmu_load(c);
+    }
     if HAS_PAUTH.load(Ordering::Relaxed) {
         let k = &c.pauth;
         apiakeylo_el1::write(k[0]);

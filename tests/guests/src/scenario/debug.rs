@@ -272,6 +272,33 @@ fn checks(guest: &Guest, brps: usize, wrps: usize) -> Result<crate::text::Text, 
     }
     say!("debug: {brps} breakpoints each fired once at {target:#x} (EC 0x31)");
 
+    // D2.8 again, with exits in between: a breakpoint and a watchpoint armed before an hvc and an
+    // MMIO access (each an exit to the hypervisor and back) still fire after them, though the
+    // guest did not touch a debug register since.
+    ARMED.store(0, SeqCst);
+    write_dbg(0, 4, target);
+    write_dbg(0, 5, BCR_BAS | CR_EL1_EL0 | CR_E);
+    arch::isb();
+    core::hint::black_box(psci::version());
+    // SAFETY: UARTFR is a read-only status register.
+    core::hint::black_box(unsafe { mmio::read32(UART_BASE + 0x18) });
+    let before = events();
+    core::hint::black_box(breakpoint_target(9));
+    ensure!(events() == before + 1, "a breakpoint armed before an hvc and an MMIO exit took {} exceptions after them, want 1", events() - before);
+    write_dbg(0, 4, 0);
+    let addr = WATCHED.as_ptr() as u64;
+    write_dbg(0, 6, addr);
+    write_dbg(0, 7, WCR_BAS | WCR_LSC | CR_EL1_EL0 | CR_E);
+    arch::isb();
+    core::hint::black_box(psci::version());
+    // SAFETY: as above.
+    core::hint::black_box(unsafe { mmio::read32(UART_BASE + 0x18) });
+    let before = events();
+    core::hint::black_box(WATCHED.load(SeqCst));
+    ensure!(events() == before + 1, "a watchpoint armed before an hvc and an MMIO exit took {} exceptions after them, want 1", events() - before);
+    write_dbg(0, 6, 0);
+    say!("debug: a breakpoint and a watchpoint armed before hvc and MMIO exits fired after them");
+
     // D2.10: every watchpoint, on a load and then on a store.
     let addr = WATCHED.as_ptr() as u64;
     for n in 0..wrps {
@@ -387,11 +414,16 @@ fn isolation(_guest: &Guest, brps: usize, wrps: usize) -> Result<(), crate::text
         // SAFETY: Keel's test call only answers x1 + 1 (plain QEMU returns NOT_SUPPORTED).
         core::hint::black_box(unsafe { arch::call::hvc(KEEL_TEST_CALL, 1, 0, 0) });
         core::hint::black_box(psci::version());
+        // WFI with IRQs masked, so a timer that fires before it still wakes it (see wait.rs).
         let irqs = cpu.timer_irqs.load(SeqCst);
+        arch::mask_irqs();
         timer::one_shot(timer::ms(1));
         while cpu.timer_irqs.load(SeqCst) == irqs {
             arch::wfi();
+            arch::unmask_irqs();
+            arch::mask_irqs();
         }
+        arch::unmask_irqs();
         // SAFETY: nothing is at HOLE: the read aborts (Keel) or reads the PCIe window (plain QEMU).
         let _ = trap::catching(|| core::hint::black_box(unsafe { mmio::read32(HOLE) }));
     }

@@ -17,13 +17,16 @@ pub fn run(_guest: &Guest) -> Outcome {
     gic::enable_private(timer::VTIMER_INTID);
     let cpu = percpu::this();
 
-    // One WFI. IRQs are unmasked, so the timer interrupt is taken as WFI ends.
+    // One WFI, with IRQs masked so that a timer that fires before the WFI (a loaded host can
+    // take longer than 5 ms to get there) still ends it: a pending interrupt wakes WFI whether
+    // PSTATE.I masks it or not (D1.6.2). Unmasking then takes it.
+    arch::mask_irqs();
     let irqs = cpu.timer_irqs.load(SeqCst);
     let start = timer::now();
     timer::one_shot(timer::ms(SLEEP_MS));
-    arch::unmask_irqs();
     arch::wfi();
     let elapsed = timer::now() - start;
+    arch::unmask_irqs();
     let taken = cpu.timer_irqs.load(SeqCst) - irqs;
     say!(
         "wfi: WFI returned after {} us, {taken} timer interrupt(s)",
@@ -49,10 +52,15 @@ pub fn run(_guest: &Guest) -> Outcome {
     // SAFETY: event-register hints only.
     unsafe { core::arch::asm!("sevl", "wfe", "wfe", options(nostack, preserves_flags)) };
     let elapsed = timer::now() - start;
-    // Let the timer fire if WFE returned early, so it is not left armed.
+    // Let the timer fire if WFE returned early, so it is not left armed (WFI with IRQs masked,
+    // as above, so one that fires before the WFI still wakes it).
+    arch::mask_irqs();
     while cpu.timer_irqs.load(SeqCst) == irqs && timer::now() - start < timer::ms(100 * SLEEP_MS) {
         arch::wfi();
+        arch::unmask_irqs();
+        arch::mask_irqs();
     }
+    arch::unmask_irqs();
     timer::stop();
     timer::event_stream(true);
     say!(
