@@ -34,7 +34,6 @@ QEMU_ARGS = [
     "-icount", "shift=0,align=off,sleep=off",
 ]
 
-HYPERVISOR_MISSING = "not available: no benchmark guest measures this yet"
 GUEST = "guest"
 LINUX = "linux"
 PROMPT = "prompt"
@@ -75,24 +74,20 @@ CATALOG = [
 # The tiny test guest's own measurements (guest=bench, tests/guests/src/scenario/bench.rs;
 # counter ticks = instructions), with what each one is.
 GUEST_LINES = {
-    "guest_hvc_round_trip": (re.compile(r"^guest: hvc round trip: (\d+) ticks"),
-                             "PSCI_VERSION over hvc; median of 11 means of 100"),
-    "vgic_dist_read": (re.compile(r"^guest: vgic distributor read: (\d+) ticks"),
-                       "GICD_TYPER load; median of 11 means of 100"),
-    "guest_mmio_read_user": (re.compile(r"^guest: mmio round trip: (\d+) ticks"),
-                             "PL011 UARTFR load answered by the user-space monitor; median of 11 means of 100"),
-    "guest_eoi": (re.compile(r"^guest: eoi: (\d+) ticks"),
-                  "ICC_EOIR1_EL1 write for an acknowledged SGI, counter reads taken off; median of 11"),
-    "virtual_ipi_round_trip": (re.compile(r"^guest: ipi round trip: (\d+) ticks"),
-                               "SGI to the other vCPU and one back, both sleeping in WFI; median of 11"),
-    "virtual_timer_irq": (re.compile(r"^guest: timer: (\d+) ticks after CVAL"),
-                          "a 10 ms virtual timer waited for in WFI: CVAL to its handler; median of 11"),
-    "vcpu_switch_round_trip": (re.compile(r"^guest: switch: (\d+) ticks per round trip$"),
+    "guest_hvc_round_trip": ("hvc round trip", "", "PSCI_VERSION over hvc"),
+    "vgic_dist_read": ("vgic distributor read", "", "GICD_TYPER load"),
+    "guest_mmio_read_user": ("mmio round trip", "", "PL011 UARTFR load answered by the user-space monitor"),
+    "guest_eoi": ("eoi", "", "ICC_EOIR1_EL1 write for an acknowledged SGI, less two counter reads"),
+    "virtual_ipi_round_trip": ("ipi round trip", "", "SGI to the other vCPU and one back, both sleeping in WFI"),
+    "virtual_timer_irq": ("timer", " after CVAL", "a 10 ms virtual timer waited for in WFI: CVAL to its handler"),
+    "vcpu_switch_round_trip": ("switch", " per round trip",
                                "guest=switch: SGI ping-pong between two vCPUs whose threads share host CPU 1, "
-                               "each waiting in WFI (two vCPU switches, two SGI and two WFI exits); median of 11"),
-    "vcpu_switch_round_trip_sve_pmu": (re.compile(r"^guest: switch: (\d+) ticks per round trip with SVE and PMU state live"),
+                               "each waiting in WFI (two vCPU switches, two SGI and two WFI exits)"),
+    "vcpu_switch_round_trip_sve_pmu": ("switch", " per round trip with SVE and PMU state live",
                                        "the same with both vCPUs' SVE and PMU state live (switched at every switch)"),
 }
+# A guest figure's line: `guest: <what>: <median> ticks<suffix> (min <min>, max <max>, <n> samples)`.
+GUEST_LINE = re.compile(r"^guest: (.+?): (\d+) ticks(.*) \(min (\d+), max (\d+), (\d+) samples\)$")
 GUEST_INPUT = (b"vm run bench --kernel /guest/test.Image --append guest=bench --vcpus 2 --wait\n"
                b"vm run switch --kernel /guest/test.Image --append guest=switch --vcpus 2 --cpu 1 --wait\n"
                b"vm run heavy --kernel /guest/test.Image --append \"guest=switch guest.heavy\" --vcpus 2 --cpu 1 --wait\n"
@@ -221,13 +216,16 @@ def shell_session(qemu, image, initrd, typed, timeout, what):
 
 
 def guest_figures(qemu, image, initrd, timeout):
-    """{name: ticks} from the tiny guest's bench scenario run under Keel."""
+    """{name: (min, median, max, samples)} from the tiny guest's bench and switch scenarios run under Keel."""
     log = shell_session(qemu, image, initrd, GUEST_INPUT, timeout, "guest benchmarks")
     out = {}
     for line in log.splitlines():
-        for name, (pat, _) in GUEST_LINES.items():
-            if m := pat.match(line):
-                out[name] = int(m.group(1))
+        m = GUEST_LINE.match(line)
+        if not m:
+            continue
+        for name, (what, suffix, _) in GUEST_LINES.items():
+            if m.group(1) == what and m.group(3) == suffix:
+                out[name] = (int(m.group(4)), int(m.group(2)), int(m.group(5)), int(m.group(6)))
     missing = [n for n in GUEST_LINES if n not in out]
     if missing:
         raise Failure(f"guest benchmarks: no figure for {', '.join(missing)}\n{tail(log)}")
@@ -314,9 +312,10 @@ def run_all(args):
                 raise Failure(f"{name}: unit {got_unit}, expected {unit}")
             r.update(min=lo, median=med, max=hi)
         elif source == GUEST:
-            v = guests[name]
-            r.update(min=v, median=v, max=v)
-            r["note"] = f"measured by the tiny guest (tests/guests, guest=bench) with its counter: {GUEST_LINES[name][1]}"
+            lo, med, hi, n = guests[name]
+            r.update(min=lo, median=med, max=hi)
+            r["note"] = (f"measured by the tiny guest (tests/guests, guest=bench or switch) with its counter: "
+                         f"{GUEST_LINES[name][2]}; {n} samples, each one operation timed alone")
         elif source == LINUX:
             if args.quick:
                 r["note"] = "not measured by the quick run (make bench measures it)"

@@ -1,7 +1,9 @@
 //! `guest=bench`: what a guest pays for the hypervisor's hot paths, in counter ticks (under
 //! `-icount shift=0` one tick is one instruction executed by any CPU, so these are path lengths;
-//! `make bench` runs it). Each figure is the median of `BATCHES` batch means, so a batch that a
-//! host tick or another thread disturbed does not move it. The operations are those of the
+//! `make bench` runs it). Each figure is printed as the median, minimum and maximum of at least
+//! 100 samples taken after a warm-up, each sample one operation timed alone (the counter reads
+//! around it cost a few instructions), so a sample a host tick or another thread disturbed shows
+//! in the maximum and does not move the median. The operations are those of the
 //! kvm-unit-tests arm micro-bench, which DESIGN.md's KVM anchors were measured with:
 //!
 //! - `hvc round trip`: PSCI_VERSION through `hvc` (answered by the hypervisor itself);
@@ -21,29 +23,40 @@ use crate::runtime::Guest;
 use crate::{arch, gic, percpu, psci, smp, timer, wait};
 use core::sync::atomic::Ordering::SeqCst;
 
-const BATCHES: usize = 11;
-const PER_BATCH: u64 = 100;
-/// Samples of the slow operations (IPI, timer), each timed alone.
-const SAMPLES: usize = 11;
+/// Samples of the fast operations (hvc, MMIO, vGIC read), after `WARM_UP` untimed runs.
+const FAST_SAMPLES: usize = 200;
+const WARM_UP: usize = 10;
+/// Samples of the slower ones (EOI, IPI, timer), each timed alone.
+const SAMPLES: usize = 100;
 const SGI: u32 = 2;
 const TIMEOUT_MS: u64 = 2000;
 
-/// The median of `BATCHES` means of `PER_BATCH` runs of `op`.
-fn batched(mut op: impl FnMut()) -> u64 {
-    let mut means = [0u64; BATCHES];
-    for mean in means.iter_mut() {
-        let start = timer::now();
-        for _ in 0..PER_BATCH {
-            op();
-        }
-        *mean = (timer::now() - start) / PER_BATCH;
+/// `FAST_SAMPLES` single runs of `op` timed alone, after `WARM_UP` untimed ones.
+fn sampled(mut op: impl FnMut()) -> [u64; FAST_SAMPLES] {
+    for _ in 0..WARM_UP {
+        op();
     }
-    median(&mut means)
+    let mut samples = [0u64; FAST_SAMPLES];
+    for sample in samples.iter_mut() {
+        let start = timer::now();
+        op();
+        *sample = timer::now() - start;
+    }
+    samples
 }
 
-fn median(values: &mut [u64]) -> u64 {
-    values.sort_unstable();
-    values[values.len() / 2]
+/// (min, median, max) of `samples` (sorted in place; not empty).
+pub fn stats(samples: &mut [u64]) -> (u64, u64, u64) {
+    samples.sort_unstable();
+    (samples[0], samples[samples.len() / 2], samples[samples.len() - 1])
+}
+
+/// Prints `<what>: <median> ticks<suffix> (min <min>, max <max>, <n> samples)`, the line
+/// `make bench` reads; the median.
+pub fn report(what: &str, suffix: &str, samples: &mut [u64]) -> u64 {
+    let (min, median, max) = stats(samples);
+    say!("{what}: {median} ticks{suffix} (min {min}, max {max}, {} samples)", samples.len());
+    median
 }
 
 /// Where the other vCPU sends its answers (Aff0 of the measuring vCPU).
@@ -80,20 +93,17 @@ pub fn run(guest: &Guest) -> Outcome {
     gic::init_this_cpu()?;
     let cpu = percpu::this();
 
-    let hvc = batched(|| {
+    let hvc = report("hvc round trip", "", &mut sampled(|| {
         let _ = psci::version();
-    });
-    say!("hvc round trip: {hvc} ticks");
+    }));
     // SAFETY: UARTFR and GICD_TYPER are read-only registers without read side effects.
-    let mmio = batched(|| {
+    let mmio = report("mmio round trip", "", &mut sampled(|| {
         let _ = unsafe { mmio::read32(UART_BASE + 0x18) };
-    });
-    say!("mmio round trip: {mmio} ticks");
+    }));
     // SAFETY: as above.
-    let dist = batched(|| {
+    let dist = report("vgic distributor read", "", &mut sampled(|| {
         let _ = unsafe { mmio::read32(GICD_BASE + 0x4) };
-    });
-    say!("vgic distributor read: {dist} ticks");
+    }));
 
     // EOI: a self-SGI acknowledged with IRQs masked, then the EOI alone timed; the cost of the
     // two counter reads around it is measured the same way and taken off.
@@ -118,8 +128,12 @@ pub fn run(guest: &Guest) -> Outcome {
         empty[i] = t2 - t1;
     }
     arch::unmask_irqs();
-    let eoi = median(&mut eois).saturating_sub(median(&mut empty));
-    say!("eoi: {eoi} ticks");
+    // Each EOI sample less the median cost of two back-to-back counter reads.
+    let (_, reads, _) = stats(&mut empty);
+    for e in eois.iter_mut() {
+        *e = e.saturating_sub(reads);
+    }
+    let eoi = report("eoi", "", &mut eois);
 
     // IPI round trip: an SGI to the other vCPU, which sleeps in WFI and answers with an SGI
     // back, while this one sleeps in WFI too (under icount a spinning sender would time the
@@ -130,12 +144,13 @@ pub fn run(guest: &Guest) -> Outcome {
     smp::start(peer_mpidr, peer)?;
     ANSWER_TO.store(me as u64, SeqCst);
     let peer_cpu = percpu::of(peer);
-    let done_before = smp::post(peer, job_answer, SAMPLES as u64);
+    let rounds = (WARM_UP + SAMPLES) as u64;
+    let done_before = smp::post(peer, job_answer, rounds);
     ensure!(
         wait::until(|| peer_cpu.ready.load(SeqCst) == 1, timer::ms(TIMEOUT_MS)),
         "cpu {peer} did not set up its GIC interface"
     );
-    let mut ipis = [0u64; SAMPLES];
+    let mut ipis = [0u64; WARM_UP + SAMPLES];
     let base = cpu.sgi_count.load(SeqCst);
     for (round, ipi) in ipis.iter_mut().enumerate() {
         let start = timer::now();
@@ -144,8 +159,7 @@ pub fn run(guest: &Guest) -> Outcome {
         ensure!(back, "round {round}: no SGI back from cpu {peer} within {TIMEOUT_MS} ms");
         *ipi = timer::now() - start;
     }
-    let ipi = median(&mut ipis);
-    say!("ipi round trip: {ipi} ticks");
+    let ipi = report("ipi round trip", "", &mut ipis[WARM_UP..]);
 
     // A 10 ms virtual timer, waited for in WFI: ticks from CVAL to the handler.
     gic::enable_private(timer::VTIMER_INTID);
@@ -160,10 +174,9 @@ pub fn run(guest: &Guest) -> Outcome {
         ensure!(ok, "a 10 ms timer did not fire within {TIMEOUT_MS} ms");
         *late = taken.saturating_sub(cval);
     }
-    let timer_late = median(&mut lates);
     gic::send_sgi(SGI, peer);
-    ensure!(smp::wait_done(peer, done_before, timer::ms(TIMEOUT_MS)) == Some(SAMPLES as u64), "cpu {peer} did not answer every SGI");
-    say!("timer: {timer_late} ticks after CVAL");
+    ensure!(smp::wait_done(peer, done_before, timer::ms(TIMEOUT_MS)) == Some(rounds), "cpu {peer} did not answer every SGI");
+    let timer_late = report("timer", " after CVAL", &mut lates);
     super::note(format_args!("(hvc {hvc}, mmio {mmio}, vgic {dist}, eoi {eoi}, ipi round trip {ipi}, timer {timer_late} ticks)"))
 }
 

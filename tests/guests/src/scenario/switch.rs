@@ -3,8 +3,8 @@
 //! in WFI until the other's SGI comes (WFE would be cheaper to wait on, but QEMU never traps
 //! it), so one round trip is two vCPU switches, two SGI exits and two WFI exits on the one host
 //! CPU. With `guest.heavy` both vCPUs first make their SVE and PMU state live, so every switch
-//! also saves and restores those. Prints `switch: <ticks> ticks per round trip` (the median of
-//! 11 single round trips after a warm-up).
+//! also saves and restores those. Prints `switch: <median> ticks per round trip (min <min>, max
+//! <max>, 100 samples)`: 100 single round trips timed after 10 of warm-up.
 
 use super::Outcome;
 use crate::runtime::Guest;
@@ -12,12 +12,12 @@ use crate::{arch, gic, percpu, smp, timer, wait};
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 /// Round trips timed (the last of `ROUNDS`).
-const BATCHES: usize = 11;
+const SAMPLES: usize = 100;
 
 /// Where the other vCPU sends its answers (Aff0 of the measuring vCPU).
 static ANSWER_TO: AtomicU64 = AtomicU64::new(0);
 const SGI: u32 = 3;
-const ROUNDS: u64 = 20;
+const ROUNDS: u64 = SAMPLES as u64 + 10;
 const TIMEOUT_MS: u64 = 2000;
 
 /// SVE and the PMU's cycle counter in use, so their state is live on this vCPU.
@@ -89,12 +89,8 @@ pub fn run(guest: &Guest) -> Outcome {
     }
     ensure!(smp::wait_done(peer, done_before, timer::ms(TIMEOUT_MS)) == Some(ROUNDS), "cpu {peer} did not answer every SGI");
     // The first rounds warm up (the other vCPU's first WFI, lazily loaded state).
-    let timed = &mut trips[(ROUNDS as usize - BATCHES)..];
-    timed.sort_unstable();
-    let median = timed[BATCHES / 2];
-    say!(
-        "switch: {median} ticks per round trip{}",
-        if heavy { " with SVE and PMU state live" } else { "" }
-    );
+    let timed = &mut trips[(ROUNDS as usize - SAMPLES)..];
+    let suffix = if heavy { " per round trip with SVE and PMU state live" } else { " per round trip" };
+    let median = super::bench::report("switch", suffix, timed);
     super::note(format_args!("({median} ticks per round trip)"))
 }
