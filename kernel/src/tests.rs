@@ -376,3 +376,60 @@ fn vcpu_run_enters_the_guest_and_a_vendor_hypercall_returns_to_the_monitor() {
     assert_eq!(r[0], 0x1235, "the guest's x0 is the monitor's answer");
     assert!(w.k.vcpus.values().all(|v| v.runner == Some(tid)));
 }
+
+#[test]
+fn the_fast_exit_path_answers_queries_and_vgic_reads_and_declines_everything_else() {
+    use crate::virt::syndrome::{GuestExit, MmioAccess};
+    use keel_abi::vm::{Counter, VCPU_POWER_ON};
+    let mut w = World::new();
+    let (pid, tid) = w.process("vmm");
+    w.run(tid);
+    let (_vm, _ram, vcpus) = vm_setup(&mut w, pid, 2);
+    World::status(w.syscall(nr::VCPU_INIT, &[vcpus[0], 0x4008_0000, 0x4800_0000, VCPU_POWER_ON])).unwrap();
+    w.frame.x[8] = nr::VCPU_RUN;
+    w.frame.x[0] = vcpus[0];
+    w.k.user_trap(0, &mut w.frame, UserTrap::Syscall);
+    let vcpu = w.k.loaded_vcpu(0).expect("the guest is loaded");
+    let counter = |w: &World, c: Counter| w.k.vcpus[&vcpu].counters[c as usize];
+    let pc = w.frame.pc;
+    // PSCI_VERSION over hvc and an unknown SMCCC call over smc: answered, the guest stays.
+    w.frame.x[0] = 0x8400_0000;
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &GuestExit::Hvc));
+    assert_eq!((w.frame.x[0], w.frame.pc), (0x1_0001, pc));
+    w.frame.x[0] = 0x8200_ff00;
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &GuestExit::Smc));
+    assert_eq!((w.frame.x[0] as i64, w.frame.pc), (-1, pc + 4), "NOT_SUPPORTED, and the smc is skipped");
+    assert_eq!((counter(&w, Counter::Hvc), counter(&w, Counter::Smc), counter(&w, Counter::Psci)), (1, 1, 1));
+    // Calls that change something take the full path: CPU_ON, SYSTEM_OFF, a vendor call.
+    for id in [0xC400_0003u64, 0x8400_0008, 0xC600_0001] {
+        w.frame.x[0] = id;
+        assert!(!w.k.guest_fast_exit(0, &mut w.frame, &GuestExit::Hvc), "call {id:#x} taken on the fast path");
+        assert_eq!(w.frame.x[0], id, "a declined call changed x0");
+    }
+    // A GICD_TYPER read: answered from the vGIC, the load skipped.
+    let read = |reg: u8| MmioAccess { size: 4, write: false, reg, sign_extend: false, sixty_four: false };
+    let typer = GuestExit::DataAbort { ipa: 0x0800_0004, access: Some(read(5)), write: false, s1ptw: false, fsc: 0 };
+    let pc = w.frame.pc;
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &typer));
+    assert_eq!(w.frame.pc, pc + 4);
+    assert_ne!(w.frame.x[5], 0, "GICD_TYPER reads as zero");
+    // Writes, MMIO outside the vGIC and RAM faults are not for the fast path.
+    let write = GuestExit::DataAbort { ipa: 0x0800_0000, access: Some(MmioAccess { write: true, ..read(5) }), write: true, s1ptw: false, fsc: 0 };
+    let uart = GuestExit::DataAbort { ipa: 0x0900_0018, access: Some(read(5)), write: false, s1ptw: false, fsc: 0 };
+    let ram = GuestExit::DataAbort { ipa: 0x4000_1000, access: None, write: false, s1ptw: false, fsc: 0x07 };
+    for exit in [write, uart, ram, GuestExit::Wfi] {
+        assert!(!w.k.guest_fast_exit(0, &mut w.frame, &exit), "{exit:?} taken on the fast path");
+    }
+    // Nothing is taken while a reschedule or a kick waits, or a passed-through PPI is held.
+    w.frame.x[0] = 0x8400_0000;
+    w.k.cpus[0].need_resched = true;
+    assert!(!w.k.guest_fast_exit(0, &mut w.frame, &GuestExit::Hvc));
+    w.k.cpus[0].need_resched = false;
+    w.k.vcpus.get_mut(&vcpu).unwrap().kick = true;
+    assert!(!w.k.guest_fast_exit(0, &mut w.frame, &GuestExit::Hvc));
+    w.k.vcpus.get_mut(&vcpu).unwrap().kick = false;
+    w.k.vcpus.get_mut(&vcpu).unwrap().held_ppis = 1 << 27;
+    assert!(!w.k.guest_fast_exit(0, &mut w.frame, &GuestExit::Hvc));
+    w.k.vcpus.get_mut(&vcpu).unwrap().held_ppis = 0;
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &GuestExit::Hvc));
+}

@@ -216,6 +216,63 @@ impl Kernel {
         self.make_ready(tid, hal::this_cpu());
     }
 
+    /// The exits answered without leaving the guest's context, before [`Kernel::guest_exited`]:
+    /// an `hvc`/`smc` whose answer is a value (PSCI and SMCCC queries, NOT_SUPPORTED), and a
+    /// read of a vGIC register while no list register is live. Neither changes the vGIC, the
+    /// vCPU's run state or the scheduler, so the list registers and the timers' lines stay as
+    /// they are in the CPU and the guest resumes at once: no list-register read-back and
+    /// refill, no reschedule check. Taken only when nothing else waits for this exit: no
+    /// reschedule due on `cpu`, no kick, no passed-through PPI held (its line is re-sampled on
+    /// the full path). Returns whether it handled the exit; if not, nothing was changed.
+    pub fn guest_fast_exit(&mut self, cpu: usize, frame: &mut UserRegs, exit: &GuestExit) -> bool {
+        use keel_abi::vm::layout;
+        // Only the kinds of exit it may take, and before any lookup, so the exits it does not
+        // take (MMIO to the monitor above all) pay a few instructions for it.
+        let gic_window = layout::GICD_BASE..layout::GICR_BASE + layout::GICR_STRIDE * u64::from(layout::MAX_VCPUS);
+        let candidate = match *exit {
+            GuestExit::Hvc | GuestExit::Smc => true,
+            GuestExit::DataAbort { ipa, access: Some(_), write: false, s1ptw: false, .. } => gic_window.contains(&ipa),
+            _ => false,
+        };
+        if !candidate || self.cpus[cpu].need_resched {
+            return false;
+        }
+        let vcpu = self.cpus[cpu].vcpu;
+        let Some(v) = self.vcpus.get_mut(&vcpu) else { return false };
+        if v.kick || v.held_ppis != 0 {
+            return false;
+        }
+        match *exit {
+            GuestExit::Hvc | GuestExit::Smc => {
+                let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
+                let value = match psci::decode(args) {
+                    Call::Value(value) => {
+                        v.count(Counter::Psci);
+                        value
+                    }
+                    Call::Other if !smccc::is_vendor_hyp(args[0]) => smccc::NOT_SUPPORTED,
+                    _ => return false,
+                };
+                if matches!(exit, GuestExit::Smc) {
+                    v.count(Counter::Smc);
+                    skip_instruction(frame);
+                } else {
+                    v.count(Counter::Hvc);
+                }
+                frame.x[0] = value as u64;
+                true
+            }
+            GuestExit::DataAbort { ipa, access: Some(a), write: false, s1ptw: false, .. } if v.lrs.live() == 0 => {
+                let vm_id = v.vm;
+                let Some(target) = self.vms.get(&vm_id).and_then(|vm| vm.gic_target(ipa)) else { return false };
+                v.count(Counter::MmioKernel);
+                self.vgic_access(frame, vcpu, vm_id, target, a);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Handles a synchronous exit of the guest on `cpu`.
     pub fn guest_trap(&mut self, cpu: usize, frame: &mut UserRegs, exit: GuestExit) {
         let vcpu = self.cpus[cpu].vcpu;

@@ -109,13 +109,8 @@ impl Vm {
 
     /// Classifies a guest physical address.
     pub fn target(&self, ipa: u64) -> IpaTarget {
-        if (layout::GICD_BASE..layout::GICD_BASE + layout::GICD_SIZE).contains(&ipa) {
-            return IpaTarget::Gicd(ipa - layout::GICD_BASE);
-        }
-        let (_, gic_end) = self.gic_range();
-        if (layout::GICR_BASE..gic_end).contains(&ipa) {
-            let off = ipa - layout::GICR_BASE;
-            return IpaTarget::Gicr((off / layout::GICR_STRIDE) as usize, off % layout::GICR_STRIDE);
+        if let Some(gic) = self.gic_target(ipa) {
+            return gic;
         }
         match self.regions.range(..=ipa).next_back() {
             Some((&start, r)) if ipa < r.end => match r.kind {
@@ -124,6 +119,19 @@ impl Vm {
             },
             _ => IpaTarget::Nothing,
         }
+    }
+
+    /// The vGIC register `ipa` names (distributor or a redistributor frame), if any.
+    pub fn gic_target(&self, ipa: u64) -> Option<IpaTarget> {
+        if (layout::GICD_BASE..layout::GICD_BASE + layout::GICD_SIZE).contains(&ipa) {
+            return Some(IpaTarget::Gicd(ipa - layout::GICD_BASE));
+        }
+        let (_, gic_end) = self.gic_range();
+        if (layout::GICR_BASE..gic_end).contains(&ipa) {
+            let off = ipa - layout::GICR_BASE;
+            return Some(IpaTarget::Gicr((off / layout::GICR_STRIDE) as usize, off % layout::GICR_STRIDE));
+        }
+        None
     }
 
     /// Enters the page of RAM region `region` (starting at `start`) holding `ipa` in the stage-2

@@ -90,6 +90,9 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, index: u64) {
                 let exit = virt::decode_guest_exit();
                 guard = KERNEL.lock();
                 if let Some(k) = guard.as_mut() {
+                    if k.guest_fast_exit(cpu, frame, &exit) {
+                        return;
+                    }
                     k.guest_exited(cpu);
                     k.guest_trap(cpu, frame, exit);
                     k.finish_trap(cpu, frame);
