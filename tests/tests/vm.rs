@@ -178,10 +178,13 @@ fn two_guests_each_keep_their_own_sve_registers() {
             "vm run sve --kernel /guest/test.Image --append guest=sve",
             "vm run sve --kernel /guest/test.Image --append guest=sve --wait",
         ])
-        // The first VM's end, then its console (typed while the shell may still wait for the
-        // second: it runs once that one ends).
-        .then_next("vm 1 (sve) exited", |_| "vm console 1\n".to_string())
-        .commands(&["echo keel   still   runs", "poweroff"])
+        // Both VMs' ends (the first one's may come before or after the second's), then the
+        // first one's console, typed at a prompt: typed while the second streams its output,
+        // the console's echo would land inside one of its lines.
+        .then_next("vm 2 exited", |_| String::new())
+        .then("vm 1 (sve) exited", |_| "echo mark   one\n".to_string())
+        .then_next("mark one", |_| String::new())
+        .commands(&["vm console 1", "echo keel   still   runs", "poweroff"])
         .timeout(300)
         .run();
     let passes = run.log.lines().filter(|l| l.starts_with("guest: sve: PASS (512 bit vectors)")).count();
@@ -258,7 +261,12 @@ fn two_linux_vms_and_four_tiny_guests_run_at_once() {
     for (id, name) in [(3, "hvc"), (4, "timer"), (5, "sgi"), (6, "smp"), (1, "linux-check")] {
         boot = boot.then(&format!("vm {id} ({name}) exited: system-off"), |_| String::new());
     }
-    let boot = boot.then("vm 2 (linux-check) exited: system-off", |_| "vm list\nvm console 2\npoweroff\n".into());
+    // Then commands at a prompt, one by one (typed ahead, their echo could split an output
+    // line); the mark's output line says the shell is at a prompt again.
+    let boot = boot
+        .then("vm 2 (linux-check) exited: system-off", |_| "echo mark   two\n".into())
+        .then_next("mark two", |_| String::new())
+        .commands(&["vm list", "vm console 2", "poweroff"]);
     let run = boot.run();
     run.expect("vm 1 (linux-check) exited: system-off")
         .expect("vm 2 (linux-check) exited: system-off")
@@ -284,8 +292,9 @@ fn attach_gives_a_busybox_shell_detach_and_reattach() {
         .then("mark-5", |_| "\x03".into())
         .then("^C", |_| "echo after=$((6*7))\n".into())
         .then("after=42", |_| "~.\n".into())
-        .then("[detached from vm 1]", |_| "vm list\nvm console 1\n".into())
-        .then("[attached to vm 1", |_| "poweroff -f\n".into())
+        .then_next("[detached from vm 1]", |_| String::new())
+        .commands(&["vm list", "vm console 1"])
+        .then_next("[attached to vm 1", |_| "poweroff -f\n".into())
         .then("vm 1 (linux) exited: system-off", |_| "\n".into())
         .then("vm 1 exited: system-off", |_| "poweroff\n".into())
         .timeout(600)
@@ -307,10 +316,11 @@ fn wait_returns_on_ctrl_c_or_timeout_and_stopped_vms_can_be_removed() {
         .input(&format!("vm run spin {CRASH} --wait\n"))
         // The guest never stops: Ctrl-C gives the prompt back and leaves it running.
         .then(LOOPING, |_| "\x03".into())
-        .then("[vm 1 keeps running in the background", |_| {
-            format!("vm list\nvm rm 1\nvm stop 1\nvm stop 1\nvm run spin2 {CRASH} --timeout 2\n")
-        })
-        .then("vm 2: stopped after the 2 s --timeout", |_| "vm list\nvm rm 1\nvm rm 2\nvm rm 9\nvm list\npoweroff\n".into())
+        // Then commands at a prompt, one by one (typed ahead, their echo could split an output
+        // line), from the end of the line Ctrl-C makes the shell print.
+        .then_next("vm stop 1 stops it]", |_| String::new())
+        .commands(&["vm list", "vm rm 1", "vm stop 1", "vm stop 1", &format!("vm run spin2 {CRASH} --timeout 2")])
+        .commands(&["vm list", "vm rm 1", "vm rm 2", "vm rm 9", "vm list", "poweroff"])
         .timeout(300)
         .run();
     run.expect("[vm 1 keeps running in the background: vm console 1 shows it, vm stop 1 stops it]")
