@@ -52,8 +52,12 @@ pub struct IrqLine {
 #[derive(Clone, Copy, Default)]
 pub struct CpuSlot {
     pub online: bool,
-    /// A thread that outranks the running one was queued here: reschedule at the next return.
+    /// Reschedule at the next return: a thread that outranks the running one was queued here,
+    /// or the running one was killed (then it is no longer `Running`).
     pub need_resched: bool,
+    /// The process of the thread `current` names here, kept by `load` (stale once `current` is
+    /// None): the system-call path needs it without a thread-table lookup.
+    pub pid: Id,
     /// Address space currently installed in TTBR0 (0 = none).
     pub vmspace: Id,
     /// The vCPU whose state is live on this CPU (0 = none).
@@ -540,6 +544,7 @@ impl Kernel {
             }
         }
         self.current[cpu] = Some(tid);
+        self.cpus[cpu].pid = pid;
         let vs = self.processes.get(&pid).map_or(0, |p| p.vmspace);
         if self.cpus[cpu].vmspace != vs {
             if let Some(v) = self.vmspaces.get(&vs) {
@@ -742,6 +747,8 @@ impl Kernel {
                 let _ = self.sched.remove(tid);
             }
             ThreadState::Running(cpu) => {
+                // It stays current there until that CPU reschedules (finish_trap relies on it).
+                self.cpus[cpu].need_resched = true;
                 if cpu != hal::this_cpu() {
                     running_elsewhere = true;
                     hal::send_ipi(cpu);

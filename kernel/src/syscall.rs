@@ -25,7 +25,8 @@ type Result<T = ()> = core::result::Result<T, Error>;
 /// Handles the system call in `frame` made by the current thread of `cpu`.
 pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
     let Some(tid) = k.current[cpu] else { return };
-    let Some(pid) = k.threads.get(&tid).map(|t| t.pid) else { return };
+    let pid = k.cpus[cpu].pid;
+    debug_assert_eq!(k.threads.get(&tid).map(|t| t.pid), Some(pid), "cpu{cpu}: the cached pid of the current thread is stale");
     let number = frame.x[8];
     crate::failpoint::begin(tid);
     let result = invoke(k, cpu, tid, pid, frame);

@@ -45,11 +45,20 @@ impl Kernel {
 
     /// After any trap or interrupt from user space: reschedule if the current thread is gone,
     /// blocked, or should be preempted.
+    ///
+    /// Without a thread-table lookup: a thread that stops running here stops being current
+    /// (blocking saves it and clears `current[cpu]`), except one killed while running, whose kill
+    /// sets `need_resched` for its CPU.
     pub fn finish_trap(&mut self, cpu: usize, frame: &mut UserRegs) {
-        let current_runs = self.current[cpu]
-            .and_then(|t| self.threads.get(&t))
-            .is_some_and(|t| matches!(t.state, crate::object::thread::ThreadState::Running(_)));
-        if !current_runs || self.cpus[cpu].need_resched {
+        debug_assert!(
+            self.current[cpu].is_none()
+                || self.cpus[cpu].need_resched
+                || self.current[cpu]
+                    .and_then(|t| self.threads.get(&t))
+                    .is_some_and(|t| t.state == crate::object::thread::ThreadState::Running(cpu)),
+            "cpu{cpu}: the current thread stopped running without a reschedule due"
+        );
+        if self.current[cpu].is_none() || self.cpus[cpu].need_resched {
             self.schedule(cpu, frame);
         }
     }

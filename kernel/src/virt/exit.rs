@@ -134,6 +134,9 @@ impl Kernel {
     /// registers, or goes back to its monitor when it was kicked.
     pub fn before_resume(&mut self, cpu: usize, frame: &mut UserRegs) {
         let vcpu = self.cpus[cpu].vcpu;
+        if vcpu == 0 {
+            return;
+        }
         let Some(v) = self.vcpus.get_mut(&vcpu) else { return };
         if v.kick {
             v.kick = false;
