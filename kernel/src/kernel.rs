@@ -16,6 +16,7 @@ use crate::object::thread::{Block, Thread, ThreadState, UserRegs};
 use crate::object::vmspace::VmSpace;
 use crate::virt::vcpu::VCpu;
 use crate::virt::vm::Vm;
+use crate::object::idmap::IdMap;
 use crate::object::{Id, ObjRef};
 use crate::ipc::{Connection, Notification};
 use crate::percpu::MAX_CPUS;
@@ -66,15 +67,15 @@ pub struct CpuSlot {
 
 pub struct Kernel {
     pub caps: CapSpace<ObjRef>,
-    pub processes: BTreeMap<Id, Process>,
-    pub threads: BTreeMap<Id, Thread>,
-    pub vmspaces: BTreeMap<Id, VmSpace>,
-    pub pmos: BTreeMap<Id, Pmo>,
-    pub conns: BTreeMap<Id, Connection>,
-    pub notifs: BTreeMap<Id, Notification>,
+    pub processes: IdMap<Process>,
+    pub threads: IdMap<Thread>,
+    pub vmspaces: IdMap<VmSpace>,
+    pub pmos: IdMap<Pmo>,
+    pub conns: IdMap<Connection>,
+    pub notifs: IdMap<Notification>,
     pub irqs: BTreeMap<u32, IrqLine>,
-    pub vms: BTreeMap<Id, Vm>,
-    pub vcpus: BTreeMap<Id, VCpu>,
+    pub vms: IdMap<Vm>,
+    pub vcpus: IdMap<VCpu>,
     pub vm_irq_lines: BTreeMap<Id, crate::virt::vm::VmIrqLine>,
     pub sched: Scheduler<Id>,
     pub current: [Option<Id>; MAX_CPUS],
@@ -106,15 +107,15 @@ impl Kernel {
         }
         Self {
             caps: CapSpace::new(),
-            processes: BTreeMap::new(),
-            threads: BTreeMap::new(),
-            vmspaces: BTreeMap::new(),
-            pmos: BTreeMap::new(),
-            conns: BTreeMap::new(),
-            notifs: BTreeMap::new(),
+            processes: IdMap::new(),
+            threads: IdMap::new(),
+            vmspaces: IdMap::new(),
+            pmos: IdMap::new(),
+            conns: IdMap::new(),
+            notifs: IdMap::new(),
             irqs: BTreeMap::new(),
-            vms: BTreeMap::new(),
-            vcpus: BTreeMap::new(),
+            vms: IdMap::new(),
+            vcpus: IdMap::new(),
             vm_irq_lines: BTreeMap::new(),
             sched,
             current: [None; MAX_CPUS],

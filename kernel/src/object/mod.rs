@@ -2,6 +2,7 @@
 //! map of the [`Kernel`](crate::kernel::Kernel). Every object counts its references (caps, plus
 //! the internal ones each kind documents) and is destroyed when the count reaches zero.
 
+pub mod idmap;
 pub mod pmo;
 pub mod process;
 pub mod thread;
