@@ -341,18 +341,27 @@ fn a_vm_and_its_memory_go_when_the_monitor_exits() {
     assert_eq!(FRAMES.lock().free_frames(), free_before, "frames leaked");
 }
 
-#[test]
-fn vcpu_run_enters_the_guest_and_a_vendor_hypercall_returns_to_the_monitor() {
-    use crate::virt::syndrome::GuestExit;
-    use keel_abi::vm::{ExitReason, VCPU_POWER_ON};
+/// A monitor thread that made a VM of `vcpus` vCPUs and runs vCPU 0: now in guest mode on CPU 0,
+/// its frame the guest's (entered at 0x4008_0000 with x0 = 0x4800_0000). The world, the monitor
+/// thread and the vCPU caps.
+fn guest_running(vcpus: u64) -> (World, Id, Vec<u64>) {
+    use keel_abi::vm::VCPU_POWER_ON;
     let mut w = World::new();
     let (pid, tid) = w.process("vmm");
     w.run(tid);
-    let (_vm, _ram, vcpus) = vm_setup(&mut w, pid, 1);
-    World::status(w.syscall(nr::VCPU_INIT, &[vcpus[0], 0x4008_0000, 0x4800_0000, VCPU_POWER_ON])).unwrap();
+    let (_vm, _ram, caps) = vm_setup(&mut w, pid, vcpus);
+    World::status(w.syscall(nr::VCPU_INIT, &[caps[0], 0x4008_0000, 0x4800_0000, VCPU_POWER_ON])).unwrap();
     w.frame.x[8] = nr::VCPU_RUN;
-    w.frame.x[0] = vcpus[0];
+    w.frame.x[0] = caps[0];
     w.k.user_trap(0, &mut w.frame, UserTrap::Syscall);
+    (w, tid, caps)
+}
+
+#[test]
+fn vcpu_run_enters_the_guest_and_a_vendor_hypercall_returns_to_the_monitor() {
+    use crate::virt::syndrome::GuestExit;
+    use keel_abi::vm::ExitReason;
+    let (mut w, tid, vcpus) = guest_running(1);
     // The frame now holds the guest, entered per the boot protocol.
     assert_eq!(w.frame.pc, 0x4008_0000);
     assert_eq!(w.frame.x[0], 0x4800_0000);
@@ -380,15 +389,8 @@ fn vcpu_run_enters_the_guest_and_a_vendor_hypercall_returns_to_the_monitor() {
 #[test]
 fn the_fast_exit_path_answers_queries_and_vgic_reads_and_declines_everything_else() {
     use crate::virt::syndrome::{GuestExit, MmioAccess};
-    use keel_abi::vm::{Counter, VCPU_POWER_ON};
-    let mut w = World::new();
-    let (pid, tid) = w.process("vmm");
-    w.run(tid);
-    let (_vm, _ram, vcpus) = vm_setup(&mut w, pid, 2);
-    World::status(w.syscall(nr::VCPU_INIT, &[vcpus[0], 0x4008_0000, 0x4800_0000, VCPU_POWER_ON])).unwrap();
-    w.frame.x[8] = nr::VCPU_RUN;
-    w.frame.x[0] = vcpus[0];
-    w.k.user_trap(0, &mut w.frame, UserTrap::Syscall);
+    use keel_abi::vm::Counter;
+    let (mut w, _tid, _vcpus) = guest_running(2);
     let vcpu = w.k.loaded_vcpu(0).expect("the guest is loaded");
     let counter = |w: &World, c: Counter| w.k.vcpus[&vcpu].counters[c as usize];
     let pc = w.frame.pc;
