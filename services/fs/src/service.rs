@@ -94,6 +94,9 @@ impl BlkDisks {
         };
         match Ext2::mount(Box::new(disk), opts) {
             Ok(fs) => {
+                if let Some(what) = fs.recounted() {
+                    println!("fs: {device} was not unmounted cleanly: free counts set from the bitmaps ({what})");
+                }
                 if let Some(why) = fs.degraded() {
                     println!(
                         "fs: {device} is inconsistent ({why}): mounted read-only; run e2fsck on the image"

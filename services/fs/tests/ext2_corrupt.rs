@@ -422,3 +422,47 @@ fn stale_superblock_totals_are_recomputed_not_refused() {
     unmount_to(fs, &disk, &host.0);
     assert_fsck_clean(&host.0);
 }
+
+/// Marks the image's superblock "not clean" (s_state without EXT2_VALID_FS), as a mount that
+/// never ended with an unmount (fs killed, power cut) leaves it.
+fn mark_unclean(img: &mut [u8]) {
+    let at = 1024 + 58;
+    let state = u16::from_le_bytes([img[at], img[at + 1]]) & !1;
+    img[at..at + 2].copy_from_slice(&state.to_le_bytes());
+}
+
+#[test]
+fn after_an_unclean_end_group_free_counts_are_set_from_the_bitmaps() {
+    // fs killed between writing a group descriptor and its bitmap: the counts disagree with the
+    // bitmaps, which are what allocation trusts. The mount fixes the counts (as e2fsck -p does)
+    // and stays read-write; the image is clean after an unmount.
+    let host = TempPath::new("unclean-count", ".img");
+    let mut img = base_image("unclean-count");
+    let at = group0(&img, 12);
+    let n = u16::from_le_bytes([img[at], img[at + 1]]);
+    img[at..at + 2].copy_from_slice(&(n - 32).to_le_bytes());
+    mark_unclean(&mut img);
+    std::fs::write(&host.0, &img).unwrap();
+    let (mut fs, disk) = mount_rw(&host.0);
+    assert_eq!(fs.degraded(), None);
+    let what = fs.recounted().expect("the disagreeing count was not recomputed");
+    assert!(what.contains(&format!("group 0: {} -> {n} free blocks", n - 32)), "{what}");
+    let root = fs.root();
+    write_file(&mut fs, root, "after", 0, b"written");
+    unmount_to(fs, &disk, &host.0);
+    assert_fsck_clean(&host.0);
+}
+
+#[test]
+fn after_an_unclean_end_zeroed_bitmaps_still_mount_read_only() {
+    // Recounting trusts the bitmaps; a zeroed one is damage all the same, caught by the checks
+    // that follow (metadata or a live inode marked free).
+    for (field, why) in [(0, "holds metadata but is marked free"), (4, "is in use")] {
+        let mut img = base_image(&format!("unclean-zero-{field}"));
+        let g = geometry(&img);
+        let at = u32_at(&img, group0(&img, field)) as usize * g.bs;
+        img[at..at + g.bs].fill(0);
+        mark_unclean(&mut img);
+        assert_degraded(img, why);
+    }
+}

@@ -105,6 +105,8 @@ pub struct Ext2 {
     read_only: bool,
     /// Why a read-write mount was made read-only, if it was (see `consistency`).
     degraded: Option<String>,
+    /// The group free counts a mount after an unclean end set from the bitmaps, if any.
+    recounted: Option<String>,
     now: u64,
     /// The superblock or a group descriptor changed since they were last put in the cache.
     sb_dirty: bool,
@@ -134,6 +136,7 @@ impl Ext2 {
             groups,
             read_only,
             degraded: None,
+            recounted: None,
             now: opts.now,
             sb_dirty: false,
             orphans: BTreeSet::new(),
@@ -141,6 +144,11 @@ impl Ext2 {
             pending_inodes: BTreeMap::new(),
         };
         if !read_only {
+            if !fs.sb.was_clean() {
+                fs.recounted = fs
+                    .recount_free()
+                    .map_err(|e| MountError::new(e, "cannot read the bitmaps"))?;
+            }
             if let Some(why) = fs
                 .inconsistency()
                 .map_err(|e| MountError::new(e, "cannot read the bitmaps and inode tables"))?
@@ -199,6 +207,12 @@ impl Ext2 {
     /// was: writing to such a file system would hand out live inodes or blocks again.
     pub fn degraded(&self) -> Option<&str> {
         self.degraded.as_deref()
+    }
+
+    /// The free counts this mount recomputed because the file system had not been unmounted
+    /// cleanly (what changed), if any.
+    pub fn recounted(&self) -> Option<&str> {
+        self.recounted.as_deref()
     }
 
     fn ensure_writable(&self) -> Result<(), Errno> {

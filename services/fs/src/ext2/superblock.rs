@@ -97,6 +97,11 @@ impl Superblock {
         Ok(())
     }
 
+    /// Whether the last read-write mount ended with an unmount (EXT2_VALID_FS set).
+    pub fn was_clean(&self) -> bool {
+        self.u16(58) & STATE_VALID != 0
+    }
+
     /// A read-write mount: not clean until unmount, one more mount, mount time.
     pub fn mark_mounted(&mut self, now: u64) {
         let state = self.u16(58) & !STATE_VALID;
