@@ -12,6 +12,11 @@ pub use crate::arch::aarch64::hal::*;
 #[cfg(not(target_os = "none"))]
 pub use fake::*;
 
+/// A spin lock whose waiters [`Relax`].
+pub type Mutex<T> = spin::mutex::Mutex<T, Relax>;
+/// Its guard.
+pub type MutexGuard<'a, T> = spin::mutex::MutexGuard<'a, T, Relax>;
+
 /// FP/SIMD registers of a thread (V0-V31, FPCR, FPSR).
 #[derive(Clone, Debug)]
 #[repr(C, align(16))]
@@ -219,6 +224,8 @@ pub mod fake {
         pub enabled_irqs: Vec<u32>,
         pub now: u64,
         pub heap_free: Option<usize>,
+        /// Deadlines the kernel asked the timer to fire by (`timer_wake_by`).
+        pub wake_by: Vec<u64>,
     }
 
     thread_local! {
@@ -313,6 +320,19 @@ pub mod fake {
 
     pub fn this_cpu() -> usize {
         0
+    }
+
+    /// Spin-lock waiting on the host: the ordinary spin hint.
+    pub struct Relax;
+
+    impl spin::RelaxStrategy for Relax {
+        fn relax() {
+            core::hint::spin_loop();
+        }
+    }
+
+    pub fn timer_wake_by(deadline: u64) {
+        MACHINE.with(|m| m.borrow_mut().wake_by.push(deadline));
     }
 
     pub fn guest_load(_ctx: &mut super::GuestContext, _load: super::GuestLoad) {}

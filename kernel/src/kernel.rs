@@ -31,7 +31,7 @@ use keel_abi::Error;
 /// lock: under an emulator or hypervisor a ticket lock hands the lock to one particular waiting
 /// vCPU, and when that vCPU is not running every CPU stalls (measured: IPC ran at ~100 calls/s
 /// with 4 vCPUs on 2 host cores); a test-and-set lock goes to whichever CPU is running.
-pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
+pub static KERNEL: hal::Mutex<Option<Kernel>> = hal::Mutex::new(None);
 
 /// Heap bytes the kernel keeps in reserve: work that would allocate is refused (`NoMemory`)
 /// below this, so running out of kernel heap is an error for the asking process, never a panic.
@@ -600,9 +600,11 @@ impl Kernel {
         }
     }
 
-    /// A timer tick on `cpu`: wakes sleepers whose time has come; true if the running thread
-    /// should be preempted.
-    pub fn tick(&mut self, cpu: usize, now: u64) -> bool {
+    /// The timer fired on `cpu` at `now`: wakes the sleepers whose time has come and, when the
+    /// interrupt was the periodic tick (`tick`), balances the run queues (CPU 0) and counts the
+    /// running thread's slice. True if the running thread should be preempted. Returns with the
+    /// earliest remaining deadline in [`Kernel::next_deadline`] for the caller to arm.
+    pub fn timer_fired(&mut self, cpu: usize, now: u64, tick: bool) -> bool {
         while let Some(&(deadline, tid)) = self.sleepers.first() {
             if deadline > now {
                 break;
@@ -623,6 +625,9 @@ impl Kernel {
                 _ => {}
             }
         }
+        if !tick {
+            return self.cpus[cpu].need_resched;
+        }
         if cpu == 0 {
             for (_, _, to) in self.sched.balance() {
                 if self.current[to].is_none() {
@@ -636,13 +641,27 @@ impl Kernel {
         }
     }
 
+    /// The earliest deadline of a sleeper, for the timer.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.sleepers.first().map(|&(d, _)| d)
+    }
+
+    /// Adds sleeper `tid` with `deadline`. The CPU that adds the earliest deadline arms its
+    /// timer for it, and a CPU whose timer fires re-arms for the earliest left, so the earliest
+    /// deadline is always armed on some CPU (a sleeper woken early leaves a spurious interrupt,
+    /// which wakes no one and re-arms).
+    pub fn add_sleeper(&mut self, tid: Id, deadline: u64) {
+        if let Some(t) = self.threads.get_mut(&tid) {
+            t.deadline = Some(deadline);
+        }
+        self.sleepers.insert((deadline, tid));
+        hal::timer_wake_by(deadline);
+    }
+
     /// Blocks the current thread until `deadline` (counter ticks).
     pub fn sleep_current(&mut self, cpu: usize, frame: &mut UserRegs, deadline: u64, why: Block) {
         if let Some(tid) = self.current[cpu] {
-            if let Some(t) = self.threads.get_mut(&tid) {
-                t.deadline = Some(deadline);
-            }
-            self.sleepers.insert((deadline, tid));
+            self.add_sleeper(tid, deadline);
             frame.x[0] = 0;
             self.block_current(cpu, frame, why);
         }

@@ -435,3 +435,25 @@ fn the_fast_exit_path_answers_queries_and_vgic_reads_and_declines_everything_els
     w.k.vcpus.get_mut(&vcpu).unwrap().held_ppis = 0;
     assert!(w.k.guest_fast_exit(0, &mut w.frame, &GuestExit::Hvc));
 }
+
+#[test]
+fn a_sleeper_arms_the_timer_for_its_deadline_and_wakes_between_ticks() {
+    let mut w = World::new();
+    let (_, t) = w.process("a");
+    w.run(t);
+    let set_now = |now: u64| crate::hal::fake::MACHINE.with(|m| m.borrow_mut().now = now);
+    set_now(1_000);
+    crate::hal::fake::MACHINE.with(|m| m.borrow_mut().wake_by.clear());
+    w.syscall(nr::SLEEP, &[5_000_000]);
+    let deadline = 1_000 + 5_000_000;
+    assert!(matches!(w.k.threads[&t].state, ThreadState::Blocked(_)), "sleep did not block");
+    assert_eq!(crate::hal::fake::MACHINE.with(|m| m.borrow().wake_by.clone()), [deadline], "the timer was not armed for the deadline");
+    assert_eq!(w.k.next_deadline(), Some(deadline));
+    // An early interrupt (not a tick) before the deadline wakes no one.
+    w.k.timer_fired(0, deadline - 1, false);
+    assert!(matches!(w.k.threads[&t].state, ThreadState::Blocked(_)), "woken before its deadline");
+    // One at the deadline wakes it, without waiting for the next tick.
+    w.k.timer_fired(0, deadline, false);
+    assert_eq!(w.k.threads[&t].state, ThreadState::Ready, "not woken at its deadline");
+    assert_eq!(w.k.next_deadline(), None, "the sleeper is still listed");
+}

@@ -54,7 +54,7 @@ pub fn free_ranges(memory: &[Region], reserved: &[Region]) -> Result<BoundedVec<
 }
 
 /// The machine's frame allocator, filled at boot.
-pub static FRAMES: spin::Mutex<FrameAllocator> = spin::Mutex::new(FrameAllocator::new());
+pub static FRAMES: crate::hal::Mutex<FrameAllocator> = crate::hal::Mutex::new(FrameAllocator::new());
 
 /// A buddy allocator over physical frames, with counts.
 pub struct FrameAllocator {

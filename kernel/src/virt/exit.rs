@@ -433,11 +433,8 @@ impl Kernel {
             }
             deadline = Some(deadline.map_or(d, |e: u64| e.min(d)));
         }
-        if let Some(tid) = self.current[cpu] {
-            if let (Some(d), Some(t)) = (deadline, self.threads.get_mut(&tid)) {
-                t.deadline = Some(d);
-                self.sleepers.insert((d, tid));
-            }
+        if let (Some(tid), Some(d)) = (self.current[cpu], deadline) {
+            self.add_sleeper(tid, d);
         }
         self.block_current(cpu, frame, Block::GuestWfi { vcpu });
     }

@@ -51,7 +51,7 @@ fn lock(state: &Mutex<ConsoleState>) -> MutexGuard<'_, ConsoleState> {
         }
         attempts += 1;
         if attempts < 64 {
-            core::hint::spin_loop();
+            keel_rt::sync::relax();
         } else {
             sys::sleep_ns(100_000);
         }

@@ -1,8 +1,11 @@
 //! Program entry, heap and panic handler (bare-metal target only).
 
 use crate::startup::Startup;
-use buddy_system_allocator::LockedHeap;
+use crate::sync::Mutex;
+use buddy_system_allocator::Heap;
+use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
+use core::ptr::NonNull;
 
 /// The heap arena: in BSS, so its pages are only allocated when touched (the file service keeps
 /// its tmpfs data here).
@@ -13,8 +16,25 @@ struct Arena(UnsafeCell<[u8; HEAP_BYTES]>);
 unsafe impl Sync for Arena {}
 static ARENA: Arena = Arena(UnsafeCell::new([0; HEAP_BYTES]));
 
+/// The buddy allocator behind [`Mutex`] (whose waiters yield; `LockedHeap`'s spin with `isb`).
+struct LockedHeap(Mutex<Heap<32>>);
+
+// SAFETY: every allocation and release goes through the lock; the buddy allocator hands out
+// disjoint blocks of the arena with the requested alignment, or null.
+unsafe impl GlobalAlloc for LockedHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0.lock().alloc(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            self.0.lock().dealloc(p, layout);
+        }
+    }
+}
+
 #[global_allocator]
-static HEAP: LockedHeap<32> = LockedHeap::empty();
+static HEAP: LockedHeap = LockedHeap(Mutex::new(Heap::empty()));
 
 unsafe extern "Rust" {
     fn keel_main(startup: &Startup) -> i32;
@@ -32,7 +52,7 @@ core::arch::global_asm!(
 
 extern "C" fn rust_start(startup_va: u64) -> ! {
     // SAFETY: the arena is ours alone and this runs once, before anything allocates.
-    unsafe { HEAP.lock().init(ARENA.0.get() as usize, HEAP_BYTES) };
+    unsafe { HEAP.0.lock().init(ARENA.0.get() as usize, HEAP_BYTES) };
     // SAFETY: the creator mapped the one-page startup block read-only at `startup_va`
     // (docs/ABI.md); it stays mapped for the life of the process.
     let page = unsafe { core::slice::from_raw_parts(startup_va as *const u8, keel_abi::PAGE_SIZE as usize) };

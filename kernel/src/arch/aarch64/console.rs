@@ -7,7 +7,7 @@
 use super::cpu;
 use core::fmt::{self, Write};
 use keel_platform::pl011::Pl011;
-use spin::Mutex;
+use crate::hal::Mutex;
 
 static UART: Mutex<Option<Pl011>> = Mutex::new(None);
 static LOGGER: Logger = Logger;

@@ -80,7 +80,7 @@ pub fn enable_spi(intid: u32, trigger: Trigger, mpidr: u64) {
 }
 
 /// Trigger types of the device interrupts user space may claim (from the DTB), by INTID.
-static DEVICE_TRIGGERS: spin::Mutex<alloc::collections::BTreeMap<u32, Trigger>> = spin::Mutex::new(alloc::collections::BTreeMap::new());
+static DEVICE_TRIGGERS: crate::hal::Mutex<alloc::collections::BTreeMap<u32, Trigger>> = crate::hal::Mutex::new(alloc::collections::BTreeMap::new());
 
 /// Records a device interrupt user space may claim, with its trigger type.
 pub fn register_device_irq(intid: u32, trigger: Trigger) {
@@ -142,12 +142,18 @@ fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
             k.cpus[cpu].need_resched = true;
         }
     } else if intid == super::timer::tick_intid() {
-        super::timer::handle_tick();
-        percpu::get(cpu).count_tick();
-        if let Some(k) = kernel {
-            if k.tick(cpu, super::cpu::counter()) {
-                k.cpus[cpu].need_resched = true;
+        let tick = super::timer::fired(cpu);
+        if tick {
+            percpu::get(cpu).count_tick();
+        }
+        match kernel {
+            Some(k) => {
+                if k.timer_fired(cpu, super::cpu::counter(), tick) {
+                    k.cpus[cpu].need_resched = true;
+                }
+                super::timer::rearm(cpu, k.next_deadline());
             }
+            None => super::timer::rearm(cpu, None),
         }
     } else if crate::hal::PASSED_PPIS.contains(&intid) {
         if let Some(k) = kernel {

@@ -142,3 +142,27 @@ pub fn kernel_heap_total() -> usize {
 pub fn this_cpu() -> usize {
     cpu::cpu_id()
 }
+
+/// How a CPU waits on a spin lock: the `yield` hint, not `core::hint::spin_loop` (an `isb` on
+/// AArch64). Under QEMU without MTTCG (always under `-icount`) one host thread runs every vCPU
+/// in turn, each up to the next timer deadline; `yield` ends the spinning vCPU's turn so the
+/// holder runs, while an `isb` spin keeps the turn: the holder then waits for the spinner's
+/// whole slice (measured: a 10 ms stall with every CPU's interrupts masked, the timer tick
+/// and every sleeper's wake-up tens of ms late). On hardware `yield` is a hint and costs nothing.
+pub struct Relax;
+
+impl spin::RelaxStrategy for Relax {
+    #[inline(always)]
+    fn relax() {
+        // SAFETY: a hint instruction; no memory, stack or flags are touched.
+        unsafe {
+            core::arch::asm!("yield", options(nomem, nostack, preserves_flags));
+        }
+    }
+}
+
+/// Makes this CPU's timer interrupt come no later than `deadline` (counter ticks), for a
+/// sleeper that must wake then.
+pub fn timer_wake_by(deadline: u64) {
+    super::timer::wake_by(deadline);
+}

@@ -16,7 +16,7 @@ use buddy_system_allocator::LockedHeap;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use keel_platform::dtb::Region;
-use spin::Mutex;
+use crate::hal::Mutex;
 
 unsafe extern "C" {
     safe static __kimage_start: u8;

@@ -1,16 +1,27 @@
-//! The EL2 physical timer (CNTHP) as the kernel's periodic tick.
+//! The EL2 physical timer (CNTHP): the kernel's periodic tick, and the wake-up of the earliest
+//! sleeper between ticks.
 //!
 //! Under VHE the CNTP_* register names reach CNTHP_*_EL2 at EL2, so this uses them. The guest's
 //! EL1 timers (CNTV, CNTP through the *_EL02 names) are left alone for guests.
+//!
+//! Each CPU keeps the counter value of its next tick; the comparator holds the earlier of that
+//! and the deadline the kernel asked for ([`wake_by`], [`rearm`]). So a sleeper (a thread in
+//! `sleep` or a timed wait, a vCPU in WFI with its timer armed) wakes at its deadline, not at
+//! the first tick after it, and the tick itself stays periodic: the scheduler's time slices count
+//! ticks, never early wake-ups.
 
 use aarch64_cpu::registers::{CNTP_CTL_EL0, CNTP_CVAL_EL0, Readable, Writeable};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::percpu::MAX_CPUS;
 
 /// Ticks per second.
 pub const HZ: u64 = 100;
 
 static TICK_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 static PERIOD: AtomicU64 = AtomicU64::new(0);
+/// Counter value of each CPU's next tick (written only by that CPU).
+static NEXT_TICK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// The interrupt ID of the tick (the DTB's EL2 physical timer PPI).
 pub fn tick_intid() -> u32 {
@@ -22,18 +33,40 @@ pub fn start_tick(cpu: usize, intid: u32) {
     TICK_INTID.store(intid, Ordering::Relaxed);
     let period = (super::cpu::counter_freq() / HZ).max(1);
     PERIOD.store(period, Ordering::Relaxed);
-    CNTP_CVAL_EL0.set(super::cpu::counter() + period);
+    let next = super::cpu::counter() + period;
+    NEXT_TICK[cpu].store(next, Ordering::Relaxed);
+    CNTP_CVAL_EL0.set(next);
     CNTP_CTL_EL0.write(CNTP_CTL_EL0::ENABLE::SET + CNTP_CTL_EL0::IMASK::CLEAR);
     super::gic::enable_private(cpu, intid);
 }
 
-/// Re-arms the timer for the next period (drift-free; skips periods already missed).
-pub fn handle_tick() {
-    let period = PERIOD.load(Ordering::Relaxed);
+/// The timer fired on `cpu`: whether a tick is due (then the next one is set, drift-free,
+/// skipping periods already missed). The comparator is left as it is: the caller re-arms it
+/// with [`rearm`] once it knows the next sleeper's deadline.
+pub fn fired(cpu: usize) -> bool {
     let now = super::cpu::counter();
-    let mut next = CNTP_CVAL_EL0.get() + period;
-    if next <= now {
-        next = now + period;
+    let next = NEXT_TICK[cpu].load(Ordering::Relaxed);
+    if now < next {
+        return false;
     }
-    CNTP_CVAL_EL0.set(next);
+    let period = PERIOD.load(Ordering::Relaxed);
+    let mut after = next + period;
+    if after <= now {
+        after = now + period;
+    }
+    NEXT_TICK[cpu].store(after, Ordering::Relaxed);
+    true
+}
+
+/// Arms this CPU's comparator for its next tick or `wake` (a counter value), whichever is first.
+pub fn rearm(cpu: usize, wake: Option<u64>) {
+    let next = NEXT_TICK[cpu].load(Ordering::Relaxed);
+    CNTP_CVAL_EL0.set(wake.map_or(next, |w| w.min(next)));
+}
+
+/// Makes this CPU's timer fire no later than `deadline` (a counter value).
+pub fn wake_by(deadline: u64) {
+    if deadline < CNTP_CVAL_EL0.get() {
+        CNTP_CVAL_EL0.set(deadline);
+    }
 }

@@ -8,13 +8,13 @@
 
 use super::cpu;
 use crate::arch::esr;
+use crate::hal::MutexGuard;
 use crate::kernel::{KERNEL, Kernel};
 use crate::object::thread::UserRegs;
 use crate::object::vmspace::Access;
 use crate::trap::UserTrap;
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
 use core::sync::atomic::{AtomicU64, Ordering};
-use spin::MutexGuard;
 
 const FRAME_SIZE: u64 = core::mem::size_of::<UserRegs>() as u64;
 
