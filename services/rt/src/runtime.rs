@@ -28,7 +28,8 @@ unsafe impl GlobalAlloc for LockedHeap {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(p) = NonNull::new(ptr) {
-            self.0.lock().dealloc(p, layout);
+            // SAFETY: the caller passes a block `alloc` gave out with this layout.
+            unsafe { self.0.lock().dealloc(p, layout) };
         }
     }
 }
