@@ -188,6 +188,14 @@ impl GuestTimer {
         }
     }
 
+    /// The timer's (CTL, CVAL) as saved in `ctx` (the vCPU not loaded).
+    pub fn saved(self, ctx: &GuestContext) -> (u64, u64) {
+        match self {
+            GuestTimer::Virtual => (ctx.cntv_ctl, ctx.cntv_cval),
+            GuestTimer::Physical => (ctx.cntp_ctl, ctx.cntp_cval),
+        }
+    }
+
     /// The timer whose PPI is `intid`.
     pub fn from_intid(intid: u32) -> Option<GuestTimer> {
         GuestTimer::ALL.into_iter().find(|t| t.intid() == intid)

@@ -615,7 +615,10 @@ impl Kernel {
             }
             match self.threads.get(&tid).map(|t| t.state) {
                 Some(ThreadState::Blocked(Block::Sleep)) => self.wake_with(tid, 0, &[]),
-                Some(ThreadState::Blocked(Block::GuestWfi { .. })) => self.make_ready(tid, cpu),
+                Some(ThreadState::Blocked(Block::GuestWfi { vcpu })) => {
+                    self.guest_timers_due(vcpu, now);
+                    self.make_ready(tid, cpu);
+                }
                 Some(ThreadState::Blocked(Block::Notif { notif })) => {
                     if let Some(n) = self.notifs.get_mut(&notif) {
                         n.waiters.retain(|&w| w != tid);

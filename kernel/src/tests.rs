@@ -457,3 +457,28 @@ fn a_sleeper_arms_the_timer_for_its_deadline_and_wakes_between_ticks() {
     assert_eq!(w.k.threads[&t].state, ThreadState::Ready, "not woken at its deadline");
     assert_eq!(w.k.next_deadline(), None, "the sleeper is still listed");
 }
+
+#[test]
+fn a_vcpu_woken_at_its_timer_deadline_enters_with_the_timer_line_raised() {
+    use crate::hal::{TIMER_ENABLE, TIMER_IMASK};
+    use crate::object::thread::Block;
+    use crate::virt::syndrome::GuestExit;
+    use keel_abi::vm::Counter;
+    for (ctl, raised) in [(TIMER_ENABLE, true), (TIMER_ENABLE | TIMER_IMASK, false), (0, false)] {
+        let (mut w, tid, _vcpus) = guest_running(1);
+        let vcpu = w.k.loaded_vcpu(0).expect("the guest is loaded");
+        // WFI with no timer armed in the (fake) CPU: the vCPU blocks and is saved.
+        w.k.guest_trap(0, &mut w.frame, GuestExit::Wfi);
+        assert!(matches!(w.k.threads[&tid].state, ThreadState::Blocked(Block::GuestWfi { .. })));
+        let cntvoff = w.k.vms[&w.k.vcpus[&vcpu].vm].cntvoff;
+        let v = w.k.vcpus.get_mut(&vcpu).unwrap();
+        (v.ctx.cntv_ctl, v.ctx.cntv_cval) = (ctl, 5_000);
+        let deadline = 5_000 + cntvoff;
+        w.k.add_sleeper(tid, deadline);
+        w.k.timer_fired(0, deadline, false);
+        assert_eq!(w.k.threads[&tid].state, ThreadState::Ready, "ctl {ctl:#x}: not woken at the deadline");
+        let v = &w.k.vcpus[&vcpu];
+        assert_eq!(v.held_ppis & (1 << 27) != 0, raised, "ctl {ctl:#x}: virtual timer line held");
+        assert_eq!(v.counters[Counter::Timer as usize], u64::from(raised), "ctl {ctl:#x}: timer interrupts counted");
+    }
+}

@@ -180,6 +180,29 @@ impl Kernel {
         }
     }
 
+    /// `vcpu`, not loaded, was woken from WFI at `now` because a timer's deadline came: raise
+    /// the line of each timer that asserts now, as [`Kernel::guest_ppi_fired`] does when the
+    /// interrupt arrives while the guest runs. The vCPU then enters with the interrupt in a list
+    /// register (its physical line held off) instead of taking it as one more exit right after
+    /// entry; the line drops at an exit once the guest has moved the timer on.
+    pub fn guest_timers_due(&mut self, vcpu: Id, now: u64) {
+        let Some(v) = self.vcpus.get_mut(&vcpu) else { return };
+        let Some(vm) = self.vms.get_mut(&v.vm) else { return };
+        for timer in GuestTimer::ALL {
+            let (ctl, cval) = timer.saved(&v.ctx);
+            let intid = timer.intid();
+            if ctl & (hal::TIMER_ENABLE | hal::TIMER_IMASK) != hal::TIMER_ENABLE || v.held_ppis & (1 << intid) != 0 {
+                continue;
+            }
+            let offset = if timer == GuestTimer::Virtual { vm.cntvoff } else { 0 };
+            if cval.checked_add(offset).is_some_and(|d| d <= now) {
+                v.count(Counter::Timer);
+                v.held_ppis |= 1 << intid;
+                let _ = vm.vgic.set_ppi_level(v.index, intid, true);
+            }
+        }
+    }
+
     /// An interrupt exit (counted; the interrupt itself is handled by the GIC driver).
     pub fn count_guest_irq(&mut self, cpu: usize) {
         let vcpu = self.cpus[cpu].vcpu;

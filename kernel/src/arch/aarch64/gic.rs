@@ -142,16 +142,16 @@ fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
             k.cpus[cpu].need_resched = true;
         }
     } else if intid == super::timer::tick_intid() {
-        let tick = super::timer::fired(cpu);
-        if tick {
+        let fired = super::timer::fired(cpu);
+        if fired.tick {
             percpu::get(cpu).count_tick();
         }
         match kernel {
             Some(k) => {
-                if k.timer_fired(cpu, super::cpu::counter(), tick) {
+                if k.timer_fired(cpu, super::cpu::counter(), fired.tick) {
                     k.cpus[cpu].need_resched = true;
                 }
-                super::timer::rearm(cpu, k.next_deadline());
+                super::timer::rearm(cpu, if fired.deadline { k.next_deadline() } else { None });
             }
             None => super::timer::rearm(cpu, None),
         }

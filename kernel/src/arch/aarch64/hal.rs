@@ -164,5 +164,5 @@ impl spin::RelaxStrategy for Relax {
 /// Makes this CPU's timer interrupt come no later than `deadline` (counter ticks), for a
 /// sleeper that must wake then.
 pub fn timer_wake_by(deadline: u64) {
-    super::timer::wake_by(deadline);
+    super::timer::wake_by(cpu::cpu_id(), deadline);
 }

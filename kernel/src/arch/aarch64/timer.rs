@@ -20,8 +20,10 @@ pub const HZ: u64 = 100;
 
 static TICK_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 static PERIOD: AtomicU64 = AtomicU64::new(0);
-/// Counter value of each CPU's next tick (written only by that CPU).
+/// Counter value of each CPU's next tick (each entry written only by its CPU).
 static NEXT_TICK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// The sleeper deadline each CPU is armed for (`u64::MAX`: none; written only by its CPU).
+static WAKE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
 
 /// The interrupt ID of the tick (the DTB's EL2 physical timer PPI).
 pub fn tick_intid() -> u32 {
@@ -40,32 +42,54 @@ pub fn start_tick(cpu: usize, intid: u32) {
     super::gic::enable_private(cpu, intid);
 }
 
-/// The timer fired on `cpu`: whether a tick is due (then the next one is set, drift-free,
-/// skipping periods already missed). The comparator is left as it is: the caller re-arms it
-/// with [`rearm`] once it knows the next sleeper's deadline.
-pub fn fired(cpu: usize) -> bool {
+/// What a timer interrupt on a CPU was for.
+#[derive(Clone, Copy, Debug)]
+pub struct Fired {
+    /// The periodic tick was due (the next one is now set).
+    pub tick: bool,
+    /// The sleeper deadline this CPU was armed for came (it is armed for none now).
+    pub deadline: bool,
+}
+
+/// The timer fired on `cpu`: what for. The tick is set forward drift-free, skipping periods
+/// already missed. The comparator is left as it is: the caller re-arms it with [`rearm`].
+pub fn fired(cpu: usize) -> Fired {
     let now = super::cpu::counter();
     let next = NEXT_TICK[cpu].load(Ordering::Relaxed);
-    if now < next {
-        return false;
+    let tick = now >= next;
+    if tick {
+        let period = PERIOD.load(Ordering::Relaxed);
+        let mut after = next + period;
+        if after <= now {
+            after = now + period;
+        }
+        NEXT_TICK[cpu].store(after, Ordering::Relaxed);
     }
-    let period = PERIOD.load(Ordering::Relaxed);
-    let mut after = next + period;
-    if after <= now {
-        after = now + period;
+    let deadline = now >= WAKE[cpu].load(Ordering::Relaxed);
+    if deadline {
+        WAKE[cpu].store(u64::MAX, Ordering::Relaxed);
     }
-    NEXT_TICK[cpu].store(after, Ordering::Relaxed);
-    true
+    Fired { tick, deadline }
 }
 
-/// Arms this CPU's comparator for its next tick or `wake` (a counter value), whichever is first.
-pub fn rearm(cpu: usize, wake: Option<u64>) {
+/// Arms `cpu`'s comparator for its next tick or its sleeper deadline, whichever is first;
+/// `take` (the earliest deadline left, after a deadline fired here) becomes this CPU's too.
+///
+/// Which CPU wakes which sleeper: the one that added it arms for it ([`wake_by`]), and a CPU
+/// whose deadline came takes on the earliest one left. So every sleeper always has a CPU armed
+/// at or before its deadline, and usually exactly one CPU takes the interrupt (a sleeper woken
+/// early leaves one spurious interrupt, which passes the earliest deadline on).
+pub fn rearm(cpu: usize, take: Option<u64>) {
+    if let Some(d) = take {
+        WAKE[cpu].fetch_min(d, Ordering::Relaxed);
+    }
     let next = NEXT_TICK[cpu].load(Ordering::Relaxed);
-    CNTP_CVAL_EL0.set(wake.map_or(next, |w| w.min(next)));
+    CNTP_CVAL_EL0.set(next.min(WAKE[cpu].load(Ordering::Relaxed)));
 }
 
-/// Makes this CPU's timer fire no later than `deadline` (a counter value).
-pub fn wake_by(deadline: u64) {
+/// Makes `cpu`'s (this CPU's) timer fire no later than `deadline` (a counter value).
+pub fn wake_by(cpu: usize, deadline: u64) {
+    WAKE[cpu].fetch_min(deadline, Ordering::Relaxed);
     if deadline < CNTP_CVAL_EL0.get() {
         CNTP_CVAL_EL0.set(deadline);
     }

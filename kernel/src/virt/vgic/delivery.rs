@@ -87,6 +87,7 @@ impl VGic {
         let count = lrs.count();
         self.refresh_resident(vcpu, count, lrs);
 
+        self.prune_busy(vcpu);
         let mut shortlist = Shortlist::new(count);
         for r in self.irqs_for(vcpu) {
             let irq = self.irq(r);

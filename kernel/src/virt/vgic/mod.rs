@@ -114,6 +114,9 @@ pub enum VGicError {
 struct VCpuGic {
     /// INTIDs 0..32: SGIs then PPIs.
     private: [Irq; 32],
+    /// A bit per INTID of `private` that may be pending, active or in a list register: every
+    /// change goes through [`VGic::irq_mut`], which sets the bit; scans clear it once idle.
+    busy: u32,
     /// GICR_WAKER.ProcessorSleep (ChildrenAsleep reads the same).
     processor_sleep: bool,
     lrs: LrBook,
@@ -138,6 +141,8 @@ const ROUTER_IRM: u64 = 1 << 31;
 pub struct VGic {
     vcpus: Vec<VCpuGic>,
     spis: Vec<Spi>,
+    /// The same as `VCpuGic::busy` for the SPIs (bit n of word w: SPI_BASE + 64 w + n).
+    spis_busy: [u64; SPI_BUSY_WORDS],
     /// GICD_CTLR.EnableGrp0.
     group0_enabled: bool,
     /// GICD_CTLR.EnableGrp1 (EnableGrp1NS; one security state).
@@ -156,11 +161,12 @@ impl VGic {
         for sgi in &mut private[..PPI_BASE as usize] {
             *sgi = Irq::sgi();
         }
-        let vcpu = VCpuGic { private, processor_sleep: true, lrs: LrBook::new() };
+        let vcpu = VCpuGic { private, busy: 0, processor_sleep: true, lrs: LrBook::new() };
         let spi = Spi { irq: Irq::spi(), router: 0, target: Some(0) };
         Ok(VGic {
             vcpus: alloc::vec![vcpu; nr_vcpus],
             spis: alloc::vec![spi; nr_spis as usize],
+            spis_busy: [0; SPI_BUSY_WORDS],
             group0_enabled: false,
             group1_enabled: false,
         })
@@ -198,10 +204,39 @@ impl VGic {
         }
     }
 
+    /// The interrupt, to change: it is marked busy (see `VCpuGic::busy`).
     fn irq_mut(&mut self, r: IrqRef) -> &mut Irq {
         match r {
-            IrqRef::Private { vcpu, intid } => &mut self.vcpus[vcpu].private[intid as usize],
-            IrqRef::Spi { intid } => &mut self.spis[(intid - SPI_BASE) as usize].irq,
+            IrqRef::Private { vcpu, intid } => {
+                let v = &mut self.vcpus[vcpu];
+                v.busy |= 1 << intid;
+                &mut v.private[intid as usize]
+            }
+            IrqRef::Spi { intid } => {
+                let n = (intid - SPI_BASE) as usize;
+                self.spis_busy[n / 64] |= 1 << (n % 64);
+                &mut self.spis[n].irq
+            }
+        }
+    }
+
+    /// Clears the busy bit of every interrupt `vcpu` can receive that is idle: not pending, not
+    /// active, in no list register (nothing can change that without [`VGic::irq_mut`]).
+    fn prune_busy(&mut self, vcpu: usize) {
+        let idle = |irq: &Irq| !irq.is_pending() && !irq.active && irq.lr.is_none();
+        let v = &mut self.vcpus[vcpu];
+        for intid in bits32(v.busy) {
+            if idle(&v.private[intid]) {
+                v.busy &= !(1 << intid);
+            }
+        }
+        for w in 0..SPI_BUSY_WORDS {
+            for n in bits64(self.spis_busy[w]) {
+                let spi = &self.spis[w * 64 + n];
+                if spi.target == Some(vcpu) && idle(&spi.irq) {
+                    self.spis_busy[w] &= !(1 << n);
+                }
+            }
         }
     }
 
@@ -275,15 +310,35 @@ impl VGic {
         kicks
     }
 
-    /// The interrupts a vCPU can receive: its SGIs and PPIs, then the SPIs routed to it.
+    /// The interrupts a vCPU can receive that may be pending or active (the busy ones), in
+    /// INTID order: its SGIs and PPIs, then the SPIs routed to it. Idle ones cannot be
+    /// delivered, so a scan for delivery skips them.
     fn irqs_for(&self, vcpu: usize) -> impl Iterator<Item = IrqRef> + '_ {
-        let private = (0..SPI_BASE).map(move |intid| IrqRef::Private { vcpu, intid });
-        let shared = self
-            .spis
-            .iter()
-            .zip(SPI_BASE..)
-            .filter(move |(spi, _)| spi.target == Some(vcpu))
-            .map(|(_, intid)| IrqRef::Spi { intid });
+        let private = bits32(self.vcpus[vcpu].busy).map(move |intid| IrqRef::Private { vcpu, intid: intid as u32 });
+        let shared = (0..SPI_BUSY_WORDS)
+            .flat_map(move |w| bits64(self.spis_busy[w]).map(move |n| w * 64 + n))
+            .filter(move |&n| self.spis[n].target == Some(vcpu))
+            .map(|n| IrqRef::Spi { intid: SPI_BASE + n as u32 });
         private.chain(shared)
     }
+}
+
+/// Words of `VGic::spis_busy`.
+const SPI_BUSY_WORDS: usize = MAX_NR_SPIS.div_ceil(64) as usize;
+
+/// The set bits of `mask`, lowest first.
+fn bits32(mask: u32) -> impl Iterator<Item = usize> {
+    bits64(u64::from(mask))
+}
+
+/// The set bits of `mask`, lowest first.
+fn bits64(mut mask: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let n = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(n)
+    })
 }
