@@ -54,6 +54,12 @@ fn job_partner(heavy: u64) -> u64 {
         }
         gic::send_sgi(SGI, to);
     }
+    // Sleep (WFI) until the measuring vCPU has taken its samples: returning now would leave
+    // this vCPU waiting for its next job in WFE, which never exits, so on the shared host CPU
+    // it would hold off the other vCPU's last wake-up for a whole time slice.
+    if !wait::irq_until(|| me.sgi_count.load(SeqCst) - base > ROUNDS, timer::ms(TIMEOUT_MS), false) {
+        return ROUNDS + 1;
+    }
     ROUNDS
 }
 
@@ -87,6 +93,8 @@ pub fn run(guest: &Guest) -> Outcome {
         ensure!(back, "round {round}: no SGI back from cpu {peer} within {TIMEOUT_MS} ms");
         *trip = timer::now() - start;
     }
+    // The samples are taken: let the other vCPU finish.
+    gic::send_sgi(SGI, peer);
     ensure!(smp::wait_done(peer, done_before, timer::ms(TIMEOUT_MS)) == Some(ROUNDS), "cpu {peer} did not answer every SGI");
     // The first rounds warm up (the other vCPU's first WFI, lazily loaded state).
     let timed = &mut trips[(ROUNDS as usize - SAMPLES)..];
