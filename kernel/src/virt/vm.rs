@@ -135,20 +135,16 @@ impl Vm {
     }
 
     /// Enters the page of RAM region `region` (starting at `start`) holding `ipa` in the stage-2
-    /// table, allocating the PMO's frame. `Forbidden` when the region's permissions do not allow
-    /// the access (the kernel injects an abort).
+    /// table, allocating the PMO's frame, and with it the other pages of its aligned group of
+    /// [`FAULT_AROUND`] (within the region; stopping quietly at the first that cannot be
+    /// allocated): a guest that touches one page of RAM touches its neighbours next, and each
+    /// page entered here is a stage-2 fault exit saved. `Forbidden` when the region's
+    /// permissions do not allow the access (the kernel injects an abort).
     pub fn fault_in(&mut self, start: u64, region: GuestRegion, ipa: u64, write: bool, exec: bool, pmo: &mut Pmo) -> Result<(), FaultIn> {
         let RegionKind::Ram { offset, perms, .. } = region.kind else { return Err(FaultIn::Forbidden) };
         if (write && perms & map::WRITE == 0) || (exec && perms & map::EXEC == 0) || perms & map::READ == 0 {
             return Err(FaultIn::Forbidden);
         }
-        let page = ipa & !(PAGE_SIZE - 1);
-        let index = (offset + (page - start)) / PAGE_SIZE;
-        let pa = match pmo.frame(index, true) {
-            Ok(Some(pa)) => pa,
-            Ok(None) | Err(Error::NoMemory) => return Err(FaultIn::NoMemory),
-            Err(_) => return Err(FaultIn::Forbidden),
-        };
         let attrs = Attrs {
             mem: if pmo.is_device() { MemType::Device } else { MemType::Normal },
             read: true,
@@ -157,15 +153,32 @@ impl Vm {
             user: true,
             global: true,
         };
-        match self.stage2.map(&mut UserTables, page, pa, PAGE_SIZE, attrs, false) {
-            Ok(()) => {
-                self.mapped_pages += 1;
-                Ok(())
+        let page = ipa & !(PAGE_SIZE - 1);
+        let enter = |vm: &mut Self, pmo: &mut Pmo, page: u64| -> Result<(), FaultIn> {
+            let index = (offset + (page - start)) / PAGE_SIZE;
+            let pa = match pmo.frame(index, true) {
+                Ok(Some(pa)) => pa,
+                Ok(None) | Err(Error::NoMemory) => return Err(FaultIn::NoMemory),
+                Err(_) => return Err(FaultIn::Forbidden),
+            };
+            match vm.stage2.map(&mut UserTables, page, pa, PAGE_SIZE, attrs, false) {
+                Ok(()) => {
+                    vm.mapped_pages += 1;
+                    Ok(())
+                }
+                // Another vCPU entered it first (or an earlier fault entered it around its own).
+                Err(MapError::AlreadyMapped) => Ok(()),
+                Err(_) => Err(FaultIn::NoMemory),
             }
-            // Another vCPU entered it first.
-            Err(MapError::AlreadyMapped) => Ok(()),
-            Err(_) => Err(FaultIn::NoMemory),
+        };
+        enter(self, pmo, page)?;
+        let group = page & !(FAULT_AROUND * PAGE_SIZE - 1);
+        for around in (0..FAULT_AROUND).map(|i| group + i * PAGE_SIZE) {
+            if around != page && around >= start && around < region.end && enter(self, pmo, around).is_err() {
+                break;
+            }
         }
+        Ok(())
     }
 
     /// The PMOs behind RAM regions (each holds one reference from this VM).
@@ -186,6 +199,9 @@ impl Vm {
         self.stage2.destroy(&mut UserTables);
     }
 }
+
+/// Pages of guest RAM a stage-2 fault enters at once: its aligned group of 64 KiB.
+pub const FAULT_AROUND: u64 = 16;
 
 /// One SPI of a VM, as a capability a device backend holds (it can drive that line and nothing
 /// else of the VM). Holds a reference on the VM.
