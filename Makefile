@@ -40,7 +40,7 @@ INITRD_EXTRA ?=
 GUEST_DIR := cache/guest
 LINUX_GUEST = $(if $(wildcard $(GUEST_DIR)/Image),$(GUEST_DIR)/Image:guest/linux/Image \
 	$(GUEST_DIR)/initrd.cpio:guest/linux/initrd.cpio $(GUEST_DIR)/linux.conf:etc/vm/linux.conf \
-	guests/linux/check.conf:etc/vm/linux-check.conf) \
+	guests/linux/check.conf:etc/vm/linux-check.conf guests/linux/quiet-check.conf:etc/vm/linux-quiet-check.conf) \
 	$(if $(wildcard $(GUEST_DIR)/initrd-perf.cpio),$(GUEST_DIR)/initrd-perf.cpio:guest/linux/initrd-perf.cpio \
 	$(GUEST_DIR)/linux-perf.conf:etc/vm/linux-perf.conf guests/linux/perf-check.conf:etc/vm/linux-perf-check.conf)
 TEST_GUEST := target/guests/test.Image
