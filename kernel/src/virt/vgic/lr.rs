@@ -130,15 +130,8 @@ impl ListReg {
 }
 
 /// Bit `n` of `mask`, for each set bit, lowest first.
-pub(super) fn bits(mut mask: u16) -> impl Iterator<Item = usize> {
-    core::iter::from_fn(move || {
-        if mask == 0 {
-            return None;
-        }
-        let n = mask.trailing_zeros() as usize;
-        mask &= mask - 1;
-        Some(n)
-    })
+pub(super) fn bits(mask: u16) -> impl Iterator<Item = usize> {
+    super::bits64(u64::from(mask))
 }
 
 /// The list registers of one vCPU as exchanged with the arch layer. The kernel keeps one per

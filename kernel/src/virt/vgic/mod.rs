@@ -332,7 +332,7 @@ fn bits32(mask: u32) -> impl Iterator<Item = usize> {
 }
 
 /// The set bits of `mask`, lowest first.
-fn bits64(mut mask: u64) -> impl Iterator<Item = usize> {
+pub(super) fn bits64(mut mask: u64) -> impl Iterator<Item = usize> {
     core::iter::from_fn(move || {
         if mask == 0 {
             return None;
