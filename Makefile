@@ -153,9 +153,11 @@ bench: $(IMAGE) $(INITRD)
 bench-quick: $(IMAGE) $(INITRD)
 	python3 scripts/bench.py --quick --image $(IMAGE) --initrd $(INITRD) --qemu $(QEMU)
 
-# make bench-compare A=old.json B=new.json (two results files from `make bench`).
+# make bench-compare [A=old.json] [B=new.json]: two results files from `make bench`; by default
+# the committed baseline (bench/baseline.json) against the last `make bench`.
+A ?= bench/baseline.json
+B ?= target/bench/results.json
 bench-compare:
-	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make bench-compare A=<results.json> B=<results.json>"; exit 2; }
 	python3 scripts/bench.py compare $(A) $(B)
 
 gdb: $(IMAGE) $(INITRD) $(DISK)

@@ -1,6 +1,7 @@
 //! `make bench` cannot rot: the quick benchmark run (`scripts/bench.py --quick`: the `bench-quick`
 //! scenario under icount, few iterations) must boot, produce a figure within a plausible range
-//! for every benchmark (only the two that boot Linux are left to `make bench`) and exit 0.
+//! for every benchmark (only the ones that boot Linux are left to `make bench`) and exit 0, and
+//! the hot paths' minima may not rise more than 25% over the committed bench/baseline-quick.json.
 
 use std::process::Command;
 
@@ -73,6 +74,66 @@ fn the_quick_benchmark_run_produces_a_plausible_figure_for_every_benchmark() {
     for name in FULL_ONLY {
         assert!(results.iter().any(|r| r.name == *name), "{name} missing from the results\n{stdout}");
     }
+    // No hot path slower than the committed baseline allows.
+    let baseline = std::fs::read_to_string(format!("{root}/bench/baseline-quick.json")).expect("bench/baseline-quick.json is missing");
+    let slower = regressions(&results, &parse_results(&baseline));
+    assert!(slower.is_empty(), "hot paths slower than bench/baseline-quick.json allows:\n{}\n{stdout}", slower.join("\n"));
+}
+
+/// Hot paths whose minimum under icount repeats to the instruction from run to run (the others
+/// wait on QEMU's disk, the host's timing or another CPU waking).
+const GATED: &[&str] = &[
+    "null_syscall",
+    "ipc_call_reply_same_cpu",
+    "ipc_call_reply_cross_cpu",
+    "notif_signal_wake_same_cpu",
+    "page_fault_anon_first_touch",
+    "process_spawn_exit_wait",
+    "context_switch",
+    "guest_hvc_round_trip",
+    "guest_mmio_read_user",
+    "vgic_dist_read",
+    "virtual_ipi_round_trip",
+    "virtual_timer_irq",
+    "vcpu_switch_round_trip",
+    "vcpu_switch_round_trip_sve_pmu",
+    "boot_to_ready",
+];
+
+/// How much a gated minimum may rise over the baseline's.
+const ALLOWED_RISE: f64 = 1.25;
+
+/// The gated benchmarks whose minimum in `now` is more than [`ALLOWED_RISE`] times the
+/// baseline's (or that lost their figure), one line each. The baseline is the quick run's JSON
+/// at the commit the last deliberate update names (bench/README.md); raising it is a commit of
+/// its own that says why.
+fn regressions(now: &[Figure], baseline: &[Figure]) -> Vec<String> {
+    let min = |set: &[Figure], name: &str| set.iter().find(|r| r.name == name).and_then(|r| r.min);
+    GATED
+        .iter()
+        .filter_map(|&name| match (min(now, name), min(baseline, name)) {
+            (Some(n), Some(b)) if n <= b * ALLOWED_RISE => None,
+            (Some(n), Some(b)) => Some(format!("{name}: minimum {n} is over {ALLOWED_RISE} x the baseline's {b}")),
+            (None, Some(_)) => Some(format!("{name}: no figure (the baseline has one)")),
+            (_, None) => Some(format!("{name}: the baseline has no figure for it")),
+        })
+        .collect()
+}
+
+#[test]
+fn the_baseline_gate_refuses_a_rise_over_25_percent_and_nothing_less() {
+    let figure = |name: &str, min: Option<f64>| Figure { name: name.into(), min, median: min, max: min };
+    let set = |value: f64| GATED.iter().map(|n| figure(n, Some(value))).collect::<Vec<_>>();
+    assert!(regressions(&set(125.0), &set(100.0)).is_empty(), "a 25% rise is allowed");
+    let mut now = set(100.0);
+    now[0].min = Some(126.0);
+    now[2].min = None;
+    let found = regressions(&now, &set(100.0));
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with(GATED[0]) && found[1].starts_with(GATED[2]), "{found:?}");
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/baseline-quick.json")).expect("bench/baseline-quick.json");
+    let committed = parse_results(&committed);
+    assert!(regressions(&committed, &committed).is_empty(), "the committed baseline lacks a gated figure");
 }
 
 /// One entry of bench.py's JSON results (`null` figures are None).
