@@ -30,7 +30,8 @@ use keel_abi::Error;
 /// interrupt handlers; never held with interrupts unmasked. A test-and-set lock, not a ticket
 /// lock: under an emulator or hypervisor a ticket lock hands the lock to one particular waiting
 /// vCPU, and when that vCPU is not running every CPU stalls (measured: IPC ran at ~100 calls/s
-/// with 4 vCPUs on 2 host cores); a test-and-set lock goes to whichever CPU is running.
+/// with 4 vCPUs on 2 host cores); a test-and-set lock goes to whichever CPU is running. Its
+/// waiters spin with the `yield` hint ([`hal::Relax`]) so an emulator runs the holder.
 pub static KERNEL: hal::Mutex<Option<Kernel>> = hal::Mutex::new(None);
 
 /// Heap bytes the kernel keeps in reserve: work that would allocate is refused (`NoMemory`)
@@ -649,10 +650,10 @@ impl Kernel {
         self.sleepers.first().map(|&(d, _)| d)
     }
 
-    /// Adds sleeper `tid` with `deadline`. The CPU that adds the earliest deadline arms its
-    /// timer for it, and a CPU whose timer fires re-arms for the earliest left, so the earliest
-    /// deadline is always armed on some CPU (a sleeper woken early leaves a spurious interrupt,
-    /// which wakes no one and re-arms).
+    /// Adds sleeper `tid` with `deadline`, and arms this CPU's timer for it if that is earlier
+    /// than what the CPU is armed for. A CPU whose armed deadline fires takes on the earliest
+    /// one left (the arch timer's `rearm`), so every sleeper has a CPU armed at or before its
+    /// deadline; a sleeper woken early leaves one spurious interrupt, which passes it on.
     pub fn add_sleeper(&mut self, tid: Id, deadline: u64) {
         if let Some(t) = self.threads.get_mut(&tid) {
             t.deadline = Some(deadline);
