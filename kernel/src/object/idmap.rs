@@ -5,7 +5,9 @@
 //! Object ids come from one counter (`Kernel::new_id`), so they are distinct and close together:
 //! the id itself, masked, is a good slot number. Open addressing with linear probing, at most
 //! half full, and backward-shift deletion (no tombstones, so a lookup stops at the first empty
-//! slot). Values are boxed: growing moves 16-byte slots, not objects.
+//! slot). Values are boxed: growing moves 16-byte slots, not objects. The table halves when it
+//! falls to an eighth full, so a spike of objects (a fuzzer, a burst of processes) gives its
+//! memory back once they are gone.
 //!
 //! Unlike a `BTreeMap`, iteration is in slot order, not id order: nothing may rely on the order.
 
@@ -98,10 +100,14 @@ impl<V> IdMap<V> {
     }
 
     fn grow(&mut self) {
-        let capacity = (self.slots.len() * 2).max(FIRST_CAPACITY);
-        let mut old = core::mem::take(&mut self.slots);
+        self.rehash((self.slots.len() * 2).max(FIRST_CAPACITY));
+    }
+
+    /// Moves every entry into a new table of `capacity` slots (a power of two above `len`).
+    fn rehash(&mut self, capacity: usize) {
+        let old = core::mem::take(&mut self.slots);
         self.slots.resize_with(capacity, || None);
-        for (id, value) in old.drain(..).flatten() {
+        for (id, value) in old.into_iter().flatten() {
             self.place(id, value);
         }
     }
@@ -123,6 +129,9 @@ impl<V> IdMap<V> {
                 self.slots[hole] = self.slots[j].take();
                 hole = j;
             }
+        }
+        if self.slots.len() > FIRST_CAPACITY && self.len * 8 <= self.slots.len() {
+            self.rehash(self.slots.len() / 2);
         }
         Some(*value)
     }
@@ -177,6 +186,26 @@ mod tests {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    #[test]
+    fn a_table_emptied_after_a_spike_shrinks_and_keeps_what_is_left() {
+        let mut map = IdMap::new();
+        for id in 1..=1_000u64 {
+            map.insert(id * 3, id);
+        }
+        let peak = map.slots.len();
+        assert!(peak >= 2_000, "{peak} slots for 1,000 entries");
+        for id in 1..=997u64 {
+            assert_eq!(map.remove(&(id * 3)), Some(id));
+        }
+        assert!(map.slots.len() <= 32, "{} slots left for {} entries", map.slots.len(), map.len());
+        for id in 998..=1_000u64 {
+            assert_eq!(map.get(&(id * 3)), Some(&id));
+        }
+        assert_eq!(map.len(), 3);
+        map.retain(|_, _| false);
+        assert!(map.is_empty() && map.slots.len() == FIRST_CAPACITY);
     }
 
     #[test]
