@@ -10,7 +10,7 @@
 //! for its exit code. A warm-up of each first lets every heap involved reach its steady size.
 
 use super::syscalls::{GUEST_CODE, GUEST_HVC, GUEST_MMIO, GUEST_RAM, HVC_RESULT};
-use super::sysfuzz::{compare, describe, settled_census};
+use super::sysfuzz::{compare, describe, settled_census, wait_for_system};
 use super::{MS, SEC, procmgr, wait_exit};
 use crate::check::Checks;
 use crate::services::Procmgr;
@@ -155,6 +155,7 @@ pub fn run(startup: &Startup, count: Option<u64>) -> i32 {
     let processes = vms.saturating_mul(PROCESSES_PER_VM);
     let mut c = Checks::new("leaks");
     let Some(mut pm) = procmgr(&mut c, startup) else { return c.finish("") };
+    wait_for_system();
     let Some(control) = startup.cap("control") else {
         c.fail("no 'control' capability in the startup block");
         return c.finish("");

@@ -10,7 +10,7 @@
 //! reported, and bounded by `sysfuzz::PROCESS_GROWTH_LIMIT`.
 
 use super::leaks::census_after;
-use super::sysfuzz::{compare, settled_census};
+use super::sysfuzz::{compare, settled_census, wait_for_system};
 use super::{SEC, procmgr, wait_exit};
 use crate::check::Checks;
 use crate::services::Procmgr;
@@ -43,6 +43,7 @@ fn spawn_and_kill(pm: &mut Procmgr, by_cap: bool) -> Result<(), (&'static str, E
 pub fn run(startup: &Startup) -> i32 {
     let mut c = Checks::new("spawnkill");
     let Some(mut pm) = procmgr(&mut c, startup) else { return c.finish("") };
+    wait_for_system();
     for i in 0..WARMUP {
         if i % PRUNE_EVERY == 0 {
             let _ = pm.ps_text();
