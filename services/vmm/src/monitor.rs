@@ -426,12 +426,13 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
         ["console", id] => match find(m, id) {
             Some(vm) => {
                 flush_console(&vm);
-                out = String::from_utf8_lossy(&vm.output.lock()).into_owned();
                 if vm.exit.lock().is_none() {
-                    vm.foreground.store(true, Ordering::Release);
+                    out = to_foreground(&vm);
                     vm.attached.store(true, Ordering::Release);
                     let _ = writeln!(out, "\n[attached to vm {}: lines you type go to its console; ~. on a line of its own detaches]", vm.id);
                     then[0] = u64::from(vm.id);
+                } else {
+                    out = String::from_utf8_lossy(&vm.output.lock()).into_owned();
                 }
             }
             None => {
@@ -540,14 +541,13 @@ fn run(m: &'static Monitor, words: &[&str], id: Option<u32>) -> Result<(String, 
     match config.mode {
         RunMode::Background => Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20), Started::Background)),
         RunMode::Attach => {
-            vm.foreground.store(true, Ordering::Release);
+            let shown = to_foreground(&vm);
             vm.attached.store(true, Ordering::Release);
-            Ok((alloc::format!("[vm {id} started and attached: lines you type go to its console; ~. on a line of its own detaches]\n"), Started::Attached(id)))
+            Ok((alloc::format!("[vm {id} started and attached: lines you type go to its console; ~. on a line of its own detaches]\n{shown}"), Started::Attached(id)))
         }
         RunMode::Wait => {
             // The shell waits (asking `vm wait`), so Ctrl-C and the timeout stay in its hands.
-            vm.foreground.store(true, Ordering::Release);
-            Ok((String::new(), Started::Waited(id, config.timeout_secs.unwrap_or(0))))
+            Ok((to_foreground(&vm), Started::Waited(id, config.timeout_secs.unwrap_or(0))))
         }
     }
 }
@@ -711,20 +711,33 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
 }
 
 /// Passes on whatever the guest's UART still holds (a last line without its newline).
+/// Puts `vm` in the foreground; what it printed so far, for the caller to show first. Under the
+/// log's lock, as [`flush_output`] decides: each byte of the guest's output is either in the
+/// text returned or written to Keel's console after it, never neither and never both. (A VM's
+/// vCPUs run before `vm run` returns: a guest that printed its first lines before its VM was
+/// put in the foreground lost them from the screen, seen once under load as a `vm run --wait`
+/// that showed nothing.)
+fn to_foreground(vm: &Vm) -> String {
+    let out = vm.output.lock();
+    vm.foreground.store(true, Ordering::Release);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn flush_console(vm: &Vm) {
     let mut u = vm.uart.lock();
     flush_output(vm, &mut u.pending);
 }
 
-/// Appends guest console output to the VM's log, and to Keel's console in the foreground.
+/// Appends guest console output to the VM's log, and to Keel's console in the foreground (the
+/// log's lock held across both, see [`to_foreground`]).
 fn flush_output(vm: &Vm, pending: &mut Vec<u8>) {
     if pending.is_empty() {
         return;
     }
+    let mut out = vm.output.lock();
     if vm.foreground.load(Ordering::Acquire) {
         vm.monitor.write_guest(pending);
     }
-    let mut out = vm.output.lock();
     out.extend_from_slice(pending);
     if out.len() > OUTPUT_KEEP {
         let cut = out.len() - OUTPUT_KEEP;
