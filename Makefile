@@ -66,7 +66,7 @@ QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SM
 DEPS_STAMP := target/.deps-ok
 
 PHONY_GUESTS := guest test-guest
-.PHONY: $(PHONY_GUESTS) all run test test-host test-qemu soak fuzz bench bench-quick bench-compare gdb deps build image initrd clean
+.PHONY: $(PHONY_GUESTS) all run test test-host test-qemu soak fuzz bench bench-quick bench-compare profile gdb deps build image initrd clean
 
 all: image initrd
 
@@ -152,6 +152,15 @@ bench: $(IMAGE) $(INITRD)
 
 bench-quick: $(IMAGE) $(INITRD)
 	python3 scripts/bench.py --quick --image $(IMAGE) --initrd $(INITRD) --qemu $(QEMU)
+
+# Where a benchmark's instructions go, per kernel function (docs/PERFORMANCE.md "Profiling"):
+# make profile BENCH=ipc_call_reply_same_cpu [OPS=200]. Builds with KEEL_PROFILE=$(BENCH), which
+# the next plain build undoes.
+BENCH ?= ipc_call_reply_same_cpu
+OPS ?= 0
+profile: $(DEPS_STAMP)
+	KEEL_PROFILE=$(BENCH) $(MAKE) --no-print-directory $(IMAGE) $(INITRD)
+	python3 scripts/profile.py --bench $(BENCH) --ops $(OPS) --qemu $(QEMU)
 
 # make bench-compare [A=old.json] [B=new.json]: two results files from `make bench`; by default
 # the committed baseline (bench/baseline.json) against the last `make bench`.

@@ -292,6 +292,10 @@ pub mod fake {
 
     pub fn fp_save(_fp: &mut FpState) {}
 
+    pub fn copy_regs(dst: &mut crate::object::thread::UserRegs, src: &crate::object::thread::UserRegs) {
+        *dst = *src;
+    }
+
     pub fn fp_restore(_fp: &FpState) {}
 
     pub fn send_ipi(cpu: usize) {

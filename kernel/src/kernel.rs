@@ -520,7 +520,7 @@ impl Kernel {
             if let Some(t) = self.threads.get_mut(&tid) {
                 if t.state != ThreadState::Dead {
                     if guest.is_none() {
-                        t.regs = *frame;
+                        hal::copy_regs(&mut t.regs, frame);
                         hal::fp_save(&mut t.fp);
                     }
                 } else {
@@ -541,7 +541,7 @@ impl Kernel {
         match t.guest {
             Some(vcpu) => self.load_guest(cpu, frame, vcpu),
             None => {
-                *frame = t.regs;
+                hal::copy_regs(frame, &t.regs);
                 hal::fp_restore(&t.fp);
             }
         }

@@ -38,7 +38,7 @@ impl Kernel {
     /// Puts thread `tid` (current on `cpu`, its registers in `frame`) into guest mode on `vcpu`.
     pub fn enter_guest(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id, vcpu: Id) {
         let Some(t) = self.threads.get_mut(&tid) else { return };
-        t.regs = *frame;
+        hal::copy_regs(&mut t.regs, frame);
         hal::fp_save(&mut t.fp);
         t.guest = Some(vcpu);
         if let Some(v) = self.vcpus.get_mut(&vcpu) {
@@ -60,7 +60,7 @@ impl Kernel {
             v.power = Power::On;
         }
         let Some(vm) = self.vms.get(&v.vm) else { return };
-        *frame = v.regs;
+        hal::copy_regs(frame, &v.regs);
         hal::fp_restore(&v.fp);
         let load = GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, held_ppis: v.held_ppis };
         hal::guest_load(&mut v.ctx, load);
@@ -71,7 +71,7 @@ impl Kernel {
     pub fn put_guest(&mut self, cpu: usize, frame: &UserRegs) {
         let vcpu = core::mem::replace(&mut self.cpus[cpu].vcpu, 0);
         if let Some(v) = self.vcpus.get_mut(&vcpu) {
-            v.regs = *frame;
+            hal::copy_regs(&mut v.regs, frame);
             hal::fp_save(&mut v.fp);
             hal::guest_put(&mut v.ctx);
         }
@@ -84,7 +84,7 @@ impl Kernel {
         self.put_guest(cpu, frame);
         let Some(t) = self.threads.get_mut(&tid) else { return };
         let Some(vcpu) = t.guest.take() else { return };
-        *frame = t.regs;
+        hal::copy_regs(frame, &t.regs);
         hal::fp_restore(&t.fp);
         let mut results = [0u64; 6];
         results[0] = reason as u64;

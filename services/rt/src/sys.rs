@@ -277,6 +277,23 @@ pub fn sleep_ns(ns: u64) {
     let _ = call(nr::SLEEP, a(&[ns]));
 }
 
+/// Opens (`true`) or closes a profiling window: `hint #0x7e` / `hint #0x7f`, no-ops to the CPU
+/// that scripts/profile's QEMU plugin watches for.
+#[inline(always)]
+pub fn profile_mark(open: bool) {
+    #[cfg(target_os = "none")]
+    // SAFETY: unallocated hint instructions execute as NOPs.
+    unsafe {
+        if open {
+            core::arch::asm!("hint #0x7e", options(nomem, nostack, preserves_flags));
+        } else {
+            core::arch::asm!("hint #0x7f", options(nomem, nostack, preserves_flags));
+        }
+    }
+    #[cfg(not(target_os = "none"))]
+    let _ = open;
+}
+
 /// The virtual counter (CNTVCT_EL0): ticks since boot; under icount, instructions.
 #[inline(always)]
 pub fn counter() -> u64 {

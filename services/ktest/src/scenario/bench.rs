@@ -176,7 +176,17 @@ fn measure(
     what: &str,
     f: impl FnOnce() -> Result<Vec<u64>, Error> + Send + 'static,
 ) -> Option<Summary> {
-    let costs = on_client_cpu(c, what, f)?;
+    // `make profile BENCH=<what>` builds with KEEL_PROFILE set: the benchmark's whole run
+    // (warm-up included) is the profiling window scripts/profile.py's QEMU plugin counts.
+    let profile = option_env!("KEEL_PROFILE") == Some(what);
+    if profile {
+        sys::profile_mark(true);
+    }
+    let costs = on_client_cpu(c, what, f);
+    if profile {
+        sys::profile_mark(false);
+    }
+    let costs = costs?;
     let s = Summary::of(&costs);
     c.check(s.is_some(), || format!("{what}: no samples"));
     s

@@ -66,6 +66,20 @@ pub fn isb() {
     unsafe { core::arch::asm!("isb", options(nostack, preserves_flags)) }
 }
 
+/// Opens (`true`) or closes the profiling window of scripts/profile/keel-prof.c: `hint #0x7e` /
+/// `hint #0x7f`, no-ops to the CPU.
+#[inline(always)]
+pub fn profile_mark(open: bool) {
+    // SAFETY: unallocated hint instructions execute as NOPs.
+    unsafe {
+        if open {
+            core::arch::asm!("hint #0x7e", options(nomem, nostack, preserves_flags));
+        } else {
+            core::arch::asm!("hint #0x7f", options(nomem, nostack, preserves_flags));
+        }
+    }
+}
+
 /// Masks IRQs (PSTATE.I = 1).
 pub fn mask_irqs() {
     // SAFETY: masking IRQs only delays their delivery.

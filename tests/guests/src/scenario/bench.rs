@@ -31,8 +31,14 @@ const SAMPLES: usize = 100;
 const SGI: u32 = 2;
 const TIMEOUT_MS: u64 = 2000;
 
-/// `FAST_SAMPLES` single runs of `op` timed alone, after `WARM_UP` untimed ones.
-fn sampled(mut op: impl FnMut()) -> [u64; FAST_SAMPLES] {
+/// `FAST_SAMPLES` single runs of `op` timed alone, after `WARM_UP` untimed ones. `name` is the
+/// benchmark's name in scripts/bench.py: built with KEEL_PROFILE=<name> (`make profile`), the
+/// runs are the profiling window.
+fn sampled(name: &str, mut op: impl FnMut()) -> [u64; FAST_SAMPLES] {
+    let profile = option_env!("KEEL_PROFILE") == Some(name);
+    if profile {
+        arch::profile_mark(true);
+    }
     for _ in 0..WARM_UP {
         op();
     }
@@ -41,6 +47,9 @@ fn sampled(mut op: impl FnMut()) -> [u64; FAST_SAMPLES] {
         let start = timer::now();
         op();
         *sample = timer::now() - start;
+    }
+    if profile {
+        arch::profile_mark(false);
     }
     samples
 }
@@ -93,15 +102,15 @@ pub fn run(guest: &Guest) -> Outcome {
     gic::init_this_cpu()?;
     let cpu = percpu::this();
 
-    let hvc = report("hvc round trip", "", &mut sampled(|| {
+    let hvc = report("hvc round trip", "", &mut sampled("guest_hvc_round_trip", || {
         let _ = psci::version();
     }));
     // SAFETY: UARTFR and GICD_TYPER are read-only registers without read side effects.
-    let mmio = report("mmio round trip", "", &mut sampled(|| {
+    let mmio = report("mmio round trip", "", &mut sampled("guest_mmio_read_user", || {
         let _ = unsafe { mmio::read32(UART_BASE + 0x18) };
     }));
     // SAFETY: as above.
-    let dist = report("vgic distributor read", "", &mut sampled(|| {
+    let dist = report("vgic distributor read", "", &mut sampled("vgic_dist_read", || {
         let _ = unsafe { mmio::read32(GICD_BASE + 0x4) };
     }));
 
