@@ -32,7 +32,8 @@
 //!   and is not queued;
 //! - a thread is queued on an offline CPU only if no online CPU is in its affinity (it waits
 //!   there until one comes online);
-//! - the thread table holds exactly the queued and the running threads.
+//! - the thread table holds exactly the queued threads; a running thread is known only by its
+//!   CPU's run queue (so a hand-off between a client and a server touches no table).
 
 #![forbid(unsafe_code)]
 
@@ -133,21 +134,13 @@ pub enum SchedError {
     BadCpu,
 }
 
-/// Whether a known thread waits in a queue or runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Queued,
-    Running,
-}
-
-/// What the scheduler knows of a queued or running thread.
+/// What the scheduler knows of a queued thread.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    /// The CPU it is queued on or runs on.
+    /// The CPU it is queued on.
     cpu: u8,
     priority: u8,
     affinity: CpuSet,
-    state: State,
 }
 
 /// The bit of `cpu` in a CPU mask (`cpu < MAX_CPUS`).
@@ -193,15 +186,17 @@ struct RunQueue<T> {
     nonempty: u64,
     /// Threads queued in all levels.
     len: usize,
-    /// The thread `pick_next` last returned here, `None` when idle.
+    /// The thread `pick_next` (or `hand_off`) last made run here, `None` when idle.
     running: Option<T>,
+    /// The priority and affinity of `running`.
+    running_params: SchedParams,
     /// Ticks charged to `running` in its current slice.
     slice_used: u32,
 }
 
 impl<T: Copy + Eq> RunQueue<T> {
     fn new() -> Self {
-        Self { levels: core::array::from_fn(|_| VecDeque::new()), nonempty: 0, len: 0, running: None, slice_used: 0 }
+        Self { levels: core::array::from_fn(|_| VecDeque::new()), nonempty: 0, len: 0, running: None, running_params: SchedParams { priority: 0, affinity: CpuSet::EMPTY }, slice_used: 0 }
     }
 
     /// The highest priority with a queued thread.
@@ -239,7 +234,7 @@ pub struct Scheduler<T> {
     present: u64,
     /// CPUs that receive threads.
     online: u64,
-    /// Every queued or running thread.
+    /// Every queued thread.
     threads: ThreadTable<T>,
     timeslice: u32,
 }
@@ -284,17 +279,16 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         if hint >= self.queues.len() {
             return Err(SchedError::BadCpu);
         }
-        match self.threads.get(t) {
-            Some(Entry { state: State::Queued, .. }) => return Err(SchedError::AlreadyQueued),
-            Some(Entry { state: State::Running, .. }) => return Err(SchedError::AlreadyRunning),
-            None => {}
+        if self.threads.get(t).is_some() {
+            return Err(SchedError::AlreadyQueued);
+        }
+        if self.running_cpu(t).is_some() {
+            return Err(SchedError::AlreadyRunning);
         }
         let cpu = self.place(params.affinity, Some(hint)).ok_or(SchedError::EmptyAffinity)?;
         self.queue_on(t, params, cpu);
-        let preempt = match self.queues[cpu].running {
-            None => true,
-            Some(r) => params.priority > self.entry(r).priority,
-        };
+        let q = &self.queues[cpu];
+        let preempt = q.running.is_none() || params.priority > q.running_params.priority;
         Ok(Enqueued { cpu, preempt })
     }
 
@@ -305,7 +299,7 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// `pick_next`).
     pub fn remove(&mut self, t: T) -> Result<(), SchedError> {
         match self.threads.get(t) {
-            Some(e) if e.state == State::Queued => {
+            Some(e) => {
                 let q = &mut self.queues[usize::from(e.cpu)];
                 let index = q.levels[usize::from(e.priority)]
                     .iter()
@@ -315,7 +309,7 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
                 self.threads.remove(t);
                 Ok(())
             }
-            _ => Err(SchedError::NotQueued),
+            None => Err(SchedError::NotQueued),
         }
     }
 
@@ -345,9 +339,6 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         // otherwise it blocked or exited, and a new slice begins.
         let continues = prev.is_some() && prev == current.map(|(t, _)| t);
         if !continues {
-            if let Some(p) = prev {
-                self.forget_running(p, cpu);
-            }
             self.queues[cpu].slice_used = 0;
         }
         if let Some((t, params)) = current
@@ -366,9 +357,7 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// are preempted like any other thread (resetting it here let such a pair starve others).
     pub fn stop_running(&mut self, cpu: usize) {
         self.expect_cpu(cpu, "stop_running");
-        if let Some(p) = self.queues[cpu].running.take() {
-            self.forget_running(p, cpu);
-        }
+        self.queues[cpu].running = None;
     }
 
     /// A direct hand-off (IPC call or reply): `to`, neither queued nor running, runs on `cpu` now
@@ -379,16 +368,15 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// If `to` is queued or running (the kernel hands off only to blocked threads).
     pub fn hand_off(&mut self, cpu: usize, to: T, params: SchedParams) {
         self.expect_cpu(cpu, "hand_off");
-        if let Some(p) = self.queues[cpu].running.take() {
-            self.forget_running(p, cpu);
-        }
+        let q = &mut self.queues[cpu];
+        q.running = None;
         assert!(
-            self.threads.get(to).is_none(),
+            self.threads.get(to).is_none() && self.running_cpu(to).is_none(),
             "sched invariant: a hand-off target is blocked, but {to:?} is queued or running"
         );
-        let entry = Entry { cpu: cpu as u8, priority: params.priority, affinity: params.affinity, state: State::Running };
-        self.threads.insert(to, entry);
-        self.queues[cpu].running = Some(to);
+        let q = &mut self.queues[cpu];
+        q.running = Some(to);
+        q.running_params = params;
     }
 
     /// Charges a tick to `running` on `cpu`. True when `cpu` should reschedule: a higher priority
@@ -403,8 +391,8 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         if self.queues[cpu].running != Some(running) || self.online & bit(cpu) == 0 {
             return true;
         }
-        let priority = self.entry(running).priority;
         let q = &mut self.queues[cpu];
+        let priority = q.running_params.priority;
         q.slice_used = q.slice_used.saturating_add(1);
         match q.top() {
             None => false,
@@ -474,12 +462,12 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
 
     /// Whether `t` is queued.
     pub fn is_queued(&self, t: T) -> bool {
-        matches!(self.threads.get(t), Some(Entry { state: State::Queued, .. }))
+        self.threads.get(t).is_some()
     }
 
     /// The CPU `t` is queued on or runs on (as last returned by `pick_next` there), if either.
     pub fn cpu_of(&self, t: T) -> Option<usize> {
-        self.threads.get(t).map(|e| usize::from(e.cpu))
+        self.threads.get(t).map(|e| usize::from(e.cpu)).or_else(|| self.running_cpu(t))
     }
 
     /// What `cpu` runs: the thread `pick_next` last returned there (`None`: idle).
@@ -502,12 +490,17 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         assert!(cpu < n, "sched: {op} on cpu {cpu}, but the scheduler serves {n} cpus");
     }
 
-    /// The entry of a thread the caller knows to be queued or running.
+    /// The entry of a thread the caller knows to be queued.
     fn entry(&self, t: T) -> Entry {
         match self.threads.get(t) {
             Some(e) => e,
-            None => panic!("sched invariant: every queued or running thread has an entry; {t:?} has none"),
+            None => panic!("sched invariant: every queued thread has an entry; {t:?} has none"),
         }
+    }
+
+    /// The CPU `t` runs on, if any: a scan of the CPUs' running slots.
+    fn running_cpu(&self, t: T) -> Option<usize> {
+        self.queues.iter().position(|q| q.running == Some(t))
     }
 
     /// The CPU to queue a thread with `affinity` on: `hint` if allowed and online, else the
@@ -525,19 +518,8 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// Queues `t` (not queued, not running) at the tail of its priority on `cpu`.
     fn queue_on(&mut self, t: T, params: SchedParams, cpu: usize) {
         self.queues[cpu].push_back(t, params.priority);
-        let entry =
-            Entry { cpu: cpu as u8, priority: params.priority, affinity: params.affinity, state: State::Queued };
+        let entry = Entry { cpu: cpu as u8, priority: params.priority, affinity: params.affinity };
         self.threads.insert(t, entry);
-    }
-
-    /// `t`, which ran on `cpu`, runs no more (it blocked or exited).
-    fn forget_running(&mut self, t: T, cpu: usize) {
-        if let Some(e) = self.threads.get(t)
-            && e.state == State::Running
-            && usize::from(e.cpu) == cpu
-        {
-            self.threads.remove(t);
-        }
     }
 
     /// Decides whether `current` keeps `cpu` (true) or was queued (false).
@@ -547,20 +529,17 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
             "sched: current {t:?} on cpu {cpu} has priority {}, not below {PRIORITIES}",
             params.priority
         );
-        match self.threads.get(t) {
-            Some(e) if e.state == State::Queued => panic!(
+        if let Some(e) = self.threads.get(t) {
+            panic!(
                 "sched invariant: a thread is never both running and queued; current {t:?} on cpu {cpu} is queued on cpu {}",
                 e.cpu
-            ),
-            Some(e) if usize::from(e.cpu) != cpu => {
-                // The kernel moved it here from another CPU without a `pick_next` there.
-                let other = &mut self.queues[usize::from(e.cpu)];
-                if other.running == Some(t) {
-                    other.running = None;
-                    other.slice_used = 0;
-                }
-            }
-            _ => {}
+            );
+        }
+        if let Some(other) = self.running_cpu(t).filter(|&c| c != cpu) {
+            // The kernel moved it here from another CPU without a `pick_next` there.
+            let other = &mut self.queues[other];
+            other.running = None;
+            other.slice_used = 0;
         }
         if params.affinity.bits() & self.online & bit(cpu) == 0
             && let Some(to) = self.relocation_target(cpu, params.affinity)
@@ -571,10 +550,9 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         let q = &self.queues[cpu];
         let outranked = q.top().is_some_and(|top| top > params.priority);
         if q.slice_used < self.timeslice && !outranked {
-            let entry =
-                Entry { cpu: cpu as u8, priority: params.priority, affinity: params.affinity, state: State::Running };
-            self.threads.insert(t, entry);
-            self.queues[cpu].running = Some(t);
+            let q = &mut self.queues[cpu];
+            q.running = Some(t);
+            q.running_params = params;
             true
         } else {
             self.queue_on(t, params, cpu);
@@ -606,10 +584,10 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
             Some(priority) => Some(self.queues[cpu].take(priority, 0)),
             None => self.steal(cpu),
         }?;
-        let e = self.threads.get_mut(picked).expect("sched invariant: every queued thread has an entry");
-        e.cpu = cpu as u8;
-        e.state = State::Running;
-        self.queues[cpu].running = Some(picked);
+        let e = self.threads.remove(picked).expect("sched invariant: every queued thread has an entry");
+        let q = &mut self.queues[cpu];
+        q.running = Some(picked);
+        q.running_params = SchedParams { priority: e.priority, affinity: e.affinity };
         Some(picked)
     }
 
@@ -823,7 +801,6 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
                 assert_eq!(q.nonempty & bit(priority) != 0, !level.is_empty(), "cpu {cpu} bitmap bit {priority}");
                 for &t in level {
                     let e = self.threads.get(t).unwrap_or_else(|| panic!("queued {t:?} has no entry"));
-                    assert_eq!(e.state, State::Queued, "{t:?} queued on cpu {cpu}");
                     assert_eq!(usize::from(e.cpu), cpu, "{t:?} queued on cpu {cpu}");
                     assert_eq!(usize::from(e.priority), priority, "{t:?} queued at {priority}");
                     if self.present & e.affinity.bits() != 0 {
@@ -838,24 +815,19 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
             assert_eq!(q.len, len, "cpu {cpu} len");
             queued += len;
             if let Some(t) = q.running {
-                let e = self.threads.get(t).unwrap_or_else(|| panic!("running {t:?} has no entry"));
-                assert_eq!(e.state, State::Running, "{t:?} runs on cpu {cpu}");
-                assert_eq!(usize::from(e.cpu), cpu, "{t:?} runs on cpu {cpu}");
+                assert!(self.threads.get(t).is_none(), "running {t:?} on cpu {cpu} is queued too");
+                assert_eq!(self.running_cpu(t), Some(cpu), "{t:?} runs on cpu {cpu} and on another");
             }
         }
-        let running = self.queues.iter().filter(|q| q.running.is_some()).count();
         let occupied: Vec<(T, Entry)> = self.threads.slots.iter().flatten().copied().collect();
         assert_eq!(occupied.len(), self.threads.len);
-        assert_eq!(self.threads.len, queued + running, "the table holds exactly the queued and running threads");
+        assert_eq!(self.threads.len, queued, "the table holds exactly the queued threads");
         // Every entry is where it says, and entries and places are equally many: no thread is in
         // two places.
         for (t, e) in occupied {
             assert!(self.threads.find(t).is_ok(), "{t:?} is not reachable from its home slot");
             let q = &self.queues[usize::from(e.cpu)];
-            match e.state {
-                State::Queued => assert!(q.levels[usize::from(e.priority)].contains(&t), "{t:?} not where it says"),
-                State::Running => assert_eq!(q.running, Some(t), "{t:?} not where it says"),
-            }
+            assert!(q.levels[usize::from(e.priority)].contains(&t), "{t:?} not where it says");
         }
     }
 }
@@ -1121,7 +1093,7 @@ mod tests {
 
     #[test]
     fn thread_table_survives_collisions_growth_and_removal() {
-        let e = |cpu| Entry { cpu, priority: 0, affinity: CpuSet::EMPTY, state: State::Queued };
+        let e = |cpu| Entry { cpu, priority: 0, affinity: CpuSet::EMPTY };
         let mut table = ThreadTable::new();
         let mut model = HashMap::new();
         let mut rng = Lcg(7);
