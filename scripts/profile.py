@@ -55,8 +55,9 @@ def elf_functions(path):
             continue
         strtab = sections[link]
         for i in range(size // entsize):
-            st_name, info, _, _, value, _ = struct.unpack_from("<IBBHQQ", data, off + i * entsize)
-            if info & 0xF not in (0, 2) or value == 0:  # STT_NOTYPE (assembly labels), STT_FUNC
+            st_name, info, _, shndx, value, _ = struct.unpack_from("<IBBHQQ", data, off + i * entsize)
+            # STT_NOTYPE (assembly labels) and STT_FUNC, defined in a section (not .equ constants).
+            if info & 0xF not in (0, 2) or value == 0 or shndx == 0 or shndx >= 0xFF00:
                 continue
             start = strtab[4] + st_name
             name = data[start:data.index(b"\0", start)].decode(errors="replace")

@@ -9,6 +9,8 @@
 #![deny(unsafe_code)]
 
 extern crate alloc;
+// Strong memcpy/memmove/memset for the bare-metal build (replacing compiler-builtins' weak ones).
+use keel_mem as _;
 
 #[allow(unsafe_code)]
 pub mod arch;

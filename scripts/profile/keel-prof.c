@@ -1,7 +1,7 @@
 /* keel-prof: a QEMU TCG plugin that counts the instructions executed at each address while a
  * profiling window is open. Keel's benchmark code opens the window with `hint #0x7e` and closes
  * it with `hint #0x7f` (NOPs to the CPU; keel_rt::sys::profile_mark, the test guest's
- * arch::profile_mark). At exit it writes "<address> <count>" lines for scripts/profile.py.
+ * arch::profile_mark), or for the whole run with the argument window=always. At exit it writes "<address> <count>" lines for scripts/profile.py.
  *
  * Only QEMU's plugin entry points are declared here (API version 4, QEMU 10). Counts are per
  * translation block, so an exception in the middle of a block counts its tail once too often;
@@ -88,6 +88,7 @@ static void finished(qemu_plugin_id_t id, void *u) {
 __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv) {
     for (int i = 0; i < argc; i++)
         if (!strncmp(argv[i], "out=", 4)) out_path = argv[i] + 4;
+        else if (!strcmp(argv[i], "window=always")) open_window = 1, windows = 1;
     qemu_plugin_register_vcpu_tb_trans_cb(id, translated);
     qemu_plugin_register_atexit_cb(id, finished, NULL);
     return 0;

@@ -15,6 +15,8 @@
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
+// Strong memcpy/memmove/memset for the bare-metal build (replacing compiler-builtins' weak ones).
+use keel_mem as _;
 
 pub mod io;
 pub mod errno;

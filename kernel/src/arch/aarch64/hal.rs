@@ -21,10 +21,33 @@ pub fn set_empty_user_table(pa: u64) {
     EMPTY_TTBR0.store(pa, Ordering::Relaxed);
 }
 
+/// Zeroes a frame with `dc zva` (one instruction per block, 64 bytes on the reference CPU) when
+/// DCZID_EL0 allows it and its block divides the page, else with `memset`.
 pub fn zero_frame(pa: u64) {
-    // SAFETY: `pa` is a RAM frame the caller owns (from the frame allocator); the direct map
-    // covers all RAM with RW Normal memory.
-    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, 4096) };
+    let va = phys_to_virt(pa);
+    let dczid: u64;
+    // SAFETY: reading an ID register.
+    unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
+    let block = 4u64 << (dczid & 0xf);
+    if dczid & 0x10 != 0 || !(16..=1024).contains(&block) {
+        // SAFETY: `pa` is a RAM frame the caller owns (from the frame allocator); the direct
+        // map covers all RAM with RW Normal memory.
+        unsafe { core::ptr::write_bytes(va as *mut u8, 0, 4096) };
+        return;
+    }
+    let mut p = va;
+    let end = p + 4096;
+    while p < end {
+        // SAFETY: as above; each block lies within the page (the page is block-aligned since the
+        // block size is a power of two no larger than 4 KiB).
+        unsafe {
+            core::arch::asm!(
+                "dc zva, {p}", "add {p}, {p}, {b}", "dc zva, {p}", "add {p}, {p}, {b}",
+                "dc zva, {p}", "add {p}, {p}, {b}", "dc zva, {p}", "add {p}, {p}, {b}",
+                p = inout(reg) p, b = in(reg) block, options(nostack, preserves_flags),
+            )
+        };
+    }
 }
 
 pub fn copy_to_phys(pa: u64, bytes: &[u8]) {

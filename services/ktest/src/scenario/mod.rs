@@ -10,6 +10,7 @@ mod fs;
 mod ipc;
 pub mod killcopy;
 mod leaks;
+mod memops;
 mod restart;
 mod spawnkill;
 mod syscalls;

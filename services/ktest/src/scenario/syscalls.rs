@@ -169,6 +169,7 @@ pub fn run(startup: &Startup) -> i32 {
     let free_slot = lowest_free();
 
     object_kinds(&mut c, &fx);
+    super::memops::run(&mut c);
     // First run of the battery (also touches every page it uses), then the measured run.
     refusals(&mut c, &fx);
     let pages = || sys::process_info(keel_rt::abi::slots::SELF_PROCESS).map(|i| i.pages);
