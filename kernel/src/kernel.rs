@@ -512,24 +512,28 @@ impl Kernel {
 
     /// Saves the running thread of `cpu` out of `frame` (it stops being current).
     pub fn save_current(&mut self, cpu: usize, frame: &UserRegs) {
-        if let Some(tid) = self.current[cpu].take() {
-            let guest = self.threads.get(&tid).and_then(|t| t.guest);
-            if guest.is_some() {
-                self.put_guest(cpu, frame);
+        let Some(tid) = self.current[cpu].take() else { return };
+        // The common case in one lookup: a live thread in user mode.
+        if let Some(t) = self.threads.get_mut(&tid)
+            && t.guest.is_none()
+            && t.state != ThreadState::Dead
+        {
+            hal::copy_regs(&mut t.regs, frame);
+            hal::fp_save(&mut t.fp);
+            return;
+        }
+        // A thread in guest mode (its vCPU is saved), or one that died here.
+        let guest = self.threads.get(&tid).and_then(|t| t.guest);
+        if guest.is_some() {
+            self.put_guest(cpu, frame);
+        }
+        if let Some(t) = self.threads.get_mut(&tid)
+            && t.state == ThreadState::Dead
+        {
+            if let Some(v) = t.guest.take() {
+                self.detach_runner(v);
             }
-            if let Some(t) = self.threads.get_mut(&tid) {
-                if t.state != ThreadState::Dead {
-                    if guest.is_none() {
-                        hal::copy_regs(&mut t.regs, frame);
-                        hal::fp_save(&mut t.fp);
-                    }
-                } else {
-                    if let Some(v) = t.guest.take() {
-                        self.detach_runner(v);
-                    }
-                    self.reap_dead_thread(tid);
-                }
-            }
+            self.reap_dead_thread(tid);
         }
     }
 

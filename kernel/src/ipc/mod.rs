@@ -103,7 +103,7 @@ impl Kernel {
     /// `ipc_call` by the current thread of `cpu`.
     pub fn ipc_call(&mut self, cpu: usize, frame: &mut UserRegs, slot: u32, msg: Message, caps: CapList) -> Result<(), Error> {
         let client = self.current[cpu].ok_or(Error::BadState)?;
-        let cpid = self.threads[&client].pid;
+        let cpid = self.cpus[cpu].pid;
         let cap = self.caps.lookup(cpid, slot, Rights::CALL).map_err(cap_error)?;
         let ObjRef::Conn(conn) = cap.object else { return Err(Error::WrongType) };
         let badge = cap.badge;
@@ -117,8 +117,10 @@ impl Kernel {
         // Prefer a waiting server thread that may run on this CPU: the call then hands this CPU
         // over at once instead of waking another (servers often pin one thread per CPU).
         let threads = &self.threads;
-        let pick = c.servers.iter().position(|s| threads.get(s).is_some_and(|t| t.params.affinity.contains(cpu))).unwrap_or(0);
-        match c.servers.remove(pick) {
+        let runs_here = |s: &Id| threads.get(s).is_some_and(|t| t.params.affinity.contains(cpu));
+        let pick = if c.servers.front().is_none_or(runs_here) { 0 } else { c.servers.iter().position(runs_here).unwrap_or(0) };
+        let server = if pick == 0 { c.servers.pop_front() } else { c.servers.remove(pick) };
+        match server {
             Some(server) => {
                 let spid = self.threads[&server].pid;
                 let received = match self.transfer_caps(cpid, spid, caps) {
@@ -162,7 +164,7 @@ impl Kernel {
     /// `ipc_recv` by the current (server) thread: returns the next call, or blocks for one.
     pub fn ipc_recv(&mut self, cpu: usize, frame: &mut UserRegs, slot: u32) -> Result<(), Error> {
         let server = self.current[cpu].ok_or(Error::BadState)?;
-        let spid = self.threads[&server].pid;
+        let spid = self.cpus[cpu].pid;
         let cap = self.caps.lookup(spid, slot, Rights::SERVE).map_err(cap_error)?;
         let ObjRef::Conn(conn) = cap.object else { return Err(Error::WrongType) };
         if self.threads[&server].ipc.caller.is_some() {
@@ -206,7 +208,7 @@ impl Kernel {
     /// server then waits for the next call and the CPU goes straight back to the client.
     pub fn ipc_reply(&mut self, cpu: usize, frame: &mut UserRegs, msg: Message, caps: CapList, recv_slot: Option<u32>) -> Result<(), Error> {
         let server = self.current[cpu].ok_or(Error::BadState)?;
-        let spid = self.threads[&server].pid;
+        let spid = self.cpus[cpu].pid;
         let (caller, badge) = {
             let s = self.threads.get_mut(&server).ok_or(Error::BadState)?;
             (s.ipc.caller.take(), core::mem::replace(&mut s.ipc.badge, 0))

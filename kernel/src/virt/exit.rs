@@ -41,10 +41,12 @@ impl Kernel {
         hal::copy_regs(&mut t.regs, frame);
         hal::fp_save(&mut t.fp);
         t.guest = Some(vcpu);
+        // The runner holds a reference (the vCPU outlives a deleted cap while it runs): counted
+        // here directly, as `inc_ref` would, without a second lookup.
         if let Some(v) = self.vcpus.get_mut(&vcpu) {
             v.runner = Some(tid);
+            v.refs += 1;
         }
-        self.inc_ref(ObjRef::VCpu(vcpu));
         self.load_guest(cpu, frame, vcpu);
         if self.vcpus.get(&vcpu).is_some_and(|v| v.power == Power::Off) {
             self.block_current(cpu, frame, Block::GuestOff { vcpu });
@@ -97,10 +99,14 @@ impl Kernel {
 
     /// The runner of `vcpu` stopped running it (returned, or died).
     pub fn detach_runner(&mut self, vcpu: Id) {
-        if let Some(v) = self.vcpus.get_mut(&vcpu) {
-            v.runner = None;
+        let Some(v) = self.vcpus.get_mut(&vcpu) else { return };
+        v.runner = None;
+        if v.refs > 1 {
+            v.refs -= 1;
+        } else {
+            // The runner's was the last reference.
+            self.dec_ref(ObjRef::VCpu(vcpu));
         }
-        self.dec_ref(ObjRef::VCpu(vcpu));
     }
 
     /// At every exit from a guest on `cpu`, before anything else: reads the list registers back
