@@ -143,6 +143,8 @@ pub struct VGic {
     spis: Vec<Spi>,
     /// The same as `VCpuGic::busy` for the SPIs (bit n of word w: SPI_BASE + 64 w + n).
     spis_busy: [u64; SPI_BUSY_WORDS],
+    /// Bit w is set iff `spis_busy[w]` is not 0: the flush visits only those words.
+    spis_busy_words: u32,
     /// GICD_CTLR.EnableGrp0.
     group0_enabled: bool,
     /// GICD_CTLR.EnableGrp1 (EnableGrp1NS; one security state).
@@ -167,6 +169,7 @@ impl VGic {
             vcpus: alloc::vec![vcpu; nr_vcpus],
             spis: alloc::vec![spi; nr_spis as usize],
             spis_busy: [0; SPI_BUSY_WORDS],
+            spis_busy_words: 0,
             group0_enabled: false,
             group1_enabled: false,
         })
@@ -215,6 +218,7 @@ impl VGic {
             IrqRef::Spi { intid } => {
                 let n = (intid - SPI_BASE) as usize;
                 self.spis_busy[n / 64] |= 1 << (n % 64);
+                self.spis_busy_words |= 1 << (n / 64);
                 &mut self.spis[n].irq
             }
         }
@@ -230,12 +234,15 @@ impl VGic {
                 v.busy &= !(1 << intid);
             }
         }
-        for w in 0..SPI_BUSY_WORDS {
+        for w in bits32(self.spis_busy_words) {
             for n in bits64(self.spis_busy[w]) {
                 let spi = &self.spis[w * 64 + n];
                 if spi.target == Some(vcpu) && idle(&spi.irq) {
                     self.spis_busy[w] &= !(1 << n);
                 }
+            }
+            if self.spis_busy[w] == 0 {
+                self.spis_busy_words &= !(1 << w);
             }
         }
     }
@@ -315,7 +322,7 @@ impl VGic {
     /// delivered, so a scan for delivery skips them.
     fn irqs_for(&self, vcpu: usize) -> impl Iterator<Item = IrqRef> + '_ {
         let private = bits32(self.vcpus[vcpu].busy).map(move |intid| IrqRef::Private { vcpu, intid: intid as u32 });
-        let shared = (0..SPI_BUSY_WORDS)
+        let shared = bits32(self.spis_busy_words)
             .flat_map(move |w| bits64(self.spis_busy[w]).map(move |n| w * 64 + n))
             .filter(move |&n| self.spis[n].target == Some(vcpu))
             .map(|n| IrqRef::Spi { intid: SPI_BASE + n as u32 });
@@ -325,6 +332,7 @@ impl VGic {
 
 /// Words of `VGic::spis_busy`.
 const SPI_BUSY_WORDS: usize = MAX_NR_SPIS.div_ceil(64) as usize;
+const _: () = assert!(SPI_BUSY_WORDS <= 32, "spis_busy_words has a bit per word");
 
 /// The set bits of `mask`, lowest first.
 fn bits32(mask: u32) -> impl Iterator<Item = usize> {

@@ -161,12 +161,19 @@ pub fn run(guest: &Guest) -> Outcome {
     );
     let mut ipis = [0u64; WARM_UP + SAMPLES];
     let base = cpu.sgi_count.load(SeqCst);
+    let profile = option_env!("KEEL_PROFILE") == Some("virtual_ipi_round_trip");
+    if profile {
+        arch::profile_mark(true);
+    }
     for (round, ipi) in ipis.iter_mut().enumerate() {
         let start = timer::now();
         gic::send_sgi(SGI, peer);
         let back = wait::irq_until(|| cpu.sgi_count.load(SeqCst) - base > round as u64, timer::ms(TIMEOUT_MS), false);
         ensure!(back, "round {round}: no SGI back from cpu {peer} within {TIMEOUT_MS} ms");
         *ipi = timer::now() - start;
+    }
+    if profile {
+        arch::profile_mark(false);
     }
     let ipi = report("ipi round trip", "", &mut ipis[WARM_UP..]);
 
