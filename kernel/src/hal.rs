@@ -361,9 +361,9 @@ pub mod fake {
         4
     }
 
-    pub fn guest_lrs_read(_lrs: &mut [u64]) {}
+    pub fn guest_lrs_read(_lrs: &mut [u64], _mask: u16) {}
 
-    pub fn guest_lrs_write(_lrs: &[u64], _underflow: bool) {}
+    pub fn guest_lrs_write(_lrs: &[u64], _mask: u16, _underflow: bool) {}
 
     /// The live timer (CTL, CVAL) of the loaded vCPU.
     pub fn guest_timer(_timer: super::GuestTimer) -> (u64, u64) {

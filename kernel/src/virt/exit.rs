@@ -66,6 +66,7 @@ impl Kernel {
         hal::fp_restore(&v.fp);
         let load = GuestLoad { vttbr: vm.vttbr(), vmpidr: v.vmpidr(), cntvoff: vm.cntvoff, held_ppis: v.held_ppis };
         hal::guest_load(&mut v.ctx, load);
+        v.lrs.hardware_cleared();
         self.cpus[cpu].vcpu = vcpu;
     }
 
@@ -120,7 +121,8 @@ impl Kernel {
         let Some(vm) = self.vms.get_mut(&v.vm) else { return };
         // Always: reading also turns the virtual interface off, so a maintenance interrupt that
         // caused this exit stops asserting until the list registers are refilled.
-        hal::guest_lrs_read(v.lrs.values_mut());
+        let live = v.lrs.live();
+        hal::guest_lrs_read(v.lrs.values_mut(), live);
         let report = vm.vgic.sync(v.index, &mut v.lrs);
         for intid in hal::PASSED_PPIS {
             if v.held_ppis & (1 << intid) != 0 && !ppi_asserts(intid, &v.ctx) {
@@ -151,15 +153,8 @@ impl Kernel {
         }
         let Some(vm) = self.vms.get_mut(&v.vm) else { return };
         vm.vgic.flush(v.index, &mut v.lrs);
-        // A list register the vGIC released still holds its last value; written back as is, an
-        // invalid entry with the EOI bit set would raise an EOI maintenance interrupt forever.
-        let live = v.lrs.live();
-        for (i, value) in v.lrs.values_mut().iter_mut().enumerate() {
-            if live & (1 << i) == 0 {
-                *value = 0;
-            }
-        }
-        hal::guest_lrs_write(v.lrs.values(), v.lrs.underflow);
+        let mask = v.lrs.to_write();
+        hal::guest_lrs_write(v.lrs.values(), mask, v.lrs.underflow);
     }
 
     /// A passed-through PPI of the guest's own CPU (a timer, the PMU) asserted while the guest

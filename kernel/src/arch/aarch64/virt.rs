@@ -103,6 +103,11 @@ pub fn init_cpu(cpu: usize) {
     IPA_BITS.store(pa_bits as u32, Ordering::Relaxed);
     VMID_COUNT.store(if vmid16 { 1 << 16 } else { 256 }, Ordering::Relaxed);
     LR_COUNT.store(((ich_vtr_el2::read() & 0x1f) + 1) as u32, Ordering::Relaxed);
+    // Their reset value is UNKNOWN; from here on every guest_put leaves them zero, which is
+    // what lets guest_lrs_write skip list registers no vCPU has used since.
+    for i in 0..guest_lr_count() {
+        write_lr(i, 0);
+    }
     let isar1 = ID_AA64ISAR1_EL1.get();
     // APA, API (bits 11:4) or GPA/GPI: the key registers exist.
     HAS_PAUTH.store(isar1 & 0xff0 != 0 || (isar1 >> 24) & 0xff != 0, Ordering::Relaxed);
@@ -568,20 +573,33 @@ lr_access!(
     12 => "S3_4_C12_C13_4", 13 => "S3_4_C12_C13_5", 14 => "S3_4_C12_C13_6", 15 => "S3_4_C12_C13_7",
 );
 
-/// Reads the list registers back after the guest ran, and turns the virtual interface off so a
-/// maintenance interrupt that asked for this exit stops asserting.
-pub fn guest_lrs_read(lrs: &mut [u64]) {
-    for (i, lr) in lrs.iter_mut().enumerate().take(guest_lr_count()) {
-        *lr = read_lr(i);
+/// The list registers that exist and fit in a file of `len`.
+fn lr_mask(len: usize) -> u16 {
+    let n = len.min(guest_lr_count());
+    if n >= 16 { u16::MAX } else { (1 << n) - 1 }
+}
+
+/// Reads the list registers in `mask` back after the guest ran (the others keep their values
+/// in `lrs`), and turns the virtual interface off so a maintenance interrupt that asked for this
+/// exit stops asserting.
+pub fn guest_lrs_read(lrs: &mut [u64], mask: u16) {
+    let mut mask = mask & lr_mask(lrs.len());
+    while mask != 0 {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        lrs[i] = read_lr(i);
     }
     ich_hcr_el2::write(0);
 }
 
-/// Writes the list registers and enables the virtual interface (with the underflow maintenance
-/// interrupt when interrupts are waiting for a free list register).
-pub fn guest_lrs_write(lrs: &[u64], underflow: bool) {
-    for (i, lr) in lrs.iter().enumerate().take(guest_lr_count()) {
-        write_lr(i, *lr);
+/// Writes the list registers in `mask` from `lrs` and enables the virtual interface (with the
+/// underflow maintenance interrupt when interrupts are waiting for a free list register).
+pub fn guest_lrs_write(lrs: &[u64], mask: u16, underflow: bool) {
+    let mut mask = mask & lr_mask(lrs.len());
+    while mask != 0 {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        write_lr(i, lrs[i]);
     }
     ich_hcr_el2::write(ICH_EN | if underflow { ICH_UIE } else { 0 });
 }

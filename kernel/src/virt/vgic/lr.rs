@@ -143,6 +143,9 @@ pub struct LrFile {
     values: [u64; MAX_LIST_REGS],
     live: u16,
     dirty: u16,
+    /// List registers that may hold a nonzero value in the hardware: those live at the last
+    /// write. Zero after [`LrFile::hardware_cleared`] (a vCPU load: every put zeroes them all).
+    hardware: u16,
     /// Set by `flush`: more interrupts are deliverable than fit in the list registers, so the
     /// arch layer sets ICH_HCR_EL2.UIE to make the guest exit when they drain.
     pub underflow: bool,
@@ -152,7 +155,7 @@ impl LrFile {
     /// A file for a CPU with `count` list registers (ICH_VTR_EL2.ListRegs + 1, so 1 to
     /// [`MAX_LIST_REGS`]; other values are clamped into that range), all invalid.
     pub fn new(count: usize) -> LrFile {
-        LrFile { count: count.clamp(1, MAX_LIST_REGS), values: [0; MAX_LIST_REGS], live: 0, dirty: 0, underflow: false }
+        LrFile { count: count.clamp(1, MAX_LIST_REGS), values: [0; MAX_LIST_REGS], live: 0, dirty: 0, hardware: 0, underflow: false }
     }
 
     /// Number of hardware list registers.
@@ -200,6 +203,28 @@ impl LrFile {
         if n < self.count {
             self.values[n] = value;
         }
+    }
+
+    /// The hardware list registers are all zero (the vCPU is being loaded on a CPU).
+    pub fn hardware_cleared(&mut self) {
+        self.hardware = 0;
+    }
+
+    /// Before an entry, after `flush`: the list registers to write (the live ones, and those
+    /// that were live at the last write and must now be cleared), with every non-live value in
+    /// the file zeroed. A released list register still holds its last value; written back as
+    /// is, an invalid entry with the EOI bit set would raise an EOI maintenance interrupt
+    /// forever.
+    pub fn to_write(&mut self) -> u16 {
+        let live = self.live;
+        for (i, value) in self.values[..self.count].iter_mut().enumerate() {
+            if live & (1 << i) == 0 {
+                *value = 0;
+            }
+        }
+        let mask = live | self.hardware;
+        self.hardware = live;
+        mask
     }
 
     /// The list registers the last `flush` changed (bit `n` = list register `n`), and clears
