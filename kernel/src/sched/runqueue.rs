@@ -594,18 +594,18 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// Takes, from the CPU with the most queued threads that has one `cpu` may run, its
     /// highest-priority such thread.
     fn steal(&mut self, cpu: usize) -> Option<T> {
-        let mut victims = [(0usize, 0usize); MAX_CPUS];
-        let mut n = 0;
-        for c in Ascending(self.present & !bit(cpu)) {
-            if self.queues[c].len > 0 {
-                victims[n] = (self.queues[c].len, c);
-                n += 1;
+        // Victims in order of queue length (longest first, the lowest index among equals),
+        // chosen one at a time: an idle CPU comes here at every wake-up, and usually every
+        // other queue is empty.
+        let mut left: u64 = Ascending(self.present & !bit(cpu)).filter(|&c| self.queues[c].len > 0).fold(0, |m, c| m | bit(c));
+        while left != 0 {
+            let victim = Ascending(left).max_by_key(|&c| (self.queues[c].len, core::cmp::Reverse(c)))?;
+            left &= !bit(victim);
+            if let Some((priority, index)) = self.find_movable(victim, cpu) {
+                return Some(self.queues[victim].take(priority, index));
             }
         }
-        victims[..n].sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        victims[..n].iter().find_map(|&(_, victim)| {
-            self.find_movable(victim, cpu).map(|(priority, index)| self.queues[victim].take(priority, index))
-        })
+        None
     }
 
     /// The highest-priority thread queued on `from` (the oldest of that priority) that may run
@@ -630,20 +630,23 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
 
     /// One move of [`Scheduler::balance`], if any is possible.
     fn one_balancing_move(&mut self) -> Option<(T, usize, usize)> {
-        let mut order = [(0usize, 0usize); MAX_CPUS];
+        // (load, cpu) packed small: this runs at every tick of CPU 0.
+        let mut order = [(0u32, 0u8); MAX_CPUS];
         let mut n = 0;
         for c in Ascending(self.online) {
-            order[n] = (self.queues[c].load(), c);
+            order[n] = (u32::try_from(self.queues[c].load()).unwrap_or(u32::MAX), c as u8);
             n += 1;
         }
         // Busiest first; the lowest index first among equals.
         let order = &mut order[..n];
         order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         for &(from_load, from) in order.iter() {
+            let from = usize::from(from);
             if self.queues[from].len == 0 {
                 continue;
             }
             for &(to_load, to) in order.iter().rev() {
+                let to = usize::from(to);
                 if from_load <= to_load + 1 {
                     break;
                 }

@@ -180,6 +180,10 @@ pub fn run(guest: &Guest) -> Outcome {
     // A 10 ms virtual timer, waited for in WFI: ticks from CVAL to the handler.
     gic::enable_private(timer::VTIMER_INTID);
     let mut lates = [0u64; SAMPLES];
+    let profile = option_env!("KEEL_PROFILE") == Some("virtual_timer_irq");
+    if profile {
+        arch::profile_mark(true);
+    }
     for late in lates.iter_mut() {
         let before = cpu.timer_irqs.load(SeqCst);
         let cval = timer::now() + timer::ms(10);
@@ -189,6 +193,9 @@ pub fn run(guest: &Guest) -> Outcome {
         let taken = timer::now();
         ensure!(ok, "a 10 ms timer did not fire within {TIMEOUT_MS} ms");
         *late = taken.saturating_sub(cval);
+    }
+    if profile {
+        arch::profile_mark(false);
     }
     gic::send_sgi(SGI, peer);
     ensure!(smp::wait_done(peer, done_before, timer::ms(TIMEOUT_MS)) == Some(rounds), "cpu {peer} did not answer every SGI");
