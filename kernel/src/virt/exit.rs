@@ -12,7 +12,7 @@
 use super::psci::{self, Call};
 use super::syndrome::{GuestExit, MmioAccess, load_value};
 use super::vcpu::{Pending, Power};
-use super::vgic::Kicks;
+use super::vgic::{Kicks, VGicError};
 use super::vm::{FaultIn, IpaTarget, RegionKind};
 use crate::hal::{self, GuestLoad, GuestTimer};
 use crate::kernel::Kernel;
@@ -290,10 +290,12 @@ impl Kernel {
                 true
             }
             GuestExit::DataAbort { ipa, access: Some(a), write: false, s1ptw: false, .. } if v.lrs.live() == 0 => {
-                let vm_id = v.vm;
-                let Some(target) = self.vms.get(&vm_id).and_then(|vm| vm.gic_target(ipa)) else { return false };
+                let (vm_id, index) = (v.vm, v.index);
+                let Some(vm) = self.vms.get_mut(&vm_id) else { return false };
+                let Some(target) = vm.gic_target(ipa) else { return false };
                 v.count(Counter::MmioKernel);
-                self.vgic_access(frame, vcpu, vm_id, target, a);
+                let outcome = vgic_mmio(vm, index, frame, target, a);
+                self.vgic_finish(frame, vcpu, vm_id, a, outcome);
                 true
             }
             _ => false,
@@ -555,24 +557,14 @@ impl Kernel {
     fn vgic_access(&mut self, frame: &mut UserRegs, vcpu: Id, vm_id: Id, target: IpaTarget, a: MmioAccess) {
         let Some(index) = self.vcpus.get(&vcpu).map(|v| v.index) else { return };
         let Some(vm) = self.vms.get_mut(&vm_id) else { return };
-        let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
-        let outcome = match (target, a.write) {
-            (IpaTarget::Gicd(off), true) => vm.vgic.dist_write(index, off, a.size, value).map(Some),
-            (IpaTarget::Gicd(off), false) => vm.vgic.dist_read(index, off, a.size).map(|v| {
-                if a.reg != 31 {
-                    frame.x[a.reg as usize] = load_value(v, a);
-                }
-                None
-            }),
-            (IpaTarget::Gicr(t, off), true) => vm.vgic.redist_write(index, t, off, a.size, value).map(Some),
-            (IpaTarget::Gicr(t, off), false) => vm.vgic.redist_read(index, t, off, a.size).map(|v| {
-                if a.reg != 31 {
-                    frame.x[a.reg as usize] = load_value(v, a);
-                }
-                None
-            }),
-            _ => return,
-        };
+        let outcome = vgic_mmio(vm, index, frame, target, a);
+        self.vgic_finish(frame, vcpu, vm_id, a, outcome);
+    }
+
+    /// After a vGIC register access: the instruction is skipped and the vCPUs the access
+    /// concerns are kicked, or the guest gets a data abort (`outcome` `None`: not a vGIC frame).
+    fn vgic_finish(&mut self, frame: &mut UserRegs, vcpu: Id, vm_id: Id, a: MmioAccess, outcome: Option<Result<Option<Kicks>, VGicError>>) {
+        let Some(outcome) = outcome else { return };
         match outcome {
             Ok(kicks) => {
                 skip_instruction(frame);
@@ -684,4 +676,28 @@ mod tests {
             assert!(!is_pmu_register(enc), "{enc:?}");
         }
     }
+}
+
+/// Performs a guest's access `a` to the vGIC register at `target` of `vm` for its vCPU `index`:
+/// a read's value goes into the guest's register. `None` when `target` is not a vGIC frame.
+fn vgic_mmio(vm: &mut super::vm::Vm, index: usize, frame: &mut UserRegs, target: IpaTarget, a: MmioAccess) -> Option<Result<Option<Kicks>, VGicError>> {
+    let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
+    let outcome = match (target, a.write) {
+        (IpaTarget::Gicd(off), true) => vm.vgic.dist_write(index, off, a.size, value).map(Some),
+        (IpaTarget::Gicd(off), false) => vm.vgic.dist_read(index, off, a.size).map(|v| {
+            if a.reg != 31 {
+                frame.x[a.reg as usize] = load_value(v, a);
+            }
+            None
+        }),
+        (IpaTarget::Gicr(t, off), true) => vm.vgic.redist_write(index, t, off, a.size, value).map(Some),
+        (IpaTarget::Gicr(t, off), false) => vm.vgic.redist_read(index, t, off, a.size).map(|v| {
+            if a.reg != 31 {
+                frame.x[a.reg as usize] = load_value(v, a);
+            }
+            None
+        }),
+        _ => return None,
+    };
+    Some(outcome)
 }
