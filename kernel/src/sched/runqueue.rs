@@ -218,7 +218,10 @@ impl<T: Copy + Eq> RunQueue<T> {
     /// Takes the thread at `index` of the `priority` FIFO (which the caller found there).
     fn take(&mut self, priority: u8, index: usize) -> T {
         let level = &mut self.levels[usize::from(priority)];
-        let t = level.remove(index).expect("sched invariant: a thread found in a run queue is still there");
+        // The head in the common case (the next thread of a FIFO): pop_front is far shorter
+        // than VecDeque's general remove.
+        let t = if index == 0 { level.pop_front() } else { level.remove(index) };
+        let t = t.expect("sched invariant: a thread found in a run queue is still there");
         if level.is_empty() {
             self.nonempty &= !bit(usize::from(priority));
         }
