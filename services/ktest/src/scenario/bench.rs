@@ -165,8 +165,18 @@ fn on_client_cpu<T: Send + 'static>(
     what: &str,
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Option<T> {
-    let w = c.expect_ok(format_args!("{what}: start the client thread"), worker::start(cpu_mask(CLIENT_CPU), f))?;
-    let r = c.expect_ok(format_args!("{what}: client thread"), w.join(300 * SEC))?;
+    // `make profile BENCH=<what>` builds with KEEL_PROFILE set: the benchmark's whole run
+    // (warm-up included) is the profiling window scripts/profile.py's QEMU plugin counts.
+    let profile = option_env!("KEEL_PROFILE") == Some(what);
+    if profile {
+        sys::profile_mark(true);
+    }
+    let w = c.expect_ok(format_args!("{what}: start the client thread"), worker::start(cpu_mask(CLIENT_CPU), f));
+    let r = w.and_then(|w| c.expect_ok(format_args!("{what}: client thread"), w.join(300 * SEC)));
+    if profile {
+        sys::profile_mark(false);
+    }
+    let r = r?;
     c.expect_ok(format_args!("{what}: timed operations"), r)
 }
 
@@ -176,17 +186,7 @@ fn measure(
     what: &str,
     f: impl FnOnce() -> Result<Vec<u64>, Error> + Send + 'static,
 ) -> Option<Summary> {
-    // `make profile BENCH=<what>` builds with KEEL_PROFILE set: the benchmark's whole run
-    // (warm-up included) is the profiling window scripts/profile.py's QEMU plugin counts.
-    let profile = option_env!("KEEL_PROFILE") == Some(what);
-    if profile {
-        sys::profile_mark(true);
-    }
-    let costs = on_client_cpu(c, what, f);
-    if profile {
-        sys::profile_mark(false);
-    }
-    let costs = costs?;
+    let costs = on_client_cpu(c, what, f)?;
     let s = Summary::of(&costs);
     c.check(s.is_some(), || format!("{what}: no samples"));
     s
