@@ -215,6 +215,19 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_length_interrupt_wait_arms_the_console_for_the_next_ctrl_c() {
+        // What the shell does before `vm run --wait`: the VM may print, and the user press
+        // Ctrl-C, before the shell's first real wait.
+        let mut s = ConsoleState::new();
+        s.receive(b"vm run x --wait\n");
+        assert_eq!(s.take_for_reader(), Some(line("vm run x --wait")));
+        assert_eq!(s.take_interrupt(), None);
+        s.reader_timed_out();
+        assert!(s.receive(b"\x03").wake_reader);
+        assert_eq!(s.take_interrupt(), Some(ReadResult::Interrupted));
+    }
+
+    #[test]
     fn ctrl_c_with_no_reader_waiting_is_not_remembered() {
         let mut s = ConsoleState::new();
         let fx = s.receive(b"\x03");

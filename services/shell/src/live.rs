@@ -187,6 +187,12 @@ impl LiveSystem {
     }
 }
 
+/// Whether a `vm` command may leave the shell waiting for the VM or attached to it.
+fn stays_with_the_vm(args: &[String]) -> bool {
+    args.first().is_some_and(|c| c == "console")
+        || args.iter().any(|a| a == "--wait" || a == "--attach" || a == "--timeout" || a.starts_with("--timeout="))
+}
+
 /// Whether a `vm` command may be sent again to a restarted monitor: only those that only look.
 fn vm_retry(args: &[String]) -> Retry {
     match args.first().map(String::as_str) {
@@ -265,6 +271,13 @@ impl System for LiveSystem {
     }
 
     fn vm(&mut self, args: &[String]) -> Result<String, Error> {
+        if stays_with_the_vm(args) {
+            // The VM runs, and may print, before this call returns: a Ctrl-C typed on seeing its
+            // first lines must reach `wait_vm`/`attach`. The console keeps a Ctrl-C only for a
+            // reader it counts as waiting, which it does from this zero-length wait until the
+            // next read (a Ctrl-C typed earlier is dropped here, as it belonged to no command).
+            let _ = self.wait_for_interrupt(1);
+        }
         let payload = args.join("\0");
         let r = self.vmm.call_bulk(vm_retry(args), keel_rt::proto::vmm::COMMAND, [0; 3], payload.as_bytes());
         // A restarted monitor starts with no VMs: the ones it ran died with it. Say so once.
@@ -296,6 +309,18 @@ impl System for LiveSystem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_that_wait_for_or_attach_to_a_vm_are_known() {
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert!(stays_with_the_vm(&words("run spin --kernel k --wait")));
+        assert!(stays_with_the_vm(&words("run linux --attach")));
+        assert!(stays_with_the_vm(&words("start 1 --timeout 2")));
+        assert!(stays_with_the_vm(&words("console 1")));
+        assert!(!stays_with_the_vm(&words("run linux")));
+        assert!(!stays_with_the_vm(&words("list")));
+        assert!(!stays_with_the_vm(&[]));
+    }
 
     #[test]
     fn spawn_payload_is_the_path_then_nul_separated_arguments() {
