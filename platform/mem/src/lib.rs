@@ -17,6 +17,9 @@
 //! overlap directions) and by everything else that runs.
 #![no_std]
 
+// SAFETY: each routine touches only [dst, dst + n) and [src, src + n), as their C contracts
+// require of callers; they use only caller-saved registers (x0-x16) and no stack; the alignment
+// and MMU conditions they rely on are stated above.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 core::arch::global_asm!(
     r#"
