@@ -571,6 +571,16 @@ impl Kernel {
         }
     }
 
+    /// Gives up the CPU: the current thread goes to the back of its run queue.
+    pub fn yield_current(&mut self, cpu: usize, frame: &mut UserRegs) {
+        if let Some(tid) = self.current[cpu] {
+            self.save_current(cpu, frame);
+            self.sched.stop_running(cpu);
+            self.make_ready(tid, cpu);
+            self.schedule(cpu, frame);
+        }
+    }
+
     /// Chooses what runs on `cpu` now and loads it into `frame`. Leaves `current[cpu]` None when
     /// nothing is runnable (the arch layer then idles and calls this again).
     pub fn schedule(&mut self, cpu: usize, frame: &mut UserRegs) {

@@ -171,6 +171,34 @@ fn call_hands_the_cpu_to_the_server_and_reply_hands_it_back() {
 }
 
 #[test]
+fn ipc_calls_that_fail_to_decode_change_nothing() {
+    let mut w = World::new();
+    let (ct, st, cconn, sconn) = client_server(&mut w);
+    w.run(ct);
+    let notif = World::status(w.syscall(nr::NOTIF_CREATE, &[])).unwrap()[1];
+    let msg = [1, 2, 3, 4, 5, 0, CapList::EMPTY.0];
+    let call = |w: &mut World, conn: u64| World::status(w.syscall(nr::IPC_CALL, &[&[conn][..], &msg[..]].concat()));
+    assert_eq!(call(&mut w, notif), Err(Error::WrongType), "a notification is no connection");
+    assert_eq!(call(&mut w, (1 << 32) | u64::from(cconn)), Err(Error::BadSlot));
+    assert_eq!(call(&mut w, 4000), Err(Error::BadSlot));
+    let no_call = World::status(w.syscall(nr::CAP_COPY, &[u64::from(cconn), u64::from(u32::MAX), keel_abi::rights::GRANT as u64, 0])).unwrap()[1];
+    assert_eq!(call(&mut w, no_call), Err(Error::NoRights), "a copy without CALL cannot call");
+    assert_eq!(w.k.current[0], Some(ct), "the client still runs");
+    assert!(matches!(w.k.threads[&st].state, ThreadState::Blocked(_)), "the server still waits");
+    // A reply_recv naming no connection to wait on fails before the reply goes anywhere.
+    w.syscall(nr::IPC_CALL, &[&[u64::from(cconn)][..], &msg[..]].concat());
+    assert_eq!(w.k.current[0], Some(st));
+    let reply = [9, 9, 9, 9, 9, 0, CapList::EMPTY.0];
+    let snotif = World::status(w.syscall(nr::NOTIF_CREATE, &[])).unwrap()[1];
+    assert_eq!(World::status(w.syscall(nr::IPC_REPLY_RECV, &[&[snotif][..], &reply[..]].concat())), Err(Error::WrongType));
+    assert_eq!(w.k.threads[&ct].state, ThreadState::Blocked(crate::object::thread::Block::Reply { server: st }), "the client still waits for its reply");
+    assert_eq!(w.k.current[0], Some(st));
+    w.syscall(nr::IPC_REPLY_RECV, &[&[u64::from(sconn)][..], &reply[..]].concat());
+    assert_eq!(w.k.current[0], Some(ct), "the reply goes through once the call is right");
+    assert_eq!(&w.frame.x[..6], &[0, 9, 9, 9, 9, 9]);
+}
+
+#[test]
 fn caps_travel_with_a_call_only_with_grant() {
     let mut w = World::new();
     let (ct, st, cconn, sconn) = client_server(&mut w);

@@ -36,10 +36,10 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::object::idmap::IdMap;
 use derivation::DerivationTree;
 pub use rights::Rights;
 pub use slots::{Cap, DEFAULT_MAX_SLOTS, SlotTable};
@@ -92,7 +92,7 @@ impl fmt::Display for CapError {
 /// Every slot table and the derivation tree linking their caps.
 #[derive(Debug)]
 pub struct CapSpace<O> {
-    tables: BTreeMap<TableId, SlotTable<O>>,
+    tables: IdMap<SlotTable<O>>,
     tree: DerivationTree,
 }
 
@@ -105,7 +105,7 @@ impl<O: Clone> Default for CapSpace<O> {
 impl<O: Clone> CapSpace<O> {
     /// An empty space: no tables, no caps.
     pub fn new() -> Self {
-        CapSpace { tables: BTreeMap::new(), tree: DerivationTree::new() }
+        CapSpace { tables: IdMap::new(), tree: DerivationTree::new() }
     }
 
     /// Creates an empty slot table whose slots are `0..max_slots`.
@@ -326,7 +326,7 @@ impl<O: Clone> CapSpace<O> {
     pub(crate) fn check_invariants(&self) {
         self.tree.check();
         let mut caps = 0;
-        for (&table, slots) in &self.tables {
+        for (&table, slots) in self.tables.iter() {
             assert_eq!(slots.iter().count(), slots.count(), "table {table} live count");
             for (slot, cap) in slots.iter() {
                 assert_eq!(self.tree.location(cap.node()), (table, slot), "node location of {table}:{slot}");

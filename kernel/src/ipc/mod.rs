@@ -9,8 +9,8 @@
 
 use crate::cap::Rights;
 use crate::kernel::{Kernel, cap_error};
-use crate::object::thread::{Block, ThreadState, UserRegs, set_return};
-use crate::object::{Id, ObjRef};
+use crate::object::thread::{Block, Outcome, ThreadState, UserRegs, Words, set_return};
+use crate::object::Id;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use keel_abi::Error;
@@ -53,14 +53,14 @@ impl Default for Notification {
     }
 }
 
-/// Reads a message from registers x1..x5.
-pub fn message_from(regs: &UserRegs) -> Message {
-    Message { label: regs.x[1], data: [regs.x[2], regs.x[3], regs.x[4], regs.x[5]] }
+/// A delivered message as result words: x1..x5 message, x6 badge, x7 received cap slots.
+fn received(msg: &Message, badge: u64, caps: CapList) -> Words {
+    Words::new(&[msg.label, msg.data[0], msg.data[1], msg.data[2], msg.data[3], badge, caps.0])
 }
 
-/// Writes a delivered message: x0 = 0, x1..x5 message, x6 badge, x7 received cap slots.
+/// Writes a delivered message into the saved registers of a thread that waited for it.
 fn deliver(regs: &mut UserRegs, msg: &Message, badge: u64, caps: CapList) {
-    set_return(regs, 0, &[msg.label, msg.data[0], msg.data[1], msg.data[2], msg.data[3], badge, caps.0]);
+    set_return(regs, 0, received(msg, badge, caps).as_slice());
 }
 
 impl Kernel {
@@ -104,16 +104,11 @@ impl Kernel {
         Ok(CapList::from_slots(&received).unwrap_or(CapList::EMPTY))
     }
 
-    /// `ipc_call` by the current thread of `cpu`.
-    pub fn ipc_call(&mut self, cpu: usize, frame: &mut UserRegs, slot: u32, msg: Message, caps: CapList) -> Result<(), Error> {
+    /// `ipc_call` on `conn` (through a cap with `badge`) by the current thread of `cpu`, which
+    /// may grant every cap in `caps`.
+    pub fn ipc_call(&mut self, cpu: usize, frame: &mut UserRegs, conn: Id, badge: u64, msg: Message, caps: CapList) -> Result<Outcome, Error> {
         let client = self.current[cpu].ok_or(Error::BadState)?;
         let cpid = self.cpus[cpu].pid;
-        let cap = self.caps.lookup(cpid, slot, Rights::CALL).map_err(cap_error)?;
-        let ObjRef::Conn(conn) = cap.object else { return Err(Error::WrongType) };
-        let badge = cap.badge;
-        for s in caps.slots() {
-            self.caps.lookup(cpid, s, Rights::GRANT).map_err(cap_error)?;
-        }
         let c = self.conns.get_mut(&conn).ok_or(Error::PeerDied)?;
         if c.dead {
             return Err(Error::PeerDied);
@@ -150,7 +145,7 @@ impl Kernel {
                 self.block_current(cpu, frame, Block::Call { conn });
             }
         }
-        Ok(())
+        Ok(Outcome::Suspended)
     }
 
     /// Runs `next` (blocked until now, not queued) on `cpu` at once if its affinity allows,
@@ -165,12 +160,11 @@ impl Kernel {
         }
     }
 
-    /// `ipc_recv` by the current (server) thread: returns the next call, or blocks for one.
-    pub fn ipc_recv(&mut self, cpu: usize, frame: &mut UserRegs, slot: u32) -> Result<(), Error> {
+    /// `ipc_recv` on `conn` by the current (server) thread: returns the next call, or blocks
+    /// for one.
+    pub fn ipc_recv(&mut self, cpu: usize, frame: &mut UserRegs, conn: Id) -> Result<Outcome, Error> {
         let server = self.current[cpu].ok_or(Error::BadState)?;
         let spid = self.cpus[cpu].pid;
-        let cap = self.caps.lookup(spid, slot, Rights::SERVE).map_err(cap_error)?;
-        let ObjRef::Conn(conn) = cap.object else { return Err(Error::WrongType) };
         if self.threads[&server].ipc.caller.is_some() {
             // Still serving a call: reply first (or use reply_recv).
             return Err(Error::BadState);
@@ -183,15 +177,14 @@ impl Kernel {
             let Some(client) = c.pending.pop_front() else {
                 c.servers.push_back(server);
                 self.block_current(cpu, frame, Block::Recv { conn });
-                return Ok(());
+                return Ok(Outcome::Suspended);
             };
             let (cpid, msg, caps, badge) = {
                 let t = &self.threads[&client];
                 (t.pid, t.ipc.msg, t.ipc.caps.unwrap_or(CapList::EMPTY), t.ipc.badge)
             };
             match self.transfer_caps(cpid, spid, caps) {
-                Ok(received) => {
-                    deliver(frame, &msg, badge, received);
+                Ok(caps) => {
                     if let Some(t) = self.threads.get_mut(&client) {
                         t.state = ThreadState::Blocked(Block::Reply { server });
                         t.ipc.caps = None;
@@ -200,7 +193,7 @@ impl Kernel {
                         s.ipc.caller = Some(client);
                         s.ipc.badge = badge;
                     }
-                    return Ok(());
+                    return Ok(Outcome::Return(received(&msg, badge, caps)));
                 }
                 // The call cannot be delivered: it fails for its client; try the next one.
                 Err(e) => self.wake_with(client, e.code(), &[]),
@@ -208,9 +201,10 @@ impl Kernel {
         }
     }
 
-    /// Delivers the reply of the current (server) thread to its caller. With `then_recv`, the
-    /// server then waits for the next call and the CPU goes straight back to the client.
-    pub fn ipc_reply(&mut self, cpu: usize, frame: &mut UserRegs, msg: Message, caps: CapList, recv_slot: Option<u32>) -> Result<(), Error> {
+    /// Delivers the reply of the current (server) thread to its caller. With `recv`, the server
+    /// then waits for the next call on that connection and the CPU goes straight back to the
+    /// client.
+    pub fn ipc_reply(&mut self, cpu: usize, frame: &mut UserRegs, msg: Message, caps: CapList, recv: Option<Id>) -> Result<Outcome, Error> {
         let server = self.current[cpu].ok_or(Error::BadState)?;
         let spid = self.cpus[cpu].pid;
         let (caller, badge) = {
@@ -225,7 +219,7 @@ impl Kernel {
             return Err(Error::PeerDied);
         }
         let cpid = self.threads[&client].pid;
-        let received = match self.transfer_caps(spid, cpid, caps) {
+        let granted = match self.transfer_caps(spid, cpid, caps) {
             Ok(r) => r,
             Err(e) => {
                 // The server may retry with fewer caps.
@@ -237,25 +231,26 @@ impl Kernel {
             }
         };
         if let Some(t) = self.threads.get_mut(&client) {
-            deliver(&mut t.regs, &msg, 0, received);
-            t.regs.x[6] = 0;
+            deliver(&mut t.regs, &msg, 0, granted);
         }
-        match recv_slot {
+        match recv {
             None => {
-                set_return(frame, 0, &[]);
                 self.make_ready(client, cpu);
-                Ok(())
+                Ok(Outcome::Done)
             }
-            Some(slot) => {
+            Some(conn) => {
                 // Wait for the next call. If none is pending the server blocks and the client runs
                 // here at once; otherwise the server goes on with the next call and the client queues.
-                let result = self.ipc_recv(cpu, frame, slot);
-                if result.is_ok() && self.current[cpu].is_none() {
-                    self.hand_off(cpu, frame, client);
-                } else {
-                    self.make_ready(client, cpu);
+                match self.ipc_recv(cpu, frame, conn) {
+                    Ok(Outcome::Suspended) => {
+                        self.hand_off(cpu, frame, client);
+                        Ok(Outcome::Suspended)
+                    }
+                    next => {
+                        self.make_ready(client, cpu);
+                        next
+                    }
                 }
-                result
             }
         }
     }
@@ -281,19 +276,18 @@ impl Kernel {
     }
 
     /// Waits on a notification: returns pending bits at once, or blocks (until `deadline` if given).
-    pub fn notif_wait(&mut self, cpu: usize, frame: &mut UserRegs, notif: Id, deadline: Option<u64>) -> Result<(), Error> {
+    pub fn notif_wait(&mut self, cpu: usize, frame: &mut UserRegs, notif: Id, deadline: Option<u64>) -> Result<Outcome, Error> {
         let tid = self.current[cpu].ok_or(Error::BadState)?;
         let n = self.notifs.get_mut(&notif).ok_or(Error::PeerDied)?;
         if n.bits != 0 {
             let b = core::mem::take(&mut n.bits);
-            set_return(frame, 0, &[b]);
-            return Ok(());
+            return Ok(Outcome::words(&[b]));
         }
         n.waiters.push_back(tid);
         match deadline {
             Some(d) => self.sleep_current(cpu, frame, d, Block::Notif { notif }),
             None => self.block_current(cpu, frame, Block::Notif { notif }),
         }
-        Ok(())
+        Ok(Outcome::Suspended)
     }
 }

@@ -23,6 +23,12 @@ pub struct IdMap<V> {
 /// Slots of the first table; it doubles when it would be more than half full.
 const FIRST_CAPACITY: usize = 16;
 
+impl<V: core::fmt::Debug> core::fmt::Debug for IdMap<V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 impl<V> Default for IdMap<V> {
     fn default() -> Self {
         Self::new()

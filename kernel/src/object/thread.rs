@@ -115,3 +115,49 @@ pub fn set_return(regs: &mut UserRegs, status: i64, results: &[u64]) {
         regs.x[1 + i] = *r;
     }
 }
+
+/// The result words of a system call that succeeded: x1.. (at most seven; x0 is the status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Words {
+    len: u8,
+    words: [u64; 7],
+}
+
+impl Words {
+    pub const NONE: Self = Self { len: 0, words: [0; 7] };
+
+    /// The first seven of `words`.
+    pub fn new(words: &[u64]) -> Self {
+        let mut w = Self::NONE;
+        for (d, s) in w.words.iter_mut().zip(words) {
+            *d = *s;
+        }
+        w.len = words.len().min(7) as u8;
+        w
+    }
+
+    pub fn as_slice(&self) -> &[u64] {
+        &self.words[..self.len as usize]
+    }
+}
+
+/// What a system call that succeeded means for its caller, for the dispatcher to finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The caller returns at once: x0 = 0 and no result words.
+    Done,
+    /// The caller returns at once: x0 = 0 and these words from x1.
+    Return(Words),
+    /// The caller returns 0, after giving up the CPU (to the back of its run queue).
+    ReturnAfterYield,
+    /// The caller does not return now: it blocked, runs its guest, or exited. Its result is
+    /// written into its saved registers when it wakes, and the frame may already hold another
+    /// thread.
+    Suspended,
+}
+
+impl Outcome {
+    pub fn words(words: &[u64]) -> Self {
+        Self::Return(Words::new(words))
+    }
+}

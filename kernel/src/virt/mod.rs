@@ -7,7 +7,6 @@ pub mod exit;
 pub mod idregs;
 pub mod psci;
 pub mod syndrome;
-pub mod syscalls;
 pub mod vcpu;
 pub mod vgic;
 pub mod vm;

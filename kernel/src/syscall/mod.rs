@@ -1,0 +1,424 @@
+//! System calls (numbers and registers: docs/ABI.md), in three steps:
+//!
+//! 1. **Decode** (`decode.rs`): the registers become a typed [`Call`]; every capability argument
+//!    is looked up with the rights the call needs, every plain argument checked. Nothing changes.
+//! 2. **Invoke** (below, and `vm.rs` for the virtual-machine calls): the call acts on its objects
+//!    and says what its caller gets, an [`Outcome`]. A call either does all of its work or fails
+//!    with no effect.
+//! 3. **Finish** ([`dispatch`]): the result is written into the caller's registers, once: x0 = 0
+//!    and the result words, or x0 = the negative error code. A caller that blocked (or runs its
+//!    guest, or exited) gets its result when it wakes, written into its saved registers by
+//!    whoever wakes it.
+
+mod decode;
+pub mod vm;
+
+pub use decode::Call;
+
+use crate::cap::Rights;
+use crate::hal;
+use crate::kernel::{Kernel, cap_error};
+use crate::object::pmo::Pmo;
+use crate::object::process::ProcState;
+use crate::object::thread::{Block, Outcome, UserRegs, set_return};
+use crate::object::vmspace::{Access, FaultError};
+use crate::object::{Id, ObjRef};
+use crate::ipc::{Connection, Notification};
+use alloc::vec::Vec;
+use keel_abi::{Error, PAGE_SIZE, PmoKind};
+
+type Result<T = ()> = core::result::Result<T, Error>;
+
+/// Handles the system call in `frame` made by the current thread of `cpu`.
+pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
+    let Some(tid) = k.current[cpu] else { return };
+    let pid = k.cpus[cpu].pid;
+    debug_assert_eq!(k.threads.get(&tid).map(|t| t.pid), Some(pid), "cpu{cpu}: the cached pid of the current thread is stale");
+    crate::failpoint::begin(tid);
+    let result = match decode::decode(k, pid, &frame.x) {
+        Ok(call) => invoke(k, cpu, tid, pid, frame, call),
+        Err(e) => Err(e),
+    };
+    crate::failpoint::end();
+    match result {
+        Ok(Outcome::Done) => frame.x[0] = 0,
+        Ok(Outcome::Return(words)) => set_return(frame, 0, words.as_slice()),
+        Ok(Outcome::ReturnAfterYield) => {
+            set_return(frame, 0, &[]);
+            k.yield_current(cpu, frame);
+        }
+        Ok(Outcome::Suspended) => {}
+        Err(e) => {
+            log::trace!("process {pid} thread {tid}: system call {} failed: {e:?}", frame.x[8]);
+            frame.x[0] = e.code() as u64;
+        }
+    }
+}
+
+/// A slot argument. Slots are 32 bits: a register with any high bit set names no slot (it must
+/// not name the slot of its low half).
+pub(crate) fn slot(v: u64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::BadSlot)
+}
+
+/// Counter ticks in `ns` nanoseconds. In 128 bits: `ns * ticks_per_second` overflows 64 bits for
+/// waits beyond ~18 s at 1 GHz, which would cut them short.
+fn ns_to_ticks(ns: u64) -> u64 {
+    let ticks = u128::from(ns) * u128::from(hal::ticks_per_second()) / 1_000_000_000;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// Runs a decoded call made by thread `tid` of process `pid`, current on `cpu` (its registers
+/// in `frame`).
+#[inline(always)]
+fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, call: Call) -> Result<Outcome> {
+    match call {
+        Call::Null => Ok(Outcome::Done),
+        Call::DebugWrite { va, len } => {
+            let bytes = k.copy_from_user(pid, va, len)?;
+            hal::console_write(&bytes);
+            Ok(Outcome::words(&[len]))
+        }
+        Call::Yield => Ok(Outcome::ReturnAfterYield),
+        Call::ThreadExit => {
+            k.exit_thread(tid);
+            Ok(Outcome::Suspended)
+        }
+        Call::ProcessExit { code } => {
+            k.exit_process(pid, code);
+            Ok(Outcome::Suspended)
+        }
+        Call::CapInfo { slot } => {
+            let cap = k.caps.get(pid, slot).map_err(cap_error)?;
+            Ok(Outcome::words(&[cap.object.kind() as u64, cap.rights.bits() as u64, cap.badge]))
+        }
+        Call::CapCopy { src, dest, rights, badge } => {
+            k.check_heap()?;
+            let obj = k.caps.get(pid, src).map_err(cap_error)?.object;
+            let slot = k.caps.copy((pid, src), dest, rights, badge).map_err(cap_error)?;
+            k.inc_ref(obj);
+            Ok(Outcome::words(&[slot as u64]))
+        }
+        Call::CapMove { src, dest } => {
+            k.check_heap()?;
+            let slot = k.caps.move_cap((pid, src), dest).map_err(cap_error)?;
+            Ok(Outcome::words(&[slot as u64]))
+        }
+        Call::CapDelete { slot } => {
+            let obj = k.caps.delete(pid, slot).map_err(cap_error)?;
+            k.dec_ref(obj);
+            Ok(Outcome::Done)
+        }
+        Call::CapRevoke { slot } => {
+            let objs = k.caps.revoke(pid, slot).map_err(cap_error)?;
+            let n = objs.len() as u64;
+            k.drop_caps(objs);
+            Ok(Outcome::words(&[n]))
+        }
+        Call::ProcessCreate { name_va, name_len } => process_create(k, pid, name_va, name_len),
+        Call::ThreadCreate { process, entry, stack, arg, params } => {
+            if k.caps.count(pid).map_err(cap_error)? >= crate::kernel::PROCESS_SLOTS as usize {
+                return Err(Error::TableFull);
+            }
+            // All or nothing: the thread runs only once its cap is in place.
+            let tid = k.add_thread(process, entry, stack, arg, params)?;
+            match k.install_cap(pid, ObjRef::Thread(tid), Rights::ALL) {
+                Ok(slot) => {
+                    k.make_ready(tid, hal::this_cpu());
+                    Ok(Outcome::words(&[slot as u64, tid]))
+                }
+                Err(e) => {
+                    k.discard_thread(tid);
+                    Err(e)
+                }
+            }
+        }
+        Call::PmoCreate { kind, size } => {
+            k.check_heap()?;
+            let pmo = match kind {
+                PmoKind::Anonymous => Pmo::anonymous(size),
+                PmoKind::Contiguous => Pmo::contiguous(size)?,
+            };
+            let id = k.new_id();
+            k.pmos.insert(id, pmo);
+            install_new(k, pid, ObjRef::Pmo(id), Rights::ALL, |k| {
+                if let Some(mut p) = k.pmos.remove(&id) {
+                    p.release();
+                }
+            })
+        }
+        Call::PmoWrite { pmo, offset, va, len } => {
+            let bytes = k.copy_from_user(pid, va, len)?;
+            k.pmos.get_mut(&pmo).ok_or(Error::PeerDied)?.write(offset, &bytes)?;
+            Ok(Outcome::words(&[len]))
+        }
+        Call::PmoRead { pmo, offset, va, len } => {
+            let mut buf = k.copy_buffer(len)?;
+            k.pmos.get_mut(&pmo).ok_or(Error::PeerDied)?.read(offset, &mut buf)?;
+            k.copy_to_user(pid, va, &buf)?;
+            Ok(Outcome::words(&[len]))
+        }
+        Call::PmoPhys { pmo } => match k.pmos.get(&pmo).map(|p| &p.backing) {
+            Some(crate::object::pmo::Backing::Contiguous { base, .. }) => Ok(Outcome::words(&[*base])),
+            Some(_) => Err(Error::WrongType),
+            None => Err(Error::PeerDied),
+        },
+        Call::VmspaceMap { vmspace, pmo, va, size, offset, perms } => {
+            k.check_heap()?;
+            let vs = k.vmspaces.get_mut(&vmspace).ok_or(Error::PeerDied)?;
+            vs.check_free_range(va, size)?;
+            let p = k.pmos.get_mut(&pmo).ok_or(Error::PeerDied)?;
+            vs.add_region(va, size, pmo, p, offset, perms)?;
+            k.inc_ref(ObjRef::Pmo(pmo));
+            Ok(Outcome::Done)
+        }
+        Call::VmspaceUnmap { vmspace, va, size } => {
+            let pmo = k.vmspaces.get_mut(&vmspace).ok_or(Error::PeerDied)?.unmap_region(va, size)?;
+            k.dec_ref(ObjRef::Pmo(pmo));
+            Ok(Outcome::Done)
+        }
+        Call::ProcessWait { process } => match k.processes.get(&process).map(|p| p.state) {
+            Some(ProcState::Exited(code)) => Ok(Outcome::words(&[code as u64])),
+            Some(ProcState::Running) if process == pid => Err(Error::BadState),
+            Some(ProcState::Running) => {
+                k.block_current(cpu, frame, Block::ProcessExit { pid: process });
+                Ok(Outcome::Suspended)
+            }
+            None => Err(Error::PeerDied),
+        },
+        Call::ProcessKill { process, code } => {
+            if k.processes.get(&process).map(|p| p.state) != Some(ProcState::Running) {
+                return Err(Error::BadState);
+            }
+            log::info!("process {process} ({}) killed by process {pid}", k.processes[&process].name);
+            k.exit_process(process, if code == 0 { keel_abi::EXIT_KILLED } else { code });
+            Ok(if process == pid { Outcome::Suspended } else { Outcome::Done })
+        }
+        Call::ProcessInfo { process } => {
+            let p = k.processes.get(&process).ok_or(Error::PeerDied)?;
+            let (state, code) = match p.state {
+                ProcState::Running => (keel_abi::ProcessState::Running as u64, 0),
+                ProcState::Exited(c) => (keel_abi::ProcessState::Exited as u64, c as u64),
+            };
+            let pages = if p.holds_vmspace { k.vmspaces.get(&p.vmspace).map_or(0, |v| v.mapped_pages as u64) } else { 0 };
+            Ok(Outcome::words(&[state, code, pages, p.threads.len() as u64, process]))
+        }
+        Call::ProcessWatch { process, notif, bits } => {
+            k.check_heap()?;
+            match k.processes.get(&process).map(|p| p.state) {
+                Some(ProcState::Running) => {
+                    k.processes.get_mut(&process).ok_or(Error::PeerDied)?.watchers.push((notif, bits));
+                    k.inc_ref(ObjRef::Notif(notif));
+                }
+                Some(ProcState::Exited(_)) => k.signal(notif, bits),
+                None => return Err(Error::PeerDied),
+            }
+            Ok(Outcome::Done)
+        }
+        Call::ConnCreate => {
+            k.check_heap()?;
+            let id = k.new_id();
+            k.conns.insert(id, Connection::new(pid));
+            install_new(k, pid, ObjRef::Conn(id), Rights::ALL, |k| {
+                k.conns.remove(&id);
+            })
+        }
+        Call::IpcCall { conn, badge, msg, caps } => k.ipc_call(cpu, frame, conn, badge, msg, caps),
+        Call::IpcRecv { conn } => k.ipc_recv(cpu, frame, conn),
+        Call::IpcReply { msg, caps, recv } => k.ipc_reply(cpu, frame, msg, caps, recv),
+        Call::NotifCreate => {
+            k.check_heap()?;
+            let id = k.new_id();
+            k.notifs.insert(id, Notification::new());
+            install_new(k, pid, ObjRef::Notif(id), Rights::ALL, |k| {
+                k.notifs.remove(&id);
+            })
+        }
+        Call::NotifSignal { notif, bits } => {
+            k.signal(notif, bits);
+            Ok(Outcome::Done)
+        }
+        Call::NotifWait { notif, deadline } => k.notif_wait(cpu, frame, notif, deadline),
+        Call::IrqCreate { intid } => {
+            if k.irqs.contains_key(&intid) {
+                return Err(Error::Exists);
+            }
+            k.check_heap()?;
+            k.irqs.insert(intid, crate::kernel::IrqLine { intid, bound: None, refs: 0 });
+            install_new(k, pid, ObjRef::Irq(intid), Rights::ALL, |k| {
+                k.irqs.remove(&intid);
+            })
+        }
+        Call::IrqBind { intid, notif, bits } => {
+            let old = k.irqs.get_mut(&intid).ok_or(Error::PeerDied)?.bound.replace((notif, bits));
+            k.inc_ref(ObjRef::Notif(notif));
+            if let Some((n, _)) = old {
+                k.dec_ref(ObjRef::Notif(n));
+            }
+            hal::irq_enable(intid);
+            Ok(Outcome::Done)
+        }
+        Call::IrqAck { intid } => {
+            if k.irqs.get(&intid).is_some_and(|l| l.bound.is_some()) {
+                hal::irq_unmask(intid);
+            }
+            Ok(Outcome::Done)
+        }
+        Call::DevicePmo { phys, size } => {
+            k.check_heap()?;
+            let id = k.new_id();
+            k.pmos.insert(id, Pmo::device(phys, size));
+            install_new(k, pid, ObjRef::Pmo(id), Rights::ALL.difference(Rights::EXEC), |k| {
+                k.pmos.remove(&id);
+            })
+        }
+        Call::MemInfo { page } => Ok(Outcome::words(&k.census().page(page).ok_or(Error::Invalid)?)),
+        Call::FaultInject { n } => {
+            let report = crate::failpoint::arm(tid, n);
+            Ok(Outcome::words(&[u64::from(report.fired), report.passed]))
+        }
+        Call::PowerOff { reset } => {
+            log::info!("process {pid} asked to power {}", if reset { "cycle" } else { "off" });
+            hal::power_off(reset);
+            Ok(Outcome::Done)
+        }
+        Call::ThreadSetSched { thread, params } => {
+            let t = k.threads.get_mut(&thread).ok_or(Error::PeerDied)?;
+            t.params = params;
+            // A queued thread moves to its new queue; a running or blocked one uses the new
+            // parameters next time.
+            if k.sched.is_queued(thread) {
+                let _ = k.sched.remove(thread);
+                k.make_ready(thread, hal::this_cpu());
+            }
+            Ok(Outcome::Done)
+        }
+        Call::Sleep { deadline } => {
+            k.sleep_current(cpu, frame, deadline, Block::Sleep);
+            Ok(Outcome::Suspended)
+        }
+        Call::Vm(call) => vm::invoke(k, cpu, tid, pid, frame, call),
+    }
+}
+
+/// Installs a cap to a new object in `pid`'s table and returns its slot; if the table cannot
+/// take it, `undo` removes the object (all or nothing).
+fn install_new(k: &mut Kernel, pid: Id, obj: ObjRef, rights: Rights, undo: impl FnOnce(&mut Kernel)) -> Result<Outcome> {
+    match k.install_cap(pid, obj, rights) {
+        Ok(slot) => Ok(Outcome::words(&[slot as u64])),
+        Err(e) => {
+            undo(k);
+            Err(e)
+        }
+    }
+}
+
+fn process_create(k: &mut Kernel, pid: Id, name_va: u64, name_len: u64) -> Result<Outcome> {
+    let name = k.copy_from_user(pid, name_va, name_len)?;
+    let name = core::str::from_utf8(&name).map_err(|_| Error::Invalid)?;
+    if k.caps.count(pid).map_err(cap_error)? + 2 > crate::kernel::PROCESS_SLOTS as usize {
+        return Err(Error::TableFull);
+    }
+    // All or nothing: the child and both caps, or (after undoing what was made) an error.
+    let child = k.create_process(name)?;
+    let vs = k.processes[&child].vmspace;
+    let pslot = match k.install_cap(pid, ObjRef::Process(child), Rights::ALL) {
+        Ok(s) => s,
+        Err(e) => {
+            k.abandon_process(child);
+            return Err(e);
+        }
+    };
+    let vslot = match k.install_cap(pid, ObjRef::VmSpace(vs), Rights::ALL) {
+        Ok(s) => s,
+        Err(e) => {
+            k.uninstall_cap(pid, pslot);
+            k.abandon_process(child);
+            return Err(e);
+        }
+    };
+    Ok(Outcome::words(&[pslot as u64, vslot as u64, child]))
+}
+
+impl Kernel {
+    /// Copies `len` bytes from user address `va` of process `pid`.
+    pub fn copy_from_user(&mut self, pid: Id, va: u64, len: u64) -> Result<Vec<u8>> {
+        let mut out = self.copy_buffer(len)?;
+        self.user_copy(pid, va, len, Access::Read, |pa, range| hal::copy_from_phys(pa, &mut out[range]))?;
+        Ok(out)
+    }
+
+    /// Copies `bytes` to user address `va` of process `pid`.
+    pub fn copy_to_user(&mut self, pid: Id, va: u64, bytes: &[u8]) -> Result {
+        if bytes.len() as u64 > keel_abi::MAX_COPY {
+            return Err(Error::Invalid);
+        }
+        self.user_copy(pid, va, bytes.len() as u64, Access::Write, |pa, range| hal::copy_to_phys(pa, &bytes[range]))
+    }
+
+    /// Walks [va, va+len) page by page, faulting pages in, and calls `f` with each piece's
+    /// physical address and its range within the buffer. Checks the whole range before copying.
+    fn user_copy(&mut self, pid: Id, va: u64, len: u64, access: Access, mut f: impl FnMut(u64, core::ops::Range<usize>)) -> Result {
+        let end = va.checked_add(len).ok_or(Error::BadAddress)?;
+        if len > 0 && (va < keel_abi::USER_MIN_VA || end > keel_abi::USER_MAX_VA) {
+            return Err(Error::BadAddress);
+        }
+        let vs_id = self.processes.get(&pid).ok_or(Error::BadState)?.vmspace;
+        let mut pieces = Vec::new();
+        let mut pos = va;
+        while pos < end {
+            let n = (PAGE_SIZE - pos % PAGE_SIZE).min(end - pos);
+            // Device registers are not in the kernel's direct map: the kernel never copies
+            // through a mapping of a device PMO (user space reads it itself).
+            let device = self.vmspaces.get(&vs_id).and_then(|vs| vs.region_at(pos)).and_then(|(_, r)| self.pmos.get(&r.pmo)).is_some_and(|p| p.is_device());
+            if device {
+                return Err(Error::BadAddress);
+            }
+            let pa = self.fault_in(vs_id, pos, access).map_err(|e| match e {
+                FaultError::NoMemory => Error::NoMemory,
+                FaultError::Unmapped | FaultError::Forbidden => Error::BadAddress,
+            })?;
+            pieces.push((pa, (pos - va) as usize..(pos - va + n) as usize));
+            pos += n;
+        }
+        for (pa, range) in pieces {
+            f(pa, range);
+        }
+        Ok(())
+    }
+
+    /// Makes `va` in address space `vs_id` accessible for `access`; its physical address.
+    pub fn fault_in(&mut self, vs_id: Id, va: u64, access: Access) -> core::result::Result<u64, FaultError> {
+        // A new page costs heap (the PMO's page map): refuse it before the heap runs dry.
+        if self.check_heap().is_err() {
+            return Err(FaultError::NoMemory);
+        }
+        let vs = self.vmspaces.get_mut(&vs_id).ok_or(FaultError::Unmapped)?;
+        let (_, region) = vs.region_at(va).ok_or(FaultError::Unmapped)?;
+        let pmo = self.pmos.get_mut(&region.pmo).ok_or(FaultError::Unmapped)?;
+        vs.fault_in(va, access, pmo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_abi::NO_SLOT;
+
+    #[test]
+    fn slot_arguments_with_high_bits_name_no_slot() {
+        assert_eq!(slot(5), Ok(5));
+        assert_eq!(slot(u64::from(NO_SLOT)), Ok(NO_SLOT));
+        assert_eq!(slot((1 << 32) | 5), Err(Error::BadSlot));
+        assert_eq!(slot(u64::MAX), Err(Error::BadSlot));
+    }
+
+    #[test]
+    fn long_timeouts_are_not_cut_short() {
+        let tps = hal::ticks_per_second();
+        assert_eq!(ns_to_ticks(600_000_000_000), 600 * tps);
+        assert_eq!(ns_to_ticks(1_000_000_000), tps);
+        // At 1 GHz (the fake HAL) a tick is a nanosecond, all the way up.
+        assert_eq!(ns_to_ticks(u64::MAX), u64::MAX);
+    }
+}

@@ -1,0 +1,245 @@
+//! The virtual-machine system calls (numbers and registers: docs/ABI.md, "Virtual machines"):
+//! their decoding and their invocation (the steps are described in `syscall/mod.rs`).
+
+use super::Result;
+use super::decode::{control, guest_ram_capable, pmo, vcpu, vm, vm_irq_line};
+use crate::cap::Rights;
+use crate::hal;
+use crate::kernel::Kernel;
+use crate::object::thread::{Outcome, UserRegs};
+use crate::object::{Id, ObjRef};
+use crate::virt::syndrome::load_value;
+use crate::virt::vcpu::{Pending, Power, VCpu};
+use crate::virt::vm::{RegionKind, Vm, VmIrqLine};
+use keel_abi::vm::{COUNTERS, ExitReason, VCPU_POWER_ON, layout, map};
+use keel_abi::{Error, syscall as nr};
+
+/// A decoded virtual-machine call.
+#[derive(Clone, Copy, Debug)]
+pub enum VmCall {
+    Create { vcpus: usize },
+    /// Guest RAM from `pmo` (`None`: an MMIO region whose accesses exit to the monitor).
+    Map { vm: Id, ipa: u64, size: u64, ram: Option<(Id, u64, u64)> },
+    VCpuCreate { vm: Id, index: usize },
+    VCpuInit { vcpu: Id, pc: u64, x0: u64, power_on: bool },
+    VCpuRun { vcpu: Id, results: [u64; 4] },
+    VCpuKick { vcpu: Id },
+    IrqLineCreate { vm: Id, intid: u32 },
+    IrqLine { line: Id, level: u64 },
+    VCpuStat { vcpu: Id, first: usize },
+}
+
+/// Decodes a VM call; `NoSys` for a number that is no call at all.
+pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
+    Ok(match a[8] {
+        nr::VM_CREATE => {
+            control(k, pid, a[0])?;
+            if a[1] == 0 || a[1] > u64::from(layout::MAX_VCPUS) {
+                return Err(Error::Invalid);
+            }
+            VmCall::Create { vcpus: a[1] as usize }
+        }
+        nr::VM_MAP => {
+            let vm = vm(k, pid, a[0], Rights::WRITE)?;
+            let (ipa, size, offset, flags) = (a[2], a[3], a[4], a[5]);
+            if flags & !(map::READ | map::WRITE | map::EXEC | map::MMIO) != 0 {
+                return Err(Error::Invalid);
+            }
+            k.vms.get(&vm).ok_or(Error::BadState)?.check_free_range(ipa, size)?;
+            if flags & map::MMIO != 0 {
+                return Ok(VmCall::Map { vm, ipa, size, ram: None });
+            }
+            let pmo = pmo(k, pid, a[1], Rights::MAP | Rights::READ | Rights::WRITE)?;
+            let pmo_size = guest_ram_capable(k, pmo)?;
+            if offset % keel_abi::PAGE_SIZE != 0 {
+                return Err(Error::Unaligned);
+            }
+            match offset.checked_add(size) {
+                Some(end) if end <= pmo_size.next_multiple_of(keel_abi::PAGE_SIZE) => {}
+                _ => return Err(Error::Invalid),
+            }
+            let perms = flags & (map::READ | map::WRITE | map::EXEC);
+            VmCall::Map { vm, ipa, size, ram: Some((pmo, offset, perms)) }
+        }
+        nr::VCPU_CREATE => {
+            let vm_id = vm(k, pid, a[0], Rights::WRITE)?;
+            let index = usize::try_from(a[1]).map_err(|_| Error::Invalid)?;
+            match k.vms.get(&vm_id).ok_or(Error::BadState)?.vcpus.get(index) {
+                Some(None) => {}
+                Some(Some(_)) => return Err(Error::Exists),
+                None => return Err(Error::Invalid),
+            }
+            VmCall::VCpuCreate { vm: vm_id, index }
+        }
+        nr::VCPU_INIT => {
+            let vcpu = vcpu(k, pid, a[0], Rights::WRITE)?;
+            if a[3] & !VCPU_POWER_ON != 0 {
+                return Err(Error::Invalid);
+            }
+            VmCall::VCpuInit { vcpu, pc: a[1], x0: a[2], power_on: a[3] & VCPU_POWER_ON != 0 }
+        }
+        nr::VCPU_RUN => VmCall::VCpuRun { vcpu: vcpu(k, pid, a[0], Rights::WRITE)?, results: [a[1], a[2], a[3], a[4]] },
+        nr::VCPU_KICK => VmCall::VCpuKick { vcpu: vcpu(k, pid, a[0], Rights::WRITE)? },
+        nr::VM_IRQ_LINE_CREATE => {
+            let vm = vm(k, pid, a[0], Rights::WRITE)?;
+            let intid = u32::try_from(a[1]).map_err(|_| Error::Invalid)?;
+            if !(32..32 + layout::NR_SPIS).contains(&intid) {
+                return Err(Error::Invalid);
+            }
+            VmCall::IrqLineCreate { vm, intid }
+        }
+        nr::VM_IRQ_LINE => {
+            let line = vm_irq_line(k, pid, a[0], Rights::SIGNAL)?;
+            if a[1] > 2 {
+                return Err(Error::Invalid);
+            }
+            VmCall::IrqLine { line, level: a[1] }
+        }
+        nr::VCPU_STAT => {
+            let vcpu = vcpu(k, pid, a[0], Rights::READ)?;
+            let first = usize::try_from(a[1]).map_err(|_| Error::Invalid)?;
+            if first >= COUNTERS {
+                return Err(Error::Invalid);
+            }
+            VmCall::VCpuStat { vcpu, first }
+        }
+        _ => return Err(Error::NoSys),
+    })
+}
+
+/// Runs a decoded VM call made by thread `tid` of process `pid`, current on `cpu`.
+pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, call: VmCall) -> Result<Outcome> {
+    match call {
+        VmCall::Create { vcpus } => vm_create(k, pid, vcpus),
+        VmCall::Map { vm, ipa, size, ram } => {
+            k.check_heap()?;
+            let kind = match ram {
+                Some((pmo, offset, perms)) => RegionKind::Ram { pmo, offset, perms },
+                None => RegionKind::Mmio,
+            };
+            k.vms.get_mut(&vm).ok_or(Error::BadState)?.add_region(ipa, size, kind);
+            if let Some((pmo, ..)) = ram {
+                k.inc_ref(ObjRef::Pmo(pmo));
+            }
+            Ok(Outcome::Done)
+        }
+        VmCall::VCpuCreate { vm, index } => vcpu_create(k, pid, vm, index),
+        VmCall::VCpuInit { vcpu, pc, x0, power_on } => {
+            let v = k.vcpus.get_mut(&vcpu).ok_or(Error::BadState)?;
+            if v.runner.is_some() {
+                return Err(Error::BadState);
+            }
+            v.reset_to(pc, x0);
+            v.pending = Pending::None;
+            v.power = if power_on { Power::On } else { Power::Off };
+            Ok(Outcome::Done)
+        }
+        VmCall::VCpuRun { vcpu, results } => vcpu_run(k, cpu, tid, frame, vcpu, results),
+        VmCall::VCpuKick { vcpu } => {
+            k.vcpus.get_mut(&vcpu).ok_or(Error::BadState)?.kick = true;
+            k.nudge_vcpu(vcpu, hal::this_cpu());
+            Ok(Outcome::Done)
+        }
+        VmCall::IrqLineCreate { vm, intid } => {
+            k.check_heap()?;
+            let id = k.new_id();
+            k.vm_irq_lines.insert(id, VmIrqLine { vm, intid, refs: 0 });
+            match k.install_cap(pid, ObjRef::VmIrqLine(id), Rights::ALL) {
+                Ok(slot) => {
+                    k.inc_ref(ObjRef::Vm(vm));
+                    Ok(Outcome::words(&[u64::from(slot)]))
+                }
+                Err(e) => {
+                    k.vm_irq_lines.remove(&id);
+                    Err(e)
+                }
+            }
+        }
+        VmCall::IrqLine { line, level } => {
+            let (vm_id, intid) = k.vm_irq_lines.get(&line).map(|l| (l.vm, l.intid)).ok_or(Error::BadState)?;
+            let vm = k.vms.get_mut(&vm_id).ok_or(Error::BadState)?;
+            let kicks = match level {
+                2 => vm.vgic.trigger_spi_edge(intid),
+                l => vm.vgic.set_spi_level(intid, l == 1),
+            }
+            .map_err(|_| Error::Invalid)?;
+            k.kick_vcpus(vm_id, kicks);
+            Ok(Outcome::Done)
+        }
+        VmCall::VCpuStat { vcpu, first } => {
+            let v = k.vcpus.get(&vcpu).ok_or(Error::BadState)?;
+            let mut out = [0u64; 7];
+            for (o, c) in out.iter_mut().zip(&v.counters[first..]) {
+                *o = *c;
+            }
+            Ok(Outcome::words(&out))
+        }
+    }
+}
+
+/// vm_create(control, vcpus) -> vm slot.
+fn vm_create(k: &mut Kernel, pid: Id, vcpus: usize) -> Result<Outcome> {
+    k.check_heap()?;
+    let vmid = k.alloc_vmid()?;
+    let vm = match Vm::new(vmid, vcpus, hal::now_ticks()) {
+        Ok(vm) => vm,
+        Err(e) => {
+            k.free_vmid(vmid);
+            return Err(e);
+        }
+    };
+    let id = k.new_id();
+    k.vms.insert(id, vm);
+    match k.install_cap(pid, ObjRef::Vm(id), Rights::ALL) {
+        Ok(s) => Ok(Outcome::words(&[u64::from(s)])),
+        Err(e) => {
+            k.destroy_vm(id);
+            Err(e)
+        }
+    }
+}
+
+/// vcpu_create(vm, index) -> vcpu slot. The vCPU starts powered off.
+fn vcpu_create(k: &mut Kernel, pid: Id, vm_id: Id, index: usize) -> Result<Outcome> {
+    k.check_heap()?;
+    let id = k.new_id();
+    k.vcpus.insert(id, VCpu::new(vm_id, index, hal::guest_lr_count()));
+    match k.install_cap(pid, ObjRef::VCpu(id), Rights::ALL) {
+        Ok(s) => {
+            if let Some(vm) = k.vms.get_mut(&vm_id) {
+                vm.vcpus[index] = Some(id);
+            }
+            k.inc_ref(ObjRef::Vm(vm_id));
+            Ok(Outcome::words(&[u64::from(s)]))
+        }
+        Err(e) => {
+            k.vcpus.remove(&id);
+            Err(e)
+        }
+    }
+}
+
+/// vcpu_run(vcpu, results...): completes the previous exit with `results` (the value of an MMIO
+/// read, or x0..x3 of a forwarded hypercall), then runs the guest until an exit the kernel does
+/// not finish. The exit record comes back in x1..x6 when the thread leaves guest mode.
+fn vcpu_run(k: &mut Kernel, cpu: usize, tid: Id, frame: &mut UserRegs, id: Id, results: [u64; 4]) -> Result<Outcome> {
+    let v = k.vcpus.get_mut(&id).ok_or(Error::BadState)?;
+    if v.runner.is_some() {
+        return Err(Error::BadState);
+    }
+    match core::mem::replace(&mut v.pending, Pending::None) {
+        Pending::MmioRead(a) => {
+            if a.reg != 31 {
+                v.regs.x[a.reg as usize] = load_value(results[0], a);
+            }
+        }
+        Pending::Hypercall => v.regs.x[..4].copy_from_slice(&results),
+        Pending::None => {}
+    }
+    if v.kick {
+        v.kick = false;
+        return Ok(Outcome::words(&[ExitReason::Kicked as u64]));
+    }
+    k.enter_guest(cpu, frame, tid, id);
+    Ok(Outcome::Suspended)
+}
