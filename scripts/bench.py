@@ -58,6 +58,8 @@ CATALOG = [
     ("virtual_timer_irq", None, "instructions", GUEST),
     ("vcpu_switch_round_trip", None, "instructions", GUEST),
     ("vcpu_switch_round_trip_sve_pmu", None, "instructions", GUEST),
+    ("vcpu_yield_round_trip_same_vm", None, "instructions", KERNEL),
+    ("vcpu_yield_round_trip_two_vms", None, "instructions", KERNEL),
     ("linux_boot_ratio", 1.30, "ratio", LINUX),
     ("linux_boot_ratio_quiet", 1.10, "ratio", LINUX),
     ("linux_perf_instructions_ratio", None, "ratio", LINUX),

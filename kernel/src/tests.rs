@@ -386,6 +386,24 @@ fn guest_running(vcpus: u64) -> (World, Id, Vec<u64>) {
 }
 
 #[test]
+fn a_guest_yield_lets_the_next_thread_run_and_resumes_the_guest_after() {
+    use crate::virt::syndrome::GuestExit;
+    let (mut w, tid, _) = guest_running(1);
+    let (_, other) = w.process("other");
+    let pc = w.frame.pc;
+    w.frame.x[0] = u64::from(crate::virt::psci::KEEL_YIELD);
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    w.k.finish_trap(0, &mut w.frame);
+    assert_eq!(w.k.current[0], Some(other), "the other thread runs");
+    assert!(w.k.loaded_vcpu(0).is_none(), "the guest's state is put away");
+    assert_eq!(w.k.threads[&tid].state, ThreadState::Ready);
+    w.syscall(nr::YIELD, &[]);
+    assert_eq!(w.k.current[0], Some(tid), "the vCPU thread runs again");
+    assert!(w.k.loaded_vcpu(0).is_some(), "in guest mode");
+    assert_eq!((w.frame.x[0], w.frame.pc), (0, pc), "the hypercall returned SUCCESS after the hvc");
+}
+
+#[test]
 fn vcpu_run_enters_the_guest_and_a_vendor_hypercall_returns_to_the_monitor() {
     use crate::virt::syndrome::GuestExit;
     use keel_abi::vm::ExitReason;

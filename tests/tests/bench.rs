@@ -44,6 +44,10 @@ fn the_quick_benchmark_run_produces_a_plausible_figure_for_every_benchmark() {
         ("virtual_timer_irq", 1, 100_000_000),
         ("vcpu_switch_round_trip", 500, 100_000_000),
         ("vcpu_switch_round_trip_sve_pmu", 500, 100_000_000),
+        // Two yield exits and two switches; a yield that found no other vCPU to run would be a
+        // few hundred.
+        ("vcpu_yield_round_trip_same_vm", 1_000, 100_000_000),
+        ("vcpu_yield_round_trip_two_vms", 1_000, 100_000_000),
         ("fs_tmpfs_write_16m", 10, 10_000_000),
         ("fs_tmpfs_read_16m", 10, 10_000_000),
         ("fs_tmpfs_create_stat_unlink", 1_000, 100_000_000),

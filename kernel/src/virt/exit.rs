@@ -368,7 +368,7 @@ impl Kernel {
     fn hypercall(&mut self, cpu: usize, frame: &mut UserRegs, vcpu: Id, reason: ExitReason) {
         let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
         let call = psci::decode(args);
-        if !matches!(call, Call::Other) {
+        if !matches!(call, Call::Other | Call::Yield) {
             self.count(vcpu, Counter::Psci);
         }
         match call {
@@ -384,6 +384,10 @@ impl Kernel {
             Call::CpuSuspend => {
                 frame.x[0] = psci::SUCCESS as u64;
                 self.guest_wait(cpu, frame, vcpu);
+            }
+            Call::Yield => {
+                frame.x[0] = psci::SUCCESS as u64;
+                self.yield_current(cpu, frame);
             }
             Call::SystemOff => self.leave_guest(cpu, frame, ExitReason::SystemOff, &[]),
             Call::SystemReset => self.leave_guest(cpu, frame, ExitReason::SystemReset, &[]),

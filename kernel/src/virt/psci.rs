@@ -3,7 +3,8 @@
 //! Pure: [`decode`] turns the guest's x0..x3 into a [`Call`]; the kernel (`virt::exit`) carries it
 //! out against its vCPU state and returns the PSCI status codes defined here. Function IDs outside
 //! the PSCI and SMCCC-architecture ranges are not decided here: vendor hypervisor calls go to the
-//! VM monitor and every other unknown ID returns NOT_SUPPORTED.
+//! VM monitor and every other unknown ID returns NOT_SUPPORTED. One vendor hypervisor call is the
+//! kernel's own: [`KEEL_YIELD`].
 
 /// PSCI return codes (PSCI 1.1, table 6).
 pub const SUCCESS: i64 = 0;
@@ -38,6 +39,11 @@ const PSCI_FEATURES: u32 = 0x8400_000A;
 const SYSTEM_RESET2: u32 = 0x8400_0012;
 const SMCCC_VERSION: u32 = 0x8000_0000;
 const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
+/// Keel's yield hypercall (vendor-specific hypervisor service, fast call, both conventions:
+/// 0x8600_0100 and 0xC600_0100): the calling vCPU gives up its host CPU to the next thread of
+/// its priority there, like a host thread's `yield`, and returns SUCCESS. For a guest that spins
+/// on something another vCPU or VM must do (and for measuring switches between VMs).
+pub const KEEL_YIELD: u32 = 0x8600_0100;
 
 /// A decoded call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +61,8 @@ pub enum Call {
     AffinityInfo { target: u64 },
     SystemOff,
     SystemReset,
+    /// [`KEEL_YIELD`]: give up the host CPU, then return SUCCESS.
+    Yield,
     /// Not PSCI or SMCCC architecture: the caller decides (monitor or NOT_SUPPORTED).
     Other,
 }
@@ -88,6 +96,7 @@ pub fn decode(x: [u64; 4]) -> Call {
         (PSCI_FEATURES, _) => Call::Value(features(x[1] & 0xffff_ffff)),
         (SMCCC_VERSION, _) => Call::Value(SMCCC_VERSION_1_1),
         (SMCCC_ARCH_FEATURES, _) => Call::Value(arch_features(x[1] & 0xffff_ffff)),
+        (_, KEEL_YIELD) => Call::Yield,
         _ if is_psci_range(fid) || is_arch_range(fid) => Call::Value(NOT_SUPPORTED),
         _ if base == SYSTEM_RESET2 => Call::Value(NOT_SUPPORTED),
         _ => Call::Other,
@@ -172,8 +181,16 @@ mod tests {
         assert_eq!(decode([0xC400_0012, 0, 0, 0]), Call::Value(NOT_SUPPORTED));
         assert_eq!(decode([0x8000_7FFF, 0, 0, 0]), Call::Value(NOT_SUPPORTED));
         assert_eq!(decode([0xC600_0001, 0, 0, 0]), Call::Other);
+        assert_eq!(decode([0x8600_0101, 0, 0, 0]), Call::Other);
         assert_eq!(decode([0xC200_1234, 0, 0, 0]), Call::Other);
         assert_eq!(decode([0x1_8400_0000, 0, 0, 0]), Call::Value(NOT_SUPPORTED));
+    }
+
+    #[test]
+    fn keel_yield_in_both_conventions() {
+        assert_eq!(decode([0x8600_0100, 0, 0, 0]), Call::Yield);
+        assert_eq!(decode([0xC600_0100, 7, 7, 7]), Call::Yield);
+        assert_eq!(decode([0x1_8600_0100, 0, 0, 0]), Call::Value(NOT_SUPPORTED), "bits 63:32 set: no call");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod fs;
 mod notif;
 mod spawn;
 mod switch;
+mod vmswitch;
 
 use super::{EchoProcess, SEC, namesrv, procmgr, start_echo_server};
 use crate::check::Checks;
@@ -228,6 +229,14 @@ pub fn run(startup: &Startup, size: Size) -> i32 {
         time_batches(sys::counter, p.warmup, p.batches, p.per_batch, sys::null)
     }));
     record("context_switch", measure(&mut c, "context_switch", move || switch::yield_round_trips(CLIENT_CPU, p)));
+    match startup.cap("control") {
+        Some(control) => {
+            for (name, two_vms) in [("vcpu_yield_round_trip_same_vm", false), ("vcpu_yield_round_trip_two_vms", true)] {
+                record(name, measure(&mut c, name, move || vmswitch::yield_round_trips(control, CLIENT_CPU, two_vms)));
+            }
+        }
+        None => c.fail("no 'control' capability in the startup block: no VM benchmarks"),
+    }
     let notif_warmup = p.warmup / 10;
     record("notif_signal_wake_same_cpu", measure(&mut c, "notif_signal_wake_same_cpu", move || {
         notif::signal_to_wake(CLIENT_CPU, notif_warmup, p.notif_samples)
