@@ -17,6 +17,18 @@ pub type Mutex<T> = spin::mutex::Mutex<T, Relax>;
 /// Its guard.
 pub type MutexGuard<'a, T> = spin::mutex::MutexGuard<'a, T, Relax>;
 
+/// A thread's (or a vCPU's) general registers; the same layout as the trap frame `vectors.S` saves.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UserRegs {
+    pub x: [u64; 31],
+    pub sp: u64,
+    pub pc: u64,
+    pub pstate: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<UserRegs>() == 272);
+
 /// FP/SIMD registers of a thread (V0-V31, FPCR, FPSR).
 #[derive(Clone, Debug)]
 #[repr(C, align(16))]
@@ -292,7 +304,7 @@ pub mod fake {
 
     pub fn fp_save(_fp: &mut FpState) {}
 
-    pub fn copy_regs(dst: &mut crate::object::thread::UserRegs, src: &crate::object::thread::UserRegs) {
+    pub fn copy_regs(dst: &mut super::UserRegs, src: &super::UserRegs) {
         *dst = *src;
     }
 

@@ -18,7 +18,7 @@ use crate::virt::vcpu::VCpu;
 use crate::virt::vm::Vm;
 use crate::object::idmap::IdMap;
 use crate::object::{Id, ObjRef};
-use crate::ipc::{Connection, Notification};
+use crate::object::ipc::{Connection, Notification};
 use crate::percpu::MAX_CPUS;
 use crate::sched::runqueue::{CpuSet, SchedParams, Scheduler};
 use alloc::collections::{BTreeMap, BTreeSet};

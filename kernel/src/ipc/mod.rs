@@ -11,47 +11,9 @@ use crate::cap::Rights;
 use crate::kernel::{Kernel, cap_error};
 use crate::object::thread::{Block, Outcome, ThreadState, UserRegs, Words, set_return};
 use crate::object::Id;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use keel_abi::Error;
 use keel_abi::ipc::{CapList, Message};
-
-/// A synchronous IPC endpoint. Its owner is the process that created it: when the owner exits
-/// the connection dies and every call on it fails with `PeerDied`.
-pub struct Connection {
-    pub owner: Id,
-    pub dead: bool,
-    /// Server threads blocked in recv.
-    pub servers: VecDeque<Id>,
-    /// Client threads whose call waits for a server.
-    pub pending: VecDeque<Id>,
-    pub refs: u32,
-}
-
-impl Connection {
-    pub fn new(owner: Id) -> Self {
-        Self { owner, dead: false, servers: VecDeque::new(), pending: VecDeque::new(), refs: 0 }
-    }
-}
-
-/// An asynchronous signal word.
-pub struct Notification {
-    pub bits: u64,
-    pub waiters: VecDeque<Id>,
-    pub refs: u32,
-}
-
-impl Notification {
-    pub fn new() -> Self {
-        Self { bits: 0, waiters: VecDeque::new(), refs: 0 }
-    }
-}
-
-impl Default for Notification {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// A delivered message as result words: x1..x5 message, x6 badge, x7 received cap slots.
 fn received(msg: &Message, badge: u64, caps: CapList) -> Words {

@@ -1,8 +1,9 @@
 //! Kernel objects. Capabilities name them with an [`ObjRef`]: a kind and an id into the owning
-//! map of the [`Kernel`](crate::kernel::Kernel). Every object counts its references (caps, plus
+//! map of the kernel (`kernel.rs`). Every object counts its references (caps, plus
 //! the internal ones each kind documents) and is destroyed when the count reaches zero.
 
 pub mod idmap;
+pub mod ipc;
 pub mod pmo;
 pub mod process;
 pub mod thread;

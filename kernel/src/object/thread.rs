@@ -2,22 +2,12 @@
 //! waits for.
 
 use super::Id;
+pub use crate::hal::UserRegs;
 use crate::hal::FpState;
 use crate::sched::runqueue::SchedParams;
 use alloc::boxed::Box;
 use keel_abi::ipc::{CapList, Message};
 
-/// A thread's user registers; the same layout as the trap frame `vectors.S` saves.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UserRegs {
-    pub x: [u64; 31],
-    pub sp: u64,
-    pub pc: u64,
-    pub pstate: u64,
-}
-
-const _: () = assert!(core::mem::size_of::<UserRegs>() == 272);
 
 /// Where a thread is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,12 +3,12 @@
 //! rights the call needs; every plain argument is in range. Decoding reads the kernel and
 //! changes nothing, so a call that fails here fails with no effect.
 
+use super::caps::{conn, control, irq, notif, pmo, process, thread, vmspace};
 use super::vm::{self, VmCall};
 use super::{Result, ns_to_ticks, slot};
 use crate::cap::Rights;
 use crate::hal;
 use crate::kernel::{Kernel, cap_error};
-use crate::object::pmo::Backing;
 use crate::object::{Id, ObjRef};
 use crate::sched::runqueue::{CpuSet, PRIORITIES, SchedParams};
 use keel_abi::ipc::{CapList, Message};
@@ -191,45 +191,6 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
     })
 }
 
-/// The object slot `reg` names in `pid`'s table, if its cap has `need`.
-pub(super) fn object(k: &Kernel, pid: Id, reg: u64, need: Rights) -> Result<ObjRef> {
-    k.caps.lookup(pid, slot(reg)?, need).map(|c| c.object).map_err(cap_error)
-}
-
-/// Defines `fn name(k, pid, reg, need) -> Result<T>`: the object of kind `Variant` that slot
-/// `reg` names with `need`, or `WrongType`.
-macro_rules! typed_lookups {
-    ($($name:ident => $variant:ident: $t:ty),* $(,)?) => {$(
-        pub(super) fn $name(k: &Kernel, pid: Id, reg: u64, need: Rights) -> Result<$t> {
-            match object(k, pid, reg, need)? {
-                ObjRef::$variant(id) => Ok(id),
-                _ => Err(Error::WrongType),
-            }
-        }
-    )*};
-}
-
-typed_lookups! {
-    process => Process: Id,
-    thread => Thread: Id,
-    vmspace => VmSpace: Id,
-    pmo => Pmo: Id,
-    conn => Conn: Id,
-    notif => Notif: Id,
-    irq => Irq: u32,
-    vm => Vm: Id,
-    vcpu => VCpu: Id,
-    vm_irq_line => VmIrqLine: Id,
-}
-
-/// The machine's control cap (MANAGE).
-pub(super) fn control(k: &Kernel, pid: Id, reg: u64) -> Result {
-    match object(k, pid, reg, Rights::MANAGE)? {
-        ObjRef::Control => Ok(()),
-        _ => Err(Error::WrongType),
-    }
-}
-
 fn nonzero(bits: u64) -> Result<u64> {
     if bits == 0 { Err(Error::Invalid) } else { Ok(bits) }
 }
@@ -308,13 +269,4 @@ fn vmspace_map(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
         _ => return Err(Error::Invalid),
     }
     Ok(Call::VmspaceMap { vmspace, pmo, va, size, offset, perms })
-}
-
-/// Whether `pmo` can back guest RAM (device memory cannot).
-pub(super) fn guest_ram_capable(k: &Kernel, pmo: Id) -> Result<u64> {
-    let p = k.pmos.get(&pmo).ok_or(Error::BadState)?;
-    if matches!(p.backing, Backing::Phys { .. }) {
-        return Err(Error::Invalid);
-    }
-    Ok(p.size)
 }

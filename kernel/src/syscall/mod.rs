@@ -10,6 +10,7 @@
 //!    guest, or exited) gets its result when it wakes, written into its saved registers by
 //!    whoever wakes it.
 
+mod caps;
 mod decode;
 pub mod vm;
 
@@ -23,7 +24,7 @@ use crate::object::process::ProcState;
 use crate::object::thread::{Block, Outcome, UserRegs, set_return};
 use crate::object::vmspace::{Access, FaultError};
 use crate::object::{Id, ObjRef};
-use crate::ipc::{Connection, Notification};
+use crate::object::ipc::{Connection, Notification};
 use alloc::vec::Vec;
 use keel_abi::{Error, PAGE_SIZE, PmoKind};
 

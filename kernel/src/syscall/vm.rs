@@ -2,7 +2,7 @@
 //! their decoding and their invocation (the steps are described in `syscall/mod.rs`).
 
 use super::Result;
-use super::decode::{control, guest_ram_capable, pmo, vcpu, vm, vm_irq_line};
+use super::caps::{control, guest_ram_capable, pmo, vcpu, vm, vm_irq_line};
 use crate::cap::Rights;
 use crate::hal;
 use crate::kernel::Kernel;

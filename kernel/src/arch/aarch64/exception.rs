@@ -4,7 +4,7 @@
 //! A stopped CPU never returns to the code that faulted. When the last running CPU stops, the
 //! machine powers off so a scenario test ends instead of hanging.
 
-use super::{cpu, gic, psci, virt};
+use super::{cpu, irq, psci, virt};
 use crate::arch::esr;
 use crate::kernel::KERNEL;
 use crate::percpu;
@@ -12,7 +12,7 @@ use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
 
 /// Registers saved by `vectors.S` (34 words: x0-x30, SP_EL0, ELR, SPSR) — a user thread's
 /// registers when the exception came from EL0.
-pub type TrapFrame = crate::object::thread::UserRegs;
+pub type TrapFrame = crate::hal::UserRegs;
 
 /// The vector that was taken, in table order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +65,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, index: u64) {
             // The kernel was idle (the only time it runs with IRQs unmasked).
             let cpu = cpu::cpu_id();
             let mut k = KERNEL.lock();
-            gic::handle_irq(k.as_mut(), cpu);
+            irq::handle_irq(k.as_mut(), cpu);
         }
         Vector::Lower64(Kind::Irq) => {
             let cpu = cpu::cpu_id();
@@ -76,10 +76,10 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, index: u64) {
                     k.guest_exited(cpu);
                     k.count_guest_irq(cpu);
                 }
-                gic::handle_irq(Some(&mut *k), cpu);
+                irq::handle_irq(Some(&mut *k), cpu);
                 k.finish_trap(cpu, frame);
             } else {
-                gic::handle_irq(None, cpu);
+                irq::handle_irq(None, cpu);
             }
             super::user::run_user(guard, cpu, frame);
         }

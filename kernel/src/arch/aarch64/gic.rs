@@ -5,7 +5,6 @@
 //! each other inside the kernel (IRQs stay masked in handlers anyway).
 
 use super::sysreg::{icc_bpr1_el1, icc_ctlr_el1, icc_eoir1_el1, icc_iar1_el1, icc_igrpen1_el1, icc_pmr_el1, icc_sgi1r_el1, icc_sre_el2};
-use crate::kernel::Kernel;
 use crate::percpu::{self, MAX_CPUS};
 use aarch64_cpu::asm::barrier;
 use keel_platform::gicv3::{Distributor, Redistributor, Trigger};
@@ -121,54 +120,14 @@ pub fn send_sgi(mpidr: u64, intid: u32) {
     barrier::isb(barrier::SY);
 }
 
-/// Handles every pending interrupt on `cpu` (from an IRQ vector, IRQs masked). `kernel` is the
-/// locked kernel state once user space exists.
-pub fn handle_irq(mut kernel: Option<&mut Kernel>, cpu: usize) {
-    loop {
-        let intid = (icc_iar1_el1::read() & 0xff_ffff) as u32;
-        if intid >= INTID_SPECIAL {
-            break;
-        }
-        dispatch(kernel.as_deref_mut(), cpu, intid);
-        icc_eoir1_el1::write(u64::from(intid));
-    }
+/// The highest-priority pending interrupt on this CPU, acknowledged (it becomes active); None
+/// when nothing is pending.
+pub fn acknowledge() -> Option<u32> {
+    let intid = (icc_iar1_el1::read() & 0xff_ffff) as u32;
+    (intid < INTID_SPECIAL).then_some(intid)
 }
 
-fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
-    if intid == SGI_IPI {
-        percpu::get(cpu).count_ipi();
-        // Someone queued a thread here or killed the one running: look again.
-        if let Some(k) = kernel {
-            k.cpus[cpu].need_resched = true;
-        }
-    } else if intid == super::timer::tick_intid() {
-        let fired = super::timer::fired(cpu);
-        if fired.tick {
-            percpu::get(cpu).count_tick();
-        }
-        match kernel {
-            Some(k) => {
-                if k.timer_fired(cpu, super::cpu::counter(), fired.tick) {
-                    k.cpus[cpu].need_resched = true;
-                }
-                super::timer::rearm(cpu, if fired.deadline { k.next_deadline() } else { None });
-            }
-            None => super::timer::rearm(cpu, None),
-        }
-    } else if crate::hal::PASSED_PPIS.contains(&intid) {
-        if let Some(k) = kernel {
-            k.guest_ppi_fired(cpu, intid);
-        } else {
-            disable_private(cpu, intid);
-        }
-    } else if intid == super::virt::MAINTENANCE_PPI {
-        // The list registers need attention: the exit path reads and refills them.
-    } else if let Some(k) = kernel.filter(|k| k.irqs.contains_key(&intid)) {
-        // A device line user space owns: mask it until the driver acknowledges, and signal.
-        mask_device_irq(intid);
-        k.irq_fired(intid);
-    } else {
-        mask_device_irq(intid);
-        log::warn!("interrupt {intid} has no handler; masked it");
-    }
+/// Ends an acknowledged interrupt (priority drop and deactivation).
+pub fn end(intid: u32) {
+    icc_eoir1_el1::write(u64::from(intid));
 }

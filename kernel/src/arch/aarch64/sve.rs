@@ -103,10 +103,10 @@ pub fn first_use(c: &mut GuestContext, fp: &mut FpState) -> bool {
     if guest_vq() == 0 || c.sve_used {
         return false;
     }
-    super::hal::fp_save(fp);
+    super::fp::fp_save(fp);
     enable();
     zero_all();
-    super::hal::fp_restore(fp);
+    super::fp::fp_restore(fp);
     zcr_el12_write(u64::from(guest_vq() - 1));
     barrier::isb(barrier::SY);
     c.sve_used = true;

@@ -10,7 +10,7 @@ use super::cpu;
 use crate::arch::esr;
 use crate::hal::MutexGuard;
 use crate::kernel::{KERNEL, Kernel};
-use crate::object::thread::UserRegs;
+use crate::hal::UserRegs;
 use crate::object::vmspace::Access;
 use crate::trap::UserTrap;
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};

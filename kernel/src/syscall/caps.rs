@@ -1,0 +1,57 @@
+//! Typed capability lookups for decoding: the object a slot argument names, checked for its kind
+//! and for the rights a call needs.
+
+use super::{Result, slot};
+use crate::cap::Rights;
+use crate::kernel::{Kernel, cap_error};
+use crate::object::pmo::Backing;
+use crate::object::{Id, ObjRef};
+use keel_abi::Error;
+
+/// The object slot `reg` names in `pid`'s table, if its cap has `need`.
+fn object(k: &Kernel, pid: Id, reg: u64, need: Rights) -> Result<ObjRef> {
+    k.caps.lookup(pid, slot(reg)?, need).map(|c| c.object).map_err(cap_error)
+}
+
+/// Defines `fn name(k, pid, reg, need) -> Result<T>`: the object of kind `Variant` that slot
+/// `reg` names with `need`, or `WrongType`.
+macro_rules! typed_lookups {
+    ($($name:ident => $variant:ident: $t:ty),* $(,)?) => {$(
+        pub(super) fn $name(k: &Kernel, pid: Id, reg: u64, need: Rights) -> Result<$t> {
+            match object(k, pid, reg, need)? {
+                ObjRef::$variant(id) => Ok(id),
+                _ => Err(Error::WrongType),
+            }
+        }
+    )*};
+}
+
+typed_lookups! {
+    process => Process: Id,
+    thread => Thread: Id,
+    vmspace => VmSpace: Id,
+    pmo => Pmo: Id,
+    conn => Conn: Id,
+    notif => Notif: Id,
+    irq => Irq: u32,
+    vm => Vm: Id,
+    vcpu => VCpu: Id,
+    vm_irq_line => VmIrqLine: Id,
+}
+
+/// The machine's control cap (MANAGE).
+pub(super) fn control(k: &Kernel, pid: Id, reg: u64) -> Result {
+    match object(k, pid, reg, Rights::MANAGE)? {
+        ObjRef::Control => Ok(()),
+        _ => Err(Error::WrongType),
+    }
+}
+
+/// The size of `pmo`, if it can back guest RAM (device memory cannot).
+pub(super) fn guest_ram_capable(k: &Kernel, pmo: Id) -> Result<u64> {
+    let p = k.pmos.get(&pmo).ok_or(Error::BadState)?;
+    if matches!(p.backing, Backing::Phys { .. }) {
+        return Err(Error::Invalid);
+    }
+    Ok(p.size)
+}
