@@ -173,5 +173,19 @@ seed("fs_request", "files", b"".join([
     req(25, [100, 100, 0, 0], sid=1),
     req(10, [0, 0, 0, 0], b"/d/g", sid=1),
 ]))
+# virtqueue: a size-8 queue (INDIRECT_DESC and EVENT_IDX) in 4 KiB of guest RAM: descriptor
+# table at 0, available ring at 128, used ring at 152; two chains available, a direct one
+# (readable, then writable) and an indirect one.
+BASE = 0x4000_0000
+ram = bytearray(4096)
+def desc(table, i, addr, length, flags, nxt):
+    struct.pack_into("<QIHH", ram, table + 16 * i, addr, length, flags, nxt)
+desc(0, 0, BASE + 0x400, 16, 1, 1)
+desc(0, 1, BASE + 0x500, 32, 2, 0)
+desc(0, 2, BASE + 0x600, 32, 4, 0)
+desc(0x600, 0, BASE + 0x700, 8, 1, 1)
+desc(0x600, 1, BASE + 0x800, 8, 2, 0)
+struct.pack_into("<HHHH", ram, 128, 0, 2, 0, 2)
+seed("virtqueue", "two-chains", bytes([3, 3]) + struct.pack("<HHH", 0, 64, 38) + bytes(ram))
 PY
 echo "make-seeds: $(find "$out" -type f | wc -l) seeds in $out"
