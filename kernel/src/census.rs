@@ -20,6 +20,7 @@ pub struct Census {
     pub vms: usize,
     pub vcpus: usize,
     pub vm_irq_lines: usize,
+    pub vm_ioevents: usize,
     pub caps: usize,
     pub tables: usize,
     /// Frames held by PMOs (anonymous pages touched, contiguous runs).
@@ -52,6 +53,7 @@ impl Kernel {
             vms: self.vms.len(),
             vcpus: self.vcpus.len(),
             vm_irq_lines: self.vm_irq_lines.len(),
+            vm_ioevents: self.vm_ioevents.len(),
             caps,
             tables,
             pmo_frames: self.pmos.values().map(|p| p.resident_frames()).sum(),
@@ -89,7 +91,7 @@ impl Census {
                 w(self.notifications),
                 w(self.irqs),
             ],
-            m::MORE_OBJECTS => [w(self.vms), w(self.vcpus), w(self.vm_irq_lines), w(self.caps), w(self.tables), w(self.pmo_frames), 0],
+            m::MORE_OBJECTS => [w(self.vms), w(self.vcpus), w(self.vm_irq_lines), w(self.caps), w(self.tables), w(self.pmo_frames), w(self.vm_ioevents)],
             _ => return None,
         })
     }

@@ -78,6 +78,7 @@ pub struct Kernel {
     pub vms: IdMap<Vm>,
     pub vcpus: IdMap<VCpu>,
     pub vm_irq_lines: BTreeMap<Id, crate::virt::vm::VmIrqLine>,
+    pub vm_ioevents: BTreeMap<Id, crate::virt::vm::VmIoEvent>,
     pub sched: Scheduler<Id>,
     pub current: [Option<Id>; MAX_CPUS],
     pub cpus: [CpuSlot; MAX_CPUS],
@@ -118,6 +119,7 @@ impl Kernel {
             vms: IdMap::new(),
             vcpus: IdMap::new(),
             vm_irq_lines: BTreeMap::new(),
+            vm_ioevents: BTreeMap::new(),
             sched,
             current: [None; MAX_CPUS],
             cpus,
@@ -384,6 +386,7 @@ impl Kernel {
             ObjRef::Vm(id) => self.vms.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::VCpu(id) => self.vcpus.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::VmIrqLine(id) => self.vm_irq_lines.get_mut(&id).map(|o| &mut o.refs),
+            ObjRef::VmIoEvent(id) => self.vm_ioevents.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::Control => None,
         }
     }
@@ -440,6 +443,15 @@ impl Kernel {
             ObjRef::VmIrqLine(id) => {
                 if let Some(line) = self.vm_irq_lines.remove(&id) {
                     self.dec_ref(ObjRef::Vm(line.vm));
+                }
+            }
+            ObjRef::VmIoEvent(id) => {
+                if let Some(e) = self.vm_ioevents.remove(&id) {
+                    if let Some(vm) = self.vms.get_mut(&e.vm) {
+                        vm.ioevents.retain(|x| x.id != id);
+                    }
+                    self.dec_ref(ObjRef::Notif(e.notif));
+                    self.dec_ref(ObjRef::Vm(e.vm));
                 }
             }
             ObjRef::Control => {}

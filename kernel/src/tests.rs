@@ -350,7 +350,7 @@ fn vm_calls_check_their_arguments() {
     assert!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 1])).is_ok());
     assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 3])), Err(Error::Invalid));
     assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[vm, 1])), Err(Error::WrongType));
-    assert_eq!(World::status(w.syscall(nr::VCPU_STAT, &[vcpus[0], 14])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VCPU_STAT, &[vcpus[0], keel_abi::vm::COUNTERS as u64])), Err(Error::Invalid));
     assert_eq!(World::status(w.syscall(nr::VCPU_INIT, &[vcpus[0], 0x4008_0000, 0, 2])), Err(Error::Invalid));
 }
 
@@ -401,6 +401,69 @@ fn a_guest_yield_lets_the_next_thread_run_and_resumes_the_guest_after() {
     assert_eq!(w.k.current[0], Some(tid), "the vCPU thread runs again");
     assert!(w.k.loaded_vcpu(0).is_some(), "in guest mode");
     assert_eq!((w.frame.x[0], w.frame.pc), (0, pc), "the hypercall returned SUCCESS after the hvc");
+}
+
+#[test]
+fn an_ioevent_turns_a_guest_write_into_a_signal_without_an_exit() {
+    use crate::virt::syndrome::{GuestExit, MmioAccess};
+    use keel_abi::vm::{Counter, ExitReason, ioevent::MATCH};
+    let (mut w, tid, vcpus) = guest_running(1);
+    let counter = |w: &World, c: Counter| w.k.vcpus.values().next().map_or(0, |v| v.counters[c as usize]);
+    let store = |reg: u8, size: u8| MmioAccess { size, write: true, reg, sign_extend: false, sixty_four: size == 8 };
+    let doorbell = |size: u8| GuestExit::DataAbort { ipa: 0x0900_0050, access: Some(store(3, size)), write: true, s1ptw: false, fsc: 0 };
+    // The monitor's caps: its VM and a notification for the doorbells.
+    let pid = w.k.threads[&tid].pid;
+    let vm_slot = (0..64).find(|&s| matches!(w.k.caps.get(pid, s).map(|c| c.object), Ok(ObjRef::Vm(_)))).expect("the VM's slot");
+    let notif_id = w.k.new_id();
+    w.k.notifs.insert(notif_id, crate::object::ipc::Notification::new());
+    let notif = w.give(pid, ObjRef::Notif(notif_id), Rights::ALL);
+    // Out of guest mode to make calls: a vendor hypercall exits to the monitor.
+    w.frame.x[0] = 0xC600_0001;
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    let reg = |w: &mut World, ipa: u64, len: u64, data: Option<u64>, bits: u64| {
+        let flags = len | if data.is_some() { MATCH } else { 0 };
+        World::status(w.syscall(nr::VM_IOEVENT, &[u64::from(vm_slot), u64::from(notif), ipa, flags, data.unwrap_or(0), bits]))
+    };
+    assert_eq!(reg(&mut w, 0x0900_0050, 3, None, 1), Err(Error::Invalid), "3 bytes");
+    assert_eq!(reg(&mut w, 0x0900_0052, 4, None, 1), Err(Error::Unaligned));
+    assert_eq!(reg(&mut w, 0x4000_0000, 4, None, 1), Err(Error::Invalid), "guest RAM");
+    assert_eq!(reg(&mut w, 0x0800_0000, 4, None, 1), Err(Error::Invalid), "the vGIC");
+    assert_eq!(reg(&mut w, 0x0900_0ffc, 8, None, 1), Err(Error::Unaligned));
+    assert_eq!(reg(&mut w, 0x0900_0050, 4, None, 0), Err(Error::Invalid), "no bits");
+    assert_eq!(reg(&mut w, 0x0900_0050, 4 | 0x200, None, 1), Err(Error::Invalid), "an unknown flag");
+    assert_eq!(World::status(w.syscall(nr::VM_IOEVENT, &[u64::from(notif), u64::from(notif), 0x0900_0050, 4, 0, 1])), Err(Error::WrongType));
+    assert_eq!(World::status(w.syscall(nr::VM_IOEVENT, &[u64::from(vm_slot), u64::from(vm_slot), 0x0900_0050, 4, 0, 1])), Err(Error::WrongType));
+    let q1 = reg(&mut w, 0x0900_0050, 4, Some(1), 0b10).unwrap()[1];
+    assert_eq!(reg(&mut w, 0x0900_0050, 4, Some(1), 1), Err(Error::Exists), "the same write twice");
+    assert_eq!(reg(&mut w, 0x0900_0050, 4, None, 1), Err(Error::Exists), "any value overlaps value 1");
+    // Back into the guest, which writes queue indices to the doorbell.
+    w.syscall(nr::VCPU_RUN, &[vcpus[0], 0, 0, 0, 0]);
+    assert!(w.k.loaded_vcpu(0).is_some());
+    let pc = w.frame.pc;
+    w.frame.x[3] = 1;
+    w.k.guest_trap(0, &mut w.frame, doorbell(4));
+    assert!(w.k.loaded_vcpu(0).is_some(), "no exit to the monitor");
+    assert_eq!(w.frame.pc, pc + 4, "the store is done");
+    assert_eq!(w.k.notifs[&notif_id].bits, 0b10, "the doorbell signalled");
+    assert_eq!((counter(&w, Counter::IoEvent), counter(&w, Counter::MmioUser)), (1, 0));
+    // Another value, or another size, goes to the monitor as before.
+    w.frame.x[3] = 0;
+    w.k.guest_trap(0, &mut w.frame, doorbell(4));
+    assert!(w.k.loaded_vcpu(0).is_none());
+    assert_eq!((w.frame.x[1], w.frame.x[2], w.frame.x[4]), (ExitReason::Mmio as u64, 0x0900_0050, 0));
+    assert_eq!(counter(&w, Counter::MmioUser), 1);
+    // Deleting the cap unregisters it; the notification and the VM lose its references.
+    World::status(w.syscall(nr::CAP_DELETE, &[q1])).unwrap();
+    assert!(w.k.vms.values().all(|v| v.ioevents.is_empty()) && w.k.vm_ioevents.is_empty());
+    w.syscall(nr::VCPU_RUN, &[vcpus[0], 0, 0, 0, 0]);
+    w.frame.x[3] = 1;
+    w.k.guest_trap(0, &mut w.frame, doorbell(4));
+    assert!(w.k.loaded_vcpu(0).is_none(), "an unregistered doorbell exits");
+    // The most a VM may have.
+    for i in 0..keel_abi::vm::ioevent::MAX_PER_VM as u64 {
+        reg(&mut w, 0x0900_0000 + 8 * i, 8, None, 1).unwrap();
+    }
+    assert_eq!(reg(&mut w, 0x0900_0800, 4, None, 1), Err(Error::TableFull));
 }
 
 #[test]

@@ -67,6 +67,7 @@ pub enum ObjectKind {
     Vm = 9,
     VCpu = 10,
     VmIrqLine = 11,
+    VmIoEvent = 12,
 }
 
 impl ObjectKind {
@@ -83,6 +84,7 @@ impl ObjectKind {
             9 => Self::Vm,
             10 => Self::VCpu,
             11 => Self::VmIrqLine,
+            12 => Self::VmIoEvent,
             _ => return None,
         })
     }
@@ -100,6 +102,7 @@ impl ObjectKind {
             Self::Vm => "vm",
             Self::VCpu => "vcpu",
             Self::VmIrqLine => "vm-irq-line",
+            Self::VmIoEvent => "vm-ioevent",
         }
     }
 }

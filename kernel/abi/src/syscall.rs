@@ -48,9 +48,10 @@ pub const VM_IRQ_LINE: u64 = 44;
 pub const VCPU_STAT: u64 = 45;
 pub const VM_IRQ_LINE_CREATE: u64 = 46;
 pub const FAULT_INJECT: u64 = 47;
+pub const VM_IOEVENT: u64 = 48;
 
 /// One past the highest call number.
-pub const COUNT: u64 = 48;
+pub const COUNT: u64 = 49;
 
 /// The call's name, for logs and tests.
 pub fn name(nr: u64) -> &'static str {
@@ -103,6 +104,7 @@ pub fn name(nr: u64) -> &'static str {
         VCPU_STAT => "vcpu_stat",
         VM_IRQ_LINE_CREATE => "vm_irq_line_create",
         FAULT_INJECT => "fault_inject",
+        VM_IOEVENT => "vm_ioevent",
         _ => "unknown",
     }
 }
@@ -115,6 +117,7 @@ pub mod mem_info {
     /// Live kernel objects: x1 processes, x2 threads, x3 vmspaces, x4 pmos, x5 connections,
     /// x6 notifications, x7 irqs.
     pub const OBJECTS: u64 = 1;
-    /// x1 vms, x2 vcpus, x3 vm irq lines, x4 capabilities, x5 slot tables, x6 frames held by pmos.
+    /// x1 vms, x2 vcpus, x3 vm irq lines, x4 capabilities, x5 slot tables, x6 frames held by pmos,
+    /// x7 vm ioevents.
     pub const MORE_OBJECTS: u64 = 2;
 }

@@ -46,6 +46,14 @@ pub mod map {
 /// `vcpu_init` flags.
 pub const VCPU_POWER_ON: u64 = 1;
 
+/// `vm_ioevent`: x3 holds the access size (1, 2, 4 or 8) and these flags.
+pub mod ioevent {
+    /// Only a write of the value in x4 matches (otherwise any value does).
+    pub const MATCH: u64 = 1 << 8;
+    /// Most ioevents one VM may have.
+    pub const MAX_PER_VM: usize = 64;
+}
+
 /// Why `vcpu_run` returned (x1). The other result registers depend on the reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
@@ -135,10 +143,12 @@ pub enum Counter {
     Sgi = 11,
     AbortInjected = 12,
     UndefInjected = 13,
+    /// A guest write that matched an ioevent: signalled in the kernel, no exit to the monitor.
+    IoEvent = 14,
 }
 
 /// Number of counters.
-pub const COUNTERS: usize = 14;
+pub const COUNTERS: usize = 15;
 
 impl Counter {
     pub const ALL: [Counter; COUNTERS] = [
@@ -156,6 +166,7 @@ impl Counter {
         Self::Sgi,
         Self::AbortInjected,
         Self::UndefInjected,
+        Self::IoEvent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -174,6 +185,7 @@ impl Counter {
             Self::Sgi => "sgi",
             Self::AbortInjected => "abort-injected",
             Self::UndefInjected => "undef-injected",
+            Self::IoEvent => "ioevent",
         }
     }
 }

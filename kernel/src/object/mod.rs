@@ -28,6 +28,8 @@ pub enum ObjRef {
     VCpu(Id),
     /// One SPI of one VM, for a device backend to drive.
     VmIrqLine(Id),
+    /// A guest write the kernel turns into a notification signal (`vm_ioevent`).
+    VmIoEvent(Id),
     /// The machine itself: power, device memory and interrupt lines. Held by init.
     Control,
 }
@@ -45,6 +47,7 @@ impl ObjRef {
             Self::Vm(_) => ObjectKind::Vm,
             Self::VCpu(_) => ObjectKind::VCpu,
             Self::VmIrqLine(_) => ObjectKind::VmIrqLine,
+            Self::VmIoEvent(_) => ObjectKind::VmIoEvent,
             Self::Control => ObjectKind::Control,
         }
     }

@@ -2,7 +2,7 @@
 //! their decoding and their invocation (the steps are described in `syscall/mod.rs`).
 
 use super::Result;
-use super::caps::{control, guest_ram_capable, pmo, vcpu, vm, vm_irq_line};
+use super::caps::{control, guest_ram_capable, notif, pmo, vcpu, vm, vm_irq_line};
 use crate::cap::Rights;
 use crate::hal;
 use crate::kernel::Kernel;
@@ -10,8 +10,8 @@ use crate::object::thread::{Outcome, UserRegs};
 use crate::object::{Id, ObjRef};
 use crate::virt::syndrome::load_value;
 use crate::virt::vcpu::{Pending, Power, VCpu};
-use crate::virt::vm::{RegionKind, Vm, VmIrqLine};
-use keel_abi::vm::{COUNTERS, ExitReason, VCPU_POWER_ON, layout, map};
+use crate::virt::vm::{IoEvent, RegionKind, Vm, VmIoEvent, VmIrqLine};
+use keel_abi::vm::{COUNTERS, ExitReason, VCPU_POWER_ON, ioevent, layout, map};
 use keel_abi::{Error, syscall as nr};
 
 /// A decoded virtual-machine call.
@@ -27,6 +27,7 @@ pub enum VmCall {
     IrqLineCreate { vm: Id, intid: u32 },
     IrqLine { line: Id, level: u64 },
     VCpuStat { vcpu: Id, first: usize },
+    IoEvent { vm: Id, event: IoEvent },
 }
 
 /// Decodes a VM call; `NoSys` for a number that is no call at all.
@@ -103,6 +104,32 @@ pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
             }
             VmCall::VCpuStat { vcpu, first }
         }
+        nr::VM_IOEVENT => {
+            let vm_id = vm(k, pid, a[0], Rights::WRITE)?;
+            let notif = notif(k, pid, a[1], Rights::SIGNAL)?;
+            let (ipa, len, flags, bits) = (a[2], a[3] & 0xff, a[3] & !0xff, a[5]);
+            if !matches!(len, 1 | 2 | 4 | 8) || flags & !ioevent::MATCH != 0 || bits == 0 {
+                return Err(Error::Invalid);
+            }
+            if ipa % len != 0 {
+                return Err(Error::Unaligned);
+            }
+            let data = (flags & ioevent::MATCH != 0).then_some(a[4]);
+            let v = k.vms.get(&vm_id).ok_or(Error::BadState)?;
+            // Only writes that would exit to the monitor: never RAM, never the vGIC.
+            if !v.in_mmio_region(ipa, len) {
+                return Err(Error::Invalid);
+            }
+            let len = len as u8;
+            // One event per write: an overlapping registration would make the outcome depend on order.
+            if v.ioevents.iter().any(|e| e.ipa == ipa && e.len == len && (e.data.is_none() || data.is_none() || e.data == data)) {
+                return Err(Error::Exists);
+            }
+            if v.ioevents.len() >= ioevent::MAX_PER_VM {
+                return Err(Error::TableFull);
+            }
+            VmCall::IoEvent { vm: vm_id, event: IoEvent { id: 0, ipa, len, data, notif, bits } }
+        }
         _ => return Err(Error::NoSys),
     })
 }
@@ -166,6 +193,7 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
             k.kick_vcpus(vm_id, kicks);
             Ok(Outcome::Done)
         }
+        VmCall::IoEvent { vm, event } => vm_ioevent(k, pid, vm, event),
         VmCall::VCpuStat { vcpu, first } => {
             let v = k.vcpus.get(&vcpu).ok_or(Error::BadState)?;
             let mut out = [0u64; 7];
@@ -194,6 +222,29 @@ fn vm_create(k: &mut Kernel, pid: Id, vcpus: usize) -> Result<Outcome> {
         Ok(s) => Ok(Outcome::words(&[u64::from(s)])),
         Err(e) => {
             k.destroy_vm(id);
+            Err(e)
+        }
+    }
+}
+
+/// vm_ioevent(vm, notif, ipa, len | flags, data, bits) -> slot of the registration.
+fn vm_ioevent(k: &mut Kernel, pid: Id, vm_id: Id, mut event: IoEvent) -> Result<Outcome> {
+    k.check_heap()?;
+    let vm = k.vms.get_mut(&vm_id).ok_or(Error::BadState)?;
+    vm.ioevents.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    event.id = k.new_id();
+    k.vm_ioevents.insert(event.id, VmIoEvent { vm: vm_id, notif: event.notif, refs: 0 });
+    match k.install_cap(pid, ObjRef::VmIoEvent(event.id), Rights::ALL) {
+        Ok(slot) => {
+            if let Some(vm) = k.vms.get_mut(&vm_id) {
+                vm.ioevents.push(event);
+            }
+            k.inc_ref(ObjRef::Vm(vm_id));
+            k.inc_ref(ObjRef::Notif(event.notif));
+            Ok(Outcome::words(&[u64::from(slot)]))
+        }
+        Err(e) => {
+            k.vm_ioevents.remove(&event.id);
             Err(e)
         }
     }

@@ -537,13 +537,21 @@ impl Kernel {
                 self.vgic_access(frame, vcpu, vm_id, target, a);
             }
             (IpaTarget::Mmio, Some(a)) if !s1ptw => {
-                self.count(vcpu, Counter::MmioUser);
                 skip_instruction(frame);
                 let info = MmioInfo { size: a.size, write: a.write, reg: a.reg, sign_extend: a.sign_extend }.encode();
                 if a.write {
                     let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
+                    // A registered doorbell: signalled here, and the guest goes on.
+                    if let Some(e) = vm.ioevent(ipa, a.size, value) {
+                        let (notif, bits) = (e.notif, e.bits);
+                        self.count(vcpu, Counter::IoEvent);
+                        self.signal(notif, bits);
+                        return;
+                    }
+                    self.count(vcpu, Counter::MmioUser);
                     self.leave_guest(cpu, frame, ExitReason::Mmio, &[ipa, info, value]);
                 } else {
+                    self.count(vcpu, Counter::MmioUser);
                     if let Some(v) = self.vcpus.get_mut(&vcpu) {
                         v.pending = Pending::MmioRead(a);
                     }

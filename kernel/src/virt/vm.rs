@@ -55,8 +55,23 @@ pub struct Vm {
     pub cntvoff: u64,
     /// Pages entered in the stage-2 table.
     pub mapped_pages: usize,
-    /// References: caps plus one per VCpu.
+    /// References: caps plus one per VCpu, per irq line and per ioevent.
     pub refs: u32,
+    /// Guest writes the kernel turns into a signal instead of an exit (at most
+    /// `ioevent::MAX_PER_VM`; looked up on each MMIO write exit).
+    pub ioevents: Vec<IoEvent>,
+}
+
+/// A registered guest write: `len` bytes at `ipa` (with `data`, only that value) signal `bits`
+/// on notification `notif`. `id` is its `VmIoEvent` object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoEvent {
+    pub id: Id,
+    pub ipa: u64,
+    pub len: u8,
+    pub data: Option<u64>,
+    pub notif: Id,
+    pub bits: u64,
 }
 
 impl Vm {
@@ -66,7 +81,7 @@ impl Vm {
         let mut vcpus = Vec::new();
         vcpus.try_reserve_exact(nr_vcpus).map_err(|_| Error::NoMemory)?;
         vcpus.resize(nr_vcpus, None);
-        Ok(Self { stage2, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0 })
+        Ok(Self { stage2, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0, ioevents: Vec::new() })
     }
 
     /// VTTBR_EL2 for this VM.
@@ -118,6 +133,19 @@ impl Vm {
                 RegionKind::Mmio => IpaTarget::Mmio,
             },
             _ => IpaTarget::Nothing,
+        }
+    }
+
+    /// The ioevent a guest write of `len` bytes of `value` at `ipa` matches, if any.
+    pub fn ioevent(&self, ipa: u64, len: u8, value: u64) -> Option<&IoEvent> {
+        self.ioevents.iter().find(|e| e.ipa == ipa && e.len == len && e.data.is_none_or(|d| d == value))
+    }
+
+    /// Whether [ipa, ipa+len) lies in one MMIO region.
+    pub fn in_mmio_region(&self, ipa: u64, len: u64) -> bool {
+        match self.regions.range(..=ipa).next_back() {
+            Some((_, r)) => r.kind == RegionKind::Mmio && ipa.checked_add(len).is_some_and(|end| end <= r.end),
+            None => false,
         }
     }
 
@@ -208,6 +236,15 @@ pub const FAULT_AROUND: u64 = 16;
 pub struct VmIrqLine {
     pub vm: Id,
     pub intid: u32,
+    /// References: caps.
+    pub refs: u32,
+}
+
+/// A registered ioevent, as a capability: deleting it unregisters the write. Holds a
+/// reference on the VM and on the notification.
+pub struct VmIoEvent {
+    pub vm: Id,
+    pub notif: Id,
     /// References: caps.
     pub refs: u32,
 }

@@ -119,6 +119,7 @@ pub fn makes_slots(n: u64) -> bool {
             | nr::VM_CREATE
             | nr::VCPU_CREATE
             | nr::VM_IRQ_LINE_CREATE
+            | nr::VM_IOEVENT
     )
 }
 

@@ -373,6 +373,14 @@ pub fn vm_irq_line(line: Slot, level: u64) -> Result<(), Error> {
     call(nr::VM_IRQ_LINE, a(&[line as u64, level])).map(|_| ())
 }
 
+/// vm_ioevent(vm, notif, ipa, len | flags, data, bits) -> slot: guest writes of `len` bytes at
+/// `ipa` in an MMIO region of the VM (with `data`, only of that value) signal `bits` on `notif`
+/// in the kernel instead of exiting to the monitor; deleting the slot unregisters them.
+pub fn vm_ioevent(vm: Slot, notif: Slot, ipa: u64, len: u8, data: Option<u64>, bits: u64) -> Result<Slot, Error> {
+    let flags = u64::from(len) | if data.is_some() { keel_abi::vm::ioevent::MATCH } else { 0 };
+    call(nr::VM_IOEVENT, a(&[vm as u64, notif as u64, ipa, flags, data.unwrap_or(0), bits])).map(|r| r[1] as Slot)
+}
+
 /// Exit counters `first..first+7` of a vCPU.
 pub fn vcpu_stat(vcpu: Slot, first: usize) -> Result<[u64; 7], Error> {
     call(nr::VCPU_STAT, a(&[vcpu as u64, first as u64])).map(|r| [r[1], r[2], r[3], r[4], r[5], r[6], r[7]])
@@ -395,6 +403,7 @@ pub struct Census {
     pub vms: u64,
     pub vcpus: u64,
     pub vm_irq_lines: u64,
+    pub vm_ioevents: u64,
     pub caps: u64,
     pub tables: u64,
     pub pmo_frames: u64,
@@ -415,7 +424,7 @@ impl Census {
     }
 
     /// (name, count) of every kind of kernel object, in a fixed order.
-    pub fn objects(&self) -> [(&'static str, u64); 12] {
+    pub fn objects(&self) -> [(&'static str, u64); 13] {
         [
             ("processes", self.processes),
             ("threads", self.threads),
@@ -427,6 +436,7 @@ impl Census {
             ("vms", self.vms),
             ("vcpus", self.vcpus),
             ("vm-irq-lines", self.vm_irq_lines),
+            ("vm-ioevents", self.vm_ioevents),
             ("caps", self.caps),
             ("slot-tables", self.tables),
         ]
@@ -457,6 +467,7 @@ pub fn census() -> Result<Census, Error> {
         vms: x[1],
         vcpus: x[2],
         vm_irq_lines: x[3],
+        vm_ioevents: x[7],
         caps: x[4],
         tables: x[5],
     })

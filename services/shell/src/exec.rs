@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(lines[5], "kernel objects:");
         assert_eq!(lines[6], "  processes          9  threads            0  vmspaces           0  pmos               0");
         assert!(lines[8].contains("caps             321"), "{out}");
-        assert_eq!(lines.len(), 9, "{out}");
+        assert_eq!(lines.len(), 10, "{out}");
     }
 
     #[test]

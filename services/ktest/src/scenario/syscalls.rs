@@ -912,7 +912,7 @@ pub(super) const HVC_RESULT: u64 = 0xabcd_1234;
 /// An SPI the guest's vGIC has.
 const GUEST_SPI: u64 = 40;
 
-/// The VM calls (38..46): a one-vCPU VM running [`GUEST_CODE`] through each kind of exit, each
+/// The VM calls (38..46, 48): a one-vCPU VM running [`GUEST_CODE`] through each kind of exit, each
 /// call also with bad capabilities and arguments; everything made is deleted again.
 fn vm_calls(c: &mut Checks, fx: &Fixture) {
     use keel_rt::abi::vm::{COUNTERS, Counter, ExitReason, MmioInfo, VCPU_POWER_ON, map};
@@ -986,6 +986,31 @@ fn vm_calls(c: &mut Checks, fx: &Fixture) {
     }
     let user_mmio = sys::vcpu_stat(vcpu, Counter::MmioUser as usize).map(|s| s[0]);
     c.expect_eq("vcpu_stat: MMIO exits to the monitor", user_mmio, Ok(1));
+
+    // An ioevent: the guest's store of the hypercall's result signals a notification in the
+    // kernel instead of exiting to the monitor.
+    let bell = made(c, "notif_create(doorbell)", sys::notif_create());
+    let bits = 0b100;
+    c.expect_err("vm_ioevent(pmo as the vm)", sys::vm_ioevent(fx.pmo, bell, GUEST_MMIO, 8, None, bits), wt);
+    c.expect_err("vm_ioevent(pmo as the notification)", sys::vm_ioevent(vm, fx.pmo, GUEST_MMIO, 8, None, bits), wt);
+    c.expect_err("vm_ioevent(3 bytes)", sys::vm_ioevent(vm, bell, GUEST_MMIO, 3, None, bits), inv);
+    c.expect_err("vm_ioevent(misaligned)", sys::vm_ioevent(vm, bell, GUEST_MMIO + 4, 8, None, bits), Error::Unaligned);
+    c.expect_err("vm_ioevent(guest RAM)", sys::vm_ioevent(vm, bell, GUEST_RAM, 8, None, bits), inv);
+    c.expect_err("vm_ioevent(no bits)", sys::vm_ioevent(vm, bell, GUEST_MMIO, 8, None, 0), inv);
+    let doorbell = made(c, "vm_ioevent(8 bytes of the result at the MMIO region)", sys::vm_ioevent(vm, bell, GUEST_MMIO, 8, Some(HVC_RESULT), bits));
+    c.expect_err("vm_ioevent(the same write again)", sys::vm_ioevent(vm, bell, GUEST_MMIO, 8, None, bits), Error::Exists);
+    c.expect_ok("vcpu_init(vcpu, guest RAM, x0, power on) again", sys::vcpu_init(vcpu, GUEST_RAM, GUEST_HVC, VCPU_POWER_ON));
+    let exit = sys::vcpu_run(vcpu, [0; 4]).map(|e| e.reason);
+    c.expect_eq("vcpu_run: the hypercall exit again", exit, Ok(ExitReason::Hypercall as u64));
+    let exit = sys::vcpu_run(vcpu, [HVC_RESULT, 0, 0, 0]).map(|e| e.reason);
+    c.expect_eq("vcpu_run: the store signalled the ioevent; the next exit is SYSTEM_OFF", exit, Ok(ExitReason::SystemOff as u64));
+    c.expect_eq("notif_wait(doorbell)", sys::notif_wait(bell, SEC), Ok(bits));
+    let user_mmio = sys::vcpu_stat(vcpu, Counter::MmioUser as usize).map(|s| s[0]);
+    c.expect_eq("vcpu_stat: MMIO exits to the monitor, still", user_mmio, Ok(1));
+    let signalled = sys::vcpu_stat(vcpu, Counter::IoEvent as usize).map(|s| s[0]);
+    c.expect_eq("vcpu_stat: ioevents signalled", signalled, Ok(1));
+    c.expect_ok("cap_delete(ioevent)", sys::cap_delete(doorbell));
+    c.expect_ok("cap_delete(doorbell notification)", sys::cap_delete(bell));
 
     // An SPI line for a device backend.
     c.expect_err("vm_irq_line_create(pmo)", sys::vm_irq_line_create(fx.pmo, GUEST_SPI as u32), wt);
