@@ -52,6 +52,7 @@ CATALOG = [
     ("context_switch", None, "instructions", KERNEL),
     ("guest_hvc_round_trip", 250, "instructions", GUEST),
     ("guest_mmio_read_user", 1500, "instructions", GUEST),
+    ("guest_ioevent_doorbell", None, "instructions", KERNEL),
     ("vgic_dist_read", 400, "instructions", GUEST),
     ("guest_eoi", None, "instructions", GUEST),
     ("virtual_ipi_round_trip", None, "instructions", GUEST),

@@ -10,7 +10,7 @@ use crate::object::thread::{Outcome, UserRegs};
 use crate::object::{Id, ObjRef};
 use crate::virt::syndrome::load_value;
 use crate::virt::vcpu::{Pending, Power, VCpu};
-use crate::virt::vm::{IoEvent, RegionKind, Vm, VmIoEvent, VmIrqLine};
+use crate::virt::vm::{IoEvent, IpaTarget, RegionKind, Vm, VmIoEvent, VmIrqLine};
 use keel_abi::vm::{COUNTERS, ExitReason, VCPU_POWER_ON, ioevent, layout, map};
 use keel_abi::{Error, syscall as nr};
 
@@ -104,34 +104,39 @@ pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
             }
             VmCall::VCpuStat { vcpu, first }
         }
-        nr::VM_IOEVENT => {
-            let vm_id = vm(k, pid, a[0], Rights::WRITE)?;
-            let notif = notif(k, pid, a[1], Rights::SIGNAL)?;
-            let (ipa, len, flags, bits) = (a[2], a[3] & 0xff, a[3] & !0xff, a[5]);
-            if !matches!(len, 1 | 2 | 4 | 8) || flags & !ioevent::MATCH != 0 || bits == 0 {
-                return Err(Error::Invalid);
-            }
-            if ipa % len != 0 {
-                return Err(Error::Unaligned);
-            }
-            let data = (flags & ioevent::MATCH != 0).then_some(a[4]);
-            let v = k.vms.get(&vm_id).ok_or(Error::BadState)?;
-            // Only writes that would exit to the monitor: never RAM, never the vGIC.
-            if !v.in_mmio_region(ipa, len) {
-                return Err(Error::Invalid);
-            }
-            let len = len as u8;
-            // One event per write: an overlapping registration would make the outcome depend on order.
-            if v.ioevents.iter().any(|e| e.ipa == ipa && e.len == len && (e.data.is_none() || data.is_none() || e.data == data)) {
-                return Err(Error::Exists);
-            }
-            if v.ioevents.len() >= ioevent::MAX_PER_VM {
-                return Err(Error::TableFull);
-            }
-            VmCall::IoEvent { vm: vm_id, event: IoEvent { id: 0, ipa, len, data, notif, bits } }
-        }
+        nr::VM_IOEVENT => decode_ioevent(k, pid, a)?,
         _ => return Err(Error::NoSys),
     })
+}
+
+/// vm_ioevent's arguments (out of line: the hot `vcpu_run` decodes through the same match).
+#[inline(never)]
+fn decode_ioevent(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
+    let vm_id = vm(k, pid, a[0], Rights::WRITE)?;
+    let notif = notif(k, pid, a[1], Rights::SIGNAL)?;
+    let (ipa, len, flags, bits) = (a[2], a[3] & 0xff, a[3] & !0xff, a[5]);
+    if !matches!(len, 1 | 2 | 4 | 8) || flags & !ioevent::MATCH != 0 || bits == 0 {
+        return Err(Error::Invalid);
+    }
+    if ipa % len != 0 {
+        return Err(Error::Unaligned);
+    }
+    let data = (flags & ioevent::MATCH != 0).then_some(a[4]);
+    let v = k.vms.get(&vm_id).ok_or(Error::BadState)?;
+    // Only writes that would exit to the monitor: never RAM, never the vGIC. (Regions are whole
+    // pages and the write is aligned and at most 8 bytes: it lies in the region of its first byte.)
+    if !matches!(v.target(ipa), IpaTarget::Mmio) {
+        return Err(Error::Invalid);
+    }
+    let len = len as u8;
+    // One event per write: an overlapping registration would make the outcome depend on order.
+    if v.ioevents.iter().any(|e| e.ipa == ipa && e.len == len && (e.data.is_none() || data.is_none() || e.data == data)) {
+        return Err(Error::Exists);
+    }
+    if v.ioevents.len() >= ioevent::MAX_PER_VM {
+        return Err(Error::TableFull);
+    }
+    Ok(VmCall::IoEvent { vm: vm_id, event: IoEvent { id: 0, ipa, len, data, notif, bits } })
 }
 
 /// Runs a decoded VM call made by thread `tid` of process `pid`, current on `cpu`.

@@ -141,14 +141,6 @@ impl Vm {
         self.ioevents.iter().find(|e| e.ipa == ipa && e.len == len && e.data.is_none_or(|d| d == value))
     }
 
-    /// Whether [ipa, ipa+len) lies in one MMIO region.
-    pub fn in_mmio_region(&self, ipa: u64, len: u64) -> bool {
-        match self.regions.range(..=ipa).next_back() {
-            Some((_, r)) => r.kind == RegionKind::Mmio && ipa.checked_add(len).is_some_and(|end| end <= r.end),
-            None => false,
-        }
-    }
-
     /// The vGIC register `ipa` names (distributor or a redistributor frame), if any.
     pub fn gic_target(&self, ipa: u64) -> Option<IpaTarget> {
         if (layout::GICD_BASE..layout::GICD_BASE + layout::GICD_SIZE).contains(&ipa) {

@@ -9,8 +9,10 @@
 //! (`scripts/bench.py` reads it; docs/PERFORMANCE.md says where each one starts and ends).
 //! `bench-quick` runs the same code with few iterations so that `make test` keeps it working.
 
+mod doorbell;
 mod fault;
 mod fs;
+mod guest;
 mod notif;
 mod spawn;
 mod switch;
@@ -234,6 +236,7 @@ pub fn run(startup: &Startup, size: Size) -> i32 {
             for (name, two_vms) in [("vcpu_yield_round_trip_same_vm", false), ("vcpu_yield_round_trip_two_vms", true)] {
                 record(name, measure(&mut c, name, move || vmswitch::yield_round_trips(control, CLIENT_CPU, two_vms)));
             }
+            record("guest_ioevent_doorbell", measure(&mut c, "guest_ioevent_doorbell", move || doorbell::doorbell_stores(control)));
         }
         None => c.fail("no 'control' capability in the startup block: no VM benchmarks"),
     }

@@ -11,20 +11,17 @@
 //! the buffers. The first vCPU's rounds in the middle of the run are the samples: at its start and
 //! end the other vCPU may not be running yet or any more.
 
+use super::guest::{BUFFER, GUEST_RAM, delete_all, make_vm, read_u64s, run_to_off};
 use crate::worker::{self, cpu_mask};
 use alloc::vec::Vec;
-use keel_rt::abi::vm::{ExitReason, VCPU_POWER_ON, map};
-use keel_rt::abi::{PAGE_SIZE, PmoKind};
+use keel_rt::abi::vm::VCPU_POWER_ON;
 use keel_rt::{Error, Slot, println, sys};
 
 /// Rounds each guest runs (the `movz x20, #200` below).
 const ROUNDS: usize = 200;
 /// Rounds left out at the start and at the end.
 const EDGE: usize = 20;
-const GUEST_RAM: u64 = 0x4000_0000;
-/// Guest RAM: the code's page, then one 2 KiB buffer per vCPU (ROUNDS counter values each).
-const RAM_SIZE: u64 = 2 * PAGE_SIZE;
-const BUFFER: u64 = PAGE_SIZE;
+/// One 2 KiB buffer per vCPU (ROUNDS counter values each).
 const BUFFER_STRIDE: u64 = 0x800;
 const JOIN_TIMEOUT_NS: u64 = 60_000_000_000;
 
@@ -45,28 +42,14 @@ const GUEST_CODE: [u32; 14] = [
     0xD400_0002, // hvc  #0
     0x1400_0000, // b .
 ];
-const _: () = assert!(ROUNDS as u64 * 8 <= BUFFER_STRIDE && BUFFER + 2 * BUFFER_STRIDE <= RAM_SIZE);
+const _: () = assert!(ROUNDS as u64 * 8 <= BUFFER_STRIDE && BUFFER + 2 * BUFFER_STRIDE <= super::guest::RAM_SIZE);
 
 /// Round-trip costs of two vCPUs taking turns on `cpu`, in two VMs or in one.
 pub fn yield_round_trips(control: Slot, cpu: u32, two_vms: bool) -> Result<Vec<u64>, Error> {
     let mut made = Vec::new();
     let r = run(control, cpu, two_vms, &mut made);
-    for s in made.into_iter().rev() {
-        let _ = sys::cap_delete(s);
-    }
+    delete_all(made);
     r
-}
-
-/// A VM with `vcpus` vCPUs and its RAM holding the guest code; (vm, ram).
-fn make_vm(control: Slot, vcpus: u32, made: &mut Vec<Slot>) -> Result<(Slot, Slot), Error> {
-    let vm = sys::vm_create(control, vcpus)?;
-    made.push(vm);
-    let ram = sys::pmo_create(PmoKind::Anonymous, RAM_SIZE)?;
-    made.push(ram);
-    let code: Vec<u8> = GUEST_CODE.iter().flat_map(|w| w.to_le_bytes()).collect();
-    sys::pmo_write(ram, 0, &code)?;
-    sys::vm_map(vm, ram, GUEST_RAM, RAM_SIZE, 0, map::READ | map::WRITE | map::EXEC)?;
-    Ok((vm, ram))
 }
 
 fn run(control: Slot, cpu: u32, two_vms: bool, made: &mut Vec<Slot>) -> Result<Vec<u64>, Error> {
@@ -74,13 +57,13 @@ fn run(control: Slot, cpu: u32, two_vms: bool, made: &mut Vec<Slot>) -> Result<V
     let mut vcpus: Vec<(Slot, Slot, u64)> = Vec::new();
     if two_vms {
         for _ in 0..2 {
-            let (vm, ram) = make_vm(control, 1, made)?;
+            let (vm, ram) = make_vm(control, 1, &GUEST_CODE, made)?;
             let vcpu = sys::vcpu_create(vm, 0)?;
             made.push(vcpu);
             vcpus.push((vcpu, ram, BUFFER));
         }
     } else {
-        let (vm, ram) = make_vm(control, 2, made)?;
+        let (vm, ram) = make_vm(control, 2, &GUEST_CODE, made)?;
         for i in 0..2 {
             let vcpu = sys::vcpu_create(vm, i)?;
             made.push(vcpu);
@@ -101,9 +84,7 @@ fn run(control: Slot, cpu: u32, two_vms: bool, made: &mut Vec<Slot>) -> Result<V
     }
     let mut stamps = Vec::new();
     for &(_, ram, buffer) in &vcpus {
-        let mut bytes = [0u8; ROUNDS * 8];
-        sys::pmo_read(ram, buffer, &mut bytes)?;
-        stamps.push(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect::<Vec<u64>>());
+        stamps.push(read_u64s(ram, buffer, ROUNDS)?);
     }
     // Within one VM both vCPUs read one counter: each of the first vCPU's rounds must contain a
     // read by the other (a yield that switched). VMs' counters differ by their offsets.
@@ -116,15 +97,4 @@ fn run(control: Slot, cpu: u32, two_vms: bool, made: &mut Vec<Slot>) -> Result<V
         }
     }
     Ok(stamps[0][EDGE..ROUNDS - EDGE].windows(2).map(|w| w[1].wrapping_sub(w[0])).collect())
-}
-
-/// Runs a vCPU until its guest switches itself off (any other exit is an error).
-fn run_to_off(vcpu: Slot) -> Result<(), Error> {
-    let exit = sys::vcpu_run(vcpu, [0; 4])?;
-    if exit.reason == ExitReason::SystemOff as u64 {
-        Ok(())
-    } else {
-        println!("ktest: vcpu switch guest: exit {} ({:#x?}) instead of SYSTEM_OFF", exit.reason, exit.details);
-        Err(Error::BadState)
-    }
 }
