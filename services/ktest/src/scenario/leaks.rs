@@ -4,10 +4,11 @@
 //! table) equal, free kernel heap pages within one page (`make fuzz` runs `leaks:1000`: 1,000
 //! VMs and 10,000 processes). See `sysfuzz::compare`.
 //!
-//! A VM cycle makes a one-vCPU VM with a page of guest RAM and an MMIO region, runs the guest of
-//! the `syscalls` scenario through its hypercall, MMIO and SYSTEM_OFF exits, adds an irq line,
-//! and deletes every capability. A process cycle spawns `ktest exit` through procmgr and waits
-//! for its exit code. A warm-up of each first lets every heap involved reach its steady size.
+//! A VM cycle makes a one-vCPU VM with a page of guest RAM, an MMIO region and an ioevent in it,
+//! runs the guest of the `syscalls` scenario through its hypercall, MMIO and SYSTEM_OFF exits,
+//! adds an irq line, and deletes every capability. A process cycle spawns `ktest exit` through
+//! procmgr and waits for its exit code. A warm-up of each first lets every heap involved reach
+//! its steady size.
 
 use super::syscalls::{GUEST_CODE, GUEST_HVC, GUEST_MMIO, GUEST_RAM, HVC_RESULT};
 use super::sysfuzz::{compare, describe, settled_census, wait_for_system};
@@ -52,6 +53,11 @@ fn vm_cycle_in(control: Slot, made: &mut Vec<Slot>) -> Result<(), (&'static str,
     made.push(vcpu);
     let line = sys::vm_irq_line_create(vm, 40).map_err(|e| ("vm_irq_line_create", e))?;
     made.push(line);
+    // An ioevent on the MMIO region for a value the guest never stores (its store still exits).
+    let bell = sys::notif_create().map_err(|e| ("notif_create", e))?;
+    made.push(bell);
+    let event = sys::vm_ioevent(vm, bell, GUEST_MMIO, 8, Some(!HVC_RESULT), 1).map_err(|e| ("vm_ioevent", e))?;
+    made.push(event);
     sys::vcpu_init(vcpu, GUEST_RAM, GUEST_HVC, VCPU_POWER_ON).map_err(|e| ("vcpu_init", e))?;
     let expect = |r: Result<sys::VcpuExit, Error>, want: ExitReason, what| match r {
         Ok(e) if e.reason == want as u64 => Ok(()),
