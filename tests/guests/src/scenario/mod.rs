@@ -41,6 +41,7 @@ mod sve;
 mod switch;
 mod timer;
 mod timers;
+mod virtio;
 mod wfi;
 
 /// One scenario.
@@ -112,6 +113,10 @@ pub static ALL: &[Scenario] = &[
     Scenario {
         name: "crash",
         run: crash::run,
+    },
+    Scenario {
+        name: "virtio",
+        run: virtio::run,
     },
 ];
 
