@@ -421,7 +421,7 @@ fn transport() -> Transport<Model> {
 }
 
 /// Brings `t` to DRIVER_OK with queue 0 set up as `d` laid it out; returns the Activated effect.
-fn bring_up(t: &mut Transport<Model>, d: &Driver, features: u64) -> Effect {
+fn bring_up<D: Device>(t: &mut Transport<D>, d: &Driver, features: u64) -> Effect {
     let m = &d.mem;
     t.write(0x070, 4, u64::from(status::ACKNOWLEDGE | status::DRIVER), m);
     t.write(0x024, 4, 0, m);
@@ -539,5 +539,47 @@ fn a_malformed_queue_needs_a_reset_and_a_reset_clears_it() {
     t.write(0x0a4, 4, bad.used >> 32, m);
     assert_eq!(t.write(0x044, 4, 1, m), Effect::NeedsReset(QueueError::BadConfig("ring outside guest RAM")));
     assert_eq!(t.read(0x044, 4), 0);
+    assert_ne!(t.status() & status::NEEDS_RESET, 0);
+}
+
+#[test]
+fn the_entropy_device_fills_every_available_buffer() {
+    use crate::rng::{self, MAX_PER_REQUEST, Rng};
+    let mut d = Driver::new(8);
+    let mut t = Transport::new(Rng);
+    assert_eq!(t.read(0x008, 4), 4, "device ID 4");
+    assert_eq!(bring_up(&mut t, &d, VERSION_1), Effect::Activated(VERSION_1));
+    // Two buffers: 16 bytes in one descriptor, and 10 + 30 bytes in a chain of two.
+    d.set_desc(0, DATA, 16, WRITE, 0);
+    d.set_desc(1, DATA + 0x100, 10, WRITE | NEXT, 2);
+    d.set_desc(2, DATA + 0x200, 30, WRITE, 0);
+    d.publish(0);
+    d.publish(1);
+    let mut next = 0u8;
+    let served = rng::serve(&mut t, &mut d.mem, |b| {
+        for x in b {
+            next = next.wrapping_add(1);
+            *x = next;
+        }
+    })
+    .unwrap();
+    assert_eq!(served, rng::Served { requests: 2, bytes: 56, interrupt: true });
+    assert_eq!((d.used_idx(), d.used_entry(0), d.used_entry(1)), (2, (0, 16), (1, 40)));
+    let mut got = [0u8; 40];
+    d.mem.read(DATA + 0x100, &mut got[..10]).unwrap();
+    d.mem.read(DATA + 0x200, &mut got[10..]).unwrap();
+    assert_eq!(got[0], 17, "the second request's bytes follow the first's");
+    assert!(got.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "one stream across the chain's two buffers");
+    // A huge buffer gets at most MAX_PER_REQUEST bytes; a readable one gets none.
+    d.set_desc(3, DATA, 0x1_0000, WRITE, 0);
+    d.set_desc(4, DATA, 8, 0, 0);
+    d.publish(3);
+    d.publish(4);
+    let served = rng::serve(&mut t, &mut d.mem, |b| b.fill(7)).unwrap();
+    assert_eq!(served.bytes, MAX_PER_REQUEST as u64);
+    assert_eq!((d.used_entry(2), d.used_entry(3)), ((3, MAX_PER_REQUEST as u32), (4, 0)));
+    // A malformed chain: an error, and the device needs a reset.
+    d.publish(9);
+    assert_eq!(rng::serve(&mut t, &mut d.mem, |b| b.fill(7)), Err(QueueError::HeadOutOfRange(9)));
     assert_ne!(t.status() & status::NEEDS_RESET, 0);
 }
