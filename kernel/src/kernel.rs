@@ -64,6 +64,9 @@ pub struct CpuSlot {
     pub vmspace: Id,
     /// The vCPU whose state is live on this CPU (0 = none).
     pub vcpu: Id,
+    /// Its VM had ioevents when it was loaded: only then do its MMIO writes try the fast exit
+    /// path (a hint; the full path handles every ioevent).
+    pub guest_ioevents: bool,
 }
 
 pub struct Kernel {

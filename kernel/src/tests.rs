@@ -439,13 +439,23 @@ fn an_ioevent_turns_a_guest_write_into_a_signal_without_an_exit() {
     // Back into the guest, which writes queue indices to the doorbell.
     w.syscall(nr::VCPU_RUN, &[vcpus[0], 0, 0, 0, 0]);
     assert!(w.k.loaded_vcpu(0).is_some());
+    // The fast exit path finishes a matching write; it declines another value, changing nothing.
+    let pc = w.frame.pc;
+    w.frame.x[3] = 1;
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &doorbell(4)));
+    assert_eq!((w.frame.pc, w.k.notifs[&notif_id].bits), (pc + 4, 0b10));
+    w.k.notifs.get_mut(&notif_id).unwrap().bits = 0;
+    w.frame.x[3] = 0;
+    assert!(!w.k.guest_fast_exit(0, &mut w.frame, &doorbell(4)));
+    assert_eq!((w.frame.pc, w.k.notifs[&notif_id].bits), (pc + 4, 0));
+    // So does the full path.
     let pc = w.frame.pc;
     w.frame.x[3] = 1;
     w.k.guest_trap(0, &mut w.frame, doorbell(4));
     assert!(w.k.loaded_vcpu(0).is_some(), "no exit to the monitor");
     assert_eq!(w.frame.pc, pc + 4, "the store is done");
     assert_eq!(w.k.notifs[&notif_id].bits, 0b10, "the doorbell signalled");
-    assert_eq!((counter(&w, Counter::IoEvent), counter(&w, Counter::MmioUser)), (1, 0));
+    assert_eq!((counter(&w, Counter::IoEvent), counter(&w, Counter::MmioUser)), (2, 0));
     // Another value, or another size, goes to the monitor as before.
     w.frame.x[3] = 0;
     w.k.guest_trap(0, &mut w.frame, doorbell(4));

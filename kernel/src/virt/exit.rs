@@ -68,6 +68,7 @@ impl Kernel {
         hal::guest_load(&mut v.ctx, load);
         v.lrs.hardware_cleared();
         self.cpus[cpu].vcpu = vcpu;
+        self.cpus[cpu].guest_ioevents = !vm.ioevents.is_empty();
     }
 
     /// Saves the vCPU live on `cpu` out of `frame` and the CPU; the CPU is a host CPU again.
@@ -259,6 +260,7 @@ impl Kernel {
         let candidate = match *exit {
             GuestExit::Hvc | GuestExit::Smc => true,
             GuestExit::DataAbort { ipa, access: Some(_), write: false, s1ptw: false, .. } => gic_window.contains(&ipa),
+            GuestExit::DataAbort { access: Some(_), write: true, s1ptw: false, .. } => self.cpus[cpu].guest_ioevents,
             _ => false,
         };
         if !candidate || self.cpus[cpu].need_resched {
@@ -287,6 +289,20 @@ impl Kernel {
                     v.count(Counter::Hvc);
                 }
                 frame.x[0] = value as u64;
+                true
+            }
+            // A doorbell: the write is finished by the signal. Should the signal wake a thread
+            // that ought to run here now, a self-IPI makes the guest exit again at once.
+            GuestExit::DataAbort { ipa, access: Some(a), write: true, s1ptw: false, .. } => {
+                let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
+                let Some(e) = self.vms.get(&v.vm).and_then(|vm| vm.ioevent(ipa, a.size, value)) else { return false };
+                let (notif, bits) = (e.notif, e.bits);
+                v.count(Counter::IoEvent);
+                skip_instruction(frame);
+                self.signal(notif, bits);
+                if self.cpus[cpu].need_resched {
+                    hal::send_ipi(cpu);
+                }
                 true
             }
             GuestExit::DataAbort { ipa, access: Some(a), write: false, s1ptw: false, .. } if v.lrs.live() == 0 => {
