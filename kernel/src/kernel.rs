@@ -16,7 +16,7 @@ use crate::object::thread::{Block, Thread, ThreadState, UserRegs};
 use crate::object::vmspace::VmSpace;
 use crate::virt::vcpu::VCpu;
 use crate::virt::vm::Vm;
-use crate::object::idmap::IdMap;
+use crate::idmap::IdMap;
 use crate::object::{Id, ObjRef};
 use crate::object::ipc::{Connection, Notification};
 use crate::percpu::MAX_CPUS;

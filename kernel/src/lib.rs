@@ -20,6 +20,7 @@ pub mod census;
 pub mod cmdline;
 pub mod failpoint;
 pub mod hal;
+pub mod idmap;
 pub mod ipc;
 pub mod kernel;
 pub mod klog;

@@ -6,10 +6,9 @@
 //! cap was copied from which, so that [`CapSpace::revoke`] can delete every copy derived from a cap
 //! wherever it lives.
 //!
-//! The module is generic over the object type `O`: the kernel uses its enum of `Arc`ed kernel
-//! objects (a copy clones the `Arc`; an object is freed when its last cap goes); host tests use
-//! `Rc<u32>`. Operations that delete caps hand the objects back to the caller, who drops them
-//! after releasing the lock that guards the `CapSpace`.
+//! The module is generic over the object type `O`: the kernel uses `ObjRef` (a kind and an id;
+//! the kernel counts each object's references and frees it at zero); host tests use `Rc<u32>`.
+//! Operations that delete caps hand the objects back to the caller, who drops its references.
 //!
 //! It checks only what is intrinsic to caps (slots, rights monotonicity, GRANT for crossing
 //! tables, badges); which right an operation on an object needs is the syscall layer's business
@@ -24,7 +23,8 @@
 //!   holding [`Rights::GRANT`]; a badge, once non-zero, is inherited by every copy unchanged.
 //! - No operation recurses: revoke and destroy_table walk the tree in loops, so an arbitrarily
 //!   deep derivation chain costs heap and time (O(affected caps)), never kernel stack. Every other
-//!   operation is O(log n) (a table lookup and the free-slot set) plus O(1) tree work.
+//!   operation is a table lookup (a probe of an `IdMap`), O(log n) in the free-slot set, plus
+//!   O(1) tree work.
 #![forbid(unsafe_code)]
 
 mod derivation;
@@ -39,7 +39,7 @@ mod tests;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::object::idmap::IdMap;
+use crate::idmap::IdMap;
 use derivation::DerivationTree;
 pub use rights::Rights;
 pub use slots::{Cap, DEFAULT_MAX_SLOTS, SlotTable};

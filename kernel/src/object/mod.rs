@@ -2,7 +2,6 @@
 //! map of the kernel (`kernel.rs`). Every object counts its references (caps, plus
 //! the internal ones each kind documents) and is destroyed when the count reaches zero.
 
-pub mod idmap;
 pub mod ipc;
 pub mod pmo;
 pub mod process;

@@ -14,7 +14,7 @@ mod caps;
 mod decode;
 pub mod vm;
 
-pub use decode::Call;
+use decode::Call;
 
 use crate::cap::Rights;
 use crate::hal;
@@ -58,7 +58,7 @@ pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
 
 /// A slot argument. Slots are 32 bits: a register with any high bit set names no slot (it must
 /// not name the slot of its low half).
-pub(crate) fn slot(v: u64) -> Result<u32> {
+fn slot(v: u64) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::BadSlot)
 }
 

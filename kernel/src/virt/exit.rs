@@ -294,9 +294,9 @@ impl Kernel {
             // A doorbell: the write is finished by the signal. Should the signal wake a thread
             // that ought to run here now, a self-IPI makes the guest exit again at once.
             GuestExit::DataAbort { ipa, access: Some(a), write: true, s1ptw: false, .. } => {
-                let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
-                let Some(e) = self.vms.get(&v.vm).and_then(|vm| vm.ioevent(ipa, a.size, value)) else { return false };
-                let (notif, bits) = (e.notif, e.bits);
+                let Some((notif, bits)) = self.vms.get(&v.vm).and_then(|vm| vm.doorbell(ipa, a.size, stored_value(frame, a))) else {
+                    return false;
+                };
                 v.count(Counter::IoEvent);
                 skip_instruction(frame);
                 self.signal(notif, bits);
@@ -556,10 +556,9 @@ impl Kernel {
                 skip_instruction(frame);
                 let info = MmioInfo { size: a.size, write: a.write, reg: a.reg, sign_extend: a.sign_extend }.encode();
                 if a.write {
-                    let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
+                    let value = stored_value(frame, a);
                     // A registered doorbell: signalled here, and the guest goes on.
-                    if let Some(e) = vm.ioevent(ipa, a.size, value) {
-                        let (notif, bits) = (e.notif, e.bits);
+                    if let Some((notif, bits)) = vm.doorbell(ipa, a.size, value) {
                         self.count(vcpu, Counter::IoEvent);
                         self.signal(notif, bits);
                         return;
@@ -672,6 +671,11 @@ fn size_mask(size: u8) -> u64 {
     if size >= 8 { u64::MAX } else { (1u64 << (u32::from(size) * 8)) - 1 }
 }
 
+/// The value a guest store `a` writes (XZR for register 31), cut to its size.
+fn stored_value(frame: &UserRegs, a: MmioAccess) -> u64 {
+    if a.reg == 31 { 0 } else { frame.x[a.reg as usize] & size_mask(a.size) }
+}
+
 /// Whether the loaded guest's device behind passed-through PPI `intid` asserts its interrupt
 /// now (a timer: enabled, unmasked and met; the PMU: an overflow with its interrupt enabled).
 fn ppi_asserts(intid: u32, ctx: &crate::hal::GuestContext) -> bool {
@@ -709,7 +713,7 @@ mod tests {
 /// Performs a guest's access `a` to the vGIC register at `target` of `vm` for its vCPU `index`:
 /// a read's value goes into the guest's register. `None` when `target` is not a vGIC frame.
 fn vgic_mmio(vm: &mut super::vm::Vm, index: usize, frame: &mut UserRegs, target: IpaTarget, a: MmioAccess) -> Option<Result<Option<Kicks>, VGicError>> {
-    let value = if a.reg == 31 { 0 } else { frame.x[a.reg as usize] } & size_mask(a.size);
+    let value = stored_value(frame, a);
     let outcome = match (target, a.write) {
         (IpaTarget::Gicd(off), true) => vm.vgic.dist_write(index, off, a.size, value).map(Some),
         (IpaTarget::Gicd(off), false) => vm.vgic.dist_read(index, off, a.size).map(|v| {

@@ -136,9 +136,10 @@ impl Vm {
         }
     }
 
-    /// The ioevent a guest write of `len` bytes of `value` at `ipa` matches, if any.
-    pub fn ioevent(&self, ipa: u64, len: u8, value: u64) -> Option<&IoEvent> {
-        self.ioevents.iter().find(|e| e.ipa == ipa && e.len == len && e.data.is_none_or(|d| d == value))
+    /// The notification and bits of the ioevent a guest write of `len` bytes of `value` at
+    /// `ipa` matches, if any.
+    pub fn doorbell(&self, ipa: u64, len: u8, value: u64) -> Option<(Id, u64)> {
+        self.ioevents.iter().find(|e| e.ipa == ipa && e.len == len && e.data.is_none_or(|d| d == value)).map(|e| (e.notif, e.bits))
     }
 
     /// The vGIC register `ipa` names (distributor or a redistributor frame), if any.

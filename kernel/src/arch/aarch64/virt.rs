@@ -573,20 +573,22 @@ lr_access!(
     12 => "S3_4_C12_C13_4", 13 => "S3_4_C12_C13_5", 14 => "S3_4_C12_C13_6", 15 => "S3_4_C12_C13_7",
 );
 
-/// The list registers that exist and fit in a file of `len`.
-fn lr_mask(len: usize) -> u16 {
+/// The list registers in `mask` that exist and fit in a file of `len`, lowest first.
+fn lrs_in(mask: u16, len: usize) -> impl Iterator<Item = usize> {
     let n = len.min(guest_lr_count());
-    if n >= 16 { u16::MAX } else { (1 << n) - 1 }
+    let mut mask = mask & if n >= 16 { u16::MAX } else { (1 << n) - 1 };
+    core::iter::from_fn(move || {
+        let i = (mask != 0).then(|| mask.trailing_zeros() as usize)?;
+        mask &= mask - 1;
+        Some(i)
+    })
 }
 
 /// Reads the list registers in `mask` back after the guest ran (the others keep their values
 /// in `lrs`), and turns the virtual interface off so a maintenance interrupt that asked for this
 /// exit stops asserting.
 pub fn guest_lrs_read(lrs: &mut [u64], mask: u16) {
-    let mut mask = mask & lr_mask(lrs.len());
-    while mask != 0 {
-        let i = mask.trailing_zeros() as usize;
-        mask &= mask - 1;
+    for i in lrs_in(mask, lrs.len()) {
         lrs[i] = read_lr(i);
     }
     ich_hcr_el2::write(0);
@@ -595,10 +597,7 @@ pub fn guest_lrs_read(lrs: &mut [u64], mask: u16) {
 /// Writes the list registers in `mask` from `lrs` and enables the virtual interface (with the
 /// underflow maintenance interrupt when interrupts are waiting for a free list register).
 pub fn guest_lrs_write(lrs: &[u64], mask: u16, underflow: bool) {
-    let mut mask = mask & lr_mask(lrs.len());
-    while mask != 0 {
-        let i = mask.trailing_zeros() as usize;
-        mask &= mask - 1;
+    for i in lrs_in(mask, lrs.len()) {
         write_lr(i, lrs[i]);
     }
     ich_hcr_el2::write(ICH_EN | if underflow { ICH_UIE } else { 0 });

@@ -18,13 +18,15 @@
 //! # The arch layer's part
 //!
 //! With one [`LrFile`] per vCPU (created with ICH_VTR_EL2.ListRegs + 1 list registers):
-//! - before entering the guest: `flush(vcpu, &mut lrs)`; then, if `lrs.in_use()` or
-//!   `lrs.was_in_use()`, write `ICH_LR<n>_EL2` from `lrs.values()` and set ICH_HCR_EL2 to
-//!   En | (UIE if `lrs.underflow`). (When the physical list registers still hold this vCPU's
-//!   values from its last run, writing only the bits of `lrs.take_dirty()` is enough.) If
-//!   neither, the list registers hold nothing valid for this guest; ICH_HCR_EL2.En may stay 0;
-//! - after every exit: if `lrs.in_use()`, read `ICH_LR<n>_EL2` into `lrs.values_mut()` (only
-//!   the [`LrFile::live`] ones matter), then always `sync(vcpu, &mut lrs)`;
+//! - when the vCPU is loaded on a CPU (whose list registers the last put left zero):
+//!   `lrs.hardware_cleared()`;
+//! - before entering the guest: `flush(vcpu, &mut lrs)`; then write `ICH_LR<n>_EL2` from
+//!   `lrs.values()` for the bits of `lrs.to_write()` (the live list registers and those live at
+//!   the last write, which must now be cleared) and set ICH_HCR_EL2 to En | (UIE if
+//!   `lrs.underflow`). (`in_use`, `was_in_use` and `take_dirty` say the same from the flush's
+//!   side: what is live, and what the last flush changed.)
+//! - after every exit: read `ICH_LR<n>_EL2` into `lrs.values_mut()` for the bits of
+//!   [`LrFile::live`], then always `sync(vcpu, &mut lrs)`;
 //! - level-sensitive interrupts go in with the EOI bit, so the guest deactivating one raises
 //!   the maintenance interrupt (ICH_MISR_EL2.EOI); UIE raises it when the list registers drain
 //!   while interrupts wait. Either way the exit plus `sync` plus `flush` is all it needs (the

@@ -11,9 +11,12 @@
 //!
 //! Unlike a `BTreeMap`, iteration is in slot order, not id order: nothing may rely on the order.
 
-use super::Id;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+
+/// An object id (`object::Id`), as the plain integer: capability tables (`cap`), below the
+/// objects, use this map too.
+type Id = u64;
 
 pub struct IdMap<V> {
     slots: Vec<Option<(Id, Box<V>)>>,
