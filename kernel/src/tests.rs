@@ -431,6 +431,8 @@ fn an_ioevent_turns_a_guest_write_into_a_signal_without_an_exit() {
     assert_eq!(reg(&mut w, 0x0900_0ffc, 8, None, 1), Err(Error::Unaligned));
     assert_eq!(reg(&mut w, 0x0900_0050, 4, None, 0), Err(Error::Invalid), "no bits");
     assert_eq!(reg(&mut w, 0x0900_0050, 4 | 0x200, None, 1), Err(Error::Invalid), "an unknown flag");
+    assert_eq!(reg(&mut w, 0x0900_0050, 4, Some(1 << 32), 1), Err(Error::Invalid), "a value wider than the write");
+    assert_eq!(reg(&mut w, 0x0900_0051, 1, Some(0x100), 1), Err(Error::Invalid), "a value wider than one byte");
     assert_eq!(World::status(w.syscall(nr::VM_IOEVENT, &[u64::from(notif), u64::from(notif), 0x0900_0050, 4, 0, 1])), Err(Error::WrongType));
     assert_eq!(World::status(w.syscall(nr::VM_IOEVENT, &[u64::from(vm_slot), u64::from(vm_slot), 0x0900_0050, 4, 0, 1])), Err(Error::WrongType));
     let q1 = reg(&mut w, 0x0900_0050, 4, Some(1), 0b10).unwrap()[1];

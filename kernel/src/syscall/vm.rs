@@ -122,6 +122,10 @@ fn decode_ioevent(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
         return Err(Error::Unaligned);
     }
     let data = (flags & ioevent::MATCH != 0).then_some(a[4]);
+    // A value wider than the write could never match: refused rather than registered dead.
+    if data.is_some_and(|d| len < 8 && d >> (8 * len) != 0) {
+        return Err(Error::Invalid);
+    }
     let v = k.vms.get(&vm_id).ok_or(Error::BadState)?;
     // Only writes that would exit to the monitor: never RAM, never the vGIC. (Regions are whole
     // pages and the write is aligned and at most 8 bytes: it lies in the region of its first byte.)

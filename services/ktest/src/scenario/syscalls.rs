@@ -997,6 +997,7 @@ fn vm_calls(c: &mut Checks, fx: &Fixture) {
     c.expect_err("vm_ioevent(misaligned)", sys::vm_ioevent(vm, bell, GUEST_MMIO + 4, 8, None, bits), Error::Unaligned);
     c.expect_err("vm_ioevent(guest RAM)", sys::vm_ioevent(vm, bell, GUEST_RAM, 8, None, bits), inv);
     c.expect_err("vm_ioevent(no bits)", sys::vm_ioevent(vm, bell, GUEST_MMIO, 8, None, 0), inv);
+    c.expect_err("vm_ioevent(a value wider than 4 bytes)", sys::vm_ioevent(vm, bell, GUEST_MMIO, 4, Some(1 << 32), bits), inv);
     let doorbell = made(c, "vm_ioevent(8 bytes of the result at the MMIO region)", sys::vm_ioevent(vm, bell, GUEST_MMIO, 8, Some(HVC_RESULT), bits));
     c.expect_err("vm_ioevent(the same write again)", sys::vm_ioevent(vm, bell, GUEST_MMIO, 8, None, bits), Error::Exists);
     c.expect_ok("vcpu_init(vcpu, guest RAM, x0, power on) again", sys::vcpu_init(vcpu, GUEST_RAM, GUEST_HVC, VCPU_POWER_ON));
