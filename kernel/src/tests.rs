@@ -273,6 +273,33 @@ fn calls_queue_while_no_server_waits_and_a_dead_connection_fails_them() {
 }
 
 #[test]
+fn a_connection_given_to_its_server_dies_with_that_server() {
+    let mut w = World::new();
+    let (mpid, mt) = w.process("monitor");
+    let (bpid, _bt) = w.process("backend");
+    w.run(mt);
+    let conn = World::status(w.syscall(nr::CONN_CREATE, &[])).unwrap()[1] as u32;
+    let backend = w.give(mpid, ObjRef::Process(bpid), Rights::WAIT);
+    let weak = w.give(mpid, ObjRef::Process(bpid), Rights::READ);
+    let call_only = World::status(w.syscall(nr::CAP_COPY, &[conn as u64, u32::MAX as u64, keel_abi::rights::CALL as u64, 0])).unwrap()[1];
+    assert_eq!(World::status(w.syscall(nr::CONN_OWNER, &[call_only, backend as u64])), Err(Error::NoRights), "MANAGE on the connection");
+    assert_eq!(World::status(w.syscall(nr::CONN_OWNER, &[conn as u64, weak as u64])), Err(Error::NoRights), "WAIT on the process");
+    assert_eq!(World::status(w.syscall(nr::CONN_OWNER, &[conn as u64, backend as u64])).map(|_| ()), Ok(()));
+    // A call waits for a server; the backend dies before serving: the call fails.
+    w.syscall(nr::IPC_CALL, &[conn as u64, 9, 0, 0, 0, 0, 0, CapList::EMPTY.0]);
+    assert!(matches!(w.k.threads[&mt].state, ThreadState::Blocked(_)));
+    w.k.exit_process(bpid, 0);
+    w.run(mt);
+    assert_eq!(w.frame.x[0] as i64, Error::PeerDied.code());
+    assert_eq!(World::status(w.syscall(nr::IPC_CALL, &[conn as u64, 9, 0, 0, 0, 0, 0, CapList::EMPTY.0])), Err(Error::PeerDied), "and so does every later call");
+    assert_eq!(World::status(w.syscall(nr::CONN_OWNER, &[conn as u64, backend as u64])), Err(Error::PeerDied));
+    // Given to a process that already exited, a connection dies at once.
+    let conn2 = World::status(w.syscall(nr::CONN_CREATE, &[])).unwrap()[1];
+    assert_eq!(World::status(w.syscall(nr::CONN_OWNER, &[conn2, backend as u64])).map(|_| ()), Ok(()));
+    assert_eq!(World::status(w.syscall(nr::IPC_CALL, &[conn2, 9, 0, 0, 0, 0, 0, CapList::EMPTY.0])), Err(Error::PeerDied));
+}
+
+#[test]
 fn exiting_processes_give_every_frame_back() {
     let mut w = World::new();
     // Warm up allocations that persist (e.g. the allocator's own bookkeeping).

@@ -105,7 +105,7 @@ fn pmu_passes_on_plain_qemu() {
 }
 
 /// The tiny guest's virtio driver against QEMU's own entropy device (modern transport): the
-/// driver Keel's virtio backends will be tested with is right about the spec.
+/// driver Keel's virtio backends are tested with (tests/tests/virtio.rs) is right about the spec.
 #[test]
 fn virtio_passes_on_plain_qemu_with_its_entropy_device() {
     plain_with("virtio", 1, &["-device", "virtio-rng-device", "-global", "virtio-mmio.force-legacy=false"]);

@@ -49,9 +49,10 @@ pub const VCPU_STAT: u64 = 45;
 pub const VM_IRQ_LINE_CREATE: u64 = 46;
 pub const FAULT_INJECT: u64 = 47;
 pub const VM_IOEVENT: u64 = 48;
+pub const CONN_OWNER: u64 = 49;
 
 /// One past the highest call number.
-pub const COUNT: u64 = 49;
+pub const COUNT: u64 = 50;
 
 /// The call's name, for logs and tests.
 pub fn name(nr: u64) -> &'static str {
@@ -105,6 +106,7 @@ pub fn name(nr: u64) -> &'static str {
         VM_IRQ_LINE_CREATE => "vm_irq_line_create",
         FAULT_INJECT => "fault_inject",
         VM_IOEVENT => "vm_ioevent",
+        CONN_OWNER => "conn_owner",
         _ => "unknown",
     }
 }
@@ -120,4 +122,10 @@ pub mod mem_info {
     /// x1 vms, x2 vcpus, x3 vm irq lines, x4 capabilities, x5 slot tables, x6 frames held by pmos,
     /// x7 vm ioevents.
     pub const MORE_OBJECTS: u64 = 2;
+    /// The CPU's feature registers as a guest would read them (host values with what Keel does
+    /// not switch hidden): x1 ID_AA64ISAR0_EL1, x2 ID_AA64ISAR1_EL1, x3 ID_AA64ISAR2_EL1,
+    /// x4 ID_AA64PFR0_EL1, x5 ID_AA64PFR1_EL1, x6 ID_AA64MMFR0_EL1, x7 ID_AA64ZFR0_EL1. EL0 may
+    /// not read them itself (the instruction is undefined there); this is how a program learns
+    /// whether it may use RNDR, for example.
+    pub const CPU: u64 = 3;
 }

@@ -43,6 +43,8 @@ pub enum Call {
     ProcessWatch { process: Id, notif: Id, bits: u64 },
     ConnCreate,
     IpcCall { conn: Id, badge: u64, msg: Message, caps: CapList },
+    /// The connection now dies when `process` exits (instead of its creator).
+    ConnOwner { conn: Id, process: Id },
     IpcRecv { conn: Id },
     /// `recv`: with `ipc_reply_recv`, the connection to wait on next.
     IpcReply { msg: Message, caps: CapList, recv: Option<Id> },
@@ -130,6 +132,7 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
             Call::ProcessWatch { process, notif, bits: nonzero(a[2])? }
         }
         nr::CONN_CREATE => Call::ConnCreate,
+        nr::CONN_OWNER => Call::ConnOwner { conn: conn(k, pid, a[0], Rights::MANAGE)?, process: process(k, pid, a[1], Rights::WAIT)? },
         nr::IPC_CALL => {
             let cap = k.caps.lookup(pid, slot(a[0])?, Rights::CALL).map_err(cap_error)?;
             let ObjRef::Conn(conn) = cap.object else { return Err(Error::WrongType) };

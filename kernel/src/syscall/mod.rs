@@ -224,6 +224,19 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
                 k.conns.remove(&id);
             })
         }
+        Call::ConnOwner { conn, process } => {
+            let running = k.processes.get(&process).is_some_and(|p| p.state == ProcState::Running);
+            let c = k.conns.get_mut(&conn).ok_or(Error::PeerDied)?;
+            if c.dead {
+                return Err(Error::PeerDied);
+            }
+            c.owner = process;
+            // Given to a process that has already gone: it dies now, as it would have then.
+            if !running {
+                k.kill_connection(conn);
+            }
+            Ok(Outcome::Done)
+        }
         Call::IpcCall { conn, badge, msg, caps } => k.ipc_call(cpu, frame, conn, badge, msg, caps),
         Call::IpcRecv { conn } => k.ipc_recv(cpu, frame, conn),
         Call::IpcReply { msg, caps, recv } => k.ipc_reply(cpu, frame, msg, caps, recv),
@@ -273,6 +286,7 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
                 k.pmos.remove(&id);
             })
         }
+        Call::MemInfo { page: keel_abi::syscall::mem_info::CPU } => Ok(Outcome::words(&cpu_features())),
         Call::MemInfo { page } => Ok(Outcome::words(&k.census().page(page).ok_or(Error::Invalid)?)),
         Call::FaultInject { n } => {
             let report = crate::failpoint::arm(tid, n);
@@ -399,6 +413,13 @@ impl Kernel {
         let pmo = self.pmos.get_mut(&region.pmo).ok_or(FaultError::Unmapped)?;
         vs.fault_in(va, access, pmo)
     }
+}
+
+/// `mem_info` page CPU: the feature registers a guest would read (virt::idregs), which are also
+/// what Keel lets its own processes use.
+fn cpu_features() -> [u64; 7] {
+    const REGS: [(u8, u8); 7] = [(6, 0), (6, 1), (6, 2), (4, 0), (4, 1), (7, 0), (4, 4)];
+    REGS.map(|(crm, op2)| crate::virt::idregs::sanitize(0, crm, op2, hal::guest_id_reg(0, 0, crm, op2)))
 }
 
 #[cfg(test)]

@@ -388,6 +388,27 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
                 Err(e) => Reply::err(e),
             }
         }
+        procmgr::ADOPT => {
+            let caps: Vec<Slot> = req.caps.slots().collect();
+            let name = keel_rt::proto::unpack_name(&req.msg.data);
+            let info = caps.first().map(|&c| sys::process_info(c));
+            let (&[cap], Ok(name), Some(Ok(info))) = (caps.as_slice(), name, info) else {
+                for s in caps {
+                    let _ = sys::cap_delete(s);
+                }
+                return Reply::err(Error::Invalid);
+            };
+            if !info.running || sys::process_watch(cap, env.exits, CHILD_EXITED).is_err() {
+                let _ = sys::cap_delete(cap);
+                return Reply::err(Error::Invalid);
+            }
+            let mut st = state.lock();
+            st.next_badge += 1;
+            // A badge of its own (no rights, never given to it): the caller is its parent.
+            let badge = st.next_badge;
+            st.procs.push(Proc { pid: info.pid, name, cap, service: None, badge, parent: Some(req.badge) });
+            Reply::ok([0; 4])
+        }
         procmgr::KILL => {
             let pid = req.msg.data[0];
             if sys::process_info(slots::SELF_PROCESS).is_ok_and(|me| me.pid == pid) {

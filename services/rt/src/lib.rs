@@ -26,6 +26,7 @@ pub mod ipc;
 pub mod mmio;
 pub mod process;
 pub mod proto;
+pub mod random;
 pub mod reconnect;
 pub mod startup;
 pub mod sync;

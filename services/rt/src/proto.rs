@@ -39,6 +39,12 @@ pub mod procmgr {
     pub const STATE_SAVE: u64 = 8;
     /// Reply payload: what this service's earlier start last saved (empty if nothing).
     pub const STATE_LOAD: u64 = 9;
+    /// A process the caller started itself (with `process::spawn`, to give it capabilities
+    /// SPAWN cannot) joins the process list: caps[0] = the process (READ | WAIT | MANAGE),
+    /// data = its name ([`crate::proto::pack_name`]). `ps` lists it, `kill` reaches it (the
+    /// caller may kill it as its SPAWNed child), and its record goes when it exits. `Invalid`
+    /// without the capability or for a process that already ended.
+    pub const ADOPT: u64 = 10;
     /// Most bytes STATE_SAVE keeps (one bulk buffer).
     pub const MAX_SAVED: usize = crate::ipc::BULK_SIZE as usize;
     /// Flag for SPAWN, reserved: children look up "console" by name, so there is nothing to inherit.
@@ -87,6 +93,26 @@ pub mod vmm {
     /// A `vm` shell command: bulk payload = its words after `vm`, NUL-separated (`run\0linux`).
     /// Reply payload: the text to print. `vm run --wait` replies when the guest has stopped.
     pub const COMMAND: u64 = 1;
+}
+
+/// A virtual device backend (`/bin/vdev`), as the VM monitor that started it calls it: the
+/// monitor forwards each guest access to the device's virtio-mmio window that is not a doorbell
+/// (doorbells reach the backend as ioevents, without the monitor).
+pub mod vdev {
+    /// data[0] = offset in the window, data[1] = size (1, 2, 4 or 8). Reply: data[0] = the value.
+    pub const MMIO_READ: u64 = 1;
+    /// data[0] = offset, data[1] = size, data[2] = the value written.
+    pub const MMIO_WRITE: u64 = 2;
+    /// Reply: data[0] requests served, data[1] bytes moved, data[2] notifications, data[3]
+    /// interrupts raised.
+    pub const STATS: u64 = 3;
+    /// Reply: data[0] errors (malformed queues and requests), data[1] the device status
+    /// register, data[2] whether the entropy comes from RNDR (1) or the seeded generator (0)
+    /// (entropy devices only).
+    pub const STATE: u64 = 4;
+    /// Bits of the backend's notification: queue `n`'s doorbell is bit `n` (the monitor
+    /// registers one ioevent per queue), and the monitor's exit is [`MONITOR_GONE`].
+    pub const MONITOR_GONE: u64 = 1 << 63;
 }
 
 /// Block devices (the virtio-blk driver). Registered as `blk0`, `blk1`, ... one name per disk.

@@ -201,6 +201,12 @@ pub fn conn_create() -> Result<Slot, Error> {
     call(nr::CONN_CREATE, [0; 8]).map(|r| r[1] as Slot)
 }
 
+/// From now on `conn` dies when `process` exits, not when its creator does (a connection made
+/// for another process to serve: its clients then learn of that server's death).
+pub fn conn_owner(conn: Slot, process: Slot) -> Result<(), Error> {
+    call(nr::CONN_OWNER, a(&[conn as u64, process as u64])).map(|_| ())
+}
+
 /// A received message: the message, the sender's badge, and the caps that came with it.
 #[derive(Clone, Copy, Debug)]
 pub struct Received {
@@ -267,6 +273,30 @@ pub fn device_pmo(control: Slot, phys: u64, size: u64) -> Result<Slot, Error> {
 /// (total, free) physical frames.
 pub fn mem_info() -> Result<(u64, u64), Error> {
     call(nr::MEM_INFO, [0; 8]).map(|r| (r[1], r[2]))
+}
+
+/// The CPU's feature registers as Keel lets programs use them (`mem_info` page CPU, docs/ABI.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuFeatures {
+    pub isar0: u64,
+    pub isar1: u64,
+    pub isar2: u64,
+    pub pfr0: u64,
+    pub pfr1: u64,
+    pub mmfr0: u64,
+    pub zfr0: u64,
+}
+
+impl CpuFeatures {
+    /// FEAT_RNG: the RNDR and RNDRRS registers exist (ID_AA64ISAR0_EL1.RNDR, bits 63:60).
+    pub fn rndr(&self) -> bool {
+        self.isar0 >> 60 != 0
+    }
+}
+
+pub fn cpu_features() -> Result<CpuFeatures, Error> {
+    let r = call(nr::MEM_INFO, a(&[keel_abi::syscall::mem_info::CPU]))?;
+    Ok(CpuFeatures { isar0: r[1], isar1: r[2], isar2: r[3], pfr0: r[4], pfr1: r[5], mmfr0: r[6], zfr0: r[7] })
 }
 
 pub fn power_off(control: Slot, reset: bool) -> Result<(), Error> {

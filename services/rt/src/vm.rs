@@ -43,3 +43,57 @@ pub fn map_readonly(pmo: Slot, size: u64) -> Result<&'static [u8], Error> {
     // runtime unmaps it), and is read-only so no one writes through it.
     Ok(unsafe { core::slice::from_raw_parts(va as *const u8, size as usize) })
 }
+
+/// Memory this process shares with someone who writes it while we run (a guest's RAM mapped
+/// into its device backend): bytes are copied in and out through the raw mapping, never
+/// borrowed as Rust slices, so the compiler assumes nothing about what the other side does
+/// between two accesses. Offsets are checked against the mapping's length.
+pub struct SharedMemory {
+    va: u64,
+    len: u64,
+}
+
+impl SharedMemory {
+    /// Maps `size` bytes of `pmo` read-write here for good.
+    pub fn map(pmo: Slot, size: u64) -> Result<SharedMemory, Error> {
+        let va = map_pmo(pmo, size, perm::READ | perm::WRITE)?;
+        Ok(SharedMemory { va, len: size })
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `len` bytes at `offset` are inside.
+    pub fn contains(&self, offset: u64, len: u64) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+
+    /// Copies the bytes at `offset` into `out`; false (and nothing copied) if they are not all
+    /// inside.
+    pub fn read(&self, offset: u64, out: &mut [u8]) -> bool {
+        if !self.contains(offset, out.len() as u64) {
+            return false;
+        }
+        // SAFETY: the range is inside the mapping, which lives as long as the process (nothing
+        // unmaps it) and is readable; `out` is a distinct local buffer.
+        unsafe { core::ptr::copy_nonoverlapping((self.va + offset) as *const u8, out.as_mut_ptr(), out.len()) };
+        true
+    }
+
+    /// Copies `data` to `offset`; false (and nothing copied) if it does not all fit.
+    pub fn write(&self, offset: u64, data: &[u8]) -> bool {
+        if !self.contains(offset, data.len() as u64) {
+            return false;
+        }
+        // SAFETY: as in `read`; the mapping is writable.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), (self.va + offset) as *mut u8, data.len()) };
+        true
+    }
+}

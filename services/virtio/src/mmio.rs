@@ -42,8 +42,9 @@ pub mod interrupt {
     pub const CONFIG_CHANGE: u32 = 2;
 }
 
-/// Register offsets.
-mod reg {
+/// Register offsets in the window (virtio 1.2, section 4.2.2), named as the spec names them.
+#[allow(missing_docs)]
+pub mod reg {
     pub const MAGIC_VALUE: u64 = 0x000;
     pub const VERSION: u64 = 0x004;
     pub const DEVICE_ID: u64 = 0x008;

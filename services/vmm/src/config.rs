@@ -85,6 +85,38 @@ pub struct VmConfig {
     /// `--cpu N`: every vCPU thread runs on host CPU N only (None: wherever the scheduler puts
     /// it).
     pub host_cpu: Option<u32>,
+    /// The guest's virtio devices, in slot order (slot 0 first).
+    pub devices: Vec<VirtioDevice>,
+}
+
+/// A virtio device a VM can have, each served by its own backend process (`/bin/vdev`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtioDevice {
+    /// virtio-rng (`--rng`, `rng = yes`): an entropy source, `/dev/hwrng` in Linux.
+    Rng,
+}
+
+impl VirtioDevice {
+    /// The name the backend is started with and `vm stat` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            VirtioDevice::Rng => "rng",
+        }
+    }
+
+    /// Its virtio device ID.
+    pub fn device_id(self) -> u32 {
+        match self {
+            VirtioDevice::Rng => 4,
+        }
+    }
+
+    /// Its number of queues (one doorbell each).
+    pub fn queues(self) -> u16 {
+        match self {
+            VirtioDevice::Rng => 1,
+        }
+    }
 }
 
 impl VmConfig {
@@ -97,6 +129,7 @@ impl VmConfig {
         let mut vcpus: Option<u32> = None;
         let mut mem_bytes: Option<u64> = None;
         let mut raw_load: Option<u64> = None;
+        let mut rng: Option<bool> = None;
 
         for (index, line) in text.lines().enumerate() {
             let at_line = |error: VmmError| VmmError::ConfigLine {
@@ -147,6 +180,7 @@ impl VmConfig {
                     "raw_load",
                     required("raw_load", value).and_then(|v| parse_address("raw_load", v)),
                 ),
+                "rng" => set(&mut rng, "rng", parse_yes_no("rng", value)),
                 _ => Err(VmmError::UnknownKey {
                     key: key.to_string(),
                 }),
@@ -172,6 +206,7 @@ impl VmConfig {
             mode: RunMode::Background,
             timeout_secs: None,
             host_cpu: None,
+            devices: if rng == Some(true) { alloc::vec![VirtioDevice::Rng] } else { Vec::new() },
         })
     }
 }
@@ -204,6 +239,8 @@ pub struct RunCommand {
     pub timeout_secs: Option<u64>,
     /// `--cpu N`.
     pub host_cpu: Option<u32>,
+    /// `--rng`: add an entropy device (if the config file has none).
+    pub rng: bool,
     /// `--kernel FILE ...`, if given.
     pub kernel: Option<InlineKernel>,
 }
@@ -222,6 +259,7 @@ impl RunCommand {
         let mut append: Option<&str> = None;
         let mut timeout_secs = None;
         let mut host_cpu = None;
+        let mut rng = false;
 
         let mut words = words.iter().copied();
         while let Some(word) = words.next() {
@@ -258,6 +296,8 @@ impl RunCommand {
                     let value = option_value(&mut words, "--cpu")?;
                     set(&mut host_cpu, "--cpu", parse_host_cpu(value))?;
                 }
+                "--rng" if rng => return Err(VmmError::Duplicate { what: "--rng".to_string() }),
+                "--rng" => rng = true,
                 "--kernel" => {
                     let value = option_value(&mut words, "--kernel")?;
                     set(&mut kernel, "--kernel", Ok(value))?;
@@ -339,6 +379,7 @@ impl RunCommand {
             mode,
             timeout_secs,
             host_cpu,
+            rng,
             kernel,
         })
     }
@@ -366,6 +407,7 @@ impl RunCommand {
                 mode: RunMode::Background,
                 timeout_secs: None,
                 host_cpu: None,
+                devices: Vec::new(),
             },
             None => VmConfig::from_file(&self.target, config_text.ok_or(VmmError::MissingKernel)?)?,
         };
@@ -378,7 +420,19 @@ impl RunCommand {
         config.mode = self.mode;
         config.timeout_secs = self.timeout_secs;
         config.host_cpu = self.host_cpu;
+        if self.rng && !config.devices.contains(&VirtioDevice::Rng) {
+            config.devices.push(VirtioDevice::Rng);
+        }
         Ok(config)
+    }
+}
+
+/// A config file's yes/no value.
+fn parse_yes_no(key: &'static str, value: &str) -> Result<bool, VmmError> {
+    match value {
+        "yes" | "on" | "true" => Ok(true),
+        "no" | "off" | "false" => Ok(false),
+        _ => Err(VmmError::BadValue { what: key, value: value.to_string() }),
     }
 }
 
@@ -587,6 +641,7 @@ mod tests {
                 mode: RunMode::Attach,
                 timeout_secs: None,
                 host_cpu: None,
+                devices: Vec::new(),
             }
         );
     }
@@ -674,6 +729,7 @@ mod tests {
                 mode: RunMode::Attach,
                 timeout_secs: None,
                 host_cpu: None,
+                devices: Vec::new(),
             }
         );
     }
@@ -927,5 +983,21 @@ mod tests {
         assert_eq!(RunCommand::parse(&["x", "--kernel", "/k", "--cpu", "64"]), Err(VmmError::HostCpu { cpu: 64 }));
         assert!(matches!(RunCommand::parse(&["x", "--kernel", "/k", "--cpu"]), Err(VmmError::MissingValue { what: "--cpu" })));
         assert!(matches!(RunCommand::parse(&["x", "--kernel", "/k", "--cpu", "1", "--cpu", "1"]), Err(VmmError::Duplicate { .. })));
+    }
+
+    #[test]
+    fn an_entropy_device_from_the_command_line_or_the_config_file() {
+        let config = run("v --kernel /k --rng").and_then(|c| c.into_config(None)).unwrap();
+        assert_eq!(config.devices, [VirtioDevice::Rng]);
+        let config = run("linux").and_then(|c| c.into_config(Some("kernel = /k\nrng = yes"))).unwrap();
+        assert_eq!(config.devices, [VirtioDevice::Rng]);
+        let config = run("linux --rng").and_then(|c| c.into_config(Some("kernel = /k\nrng = yes"))).unwrap();
+        assert_eq!(config.devices, [VirtioDevice::Rng], "one entropy device, not two");
+        let config = run("linux").and_then(|c| c.into_config(Some("kernel = /k\nrng = no"))).unwrap();
+        assert!(config.devices.is_empty());
+        assert_eq!(run("v --kernel /k --rng --rng"), Err(VmmError::Duplicate { what: "--rng".to_string() }));
+        let bad = run("linux").and_then(|c| c.into_config(Some("kernel = /k\nrng = maybe"))).unwrap_err();
+        assert_eq!(bad.to_string(), "config line 2: rng = maybe: expected yes or no");
+        assert_eq!(without_mode(&["v", "--kernel", "/k", "--rng", "--wait"]), ["v", "--kernel", "/k", "--rng"]);
     }
 }

@@ -132,6 +132,13 @@ pub enum VmmError {
         /// The text given.
         value: String,
     },
+    /// A config value that must be `yes` or `no`.
+    BadValue {
+        /// The key.
+        what: &'static str,
+        /// The text given.
+        value: String,
+    },
     /// A memory size outside 16 MiB..=4 GiB, or not a multiple of 4 KiB.
     MemOutOfRange {
         /// The size asked for, in bytes.
@@ -254,6 +261,7 @@ impl fmt::Display for VmmError {
             }
             Self::Duplicate { what } => write!(f, "{what} given twice"),
             Self::MissingValue { what } => write!(f, "{what} needs a value"),
+            Self::BadValue { what, value } => write!(f, "{what} = {value}: expected yes or no"),
             Self::BadNumber { what, value } => write!(f, "{what}: {value:?} is not a valid number"),
             Self::MemOutOfRange { bytes } => write!(
                 f,

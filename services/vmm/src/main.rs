@@ -7,6 +7,8 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod backend;
+#[cfg(target_os = "none")]
 mod monitor;
 
 #[cfg(target_os = "none")]

@@ -24,6 +24,7 @@ use keel_vmm::image;
 use keel_vmm::layout::{RAM_BASE, UART_BASE, UART_INTID, UART_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE, ram};
 use keel_vmm::pl011::Pl011;
 use keel_vmm::saved::{SavedList, SavedVm};
+use crate::backend::Device;
 
 /// The virtio-mmio window: every slot of the board.
 const VIRTIO_WINDOW: u64 = VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS as u64;
@@ -46,6 +47,8 @@ struct Vm {
     vm: Slot,
     /// The irq-line capability of the PL011's SPI.
     uart_line: Slot,
+    /// Its virtio devices, each with its backend process.
+    devices: Vec<Device>,
     ram: Slot,
     vcpus: Vec<Slot>,
     mem_bytes: u64,
@@ -59,6 +62,8 @@ struct Vm {
     /// How and why it stopped, once it has.
     exit: Mutex<Option<Exit>>,
     live_threads: AtomicUsize,
+    /// Every kernel object of the VM and its device backends is given back (`release`).
+    released: AtomicBool,
     /// The line that tells the user how the VM ended, printed once its last vCPU thread is gone
     /// and its memory given back (so a VM started after the notice finds that memory free).
     end_notice: Mutex<Option<String>>,
@@ -260,6 +265,7 @@ impl Vm {
             monitor,
             vm: 0,
             uart_line: 0,
+            devices: Vec::new(),
             ram: 0,
             vcpus: Vec::new(),
             mem_bytes: v.mem_bytes,
@@ -270,6 +276,7 @@ impl Vm {
             stopping: AtomicBool::new(true),
             exit: Mutex::new(Some(exit)),
             live_threads: AtomicUsize::new(0),
+            released: AtomicBool::new(true),
             end_notice: Mutex::new(None),
             final_stats: Mutex::new(None),
         }
@@ -390,10 +397,11 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
         }
         ["list"] => list(m, &mut out),
         // The shell's `--wait` loop: the VM's end, or nothing while it runs.
-        // The end counts once the VM's memory is free again (its last vCPU thread is gone).
+        // The end counts once the VM's memory is free again (`release` gave back its objects and
+        // stopped its device backends).
         ["wait", id] => match find(m, id) {
             Some(vm) => {
-                if vm.exit.lock().is_some() && vm.live_threads.load(Ordering::Acquire) == 0 {
+                if vm.exit.lock().is_some() && vm.released.load(Ordering::Acquire) {
                     flush_console(&vm);
                     vm.foreground.store(false, Ordering::Release);
                     m.foreground_left();
@@ -558,35 +566,69 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         Some(p) => Some(file(m, p)?),
         None => None,
     };
+    let backend_elf = if config.devices.is_empty() { &[][..] } else { file(m, "/bin/vdev")? };
     let layout = image::plan(kernel, config.format, initrd.map_or(0, |i| i.len() as u64), ram(config.mem_bytes)).map_err(|e| e.to_string())?;
+    // Device `n` sits in virtio-mmio slot `n`.
+    let virtio_slots: Vec<u32> = (0..config.devices.len() as u32).collect();
     let dtb = guest_dtb(&GuestDtb {
         vcpus: config.vcpus,
         mem_bytes: config.mem_bytes,
         bootargs: &config.append,
         initrd: layout.initrd,
-        virtio_slots: &[],
+        virtio_slots: &virtio_slots,
     })
     .map_err(|e| e.to_string())?;
     let dtb_addr = layout.dtb_address(dtb.len()).map_err(|e| e.to_string())?;
     let sys_err = |what: &str, e: Error| alloc::format!("{what}: {e}");
 
-    let vm = sys::vm_create(m.control, config.vcpus).map_err(|e| sys_err("cannot create the VM", e))?;
-    let ram_pmo = sys::pmo_create(PmoKind::Anonymous, config.mem_bytes).map_err(|e| sys_err("no memory for guest RAM", e))?;
-    sys::vm_map(vm, ram_pmo, RAM_BASE, config.mem_bytes, 0, map::READ | map::WRITE | map::EXEC).map_err(|e| sys_err("cannot map guest RAM", e))?;
-    sys::vm_map(vm, 0, UART_BASE, UART_SIZE, 0, map::MMIO).map_err(|e| sys_err("cannot map the UART", e))?;
-    sys::vm_map(vm, 0, VIRTIO_MMIO_BASE, VIRTIO_WINDOW, 0, map::MMIO).map_err(|e| sys_err("cannot map the virtio-mmio window", e))?;
-    write_guest(ram_pmo, layout.kernel.start, kernel)?;
-    if let (Some(range), Some(bytes)) = (layout.initrd, initrd) {
-        write_guest(ram_pmo, range.start, bytes)?;
-    }
-    write_guest(ram_pmo, dtb_addr, &dtb)?;
-    let mut vcpus = Vec::new();
-    for i in 0..config.vcpus {
-        vcpus.push(sys::vcpu_create(vm, i).map_err(|e| sys_err("cannot create a vCPU", e))?);
-    }
-    sys::vcpu_init(vcpus[0], layout.entry, dtb_addr, VCPU_POWER_ON).map_err(|e| sys_err("cannot start vCPU 0", e))?;
-    let uart_line = sys::vm_irq_line_create(vm, UART_INTID).map_err(|e| sys_err("cannot create the UART's interrupt line", e))?;
+    // Every capability made here is given back if a later step fails.
+    let mut made: Vec<Slot> = Vec::new();
+    let mut devices: Vec<Device> = Vec::new();
+    let fail = |made: &mut Vec<Slot>, devices: &mut Vec<Device>, e: String| {
+        for d in devices.drain(..) {
+            d.release();
+        }
+        for s in made.drain(..).rev() {
+            let _ = sys::cap_delete(s);
+        }
+        e
+    };
+    let mut keep = |r: Result<Slot, Error>, what: &str| {
+        r.map(|s| {
+            made.push(s);
+            s
+        })
+        .map_err(|e| sys_err(what, e))
+    };
+    let parts = (|| {
+        let vm = keep(sys::vm_create(m.control, config.vcpus), "cannot create the VM")?;
+        let ram_pmo = keep(sys::pmo_create(PmoKind::Anonymous, config.mem_bytes), "no memory for guest RAM")?;
+        let uart_line = keep(sys::vm_irq_line_create(vm, UART_INTID), "cannot create the UART's interrupt line")?;
+        let mut vcpus = Vec::new();
+        for i in 0..config.vcpus {
+            vcpus.push(keep(sys::vcpu_create(vm, i), "cannot create a vCPU")?);
+        }
+        Ok::<_, String>((vm, ram_pmo, uart_line, vcpus))
+    })();
+    let (vm, ram_pmo, uart_line, vcpus) = parts.map_err(|e| fail(&mut made, &mut devices, e))?;
     let id = id.unwrap_or_else(|| m.next_id.fetch_add(1, Ordering::Relaxed) as u32);
+    let setup = (|| {
+        sys::vm_map(vm, ram_pmo, RAM_BASE, config.mem_bytes, 0, map::READ | map::WRITE | map::EXEC).map_err(|e| sys_err("cannot map guest RAM", e))?;
+        sys::vm_map(vm, 0, UART_BASE, UART_SIZE, 0, map::MMIO).map_err(|e| sys_err("cannot map the UART", e))?;
+        sys::vm_map(vm, 0, VIRTIO_MMIO_BASE, VIRTIO_WINDOW, 0, map::MMIO).map_err(|e| sys_err("cannot map the virtio-mmio window", e))?;
+        write_guest(ram_pmo, layout.kernel.start, kernel)?;
+        if let (Some(range), Some(bytes)) = (layout.initrd, initrd) {
+            write_guest(ram_pmo, range.start, bytes)?;
+        }
+        write_guest(ram_pmo, dtb_addr, &dtb)?;
+        for (&slot, &kind) in virtio_slots.iter().zip(&config.devices) {
+            devices.push(Device::start(backend_elf, kind, slot, vm, id, ram_pmo, config.mem_bytes, &|process, name| adopt(m, process, name))?);
+        }
+        sys::vcpu_init(vcpus[0], layout.entry, dtb_addr, VCPU_POWER_ON).map_err(|e| sys_err("cannot start vCPU 0", e))
+    })();
+    if let Err(e) = setup {
+        return Err(fail(&mut made, &mut devices, e));
+    }
     let vm = Arc::new(Vm {
         id,
         name: config.name.clone(),
@@ -595,6 +637,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         monitor: m,
         vm,
         uart_line,
+        devices,
         ram: ram_pmo,
         vcpus: vcpus.clone(),
         mem_bytes: config.mem_bytes,
@@ -605,6 +648,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         stopping: AtomicBool::new(false),
         exit: Mutex::new(None),
         live_threads: AtomicUsize::new(vcpus.len()),
+        released: AtomicBool::new(false),
         end_notice: Mutex::new(None),
         final_stats: Mutex::new(None),
     });
@@ -622,6 +666,18 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         }
     }
     Ok(vm)
+}
+
+/// Puts a process this monitor started (a device backend) in procmgr's list, so `ps` shows it
+/// and `kill` reaches it.
+fn adopt(m: &Monitor, process: Slot, name: &str) -> Result<(), Error> {
+    use keel_rt::abi::rights;
+    let words = keel_rt::proto::pack_name(name)?;
+    // GRANT: the copy travels in the call.
+    let copy = sys::cap_copy(process, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0)?;
+    let r = m.keeper.lock().call_with_caps(procmgr::ADOPT, words, &[copy]);
+    let _ = sys::cap_delete(copy);
+    r.and_then(|r| ipc::status(&r).map(|_| ()))
 }
 
 /// Copies `bytes` into guest RAM at guest physical `addr`.
@@ -667,11 +723,20 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                     if prompt || u.pending.contains(&b'\n') || u.pending.len() >= 256 {
                         flush_output(vm, &mut u.pending);
                     }
-                } else if (VIRTIO_MMIO_BASE..VIRTIO_MMIO_BASE + VIRTIO_WINDOW).contains(&ipa) && !info.write {
-                    // No device in any slot yet: each reads as an empty virtio-mmio transport.
-                    results[0] = keel_vmm::virtio_slot::read((ipa - VIRTIO_MMIO_BASE) % VIRTIO_MMIO_STRIDE, info.size);
+                } else if (VIRTIO_MMIO_BASE..VIRTIO_MMIO_BASE + VIRTIO_WINDOW).contains(&ipa) {
+                    let (slot, offset) = ((ipa - VIRTIO_MMIO_BASE) / VIRTIO_MMIO_STRIDE, (ipa - VIRTIO_MMIO_BASE) % VIRTIO_MMIO_STRIDE);
+                    match vm.devices.iter().find(|d| u64::from(d.slot) == slot) {
+                        // The device's backend answers (doorbells never come here: they are
+                        // the kernel's ioevents).
+                        Some(d) => match d.access(info.write, offset, info.size, value) {
+                            Ok(v) => results[0] = v,
+                            Err(why) => vm.monitor.notice(alloc::format!("vm {} ({}): {why}\n", vm.id, vm.name)),
+                        },
+                        // An empty slot reads as a transport with no device; writes are ignored.
+                        None if !info.write => results[0] = keel_vmm::virtio_slot::read(offset, info.size),
+                        None => {}
+                    }
                 }
-                // Writes to an empty slot are ignored.
             }
             Some(ExitReason::Hypercall | ExitReason::Smc) => {
                 // Results replace x0..x3: keep x1..x3 as the guest had them.
@@ -782,12 +847,16 @@ fn stop(vm: &Vm) {
 /// The last vCPU thread is gone: give the VM's capabilities back (the kernel then frees it).
 fn release(vm: &Vm) {
     *vm.final_stats.lock() = Some(read_stats(vm));
+    for d in &vm.devices {
+        d.release();
+    }
     for &v in &vm.vcpus {
         let _ = sys::cap_delete(v);
     }
     let _ = sys::cap_delete(vm.uart_line);
     let _ = sys::cap_delete(vm.vm);
     let _ = sys::cap_delete(vm.ram);
+    vm.released.store(true, Ordering::Release);
     if let Some(notice) = vm.end_notice.lock().take() {
         vm.monitor.notice(notice);
     }
@@ -837,5 +906,28 @@ fn stat(vm: &Vm, out: &mut String) {
             let _ = write!(out, " {:>10}", v[c as usize]);
         }
         out.push('\n');
+    }
+    if vm.devices.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{:<18} {:>9} {:>11} {:>8} {:>10} {:>6}  state", "device", "requests", "bytes", "wakeups", "interrupts", "errors");
+    for d in &vm.devices {
+        let (s, backend) = d.stats();
+        let mut state = if backend == crate::backend::Backend::Gone {
+            String::from("backend gone")
+        } else if backend == crate::backend::Backend::Ended {
+            String::from("ended with the VM")
+        } else if s.status & keel_vmm::virtio_slot::NEEDS_RESET != 0 {
+            String::from("needs reset")
+        } else if s.status & 4 != 0 {
+            String::from("driver ok")
+        } else {
+            String::from("not set up")
+        };
+        if d.kind == keel_vmm::config::VirtioDevice::Rng && s.known {
+            state.push_str(if s.hardware { ", bytes from RNDR" } else { ", bytes from a seeded generator" });
+        }
+        let name = alloc::format!("virtio-{}@{}", d.kind.name(), d.slot);
+        let _ = writeln!(out, "{name:<18} {:>9} {:>11} {:>8} {:>10} {:>6}  {state} (pid {})", s.requests, s.bytes, s.notifications, s.interrupts, s.errors, d.pid);
     }
 }

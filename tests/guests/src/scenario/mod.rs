@@ -118,6 +118,14 @@ pub static ALL: &[Scenario] = &[
         name: "virtio",
         run: virtio::run,
     },
+    Scenario {
+        name: "virtio-hostile",
+        run: virtio::run_hostile,
+    },
+    Scenario {
+        name: "virtio-loop",
+        run: virtio::run_loop,
+    },
 ];
 
 /// Displays the scenario names, space-separated.

@@ -1,0 +1,28 @@
+//! vdev: a virtual device backend. The VM monitor starts one `vdev` process per virtio device of
+//! a VM and gives it these capabilities only: the guest's RAM (`ram`, mapped whole), the
+//! interrupt line of the device's SPI (`irq`), a notification (`notif`) that the device's
+//! QueueNotify ioevents signal (bit `n` for queue `n`) and that the monitor's exit signals
+//! ([`keel_rt::proto::vdev::MONITOR_GONE`]), a connection to serve (`conn`: the monitor
+//! forwards the device window's other register accesses over it, `proto::vdev`), and the
+//! monitor's process (`monitor`, WAIT only: to notice its exit). It owns the whole
+//! virtio-mmio transport ([`keel_virtio::mmio::Transport`]): queue state lives here alone;
+//! doorbells reach it without the monitor, and it raises the interrupt itself.
+//!
+//! Arguments: the device kind (`rng`), `ram=BASE:SIZE` (the guest physical range of `ram`),
+//! `vm=ID` (for messages).
+//!
+//! The device logic ([`backend`]) is generic over guest memory and the entropy source and is
+//! tested on the host; [`service`] is the system-call glue. A hostile guest can make its own
+//! device fail (`DEVICE_NEEDS_RESET`, counted as an error) and nothing else: every guest address
+//! is checked against the RAM the backend was given.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod backend;
+pub mod entropy;
+pub mod service;
+
+#[cfg(test)]
+mod tests;

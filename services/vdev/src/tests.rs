@@ -1,0 +1,190 @@
+//! The backend against a mock driver in a mock guest RAM: bring-up through forwarded register
+//! writes, doorbells, interrupts, counters, and a hostile driver.
+
+use crate::backend::{Backend, Kind};
+use crate::entropy::{Rndr, Seeded, Source};
+use crate::service::parse_args;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use keel_virtio::mem::{GuestMemory, Ram};
+use keel_virtio::mmio::{reg, status};
+
+const BASE: u64 = 0x4000_0000;
+const DESC: u64 = BASE;
+const AVAIL: u64 = BASE + 0x1000;
+const USED: u64 = BASE + 0x2000;
+const BUF: u64 = BASE + 0x8000;
+const QSIZE: u16 = 8;
+
+type Rng = Backend<Ram<Vec<u8>>, Seeded>;
+
+fn rng() -> Rng {
+    Backend::new(Kind::Rng, Ram::new(BASE, alloc::vec![0; 1 << 20]), Seeded::new(1))
+}
+
+/// A Linux-like bring-up through 32-bit register writes; whether any write asked for an
+/// interrupt.
+fn bring_up(b: &mut Rng) -> bool {
+    let mut irq = false;
+    let mut w = |off: u64, v: u64| irq |= b.write(off, 4, v);
+    w(reg::STATUS, u64::from(status::ACKNOWLEDGE | status::DRIVER));
+    w(reg::DRIVER_FEATURES_SEL, 1);
+    w(reg::DRIVER_FEATURES, 1); // VERSION_1
+    w(reg::STATUS, u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK));
+    w(reg::QUEUE_SEL, 0);
+    w(reg::QUEUE_NUM, u64::from(QSIZE));
+    w(reg::QUEUE_DESC_LOW, DESC & 0xffff_ffff);
+    w(reg::QUEUE_DRIVER_LOW, AVAIL & 0xffff_ffff);
+    w(reg::QUEUE_DEVICE_LOW, USED & 0xffff_ffff);
+    w(reg::QUEUE_READY, 1);
+    w(reg::STATUS, u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK));
+    irq
+}
+
+/// Puts a device-writable buffer of `len` bytes at `addr` in descriptor `i` and makes it
+/// available as the `n`th request.
+fn offer(b: &mut Backend<Ram<Vec<u8>>, impl Source>, i: u16, addr: u64, len: u32, n: u16) {
+    let m = mem(b);
+    let at = DESC + 16 * u64::from(i);
+    m.write(at, &addr.to_le_bytes()).unwrap();
+    m.write_u32(at + 8, len).unwrap();
+    m.write_u16(at + 12, 2).unwrap(); // WRITE
+    m.write_u16(AVAIL + 4 + 2 * u64::from(n % QSIZE), i).unwrap();
+    m.write_u16(AVAIL + 2, n + 1).unwrap();
+}
+
+fn mem<S: Source>(b: &mut Backend<Ram<Vec<u8>>, S>) -> &mut Ram<Vec<u8>> {
+    b.memory()
+}
+
+#[test]
+fn an_entropy_device_reads_as_one_and_comes_up() {
+    let mut b = rng();
+    assert_eq!(b.read(reg::MAGIC_VALUE, 4), 0x7472_6976);
+    assert_eq!(b.read(reg::VERSION, 4), 2);
+    assert_eq!(b.read(reg::DEVICE_ID, 4), 4);
+    assert!(!bring_up(&mut b), "no interrupt before any buffer");
+    assert_eq!(b.status() & status::DRIVER_OK, status::DRIVER_OK);
+    assert_eq!(b.stats.errors, 0);
+}
+
+#[test]
+fn a_doorbell_fills_the_buffer_and_interrupts() {
+    let mut b = rng();
+    bring_up(&mut b);
+    offer(&mut b, 0, BUF, 64, 0);
+    assert!(b.notified(1), "the driver wants an interrupt");
+    let m = mem(&mut b);
+    assert_eq!(m.read_u16(USED + 2).unwrap(), 1, "one used entry");
+    assert_eq!(m.read_u32(USED + 8).unwrap(), 64, "64 bytes written");
+    let mut bytes = [0u8; 64];
+    m.read(BUF, &mut bytes).unwrap();
+    assert!(bytes.iter().any(|&x| x != 0), "random bytes arrived");
+    assert_eq!(b.read(reg::INTERRUPT_STATUS, 4), 1, "USED_BUFFER");
+    b.write(reg::INTERRUPT_ACK, 4, 1);
+    assert_eq!(b.read(reg::INTERRUPT_STATUS, 4), 0);
+    assert_eq!((b.stats.requests, b.stats.bytes, b.stats.notifications, b.stats.interrupts), (1, 64, 1, 1));
+}
+
+#[test]
+fn a_forwarded_queue_notify_is_served_as_a_doorbell() {
+    let mut b = rng();
+    bring_up(&mut b);
+    offer(&mut b, 0, BUF, 16, 0);
+    assert!(b.write(reg::QUEUE_NOTIFY, 4, 0));
+    assert_eq!(b.stats.requests, 1);
+}
+
+#[test]
+fn buffers_offered_before_driver_ok_are_served_at_driver_ok() {
+    let mut b = rng();
+    offer(&mut b, 0, BUF, 32, 0);
+    assert!(bring_up(&mut b), "DRIVER_OK served the waiting buffer");
+    assert_eq!(b.stats.bytes, 32);
+}
+
+#[test]
+fn a_hostile_buffer_fails_the_device_and_touches_nothing_else() {
+    let mut b = rng();
+    bring_up(&mut b);
+    // Half the buffer is beyond the end of guest RAM.
+    offer(&mut b, 0, BASE + (1 << 20) - 8, 64, 0);
+    let before: Vec<u8> = mem(&mut b).bytes().to_vec();
+    assert!(b.notified(1), "the driver learns of the failure by interrupt");
+    assert_eq!(b.stats.errors, 1);
+    assert_ne!(b.status() & status::NEEDS_RESET, 0);
+    assert_eq!(b.read(reg::INTERRUPT_STATUS, 4) & 2, 2, "CONFIG_CHANGE");
+    let after = mem(&mut b).bytes();
+    assert_eq!(&before[..(1 << 20) - 8], &after[..(1 << 20) - 8], "nothing written");
+    // Until the driver resets the device, doorbells do nothing.
+    assert!(!b.notified(1));
+    assert_eq!(b.stats.requests, 0);
+    b.write(reg::STATUS, 4, 0);
+    assert_eq!(b.status(), 0);
+    // A driver lays its rings out afresh after a reset.
+    mem(&mut b).write_u16(AVAIL + 2, 0).unwrap();
+    assert!(!bring_up(&mut b));
+    offer(&mut b, 1, BUF, 8, 0);
+    assert!(b.notified(1), "after a reset the device works again");
+    assert_eq!(b.stats.requests, 1);
+}
+
+#[test]
+fn a_bad_queue_address_needs_a_reset_at_queue_ready() {
+    let mut b = rng();
+    let mut w = |off: u64, v: u64| b.write(off, 4, v);
+    w(reg::STATUS, 3);
+    w(reg::DRIVER_FEATURES_SEL, 1);
+    w(reg::DRIVER_FEATURES, 1);
+    w(reg::STATUS, 11);
+    w(reg::QUEUE_NUM, 8);
+    w(reg::QUEUE_DESC_LOW, 0x1000); // below guest RAM
+    w(reg::QUEUE_DRIVER_LOW, AVAIL);
+    w(reg::QUEUE_DEVICE_LOW, USED);
+    assert!(w(reg::QUEUE_READY, 1), "the failure is announced");
+    assert_eq!(b.stats.errors, 1);
+}
+
+#[test]
+fn every_register_write_of_every_size_is_harmless() {
+    let mut b = rng();
+    for off in (0..0x200).step_by(1) {
+        for size in [1, 2, 4, 8] {
+            b.write(off, size, u64::MAX);
+            b.read(off, size);
+        }
+    }
+    b.notified(u64::MAX >> 1);
+    assert_eq!(b.stats.requests, 0);
+}
+
+#[test]
+fn the_seeded_generator_is_deterministic_and_rndr_falls_back() {
+    let (mut a, mut c) = (Seeded::new(7), Seeded::new(7));
+    let (mut x, mut y) = ([0u8; 13], [0u8; 13]);
+    a.fill(&mut x);
+    c.fill(&mut y);
+    assert_eq!(x, y);
+    assert_ne!(x, [0; 13]);
+    assert!(!a.hardware());
+    let mut r = Rndr::new(|| None, Seeded::new(7));
+    let mut z = [0u8; 13];
+    r.fill(&mut z);
+    assert_eq!(z, x, "failed RNDR reads come from the fallback");
+    assert_eq!(r.fallbacks, 2);
+    assert!(r.hardware());
+    let mut r = Rndr::new(|| Some(0x0102_0304_0506_0708), Seeded::new(7));
+    r.fill(&mut z[..8]);
+    assert_eq!(z[..8], [8, 7, 6, 5, 4, 3, 2, 1]);
+}
+
+#[test]
+fn arguments() {
+    let args = |s: &str| ["vdev"].into_iter().chain(s.split(' ')).map(ToString::to_string).collect::<Vec<String>>();
+    assert_eq!(parse_args(&args("rng ram=0x40000000:0x8000000 vm=3")), Some((Kind::Rng, 0x4000_0000, 0x800_0000, 3)));
+    assert_eq!(parse_args(&args("rng")), None, "no RAM");
+    assert_eq!(parse_args(&args("disk ram=0:1")), None);
+    assert_eq!(parse_args(&args("rng ram=0x40000000 vm=1")), None);
+    assert_eq!(parse_args(&args("rng ram=1:2 color=red")), None);
+    assert_eq!(parse_args(&args("rng rng ram=1:2")), None);
+}

@@ -1,0 +1,211 @@
+//! The VM's virtio devices as the monitor sees them: each is served by its own backend process
+//! (`/bin/vdev`), which this module starts with only the capabilities its device needs, to which
+//! it forwards the guest's register accesses (all but the doorbells, which the kernel's ioevents
+//! deliver to the backend directly), and which it stops with the VM.
+//!
+//! A backend that dies (killed, or crashed) takes only its own device with it: the monitor
+//! notices at the next forwarded access, says so once, and from then on answers the slot itself
+//! as a device that needs a reset (`virtio_slot::read_failed`), with a configuration-change
+//! interrupt so the guest's driver learns of it; the VM and its other devices go on.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use keel_rt::abi::{Error, Slot, rights, slots};
+use keel_rt::abi::ipc::{CapList, Message};
+use keel_rt::process::{self, Grant, Sched};
+use keel_rt::proto::vdev;
+use keel_rt::sys;
+use keel_rt::sync::Mutex;
+use keel_vmm::config::VirtioDevice;
+use keel_vmm::layout::{RAM_BASE, VIRTIO_MMIO_FIRST_SPI, virtio_mmio};
+
+/// QueueNotify's offset in a virtio-mmio window (virtio 1.2, section 4.2.2).
+const QUEUE_NOTIFY: u64 = 0x050;
+/// Level argument of `vm_irq_line`: one rising edge.
+const EDGE: u64 = 2;
+
+/// What a device did (`vm stat`), read from its backend.
+#[derive(Clone, Copy, Default)]
+pub struct DeviceStats {
+    pub requests: u64,
+    pub bytes: u64,
+    /// Times the backend woke for doorbells (several doorbells can make one wake-up; the
+    /// doorbells themselves are the VM's `ioevent` exits).
+    pub notifications: u64,
+    pub interrupts: u64,
+    pub errors: u64,
+    pub status: u32,
+    /// An entropy device's bytes come from RNDR.
+    pub hardware: bool,
+    /// The figures were read from the backend at least once (else all are 0: unknown).
+    pub known: bool,
+}
+
+/// What became of a device's backend.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Running,
+    /// It died while its VM ran.
+    Gone,
+    /// The monitor stopped it when its VM ended.
+    Ended,
+}
+
+/// One virtio device of a VM and the process serving it.
+pub struct Device {
+    pub kind: VirtioDevice,
+    pub slot: u32,
+    pub pid: u64,
+    /// The backend process (all rights: to kill it).
+    process: Slot,
+    /// The client side of the connection the backend serves.
+    conn: Slot,
+    /// The device's interrupt line (the backend has its own copy).
+    line: Slot,
+    notif: Slot,
+    ioevents: Vec<Slot>,
+    /// The backend is gone; the monitor answers the slot itself.
+    dead: AtomicBool,
+    /// The monitor stopped the backend with its VM.
+    ended: AtomicBool,
+    /// The last figures read from the backend (kept for `vm stat` after it is gone).
+    last: Mutex<DeviceStats>,
+}
+
+impl Device {
+    /// Starts the backend of `kind` in virtio-mmio `slot` of `vm` (VM number `id` in
+    /// messages), giving it guest RAM (`ram`, `ram_bytes` at `RAM_BASE`), the slot's interrupt
+    /// line, a notification its doorbells signal, a connection to serve and a watch on this
+    /// monitor. Everything made is given back if any step fails.
+    /// `adopt` puts the backend in procmgr's process list (`ps`, `kill`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(elf: &[u8], kind: VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
+        let mut made: Vec<Slot> = Vec::new();
+        let r = Self::start_with(elf, kind, slot, vm, id, ram, ram_bytes, &mut made);
+        if let Ok(d) = &r
+            && let Err(e) = adopt(d.process, &alloc::format!("vdev-{}", kind.name()))
+        {
+            keel_rt::println!("vmm: vm {id}: the virtio-{} backend (pid {}) is not in the process list: {e}", kind.name(), d.pid);
+        }
+        if r.is_err() {
+            for s in made.into_iter().rev() {
+                let _ = sys::cap_delete(s);
+            }
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_with(elf: &[u8], kind: VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, made: &mut Vec<Slot>) -> Result<Device, String> {
+        let what = |step: &str, e: Error| alloc::format!("virtio-{} in slot {slot}: {step}: {e}", kind.name());
+        let window = virtio_mmio(slot).ok_or_else(|| alloc::format!("no virtio-mmio slot {slot}"))?;
+        let keep = |made: &mut Vec<Slot>, r: Result<Slot, Error>, step: &str| {
+            r.map(|s| {
+                made.push(s);
+                s
+            })
+            .map_err(|e| what(step, e))
+        };
+        let conn = keep(made, sys::conn_create(), "cannot create its connection")?;
+        let notif = keep(made, sys::notif_create(), "cannot create its notification")?;
+        let line = keep(made, sys::vm_irq_line_create(vm, 32 + VIRTIO_MMIO_FIRST_SPI + slot), "cannot create its interrupt line")?;
+        let mut ioevents = Vec::new();
+        for q in 0..kind.queues() {
+            let ev = keep(made, sys::vm_ioevent(vm, notif, window.start + QUEUE_NOTIFY, 4, Some(u64::from(q)), 1 << q), "cannot register its doorbell")?;
+            ioevents.push(ev);
+        }
+        let ram_arg = alloc::format!("ram={RAM_BASE:#x}:{ram_bytes:#x}");
+        let vm_arg = alloc::format!("vm={id}");
+        let grants = [
+            Grant { slot: ram, rights: rights::MAP | rights::READ | rights::WRITE, badge: 0, name: "ram" },
+            Grant { slot: line, rights: rights::SIGNAL, badge: 0, name: "irq" },
+            Grant { slot: notif, rights: rights::WAIT | rights::SIGNAL, badge: 0, name: "notif" },
+            Grant { slot: conn, rights: rights::SERVE, badge: 0, name: "conn" },
+            Grant { slot: slots::SELF_PROCESS, rights: rights::WAIT, badge: 0, name: "monitor" },
+        ];
+        let name = alloc::format!("vdev-{}", kind.name());
+        let child = process::spawn(&name, elf, &["vdev", kind.name(), &ram_arg, &vm_arg], &grants, Sched::default()).map_err(|e| what("cannot start its backend /bin/vdev", e))?;
+        made.push(child.process);
+        // The connection dies with the backend: a forwarded access then fails (PeerDied)
+        // instead of waiting for a server that will never come.
+        if let Err(e) = sys::conn_owner(conn, child.process) {
+            let _ = sys::process_kill(child.process);
+            return Err(what("cannot tie its connection to its backend", e));
+        }
+        Ok(Device {
+            kind,
+            slot,
+            pid: child.pid,
+            process: child.process,
+            conn,
+            line,
+            notif,
+            ioevents,
+            dead: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            last: Mutex::new(DeviceStats::default()),
+        })
+    }
+
+    /// The guest's access at `offset` in the device's window: the value a load returns (0 for
+    /// a store). `Err` once, with the message to print, when the backend is found gone.
+    pub fn access(&self, write: bool, offset: u64, size: u8, value: u64) -> Result<u64, String> {
+        if self.dead.load(Ordering::Acquire) {
+            return Ok(if write { 0 } else { keel_vmm::virtio_slot::read_failed(offset, size, self.kind.device_id()) });
+        }
+        let msg = if write { Message::new(vdev::MMIO_WRITE, [offset, u64::from(size), value, 0]) } else { Message::new(vdev::MMIO_READ, [offset, u64::from(size), 0, 0]) };
+        match sys::ipc_call(self.conn, &msg, CapList::EMPTY) {
+            Ok(r) if r.msg.label == 0 => Ok(r.msg.data[0]),
+            // The backend refused the access (a size it does not take): a load reads 0.
+            Ok(_) => Ok(0),
+            Err(e) => {
+                if self.dead.swap(true, Ordering::AcqRel) {
+                    return Ok(0);
+                }
+                // The guest's driver hears of it by interrupt; the status says NEEDS_RESET.
+                let _ = sys::vm_irq_line(self.line, EDGE);
+                Err(alloc::format!("the virtio-{} backend (pid {}) is gone ({e}): the device now reports DEVICE_NEEDS_RESET", self.kind.name(), self.pid))
+            }
+        }
+    }
+
+    /// Its figures (fresh from the backend while it runs, else the last ones read) and what
+    /// became of the backend.
+    pub fn stats(&self) -> (DeviceStats, Backend) {
+        if self.ended.load(Ordering::Acquire) {
+            return (*self.last.lock(), Backend::Ended);
+        }
+        match self.read_stats() {
+            (s, true) => (s, Backend::Running),
+            (s, false) => (s, Backend::Gone),
+        }
+    }
+
+    fn read_stats(&self) -> (DeviceStats, bool) {
+        let alive = !self.dead.load(Ordering::Acquire);
+        if alive {
+            let a = sys::ipc_call(self.conn, &Message::new(vdev::STATS, [0; 4]), CapList::EMPTY);
+            let b = sys::ipc_call(self.conn, &Message::new(vdev::STATE, [0; 4]), CapList::EMPTY);
+            if let (Ok(a), Ok(b)) = (a, b) {
+                let (s, t) = (a.msg.data, b.msg.data);
+                *self.last.lock() = DeviceStats { requests: s[0], bytes: s[1], notifications: s[2], interrupts: s[3], errors: t[0], status: t[1] as u32, hardware: t[2] != 0, known: true };
+                return (*self.last.lock(), true);
+            }
+        }
+        (*self.last.lock(), false)
+    }
+
+    /// Stops the backend and gives back every capability of the device (the VM is ending).
+    pub fn release(&self) {
+        // A backend that died before keeps saying so. (No vCPU runs now: nothing else calls it.)
+        if self.read_stats().1 {
+            self.ended.store(true, Ordering::Release);
+        }
+        self.dead.store(true, Ordering::Release);
+        let _ = sys::process_kill(self.process);
+        for &s in self.ioevents.iter().chain([&self.line, &self.notif, &self.conn, &self.process]) {
+            let _ = sys::cap_delete(s);
+        }
+    }
+}
