@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Keel's Linux guest from Debian's archive (guests/linux/README.md):
 #   OUTDIR/Image        uncompressed arm64 Linux Image (bookworm's linux-image-<abi>-arm64)
-#   OUTDIR/initrd.cpio  uncompressed newc initramfs: busybox-static:arm64 + guests/linux/init
+#   OUTDIR/initrd.cpio  uncompressed newc initramfs: busybox-static:arm64 + guests/linux/init +
+#                       the virtio drivers (and ext4) from the kernel package, in /lib/modules
 #   OUTDIR/linux.conf   the VM config for Keel's vm service
 #   OUTDIR/initrd-perf.cpio, OUTDIR/linux-perf.conf  the same initramfs with Debian's perf
 #                       (linux-perf:arm64 and the shared libraries it loads) appended; the guest
@@ -18,7 +19,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-$REPO/cache/guest}
 GUEST_SRC=$REPO/guests/linux
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)   # absolute: some steps run in other directories
-INPUTS=("${BASH_SOURCE[0]}" "$GUEST_SRC/init" "$GUEST_SRC/mkcpio.py" "$GUEST_SRC/needed.py")
+INPUTS=("${BASH_SOURCE[0]}" "$GUEST_SRC/init" "$GUEST_SRC/mkcpio.py" "$GUEST_SRC/needed.py" "$GUEST_SRC/modules.py")
+# The drivers of the virtio devices Keel gives guests (Debian builds them as modules), and ext4
+# for a virtio disk; modules.py adds what they depend on.
+MODULES=(virtio_mmio virtio-rng virtio_blk virtio_console virtio_net ext4 crc32c_generic)
 OUTPUTS=("$OUT/Image" "$OUT/initrd.cpio" "$OUT/linux.conf" "$OUT/initrd-perf.cpio" "$OUT/linux-perf.conf")
 # panic=-1: a guest kernel panic resets (ends) the VM at once instead of hanging. cryptomgr.notests:
 # skips the crypto self-tests, 0.6 s of virtual time under icount (init at 0.18 s instead of 0.78 s).
@@ -108,11 +112,19 @@ fi
 
 WORK=$(mktemp -d "$OUT/.work.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-log "extracting /boot/vmlinuz-* from $(basename "$KDEB") and /bin/busybox from $(basename "$BDEB")"
-# Only /boot from the kernel package: dpkg-deb -x would also write ~400 MB of modules the guest
-# does not need (three times slower).
+log "extracting /boot/vmlinuz-* and the guest's modules from $(basename "$KDEB") and /bin/busybox from $(basename "$BDEB")"
 mkdir -p "$WORK/kernel"
-dpkg-deb --fsys-tarfile "$KDEB" | tar -x -C "$WORK/kernel" --wildcards './boot/vmlinuz-*' './boot/config-*'
+# Only /boot and the module directories the MODULES come from: dpkg-deb -x would also write
+# ~400 MB of modules the guest does not need (three times slower).
+dpkg-deb --fsys-tarfile "$KDEB" | tar -x -C "$WORK/kernel" --wildcards './boot/vmlinuz-*' './boot/config-*' \
+    './lib/modules/*/kernel/drivers/virtio/*' './lib/modules/*/kernel/drivers/char/*' \
+    './lib/modules/*/kernel/drivers/block/*' './lib/modules/*/kernel/drivers/net/*' \
+    './lib/modules/*/kernel/net/core/*' './lib/modules/*/kernel/fs/*' \
+    './lib/modules/*/kernel/crypto/*' './lib/modules/*/kernel/lib/*'
+moddir=$(ls -d "$WORK"/kernel/lib/modules/*/kernel 2>/dev/null | head -n 1)
+[ -n "$moddir" ] || die "no /lib/modules/*/kernel in $KDEB"
+python3 "$GUEST_SRC/modules.py" "$moddir" "${MODULES[@]}" >"$WORK/load.list" ||
+    die "the guest's modules are not all in $KDEB"
 dpkg-deb -x "$BDEB" "$WORK/busybox"
 
 # Image: /boot/vmlinuz-* is either a gzip-compressed Image or (the signed bookworm packages) the
@@ -145,7 +157,15 @@ dir /etc 755
 file /bin/busybox $bb 755
 slink /bin/sh busybox
 file /init $GUEST_SRC/init 755
+dir /lib 755
+dir /lib/modules 755
 EOT
+# The modules, flat in /lib/modules, and their load order (the guest's /init reads it).
+while read -r m; do
+    echo "file /lib/modules/$(basename "$m") $moddir/$m 644"
+    basename "$m" >&3
+done <"$WORK/load.list" 3>"$WORK/load-flat.list" >>"$WORK/list"
+echo "file /lib/modules/load.list $WORK/load-flat.list 644" >>"$WORK/list"
 python3 "$GUEST_SRC/mkcpio.py" "$WORK/list" "$WORK/initrd.cpio"
 
 # initrd-perf.cpio: initrd.cpio with a second archive appended (Linux unpacks every archive of a

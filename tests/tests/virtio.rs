@@ -74,3 +74,26 @@ fn a_killed_backend_fails_its_device_and_nothing_else() {
         run.fail("a backend process outlived its VM");
     }
 }
+
+/// Debian's Linux with an entropy device: its /init loads the virtio modules (the device tree
+/// lists a virtio-mmio transport), the virtio-rng driver binds, and /dev/hwrng gives bytes.
+#[test]
+fn debian_linux_reads_its_hwrng_from_a_keel_backend() {
+    let run = Boot::scenario("")
+        .commands(&["vm run linux-check --rng --wait", "vm stat 1", "poweroff"])
+        .timeout(600)
+        .run();
+    run.expect("guest: virtio: ")
+        .expect("modules loaded")
+        .expect("guest: hwrng: virtio_rng.0: 128 bytes")
+        .expect("guest: checks passed")
+        .expect("vm 1 exited: system-off")
+        .expect_absent("insmod: can't insert")
+        .expect_clean_poweroff();
+    let row = device_row(&run.log, "virtio-rng@0");
+    let requests: u64 = row.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let bytes: u64 = row.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+    if requests == 0 || bytes < 128 {
+        run.fail(&format!("vm stat 1's device row {row:?} shows fewer requests or bytes than the guest read"));
+    }
+}

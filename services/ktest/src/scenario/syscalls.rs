@@ -231,6 +231,14 @@ fn object_kinds(c: &mut Checks, fx: &Fixture) {
         }
         Err(e) => c.fail(format_args!("mem_info: {e:?}")),
     }
+    // The CPU page: ID_AA64PFR0_EL1.EL0 says AArch64 (1 or 2) on every CPU Keel runs on.
+    match sys::cpu_features() {
+        Ok(f) => {
+            c.check(matches!(f.pfr0 & 0xf, 1 | 2) && f.mmfr0 & 0xf <= 5, || format!("mem_info(CPU): {f:x?}"));
+        }
+        Err(e) => c.fail(format_args!("mem_info(CPU): {e:?}")),
+    }
+    c.expect_err("mem_info(page 4)", raw(nr::MEM_INFO, &[4]), Error::Invalid);
 }
 
 /// Calls that must all fail. No call here may succeed or allocate anything.
@@ -281,6 +289,8 @@ fn bad_slots(c: &mut Checks, fx: &Fixture) {
         c.expect_err(format_args!("process_kill(slot {s})"), sys::process_kill(s), bs);
         c.expect_err(format_args!("process_info(slot {s})"), sys::process_info(s), bs);
         c.expect_err(format_args!("process_watch(slot {s})"), sys::process_watch(s, fx.notif, 1), bs);
+        c.expect_err(format_args!("conn_owner(slot {s}, self)"), sys::conn_owner(s, slots::SELF_PROCESS), bs);
+        c.expect_err(format_args!("conn_owner(conn, process slot {s})"), sys::conn_owner(fx.conn, s), bs);
         c.expect_err(
             format_args!("process_watch(self, notif slot {s})"),
             sys::process_watch(slots::SELF_PROCESS, s, 1),
@@ -334,6 +344,8 @@ fn wrong_types(c: &mut Checks, fx: &Fixture) {
     c.expect_err("process_info(vmspace)", sys::process_info(vs), wt);
     c.expect_err("process_watch(connection)", sys::process_watch(k, n, 1), wt);
     c.expect_err("process_watch(self, notif = pmo)", sys::process_watch(me, p, 1), wt);
+    c.expect_err("conn_owner(notification, self)", sys::conn_owner(n, me), wt);
+    c.expect_err("conn_owner(connection, process = notification)", sys::conn_owner(k, n), wt);
     c.expect_err("thread_create(pmo)", sys::thread_create(p, stray_entry(), fx.stray_stack, 0, 32, 0), wt);
     c.expect_err("thread_set_sched(notification)", sys::thread_set_sched(n, 32, 0), wt);
     c.expect_err("thread_set_sched(process)", sys::thread_set_sched(me, 32, 0), wt);
@@ -402,6 +414,8 @@ fn missing_rights(c: &mut Checks, fx: &Fixture) {
     c.expect_err("process_info(self without READ)", sys::process_info(fx.self_noread), nr_);
     c.expect_err("process_wait(self without WAIT)", sys::process_wait(fx.self_nowait), nr_);
     c.expect_err("process_watch(self without WAIT)", sys::process_watch(fx.self_nowait, fx.notif, 1), nr_);
+    c.expect_err("conn_owner(connection without MANAGE)", sys::conn_owner(fx.conn_call, slots::SELF_PROCESS), nr_);
+    c.expect_err("conn_owner(connection, self without WAIT)", sys::conn_owner(fx.conn, fx.self_nowait), nr_);
     c.expect_err(
         "vmspace_map(vmspace without MAP)",
         sys::vmspace_map(fx.vmspace_nomap, fx.pmo, fx.hole, PAGE_SIZE, 0, perm::READ),
@@ -728,6 +742,11 @@ fn child_process(c: &mut Checks, fx: &Fixture) {
     );
     c.expect_ok("cap_copy(notif, dest = child)", sys::cap_copy(fx.notif, Some(proc_), rights::SIGNAL, 0));
     c.expect_ok("process_watch(child, notif, 0x100)", sys::process_watch(proc_, fx.notif, 0x100));
+    // A connection given to the child dies with it.
+    let served = c.expect_ok("conn_create(for the child)", sys::conn_create());
+    if let Some(k) = served {
+        c.expect_ok("conn_owner(connection, child)", sys::conn_owner(k, proc_));
+    }
     c.expect_ok("vmspace_map(child's vmspace)", sys::vmspace_map(vs, fx.pmo, 0x10000, PAGE_SIZE, 0, perm::READ));
     c.expect_ok("process_kill(child)", sys::process_kill(proc_));
     c.expect_eq("notif_wait(child's watch)", sys::notif_wait(fx.notif, SEC), Ok(0x100));
@@ -752,6 +771,16 @@ fn child_process(c: &mut Checks, fx: &Fixture) {
         Error::BadState,
     );
     c.expect_ok("process_watch(dead child): signals at once", sys::process_watch(proc_, fx.notif, 0x200));
+    if let Some(k) = served {
+        c.expect_err("ipc_call(connection its owner child took down)", sys::ipc_call(k, &Message::default(), CapList::EMPTY), Error::PeerDied);
+        c.expect_err("conn_owner(dead connection, self)", sys::conn_owner(k, slots::SELF_PROCESS), Error::PeerDied);
+        c.expect_ok("cap_delete(dead connection)", sys::cap_delete(k));
+    }
+    if let Some(k) = c.expect_ok("conn_create(for a dead child)", sys::conn_create()) {
+        c.expect_ok("conn_owner(connection, dead child): dies at once", sys::conn_owner(k, proc_));
+        c.expect_err("ipc_call(connection given to a dead child)", sys::ipc_call(k, &Message::default(), CapList::EMPTY), Error::PeerDied);
+        c.expect_ok("cap_delete(that connection)", sys::cap_delete(k));
+    }
     c.expect_eq("notif_wait(watch of a dead child)", sys::notif_wait(fx.notif, SEC), Ok(0x200));
     c.expect_ok("cap_delete(child's vmspace)", sys::cap_delete(vs));
     c.expect_ok("cap_delete(child)", sys::cap_delete(proc_));
