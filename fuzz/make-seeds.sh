@@ -187,5 +187,23 @@ desc(0x600, 0, BASE + 0x700, 8, 1, 1)
 desc(0x600, 1, BASE + 0x800, 8, 2, 0)
 struct.pack_into("<HHHH", ram, 128, 0, 2, 0, 2)
 seed("virtqueue", "two-chains", bytes([3, 3]) + struct.pack("<HHH", 0, 64, 38) + bytes(ram))
+# virtio_blk: a size-16 queue, descriptor table at 0, available ring at 0x200, used ring at
+# 0x300; three requests: a write of sector 1, a read of sector 1 (header, data at 0x800, status
+# at 0x700 + i) and a flush (header, status).
+ram = bytearray(4096)
+d = 0
+for i, (kind, sector, data_flags) in enumerate([(1, 1, 0), (0, 1, 2), (4, 0, None)]):
+    struct.pack_into("<IIQ", ram, 0x400 + 16 * i, kind, 0, sector)
+    head = d
+    desc(0, d, BASE + 0x400 + 16 * i, 16, 1, d + 1)
+    d += 1
+    if data_flags is not None:
+        desc(0, d, BASE + 0x800, 512, data_flags | 1, d + 1)
+        d += 1
+    desc(0, d, BASE + 0x700 + i, 1, 2, 0)
+    d += 1
+    struct.pack_into("<H", ram, 0x204 + 2 * i, head)
+struct.pack_into("<HH", ram, 0x200, 0, 3)
+seed("virtio_blk", "write-read-flush", bytes([4, 0]) + struct.pack("<HHH", 0, 0x100, 0xc0) + bytes(ram))
 PY
 echo "make-seeds: $(find "$out" -type f | wc -l) seeds in $out"

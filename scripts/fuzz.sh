@@ -67,10 +67,10 @@ declare -A default_runs=(
     [ext2_image]=30000 [fs_request]=300000 [blk_request]=4000000 [vmm_command]=2000000
     [vmm_image]=4000000 [vmm_saved]=2000000 [procmgr_spawn]=4000000 [namesrv_name]=4000000 [shell_line]=2000000
     [kernel_cmdline]=2000000 [console_request]=1000000 [procmgr_request]=8000000 [shell_ps]=1000000
-    [virtqueue]=4000000
+    [virtqueue]=4000000 [virtio_blk]=4000000
 )
 # Largest input per target (bytes): each format's seeds plus room to grow.
-declare -A max_len=([ext2_image]=262144 [dtb]=16384 [elf]=8192 [cpio]=4096 [virtqueue]=8192)
+declare -A max_len=([ext2_image]=262144 [dtb]=16384 [elf]=8192 [cpio]=4096 [virtqueue]=8192 [virtio_blk]=8192)
 
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO=/usr/bin/cargo
 export PATH="/usr/bin:$PATH"   # cargo-fuzz runs `cargo`: Debian's, not rustup's

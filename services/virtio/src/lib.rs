@@ -8,6 +8,7 @@
 //!   (`VIRTIO_F_EVENT_IDX` or the ring flags).
 //! - [`mmio`]: the virtio-mmio version 2 register block (modern only) around a [`mmio::Device`].
 //! - [`rng`]: the entropy device, the first device model.
+//! - [`blk`]: the block device model, against a [`blk::Storage`].
 //!
 //! The guest is hostile: everything read from guest memory or written by the guest to the
 //! registers is checked before it is used. A malformed ring or descriptor chain is a
@@ -22,6 +23,7 @@ extern crate alloc;
 pub mod mem;
 pub mod mmio;
 pub mod queue;
+pub mod blk;
 pub mod rng;
 #[cfg(test)]
 mod tests;

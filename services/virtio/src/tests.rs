@@ -583,3 +583,195 @@ fn the_entropy_device_fills_every_available_buffer() {
     assert_eq!(rng::serve(&mut t, &mut d.mem, |b| b.fill(7)), Err(QueueError::HeadOutOfRange(9)));
     assert_ne!(t.status() & status::NEEDS_RESET, 0);
 }
+
+/// A disk in memory: what was written, and what a flush made durable (a power cut loses the
+/// rest). `fail` makes every storage call fail.
+struct MemDisk {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    fail: bool,
+    flushes: u32,
+}
+
+impl MemDisk {
+    fn new(sectors: u64) -> Self {
+        let data: Vec<u8> = (0..sectors * 512).map(|i| (i / 512) as u8).collect();
+        Self { durable: data.clone(), data, fail: false, flushes: 0 }
+    }
+}
+
+impl crate::blk::Storage for MemDisk {
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), crate::blk::StorageError> {
+        let at = offset as usize;
+        if self.fail || at + out.len() > self.data.len() {
+            return Err(crate::blk::StorageError);
+        }
+        out.copy_from_slice(&self.data[at..at + out.len()]);
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), crate::blk::StorageError> {
+        let at = offset as usize;
+        if self.fail || at + data.len() > self.data.len() {
+            return Err(crate::blk::StorageError);
+        }
+        self.data[at..at + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), crate::blk::StorageError> {
+        if self.fail {
+            return Err(crate::blk::StorageError);
+        }
+        self.durable.clone_from(&self.data);
+        self.flushes += 1;
+        Ok(())
+    }
+}
+
+const HDR: u64 = DATA;
+const STATUS_BYTE: u64 = DATA + 0x100;
+const BUF: u64 = DATA + 0x1000;
+
+/// A disk of `sectors` at DRIVER_OK, the driver's queue of 16 ready.
+fn disk(sectors: u64, read_only: bool) -> (Driver, Transport<crate::blk::Blk>, MemDisk) {
+    let d = Driver::new(16);
+    let mut t = Transport::new(crate::blk::Blk { capacity: sectors, read_only, id: *b"keel-disk-0\0\0\0\0\0\0\0\0\0" });
+    let features = VERSION_1 | crate::blk::feature::FLUSH | if read_only { crate::blk::feature::RO } else { 0 };
+    assert_eq!(bring_up(&mut t, &d, features), Effect::Activated(features));
+    (d, t, MemDisk::new(sectors))
+}
+
+/// Makes a request (header, `len` bytes of data at BUF, status) available as descriptors 0..3
+/// and serves it; (status byte, used length).
+fn blk_request(d: &mut Driver, t: &mut Transport<crate::blk::Blk>, s: &mut MemDisk, kind: u32, sector: u64, len: u32) -> (u8, u32) {
+    let mut header = [0u8; 16];
+    header[..4].copy_from_slice(&kind.to_le_bytes());
+    header[8..].copy_from_slice(&sector.to_le_bytes());
+    d.mem.write(HDR, &header).unwrap();
+    d.mem.write(STATUS_BYTE, &[0xff]).unwrap();
+    let data_flags = if kind == crate::blk::request::OUT { 0 } else { WRITE };
+    d.set_desc(0, HDR, 16, NEXT, 1);
+    d.set_desc(1, BUF, len, data_flags | NEXT, 2);
+    d.set_desc(2, STATUS_BYTE, 1, WRITE, 0);
+    d.publish(0);
+    let idx = d.used_idx();
+    crate::blk::serve(t, &mut d.mem, s).expect("a well-formed ring");
+    assert_eq!(d.used_idx(), idx.wrapping_add(1), "one request completed");
+    let mut st = [0u8];
+    d.mem.read(STATUS_BYTE, &mut st).unwrap();
+    (st[0], d.used_entry(idx).1)
+}
+
+#[test]
+fn a_disk_says_its_size_and_features() {
+    use crate::blk::{Blk, feature};
+    let t = Transport::new(Blk { capacity: 0x1_0000_0002, read_only: true, id: [0; 20] });
+    assert_eq!(t.read(0x008, 4), 2, "device ID 2");
+    assert_eq!(t.read(0x100, 8), 0x1_0000_0002, "capacity in sectors");
+    assert_eq!(t.read(0x104, 4), 1);
+    assert_eq!(t.read(0x10c, 4), u64::from(crate::blk::SEG_MAX));
+    assert_eq!(t.read(0x114, 4), 512, "blk_size");
+    assert_eq!(t.read(0x1fc, 4), 0);
+    let offered = t.offered();
+    assert_ne!(offered & feature::RO, 0);
+    assert_ne!(offered & feature::FLUSH, 0);
+    assert_eq!(Transport::new(Blk { capacity: 8, read_only: false, id: [0; 20] }).offered() & feature::RO, 0);
+}
+
+#[test]
+fn writes_read_back_and_a_flush_makes_them_durable() {
+    use crate::blk::{request, status as st};
+    let (mut d, mut t, mut s) = disk(64, false);
+    d.mem.write(BUF, &[0xab; 1024]).unwrap();
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::OUT, 3, 1024), (st::OK, 1));
+    assert_eq!(&s.data[3 * 512..5 * 512], &[0xab; 1024][..]);
+    assert_ne!(&s.durable[3 * 512..5 * 512], &[0xab; 1024][..], "not durable before a flush");
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::FLUSH, 0, 0).0, st::OK);
+    assert_eq!(&s.durable[3 * 512..5 * 512], &[0xab; 1024][..], "durable after it");
+    d.mem.write(BUF, &[0; 2048]).unwrap();
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::IN, 2, 2048), (st::OK, 2049), "data and status written");
+    let mut got = [0u8; 2048];
+    d.mem.read(BUF, &mut got).unwrap();
+    assert_eq!(got[..512], [2u8; 512], "sector 2 as it was");
+    assert_eq!(got[512..1536], [0xab; 1024], "sectors 3 and 4 as written");
+    assert_eq!(got[1536..], [5u8; 512]);
+}
+
+#[test]
+fn bad_requests_complete_with_an_error_and_the_device_goes_on() {
+    use crate::blk::{request, status as st};
+    let (mut d, mut t, mut s) = disk(64, false);
+    let before = s.data.clone();
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::IN, 63, 1024).0, st::IOERR, "past the end");
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::OUT, u64::MAX / 2, 512).0, st::IOERR, "sector * 512 overflows");
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::OUT, 0, 100).0, st::IOERR, "not whole sectors");
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, 77, 0, 512).0, st::UNSUPP, "unknown type");
+    s.fail = true;
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::OUT, 0, 512).0, st::IOERR, "the storage failed");
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::FLUSH, 0, 0).0, st::IOERR);
+    s.fail = false;
+    assert_eq!(s.data, before, "nothing was written");
+    // A header of 8 bytes; then a chain with no writable byte at all (nowhere for a status).
+    d.set_desc(0, HDR, 8, NEXT, 1);
+    d.set_desc(1, STATUS_BYTE, 1, WRITE, 0);
+    d.publish(0);
+    d.set_desc(2, HDR, 16, 0, 0);
+    d.publish(2);
+    let served = crate::blk::serve(&mut t, &mut d.mem, &mut s).unwrap();
+    assert_eq!((served.requests, served.errors), (2, 2));
+    let mut status = [0u8];
+    d.mem.read(STATUS_BYTE, &mut status).unwrap();
+    assert_eq!(status[0], st::IOERR);
+    assert_eq!(t.status() & status::NEEDS_RESET, 0, "bad requests do not fail the device");
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::IN, 0, 512), (st::OK, 513), "and it still works");
+}
+
+#[test]
+fn a_read_only_disk_refuses_writes_and_gives_its_id() {
+    use crate::blk::{request, status as st};
+    let (mut d, mut t, mut s) = disk(8, true);
+    d.mem.write(BUF, &[9; 512]).unwrap();
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::OUT, 0, 512).0, st::IOERR);
+    assert_eq!(s.data[0], 0, "unchanged");
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::IN, 0, 512).0, st::OK);
+    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::GET_ID, 0, 20), (st::OK, 21));
+    let mut id = [0u8; 20];
+    d.mem.read(BUF, &mut id).unwrap();
+    assert_eq!(&id[..11], b"keel-disk-0");
+}
+
+/// The power-cut test: a write/flush sequence with the power cut after every step in turn;
+/// every write whose FLUSH completed before the cut is on the durable disk, whole.
+#[test]
+fn every_flushed_write_survives_a_power_cut_at_any_point() {
+    use crate::blk::{request, status as st};
+    // (sector, byte) writes, with a flush after every second one.
+    let steps: Vec<Option<(u64, u8)>> = (0..12u8).flat_map(|i| {
+        let w = Some((u64::from(i % 5) * 2, 0x40 + i));
+        if i % 2 == 1 { vec![w, None] } else { vec![w] }
+    }).collect();
+    for cut in 0..=steps.len() {
+        let (mut d, mut t, mut s) = disk(16, false);
+        let mut flushed: Vec<(u64, u8)> = Vec::new();
+        let mut pending: Vec<(u64, u8)> = Vec::new();
+        for step in &steps[..cut] {
+            match *step {
+                Some((sector, byte)) => {
+                    d.mem.write(BUF, &[byte; 1024]).unwrap();
+                    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::OUT, sector, 1024).0, st::OK);
+                    pending.push((sector, byte));
+                }
+                None => {
+                    assert_eq!(blk_request(&mut d, &mut t, &mut s, request::FLUSH, 0, 0).0, st::OK);
+                    flushed.append(&mut pending);
+                }
+            }
+        }
+        // The power goes: only `durable` is left. The last flushed write of each sector is there.
+        for &(sector, _) in &flushed {
+            let last = flushed.iter().rev().find(|(s2, _)| *s2 == sector).map(|&(_, b)| b).unwrap();
+            let at = (sector * 512) as usize;
+            let got = &s.durable[at..at + 1024];
+            assert!(got.iter().all(|&b| b == last), "cut after step {cut}: sector {sector} lost its flushed write");
+        }
+    }
+}
