@@ -67,6 +67,13 @@ pub fn set_namesrv(slot: Option<Slot>) {
     STATE.lock().namesrv = slot;
 }
 
+/// Uses `conn`, a connection to the file service someone gave this program, instead of looking
+/// the service up in namesrv (a program given no namesrv: a device backend). Should the file
+/// service restart, calls fail rather than find it again.
+pub fn set_connection(conn: Slot) {
+    STATE.lock().client = Some(ServiceClient::from_slot(keel_abi::NO_SLOT, "fs", conn));
+}
+
 fn transport(e: Error) -> Errno {
     match e {
         Error::NoMemory => Errno::NoMem,

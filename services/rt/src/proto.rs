@@ -110,6 +110,9 @@ pub mod vdev {
     /// register, data[2] whether the entropy comes from RNDR (1) or the seeded generator (0)
     /// (entropy devices only).
     pub const STATE: u64 = 4;
+    /// The VM is ending: a disk's backend makes its writes durable and closes its file (later
+    /// requests fail). Reply label 0, or `BadState` when the flush failed.
+    pub const STOP: u64 = 5;
     /// Bits of the backend's notification: queue `n`'s doorbell is bit `n` (the monitor
     /// registers one ioevent per queue), and the monitor's exit is [`MONITOR_GONE`].
     pub const MONITOR_GONE: u64 = 1 << 63;

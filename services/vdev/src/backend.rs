@@ -4,7 +4,9 @@
 //! whether the guest must be interrupted now (the caller raises the line).
 
 use crate::entropy::Source;
+use alloc::boxed::Box;
 use keel_virtio::GuestMemory;
+use keel_virtio::blk::{self, Blk, Storage};
 use keel_virtio::mmio::{Effect, Transport};
 use keel_virtio::rng::{self, Rng};
 
@@ -13,35 +15,17 @@ use keel_virtio::rng::{self, Rng};
 pub enum Kind {
     /// virtio-rng: an entropy source.
     Rng,
+    /// virtio-blk: a disk.
+    Blk,
 }
 
 impl Kind {
-    /// The kind named `name` on the command line (`rng`).
+    /// The kind named `name` on the command line (`rng`, `blk`).
     pub fn parse(name: &str) -> Option<Kind> {
         match name {
             "rng" => Some(Kind::Rng),
+            "blk" => Some(Kind::Blk),
             _ => None,
-        }
-    }
-
-    /// Its command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Rng => "rng",
-        }
-    }
-
-    /// The virtio device ID.
-    pub fn device_id(self) -> u32 {
-        match self {
-            Kind::Rng => rng::DEVICE_ID,
-        }
-    }
-
-    /// How many queues it has (the monitor registers a doorbell for each).
-    pub fn queues(self) -> u16 {
-        match self {
-            Kind::Rng => 1,
         }
     }
 }
@@ -53,34 +37,51 @@ pub struct Stats {
     pub requests: u64,
     /// Bytes moved to or from guest buffers.
     pub bytes: u64,
-    /// Doorbells rung by the driver.
+    /// Times the backend woke for doorbells (several doorbells can make one wake-up).
     pub notifications: u64,
     /// Interrupts raised.
     pub interrupts: u64,
-    /// Malformed queues or requests (each left the device needing a reset).
+    /// Malformed queues (each left the device needing a reset) and failed requests.
     pub errors: u64,
 }
 
-enum Model<S> {
-    Rng(Transport<Rng>, S),
+/// The storage of a disk after `stop`: every request fails.
+struct Closed;
+
+impl Storage for Closed {
+    fn read(&mut self, _: u64, _: &mut [u8]) -> Result<(), blk::StorageError> {
+        Err(blk::StorageError)
+    }
+    fn write(&mut self, _: u64, _: &[u8]) -> Result<(), blk::StorageError> {
+        Err(blk::StorageError)
+    }
+    fn flush(&mut self) -> Result<(), blk::StorageError> {
+        Err(blk::StorageError)
+    }
+}
+
+enum Model {
+    Rng(Transport<Rng>, Box<dyn Source + Send>),
+    Blk(Transport<Blk>, Box<dyn Storage + Send>),
 }
 
 /// A device and the guest memory it serves.
-pub struct Backend<M, S> {
+pub struct Backend<M> {
     mem: M,
-    model: Model<S>,
+    model: Model,
     /// Its counters.
     pub stats: Stats,
 }
 
-impl<M: GuestMemory, S: Source> Backend<M, S> {
-    /// A device of `kind` in its reset state over guest RAM `mem`; `source` gives an entropy
-    /// device its bytes.
-    pub fn new(kind: Kind, mem: M, source: S) -> Self {
-        let model = match kind {
-            Kind::Rng => Model::Rng(Transport::new(Rng), source),
-        };
-        Self { mem, model, stats: Stats::default() }
+impl<M: GuestMemory> Backend<M> {
+    /// An entropy device in its reset state over guest RAM `mem`, its bytes from `source`.
+    pub fn rng(mem: M, source: Box<dyn Source + Send>) -> Self {
+        Self { mem, model: Model::Rng(Transport::new(Rng), source), stats: Stats::default() }
+    }
+
+    /// A disk in its reset state over guest RAM `mem`, kept in `storage`.
+    pub fn blk(mem: M, disk: Blk, storage: Box<dyn Storage + Send>) -> Self {
+        Self { mem, model: Model::Blk(Transport::new(disk), storage), stats: Stats::default() }
     }
 
     /// The guest RAM it serves.
@@ -92,6 +93,7 @@ impl<M: GuestMemory, S: Source> Backend<M, S> {
     pub fn read(&self, offset: u64, size: u8) -> u64 {
         match &self.model {
             Model::Rng(t, _) => t.read(offset, size),
+            Model::Blk(t, _) => t.read(offset, size),
         }
     }
 
@@ -99,13 +101,15 @@ impl<M: GuestMemory, S: Source> Backend<M, S> {
     pub fn status(&self) -> u32 {
         match &self.model {
             Model::Rng(t, _) => t.status(),
+            Model::Blk(t, _) => t.status(),
         }
     }
 
-    /// Whether an entropy device's bytes come from hardware.
-    pub fn hardware_entropy(&self) -> bool {
+    /// Whether an entropy device's bytes come from hardware (None: not an entropy device).
+    pub fn hardware_entropy(&self) -> Option<bool> {
         match &self.model {
-            Model::Rng(_, s) => s.hardware(),
+            Model::Rng(_, s) => Some(s.hardware()),
+            Model::Blk(..) => None,
         }
     }
 
@@ -113,6 +117,7 @@ impl<M: GuestMemory, S: Source> Backend<M, S> {
     pub fn write(&mut self, offset: u64, size: u8, value: u64) -> bool {
         let effect = match &mut self.model {
             Model::Rng(t, _) => t.write(offset, size, value, &self.mem),
+            Model::Blk(t, _) => t.write(offset, size, value, &self.mem),
         };
         match effect {
             Effect::None | Effect::Reset => false,
@@ -131,28 +136,46 @@ impl<M: GuestMemory, S: Source> Backend<M, S> {
         }
     }
 
+    /// The VM is ending: a disk flushes its storage and lets it go (requests after this fail).
+    /// Whether the flush worked.
+    pub fn stop(&mut self) -> bool {
+        match &mut self.model {
+            Model::Rng(..) => true,
+            Model::Blk(_, storage) => {
+                let ok = storage.flush().is_ok();
+                *storage = Box::new(Closed);
+                ok
+            }
+        }
+    }
+
     /// Doorbells rang (bit `n`: queue `n`); whether to raise the interrupt.
     pub fn notified(&mut self, bits: u64) -> bool {
         self.stats.notifications += u64::from(bits.count_ones());
         self.serve()
     }
 
-    /// Serves every available buffer; whether to raise the interrupt.
+    /// Serves every available request; whether to raise the interrupt.
     fn serve(&mut self) -> bool {
-        match &mut self.model {
-            Model::Rng(t, source) => match rng::serve(t, &mut self.mem, |buf| source.fill(buf)) {
-                Ok(served) => {
-                    self.stats.requests += served.requests;
-                    self.stats.bytes += served.bytes;
-                    served.interrupt && self.interrupt()
+        let result = match &mut self.model {
+            Model::Rng(t, source) => rng::serve(t, &mut self.mem, |buf| source.fill(buf)).map(|s| (s.requests, s.bytes, 0, s.interrupt)),
+            Model::Blk(t, storage) => blk::serve(t, &mut self.mem, storage.as_mut()).map(|s| (s.requests, s.bytes, s.errors, s.interrupt)),
+        };
+        match result {
+            Ok((requests, bytes, errors, interrupt)) => {
+                self.stats.requests += requests;
+                self.stats.bytes += bytes;
+                self.stats.errors += errors;
+                interrupt && self.interrupt()
+            }
+            Err(_) => {
+                match &mut self.model {
+                    Model::Rng(t, _) => t.fail(),
+                    Model::Blk(t, _) => t.fail(),
                 }
-                Err(_) => {
-                    // Buffers already returned were counted by no one: the error is what matters.
-                    t.fail();
-                    self.stats.errors += 1;
-                    self.interrupt()
-                }
-            },
+                self.stats.errors += 1;
+                self.interrupt()
+            }
         }
     }
 

@@ -2,6 +2,9 @@
 //! on one thread and the doorbells on another, and raises the device's interrupt line.
 
 use crate::backend::{Backend, Kind};
+use alloc::string::String;
+use keel_rt::fs;
+use keel_virtio::blk::{Blk, Storage, StorageError};
 use crate::entropy::{Rndr, Seeded, Source};
 use alloc::boxed::Box;
 use keel_rt::ipc::{self, Reply, Request};
@@ -60,7 +63,57 @@ impl Source for Entropy {
     }
 }
 
-type Device = Backend<GuestRam, Entropy>;
+type Device = Backend<GuestRam>;
+
+/// A disk kept in a file of Keel's file system, reached through the file service.
+pub struct FileStorage {
+    fd: fs::Fd,
+}
+
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        let _ = fs::close(self.fd);
+    }
+}
+
+impl Storage for FileStorage {
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), StorageError> {
+        let mut done = 0;
+        while done < out.len() {
+            match fs::pread(self.fd, &mut out[done..], offset + done as u64) {
+                Ok(0) | Err(_) => return Err(StorageError),
+                Ok(n) => done += n,
+            }
+        }
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        let mut done = 0;
+        while done < data.len() {
+            match fs::pwrite(self.fd, &data[done..], offset + done as u64) {
+                Ok(0) | Err(_) => return Err(StorageError),
+                Ok(n) => done += n,
+            }
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StorageError> {
+        fs::fsync(self.fd).map_err(|_| StorageError)
+    }
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args {
+    pub kind: Kind,
+    pub ram_base: u64,
+    pub ram_size: u64,
+    pub vm: u64,
+    /// A disk's file.
+    pub file: Option<String>,
+    /// A read-only disk.
+    pub read_only: bool,
+}
 
 struct Caps {
     ram: Slot,
@@ -70,12 +123,14 @@ struct Caps {
     monitor: Slot,
 }
 
-/// The parsed command line (after the program's name): the device kind, guest RAM's base and
-/// size, the VM's id.
-pub fn parse_args(args: &[alloc::string::String]) -> Option<(Kind, u64, u64, u64)> {
+/// The parsed command line (after the program's name): `KIND ram=BASE:SIZE [vm=ID]`, and for
+/// a disk `file=PATH [ro]`.
+pub fn parse_args(args: &[String]) -> Option<Args> {
     let mut kind = None;
     let mut ram = None;
     let mut vm = 0;
+    let mut file = None;
+    let mut read_only = false;
     for a in args.iter().skip(1) {
         match a.split_once('=') {
             Some(("ram", v)) => {
@@ -83,13 +138,20 @@ pub fn parse_args(args: &[alloc::string::String]) -> Option<(Kind, u64, u64, u64
                 ram = Some((parse_number(base)?, parse_number(size)?));
             }
             Some(("vm", v)) => vm = parse_number(v)?,
+            Some(("file", v)) if !v.is_empty() => file = Some(String::from(v)),
             Some(_) => return None,
+            None if a == "ro" => read_only = true,
             None if kind.is_none() => kind = Some(Kind::parse(a)?),
             None => return None,
         }
     }
-    let (base, size) = ram?;
-    Some((kind?, base, size, vm))
+    let (ram_base, ram_size) = ram?;
+    let kind = kind?;
+    // A disk has a file; nothing else has one, or is read-only.
+    if (kind == Kind::Blk) != file.is_some() || (kind != Kind::Blk && read_only) {
+        return None;
+    }
+    Some(Args { kind, ram_base, ram_size, vm, file, read_only })
 }
 
 fn parse_number(s: &str) -> Option<u64> {
@@ -105,10 +167,15 @@ pub fn main(startup: &Startup) -> i32 {
         println!("vdev: started without its ram, irq, notif, conn and monitor capabilities");
         return 1;
     };
-    let Some((kind, base, size, vm)) = parse_args(&startup.args) else {
-        println!("vdev: usage: vdev rng ram=BASE:SIZE [vm=ID]");
+    let Some(args) = parse_args(&startup.args) else {
+        println!("vdev: usage: vdev rng|blk ram=BASE:SIZE [vm=ID] [file=PATH [ro]]");
         return 1;
     };
+    let (base, size, vm) = (args.ram_base, args.ram_size, args.vm);
+    // A disk's file, through the file service connection the monitor gave (no namesrv).
+    if let Some(conn) = startup.cap("fs") {
+        fs::set_connection(conn);
+    }
     let shared = match SharedMemory::map(caps.ram, size) {
         Ok(s) => s,
         Err(e) => {
@@ -121,18 +188,47 @@ pub fn main(startup: &Startup) -> i32 {
         println!("vdev: vm {vm}: cannot watch the monitor: {e}");
         return 1;
     }
-    let seed = sys::counter() ^ (vm << 48) ^ base;
-    let entropy = match sys::cpu_features() {
-        Ok(f) if f.rndr() => Entropy::Hardware(Rndr::new(keel_rt::random::rndr, Seeded::new(seed))),
-        _ => Entropy::Seeded(Seeded::new(seed)),
+    let ram = GuestRam { base, shared };
+    let backend = match args.kind {
+        Kind::Rng => {
+            let seed = sys::counter() ^ (vm << 48) ^ base;
+            let entropy = match sys::cpu_features() {
+                Ok(f) if f.rndr() => Entropy::Hardware(Rndr::new(keel_rt::random::rndr, Seeded::new(seed))),
+                _ => Entropy::Seeded(Seeded::new(seed)),
+            };
+            Backend::rng(ram, Box::new(entropy))
+        }
+        Kind::Blk => {
+            let path = args.file.as_deref().unwrap_or("");
+            match open_disk(path, args.read_only) {
+                Ok((disk, storage)) => Backend::blk(ram, disk, Box::new(storage)),
+                Err(e) => {
+                    println!("vdev: vm {vm}: disk {path}: {e}");
+                    return 1;
+                }
+            }
+        }
     };
-    let device: &'static Mutex<Device> = Box::leak(Box::new(Mutex::new(Backend::new(kind, GuestRam { base, shared }, entropy))));
+    let device: &'static Mutex<Device> = Box::leak(Box::new(Mutex::new(backend)));
     let (irq, notif) = (caps.irq, caps.notif);
     if let Err(e) = thread::spawn_with(32, 0, move || doorbells(device, notif, irq)) {
         println!("vdev: vm {vm}: cannot start its doorbell thread: {e}");
         return 1;
     }
     ipc::serve(caps.conn, |req| handle(device, irq, req))
+}
+
+/// Opens a disk's file: the device model (its capacity the file's whole sectors) and its
+/// storage.
+fn open_disk(path: &str, read_only: bool) -> Result<(Blk, FileStorage), keel_rt::errno::Errno> {
+    let flags = if read_only { fs::flags::O_RDONLY } else { fs::flags::O_RDWR };
+    let fd = fs::open(path, flags, 0)?;
+    let st = fs::fstat(fd)?;
+    let mut id = [0u8; 20];
+    // The ID the guest sees (/sys/block/vda/serial): the file's name, cut to 20 bytes.
+    let name = path.rsplit('/').next().unwrap_or(path).as_bytes();
+    id[..name.len().min(20)].copy_from_slice(&name[..name.len().min(20)]);
+    Ok((Blk { capacity: st.size / keel_virtio::blk::SECTOR, read_only, id }, FileStorage { fd }))
 }
 
 /// The doorbell thread: serves the queues each time the guest rings, until the monitor exits.
@@ -175,7 +271,14 @@ fn handle(device: &Mutex<Device>, irq: Slot, req: &mut Request) -> Reply {
         }
         vdev::STATE => {
             let d = device.lock();
-            Reply::ok([d.stats.errors, u64::from(d.status()), u64::from(d.hardware_entropy()), 0])
+            Reply::ok([d.stats.errors, u64::from(d.status()), u64::from(d.hardware_entropy() == Some(true)), 0])
+        }
+        vdev::STOP => {
+            let flushed = device.lock().stop();
+            // The file is closed: end the session too, so the file service has nothing to tidy
+            // up (or report) when the monitor then kills this process.
+            fs::end_session();
+            if flushed { Reply::ok([0; 4]) } else { Reply::err(Error::BadState) }
         }
         _ => Reply::err(Error::NoSys),
     }

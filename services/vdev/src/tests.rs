@@ -3,7 +3,7 @@
 
 use crate::backend::{Backend, Kind};
 use crate::entropy::{Rndr, Seeded, Source};
-use crate::service::parse_args;
+use crate::service::{Args, parse_args};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use keel_virtio::mem::{GuestMemory, Ram};
@@ -16,10 +16,10 @@ const USED: u64 = BASE + 0x2000;
 const BUF: u64 = BASE + 0x8000;
 const QSIZE: u16 = 8;
 
-type Rng = Backend<Ram<Vec<u8>>, Seeded>;
+type Rng = Backend<Ram<Vec<u8>>>;
 
 fn rng() -> Rng {
-    Backend::new(Kind::Rng, Ram::new(BASE, alloc::vec![0; 1 << 20]), Seeded::new(1))
+    Backend::rng(Ram::new(BASE, alloc::vec![0; 1 << 20]), alloc::boxed::Box::new(Seeded::new(1)))
 }
 
 /// A Linux-like bring-up through 32-bit register writes; whether any write asked for an
@@ -43,7 +43,7 @@ fn bring_up(b: &mut Rng) -> bool {
 
 /// Puts a device-writable buffer of `len` bytes at `addr` in descriptor `i` and makes it
 /// available as the `n`th request.
-fn offer(b: &mut Backend<Ram<Vec<u8>>, impl Source>, i: u16, addr: u64, len: u32, n: u16) {
+fn offer(b: &mut Rng, i: u16, addr: u64, len: u32, n: u16) {
     let m = mem(b);
     let at = DESC + 16 * u64::from(i);
     m.write(at, &addr.to_le_bytes()).unwrap();
@@ -53,7 +53,7 @@ fn offer(b: &mut Backend<Ram<Vec<u8>>, impl Source>, i: u16, addr: u64, len: u32
     m.write_u16(AVAIL + 2, n + 1).unwrap();
 }
 
-fn mem<S: Source>(b: &mut Backend<Ram<Vec<u8>>, S>) -> &mut Ram<Vec<u8>> {
+fn mem(b: &mut Rng) -> &mut Ram<Vec<u8>> {
     b.memory()
 }
 
@@ -181,10 +181,59 @@ fn the_seeded_generator_is_deterministic_and_rndr_falls_back() {
 #[test]
 fn arguments() {
     let args = |s: &str| ["vdev"].into_iter().chain(s.split(' ')).map(ToString::to_string).collect::<Vec<String>>();
-    assert_eq!(parse_args(&args("rng ram=0x40000000:0x8000000 vm=3")), Some((Kind::Rng, 0x4000_0000, 0x800_0000, 3)));
+    let rng = Args { kind: Kind::Rng, ram_base: 0x4000_0000, ram_size: 0x800_0000, vm: 3, file: None, read_only: false };
+    assert_eq!(parse_args(&args("rng ram=0x40000000:0x8000000 vm=3")), Some(rng));
+    let disk = parse_args(&args("blk ram=0x40000000:0x8000000 file=/disk/a.img ro")).unwrap();
+    assert_eq!((disk.kind, disk.file.as_deref(), disk.read_only), (Kind::Blk, Some("/disk/a.img"), true));
     assert_eq!(parse_args(&args("rng")), None, "no RAM");
     assert_eq!(parse_args(&args("disk ram=0:1")), None);
     assert_eq!(parse_args(&args("rng ram=0x40000000 vm=1")), None);
     assert_eq!(parse_args(&args("rng ram=1:2 color=red")), None);
     assert_eq!(parse_args(&args("rng rng ram=1:2")), None);
+    assert_eq!(parse_args(&args("blk ram=1:2")), None, "a disk needs its file");
+    assert_eq!(parse_args(&args("rng ram=1:2 file=/x")), None, "only a disk has one");
+    assert_eq!(parse_args(&args("rng ram=1:2 ro")), None);
+}
+
+/// A disk backend over memory, as the guest's driver would use it.
+#[test]
+fn a_disk_backend_serves_reads_and_writes_and_counts_them() {
+    use keel_virtio::blk::{Blk, Storage, StorageError};
+    struct Mem(Vec<u8>);
+    impl Storage for Mem {
+        fn read(&mut self, o: u64, out: &mut [u8]) -> Result<(), StorageError> {
+            out.copy_from_slice(&self.0[o as usize..o as usize + out.len()]);
+            Ok(())
+        }
+        fn write(&mut self, o: u64, d: &[u8]) -> Result<(), StorageError> {
+            self.0[o as usize..o as usize + d.len()].copy_from_slice(d);
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), StorageError> {
+            Ok(())
+        }
+    }
+    let mut b = Backend::blk(Ram::new(BASE, alloc::vec![0; 1 << 20]), Blk { capacity: 16, read_only: false, id: [0; 20] }, alloc::boxed::Box::new(Mem(alloc::vec![7; 16 * 512])));
+    assert_eq!(b.read(reg::DEVICE_ID, 4), 2);
+    assert_eq!(b.read(reg::CONFIG, 4), 16, "capacity");
+    assert!(!bring_up(&mut b));
+    // A read of sector 1: header at BUF, data at BUF + 0x100, status at BUF + 0x400.
+    let m = b.memory();
+    m.write(BUF, &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    for (i, (addr, len, flags, next)) in [(BUF, 16u32, 1u16, 1u16), (BUF + 0x100, 512, 3, 2), (BUF + 0x400, 1, 2, 0)].into_iter().enumerate() {
+        let at = DESC + 16 * i as u64;
+        m.write(at, &addr.to_le_bytes()).unwrap();
+        m.write_u32(at + 8, len).unwrap();
+        m.write_u16(at + 12, flags).unwrap();
+        m.write_u16(at + 14, next).unwrap();
+    }
+    m.write_u16(AVAIL + 4, 0).unwrap();
+    m.write_u16(AVAIL + 2, 1).unwrap();
+    assert!(b.notified(1));
+    let mut data = [0u8; 512];
+    b.memory().read(BUF + 0x100, &mut data).unwrap();
+    assert_eq!(data, [7; 512]);
+    assert_eq!(b.memory().read_u16(USED + 2).unwrap(), 1);
+    assert_eq!((b.stats.requests, b.stats.bytes, b.stats.errors), (1, 512, 0));
+    assert_eq!(b.hardware_entropy(), None);
 }

@@ -122,7 +122,7 @@ const CHUNK: usize = 16 * 1024;
 
 /// Serves every available request of the block queue against `storage`. A malformed queue is an
 /// error and the transport needs a reset.
-pub fn serve(t: &mut Transport<Blk>, mem: &mut impl GuestMemory, storage: &mut impl Storage) -> Result<Served, QueueError> {
+pub fn serve(t: &mut Transport<Blk>, mem: &mut impl GuestMemory, storage: &mut (impl Storage + ?Sized)) -> Result<Served, QueueError> {
     let mut served = Served::default();
     while let Some(chain) = t.pop(0, mem)? {
         let (status, written, moved) = one(&t.device, &chain, mem, storage)?;
@@ -137,7 +137,7 @@ pub fn serve(t: &mut Transport<Blk>, mem: &mut impl GuestMemory, storage: &mut i
 /// One request: (its status, None if it has no status byte; the bytes written into the chain;
 /// the bytes moved to or from the storage). Guest memory errors cannot happen (the chain was
 /// checked to lie in RAM) but are passed on if they do.
-fn one(dev: &Blk, chain: &Chain, mem: &mut impl GuestMemory, storage: &mut impl Storage) -> Result<(Option<u8>, u32, u64), QueueError> {
+fn one(dev: &Blk, chain: &Chain, mem: &mut impl GuestMemory, storage: &mut (impl Storage + ?Sized)) -> Result<(Option<u8>, u32, u64), QueueError> {
     let writable = chain.writable_len();
     if writable == 0 {
         // Nowhere to put a status: nothing can be said about it.
@@ -168,7 +168,7 @@ fn one(dev: &Blk, chain: &Chain, mem: &mut impl GuestMemory, storage: &mut impl 
 
 /// A read (`write` false) or write of the chain's data at `sector`: (status, bytes written into
 /// the chain, bytes moved).
-fn transfer(dev: &Blk, chain: &Chain, mem: &mut impl GuestMemory, storage: &mut impl Storage, sector: u64, write: bool) -> Result<(u8, u64, u64), QueueError> {
+fn transfer(dev: &Blk, chain: &Chain, mem: &mut impl GuestMemory, storage: &mut (impl Storage + ?Sized), sector: u64, write: bool) -> Result<(u8, u64, u64), QueueError> {
     // The data: for a write, the readable bytes after the header; for a read, the writable
     // bytes before the status byte.
     let len = if write { chain.readable_len().saturating_sub(16) } else { chain.writable_len() - 1 };

@@ -78,11 +78,12 @@ impl Device {
     /// messages), giving it guest RAM (`ram`, `ram_bytes` at `RAM_BASE`), the slot's interrupt
     /// line, a notification its doorbells signal, a connection to serve and a watch on this
     /// monitor. Everything made is given back if any step fails.
-    /// `adopt` puts the backend in procmgr's process list (`ps`, `kill`).
+    /// `adopt` puts the backend in procmgr's process list (`ps`, `kill`); `namesrv` finds the
+    /// file service for a disk's backend (which gets that connection, not namesrv).
     #[allow(clippy::too_many_arguments)]
-    pub fn start(elf: &[u8], kind: VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
+    pub fn start(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
         let mut made: Vec<Slot> = Vec::new();
-        let r = Self::start_with(elf, kind, slot, vm, id, ram, ram_bytes, &mut made);
+        let r = Self::start_with(elf, kind, slot, vm, id, ram, ram_bytes, namesrv, &mut made);
         if let Ok(d) = &r
             && let Err(e) = adopt(d.process, &alloc::format!("vdev-{}", kind.name()))
         {
@@ -97,7 +98,7 @@ impl Device {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn start_with(elf: &[u8], kind: VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, made: &mut Vec<Slot>) -> Result<Device, String> {
+    fn start_with(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, made: &mut Vec<Slot>) -> Result<Device, String> {
         let what = |step: &str, e: Error| alloc::format!("virtio-{} in slot {slot}: {step}: {e}", kind.name());
         let window = virtio_mmio(slot).ok_or_else(|| alloc::format!("no virtio-mmio slot {slot}"))?;
         let keep = |made: &mut Vec<Slot>, r: Result<Slot, Error>, step: &str| {
@@ -117,15 +118,27 @@ impl Device {
         }
         let ram_arg = alloc::format!("ram={RAM_BASE:#x}:{ram_bytes:#x}");
         let vm_arg = alloc::format!("vm={id}");
-        let grants = [
+        let mut grants = alloc::vec![
             Grant { slot: ram, rights: rights::MAP | rights::READ | rights::WRITE, badge: 0, name: "ram" },
             Grant { slot: line, rights: rights::SIGNAL, badge: 0, name: "irq" },
             Grant { slot: notif, rights: rights::WAIT | rights::SIGNAL, badge: 0, name: "notif" },
             Grant { slot: conn, rights: rights::SERVE, badge: 0, name: "conn" },
             Grant { slot: slots::SELF_PROCESS, rights: rights::WAIT, badge: 0, name: "monitor" },
         ];
+        let mut args: Vec<String> = ["vdev", kind.name(), &ram_arg, &vm_arg].iter().map(|s| String::from(*s)).collect();
+        if let VirtioDevice::Disk { path, read_only } = kind {
+            // Its own session with the file service (a fresh badge from namesrv), and nothing
+            // else of namesrv's.
+            let fs = keep(made, keel_rt::ipc::lookup(namesrv, "fs", 1, 0), "cannot reach the file service")?;
+            grants.push(Grant { slot: fs, rights: rights::CALL | rights::GRANT, badge: 0, name: "fs" });
+            args.push(alloc::format!("file={path}"));
+            if *read_only {
+                args.push(String::from("ro"));
+            }
+        }
         let name = alloc::format!("vdev-{}", kind.name());
-        let child = process::spawn(&name, elf, &["vdev", kind.name(), &ram_arg, &vm_arg], &grants, Sched::default()).map_err(|e| what("cannot start its backend /bin/vdev", e))?;
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = process::spawn(&name, elf, &argv, &grants, Sched::default()).map_err(|e| what("cannot start its backend /bin/vdev", e))?;
         made.push(child.process);
         // The connection dies with the backend: a forwarded access then fails (PeerDied)
         // instead of waiting for a server that will never come.
@@ -134,7 +147,7 @@ impl Device {
             return Err(what("cannot tie its connection to its backend", e));
         }
         Ok(Device {
-            kind,
+            kind: kind.clone(),
             slot,
             pid: child.pid,
             process: child.process,
@@ -201,6 +214,8 @@ impl Device {
         // A backend that died before keeps saying so. (No vCPU runs now: nothing else calls it.)
         if self.read_stats().1 {
             self.ended.store(true, Ordering::Release);
+            // A disk's writes made durable and its file closed before the backend goes.
+            let _ = sys::ipc_call(self.conn, &Message::new(vdev::STOP, [0; 4]), CapList::EMPTY);
         }
         self.dead.store(true, Ordering::Release);
         let _ = sys::process_kill(self.process);

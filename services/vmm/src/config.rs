@@ -58,6 +58,9 @@ pub enum RunMode {
     Wait,
 }
 
+/// Most virtio devices a VM has (a quarter of the board's 32 slots; each is a process).
+pub const MAX_DEVICES: usize = 8;
+
 /// Longest `--timeout`: a day.
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;
 
@@ -90,32 +93,52 @@ pub struct VmConfig {
 }
 
 /// A virtio device a VM can have, each served by its own backend process (`/bin/vdev`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VirtioDevice {
+    /// virtio-blk (`--disk FILE[:ro]`, `disk = FILE[:ro]`): a disk kept in a file of Keel's
+    /// file system; `/dev/vda`, `/dev/vdb`, ... in Linux, in the order given.
+    Disk {
+        /// Absolute path of the file.
+        path: String,
+        /// Writes are refused.
+        read_only: bool,
+    },
     /// virtio-rng (`--rng`, `rng = yes`): an entropy source, `/dev/hwrng` in Linux.
     Rng,
 }
 
 impl VirtioDevice {
     /// The name the backend is started with and `vm stat` shows.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
+            VirtioDevice::Disk { .. } => "blk",
             VirtioDevice::Rng => "rng",
         }
     }
 
     /// Its virtio device ID.
-    pub fn device_id(self) -> u32 {
+    pub fn device_id(&self) -> u32 {
         match self {
+            VirtioDevice::Disk { .. } => 2,
             VirtioDevice::Rng => 4,
         }
     }
 
     /// Its number of queues (one doorbell each).
-    pub fn queues(self) -> u16 {
-        match self {
-            VirtioDevice::Rng => 1,
+    pub fn queues(&self) -> u16 {
+        1
+    }
+
+    /// A `--disk` / `disk =` value: `FILE` or `FILE:ro`, FILE an absolute path.
+    pub fn parse_disk(what: &'static str, value: &str) -> Result<VirtioDevice, VmmError> {
+        let (path, read_only) = match value.strip_suffix(":ro") {
+            Some(path) => (path, true),
+            None => (value, false),
+        };
+        if !path.starts_with('/') || path.len() < 2 || path.contains('\0') {
+            return Err(VmmError::BadDisk { what, value: value.to_string() });
         }
+        Ok(VirtioDevice::Disk { path: path.to_string(), read_only })
     }
 }
 
@@ -130,6 +153,7 @@ impl VmConfig {
         let mut mem_bytes: Option<u64> = None;
         let mut raw_load: Option<u64> = None;
         let mut rng: Option<bool> = None;
+        let mut disks: Vec<VirtioDevice> = Vec::new();
 
         for (index, line) in text.lines().enumerate() {
             let at_line = |error: VmmError| VmmError::ConfigLine {
@@ -181,6 +205,8 @@ impl VmConfig {
                     required("raw_load", value).and_then(|v| parse_address("raw_load", v)),
                 ),
                 "rng" => set(&mut rng, "rng", parse_yes_no("rng", value)),
+                // One line per disk.
+                "disk" => VirtioDevice::parse_disk("disk", value).map(|d| disks.push(d)),
                 _ => Err(VmmError::UnknownKey {
                     key: key.to_string(),
                 }),
@@ -206,7 +232,7 @@ impl VmConfig {
             mode: RunMode::Background,
             timeout_secs: None,
             host_cpu: None,
-            devices: if rng == Some(true) { alloc::vec![VirtioDevice::Rng] } else { Vec::new() },
+            devices: disks.into_iter().chain((rng == Some(true)).then_some(VirtioDevice::Rng)).collect(),
         })
     }
 }
@@ -241,6 +267,8 @@ pub struct RunCommand {
     pub host_cpu: Option<u32>,
     /// `--rng`: add an entropy device (if the config file has none).
     pub rng: bool,
+    /// `--disk FILE[:ro]`, in order: disks after the config file's.
+    pub disks: Vec<VirtioDevice>,
     /// `--kernel FILE ...`, if given.
     pub kernel: Option<InlineKernel>,
 }
@@ -260,6 +288,7 @@ impl RunCommand {
         let mut timeout_secs = None;
         let mut host_cpu = None;
         let mut rng = false;
+        let mut disks = Vec::new();
 
         let mut words = words.iter().copied();
         while let Some(word) = words.next() {
@@ -298,6 +327,10 @@ impl RunCommand {
                 }
                 "--rng" if rng => return Err(VmmError::Duplicate { what: "--rng".to_string() }),
                 "--rng" => rng = true,
+                "--disk" => {
+                    let value = option_value(&mut words, "--disk")?;
+                    disks.push(VirtioDevice::parse_disk("--disk", value)?);
+                }
                 "--kernel" => {
                     let value = option_value(&mut words, "--kernel")?;
                     set(&mut kernel, "--kernel", Ok(value))?;
@@ -380,6 +413,7 @@ impl RunCommand {
             timeout_secs,
             host_cpu,
             rng,
+            disks,
             kernel,
         })
     }
@@ -420,9 +454,26 @@ impl RunCommand {
         config.mode = self.mode;
         config.timeout_secs = self.timeout_secs;
         config.host_cpu = self.host_cpu;
-        if self.rng && !config.devices.contains(&VirtioDevice::Rng) {
-            config.devices.push(VirtioDevice::Rng);
+        // Disks first (vda, vdb, ... in the order given), then the rest.
+        let (mut devices, others): (Vec<_>, Vec<_>) = config.devices.drain(..).partition(|d| matches!(d, VirtioDevice::Disk { .. }));
+        devices.extend(self.disks);
+        devices.extend(others);
+        if self.rng && !devices.contains(&VirtioDevice::Rng) {
+            devices.push(VirtioDevice::Rng);
         }
+        let mut paths: Vec<&str> = Vec::new();
+        for d in &devices {
+            if let VirtioDevice::Disk { path, .. } = d {
+                if paths.contains(&path.as_str()) {
+                    return Err(VmmError::Duplicate { what: alloc::format!("disk {path}") });
+                }
+                paths.push(path);
+            }
+        }
+        if devices.len() > MAX_DEVICES {
+            return Err(VmmError::TooManyDevices { count: devices.len() });
+        }
+        config.devices = devices;
         Ok(config)
     }
 }
@@ -584,7 +635,7 @@ pub fn without_mode(words: &[&str]) -> Vec<String> {
             "--timeout" => {
                 words.next();
             }
-            "--vcpus" | "--mem" | "--kernel" | "--load" | "--initrd" | "--append" => {
+            "--vcpus" | "--mem" | "--kernel" | "--load" | "--initrd" | "--append" | "--disk" => {
                 out.push(word.to_string());
                 if let Some(value) = words.next() {
                     out.push(value.to_string());
@@ -999,5 +1050,29 @@ mod tests {
         let bad = run("linux").and_then(|c| c.into_config(Some("kernel = /k\nrng = maybe"))).unwrap_err();
         assert_eq!(bad.to_string(), "config line 2: rng = maybe: expected yes or no");
         assert_eq!(without_mode(&["v", "--kernel", "/k", "--rng", "--wait"]), ["v", "--kernel", "/k", "--rng"]);
+    }
+
+    #[test]
+    fn disks_in_order_from_the_config_file_then_the_command_line() {
+        let disk = |p: &str, ro| VirtioDevice::Disk { path: p.to_string(), read_only: ro };
+        let config = run("linux --disk /disk/b.img:ro --rng --disk /disk/c.img")
+            .and_then(|c| c.into_config(Some("kernel = /k\nrng = yes\ndisk = /disk/a.img")))
+            .unwrap();
+        assert_eq!(config.devices, [disk("/disk/a.img", false), disk("/disk/b.img", true), disk("/disk/c.img", false), VirtioDevice::Rng]);
+        for bad in ["disk.img", "", ":ro", "/"] {
+            let e = run(&alloc::format!("v --kernel /k --disk {bad}"));
+            assert!(matches!(e, Err(VmmError::BadDisk { .. }) | Err(VmmError::MissingValue { .. })), "{bad}: {e:?}");
+        }
+        assert_eq!(
+            run("v --kernel /k --disk /a --disk /a:ro").and_then(|c| c.into_config(None)),
+            Err(VmmError::Duplicate { what: "disk /a".to_string() })
+        );
+        let many = "v --kernel /k --rng".to_string() + &(0..8).map(|i| alloc::format!(" --disk /d{i}")).collect::<String>();
+        assert_eq!(run(&many).and_then(|c| c.into_config(None)), Err(VmmError::TooManyDevices { count: 9 }));
+        assert_eq!(
+            run("v --kernel /k --disk x").unwrap_err().to_string(),
+            "--disk x: give a file's absolute path, with :ro after it for a read-only disk"
+        );
+        assert_eq!(without_mode(&["v", "--disk", "/a", "--attach"]), ["v", "--disk", "/a"]);
     }
 }

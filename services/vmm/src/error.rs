@@ -132,6 +132,18 @@ pub enum VmmError {
         /// The text given.
         value: String,
     },
+    /// A `--disk`/`disk =` value that is not an absolute path (with `:ro` after it, maybe).
+    BadDisk {
+        /// The option or key.
+        what: &'static str,
+        /// The text given.
+        value: String,
+    },
+    /// More virtio devices than a VM may have.
+    TooManyDevices {
+        /// How many were asked for.
+        count: usize,
+    },
     /// A config value that must be `yes` or `no`.
     BadValue {
         /// The key.
@@ -261,6 +273,8 @@ impl fmt::Display for VmmError {
             }
             Self::Duplicate { what } => write!(f, "{what} given twice"),
             Self::MissingValue { what } => write!(f, "{what} needs a value"),
+            Self::BadDisk { what, value } => write!(f, "{what} {value}: give a file's absolute path, with :ro after it for a read-only disk"),
+            Self::TooManyDevices { count } => write!(f, "{count} virtio devices: a VM has at most {}", crate::config::MAX_DEVICES),
             Self::BadValue { what, value } => write!(f, "{what} = {value}: expected yes or no"),
             Self::BadNumber { what, value } => write!(f, "{what}: {value:?} is not a valid number"),
             Self::MemOutOfRange { bytes } => write!(

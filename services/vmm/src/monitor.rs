@@ -122,6 +122,10 @@ impl Uart {
 
 struct Monitor {
     control: Slot,
+    namesrv: Slot,
+    /// Held from the checks of a new VM's disks until it is in `vms` (two `vm run`s at once do
+    /// not both get one disk read-write).
+    starting: Mutex<()>,
     archive: &'static [u8],
     vms: Mutex<Vec<Arc<Vm>>>,
     next_id: AtomicUsize,
@@ -305,6 +309,8 @@ pub fn main(startup: &Startup) -> i32 {
     };
     let monitor: &'static Monitor = alloc::boxed::Box::leak(alloc::boxed::Box::new(Monitor {
         control,
+        namesrv: namesrv_slot,
+        starting: Mutex::new(()),
         archive,
         vms: Mutex::new(Vec::new()),
         next_id: AtomicUsize::new(1),
@@ -532,6 +538,8 @@ fn run(m: &'static Monitor, words: &[&str], id: Option<u32>) -> Result<(String, 
         None => None,
     };
     let config = cmd.into_config(config_text.as_deref()).map_err(|e| e.to_string())?;
+    let starting = m.starting.lock();
+    check_disks(m, &config)?;
     let vm = build(m, &config, keel_vmm::config::without_mode(words), id)?;
     let id = vm.id;
     {
@@ -541,6 +549,7 @@ fn run(m: &'static Monitor, words: &[&str], id: Option<u32>) -> Result<(String, 
             None => vms.push(vm.clone()),
         }
     }
+    drop(starting);
     m.save();
     if vm.exit.lock().is_some() {
         // It ended before it ran (a vCPU thread could not start).
@@ -558,6 +567,35 @@ fn run(m: &'static Monitor, words: &[&str], id: Option<u32>) -> Result<(String, 
             Ok((to_foreground(&vm), Started::Waited(id, config.timeout_secs.unwrap_or(0))))
         }
     }
+}
+
+/// Each disk's file must exist, be a regular file of at least one sector, and not be in use by
+/// another VM unless both only read it.
+fn check_disks(m: &Monitor, config: &VmConfig) -> Result<(), String> {
+    use keel_rt::errno::Errno;
+    use keel_vmm::config::VirtioDevice;
+    for d in &config.devices {
+        let VirtioDevice::Disk { path, read_only } = d else { continue };
+        match keel_rt::fs::stat(path) {
+            Ok(st) if st.is_dir() => return Err(alloc::format!("--disk {path}: is a directory")),
+            Ok(st) if st.size < 512 => return Err(alloc::format!("--disk {path}: smaller than one 512-byte sector ({} bytes)", st.size)),
+            Ok(_) => {}
+            Err(Errno::NoEnt) => return Err(alloc::format!("--disk {path}: no such file")),
+            Err(e) => return Err(alloc::format!("--disk {path}: {e}")),
+        }
+        for other in m.vms.lock().iter().filter(|v| !v.released.load(Ordering::Acquire)) {
+            for od in &other.devices {
+                if let VirtioDevice::Disk { path: p, read_only: r } = &od.kind
+                    && p == path
+                    && !(*read_only && *r)
+                {
+                    let how = if *r { "read-only" } else { "read-write" };
+                    return Err(alloc::format!("--disk {path}: in use by vm {} ({}, {how})", other.id, other.name));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<u32>) -> Result<Arc<Vm>, String> {
@@ -621,8 +659,8 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
             write_guest(ram_pmo, range.start, bytes)?;
         }
         write_guest(ram_pmo, dtb_addr, &dtb)?;
-        for (&slot, &kind) in virtio_slots.iter().zip(&config.devices) {
-            devices.push(Device::start(backend_elf, kind, slot, vm, id, ram_pmo, config.mem_bytes, &|process, name| adopt(m, process, name))?);
+        for (&slot, kind) in virtio_slots.iter().zip(&config.devices) {
+            devices.push(Device::start(backend_elf, kind, slot, vm, id, ram_pmo, config.mem_bytes, m.namesrv, &|process, name| adopt(m, process, name))?);
         }
         sys::vcpu_init(vcpus[0], layout.entry, dtb_addr, VCPU_POWER_ON).map_err(|e| sys_err("cannot start vCPU 0", e))
     })();
@@ -924,6 +962,9 @@ fn stat(vm: &Vm, out: &mut String) {
         } else {
             String::from("not set up")
         };
+        if let keel_vmm::config::VirtioDevice::Disk { path, read_only } = &d.kind {
+            state.push_str(&alloc::format!(", {path}{}", if *read_only { " (read-only)" } else { "" }));
+        }
         if d.kind == keel_vmm::config::VirtioDevice::Rng && s.known {
             state.push_str(if s.hardware { ", bytes from RNDR" } else { ", bytes from a seeded generator" });
         }
