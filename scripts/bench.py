@@ -53,6 +53,7 @@ CATALOG = [
     ("guest_hvc_round_trip", 250, "instructions", GUEST),
     ("guest_mmio_read_user", 1500, "instructions", GUEST),
     ("guest_ioevent_doorbell", None, "instructions", KERNEL),
+    ("virtio_rng_request_round_trip", None, "instructions", GUEST),
     ("vgic_dist_read", 400, "instructions", GUEST),
     ("guest_eoi", None, "instructions", GUEST),
     ("virtual_ipi_round_trip", None, "instructions", GUEST),
@@ -80,6 +81,10 @@ CATALOG = [
 GUEST_LINES = {
     "guest_hvc_round_trip": ("hvc round trip", "", "PSCI_VERSION over hvc"),
     "vgic_dist_read": ("vgic distributor read", "", "GICD_TYPER load"),
+    "virtio_rng_request_round_trip": ("virtio request round trip", "",
+                                      "guest=virtio-bench (--rng): a 64-byte virtio-rng request made available, its doorbell "
+                                      "(a kernel ioevent), the backend process woken on another CPU, the buffer filled and "
+                                      "returned, the used ring polled by the guest"),
     "guest_mmio_read_user": ("mmio round trip", "", "PL011 UARTFR load answered by the user-space monitor"),
     "guest_eoi": ("eoi", "", "ICC_EOIR1_EL1 write for an acknowledged SGI, less two counter reads"),
     "virtual_ipi_round_trip": ("ipi round trip", "", "SGI to the other vCPU and one back, both sleeping in WFI"),
@@ -95,6 +100,7 @@ GUEST_LINE = re.compile(r"^guest: (.+?): (\d+) ticks(.*) \(min (\d+), max (\d+),
 GUEST_INPUT = (b"vm run bench --kernel /guest/test.Image --append guest=bench --vcpus 2 --wait\n"
                b"vm run switch --kernel /guest/test.Image --append guest=switch --vcpus 2 --cpu 1 --wait\n"
                b"vm run heavy --kernel /guest/test.Image --append \"guest=switch guest.heavy\" --vcpus 2 --cpu 1 --wait\n"
+               b"vm run vbench --kernel /guest/test.Image --append guest=virtio-bench --rng --wait\n"
                b"poweroff\n")
 INIT_REACHED = re.compile(r"^guest: init reached at (\d+\.\d+)")
 PERF_LINE = re.compile(r"^guest: perf: (\d+) loops: instructions (\d+) cycles (\d+) elapsed-ns (\d+)")
@@ -335,7 +341,7 @@ def run_all(args):
         elif source == GUEST:
             lo, med, hi, n = guests[name]
             r.update(min=lo, median=med, max=hi)
-            r["note"] = (f"measured by the tiny guest (tests/guests, guest=bench or switch) with its counter: "
+            r["note"] = (f"measured by the tiny guest (tests/guests, guest=bench, switch or virtio-bench) with its counter: "
                          f"{GUEST_LINES[name][2]}; {n} samples, each one operation timed alone")
         elif source == LINUX:
             if args.quick:

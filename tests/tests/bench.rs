@@ -40,6 +40,9 @@ fn the_quick_benchmark_run_produces_a_plausible_figure_for_every_benchmark() {
         // An exit, a signal and the return; an MMIO exit to the monitor would be thousands.
         ("guest_ioevent_doorbell", 100, 10_000_000),
         ("vgic_dist_read", 50, 1_000_000),
+        // A doorbell, a cross-CPU wake of the backend process, its lock and queue work, and the
+        // guest's polling: thousands; an MMIO exit per register would be tens of thousands.
+        ("virtio_rng_request_round_trip", 1_000, 100_000_000),
         // An EOI that does not exit costs a few instructions (0 after the counter reads).
         ("guest_eoi", 0, 1_000),
         ("virtual_ipi_round_trip", 500, 100_000_000),

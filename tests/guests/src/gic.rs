@@ -150,6 +150,27 @@ pub fn enable_private(intid: u32) {
     unsafe { mmio::write32(rd + GICR_ISENABLER0, 1 << intid) };
 }
 
+/// Routes shared peripheral interrupt `intid` (32 and up) to this CPU as a group 1 interrupt of
+/// the usual priority, keeps its trigger as the device tree gives it, and enables it.
+pub fn enable_spi(intid: u32) {
+    assert!((32..FIRST_SPECIAL_INTID).contains(&intid), "enable_spi for an SPI");
+    let (word, bit) = (u64::from(intid / 32) * 4, 1u32 << (intid % 32));
+    let mpidr = crate::arch::mpidr();
+    let affinity = (mpidr & 0xff_ffff) | ((mpidr >> 32) & 0xff) << 32;
+    // SAFETY: distributor registers of this one SPI (IGROUPR, IPRIORITYR, IROUTER, ISENABLER);
+    // read-modify-write of the group word, which only this CPU changes.
+    unsafe {
+        let group = mmio::read32(GICD_BASE + 0x0080 + word);
+        mmio::write32(GICD_BASE + 0x0080 + word, group | bit);
+        let pri = GICD_BASE + 0x0400 + u64::from(intid & !3);
+        let shift = (intid % 4) * 8;
+        let v = mmio::read32(pri);
+        mmio::write32(pri, (v & !(0xff << shift)) | (PRIORITY << shift));
+        mmio::write64(GICD_BASE + 0x6000 + 8 * u64::from(intid), affinity);
+        mmio::write32(GICD_BASE + 0x0100 + word, bit);
+    }
+}
+
 /// Disables SGI or PPI `intid` (below 32) on this CPU.
 pub fn disable_private(intid: u32) {
     let rd = percpu::this().redistributor.load(SeqCst);

@@ -78,6 +78,15 @@ pub unsafe fn read64(addr: u64) -> u64 {
     unsafe { load(addr, Width::B64, 0) }
 }
 
+/// A 64-bit device register write.
+///
+/// # Safety
+/// `addr` must be an 8-byte aligned device register the caller owns.
+pub unsafe fn write64(addr: u64, value: u64) {
+    // SAFETY: per the caller's contract.
+    unsafe { store(addr, Width::B64, value) }
+}
+
 /// A 32-bit device register write.
 ///
 /// # Safety

@@ -126,6 +126,10 @@ pub static ALL: &[Scenario] = &[
         name: "virtio-loop",
         run: virtio::run_loop,
     },
+    Scenario {
+        name: "virtio-bench",
+        run: virtio::run_bench,
+    },
 ];
 
 /// Displays the scenario names, space-separated.
