@@ -188,3 +188,27 @@ fn a_linux_guest_keeps_its_files_on_a_virtio_disk_the_host_reads_afterwards() {
     );
     assert!(std::fs::read(dir("ro.img")).unwrap() == ro_before, "the read-only disk changed");
 }
+
+/// The VM monitor dies with a VM running: the VM is lost (as before), and its device backends,
+/// which watch the monitor, exit too, so nothing keeps the lost VM's memory alive.
+#[test]
+fn backends_end_with_the_monitor_that_started_them() {
+    let pid_of = |log: &str, name: &str| {
+        log.lines().rev().find(|l| l.split_whitespace().nth(1) == Some(name)).and_then(|l| l.split_whitespace().next()).unwrap_or("none").to_string()
+    };
+    let run = Boot::scenario("")
+        .commands(&["vm run hold --kernel /guest/test.Image --append guest=crash --rng", "ps"])
+        .command_from(move |log| format!("kill {}", pid_of(log, "vmm")))
+        .commands_after("vmm: restarted", &["vm list", "ps", "mem", "poweroff"])
+        .timeout(300)
+        .run();
+    run.expect("vm 1 started (hold, 1 vcpus, 256 MiB)")
+        .expect("vdev-rng         running")
+        .expect("1    hold                 1      256  lost: the VM monitor restarted")
+        .expect("vms                0")
+        .expect_clean_poweroff();
+    let last_ps = run.log.rsplit("keel> ps").next().unwrap_or("");
+    if last_ps.contains("vdev-rng") {
+        run.fail("the backend outlived the monitor that started it");
+    }
+}
