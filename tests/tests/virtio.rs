@@ -212,3 +212,33 @@ fn backends_end_with_the_monitor_that_started_them() {
         run.fail("the backend outlived the monitor that started it");
     }
 }
+
+/// `--console virtio`: Debian's Linux writes its console to hvc0 on a virtio-console device
+/// (whole buffers per doorbell, not an exit per byte), and lines typed at `--attach` reach its
+/// shell through the same device.
+#[test]
+fn a_linux_guest_uses_hvc0_on_a_virtio_console() {
+    let run = Boot::scenario("")
+        .commands(&["vm run linux-check --console virtio --wait", "vm stat 1", "vm run linux --console virtio --attach"])
+        .then_next("linux:/# ", |_| "tty; echo typed $((6 * 7))\n".to_string())
+        .then_next("typed 42", |_| "poweroff -f\n".to_string())
+        // An attached shell learns of the VM's end at its next line of input.
+        .then_next("vm 2 (linux) exited", |_| "\n".to_string())
+        .then_next("vm 2 exited: system-off", |_| "poweroff\n".to_string())
+        .timeout(600)
+        .run();
+    run.expect("guest: console: hvc0")
+        .expect("guest: checks passed")
+        .expect("vm 1 exited: system-off")
+        .expect("/dev/hvc0")
+        .expect("typed 42")
+        .expect_clean_poweroff();
+    let row = device_row(&run.log, "virtio-console@0");
+    let requests: u64 = row.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let bytes: u64 = row.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+    // The check lines (some 150 bytes and more) go out a line per request, not a byte: at
+    // least 4 bytes per request on average.
+    if bytes < 100 || requests == 0 || requests * 4 > bytes {
+        run.fail(&format!("vm stat 1's console row {row:?}: want 100 bytes or more in a quarter as many requests"));
+    }
+}

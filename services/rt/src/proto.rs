@@ -93,6 +93,9 @@ pub mod vmm {
     /// A `vm` shell command: bulk payload = its words after `vm`, NUL-separated (`run\0linux`).
     /// Reply payload: the text to print. `vm run --wait` replies when the guest has stopped.
     pub const COMMAND: u64 = 1;
+    /// From a console device's backend (its capability's badge says which VM): bulk payload =
+    /// output the guest wrote, for that VM's console. `NoRights` from anyone else.
+    pub const CONSOLE_OUTPUT: u64 = 2;
 }
 
 /// A virtual device backend (`/bin/vdev`), as the VM monitor that started it calls it: the
@@ -113,6 +116,8 @@ pub mod vdev {
     /// The VM is ending: a disk's backend makes its writes durable and closes its file (later
     /// requests fail). Reply label 0, or `BadState` when the flush failed.
     pub const STOP: u64 = 5;
+    /// Input for a console device: bulk payload = the bytes (typed at `vm console`/`--attach`).
+    pub const INPUT: u64 = 6;
     /// Bits of the backend's notification: queue `n`'s doorbell is bit `n` (the monitor
     /// registers one ioevent per queue), and the monitor's exit is [`MONITOR_GONE`].
     pub const MONITOR_GONE: u64 = 1 << 63;

@@ -6,7 +6,10 @@
 use crate::entropy::Source;
 use alloc::boxed::Box;
 use keel_virtio::GuestMemory;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use keel_virtio::blk::{self, Blk, Storage};
+use keel_virtio::console::{self, Console};
 use keel_virtio::mmio::{Effect, Transport};
 use keel_virtio::rng::{self, Rng};
 
@@ -17,6 +20,8 @@ pub enum Kind {
     Rng,
     /// virtio-blk: a disk.
     Blk,
+    /// virtio-console: the guest's console (hvc0).
+    Console,
 }
 
 impl Kind {
@@ -25,6 +30,7 @@ impl Kind {
         match name {
             "rng" => Some(Kind::Rng),
             "blk" => Some(Kind::Blk),
+            "console" => Some(Kind::Console),
             _ => None,
         }
     }
@@ -45,6 +51,9 @@ pub struct Stats {
     pub errors: u64,
 }
 
+/// Most console input kept waiting for the guest's receive buffers.
+pub const MAX_INPUT: usize = 4096;
+
 /// The storage of a disk after `stop`: every request fails.
 struct Closed;
 
@@ -63,6 +72,8 @@ impl Storage for Closed {
 enum Model {
     Rng(Transport<Rng>, Box<dyn Source + Send>),
     Blk(Transport<Blk>, Box<dyn Storage + Send>),
+    /// The console, its input not yet taken by the guest and its output not yet passed on.
+    Console(Transport<Console>, VecDeque<u8>, Vec<u8>),
 }
 
 /// A device and the guest memory it serves.
@@ -84,6 +95,29 @@ impl<M: GuestMemory> Backend<M> {
         Self { mem, model: Model::Blk(Transport::new(disk), storage), stats: Stats::default() }
     }
 
+    /// A console in its reset state over guest RAM `mem`.
+    pub fn console(mem: M) -> Self {
+        Self { mem, model: Model::Console(Transport::new(Console), VecDeque::new(), Vec::new()), stats: Stats::default() }
+    }
+
+    /// A console's output the guest wrote since the last call (empty for other devices).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        match &mut self.model {
+            Model::Console(_, _, out) => core::mem::take(out),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Input for a console (the rest of what its queue cannot hold yet waits, up to
+    /// [`MAX_INPUT`] bytes; more is dropped); whether to raise the interrupt.
+    pub fn input(&mut self, bytes: &[u8]) -> bool {
+        if let Model::Console(_, input, _) = &mut self.model {
+            let room = MAX_INPUT.saturating_sub(input.len());
+            input.extend(bytes.iter().take(room));
+        }
+        self.serve()
+    }
+
     /// The guest RAM it serves.
     pub fn memory(&mut self) -> &mut M {
         &mut self.mem
@@ -94,6 +128,7 @@ impl<M: GuestMemory> Backend<M> {
         match &self.model {
             Model::Rng(t, _) => t.read(offset, size),
             Model::Blk(t, _) => t.read(offset, size),
+            Model::Console(t, ..) => t.read(offset, size),
         }
     }
 
@@ -102,6 +137,7 @@ impl<M: GuestMemory> Backend<M> {
         match &self.model {
             Model::Rng(t, _) => t.status(),
             Model::Blk(t, _) => t.status(),
+            Model::Console(t, ..) => t.status(),
         }
     }
 
@@ -109,7 +145,7 @@ impl<M: GuestMemory> Backend<M> {
     pub fn hardware_entropy(&self) -> Option<bool> {
         match &self.model {
             Model::Rng(_, s) => Some(s.hardware()),
-            Model::Blk(..) => None,
+            _ => None,
         }
     }
 
@@ -118,6 +154,7 @@ impl<M: GuestMemory> Backend<M> {
         let effect = match &mut self.model {
             Model::Rng(t, _) => t.write(offset, size, value, &self.mem),
             Model::Blk(t, _) => t.write(offset, size, value, &self.mem),
+            Model::Console(t, ..) => t.write(offset, size, value, &self.mem),
         };
         match effect {
             Effect::None | Effect::Reset => false,
@@ -140,7 +177,7 @@ impl<M: GuestMemory> Backend<M> {
     /// Whether the flush worked.
     pub fn stop(&mut self) -> bool {
         match &mut self.model {
-            Model::Rng(..) => true,
+            Model::Rng(..) | Model::Console(..) => true,
             Model::Blk(_, storage) => {
                 let ok = storage.flush().is_ok();
                 *storage = Box::new(Closed);
@@ -160,6 +197,10 @@ impl<M: GuestMemory> Backend<M> {
         let result = match &mut self.model {
             Model::Rng(t, source) => rng::serve(t, &mut self.mem, |buf| source.fill(buf)).map(|s| (s.requests, s.bytes, 0, s.interrupt)),
             Model::Blk(t, storage) => blk::serve(t, &mut self.mem, storage.as_mut()).map(|s| (s.requests, s.bytes, s.errors, s.interrupt)),
+            Model::Console(t, input, out) => console::take_output(t, &mut self.mem, out).and_then(|o| {
+                let i = console::give_input(t, &mut self.mem, input)?;
+                Ok((o.requests + i.requests, o.bytes + i.bytes, 0, o.interrupt || i.interrupt))
+            }),
         };
         match result {
             Ok((requests, bytes, errors, interrupt)) => {
@@ -172,6 +213,7 @@ impl<M: GuestMemory> Backend<M> {
                 match &mut self.model {
                     Model::Rng(t, _) => t.fail(),
                     Model::Blk(t, _) => t.fail(),
+                    Model::Console(t, ..) => t.fail(),
                 }
                 self.stats.errors += 1;
                 self.interrupt()

@@ -176,6 +176,12 @@ pub fn main(startup: &Startup) -> i32 {
     if let Some(conn) = startup.cap("fs") {
         fs::set_connection(conn);
     }
+    // A console's output goes to the monitor over this connection (its badge names the VM).
+    let output = startup.cap("output").map(|c| &*Box::leak(Box::new(Mutex::new(ipc::Client::new(c)))));
+    if args.kind == Kind::Console && output.is_none() {
+        println!("vdev: vm {vm}: a console needs its output capability");
+        return 1;
+    }
     let shared = match SharedMemory::map(caps.ram, size) {
         Ok(s) => s,
         Err(e) => {
@@ -198,6 +204,7 @@ pub fn main(startup: &Startup) -> i32 {
             };
             Backend::rng(ram, Box::new(entropy))
         }
+        Kind::Console => Backend::console(ram),
         Kind::Blk => {
             let path = args.file.as_deref().unwrap_or("");
             match open_disk(path, args.read_only) {
@@ -211,11 +218,11 @@ pub fn main(startup: &Startup) -> i32 {
     };
     let device: &'static Mutex<Device> = Box::leak(Box::new(Mutex::new(backend)));
     let (irq, notif) = (caps.irq, caps.notif);
-    if let Err(e) = thread::spawn_with(32, 0, move || doorbells(device, notif, irq)) {
+    if let Err(e) = thread::spawn_with(32, 0, move || doorbells(device, notif, irq, output)) {
         println!("vdev: vm {vm}: cannot start its doorbell thread: {e}");
         return 1;
     }
-    ipc::serve(caps.conn, |req| handle(device, irq, req))
+    ipc::serve(caps.conn, |req| handle(device, irq, output, req))
 }
 
 /// Opens a disk's file: the device model (its capacity the file's whole sectors) and its
@@ -232,7 +239,7 @@ fn open_disk(path: &str, read_only: bool) -> Result<(Blk, FileStorage), keel_rt:
 }
 
 /// The doorbell thread: serves the queues each time the guest rings, until the monitor exits.
-fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot) {
+fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot, output: Option<&Mutex<ipc::Client>>) {
     loop {
         let bits = match sys::notif_wait(notif, 0) {
             Ok(bits) => bits,
@@ -245,10 +252,25 @@ fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot) {
         if raise {
             let _ = sys::vm_irq_line(irq, EDGE);
         }
+        pass_output(device, output);
     }
 }
 
-fn handle(device: &Mutex<Device>, irq: Slot, req: &mut Request) -> Reply {
+/// Gives the monitor what a console's guest wrote (outside the device's lock: the monitor may
+/// be busy writing Keel's console).
+fn pass_output(device: &Mutex<Device>, output: Option<&Mutex<ipc::Client>>) {
+    let Some(output) = output else { return };
+    let bytes = device.lock().take_output();
+    if bytes.is_empty() {
+        return;
+    }
+    let mut client = output.lock();
+    for chunk in bytes.chunks(ipc::BULK_SIZE as usize) {
+        let _ = client.call_bulk(keel_rt::proto::vmm::CONSOLE_OUTPUT, [0; 3], chunk);
+    }
+}
+
+fn handle(device: &Mutex<Device>, irq: Slot, output: Option<&Mutex<ipc::Client>>, req: &mut Request) -> Reply {
     let [a, b, c, _] = req.msg.data;
     match req.msg.label {
         vdev::MMIO_READ => match u8::try_from(b) {
@@ -261,6 +283,7 @@ fn handle(device: &Mutex<Device>, irq: Slot, req: &mut Request) -> Reply {
                 if raise {
                     let _ = sys::vm_irq_line(irq, EDGE);
                 }
+                pass_output(device, output);
                 Reply::ok([0; 4])
             }
             _ => Reply::err(Error::Invalid),
@@ -272,6 +295,14 @@ fn handle(device: &Mutex<Device>, irq: Slot, req: &mut Request) -> Reply {
         vdev::STATE => {
             let d = device.lock();
             Reply::ok([d.stats.errors, u64::from(d.status()), u64::from(d.hardware_entropy() == Some(true)), 0])
+        }
+        vdev::INPUT => {
+            let bytes = req.payload().to_vec();
+            let raise = device.lock().input(&bytes);
+            if raise {
+                let _ = sys::vm_irq_line(irq, EDGE);
+            }
+            Reply::ok([0; 4])
         }
         vdev::STOP => {
             let flushed = device.lock().stop();

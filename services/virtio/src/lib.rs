@@ -9,6 +9,7 @@
 //! - [`mmio`]: the virtio-mmio version 2 register block (modern only) around a [`mmio::Device`].
 //! - [`rng`]: the entropy device, the first device model.
 //! - [`blk`]: the block device model, against a [`blk::Storage`].
+//! - [`console`]: the console device model (one port).
 //!
 //! The guest is hostile: everything read from guest memory or written by the guest to the
 //! registers is checked before it is used. A malformed ring or descriptor chain is a
@@ -24,6 +25,7 @@ pub mod mem;
 pub mod mmio;
 pub mod queue;
 pub mod blk;
+pub mod console;
 pub mod rng;
 #[cfg(test)]
 mod tests;

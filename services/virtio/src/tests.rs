@@ -775,3 +775,60 @@ fn every_flushed_write_survives_a_power_cut_at_any_point() {
         }
     }
 }
+
+#[test]
+fn a_console_takes_whole_output_buffers_and_fills_input_buffers() {
+    use crate::console::{self, Console};
+    // Two drivers' views of one RAM: the receive queue's rings at the Driver's addresses, the
+    // transmit queue's 0x4000 above them.
+    let mut d = Driver::new(8);
+    let mut t = Transport::new(Console);
+    assert_eq!(t.read(0x008, 4), 3, "device ID 3");
+    let tx = (d.desc + 0x4000, d.avail + 0x4000, d.used + 0x4000);
+    let m = &d.mem;
+    t.write(0x070, 4, 3, m);
+    t.write(0x024, 4, 1, m);
+    t.write(0x020, 4, 1, m);
+    t.write(0x070, 4, 11, m);
+    for (q, (desc, avail, used)) in [(0u64, (d.desc, d.avail, d.used)), (1, tx)] {
+        t.write(0x030, 4, q, m);
+        t.write(0x038, 4, 8, m);
+        for (low, v) in [(0x080, desc), (0x090, avail), (0x0a0, used)] {
+            t.write(low, 4, v & 0xffff_ffff, m);
+            t.write(low + 4, 4, v >> 32, m);
+        }
+        t.write(0x044, 4, 1, m);
+    }
+    assert!(matches!(t.write(0x070, 4, 15, m), Effect::Activated(_)));
+    // Output: "hello " and "world\n" in two transmit buffers.
+    d.mem.write(DATA, b"hello ").unwrap();
+    d.mem.write(DATA + 0x100, b"world\n").unwrap();
+    d.set_desc_at(tx.0, 0, DATA, 6, 0, 0);
+    d.set_desc_at(tx.0, 1, DATA + 0x100, 6, 0, 0);
+    d.mem.write_u16(tx.1 + 4, 0).unwrap();
+    d.mem.write_u16(tx.1 + 6, 1).unwrap();
+    d.mem.write_u16(tx.1 + 2, 2).unwrap();
+    let mut out = Vec::new();
+    let s = console::take_output(&mut t, &mut d.mem, &mut out).unwrap();
+    assert_eq!(out, b"hello world\n");
+    assert_eq!((s.requests, s.bytes), (2, 12));
+    assert_eq!(d.mem.read_u16(tx.2 + 2).unwrap(), 2, "both buffers returned");
+    // Input: "ab\n" into a 2-byte and an 8-byte receive buffer.
+    d.set_desc(0, DATA + 0x200, 2, WRITE, 0);
+    d.set_desc(1, DATA + 0x300, 8, WRITE, 0);
+    d.publish(0);
+    d.publish(1);
+    let mut input: alloc::collections::VecDeque<u8> = b"ab\n".iter().copied().collect();
+    let s = console::give_input(&mut t, &mut d.mem, &mut input).unwrap();
+    assert!(input.is_empty());
+    assert_eq!((s.requests, s.bytes), (2, 3));
+    assert_eq!((d.used_entry(0), d.used_entry(1)), ((0, 2), (1, 1)));
+    let mut got = [0u8; 3];
+    d.mem.read(DATA + 0x200, &mut got[..2]).unwrap();
+    d.mem.read(DATA + 0x300, &mut got[2..]).unwrap();
+    assert_eq!(&got, b"ab\n");
+    // More input than buffers: it waits for the next ones.
+    input.extend(b"xyz");
+    assert_eq!(console::give_input(&mut t, &mut d.mem, &mut input).unwrap().requests, 0);
+    assert_eq!(input.len(), 3);
+}

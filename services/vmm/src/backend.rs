@@ -65,6 +65,9 @@ pub struct Device {
     line: Slot,
     notif: Slot,
     ioevents: Vec<Slot>,
+    /// The same connection for calls with a payload (console input), badged.
+    bulk: Mutex<keel_rt::ipc::Client>,
+    bulk_slot: Slot,
     /// The backend is gone; the monitor answers the slot itself.
     dead: AtomicBool,
     /// The monitor stopped the backend with its VM.
@@ -81,9 +84,10 @@ impl Device {
     /// `adopt` puts the backend in procmgr's process list (`ps`, `kill`); `namesrv` finds the
     /// file service for a disk's backend (which gets that connection, not namesrv).
     #[allow(clippy::too_many_arguments)]
-    pub fn start(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
+    /// `output`: for a console, the badged connection its output goes to the monitor by.
+    pub fn start(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, output: Option<Slot>, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
         let mut made: Vec<Slot> = Vec::new();
-        let r = Self::start_with(elf, kind, slot, vm, id, ram, ram_bytes, namesrv, &mut made);
+        let r = Self::start_with(elf, kind, slot, vm, id, ram, ram_bytes, namesrv, output, &mut made);
         if let Ok(d) = &r
             && let Err(e) = adopt(d.process, &alloc::format!("vdev-{}", kind.name()))
         {
@@ -98,7 +102,7 @@ impl Device {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn start_with(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, made: &mut Vec<Slot>) -> Result<Device, String> {
+    fn start_with(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, output: Option<Slot>, made: &mut Vec<Slot>) -> Result<Device, String> {
         let what = |step: &str, e: Error| alloc::format!("virtio-{} in slot {slot}: {step}: {e}", kind.name());
         let window = virtio_mmio(slot).ok_or_else(|| alloc::format!("no virtio-mmio slot {slot}"))?;
         let keep = |made: &mut Vec<Slot>, r: Result<Slot, Error>, step: &str| {
@@ -109,6 +113,8 @@ impl Device {
             .map_err(|e| what(step, e))
         };
         let conn = keep(made, sys::conn_create(), "cannot create its connection")?;
+        // Calls with a payload need a badged capability (the server keys its buffers by badge).
+        let bulk = keep(made, sys::cap_copy(conn, None, rights::CALL | rights::GRANT, 1), "cannot copy its connection")?;
         let notif = keep(made, sys::notif_create(), "cannot create its notification")?;
         let line = keep(made, sys::vm_irq_line_create(vm, 32 + VIRTIO_MMIO_FIRST_SPI + slot), "cannot create its interrupt line")?;
         let mut ioevents = Vec::new();
@@ -126,6 +132,9 @@ impl Device {
             Grant { slot: slots::SELF_PROCESS, rights: rights::WAIT, badge: 0, name: "monitor" },
         ];
         let mut args: Vec<String> = ["vdev", kind.name(), &ram_arg, &vm_arg].iter().map(|s| String::from(*s)).collect();
+        if let Some(output) = output {
+            grants.push(Grant { slot: output, rights: rights::CALL | rights::GRANT, badge: 0, name: "output" });
+        }
         if let VirtioDevice::Disk { path, read_only } = kind {
             // Its own session with the file service (a fresh badge from namesrv), and nothing
             // else of namesrv's.
@@ -155,6 +164,8 @@ impl Device {
             line,
             notif,
             ioevents,
+            bulk: Mutex::new(keel_rt::ipc::Client::new(bulk)),
+            bulk_slot: bulk,
             dead: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             last: Mutex::new(DeviceStats::default()),
@@ -181,6 +192,15 @@ impl Device {
                 Err(alloc::format!("the virtio-{} backend (pid {}) is gone ({e}): the device now reports DEVICE_NEEDS_RESET", self.kind.name(), self.pid))
             }
         }
+    }
+
+    /// Input typed for a console device.
+    pub fn input(&self, bytes: &[u8]) -> Result<(), Error> {
+        if self.dead.load(Ordering::Acquire) {
+            return Err(Error::PeerDied);
+        }
+        let (r, _) = self.bulk.lock().call_bulk(vdev::INPUT, [0; 3], bytes)?;
+        keel_rt::ipc::status(&r).map(|_| ())
     }
 
     /// Its figures (fresh from the backend while it runs, else the last ones read) and what
@@ -219,7 +239,7 @@ impl Device {
         }
         self.dead.store(true, Ordering::Release);
         let _ = sys::process_kill(self.process);
-        for &s in self.ioevents.iter().chain([&self.line, &self.notif, &self.conn, &self.process]) {
+        for &s in self.ioevents.iter().chain([&self.line, &self.notif, &self.bulk_slot, &self.conn, &self.process]) {
             let _ = sys::cap_delete(s);
         }
     }

@@ -103,6 +103,9 @@ pub enum VirtioDevice {
         /// Writes are refused.
         read_only: bool,
     },
+    /// virtio-console (`--console virtio`, `console = virtio`): the guest's console is `hvc0`
+    /// (`console=hvc0` is put on its command line); the PL011 stays.
+    Console,
     /// virtio-rng (`--rng`, `rng = yes`): an entropy source, `/dev/hwrng` in Linux.
     Rng,
 }
@@ -112,6 +115,7 @@ impl VirtioDevice {
     pub fn name(&self) -> &'static str {
         match self {
             VirtioDevice::Disk { .. } => "blk",
+            VirtioDevice::Console => "console",
             VirtioDevice::Rng => "rng",
         }
     }
@@ -120,13 +124,17 @@ impl VirtioDevice {
     pub fn device_id(&self) -> u32 {
         match self {
             VirtioDevice::Disk { .. } => 2,
+            VirtioDevice::Console => 3,
             VirtioDevice::Rng => 4,
         }
     }
 
     /// Its number of queues (one doorbell each).
     pub fn queues(&self) -> u16 {
-        1
+        match self {
+            VirtioDevice::Console => 2,
+            _ => 1,
+        }
     }
 
     /// A `--disk` / `disk =` value: `FILE` or `FILE:ro`, FILE an absolute path.
@@ -153,6 +161,7 @@ impl VmConfig {
         let mut mem_bytes: Option<u64> = None;
         let mut raw_load: Option<u64> = None;
         let mut rng: Option<bool> = None;
+        let mut console: Option<bool> = None;
         let mut disks: Vec<VirtioDevice> = Vec::new();
 
         for (index, line) in text.lines().enumerate() {
@@ -205,6 +214,7 @@ impl VmConfig {
                     required("raw_load", value).and_then(|v| parse_address("raw_load", v)),
                 ),
                 "rng" => set(&mut rng, "rng", parse_yes_no("rng", value)),
+                "console" => set(&mut console, "console", parse_console("console", value)),
                 // One line per disk.
                 "disk" => VirtioDevice::parse_disk("disk", value).map(|d| disks.push(d)),
                 _ => Err(VmmError::UnknownKey {
@@ -232,7 +242,11 @@ impl VmConfig {
             mode: RunMode::Background,
             timeout_secs: None,
             host_cpu: None,
-            devices: disks.into_iter().chain((rng == Some(true)).then_some(VirtioDevice::Rng)).collect(),
+            devices: disks
+                .into_iter()
+                .chain((console == Some(true)).then_some(VirtioDevice::Console))
+                .chain((rng == Some(true)).then_some(VirtioDevice::Rng))
+                .collect(),
         })
     }
 }
@@ -269,6 +283,8 @@ pub struct RunCommand {
     pub rng: bool,
     /// `--disk FILE[:ro]`, in order: disks after the config file's.
     pub disks: Vec<VirtioDevice>,
+    /// `--console virtio|pl011` (None: as the config file says).
+    pub console: Option<bool>,
     /// `--kernel FILE ...`, if given.
     pub kernel: Option<InlineKernel>,
 }
@@ -289,6 +305,7 @@ impl RunCommand {
         let mut host_cpu = None;
         let mut rng = false;
         let mut disks = Vec::new();
+        let mut console = None;
 
         let mut words = words.iter().copied();
         while let Some(word) = words.next() {
@@ -327,6 +344,10 @@ impl RunCommand {
                 }
                 "--rng" if rng => return Err(VmmError::Duplicate { what: "--rng".to_string() }),
                 "--rng" => rng = true,
+                "--console" => {
+                    let value = option_value(&mut words, "--console")?;
+                    set(&mut console, "--console", parse_console("--console", value))?;
+                }
                 "--disk" => {
                     let value = option_value(&mut words, "--disk")?;
                     disks.push(VirtioDevice::parse_disk("--disk", value)?);
@@ -414,6 +435,7 @@ impl RunCommand {
             host_cpu,
             rng,
             disks,
+            console,
             kernel,
         })
     }
@@ -458,8 +480,19 @@ impl RunCommand {
         let (mut devices, others): (Vec<_>, Vec<_>) = config.devices.drain(..).partition(|d| matches!(d, VirtioDevice::Disk { .. }));
         devices.extend(self.disks);
         devices.extend(others);
+        match self.console {
+            Some(true) if !devices.contains(&VirtioDevice::Console) => {
+                let at = devices.iter().take_while(|d| matches!(d, VirtioDevice::Disk { .. })).count();
+                devices.insert(at, VirtioDevice::Console);
+            }
+            Some(false) => devices.retain(|d| *d != VirtioDevice::Console),
+            _ => {}
+        }
         if self.rng && !devices.contains(&VirtioDevice::Rng) {
             devices.push(VirtioDevice::Rng);
+        }
+        if devices.contains(&VirtioDevice::Console) {
+            config.append = with_console(&config.append, "hvc0");
         }
         let mut paths: Vec<&str> = Vec::new();
         for d in &devices {
@@ -476,6 +509,23 @@ impl RunCommand {
         config.devices = devices;
         Ok(config)
     }
+}
+
+/// `virtio` (true) or `pl011` (false).
+fn parse_console(what: &'static str, value: &str) -> Result<bool, VmmError> {
+    match value {
+        "virtio" => Ok(true),
+        "pl011" => Ok(false),
+        _ => Err(VmmError::BadConsole { what, value: value.to_string() }),
+    }
+}
+
+/// `append` with its `console=` words replaced by `console=<name>` (one added if it had none;
+/// `earlycon` is left alone).
+pub fn with_console(append: &str, name: &str) -> String {
+    let mut words: Vec<String> = append.split_whitespace().filter(|w| !w.starts_with("console=")).map(String::from).collect();
+    words.insert(0, alloc::format!("console={name}"));
+    words.join(" ")
 }
 
 /// A config file's yes/no value.
@@ -635,7 +685,7 @@ pub fn without_mode(words: &[&str]) -> Vec<String> {
             "--timeout" => {
                 words.next();
             }
-            "--vcpus" | "--mem" | "--kernel" | "--load" | "--initrd" | "--append" | "--disk" => {
+            "--vcpus" | "--mem" | "--kernel" | "--load" | "--initrd" | "--append" | "--disk" | "--console" => {
                 out.push(word.to_string());
                 if let Some(value) = words.next() {
                     out.push(value.to_string());
@@ -1074,5 +1124,21 @@ mod tests {
             "--disk x: give a file's absolute path, with :ro after it for a read-only disk"
         );
         assert_eq!(without_mode(&["v", "--disk", "/a", "--attach"]), ["v", "--disk", "/a"]);
+    }
+
+    #[test]
+    fn a_virtio_console_puts_hvc0_on_the_command_line() {
+        let config = run("linux --console virtio --disk /d.img --rng")
+            .and_then(|c| c.into_config(Some("kernel = /k\nappend = console=ttyAMA0 earlycon=pl011,0x09000000 quiet")))
+            .unwrap();
+        assert_eq!(config.devices[1], VirtioDevice::Console, "after the disks");
+        assert_eq!(config.append, "console=hvc0 earlycon=pl011,0x09000000 quiet");
+        let config = run("linux").and_then(|c| c.into_config(Some("kernel = /k\nconsole = virtio"))).unwrap();
+        assert_eq!((config.devices.as_slice(), config.append.as_str()), (&[VirtioDevice::Console][..], "console=hvc0"));
+        let config = run("linux --console pl011").and_then(|c| c.into_config(Some("kernel = /k\nconsole = virtio\nappend = console=ttyAMA0"))).unwrap();
+        assert!(config.devices.is_empty());
+        assert_eq!(config.append, "console=ttyAMA0");
+        assert_eq!(run("v --kernel /k --console serial").unwrap_err().to_string(), "--console serial: the console is virtio or pl011");
+        assert_eq!(without_mode(&["v", "--console", "virtio", "--wait"]), ["v", "--console", "virtio"]);
     }
 }

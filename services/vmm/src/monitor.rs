@@ -123,6 +123,8 @@ impl Uart {
 struct Monitor {
     control: Slot,
     namesrv: Slot,
+    /// The connection this monitor serves (`vmm`); console backends get badged copies.
+    served: core::sync::atomic::AtomicU32,
     /// Held from the checks of a new VM's disks until it is in `vms` (two `vm run`s at once do
     /// not both get one disk read-write).
     starting: Mutex<()>,
@@ -310,6 +312,7 @@ pub fn main(startup: &Startup) -> i32 {
     let monitor: &'static Monitor = alloc::boxed::Box::leak(alloc::boxed::Box::new(Monitor {
         control,
         namesrv: namesrv_slot,
+        served: core::sync::atomic::AtomicU32::new(0),
         starting: Mutex::new(()),
         archive,
         vms: Mutex::new(Vec::new()),
@@ -323,6 +326,7 @@ pub fn main(startup: &Startup) -> i32 {
         println!("vmm: cannot create its connection");
         return 1;
     };
+    monitor.served.store(conn, Ordering::Release);
     if let Err(e) = ipc::register_service(namesrv_slot, "vmm", conn) {
         println!("vmm: cannot register with namesrv: {e}");
         return 1;
@@ -333,9 +337,23 @@ pub fn main(startup: &Startup) -> i32 {
     ipc::serve(conn, |req| handle(monitor, req))
 }
 
+/// The badge of a console backend's capability to this monitor: this bit and the VM's id.
+const BACKEND_BADGE: u64 = 1 << 31;
+
 fn handle(m: &'static Monitor, req: &mut Request) -> Reply {
+    if req.badge & BACKEND_BADGE != 0 && req.badge >> 32 == 0 {
+        // A console backend: its output, for its own VM only.
+        if req.msg.label != vmm::CONSOLE_OUTPUT {
+            return Reply::err(Error::NoRights);
+        }
+        let id = (req.badge & 0xffff_ffff & !BACKEND_BADGE) as u32;
+        let Some(vm) = m.vms.lock().iter().find(|v| v.id == id).cloned() else { return Reply::err(Error::NotFound) };
+        let mut bytes = req.payload().to_vec();
+        flush_output(&vm, &mut bytes);
+        return Reply::ok([0; 4]);
+    }
     if req.msg.label != vmm::COMMAND {
-        return Reply::err(Error::NoSys);
+        return Reply::err(if req.msg.label == vmm::CONSOLE_OUTPUT { Error::NoRights } else { Error::NoSys });
     }
     let payload = req.payload().to_vec();
     let text = String::from_utf8_lossy(&payload).into_owned();
@@ -385,11 +403,19 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
             Some(vm) if vm.exit.lock().is_some() => {
                 let _ = writeln!(out, "vm {} {}", vm.id, exit_state(&vm));
             }
-            Some(vm) => {
-                let mut u = vm.uart.lock();
-                u.input.extend(text.bytes());
-                feed_uart(&vm, &mut u);
-            }
+            Some(vm) => match vm.devices.iter().find(|d| d.kind == keel_vmm::config::VirtioDevice::Console) {
+                // Typed lines go to the virtio console when the VM has one.
+                Some(d) => {
+                    if let Err(e) = d.input(text.as_bytes()) {
+                        let _ = writeln!(out, "vm {}: its console backend is gone ({e})", vm.id);
+                    }
+                }
+                None => {
+                    let mut u = vm.uart.lock();
+                    u.input.extend(text.bytes());
+                    feed_uart(&vm, &mut u);
+                }
+            },
             None => {
                 let _ = writeln!(out, "vm: no VM {id}");
             }
@@ -660,7 +686,19 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         }
         write_guest(ram_pmo, dtb_addr, &dtb)?;
         for (&slot, kind) in virtio_slots.iter().zip(&config.devices) {
-            devices.push(Device::start(backend_elf, kind, slot, vm, id, ram_pmo, config.mem_bytes, m.namesrv, &|process, name| adopt(m, process, name))?);
+            // A console's output comes back to this monitor, badged with the VM's id.
+            let output = match kind {
+                keel_vmm::config::VirtioDevice::Console => Some(
+                    sys::cap_copy(m.served.load(Ordering::Acquire), None, keel_rt::abi::rights::CALL | keel_rt::abi::rights::GRANT, BACKEND_BADGE | u64::from(id))
+                        .map_err(|e| sys_err("cannot make the console's output capability", e))?,
+                ),
+                _ => None,
+            };
+            let started = Device::start(backend_elf, kind, slot, vm, id, ram_pmo, config.mem_bytes, m.namesrv, output, &|process, name| adopt(m, process, name));
+            if let Some(o) = output {
+                let _ = sys::cap_delete(o);
+            }
+            devices.push(started?);
         }
         sys::vcpu_init(vcpus[0], layout.entry, dtb_addr, VCPU_POWER_ON).map_err(|e| sys_err("cannot start vCPU 0", e))
     })();
