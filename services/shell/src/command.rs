@@ -40,7 +40,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("mem", "physical memory (total, used, free), the kernel heap and its objects"),
     ("uptime", "time since boot"),
     ("poweroff", "power the machine off"),
-    ("vm run <name|config> [opts]", "start a VM (--vcpus N --mem M --cpu C --rng --attach|--wait|--timeout S --kernel F [--raw --load A] --initrd F --append S)"),
+    ("vm run <name|config> [opts]", "start a VM (--vcpus N --mem M --cpu C --disk F[:ro] --console virtio --rng --attach|--wait|--timeout S --kernel F [--raw --load A] --initrd F --append S)"),
     ("vm list | stat <id>", "list VMs and their state; exit counts of a VM"),
     ("vm console <id> | stop <id>", "show a VM's console; stop a VM"),
     ("vm rm <id> | start <id> [opts]", "forget a VM that has stopped; boot a stopped VM again (--attach|--wait|--timeout S)"),
