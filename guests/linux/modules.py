@@ -13,6 +13,8 @@ import os
 import struct
 import sys
 
+from needed import read_elf
+
 
 def norm(name):
     return name.replace("-", "_")
@@ -20,10 +22,7 @@ def norm(name):
 
 def modinfo(path):
     """The key=value strings of a 64-bit little-endian ELF module's .modinfo section."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
+    data = read_elf(path)
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]

@@ -17,12 +17,18 @@ DT_NULL, DT_NEEDED, DT_STRTAB = 0, 1, 5
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
 
 
-def elf_info(path):
-    """(NEEDED sonames, PT_INTERP path or None) of a 64-bit little-endian ELF file."""
+def read_elf(path):
+    """The bytes of a 64-bit little-endian ELF file (ValueError for anything else)."""
     with open(path, "rb") as f:
         data = f.read()
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
+    return data
+
+
+def elf_info(path):
+    """(NEEDED sonames, PT_INTERP path or None) of a 64-bit little-endian ELF file."""
+    data = read_elf(path)
     phoff, = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
     loads, dynamic, interp = [], None, None

@@ -319,6 +319,25 @@ fn watch(
     Run { name: name.to_string(), log, stderr, status, timed_out, timeout }
 }
 
+/// A scratch directory for one test's files (disk images), removed when dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    /// A fresh directory named after the test binary's process and `name`.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("keel-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cannot make a scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What one boot printed and how it ended.
 #[derive(Debug)]
 pub struct Run {

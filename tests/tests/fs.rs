@@ -1,27 +1,9 @@
 //! QEMU scenarios for the file service: the root tmpfs, ext2 on a virtio-blk disk made by the
 //! host's mke2fs, and what survives a reboot (checked with the host's e2fsck and debugfs).
 
-use keel_tests::Boot;
+use keel_tests::{Boot, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("keel-fs-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("cannot make a scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn e2fs_tool(name: &str) -> String {
     let path = format!("/usr/sbin/{name}");

@@ -3,7 +3,7 @@
 //! accesses. The tiny test guest's driver (tests/guests, `guest=virtio*`) checks what a guest
 //! sees; the tests check what the user sees (`vm stat`, `ps`, the monitor's notices).
 
-use keel_tests::Boot;
+use keel_tests::{Boot, Scratch};
 
 /// The row `vm stat` prints for a device: its numbers, after the device's name.
 fn device_row<'a>(log: &'a str, device: &str) -> Vec<&'a str> {
@@ -95,24 +95,6 @@ fn debian_linux_reads_its_hwrng_from_a_keel_backend() {
     let bytes: u64 = row.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
     if requests == 0 || bytes < 128 {
         run.fail(&format!("vm stat 1's device row {row:?} shows fewer requests or bytes than the guest read"));
-    }
-}
-
-/// A scratch directory removed when dropped.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("keel-virtio-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("cannot make a scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

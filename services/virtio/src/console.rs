@@ -39,16 +39,7 @@ impl Device for Console {
     }
 }
 
-/// What serving a queue did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Served {
-    /// Buffers returned.
-    pub requests: u64,
-    /// Bytes moved.
-    pub bytes: u64,
-    /// Whether the driver wants an interrupt for them.
-    pub interrupt: bool,
-}
+pub use crate::Served;
 
 /// Appends the guest's output waiting in the transmit queue to `out` (whole buffers, until at
 /// least [`MAX_OUTPUT`] bytes are taken) and returns the buffers. A malformed queue is an error

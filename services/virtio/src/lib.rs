@@ -31,6 +31,18 @@ pub mod rng;
 mod tests;
 
 pub use mem::{GuestMemory, MemError};
+
+/// What serving a queue did (the entropy and console devices; the block device counts errors
+/// too).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Buffers returned.
+    pub requests: u64,
+    /// Bytes moved to or from them.
+    pub bytes: u64,
+    /// Whether the driver wants an interrupt for them.
+    pub interrupt: bool,
+}
 pub use queue::{Chain, Descriptor, Queue, QueueError};
 
 /// Feature bits the transport and queues know about (virtio 1.2, section 6).

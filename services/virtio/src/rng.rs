@@ -30,16 +30,7 @@ impl Device for Rng {
     }
 }
 
-/// What serving the queue did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Served {
-    /// Buffers returned.
-    pub requests: u64,
-    /// Random bytes written.
-    pub bytes: u64,
-    /// Whether the driver wants an interrupt for them.
-    pub interrupt: bool,
-}
+pub use crate::Served;
 
 /// Fills every available buffer of the entropy queue with bytes from `fill` (at most
 /// [`MAX_PER_REQUEST`] each) and returns them. A malformed queue is an error and the transport
