@@ -36,6 +36,7 @@ QEMU_ARGS = [
 
 GUEST = "guest"
 LINUX = "linux"
+DISK = "disk"
 PROMPT = "prompt"
 
 # Every benchmark of the issue, in table order: (name, target, unit, source). The source is the
@@ -65,6 +66,9 @@ CATALOG = [
     ("linux_boot_ratio", 1.30, "ratio", LINUX),
     ("linux_boot_ratio_quiet", 1.10, "ratio", LINUX),
     ("linux_perf_instructions_ratio", None, "ratio", LINUX),
+    ("virtio_blk_write_per_mib", None, "instructions/MiB", DISK),
+    ("virtio_blk_read_per_mib", None, "instructions/MiB", DISK),
+    ("virtio_blk_monitor_exits_per_request", None, "exits/request", DISK),
     ("fs_tmpfs_write_16m", None, "instructions/KiB", KERNEL),
     ("fs_tmpfs_read_16m", None, "instructions/KiB", KERNEL),
     ("fs_tmpfs_create_stat_unlink", None, "instructions/file", KERNEL),
@@ -106,6 +110,16 @@ INIT_REACHED = re.compile(r"^guest: init reached at (\d+\.\d+)")
 PERF_LINE = re.compile(r"^guest: perf: (\d+) loops: instructions (\d+) cycles (\d+) elapsed-ns (\d+)")
 LINUX_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cache", "guest")
 LINUX_APPEND = "console=ttyAMA0 earlycon=pl011,0x09000000 panic=-1 cryptomgr.notests keel.check keel.cpus=2"
+# The Debian guest's dd of 64 MiB to and from a virtio disk kept in a tmpfs of Keel's (no CPU
+# waits on QEMU's devices, so guest nanoseconds stay instructions), then `vm stat`.
+DD_INPUT = (b"mkdir /scratch\n"
+            b"mount tmpfs /scratch 80M\n"
+            b"truncate -s 64M /scratch/dd.img\n"
+            b"vm run dd --kernel /guest/linux/Image --initrd /guest/linux/initrd.cpio "
+            b"--append \"console=ttyAMA0 panic=-1 cryptomgr.notests quiet keel.dd\" --disk /scratch/dd.img --wait\n"
+            b"vm stat 1\n"
+            b"poweroff\n")
+DD_LINE = re.compile(r"^guest: dd: (write|read) 64 MiB in (\d+) ns")
 FIRST_PROMPT = re.compile(r"^shell: first prompt at (\d+) ticks")
 BENCH_LINE = re.compile(r"^bench: (\S+) (\d+) (\d+) (\d+) (\S+)\s*$")
 BOOT_TICKS = re.compile(r"^keel: boot took (\d+) ticks from power-on")
@@ -289,6 +303,27 @@ def linux_ratio(qemu, image, initrd, timeout):
     return ratios, perf
 
 
+def disk_figures(qemu, image, initrd, timeout):
+    """{name: value} of the Debian guest's 64 MiB dd to and from a virtio disk under Keel: guest
+    nanoseconds (instructions under icount) per MiB each way, and the monitor exits (`mmio-user`
+    in `vm stat`, the guest's boot included) per request the disk served."""
+    if not os.path.exists(os.path.join(LINUX_DIR, "Image")):
+        raise Failure("no Linux guest in cache/guest (run make guest)")
+    log = shell_session(qemu, image, initrd, DD_INPUT, timeout, "virtio disk dd")
+    ns = {m.group(1): int(m.group(2)) for m in map(DD_LINE.match, log.splitlines()) if m}
+    exits = requests = None
+    for line in log.splitlines():
+        w = line.split()
+        if len(w) >= 2 and w[0] == "mmio-user":
+            exits = int(w[1])
+        elif len(w) >= 2 and w[0].startswith("virtio-blk@"):
+            requests = int(w[1])
+    if len(ns) != 2 or exits is None or not requests:
+        raise Failure(f"virtio disk dd: no dd figures or vm stat rows\n{tail(log)}")
+    return {"virtio_blk_write_per_mib": ns["write"] / 64, "virtio_blk_read_per_mib": ns["read"] / 64,
+            "virtio_blk_monitor_exits_per_request": exits / requests}, (exits, requests)
+
+
 def tail(log, n=30):
     lines = log.splitlines()
     return "--- last lines of the serial log ---\n" + "\n".join(lines[-n:])
@@ -326,7 +361,7 @@ def run_all(args):
     log = boot(args.qemu, args.image, args.initrd, scenario, args.timeout)
     benches = parse_bench_lines(log)
     boot_figures, parts = parse_boot_report(log)
-    results, missing, linux = [], [], None
+    results, missing, linux, disk = [], [], None, None
     guests = guest_figures(args.qemu, args.image, args.initrd, args.timeout)
     for name, target, unit, source in CATALOG:
         r = {"name": name, "median": None, "min": None, "max": None, "target": target, "unit": unit}
@@ -362,6 +397,24 @@ def run_all(args):
                     r.update(min=v, median=v, max=v)
                     r["note"] = (f"perf stat in the Debian guest (linux-perf-check): {insns} instructions counted by the "
                                  f"guest's PMU for a shell loop over the {ns} instructions icount ran meanwhile (its elapsed ns)")
+        elif source == DISK:
+            if args.quick:
+                r["note"] = "not measured by the quick run (make bench measures it)"
+            else:
+                if disk is None:
+                    disk = disk_figures(args.qemu, args.image, args.initrd, args.timeout)
+                figures, (exits, requests) = disk
+                v = round(figures[name], 2) if name.endswith("_request") else int(figures[name])
+                r.update(min=v, median=v, max=v)
+                if name.endswith("_request"):
+                    r["note"] = (f"{exits} monitor exits (mmio-user: Linux reads InterruptStatus and writes InterruptACK for "
+                                 f"every interrupt, each forwarded to the backend; its boot's probing included) over "
+                                 f"{requests} requests the disk served")
+                else:
+                    way = "from /dev/zero to" if "write" in name else "from /dev/vda to /dev/null of"
+                    r["note"] = (f"Debian's Linux, dd {way} /dev/vda, 64 KiB O_DIRECT requests, 64 MiB: guest "
+                                 f"nanoseconds per MiB (instructions under icount); the disk is a file in a tmpfs of "
+                                 f"Keel's, served by vdev-blk through the file service. No QEMU baseline yet")
         elif source == PROMPT:
             v = boot_to_prompt(args.qemu, args.image, args.initrd, args.timeout)
             r.update(min=v, median=v, max=v)

@@ -28,6 +28,8 @@ pub trait Files {
     fn mkdir(&mut self, path: &str, mode: u16) -> Result<(), Errno>;
     fn rmdir(&mut self, path: &str) -> Result<(), Errno>;
     fn unlink(&mut self, path: &str) -> Result<(), Errno>;
+    /// Sets a file's size (cut, or extended with zeros).
+    fn truncate(&mut self, path: &str, size: u64) -> Result<(), Errno>;
     fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno>;
     fn symlink(&mut self, target: &str, path: &str) -> Result<(), Errno>;
     fn link(&mut self, old: &str, new: &str) -> Result<(), Errno>;
@@ -56,6 +58,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("mkdir [-p] <dir...>", "make directories"),
     ("rmdir <dir...>", "remove empty directories"),
     ("touch <file...>", "create empty files"),
+    ("truncate -s <size> <file...>", "set files' sizes (created if missing; size like 64M): a blank disk for vm run --disk"),
     ("ln [-s] <target> <name>", "make a hard (-s: symbolic) link"),
     ("stat <path...>", "show a file's attributes"),
     ("df", "space on each file system"),
@@ -86,7 +89,7 @@ fn parse_size(s: &str) -> Option<u64> {
 pub fn is_file_command(name: &str) -> bool {
     matches!(
         name,
-        "ls" | "cat" | "cp" | "mv" | "rm" | "mkdir" | "rmdir" | "touch" | "ln" | "stat" | "df" | "mount" | "umount" | "sync" | "cd" | "pwd"
+"ls" | "cat" | "cp" | "mv" | "rm" | "mkdir" | "rmdir" | "touch" | "truncate" | "ln" | "stat" | "df" | "mount" | "umount" | "sync" | "cd" | "pwd"
     )
 }
 
@@ -126,6 +129,7 @@ pub fn run(f: &mut dyn Files, name: &str, args: &[String], out: &mut String) {
         "mkdir" => "p",
         "ln" => "s",
         "mount" => "r",
+        "truncate" => "s",
         _ => "",
     };
     let (opts, ops) = match options(args, allowed) {
@@ -188,6 +192,20 @@ pub fn run(f: &mut dyn Files, name: &str, args: &[String], out: &mut String) {
                 }
             }
         }
+        ("truncate", [size, files @ ..]) if has('s') && !files.is_empty() => match parse_size(size) {
+            Some(size) => {
+                for p in files {
+                    let r = f.open(p, O_WRONLY | O_CREAT, 0o644).and_then(|fd| {
+                        let _ = f.close(fd);
+                        f.truncate(p, size)
+                    });
+                    if let Err(e) = r {
+                        fail(out, "truncate", p, e);
+                    }
+                }
+            }
+            None => usage(out, "truncate -s <size> <file...> (size: bytes, or with K, M or G)"),
+        },
         ("ln", [target, link]) => {
             let r = if has('s') { f.symlink(target, link) } else { f.link(target, link) };
             if let Err(e) = r {
@@ -602,6 +620,10 @@ pub mod testfs {
             let p = self.absolute(path);
             self.vfs.unlink(SID, &p)
         }
+        fn truncate(&mut self, path: &str, size: u64) -> Result<(), Errno> {
+            let p = self.absolute(path);
+            self.vfs.truncate(SID, &p, size)
+        }
         fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno> {
             let (a, b) = (self.absolute(old), self.absolute(new));
             self.vfs.rename(SID, &a, &b)
@@ -692,6 +714,20 @@ mod tests {
         assert_eq!(sh(&mut f, "cp /a/hello /a/hello"), "cp: /a/hello: invalid argument\n");
         assert_eq!(sh(&mut f, "ls -z"), "ls: unknown option -z\n");
         assert_eq!(sh(&mut f, "mv /a"), "usage: mv <from> <to>\n");
+    }
+
+    #[test]
+    fn truncate_makes_a_blank_file_of_a_size_and_cuts_one() {
+        let mut f = VfsFiles::new();
+        assert_eq!(sh(&mut f, "truncate -s 1M /disk.img /b.img"), "");
+        assert!(sh(&mut f, "stat /disk.img").contains("Size: 1048576"));
+        assert!(sh(&mut f, "stat /b.img").contains("Size: 1048576"));
+        write_output(&mut f, "/t", "0123456789", false).unwrap();
+        assert_eq!(sh(&mut f, "truncate -s 4 /t"), "");
+        assert_eq!(sh(&mut f, "cat /t"), "0123");
+        assert_eq!(sh(&mut f, "truncate -s 64Q /t"), "usage: truncate -s <size> <file...> (size: bytes, or with K, M or G)\n");
+        assert_eq!(sh(&mut f, "truncate /t"), "usage: truncate -s <size> <file...>\n");
+        assert_eq!(sh(&mut f, "truncate -s 1K /nodir/x"), "truncate: /nodir/x: no such file or directory\n");
     }
 
     #[test]

@@ -78,6 +78,9 @@ impl crate::files::Files for LiveFiles {
     fn unlink(&mut self, path: &str) -> Result<(), Errno> {
         fs::unlink(path)
     }
+    fn truncate(&mut self, path: &str, size: u64) -> Result<(), Errno> {
+        fs::truncate(path, size)
+    }
     fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno> {
         fs::rename(old, new)
     }
