@@ -378,43 +378,39 @@ def run_all(args):
             r.update(min=lo, median=med, max=hi)
             r["note"] = (f"measured by the tiny guest (tests/guests, guest=bench, switch or virtio-bench) with its counter: "
                          f"{GUEST_LINES[name][2]}; {n} samples, each one operation timed alone")
+        elif source in (LINUX, DISK) and args.quick:
+            r["note"] = "not measured by the quick run (make bench measures it)"
         elif source == LINUX:
-            if args.quick:
-                r["note"] = "not measured by the quick run (make bench measures it)"
+            if linux is None:
+                linux = linux_ratio(args.qemu, args.image, args.initrd, args.timeout)
+            ratios, (insns, ns) = linux
+            if name.startswith("linux_boot_ratio"):
+                variant = "quiet" if name.endswith("_quiet") else "verbose"
+                ratio, d, k = ratios[variant]
+                r.update(min=round(ratio, 3), median=round(ratio, 3), max=round(ratio, 3))
+                console = "quiet console (`quiet`)" if variant == "quiet" else "verbose PL011 console"
+                r["note"] = (f"Linux start to /init, {console}: {k:.6f} s guest time under Keel vs {d:.6f} s "
+                             f"on QEMU at EL1 (icount: 1 s = 1e9 instructions)")
             else:
-                if linux is None:
-                    linux = linux_ratio(args.qemu, args.image, args.initrd, args.timeout)
-                ratios, (insns, ns) = linux
-                if name.startswith("linux_boot_ratio"):
-                    variant = "quiet" if name.endswith("_quiet") else "verbose"
-                    ratio, d, k = ratios[variant]
-                    r.update(min=round(ratio, 3), median=round(ratio, 3), max=round(ratio, 3))
-                    console = "quiet console (`quiet`)" if variant == "quiet" else "verbose PL011 console"
-                    r["note"] = (f"Linux start to /init, {console}: {k:.6f} s guest time under Keel vs {d:.6f} s "
-                                 f"on QEMU at EL1 (icount: 1 s = 1e9 instructions)")
-                else:
-                    v = round(insns / ns, 4)
-                    r.update(min=v, median=v, max=v)
-                    r["note"] = (f"perf stat in the Debian guest (linux-perf-check): {insns} instructions counted by the "
-                                 f"guest's PMU for a shell loop over the {ns} instructions icount ran meanwhile (its elapsed ns)")
-        elif source == DISK:
-            if args.quick:
-                r["note"] = "not measured by the quick run (make bench measures it)"
-            else:
-                if disk is None:
-                    disk = disk_figures(args.qemu, args.image, args.initrd, args.timeout)
-                figures, (exits, requests) = disk
-                v = round(figures[name], 2) if name.endswith("_request") else int(figures[name])
+                v = round(insns / ns, 4)
                 r.update(min=v, median=v, max=v)
-                if name.endswith("_request"):
-                    r["note"] = (f"{exits} monitor exits (mmio-user: Linux reads InterruptStatus and writes InterruptACK for "
-                                 f"every interrupt, each forwarded to the backend; its boot's probing included) over "
-                                 f"{requests} requests the disk served")
-                else:
-                    way = "from /dev/zero to" if "write" in name else "from /dev/vda to /dev/null of"
-                    r["note"] = (f"Debian's Linux, dd {way} /dev/vda, 64 KiB O_DIRECT requests, 64 MiB: guest "
-                                 f"nanoseconds per MiB (instructions under icount); the disk is a file in a tmpfs of "
-                                 f"Keel's, served by vdev-blk through the file service. No QEMU baseline yet")
+                r["note"] = (f"perf stat in the Debian guest (linux-perf-check): {insns} instructions counted by the "
+                             f"guest's PMU for a shell loop over the {ns} instructions icount ran meanwhile (its elapsed ns)")
+        elif source == DISK:
+            if disk is None:
+                disk = disk_figures(args.qemu, args.image, args.initrd, args.timeout)
+            figures, (exits, requests) = disk
+            v = round(figures[name], 2) if name.endswith("_request") else int(figures[name])
+            r.update(min=v, median=v, max=v)
+            if name.endswith("_request"):
+                r["note"] = (f"{exits} monitor exits (mmio-user: Linux reads InterruptStatus and writes InterruptACK for "
+                             f"every interrupt, each forwarded to the backend; its boot's probing included) over "
+                             f"{requests} requests the disk served")
+            else:
+                way = "from /dev/zero to /dev/vda" if "write" in name else "from /dev/vda to /dev/null"
+                r["note"] = (f"Debian's Linux, dd {way}, 64 KiB O_DIRECT requests, 64 MiB: guest "
+                             f"nanoseconds per MiB (instructions under icount); the disk is a file in a tmpfs of "
+                             f"Keel's, served by vdev-blk through the file service. No QEMU baseline yet")
         elif source == PROMPT:
             v = boot_to_prompt(args.qemu, args.image, args.initrd, args.timeout)
             r.update(min=v, median=v, max=v)
