@@ -113,8 +113,9 @@ pub mod vdev {
     /// register, data[2] whether the entropy comes from RNDR (1) or the seeded generator (0)
     /// (entropy devices only).
     pub const STATE: u64 = 4;
-    /// The VM is ending: a disk's backend makes its writes durable and closes its file (later
-    /// requests fail). Reply label 0, or `BadState` when the flush failed.
+    /// The VM is ending: a disk's backend makes its writes durable and closes its file, and the
+    /// backend exits (the reply may not arrive). Reply label 0, or `BadState` when the flush
+    /// failed.
     pub const STOP: u64 = 5;
     /// Input for a console device: bulk payload = the bytes (typed at `vm console`/`--attach`).
     pub const INPUT: u64 = 6;

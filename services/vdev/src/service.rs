@@ -222,7 +222,7 @@ pub fn main(startup: &Startup) -> i32 {
         println!("vdev: vm {vm}: cannot start its doorbell thread: {e}");
         return 1;
     }
-    ipc::serve(caps.conn, |req| handle(device, irq, output, req))
+    ipc::serve(caps.conn, |req| handle(device, irq, notif, output, req))
 }
 
 /// Opens a disk's file: the device model (its capacity the file's whole sectors) and its
@@ -270,7 +270,7 @@ fn pass_output(device: &Mutex<Device>, output: Option<&Mutex<ipc::Client>>) {
     }
 }
 
-fn handle(device: &Mutex<Device>, irq: Slot, output: Option<&Mutex<ipc::Client>>, req: &mut Request) -> Reply {
+fn handle(device: &Mutex<Device>, irq: Slot, notif: Slot, output: Option<&Mutex<ipc::Client>>, req: &mut Request) -> Reply {
     let [a, b, c, _] = req.msg.data;
     match req.msg.label {
         vdev::MMIO_READ => match u8::try_from(b) {
@@ -307,8 +307,10 @@ fn handle(device: &Mutex<Device>, irq: Slot, output: Option<&Mutex<ipc::Client>>
         vdev::STOP => {
             let flushed = device.lock().stop();
             // The file is closed: end the session too, so the file service has nothing to tidy
-            // up (or report) when the monitor then kills this process.
+            // up (or report) when this process ends.
             fs::end_session();
+            // Then end: the doorbell thread exits the process as it does when the monitor goes.
+            let _ = sys::notif_signal(notif, vdev::MONITOR_GONE);
             if flushed { Reply::ok([0; 4]) } else { Reply::err(Error::BadState) }
         }
         _ => Reply::err(Error::NoSys),

@@ -22,6 +22,8 @@ use keel_vmm::layout::{RAM_BASE, VIRTIO_MMIO_FIRST_SPI, virtio_mmio};
 
 /// QueueNotify's offset in a virtio-mmio window (virtio 1.2, section 4.2.2).
 const QUEUE_NOTIFY: u64 = 0x050;
+/// How long a backend told to stop has to exit before it is killed.
+const STOP_WAIT_NS: u64 = 5_000_000_000;
 /// Level argument of `vm_irq_line`: one rising edge.
 const EDGE: u64 = 2;
 
@@ -232,13 +234,26 @@ impl Device {
     /// Stops the backend and gives back every capability of the device (the VM is ending).
     pub fn release(&self) {
         // A backend that died before keeps saying so. (No vCPU runs now: nothing else calls it.)
+        let mut exited = false;
         if self.read_stats().1 {
             self.ended.store(true, Ordering::Release);
-            // A disk's writes made durable and its file closed before the backend goes.
+            // A disk's writes made durable and its file closed; then the backend exits by
+            // itself. Waited for (a bounded time) so its VM's memory is free when `vm run
+            // --wait` returns; killed if it does not.
+            let watch = sys::notif_create();
+            if let Ok(n) = watch {
+                let _ = sys::process_watch(self.process, n, 1);
+            }
             let _ = sys::ipc_call(self.conn, &Message::new(vdev::STOP, [0; 4]), CapList::EMPTY);
+            if let Ok(n) = watch {
+                exited = sys::notif_wait(n, STOP_WAIT_NS).is_ok_and(|bits| bits & 1 != 0);
+                let _ = sys::cap_delete(n);
+            }
         }
         self.dead.store(true, Ordering::Release);
-        let _ = sys::process_kill(self.process);
+        if !exited {
+            let _ = sys::process_kill(self.process);
+        }
         for &s in self.ioevents.iter().chain([&self.line, &self.notif, &self.bulk_slot, &self.conn, &self.process]) {
             let _ = sys::cap_delete(s);
         }
