@@ -2,17 +2,17 @@
 //! on one thread and the doorbells on another, and raises the device's interrupt line.
 
 use crate::backend::{Backend, Kind};
-use alloc::string::String;
-use keel_rt::fs;
-use keel_virtio::blk::{Blk, Storage, StorageError};
 use crate::entropy::{Rndr, Seeded, Source};
 use alloc::boxed::Box;
+use alloc::string::String;
+use keel_rt::fs;
 use keel_rt::ipc::{self, Reply, Request};
 use keel_rt::proto::vdev;
 use keel_rt::startup::Startup;
 use keel_rt::sync::Mutex;
 use keel_rt::vm::SharedMemory;
 use keel_rt::{Error, Slot, println, sys, thread};
+use keel_virtio::blk::{Blk, Storage, StorageError};
 use keel_virtio::{GuestMemory, MemError};
 
 /// Level argument of `vm_irq_line`: one rising edge (virtio-mmio interrupts are edge-triggered
@@ -42,24 +42,6 @@ impl GuestMemory for GuestRam {
     }
     fn contains(&self, addr: u64, len: u64) -> bool {
         self.offset(addr, len).is_ok()
-    }
-}
-
-/// RNDR when the CPU has it, else the seeded generator.
-pub enum Entropy {
-    Hardware(Rndr),
-    Seeded(Seeded),
-}
-
-impl Source for Entropy {
-    fn fill(&mut self, out: &mut [u8]) {
-        match self {
-            Entropy::Hardware(r) => r.fill(out),
-            Entropy::Seeded(s) => s.fill(out),
-        }
-    }
-    fn hardware(&self) -> bool {
-        matches!(self, Entropy::Hardware(_))
     }
 }
 
@@ -198,11 +180,12 @@ pub fn main(startup: &Startup) -> i32 {
     let backend = match args.kind {
         Kind::Rng => {
             let seed = sys::counter() ^ (vm << 48) ^ base;
-            let entropy = match sys::cpu_features() {
-                Ok(f) if f.rndr() => Entropy::Hardware(Rndr::new(keel_rt::random::rndr, Seeded::new(seed))),
-                _ => Entropy::Seeded(Seeded::new(seed)),
+            // RNDR when the CPU has it, else the seeded generator.
+            let entropy: Box<dyn Source + Send> = match sys::cpu_features() {
+                Ok(f) if f.rndr() => Box::new(Rndr::new(keel_rt::random::rndr, Seeded::new(seed))),
+                _ => Box::new(Seeded::new(seed)),
             };
-            Backend::rng(ram, Box::new(entropy))
+            Backend::rng(ram, entropy)
         }
         Kind::Console => Backend::console(ram),
         Kind::Blk => {

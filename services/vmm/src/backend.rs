@@ -84,9 +84,9 @@ impl Device {
     /// line, a notification its doorbells signal, a connection to serve and a watch on this
     /// monitor. Everything made is given back if any step fails.
     /// `adopt` puts the backend in procmgr's process list (`ps`, `kill`); `namesrv` finds the
-    /// file service for a disk's backend (which gets that connection, not namesrv).
+    /// file service for a disk's backend (which gets that connection, not namesrv); `output`:
+    /// for a console, the badged connection its output goes to the monitor by.
     #[allow(clippy::too_many_arguments)]
-    /// `output`: for a console, the badged connection its output goes to the monitor by.
     pub fn start(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, output: Option<Slot>, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
         let mut made: Vec<Slot> = Vec::new();
         let r = Self::start_with(elf, kind, slot, vm, id, ram, ram_bytes, namesrv, output, &mut made);
