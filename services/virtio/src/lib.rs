@@ -10,6 +10,7 @@
 //! - [`rng`]: the entropy device, the first device model.
 //! - [`blk`]: the block device model, against a [`blk::Storage`].
 //! - [`console`]: the console device model (one port).
+//! - [`net`]: the network device model (one queue pair; frames in and out, no offloads).
 //!
 //! The guest is hostile: everything read from guest memory or written by the guest to the
 //! registers is checked before it is used. A malformed ring or descriptor chain is a
@@ -26,6 +27,7 @@ pub mod mmio;
 pub mod queue;
 pub mod blk;
 pub mod console;
+pub mod net;
 pub mod rng;
 #[cfg(test)]
 mod tests;

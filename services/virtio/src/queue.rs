@@ -237,6 +237,14 @@ impl Queue {
         Ok(())
     }
 
+    /// Whether the driver has made chains available that [`Queue::pop`] has not taken.
+    pub fn pending(&self, mem: &impl GuestMemory) -> Result<bool, QueueError> {
+        if !self.ready {
+            return Err(QueueError::NotReady);
+        }
+        Ok(mem.read_u16(self.avail + 2)? != self.next_avail)
+    }
+
     /// The next available chain, or `None` when the driver has made none available.
     pub fn pop(&mut self, mem: &mut impl GuestMemory) -> Result<Option<Chain>, QueueError> {
         if !self.ready {

@@ -832,3 +832,80 @@ fn a_console_takes_whole_output_buffers_and_fills_input_buffers() {
     assert_eq!(console::give_input(&mut t, &mut d.mem, &mut input).unwrap().requests, 0);
     assert_eq!(input.len(), 3);
 }
+
+/// A net device live with both queues of size 8: receive at the Driver's rings, transmit 0x4000
+/// above them; returns the transmit rings' (desc, avail, used).
+fn net_up(d: &Driver) -> (Transport<crate::net::Net>, (u64, u64, u64)) {
+    let mut t = Transport::new(crate::net::Net { mac: [2, 0x4b, 0x65, 0, 1, 0] });
+    let tx = (d.desc + 0x4000, d.avail + 0x4000, d.used + 0x4000);
+    let m = &d.mem;
+    t.write(0x070, 4, 3, m);
+    t.write(0x024, 4, 1, m);
+    t.write(0x020, 4, 1, m);
+    t.write(0x070, 4, 11, m);
+    for (q, (desc, avail, used)) in [(0u64, (d.desc, d.avail, d.used)), (1, tx)] {
+        t.write(0x030, 4, q, m);
+        t.write(0x038, 4, 8, m);
+        for (low, v) in [(0x080, desc), (0x090, avail), (0x0a0, used)] {
+            t.write(low, 4, v & 0xffff_ffff, m);
+            t.write(low + 4, 4, v >> 32, m);
+        }
+        t.write(0x044, 4, 1, m);
+    }
+    assert!(matches!(t.write(0x070, 4, 15, m), Effect::Activated(_)));
+    (t, tx)
+}
+
+#[test]
+fn a_net_device_says_its_address_and_link() {
+    let t = Transport::new(crate::net::Net { mac: [2, 0x4b, 0x65, 0, 7, 1] });
+    assert_eq!(t.read(0x008, 4), 1, "device ID 1");
+    assert_eq!(t.read(0x010, 4) & (1 << 5 | 1 << 16), 1 << 5 | 1 << 16, "MAC and STATUS offered");
+    assert_eq!(t.read(0x100, 4), 0x0065_4b02);
+    assert_eq!(t.read(0x104, 1), 7);
+    assert_eq!(t.read(0x105, 1), 1);
+    assert_eq!(t.read(0x106, 2), 1, "link up");
+    assert_eq!(t.read(0x108, 4), 0, "nothing after the status");
+}
+
+#[test]
+fn a_net_device_moves_frames_both_ways_and_drops_bad_ones() {
+    use crate::net::{self, HEADER};
+    let mut d = Driver::new(8);
+    let (mut t, tx) = net_up(&d);
+    // Transmit: a 60-byte frame after its header in one buffer, a 100-byte one split over two
+    // descriptors, a runt (header and 4 bytes), and one too long.
+    let frame = |n: usize, fill: u8| (0..n).map(|i| fill ^ i as u8).collect::<Vec<u8>>();
+    d.mem.write(DATA + HEADER as u64, &frame(60, 1)).unwrap();
+    d.set_desc_at(tx.0, 0, DATA, (HEADER + 60) as u32, 0, 0);
+    d.mem.write(DATA + 0x1000, &frame(100, 2)).unwrap();
+    d.set_desc_at(tx.0, 1, DATA + 0x1000 - HEADER as u64, HEADER as u32, NEXT, 2);
+    d.set_desc_at(tx.0, 2, DATA + 0x1000, 100, 0, 0);
+    d.set_desc_at(tx.0, 3, DATA + 0x2000, (HEADER + 4) as u32, 0, 0);
+    d.set_desc_at(tx.0, 4, DATA + 0x3000, (HEADER + net::MAX_FRAME + 1) as u32, 0, 0);
+    for (i, head) in [0u16, 1, 3, 4].iter().enumerate() {
+        d.mem.write_u16(tx.1 + 4 + 2 * i as u64, *head).unwrap();
+    }
+    d.mem.write_u16(tx.1 + 2, 4).unwrap();
+    let mut out = Vec::new();
+    let s = net::take_frames(&mut t, &mut d.mem, &mut out).unwrap();
+    assert_eq!(out, [frame(60, 1), frame(100, 2)]);
+    assert_eq!((s.frames, s.bytes, s.dropped), (2, 160, 2));
+    assert_eq!(d.mem.read_u16(tx.2 + 2).unwrap(), 4, "every buffer returned, the dropped ones too");
+    assert!(!net::more_to_take(&mut t, &d.mem));
+    // Receive: two frames into a 1526-byte buffer and a 32-byte one; the second is too long
+    // for its buffer and dropped; the third waits for a buffer.
+    d.set_desc(0, DATA + 0x4000, (HEADER + net::MAX_FRAME) as u32, WRITE, 0);
+    d.set_desc(1, DATA + 0x5000, 32, WRITE, 0);
+    d.publish(0);
+    d.publish(1);
+    let mut frames: alloc::collections::VecDeque<Vec<u8>> = [frame(64, 3), frame(64, 4), frame(64, 5)].into_iter().collect();
+    let s = net::give_frames(&mut t, &mut d.mem, &mut frames).unwrap();
+    assert_eq!((s.frames, s.bytes, s.dropped), (1, 64, 1));
+    assert_eq!(frames.len(), 1);
+    assert_eq!((d.used_entry(0), d.used_entry(1)), ((0, (HEADER + 64) as u32), (1, 0)));
+    let mut got = vec![0u8; HEADER + 64];
+    d.mem.read(DATA + 0x4000, &mut got).unwrap();
+    assert_eq!(&got[..HEADER], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], "a zero header, num_buffers 1");
+    assert_eq!(&got[HEADER..], &frame(64, 3)[..]);
+}
