@@ -19,7 +19,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-$REPO/cache/guest}
 GUEST_SRC=$REPO/guests/linux
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)   # absolute: some steps run in other directories
-INPUTS=("${BASH_SOURCE[0]}" "$GUEST_SRC/init" "$GUEST_SRC/mkcpio.py" "$GUEST_SRC/needed.py" "$GUEST_SRC/modules.py")
+INPUTS=("${BASH_SOURCE[0]}" "$GUEST_SRC/init" "$GUEST_SRC/udhcpc.script" "$GUEST_SRC/mkcpio.py" "$GUEST_SRC/needed.py" "$GUEST_SRC/modules.py")
 # The drivers of the virtio devices Keel gives guests (Debian builds them as modules), and ext4
 # for a virtio disk; modules.py adds what they depend on.
 MODULES=(virtio_mmio virtio-rng virtio_blk virtio_console virtio_net ext4 crc32c_generic)
@@ -157,6 +157,7 @@ dir /etc 755
 file /bin/busybox $bb 755
 slink /bin/sh busybox
 file /init $GUEST_SRC/init 755
+file /etc/udhcpc.script $GUEST_SRC/udhcpc.script 755
 dir /lib 755
 dir /lib/modules 755
 EOT

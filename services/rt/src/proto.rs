@@ -124,6 +124,82 @@ pub mod vdev {
     pub const MONITOR_GONE: u64 = 1 << 63;
 }
 
+/// The virtual switches (`/bin/netsw`). Registered as `net`. A switch exists while it has
+/// ports; its name is 1 to 15 bytes of `a-z`, `0-9` and `-`.
+///
+/// Frames travel as a bulk payload of records, each a little-endian `u16` length and that many
+/// bytes of Ethernet frame ([`net::push_frame`], [`net::frames`]).
+pub mod net {
+    use alloc::vec::Vec;
+
+    /// Opens a port on a switch (made if it is new). Bulk payload: the switch's name; data[0]
+    /// = the VM it is for, data[1] = the MAC address (its 6 bytes, first in the low byte).
+    /// Reply: data[0] = the port's number, caps[0] = the port (the capability its backend
+    /// calls with). `Invalid` for a bad name, `Exists` for a MAC already on that switch,
+    /// `TableFull` at [`MAX_PORTS`].
+    pub const OPEN: u64 = 1;
+    /// Closes a port (only its opener may): data[0] = the port's number.
+    pub const CLOSE: u64 = 2;
+    /// From a port: caps[0] = a notification the switch signals (data[0] = its bits) when
+    /// frames wait for the port.
+    pub const ATTACH: u64 = 3;
+    /// From a port: bulk payload = frames it sends. Reply data[0] = frames taken (malformed
+    /// records end the payload).
+    pub const SEND: u64 = 4;
+    /// From a port: data[0] = most frames it takes now. Reply payload = frames for it; data[0]
+    /// = their number, data[1] = frames still waiting.
+    pub const RECV: u64 = 5;
+    /// A `net` shell command: bulk payload = its words after `net`, NUL-separated. Reply
+    /// payload = the text to print.
+    pub const COMMAND: u64 = 6;
+    /// Most ports over all switches.
+    pub const MAX_PORTS: usize = 64;
+    /// The longest frame (an 802.1Q-tagged 1500-byte payload).
+    pub const MAX_FRAME: usize = 1518;
+    /// The shortest frame (two addresses and an EtherType).
+    pub const MIN_FRAME: usize = 14;
+
+    /// Appends `frame` as a record if it fits in a payload of at most `limit` bytes.
+    pub fn push_frame(payload: &mut Vec<u8>, frame: &[u8], limit: usize) -> bool {
+        let Ok(len) = u16::try_from(frame.len()) else { return false };
+        if payload.len() + 2 + frame.len() > limit {
+            return false;
+        }
+        payload.extend_from_slice(&len.to_le_bytes());
+        payload.extend_from_slice(frame);
+        true
+    }
+
+    /// The frames in a payload, up to the first record that does not fit in it.
+    pub fn frames(mut payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+        core::iter::from_fn(move || {
+            let (len, rest) = payload.split_first_chunk::<2>()?;
+            let len = usize::from(u16::from_le_bytes(*len));
+            let frame = rest.get(..len)?;
+            payload = &rest[len..];
+            Some(frame)
+        })
+    }
+
+    /// A MAC address as `data[1]` carries it.
+    pub fn mac_word(mac: [u8; 6]) -> u64 {
+        let mut w = [0u8; 8];
+        w[..6].copy_from_slice(&mac);
+        u64::from_le_bytes(w)
+    }
+
+    /// The MAC address in a `data[1]` word.
+    pub fn word_mac(word: u64) -> [u8; 6] {
+        let b = word.to_le_bytes();
+        [b[0], b[1], b[2], b[3], b[4], b[5]]
+    }
+
+    /// Whether `name` is a switch's name.
+    pub fn valid_switch_name(name: &str) -> bool {
+        (1..=15).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }
+}
+
 /// Block devices (the virtio-blk driver). Registered as `blk0`, `blk1`, ... one name per disk.
 /// Sectors are 512 bytes. A failed request's reply label is a negative *errno*
 /// ([`crate::errno::Errno`], see [`errno_status`]): EINVAL for a range past the end, a count of 0
@@ -430,6 +506,20 @@ mod tests {
         assert_eq!(fs::split_pair(b"/a"), None);
         assert_eq!(fs::split_pair(b"/a\0"), None);
         assert_eq!(fs::split_pair(b"/a\0/b\0/c"), None);
+    }
+
+    #[test]
+    fn frame_records_round_trip_and_a_cut_record_ends_them() {
+        let mut p = alloc::vec::Vec::new();
+        assert!(net::push_frame(&mut p, &[1; 60], 200));
+        assert!(net::push_frame(&mut p, &[2; 100], 200));
+        assert!(!net::push_frame(&mut p, &[3; 60], 200), "past the limit");
+        let got: alloc::vec::Vec<&[u8]> = net::frames(&p).collect();
+        assert_eq!(got, [&[1u8; 60][..], &[2u8; 100][..]]);
+        assert_eq!(net::frames(&p[..p.len() - 1]).count(), 1, "a record cut short is not a frame");
+        assert_eq!(net::word_mac(net::mac_word([2, 0x4b, 0x65, 0, 1, 9])), [2, 0x4b, 0x65, 0, 1, 9]);
+        assert!(net::valid_switch_name("sw0") && net::valid_switch_name("lab-net-2"));
+        assert!(!net::valid_switch_name("") && !net::valid_switch_name("Sw0") && !net::valid_switch_name("a/b") && !net::valid_switch_name("sixteen-chars-xx"));
     }
 
     #[test]

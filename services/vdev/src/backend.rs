@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use keel_virtio::blk::{self, Blk, Storage};
 use keel_virtio::console::{self, Console};
 use keel_virtio::mmio::{Effect, Transport};
+use keel_virtio::net::{self, Net};
 use keel_virtio::rng::{self, Rng};
 
 /// The devices a backend can be.
@@ -22,6 +23,8 @@ pub enum Kind {
     Blk,
     /// virtio-console: the guest's console (hvc0).
     Console,
+    /// virtio-net: a port of a virtual switch.
+    Net,
 }
 
 impl Kind {
@@ -31,6 +34,7 @@ impl Kind {
             "rng" => Some(Kind::Rng),
             "blk" => Some(Kind::Blk),
             "console" => Some(Kind::Console),
+            "net" => Some(Kind::Net),
             _ => None,
         }
     }
@@ -53,6 +57,8 @@ pub struct Stats {
 
 /// Most console input kept waiting for the guest's receive buffers.
 pub const MAX_INPUT: usize = 4096;
+/// Most frames kept waiting for the guest's receive buffers (the switch keeps more).
+pub const MAX_RX_FRAMES: usize = 128;
 
 /// The storage of a disk after `stop`: every request fails.
 struct Closed;
@@ -74,6 +80,9 @@ enum Model {
     Blk(Transport<Blk>, Box<dyn Storage + Send>),
     /// The console, its input not yet taken by the guest and its output not yet passed on.
     Console(Transport<Console>, VecDeque<u8>, Vec<u8>),
+    /// A network port: frames for the guest not yet in its buffers, frames it sent not yet
+    /// passed to the switch.
+    Net(Transport<Net>, VecDeque<Vec<u8>>, Vec<Vec<u8>>),
 }
 
 /// A device and the guest memory it serves.
@@ -98,6 +107,59 @@ impl<M: GuestMemory> Backend<M> {
     /// A console in its reset state over guest RAM `mem`.
     pub fn console(mem: M) -> Self {
         Self { mem, model: Model::Console(Transport::new(Console), VecDeque::new(), Vec::new()), stats: Stats::default() }
+    }
+
+    /// A network device in its reset state over guest RAM `mem`, with address `mac`.
+    pub fn net(mem: M, mac: [u8; 6]) -> Self {
+        Self { mem, model: Model::Net(Transport::new(Net { mac }), VecDeque::new(), Vec::new()), stats: Stats::default() }
+    }
+
+    /// The frames a network device's guest sent since the last call (none for other devices).
+    pub fn take_transmitted(&mut self) -> Vec<Vec<u8>> {
+        match &mut self.model {
+            Model::Net(_, _, out) => core::mem::take(out),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the guest has sent frames still in its transmit queue (the last serve stopped
+    /// at a batch's end); serving again takes them.
+    pub fn more_to_transmit(&mut self) -> bool {
+        match &mut self.model {
+            Model::Net(t, ..) => net::more_to_take(t, &self.mem),
+            _ => false,
+        }
+    }
+
+    /// Whether a network device has frames from its guest to pass on.
+    pub fn has_transmitted(&mut self) -> bool {
+        match &mut self.model {
+            Model::Net(t, _, out) => !out.is_empty() || net::more_to_take(t, &self.mem),
+            _ => false,
+        }
+    }
+
+    /// Frames a network device may take for its guest now.
+    pub fn receive_room(&self) -> usize {
+        match &self.model {
+            Model::Net(_, rx, _) => MAX_RX_FRAMES.saturating_sub(rx.len()),
+            _ => 0,
+        }
+    }
+
+    /// Frames for a network device's guest (beyond [`Backend::receive_room`] they are
+    /// dropped and counted); whether to raise the interrupt.
+    pub fn receive<'a>(&mut self, frames: impl Iterator<Item = &'a [u8]>) -> bool {
+        if let Model::Net(_, rx, _) = &mut self.model {
+            for f in frames {
+                if rx.len() < MAX_RX_FRAMES {
+                    rx.push_back(f.to_vec());
+                } else {
+                    self.stats.errors += 1;
+                }
+            }
+        }
+        self.serve()
     }
 
     /// A console's output the guest wrote since the last call (empty for other devices).
@@ -129,6 +191,7 @@ impl<M: GuestMemory> Backend<M> {
             Model::Rng(t, _) => t.read(offset, size),
             Model::Blk(t, _) => t.read(offset, size),
             Model::Console(t, ..) => t.read(offset, size),
+            Model::Net(t, ..) => t.read(offset, size),
         }
     }
 
@@ -138,6 +201,7 @@ impl<M: GuestMemory> Backend<M> {
             Model::Rng(t, _) => t.status(),
             Model::Blk(t, _) => t.status(),
             Model::Console(t, ..) => t.status(),
+            Model::Net(t, ..) => t.status(),
         }
     }
 
@@ -155,6 +219,7 @@ impl<M: GuestMemory> Backend<M> {
             Model::Rng(t, _) => t.write(offset, size, value, &self.mem),
             Model::Blk(t, _) => t.write(offset, size, value, &self.mem),
             Model::Console(t, ..) => t.write(offset, size, value, &self.mem),
+            Model::Net(t, ..) => t.write(offset, size, value, &self.mem),
         };
         match effect {
             Effect::None | Effect::Reset => false,
@@ -177,7 +242,7 @@ impl<M: GuestMemory> Backend<M> {
     /// Whether the flush worked.
     pub fn stop(&mut self) -> bool {
         match &mut self.model {
-            Model::Rng(..) | Model::Console(..) => true,
+            Model::Rng(..) | Model::Console(..) | Model::Net(..) => true,
             Model::Blk(_, storage) => {
                 let ok = storage.flush().is_ok();
                 *storage = Box::new(Closed);
@@ -201,6 +266,10 @@ impl<M: GuestMemory> Backend<M> {
                 let i = console::give_input(t, &mut self.mem, input)?;
                 Ok((o.requests + i.requests, o.bytes + i.bytes, 0, o.interrupt || i.interrupt))
             }),
+            Model::Net(t, rx, out) => net::take_frames(t, &mut self.mem, out).and_then(|o| {
+                let i = net::give_frames(t, &mut self.mem, rx)?;
+                Ok((o.frames + i.frames, o.bytes + i.bytes, o.dropped + i.dropped, o.interrupt || i.interrupt))
+            }),
         };
         match result {
             Ok((requests, bytes, errors, interrupt)) => {
@@ -214,6 +283,7 @@ impl<M: GuestMemory> Backend<M> {
                     Model::Rng(t, _) => t.fail(),
                     Model::Blk(t, _) => t.fail(),
                     Model::Console(t, ..) => t.fail(),
+                    Model::Net(t, ..) => t.fail(),
                 }
                 self.stats.errors += 1;
                 self.interrupt()

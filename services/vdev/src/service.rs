@@ -7,7 +7,8 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use keel_rt::fs;
 use keel_rt::ipc::{self, Reply, Request};
-use keel_rt::proto::vdev;
+use keel_rt::proto::{net, vdev};
+use alloc::vec::Vec;
 use keel_rt::startup::Startup;
 use keel_rt::sync::Mutex;
 use keel_rt::vm::SharedMemory;
@@ -95,6 +96,8 @@ pub struct Args {
     pub file: Option<String>,
     /// A read-only disk.
     pub read_only: bool,
+    /// A network device's address.
+    pub mac: Option<[u8; 6]>,
 }
 
 struct Caps {
@@ -105,14 +108,15 @@ struct Caps {
     monitor: Slot,
 }
 
-/// The parsed command line (after the program's name): `KIND ram=BASE:SIZE [vm=ID]`, and for
-/// a disk `file=PATH [ro]`.
+/// The parsed command line (after the program's name): `KIND ram=BASE:SIZE [vm=ID]`, for a
+/// disk `file=PATH [ro]`, for a network device `mac=XX:XX:XX:XX:XX:XX`.
 pub fn parse_args(args: &[String]) -> Option<Args> {
     let mut kind = None;
     let mut ram = None;
     let mut vm = 0;
     let mut file = None;
     let mut read_only = false;
+    let mut mac = None;
     for a in args.iter().skip(1) {
         match a.split_once('=') {
             Some(("ram", v)) => {
@@ -121,6 +125,7 @@ pub fn parse_args(args: &[String]) -> Option<Args> {
             }
             Some(("vm", v)) => vm = parse_number(v)?,
             Some(("file", v)) if !v.is_empty() => file = Some(String::from(v)),
+            Some(("mac", v)) => mac = Some(parse_mac(v)?),
             Some(_) => return None,
             None if a == "ro" => read_only = true,
             None if kind.is_none() => kind = Some(Kind::parse(a)?),
@@ -130,10 +135,25 @@ pub fn parse_args(args: &[String]) -> Option<Args> {
     let (ram_base, ram_size) = ram?;
     let kind = kind?;
     // A disk has a file; nothing else has one, or is read-only.
-    if (kind == Kind::Blk) != file.is_some() || (kind != Kind::Blk && read_only) {
+    // A network device has an address; nothing else has one.
+    if (kind == Kind::Blk) != file.is_some() || (kind != Kind::Blk && read_only) || (kind == Kind::Net) != mac.is_some() {
         return None;
     }
-    Some(Args { kind, ram_base, ram_size, vm, file, read_only })
+    Some(Args { kind, ram_base, ram_size, vm, file, read_only, mac })
+}
+
+/// `02:4b:65:00:01:00`.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 fn parse_number(s: &str) -> Option<u64> {
@@ -150,7 +170,7 @@ pub fn main(startup: &Startup) -> i32 {
         return 1;
     };
     let Some(args) = parse_args(&startup.args) else {
-        println!("vdev: usage: vdev rng|blk ram=BASE:SIZE [vm=ID] [file=PATH [ro]]");
+        println!("vdev: usage: vdev rng|blk|console|net ram=BASE:SIZE [vm=ID] [file=PATH [ro]] [mac=MAC]");
         return 1;
     };
     let (base, size, vm) = (args.ram_base, args.ram_size, args.vm);
@@ -162,6 +182,12 @@ pub fn main(startup: &Startup) -> i32 {
     let output = startup.cap("output").map(|c| &*Box::leak(Box::new(Mutex::new(ipc::Client::new(c)))));
     if args.kind == Kind::Console && output.is_none() {
         println!("vdev: vm {vm}: a console needs its output capability");
+        return 1;
+    }
+    // A network device's port on its switch.
+    let port = startup.cap("port").map(|c| &*Box::leak(Box::new(Mutex::new(Port { client: ipc::Client::new(c) }))));
+    if args.kind == Kind::Net && port.is_none() {
+        println!("vdev: vm {vm}: a network device needs its port capability");
         return 1;
     }
     let shared = match SharedMemory::map(caps.ram, size) {
@@ -188,6 +214,7 @@ pub fn main(startup: &Startup) -> i32 {
             Backend::rng(ram, entropy)
         }
         Kind::Console => Backend::console(ram),
+        Kind::Net => Backend::net(ram, args.mac.unwrap_or_default()),
         Kind::Blk => {
             let path = args.file.as_deref().unwrap_or("");
             match open_disk(path, args.read_only) {
@@ -201,11 +228,17 @@ pub fn main(startup: &Startup) -> i32 {
     };
     let device: &'static Mutex<Device> = Box::leak(Box::new(Mutex::new(backend)));
     let (irq, notif) = (caps.irq, caps.notif);
-    if let Err(e) = thread::spawn_with(32, 0, move || doorbells(device, notif, irq, output)) {
+    if let Some(port) = port
+        && let Err(e) = port.lock().attach(notif)
+    {
+        println!("vdev: vm {vm}: cannot attach to its switch port: {e}");
+        return 1;
+    }
+    if let Err(e) = thread::spawn_with(32, 0, move || doorbells(device, notif, irq, output, port)) {
         println!("vdev: vm {vm}: cannot start its doorbell thread: {e}");
         return 1;
     }
-    ipc::serve(caps.conn, |req| handle(device, irq, notif, output, req))
+    ipc::serve(caps.conn, |req| handle(device, irq, notif, output, port.is_some(), req))
 }
 
 /// Opens a disk's file: the device model (its capacity the file's whole sectors) and its
@@ -221,8 +254,59 @@ fn open_disk(path: &str, read_only: bool) -> Result<(Blk, FileStorage), keel_rt:
     Ok((Blk { capacity: st.size / keel_virtio::blk::SECTOR, read_only, id }, FileStorage { fd }))
 }
 
-/// The doorbell thread: serves the queues each time the guest rings, until the monitor exits.
-fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot, output: Option<&Mutex<ipc::Client>>) {
+/// Bits of the notification below these are doorbells (bit `n`: queue `n`).
+const DOORBELLS: u64 = (1 << 32) - 1;
+/// The bit the switch signals when frames wait for this port.
+const SWITCH_FRAMES: u64 = 1 << 62;
+/// The bit the serving thread signals when a forwarded write left frames to pass on.
+const PUMP: u64 = 1 << 61;
+
+/// A network device's port on its switch (`proto::net`).
+struct Port {
+    client: ipc::Client,
+}
+
+impl Port {
+    /// Tells the switch which notification to signal, and sets up the bulk buffer (so the
+    /// switch notices this process's exit from now on).
+    fn attach(&mut self, notif: Slot) -> Result<(), Error> {
+        let signal = sys::cap_copy(notif, None, keel_rt::abi::rights::SIGNAL | keel_rt::abi::rights::GRANT, 0)?;
+        let r = self.client.call_with_caps(net::ATTACH, [SWITCH_FRAMES, 0, 0, 0], &[signal]);
+        let _ = sys::cap_delete(signal);
+        ipc::status(&r?)?;
+        let (r, _) = self.client.call_bulk(net::RECV, [0; 3], &[])?;
+        ipc::status(&r).map(|_| ())
+    }
+
+    /// Passes `frames` to the switch, as many per call as a bulk buffer holds.
+    fn send(&mut self, frames: &[Vec<u8>]) {
+        let mut payload = Vec::new();
+        for f in frames {
+            if !net::push_frame(&mut payload, f, ipc::BULK_SIZE as usize) {
+                let _ = self.client.call_bulk(net::SEND, [0; 3], &payload);
+                payload.clear();
+                net::push_frame(&mut payload, f, ipc::BULK_SIZE as usize);
+            }
+        }
+        if !payload.is_empty() {
+            let _ = self.client.call_bulk(net::SEND, [0; 3], &payload);
+        }
+    }
+
+    /// Up to `max` frames waiting at the switch: (records, frames still waiting there).
+    fn recv(&mut self, max: usize) -> (Vec<u8>, u64) {
+        match self.client.call_bulk(net::RECV, [max as u64, 0, 0], &[]) {
+            Ok((r, payload)) if r.msg.label == 0 => (payload, r.msg.data[1]),
+            _ => (Vec::new(), 0),
+        }
+    }
+}
+
+/// The doorbell thread: serves the queues each time the guest rings (and a network device's
+/// frames each time the switch has some), until the monitor exits.
+fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot, output: Option<&Mutex<ipc::Client>>, port: Option<&Mutex<Port>>) {
+    // Frames wait at the switch that this port has not taken (no room for them yet).
+    let mut waiting = false;
     loop {
         let bits = match sys::notif_wait(notif, 0) {
             Ok(bits) => bits,
@@ -231,11 +315,50 @@ fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot, output: Option<&Mut
         if bits & vdev::MONITOR_GONE != 0 {
             sys::process_exit(0);
         }
-        let raise = device.lock().notified(bits);
+        let raise = device.lock().notified(bits & DOORBELLS);
         if raise {
             let _ = sys::vm_irq_line(irq, EDGE);
         }
         pass_output(device, output);
+        if let Some(port) = port {
+            waiting |= bits & SWITCH_FRAMES != 0;
+            pump(device, port, irq, &mut waiting);
+        }
+    }
+}
+
+/// Moves frames between the guest's queues and the switch until neither side has more that
+/// can move now.
+fn pump(device: &Mutex<Device>, port: &Mutex<Port>, irq: Slot, waiting: &mut bool) {
+    loop {
+        let mut moved = false;
+        let (out, raise) = {
+            let mut d = device.lock();
+            // Frames past the last batch's end are taken first.
+            let raise = d.more_to_transmit() && d.notified(0);
+            (d.take_transmitted(), raise)
+        };
+        if raise {
+            let _ = sys::vm_irq_line(irq, EDGE);
+        }
+        if !out.is_empty() {
+            port.lock().send(&out);
+            moved = true;
+        }
+        let room = device.lock().receive_room();
+        if *waiting && room > 0 {
+            let (payload, left) = port.lock().recv(room);
+            *waiting = left > 0;
+            if !payload.is_empty() {
+                moved = true;
+                if device.lock().receive(net::frames(&payload)) {
+                    let _ = sys::vm_irq_line(irq, EDGE);
+                }
+            }
+        }
+        if !moved && !device.lock().more_to_transmit() {
+            return;
+        }
     }
 }
 
@@ -253,7 +376,7 @@ fn pass_output(device: &Mutex<Device>, output: Option<&Mutex<ipc::Client>>) {
     }
 }
 
-fn handle(device: &Mutex<Device>, irq: Slot, notif: Slot, output: Option<&Mutex<ipc::Client>>, req: &mut Request) -> Reply {
+fn handle(device: &Mutex<Device>, irq: Slot, notif: Slot, output: Option<&Mutex<ipc::Client>>, networked: bool, req: &mut Request) -> Reply {
     let [a, b, c, _] = req.msg.data;
     match req.msg.label {
         vdev::MMIO_READ => match u8::try_from(b) {
@@ -267,6 +390,11 @@ fn handle(device: &Mutex<Device>, irq: Slot, notif: Slot, output: Option<&Mutex<
                     let _ = sys::vm_irq_line(irq, EDGE);
                 }
                 pass_output(device, output);
+                // Frames the write made the device take go to the switch from the doorbell
+                // thread (the only one that calls the port).
+                if networked && device.lock().has_transmitted() {
+                    let _ = sys::notif_signal(notif, PUMP);
+                }
                 Reply::ok([0; 4])
             }
             _ => Reply::err(Error::Invalid),

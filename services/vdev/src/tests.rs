@@ -181,7 +181,7 @@ fn the_seeded_generator_is_deterministic_and_rndr_falls_back() {
 #[test]
 fn arguments() {
     let args = |s: &str| ["vdev"].into_iter().chain(s.split(' ')).map(ToString::to_string).collect::<Vec<String>>();
-    let rng = Args { kind: Kind::Rng, ram_base: 0x4000_0000, ram_size: 0x800_0000, vm: 3, file: None, read_only: false };
+    let rng = Args { kind: Kind::Rng, ram_base: 0x4000_0000, ram_size: 0x800_0000, vm: 3, file: None, read_only: false, mac: None };
     assert_eq!(parse_args(&args("rng ram=0x40000000:0x8000000 vm=3")), Some(rng));
     let disk = parse_args(&args("blk ram=0x40000000:0x8000000 file=/disk/a.img ro")).unwrap();
     assert_eq!((disk.kind, disk.file.as_deref(), disk.read_only), (Kind::Blk, Some("/disk/a.img"), true));
@@ -193,6 +193,13 @@ fn arguments() {
     assert_eq!(parse_args(&args("blk ram=1:2")), None, "a disk needs its file");
     assert_eq!(parse_args(&args("rng ram=1:2 file=/x")), None, "only a disk has one");
     assert_eq!(parse_args(&args("rng ram=1:2 ro")), None);
+    let nic = parse_args(&args("net ram=1:2 mac=02:4b:65:00:01:0a")).unwrap();
+    assert_eq!((nic.kind, nic.mac), (Kind::Net, Some([2, 0x4b, 0x65, 0, 1, 10])));
+    assert_eq!(parse_args(&args("net ram=1:2")), None, "a network device needs its address");
+    assert_eq!(parse_args(&args("rng ram=1:2 mac=02:4b:65:00:01:0a")), None, "only it has one");
+    for bad in ["02:4b:65:00:01", "02:4b:65:00:01:0a:0b", "2:4b:65:00:01:0a", "02:4b:65:00:01:zz"] {
+        assert_eq!(parse_args(&args(&format!("net ram=1:2 mac={bad}"))), None, "{bad}");
+    }
 }
 
 /// A disk backend over memory, as the guest's driver would use it.

@@ -27,6 +27,49 @@ const STOP_WAIT_NS: u64 = 5_000_000_000;
 /// Level argument of `vm_irq_line`: one rising edge.
 const EDGE: u64 = 2;
 
+/// This monitor's session with the switch service (`net`), made at the first network device.
+static NET: Mutex<Option<keel_rt::ipc::Client>> = Mutex::new(None);
+
+/// A call to the switch service, looked up again once if it restarted since the last.
+fn net_call<R>(namesrv: Slot, f: impl Fn(&mut keel_rt::ipc::Client) -> Result<R, Error>) -> Result<R, Error> {
+    let mut net = NET.lock();
+    for attempt in 0..2 {
+        let client = match net.as_mut() {
+            Some(c) => c,
+            None => net.insert(keel_rt::ipc::Client::new(keel_rt::ipc::lookup(namesrv, "net", 20, 50_000_000)?)),
+        };
+        match f(client) {
+            Err(Error::PeerDied) if attempt == 0 => {
+                let _ = sys::cap_delete(client.slot());
+                *net = None;
+            }
+            r => return r,
+        }
+    }
+    Err(Error::PeerDied)
+}
+
+/// The address of the network device in `slot` of VM `id`: locally administered, `02:4b:65`
+/// ("Ke"), then the VM's number and the slot.
+pub fn mac_of(id: u32, slot: u32) -> [u8; 6] {
+    [0x02, 0x4b, 0x65, (id >> 8) as u8, id as u8, slot as u8]
+}
+
+/// Opens a port for VM `id`'s device with address `mac` on `switch`: (its number, the
+/// capability its backend calls with).
+fn open_port(namesrv: Slot, switch: &str, id: u32, mac: [u8; 6]) -> Result<(u64, Slot), Error> {
+    net_call(namesrv, |net| {
+        let (r, _) = net.call_bulk(keel_rt::proto::net::OPEN, [u64::from(id), keel_rt::proto::net::mac_word(mac), 0], switch.as_bytes())?;
+        keel_rt::ipc::status(&r)?;
+        let cap = r.caps.slots().next().ok_or(Error::Invalid)?;
+        Ok((r.msg.data[0], cap))
+    })
+}
+
+fn close_port(namesrv: Slot, port: u64) {
+    let _ = net_call(namesrv, |net| keel_rt::ipc::status(&net.call(keel_rt::proto::net::CLOSE, [port, 0, 0, 0])?).map(|_| ()));
+}
+
 /// What a device did (`vm stat`), read from its backend.
 #[derive(Clone, Copy, Default)]
 pub struct DeviceStats {
@@ -76,6 +119,8 @@ pub struct Device {
     ended: AtomicBool,
     /// The last figures read from the backend (kept for `vm stat` after it is gone).
     last: Mutex<DeviceStats>,
+    /// A network device's port on its switch, and namesrv (to reach the switch service).
+    port: Option<(u64, Slot)>,
 }
 
 impl Device {
@@ -129,7 +174,8 @@ impl Device {
         let mut grants = alloc::vec![
             Grant { slot: ram, rights: rights::MAP | rights::READ | rights::WRITE, badge: 0, name: "ram" },
             Grant { slot: line, rights: rights::SIGNAL, badge: 0, name: "irq" },
-            Grant { slot: notif, rights: rights::WAIT | rights::SIGNAL, badge: 0, name: "notif" },
+            // A network device's backend passes a signal-only copy to its switch.
+            Grant { slot: notif, rights: rights::WAIT | rights::SIGNAL | if matches!(kind, VirtioDevice::Net { .. }) { rights::GRANT } else { 0 }, badge: 0, name: "notif" },
             Grant { slot: conn, rights: rights::SERVE, badge: 0, name: "conn" },
             Grant { slot: slots::SELF_PROCESS, rights: rights::WAIT, badge: 0, name: "monitor" },
         ];
@@ -137,10 +183,29 @@ impl Device {
         if let Some(output) = output {
             grants.push(Grant { slot: output, rights: rights::CALL | rights::GRANT, badge: 0, name: "output" });
         }
+        let mut port = None;
+        let mut port_cap = None;
+        if let VirtioDevice::Net { switch } = kind {
+            let mac = mac_of(id, slot);
+            let (number, cap) = open_port(namesrv, switch, id, mac).map_err(|e| match e {
+                Error::Exists => alloc::format!("--net {switch}: address {} is in use on it", keel_vmm::config::mac_text(&mac)),
+                e => alloc::format!("--net {switch}: the switch service cannot open a port: {e}"),
+            })?;
+            made.push(cap);
+            port_cap = Some(cap);
+            port = Some((number, namesrv));
+            grants.push(Grant { slot: cap, rights: rights::CALL | rights::GRANT, badge: 0, name: "port" });
+            args.push(alloc::format!("mac={}", keel_vmm::config::mac_text(&mac)));
+        }
+        let close = |port: Option<(u64, Slot)>| {
+            if let Some((number, namesrv)) = port {
+                close_port(namesrv, number);
+            }
+        };
         if let VirtioDevice::Disk { path, read_only } = kind {
             // Its own session with the file service (a fresh badge from namesrv), and nothing
             // else of namesrv's.
-            let fs = keep(made, keel_rt::ipc::lookup(namesrv, "fs", 1, 0), "cannot reach the file service")?;
+            let fs = keep(made, keel_rt::ipc::lookup(namesrv, "fs", 1, 0), "cannot reach the file service").inspect_err(|_| close(port))?;
             grants.push(Grant { slot: fs, rights: rights::CALL | rights::GRANT, badge: 0, name: "fs" });
             args.push(alloc::format!("file={path}"));
             if *read_only {
@@ -149,12 +214,21 @@ impl Device {
         }
         let name = alloc::format!("vdev-{}", kind.name());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = process::spawn(&name, elf, &argv, &grants, Sched::default()).map_err(|e| what("cannot start its backend /bin/vdev", e))?;
+        let child = process::spawn(&name, elf, &argv, &grants, Sched::default()).map_err(|e| {
+            close(port);
+            what("cannot start its backend /bin/vdev", e)
+        })?;
         made.push(child.process);
+        // The backend has its copy of the port.
+        if let Some(cap) = port_cap {
+            let _ = sys::cap_delete(cap);
+            made.retain(|&s| s != cap);
+        }
         // The connection dies with the backend: a forwarded access then fails (PeerDied)
         // instead of waiting for a server that will never come.
         if let Err(e) = sys::conn_owner(conn, child.process) {
             let _ = sys::process_kill(child.process);
+            close(port);
             return Err(what("cannot tie its connection to its backend", e));
         }
         Ok(Device {
@@ -171,6 +245,7 @@ impl Device {
             dead: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             last: Mutex::new(DeviceStats::default()),
+            port,
         })
     }
 
@@ -253,6 +328,9 @@ impl Device {
         self.dead.store(true, Ordering::Release);
         if !exited {
             let _ = sys::process_kill(self.process);
+        }
+        if let Some((number, namesrv)) = self.port {
+            close_port(namesrv, number);
         }
         for &s in self.ioevents.iter().chain([&self.line, &self.notif, &self.bulk_slot, &self.conn, &self.process]) {
             let _ = sys::cap_delete(s);

@@ -14,8 +14,9 @@
 //! ```
 //!
 //! With `--kernel` the positional word is the VM's name and the options describe it all; without,
-//! it is a config file, and `--vcpus`/`--mem`/`--attach`/`--wait` override it. `--append`
-//! consumes exactly the next word, whatever it is. `--timeout S` waits like `--wait` and stops
+//! it is a config file, and `--vcpus`/`--mem`/`--attach`/`--wait` override it, and `--append`
+//! adds to its `append`. Devices: `--disk FILE[:ro]`, `--net SWITCH` (each repeatable),
+//! `--console virtio|pl011`, `--rng`. `--append` consumes exactly the next word, whatever it is. `--timeout S` waits like `--wait` and stops
 //! the guest if it is still running after S seconds (1 to 86400).
 //!
 //! Config file: `key = value` lines; blank lines and lines whose first non-blank character is `#`
@@ -108,6 +109,12 @@ pub enum VirtioDevice {
     Console,
     /// virtio-rng (`--rng`, `rng = yes`): an entropy source, `/dev/hwrng` in Linux.
     Rng,
+    /// virtio-net (`--net SWITCH`, `net = SWITCH`): a port on a virtual switch of the `net`
+    /// service; `eth0`, `eth1`, ... in Linux, in the order given.
+    Net {
+        /// The switch's name.
+        switch: String,
+    },
 }
 
 impl VirtioDevice {
@@ -117,6 +124,7 @@ impl VirtioDevice {
             VirtioDevice::Disk { .. } => "blk",
             VirtioDevice::Console => "console",
             VirtioDevice::Rng => "rng",
+            VirtioDevice::Net { .. } => "net",
         }
     }
 
@@ -126,13 +134,14 @@ impl VirtioDevice {
             VirtioDevice::Disk { .. } => 2,
             VirtioDevice::Console => 3,
             VirtioDevice::Rng => 4,
+            VirtioDevice::Net { .. } => 1,
         }
     }
 
     /// Its number of queues (one doorbell each).
     pub fn queues(&self) -> u16 {
         match self {
-            VirtioDevice::Console => 2,
+            VirtioDevice::Console | VirtioDevice::Net { .. } => 2,
             _ => 1,
         }
     }
@@ -148,6 +157,25 @@ impl VirtioDevice {
         }
         Ok(VirtioDevice::Disk { path: path.to_string(), read_only })
     }
+
+    /// A `--net` / `net =` value: a switch's name.
+    pub fn parse_net(what: &'static str, value: &str) -> Result<VirtioDevice, VmmError> {
+        if !keel_rt::proto::net::valid_switch_name(value) {
+            return Err(VmmError::BadNet { what, value: value.to_string() });
+        }
+        Ok(VirtioDevice::Net { switch: value.to_string() })
+    }
+
+    /// Where the device goes among a VM's devices (slot order): disks, the console, network
+    /// devices, the entropy source.
+    fn rank(&self) -> u8 {
+        match self {
+            VirtioDevice::Disk { .. } => 0,
+            VirtioDevice::Console => 1,
+            VirtioDevice::Net { .. } => 2,
+            VirtioDevice::Rng => 3,
+        }
+    }
 }
 
 impl VmConfig {
@@ -162,7 +190,7 @@ impl VmConfig {
         let mut raw_load: Option<u64> = None;
         let mut rng: Option<bool> = None;
         let mut console: Option<bool> = None;
-        let mut disks: Vec<VirtioDevice> = Vec::new();
+        let mut listed: Vec<VirtioDevice> = Vec::new();
 
         for (index, line) in text.lines().enumerate() {
             let at_line = |error: VmmError| VmmError::ConfigLine {
@@ -216,7 +244,9 @@ impl VmConfig {
                 "rng" => set(&mut rng, "rng", parse_yes_no("rng", value)),
                 "console" => set(&mut console, "console", parse_console("console", value)),
                 // One line per disk.
-                "disk" => VirtioDevice::parse_disk("disk", value).map(|d| disks.push(d)),
+                "disk" => VirtioDevice::parse_disk("disk", value).map(|d| listed.push(d)),
+                // One line per network device.
+                "net" => VirtioDevice::parse_net("net", value).map(|d| listed.push(d)),
                 _ => Err(VmmError::UnknownKey {
                     key: key.to_string(),
                 }),
@@ -242,11 +272,12 @@ impl VmConfig {
             mode: RunMode::Background,
             timeout_secs: None,
             host_cpu: None,
-            devices: disks
+            devices: listed
                 .into_iter()
                 .chain((console == Some(true)).then_some(VirtioDevice::Console))
                 .chain((rng == Some(true)).then_some(VirtioDevice::Rng))
-                .collect(),
+                .collect::<Vec<_>>()
+                .sorted_by_rank(),
         })
     }
 }
@@ -285,6 +316,10 @@ pub struct RunCommand {
     pub disks: Vec<VirtioDevice>,
     /// `--console virtio|pl011` (None: as the config file says).
     pub console: Option<bool>,
+    /// `--net SWITCH`, in order: network devices after the config file's.
+    pub nets: Vec<VirtioDevice>,
+    /// `--append ARGS` without `--kernel`: words added to the config file's `append`.
+    pub extra_append: Option<String>,
     /// `--kernel FILE ...`, if given.
     pub kernel: Option<InlineKernel>,
 }
@@ -305,6 +340,7 @@ impl RunCommand {
         let mut host_cpu = None;
         let mut rng = false;
         let mut disks = Vec::new();
+        let mut nets = Vec::new();
         let mut console = None;
 
         let mut words = words.iter().copied();
@@ -351,6 +387,10 @@ impl RunCommand {
                 "--disk" => {
                     let value = option_value(&mut words, "--disk")?;
                     disks.push(VirtioDevice::parse_disk("--disk", value)?);
+                }
+                "--net" => {
+                    let value = option_value(&mut words, "--net")?;
+                    nets.push(VirtioDevice::parse_net("--net", value)?);
                 }
                 "--kernel" => {
                     let value = option_value(&mut words, "--kernel")?;
@@ -413,7 +453,6 @@ impl RunCommand {
                     ("--raw", raw),
                     ("--load", load.is_some()),
                     ("--initrd", initrd.is_some()),
-                    ("--append", append.is_some()),
                 ];
                 if let Some(&(option, _)) = stray.iter().find(|(_, given)| *given) {
                     return Err(VmmError::NeedsKernel { option });
@@ -436,6 +475,8 @@ impl RunCommand {
             rng,
             disks,
             console,
+            nets,
+            extra_append: if kernel.is_none() { append.map(String::from) } else { None },
             kernel,
         })
     }
@@ -480,6 +521,13 @@ impl RunCommand {
         let (mut devices, others): (Vec<_>, Vec<_>) = config.devices.drain(..).partition(|d| matches!(d, VirtioDevice::Disk { .. }));
         devices.extend(self.disks);
         devices.extend(others);
+        devices.extend(self.nets);
+        if let Some(extra) = self.extra_append {
+            if !config.append.is_empty() && !extra.is_empty() {
+                config.append.push(' ');
+            }
+            config.append.push_str(&extra);
+        }
         match self.console {
             Some(true) if !devices.contains(&VirtioDevice::Console) => {
                 let at = devices.iter().take_while(|d| matches!(d, VirtioDevice::Disk { .. })).count();
@@ -491,6 +539,7 @@ impl RunCommand {
         if self.rng && !devices.contains(&VirtioDevice::Rng) {
             devices.push(VirtioDevice::Rng);
         }
+        let devices = devices.sorted_by_rank();
         if devices.contains(&VirtioDevice::Console) {
             config.append = with_console(&config.append, "hvc0");
         }
@@ -508,6 +557,30 @@ impl RunCommand {
         }
         config.devices = devices;
         Ok(config)
+    }
+}
+
+/// A MAC address as `02:4b:65:00:01:00`.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    let mut s = String::new();
+    for (i, b) in mac.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push_str(&alloc::format!("{b:02x}"));
+    }
+    s
+}
+
+/// Device lists in slot order ([`VirtioDevice::rank`]; the order given kept within a kind).
+trait SortedByRank {
+    fn sorted_by_rank(self) -> Self;
+}
+
+impl SortedByRank for Vec<VirtioDevice> {
+    fn sorted_by_rank(mut self) -> Self {
+        self.sort_by_key(VirtioDevice::rank);
+        self
     }
 }
 
@@ -774,6 +847,26 @@ mod tests {
     }
 
     #[test]
+    fn network_devices_come_after_disks_and_the_console_and_append_adds_to_a_config() {
+        let run = |line: &str| RunCommand::parse(&line.split(' ').collect::<Vec<_>>());
+        let net = |s: &str| VirtioDevice::Net { switch: s.to_string() };
+        let config = run("linux --rng --net sw1 --disk /d --append keel.x=1")
+            .and_then(|c| c.into_config(Some("kernel = /k\nappend = quiet\nnet = sw0\nconsole = virtio")))
+            .unwrap();
+        let disk = VirtioDevice::Disk { path: "/d".to_string(), read_only: false };
+        assert_eq!(config.devices, [disk, VirtioDevice::Console, net("sw0"), net("sw1"), VirtioDevice::Rng]);
+        assert_eq!(config.append, "console=hvc0 quiet keel.x=1");
+        assert_eq!(run("v --kernel /k --net sw0 --net sw0").and_then(|c| c.into_config(None)).unwrap().devices, [net("sw0"), net("sw0")]);
+        for bad in ["Sw0", "a/b", "sixteen-chars-xx"] {
+            let e = run(&alloc::format!("v --kernel /k --net {bad}")).unwrap_err();
+            assert_eq!(e.to_string(), alloc::format!("--net {bad}: a switch's name is 1 to 15 characters of a-z, 0-9 and -"));
+        }
+        let e = run("linux").and_then(|c| c.into_config(Some("kernel = /k\nnet = x y"))).unwrap_err();
+        assert_eq!(e.to_string(), "config line 2: net x y: a switch's name is 1 to 15 characters of a-z, 0-9 and -");
+        assert_eq!(run("v --net"), Err(VmmError::MissingValue { what: "--net" }));
+    }
+
+    #[test]
     fn append_takes_exactly_one_word_even_a_dashed_one() {
         let command =
             RunCommand::parse(&["vm1", "--kernel", "k", "--append", "--x y", "--wait"]).unwrap();
@@ -956,7 +1049,7 @@ mod tests {
 
     #[test]
     fn command_line_errors() {
-        let cases: [(&str, VmmError); 22] = [
+        let cases: [(&str, VmmError); 21] = [
             ("", VmmError::MissingTarget),
             ("--wait", VmmError::MissingTarget),
             (
@@ -1010,10 +1103,6 @@ mod tests {
                 VmmError::Duplicate {
                     what: "--mem".into(),
                 },
-            ),
-            (
-                "vm --append x",
-                VmmError::NeedsKernel { option: "--append" },
             ),
             (
                 "vm --initrd i",

@@ -1003,6 +1003,9 @@ fn stat(vm: &Vm, out: &mut String) {
         if let keel_vmm::config::VirtioDevice::Disk { path, read_only } = &d.kind {
             state.push_str(&alloc::format!(", {path}{}", if *read_only { " (read-only)" } else { "" }));
         }
+        if let keel_vmm::config::VirtioDevice::Net { switch } = &d.kind {
+            state.push_str(&alloc::format!(", switch {switch}, {}", keel_vmm::config::mac_text(&crate::backend::mac_of(vm.id, d.slot))));
+        }
         if d.kind == keel_vmm::config::VirtioDevice::Rng && s.known {
             state.push_str(if s.hardware { ", bytes from RNDR" } else { ", bytes from a seeded generator" });
         }
