@@ -224,3 +224,69 @@ fn a_linux_guest_uses_hvc0_on_a_virtio_console() {
         run.fail(&format!("vm stat 1's console row {row:?}: want 100 bytes or more in a quarter as many requests"));
     }
 }
+
+/// The md5 a `guest: net: <what> data: N bytes, md5 X` line gives.
+fn net_md5<'a>(log: &'a str, what: &str) -> Option<&'a str> {
+    let prefix = format!("guest: net: {what} data: 1048576 bytes, md5 ");
+    log.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(str::trim)
+}
+
+/// Two Debian guests on one virtual switch: one serves a 1 MiB file of random bytes over HTTP,
+/// the other pings it and fetches the file; the switch learned both addresses and forwarded
+/// their frames port to port; its ports go with their VMs.
+#[test]
+fn two_linux_guests_on_one_switch_ping_each_other_and_move_a_file() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "net list",
+            "vm run linux-check --net Sw0",
+            "vm run linux-check --net sw0 --append \"keel.ip=10.0.0.1/24 keel.net=serve keel.netstay\"",
+            "vm run linux-check --net sw0 --append \"keel.ip=10.0.0.2/24 keel.net=fetch keel.peer=10.0.0.1 keel.netstay\" --attach",
+        ])
+        .then_next("guest: staying up (keel.netstay)", |_| "~.\n".to_string())
+        .commands(&["net list", "net stat sw0", "vm stat 2", "vm stop 1"])
+        .commands_after("vm 1 (linux-check) stopped", &["net stat sw0", "vm stop 2"])
+        .commands_after("vm 2 (linux-check) stopped", &["net list", "vm console 1", "poweroff"])
+        .timeout(900)
+        .run();
+    run.expect("no switches (vm run ... --net SWITCH makes one)")
+        .expect("vm run: --net Sw0: a switch's name is 1 to 15 characters of a-z, 0-9 and -")
+        .expect("guest: net: eth0 02:4b:65:00:02:00 10.0.0.2/24")
+        .expect("guest: net: ping 10.0.0.1: 3 of 3 replies")
+        .expect("switch sw0: 2 ports, 2 addresses learned")
+        .expect("  02:4b:65:00:01:00 -> port 1")
+        .expect("  02:4b:65:00:02:00 -> port 2")
+        .expect("switch sw0: 1 ports, 1 addresses learned")
+        .expect("guest: net: the peer said bye")
+        .expect_absent("vdev: ")
+        .expect_clean_poweroff();
+    if run.log.matches("guest: checks passed").count() != 2 {
+        run.fail("both guests should pass their checks (the fetching one attached, the serving one in vm console 1)");
+    }
+    match (net_md5(&run.log, "serving"), net_md5(&run.log, "fetched")) {
+        (Some(a), Some(b)) if a == b && a.len() == 32 => {}
+        other => run.fail(&format!("the file fetched is not the file served: md5s {other:?}")),
+    }
+    // The file crossed the switch from port 1 to port 2 without a flood: forwarded frames far
+    // outnumber flooded ones (ARP and the first frames before learning), and nothing dropped.
+    let stat = run.lines_starting("switch sw0: 2 ports").first().copied().unwrap_or("");
+    let after = |word: &str| stat.split(word).nth(1).and_then(|r| r.trim_start().split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse::<u64>().ok());
+    match (after("forwarded"), after("flooded")) {
+        (Some(f), Some(fl)) if f > 700 && fl * 10 < f => {}
+        _ => run.fail(&format!("want the file's 700-odd frames forwarded, few flooded: {stat}")),
+    }
+    let port2 = run.log.lines().find(|l| l.starts_with("  port 2 (vm 2")).unwrap_or("");
+    if !port2.contains("dropped 0, malformed 0") {
+        run.fail(&format!("port 2 lost frames: {port2}"));
+    }
+    let row = device_row(&run.log, "virtio-net@0");
+    let bytes: u64 = row.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+    if bytes < 1 << 20 {
+        run.fail(&format!("vm stat 2's network row {row:?}: want at least the 1 MiB file's bytes"));
+    }
+    // Both ports went with their VMs, and the switch with its last port.
+    let last_list = run.log.rsplit("keel> net list").next().unwrap_or("");
+    if !last_list.contains("no switches") {
+        run.fail("the switch outlived its VMs");
+    }
+}

@@ -24,6 +24,8 @@ pub enum Command {
     PowerOff,
     /// `vm <subcommand> [args...]`: handed to the VM monitor, which parses it.
     Vm(Vec<String>),
+    /// `net <subcommand> [args...]`: handed to the switch service, which parses it.
+    Net(Vec<String>),
     /// A file command (`ls`, `cat`, `cp` ... see `files`), which parses its own arguments.
     File { name: String, args: Vec<String> },
     /// `<command> > path` or `>> path` (append): the command's output goes to the file.
@@ -40,10 +42,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("mem", "physical memory (total, used, free), the kernel heap and its objects"),
     ("uptime", "time since boot"),
     ("poweroff", "power the machine off"),
-    ("vm run <name|config> [opts]", "start a VM (--vcpus N --mem M --cpu C --disk F[:ro] --console virtio --rng --attach|--wait|--timeout S --kernel F [--raw --load A] --initrd F --append S)"),
+    ("vm run <name|config> [opts]", "start a VM (--vcpus N --mem M --cpu C --disk F[:ro] --net SWITCH --console virtio --rng --attach|--wait|--timeout S --append S --kernel F [--raw --load A] --initrd F)"),
     ("vm list | stat <id>", "list VMs and their state; exit counts of a VM"),
     ("vm console <id> | stop <id>", "show a VM's console; stop a VM"),
     ("vm rm <id> | start <id> [opts]", "forget a VM that has stopped; boot a stopped VM again (--attach|--wait|--timeout S)"),
+    ("net list | stat [switch]", "the virtual switches' ports and counters; a switch's learned addresses"),
 ];
 
 /// Why a line could not be decoded. Displayed as the one line the shell prints.
@@ -153,6 +156,7 @@ fn parse_words(words: &[String]) -> Result<Command, ParseError> {
         "poweroff" => no_args(Command::PowerOff, "poweroff"),
         "vm" if !args.is_empty() => Ok(Command::Vm(args.to_vec())),
         "vm" => Err(ParseError::Usage("vm", "vm run|start|list|stat|console|stop|rm ...")),
+        "net" => Ok(Command::Net(args.to_vec())),
         name if crate::files::is_file_command(name) => Ok(Command::File { name: name.to_string(), args: args.to_vec() }),
         other => Err(ParseError::Unknown(other.to_string())),
     }

@@ -36,6 +36,8 @@ pub trait System {
     fn power_off(&mut self) -> Result<(), Error>;
     /// Runs a `vm` command in the VM monitor; the text it prints.
     fn vm(&mut self, args: &[String]) -> Result<String, Error>;
+    /// Runs a `net` command in the switch service; the text it prints.
+    fn net(&mut self, args: &[String]) -> Result<String, Error>;
     /// The file service.
     fn files(&mut self) -> &mut dyn crate::files::Files;
 }
@@ -147,6 +149,15 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
                 let _ = writeln!(out, "shell: {path}: {}", e.message());
             }
         }
+        Command::Net(args) => match sys.net(args) {
+            Ok(text) => out.push_str(&text),
+            Err(Error::NotFound) => {
+                let _ = writeln!(out, "net: the switch service is not running");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "net: {e}");
+            }
+        },
         Command::Vm(args) => match sys.vm(args) {
             Ok(text) => out.push_str(&text),
             Err(Error::NotFound) => {
@@ -248,6 +259,9 @@ mod tests {
         fn vm(&mut self, args: &[String]) -> Result<String, Error> {
             Ok(alloc::format!("vmm got {}\n", args.join(",")))
         }
+        fn net(&mut self, args: &[String]) -> Result<String, Error> {
+            if args.is_empty() { Err(Error::NotFound) } else { Ok(alloc::format!("netsw got {}\n", args.join(","))) }
+        }
 
         fn files(&mut self) -> &mut dyn crate::files::Files {
             &mut self.files
@@ -262,6 +276,13 @@ mod tests {
     fn vm_commands_go_to_the_monitor_whole() {
         let mut sys = FakeSystem::default();
         assert_eq!(run_line(&mut sys, "vm run linux --wait"), "vmm got run,linux,--wait\n");
+    }
+
+    #[test]
+    fn net_commands_go_to_the_switch_service_whole() {
+        let mut sys = FakeSystem::default();
+        assert_eq!(run_line(&mut sys, "net stat sw0"), "netsw got stat,sw0\n");
+        assert_eq!(run_line(&mut sys, "net"), "net: the switch service is not running\n");
     }
 
     fn run_line(sys: &mut FakeSystem, line: &str) -> String {

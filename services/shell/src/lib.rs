@@ -230,6 +230,9 @@ mod tests {
         fn vm(&mut self, _: &[String]) -> Result<String, Error> {
             unreachable!()
         }
+        fn net(&mut self, _: &[String]) -> Result<String, Error> {
+            unreachable!()
+        }
         fn files(&mut self) -> &mut dyn files::Files {
             unreachable!()
         }

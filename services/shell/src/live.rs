@@ -35,6 +35,8 @@ pub struct LiveSystem {
     console: Client,
     /// The VM monitor, looked up on first use and again whenever it restarted.
     vmm: ServiceClient,
+    /// The switch service (`net`).
+    net: ServiceClient,
     /// `vmm.generation()` when the user was last told about a restart.
     vmm_generation: u64,
     /// The VM whose console the last `vm` command attached to.
@@ -154,7 +156,8 @@ impl LiveSystem {
         let (procmgr, namesrv) = (Client::new(procmgr), Client::new(namesrv));
         let console = Client::new(console_control(&procmgr, &namesrv)?);
         let vmm = ServiceClient::new(namesrv.slot(), "vmm");
-        Ok(Self { procmgr, namesrv, console, vmm, vmm_generation: 0, attached: None, waiting: None, files: LiveFiles })
+        let net = ServiceClient::new(namesrv.slot(), "net");
+        Ok(Self { procmgr, namesrv, console, vmm, net, vmm_generation: 0, attached: None, waiting: None, files: LiveFiles })
     }
 
     /// Finds the console again (after it restarted): Ok once the connection procmgr gives
@@ -271,6 +274,13 @@ impl System for LiveSystem {
 
     fn files(&mut self) -> &mut dyn crate::files::Files {
         &mut self.files
+    }
+
+    fn net(&mut self, args: &[String]) -> Result<String, Error> {
+        let payload = args.join("\0");
+        let (r, text) = self.net.call_bulk(Retry::Idempotent, keel_rt::proto::net::COMMAND, [0; 3], payload.as_bytes())?;
+        status(&r)?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
     }
 
     fn vm(&mut self, args: &[String]) -> Result<String, Error> {
