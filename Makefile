@@ -30,7 +30,7 @@ IMAGE := target/keel.Image
 # User programs (EL0) and the initrd that carries them.
 USER_TARGET := aarch64-unknown-none
 USER_BIN_DIR := target/$(USER_TARGET)/user
-PROGRAMS := init namesrv console blk fs shell ktest vmm vdev netsw
+PROGRAMS := init namesrv console blk fs shell ktest vmm vdev netsw nic
 INITRD := target/initrd.cpio
 MANIFEST := services/init/manifest
 INITRD_EXTRA ?=
@@ -60,8 +60,14 @@ DISK_SIZE ?= 64M
 comma := ,
 DISK_ARGS = $(if $(DISK),-drive file=$(DISK)$(comma)format=raw$(comma)if=none$(comma)id=disk0$(comma)cache=writeback \
 	-device virtio-blk-device$(comma)drive=disk0)
+# The network device `make run` attaches (virtio-net, the uplink of Keel's switch sw0): QEMU's
+# user networking with restrict=on (DHCP from QEMU at 10.0.2.2; nothing leaves QEMU). NET=
+# (empty) boots without one.
+NET ?= user
+NET_ARGS = $(if $(NET),-netdev $(NET)$(comma)id=net0$(if $(filter user,$(NET)),$(comma)restrict=on) \
+	-device virtio-net-device$(comma)netdev=net0)
 QEMU_ARGS = -machine $(MACHINE) -global arm-smmuv3.stage=2 -cpu $(CPU) -smp $(SMP) -m $(MEM) \
-	-nographic -kernel $(IMAGE) -initrd $(INITRD) -append "$(APPEND)" $(DISK_ARGS) $(QEMU_EXTRA)
+	-nographic -kernel $(IMAGE) -initrd $(INITRD) -append "$(APPEND)" $(DISK_ARGS) $(NET_ARGS) $(QEMU_EXTRA)
 
 DEPS_STAMP := target/.deps-ok
 

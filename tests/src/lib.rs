@@ -170,6 +170,17 @@ impl Boot {
         self
     }
 
+    /// Attaches a virtio-net device on virtio-mmio with QEMU network backend `backend` (a
+    /// `-netdev` value without its id: `user,restrict=on`, `dgram,...`); Keel's `nic` service
+    /// makes it the uplink of switch sw0.
+    pub fn netdev(mut self, backend: &str) -> Self {
+        self.extra.push("-netdev".into());
+        self.extra.push(format!("{backend},id=net0"));
+        self.extra.push("-device".into());
+        self.extra.push("virtio-net-device,netdev=net0".into());
+        self
+    }
+
     /// Boots without the initrd (no user space).
     pub fn without_initrd(mut self) -> Self {
         self.initrd = false;

@@ -290,3 +290,134 @@ fn two_linux_guests_on_one_switch_ping_each_other_and_move_a_file() {
         run.fail("the switch outlived its VMs");
     }
 }
+
+/// A Debian guest on sw0 gets its address from QEMU's DHCP server through the uplink (Keel's
+/// `nic` driving QEMU's virtio-net device on user networking with restrict=on, so nothing
+/// leaves QEMU) and pings QEMU's gateway.
+#[test]
+fn a_linux_guest_gets_an_address_by_dhcp_through_the_uplink() {
+    let run = Boot::scenario("")
+        .netdev("user,restrict=on")
+        .commands(&["net list", "vm run linux-check --net sw0 --append \"keel.ip=dhcp keel.net=ping keel.peer=10.0.2.2\" --wait", "net stat sw0", "poweroff"])
+        .timeout(600)
+        .run();
+    run.expect("nic: virtio-net at slot 31 (52:54:00:12:34:56), the uplink of switch sw0 (port 1)")
+        .expect("sw0              1     uplink 52:54:00:12:34:56")
+        .expect("guest: net: eth0 02:4b:65:00:01:00 10.0.2.15/24")
+        .expect("guest: net: ping 10.0.2.2: 3 of 3 replies")
+        .expect("guest: checks passed")
+        // QEMU's gateway is behind the uplink; the VM's port went with the VM.
+        .expect("  52:55:0a:00:02:02 -> port 1")
+        .expect("switch sw0: 1 ports")
+        .expect_clean_poweroff();
+}
+
+/// A host process on the loopback address at the far end of the uplink (QEMU's `dgram`
+/// backend: each Ethernet frame one UDP datagram): it answers ARP and ping for 10.0.3.1.
+struct LoopbackPeer {
+    socket: std::net::UdpSocket,
+}
+
+impl LoopbackPeer {
+    const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+    const IP: [u8; 4] = [10, 0, 3, 1];
+
+    /// Answers what comes until `stop`; (frames received, replies sent).
+    fn serve(&self, qemu: std::net::SocketAddr, stop: &std::sync::atomic::AtomicBool) -> (u32, u32) {
+        let (mut got, mut sent) = (0, 0);
+        let mut buf = [0u8; 2048];
+        self.socket.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let Ok(n) = self.socket.recv(&mut buf) else { continue };
+            got += 1;
+            if let Some(reply) = Self::answer(&buf[..n]) {
+                if self.socket.send_to(&reply, qemu).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        (got, sent)
+    }
+
+    fn checksum(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// The reply to an ARP request or ICMP echo request for our address.
+    fn answer(f: &[u8]) -> Option<Vec<u8>> {
+        let (dst_mac, src_mac, ethertype) = (&f.get(0..6)?, &f.get(6..12)?, u16::from_be_bytes([*f.get(12)?, *f.get(13)?]));
+        let _ = dst_mac;
+        let mut out = Vec::from(*src_mac);
+        out.extend_from_slice(&Self::MAC);
+        match ethertype {
+            0x0806 if f.get(20..22)? == [0, 1] && f.get(38..42)? == Self::IP => {
+                out.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2]);
+                out.extend_from_slice(&Self::MAC);
+                out.extend_from_slice(&Self::IP);
+                out.extend_from_slice(f.get(22..32)?);
+                Some(out)
+            }
+            0x0800 if f.get(30..34)? == Self::IP && *f.get(23)? == 1 => {
+                let ihl = usize::from(f.get(14)? & 0xf) * 4;
+                let ip = f.get(14..)?;
+                let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+                let icmp = ip.get(ihl..total)?;
+                if icmp.first() != Some(&8) {
+                    return None;
+                }
+                let mut header = ip.get(..ihl)?.to_vec();
+                header[16..20].copy_from_slice(ip.get(12..16)?);
+                header[12..16].copy_from_slice(&Self::IP);
+                header[10..12].copy_from_slice(&[0, 0]);
+                let c = Self::checksum(&header);
+                header[10..12].copy_from_slice(&c.to_be_bytes());
+                let mut reply = icmp.to_vec();
+                reply[0] = 0;
+                reply[2..4].copy_from_slice(&[0, 0]);
+                let c = Self::checksum(&reply);
+                reply[2..4].copy_from_slice(&c.to_be_bytes());
+                out.extend_from_slice(&[0x08, 0x00]);
+                out.extend_from_slice(&header);
+                out.extend_from_slice(&reply);
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The uplink with a peer on the host: QEMU's virtio-net device sends every frame as a UDP
+/// datagram to a test process on 127.0.0.1 (and nowhere else), which answers ARP and ping; a
+/// Debian guest on sw0 pings it through the switch and the uplink.
+#[test]
+fn a_linux_guest_pings_a_host_process_through_the_uplink() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer_port = socket.local_addr().unwrap().port();
+    // A free port for QEMU's end (bound and let go at once).
+    let qemu_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let qemu: std::net::SocketAddr = format!("127.0.0.1:{qemu_port}").parse().unwrap();
+    let peer = LoopbackPeer { socket };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (run, (got, sent)) = std::thread::scope(|s| {
+        let served = s.spawn(|| peer.serve(qemu, &stop));
+        let run = Boot::scenario("")
+            .netdev(&format!("dgram,local.type=inet,local.host=127.0.0.1,local.port={qemu_port},remote.type=inet,remote.host=127.0.0.1,remote.port={peer_port}"))
+            .commands(&["vm run linux-check --net sw0 --append \"keel.ip=10.0.3.2/24 keel.net=ping keel.peer=10.0.3.1\" --wait", "net stat sw0", "poweroff"])
+            .timeout(600)
+            .run();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        (run, served.join().unwrap())
+    });
+    run.expect("the uplink of switch sw0")
+        .expect("guest: net: ping 10.0.3.1: 3 of 3 replies")
+        .expect("guest: checks passed")
+        .expect("  02:00:00:00:00:99 -> port 1")
+        .expect_clean_poweroff();
+    if got < 4 || sent < 4 {
+        run.fail(&format!("the host peer got {got} frames and answered {sent}: want ARP and pings both ways"));
+    }
+}

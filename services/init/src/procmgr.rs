@@ -292,6 +292,8 @@ fn start(
         "ktest" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
         // The block driver maps its device's registers, claims its interrupt and does DMA.
         "blk" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
+        // So does the network driver (the uplink of a virtual switch).
+        "nic" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
         // The file service copies the initrd's files into its root tmpfs and reads the clock.
         "fs" => {
             grants.push(Grant { slot: env.initrd, rights: rights::READ | rights::MAP, badge: 0, name: "initrd" });

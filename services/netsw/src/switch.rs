@@ -51,6 +51,13 @@ pub struct Port {
     pub counters: Counters,
 }
 
+impl Port {
+    /// Whose port it is: a VM's number, or `uplink` (VM 0: the network driver's).
+    pub fn owner(&self) -> String {
+        if self.vm == 0 { String::from("uplink") } else { alloc::format!("{}", self.vm) }
+    }
+}
+
 /// One switch.
 #[derive(Debug, Default)]
 pub struct Switch {
@@ -217,9 +224,9 @@ impl Fabric {
         if self.ports.is_empty() {
             return String::from("no switches (vm run ... --net SWITCH makes one)\n");
         }
-        let mut s = String::from("switch           port  vm    mac                sent      received  dropped\n");
+        let mut s = String::from("switch           port  vm     mac                sent      received  dropped\n");
         for p in self.ports.values() {
-            let _ = writeln!(s, "{:<16} {:<5} {:<5} {:<18} {:<9} {:<9} {}", p.switch, p.number, p.vm, mac_text(&p.mac), p.counters.sent, p.counters.received, p.counters.dropped + p.counters.malformed);
+            let _ = writeln!(s, "{:<16} {:<5} {:<6} {:<18} {:<9} {:<9} {}", p.switch, p.number, p.owner(), mac_text(&p.mac), p.counters.sent, p.counters.received, p.counters.dropped + p.counters.malformed);
         }
         s
     }
@@ -239,9 +246,9 @@ impl Fabric {
                 let c = p.counters;
                 let _ = writeln!(
                     s,
-                    "  port {} (vm {}, {}): sent {} ({} bytes), received {} ({} bytes), queued {}, dropped {}, malformed {}",
+                    "  port {} ({}, {}): sent {} ({} bytes), received {} ({} bytes), queued {}, dropped {}, malformed {}",
                     p.number,
-                    p.vm,
+                    if p.vm == 0 { String::from("the uplink") } else { alloc::format!("vm {}", p.vm) },
                     mac_text(&p.mac),
                     c.sent,
                     c.sent_bytes,

@@ -133,7 +133,7 @@ pub mod net {
     use alloc::vec::Vec;
 
     /// Opens a port on a switch (made if it is new). Bulk payload: the switch's name; data[0]
-    /// = the VM it is for, data[1] = the MAC address (its 6 bytes, first in the low byte).
+    /// = the VM it is for (0: the uplink, the network driver's port), data[1] = the MAC address (its 6 bytes, first in the low byte).
     /// Reply: data[0] = the port's number, caps[0] = the port (the capability its backend
     /// calls with). `Invalid` for a bad name, `Exists` for a MAC already on that switch,
     /// `TableFull` at [`MAX_PORTS`].
