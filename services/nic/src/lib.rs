@@ -16,3 +16,6 @@ extern crate alloc;
 
 pub mod device;
 pub mod service;
+
+#[cfg(test)]
+mod tests;

@@ -244,3 +244,56 @@ fn a_disk_backend_serves_reads_and_writes_and_counts_them() {
     assert_eq!((b.stats.requests, b.stats.bytes, b.stats.errors), (1, 512, 0));
     assert_eq!(b.hardware_entropy(), None);
 }
+
+/// A network backend: frames from the switch wait for the guest's receive buffers, frames the
+/// guest sends come out without their header, and the backend holds only so many.
+#[test]
+fn a_network_backend_moves_frames_and_bounds_what_it_holds() {
+    use crate::backend::MAX_RX_FRAMES;
+    const TX: u64 = 0x10000;
+    let mut b = Backend::net(Ram::new(BASE, alloc::vec![0; 1 << 20]), [2, 0x4b, 0x65, 0, 1, 0]);
+    assert_eq!(b.read(reg::DEVICE_ID, 4), 1);
+    assert_eq!(b.read(reg::CONFIG, 4), 0x0065_4b02, "the MAC");
+    let mut w = |b: &mut Rng, off: u64, v: u64| b.write(off, 4, v);
+    w(&mut b, reg::STATUS, 3);
+    w(&mut b, reg::DRIVER_FEATURES_SEL, 1);
+    w(&mut b, reg::DRIVER_FEATURES, 1);
+    w(&mut b, reg::STATUS, 11);
+    for (q, off) in [(0, 0), (1, TX)] {
+        w(&mut b, reg::QUEUE_SEL, q);
+        w(&mut b, reg::QUEUE_NUM, u64::from(QSIZE));
+        w(&mut b, reg::QUEUE_DESC_LOW, (DESC + off) & 0xffff_ffff);
+        w(&mut b, reg::QUEUE_DRIVER_LOW, (AVAIL + off) & 0xffff_ffff);
+        w(&mut b, reg::QUEUE_DEVICE_LOW, (USED + off) & 0xffff_ffff);
+        w(&mut b, reg::QUEUE_READY, 1);
+    }
+    w(&mut b, reg::STATUS, 15);
+    // Two frames from the switch before the guest has buffers: held.
+    let frame = |fill: u8| alloc::vec![fill; 60];
+    assert!(!b.receive([&frame(1)[..], &frame(2)[..]].into_iter()));
+    assert_eq!(b.receive_room(), MAX_RX_FRAMES - 2);
+    // One receive buffer: the first frame goes in (12-byte header first), the interrupt is due.
+    offer(&mut b, 0, BUF, 2048, 0);
+    assert!(b.notified(1));
+    let mut got = [0u8; 72];
+    mem(&mut b).read(BUF, &mut got).unwrap();
+    assert_eq!((got[10], &got[12..]), (1, &frame(1)[..]), "num_buffers 1, then the frame");
+    assert_eq!(b.receive_room(), MAX_RX_FRAMES - 1);
+    // The guest sends a 100-byte frame after its header.
+    let m = mem(&mut b);
+    m.write(BUF + 0x1000 + 12, &[9; 100]).unwrap();
+    m.write(DESC + TX, &(BUF + 0x1000).to_le_bytes()).unwrap();
+    m.write_u32(DESC + TX + 8, 112).unwrap();
+    m.write_u16(AVAIL + TX + 4, 0).unwrap();
+    m.write_u16(AVAIL + TX + 2, 1).unwrap();
+    assert!(b.has_transmitted());
+    b.notified(2);
+    assert_eq!(b.take_transmitted(), [alloc::vec![9u8; 100]]);
+    assert!(!b.has_transmitted());
+    assert_eq!((b.stats.requests, b.stats.bytes), (2, 160));
+    // More than it may hold: the rest is dropped and counted.
+    let many: Vec<Vec<u8>> = (0..MAX_RX_FRAMES + 5).map(|i| frame(i as u8)).collect();
+    b.receive(many.iter().map(Vec::as_slice));
+    assert_eq!(b.receive_room(), 0);
+    assert_eq!(b.stats.errors, 6, "one frame was still held from before");
+}
