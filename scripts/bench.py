@@ -37,6 +37,7 @@ QEMU_ARGS = [
 GUEST = "guest"
 LINUX = "linux"
 DISK = "disk"
+NET = "net"
 PROMPT = "prompt"
 
 # Every benchmark of the issue, in table order: (name, target, unit, source). The source is the
@@ -69,6 +70,8 @@ CATALOG = [
     ("virtio_blk_write_per_mib", None, "instructions/MiB", DISK),
     ("virtio_blk_read_per_mib", None, "instructions/MiB", DISK),
     ("virtio_blk_monitor_exits_per_request", None, "exits/request", DISK),
+    ("net_vm_to_vm_ping_round_trip", None, "instructions", NET),
+    ("net_vm_to_vm_tcp_per_mib", None, "instructions/MiB", NET),
     ("fs_tmpfs_write_16m", None, "instructions/KiB", KERNEL),
     ("fs_tmpfs_read_16m", None, "instructions/KiB", KERNEL),
     ("fs_tmpfs_create_stat_unlink", None, "instructions/file", KERNEL),
@@ -120,6 +123,14 @@ DD_INPUT = (b"mkdir /scratch\n"
             b"vm stat 1\n"
             b"poweroff\n")
 DD_LINE = re.compile(r"^guest: dd: (write|read) 64 MiB in (\d+) ns")
+# Two Debian guests on one switch: one serves 64 MiB of zeros over HTTP, the other pings it 20
+# times and fetches the file into /dev/null (guests/linux/init, keel.net=serve / bench).
+NET_INPUT = (b"vm run linux-check --net bench --append \"keel.ip=10.0.0.1/24 keel.net=serve keel.netkib=65536 keel.netzero\"\n"
+             b"vm run linux-check --net bench --append \"keel.ip=10.0.0.2/24 keel.net=bench keel.peer=10.0.0.1 keel.netkib=65536\" --wait\n"
+             b"vm stat 2\n"
+             b"poweroff\n")
+NET_RTT = re.compile(r"^guest: net: ping rtt ms (\d+\.\d+) (\d+\.\d+) (\d+\.\d+)")
+NET_TCP = re.compile(r"^guest: net: tcp 65536 KiB in (\d+) ns")
 FIRST_PROMPT = re.compile(r"^shell: first prompt at (\d+) ticks")
 BENCH_LINE = re.compile(r"^bench: (\S+) (\d+) (\d+) (\d+) (\S+)\s*$")
 BOOT_TICKS = re.compile(r"^keel: boot took (\d+) ticks from power-on")
@@ -324,6 +335,24 @@ def disk_figures(qemu, image, initrd, timeout):
             "virtio_blk_monitor_exits_per_request": exits / requests}, (exits, requests)
 
 
+def net_figures(qemu, image, initrd, timeout):
+    """{name: (min, median, max)} of two Debian guests on one virtual switch: busybox ping's
+    round trip over 20 pings (min, avg, max: its milliseconds are 1e6 instructions under icount,
+    to the microsecond) and a 64 MiB HTTP transfer's guest nanoseconds per MiB."""
+    if not os.path.exists(os.path.join(LINUX_DIR, "Image")):
+        raise Failure("no Linux guest in cache/guest (run make guest)")
+    log = shell_session(qemu, image, initrd, NET_INPUT, timeout, "VM-to-VM network")
+    rtt = tcp = None
+    for line in log.splitlines():
+        if m := NET_RTT.match(line):
+            rtt = tuple(round(float(x) * 1_000_000) for x in m.groups())
+        elif m := NET_TCP.match(line):
+            tcp = int(m.group(1)) // 64
+    if rtt is None or tcp is None or "guest: checks passed" not in log:
+        raise Failure(f"VM-to-VM network: no ping or transfer figures, or the guest's checks failed\n{tail(log)}")
+    return {"net_vm_to_vm_ping_round_trip": rtt, "net_vm_to_vm_tcp_per_mib": (tcp, tcp, tcp)}
+
+
 def tail(log, n=30):
     lines = log.splitlines()
     return "--- last lines of the serial log ---\n" + "\n".join(lines[-n:])
@@ -361,7 +390,7 @@ def run_all(args):
     log = boot(args.qemu, args.image, args.initrd, scenario, args.timeout)
     benches = parse_bench_lines(log)
     boot_figures, parts = parse_boot_report(log)
-    results, missing, linux, disk = [], [], None, None
+    results, missing, linux, disk, net = [], [], None, None, None
     guests = guest_figures(args.qemu, args.image, args.initrd, args.timeout)
     for name, target, unit, source in CATALOG:
         r = {"name": name, "median": None, "min": None, "max": None, "target": target, "unit": unit}
@@ -378,7 +407,7 @@ def run_all(args):
             r.update(min=lo, median=med, max=hi)
             r["note"] = (f"measured by the tiny guest (tests/guests, guest=bench, switch or virtio-bench) with its counter: "
                          f"{GUEST_LINES[name][2]}; {n} samples, each one operation timed alone")
-        elif source in (LINUX, DISK) and args.quick:
+        elif source in (LINUX, DISK, NET) and args.quick:
             r["note"] = "not measured by the quick run (make bench measures it)"
         elif source == LINUX:
             if linux is None:
@@ -411,6 +440,19 @@ def run_all(args):
                 r["note"] = (f"Debian's Linux, dd {way}, 64 KiB O_DIRECT requests, 64 MiB: guest "
                              f"nanoseconds per MiB (instructions under icount); the disk is a file in a tmpfs of "
                              f"Keel's, served by vdev-blk through the file service. No QEMU baseline yet")
+        elif source == NET:
+            if net is None:
+                net = net_figures(args.qemu, args.image, args.initrd, args.timeout)
+            lo, med, hi = net[name]
+            r.update(min=lo, median=med, max=hi)
+            if name.endswith("round_trip"):
+                r["note"] = ("busybox ping between two Debian guests on one Keel switch, 20 pings: min, avg (as the "
+                             "median) and max of its round trips (ms to the microsecond = instructions the whole "
+                             "machine ran under icount): guest, backend, switch, the other backend and guest, and back")
+            else:
+                r["note"] = ("wget of 64 MiB of zeros from busybox httpd in the other guest on the same switch, into "
+                             "/dev/null: guest nanoseconds per MiB (instructions the whole machine ran: both guests, "
+                             "both backends and the switch; every frame copied four times). No offloads, MTU 1500")
         elif source == PROMPT:
             v = boot_to_prompt(args.qemu, args.image, args.initrd, args.timeout)
             r.update(min=v, median=v, max=v)

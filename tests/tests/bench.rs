@@ -71,6 +71,8 @@ fn the_quick_benchmark_run_produces_a_plausible_figure_for_every_benchmark() {
         "virtio_blk_write_per_mib",
         "virtio_blk_read_per_mib",
         "virtio_blk_monitor_exits_per_request",
+        "net_vm_to_vm_ping_round_trip",
+        "net_vm_to_vm_tcp_per_mib",
     ];
     for &(name, lo, hi) in PLAUSIBLE {
         let r = results.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("{name} missing from the results\n{stdout}"));
