@@ -421,3 +421,38 @@ fn a_linux_guest_pings_a_host_process_through_the_uplink() {
         run.fail(&format!("the host peer got {got} frames and answered {sent}: want ARP and pings both ways"));
     }
 }
+
+/// A hostile driver on a switch port (the tiny guest's `virtio-hostile` with `guest.net`: bad
+/// transmit rings of every kind, then one good frame) beside two Debian guests that move a file
+/// over the same switch: the hostile device needs resets, nothing else notices.
+#[test]
+fn a_hostile_guest_on_a_switch_harms_neither_the_switch_nor_the_guests_beside_it() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "vm run linux-check --net sw0 --append \"keel.ip=10.0.0.1/24 keel.net=serve\"",
+            "vm run linux-check --net sw0 --append \"keel.ip=10.0.0.2/24 keel.net=fetch keel.peer=10.0.0.1\"",
+            "vm run bad --kernel /guest/test.Image --append \"guest=virtio-hostile guest.net\" --net sw0 --wait",
+            "vm stat 3",
+        ])
+        .commands_after("vm 2 (linux-check) exited", &["vm console 2", "poweroff"])
+        .timeout(900)
+        .run();
+    run.expect("guest: virtio-hostile: buffer outside RAM: device needs reset")
+        .expect("guest: virtio-hostile: descriptor loop: device needs reset")
+        .expect("guest: virtio-hostile: available index jump: device needs reset")
+        .expect("guest: virtio-hostile: queue outside RAM: device needs reset")
+        .expect("guest: virtio-hostile: PASS (9 kinds of bad input refused; then a 60-byte frame sent)")
+        .expect("vm 3 exited: system-off")
+        .expect("guest: net: ping 10.0.0.1: 3 of 3 replies")
+        .expect("guest: checks passed")
+        .expect_absent("vdev: ")
+        .expect_absent("panicked")
+        .expect_clean_poweroff();
+    if net_md5(&run.log, "fetched").is_none() {
+        run.fail("the fetching guest got no file");
+    }
+    let row = device_row(&run.log, "virtio-net@0");
+    if row.get(5).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) < 7 {
+        run.fail(&format!("vm stat 3's network row {row:?}: want the 7 malformed rings counted as errors"));
+    }
+}

@@ -85,6 +85,9 @@ pub struct Served {
 /// dropped and counted. A malformed queue is an error and the transport needs a reset.
 pub fn take_frames(t: &mut Transport<Net>, mem: &mut impl GuestMemory, out: &mut Vec<Vec<u8>>) -> Result<Served, QueueError> {
     let mut served = Served::default();
+    if !ready(t, TRANSMIT) {
+        return Ok(served);
+    }
     let mut buf = [0u8; HEADER + MAX_FRAME];
     for _ in 0..MAX_BATCH {
         let Some(chain) = t.pop(TRANSMIT, mem)? else { break };
@@ -102,6 +105,12 @@ pub fn take_frames(t: &mut Transport<Net>, mem: &mut impl GuestMemory, out: &mut
     Ok(served)
 }
 
+/// Whether the driver enabled queue `n` (a driver may use one direction only: the other queue
+/// is then left alone, not an error).
+fn ready(t: &mut Transport<Net>, n: u16) -> bool {
+    t.queue(n).is_some_and(|q| q.ready())
+}
+
 /// Whether the guest has transmitted frames [`take_frames`] has not taken yet (it stopped at
 /// [`MAX_BATCH`]).
 pub fn more_to_take(t: &mut Transport<Net>, mem: &impl GuestMemory) -> bool {
@@ -116,7 +125,7 @@ pub fn give_frames(t: &mut Transport<Net>, mem: &mut impl GuestMemory, frames: &
     let mut header = [0u8; HEADER];
     // num_buffers (the last field): one buffer per frame.
     header[10] = 1;
-    while !frames.is_empty() {
+    while !frames.is_empty() && ready(t, RECEIVE) {
         let Some(chain) = t.pop(RECEIVE, mem)? else { break };
         let Some(frame) = frames.pop_front() else { break };
         let room = chain.writable_len();

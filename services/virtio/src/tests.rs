@@ -909,3 +909,29 @@ fn a_net_device_moves_frames_both_ways_and_drops_bad_ones() {
     assert_eq!(&got[..HEADER], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], "a zero header, num_buffers 1");
     assert_eq!(&got[HEADER..], &frame(64, 3)[..]);
 }
+
+#[test]
+fn a_net_driver_using_one_direction_leaves_the_other_queue_alone() {
+    use crate::net::{self, Net};
+    // Only the transmit queue set up: frames for the guest wait, nothing fails.
+    let d = Driver::new(8);
+    let mut t = Transport::new(Net { mac: [2, 0, 0, 0, 0, 1] });
+    let m = &d.mem;
+    t.write(0x070, 4, 3, m);
+    t.write(0x024, 4, 1, m);
+    t.write(0x020, 4, 1, m);
+    t.write(0x070, 4, 11, m);
+    t.write(0x030, 4, 1, m);
+    t.write(0x038, 4, 8, m);
+    for (low, v) in [(0x080, d.desc), (0x090, d.avail), (0x0a0, d.used)] {
+        t.write(low, 4, v & 0xffff_ffff, m);
+        t.write(low + 4, 4, v >> 32, m);
+    }
+    t.write(0x044, 4, 1, m);
+    assert!(matches!(t.write(0x070, 4, 15, m), Effect::Activated(_)));
+    let mut mem = d.mem;
+    let mut frames: alloc::collections::VecDeque<Vec<u8>> = [vec![0xffu8; 60]].into_iter().collect();
+    assert_eq!(net::give_frames(&mut t, &mut mem, &mut frames).unwrap().frames, 0);
+    assert_eq!(frames.len(), 1, "the frame waits");
+    assert_eq!(t.status() & status::NEEDS_RESET, 0);
+}

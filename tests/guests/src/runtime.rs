@@ -21,6 +21,9 @@ pub struct Guest {
     pub operations: Option<u64>,
     /// `guest.heavy`: a scenario that can also runs with the FP/SVE and PMU state live.
     pub heavy: bool,
+    /// `guest.net`: the virtio scenarios drive a network device's transmit queue instead of
+    /// an entropy device.
+    pub net: bool,
     /// The RAM region from the DTB.
     pub ram: Region,
     /// How many CPU nodes the DTB lists.
@@ -122,6 +125,7 @@ pub extern "C" fn primary_main(dtb_pa: u64, _index: usize) -> ! {
     let mut guest = Guest {
         plain: cmdline::has_flag(info.bootargs, cmdline::PLAIN),
         heavy: cmdline::has_flag(info.bootargs, "guest.heavy"),
+        net: cmdline::has_flag(info.bootargs, "guest.net"),
         operations: cmdline::number(info.bootargs, cmdline::OPS),
         ram,
         listed_cpus: info.cpu_count,

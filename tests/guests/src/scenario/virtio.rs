@@ -16,6 +16,10 @@
 //! device says `DEVICE_NEEDS_RESET`, and PASSes when the device then reports needing a reset:
 //! what a guest sees when its backend dies.
 //!
+//! With `guest.net` the hostile scenario drives a network device (ID 1) instead: its transmit
+//! queue (1) alone, with device-readable buffers; a good request is a 60-byte broadcast frame
+//! after its 12-byte header, returned with 0 bytes written.
+//!
 //! On plain QEMU: `-device virtio-rng-device -global virtio-mmio.force-legacy=false` (QEMU's
 //! virtio-mmio transports are legacy by default). The rings live in a page of the guest image;
 //! the guest runs with its MMU off, so every access to them is a plain aligned one.
@@ -30,6 +34,24 @@ const SLOT0: u64 = 0x0a00_0000;
 const SLOT_SIZE: u64 = 0x200;
 const SLOTS: u64 = 32;
 const ENTROPY: u32 = 4;
+const NETWORK: u32 = 1;
+
+/// The network variant (`guest.net`): device 1, queue 1, device-readable buffers.
+static NET: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn net() -> bool {
+    NET.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// The queue the scenario drives.
+fn queue() -> u32 {
+    if net() { 1 } else { 0 }
+}
+
+/// The flags of a buffer the device fills (entropy) or reads (a frame to send).
+fn data() -> u16 {
+    if net() { 0 } else { DESC_F_WRITE }
+}
 
 const MAGIC_VALUE: u64 = 0x000;
 const VERSION: u64 = 0x004;
@@ -122,12 +144,17 @@ fn find_entropy(quiet: bool) -> Result<u64, crate::text::Text> {
             if !quiet {
                 say!("virtio: slot {slot} at {:#x}: device {id}, version {version}", SLOT0 + slot * SLOT_SIZE);
             }
-            if id == ENTROPY && entropy.is_none() {
+            if id == if net() { NETWORK } else { ENTROPY } && entropy.is_none() {
                 entropy = Some((slot, version));
             }
         }
     }
-    let Some((slot, version)) = entropy else { fail!("no entropy device (virtio device ID 4) on any slot") };
+    let Some((slot, version)) = entropy else {
+        if net() {
+            fail!("no network device (virtio device ID 1) on any slot")
+        }
+        fail!("no entropy device (virtio device ID 4) on any slot")
+    };
     ensure!(version == 2, "slot {slot}: a legacy transport (version {version}); this driver is modern only");
     Ok(slot)
 }
@@ -149,10 +176,11 @@ fn bring_up_at(slot: u64, desc: u64, avail: u64, used: u64) -> Result<u32, crate
     set(slot, STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
     ensure!(reg(slot, STATUS) & FEATURES_OK != 0, "FEATURES_OK did not stick (status {:#x})", reg(slot, STATUS));
 
-    set(slot, QUEUE_SEL, 0);
+    let q = queue();
+    set(slot, QUEUE_SEL, q);
     let max = reg(slot, QUEUE_NUM_MAX);
-    ensure!(max >= u32::from(QUEUE_SIZE), "queue 0's maximum size is {max}");
-    ensure!(reg(slot, QUEUE_READY) == 0, "queue 0 is ready before it was set up");
+    ensure!(max >= u32::from(QUEUE_SIZE), "queue {q}'s maximum size is {max}");
+    ensure!(reg(slot, QUEUE_READY) == 0, "queue {q} is ready before it was set up");
     for off in (0..4096).step_by(8) {
         put::<u64>(off, 0);
     }
@@ -166,7 +194,7 @@ fn bring_up_at(slot: u64, desc: u64, avail: u64, used: u64) -> Result<u32, crate
     if reg(slot, STATUS) & NEEDS_RESET != 0 {
         return Ok(reg(slot, STATUS));
     }
-    ensure!(reg(slot, QUEUE_READY) == 1, "queue 0 is not ready after QueueReady = 1");
+    ensure!(reg(slot, QUEUE_READY) == 1, "queue {q} is not ready after QueueReady = 1");
     set(slot, STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     ensure!(reg(slot, STATUS) & DRIVER_OK != 0, "DRIVER_OK did not stick (status {:#x})", reg(slot, STATUS));
     Ok(reg(slot, STATUS))
@@ -194,7 +222,7 @@ fn offer(slot: u64, n: u16, head: u16, idx: u16) {
     barrier();
     put(AVAIL_OFF + 2, idx);
     barrier();
-    set(slot, QUEUE_NOTIFY, 0);
+    set(slot, QUEUE_NOTIFY, queue());
 }
 
 /// Waits until the used index reaches `idx` (true), or `ms` pass (false).
@@ -224,6 +252,21 @@ fn wait_needs_reset(slot: u64, ms: u64) -> bool {
 
 /// One entropy request of `BUFFER_LEN` bytes as request number `n`; the length returned.
 fn request(slot: u64, n: u16) -> Result<u32, crate::text::Text> {
+    if net() {
+        // A broadcast frame from 02:00:00:00:00:01 after a zero header.
+        for i in 0..72 {
+            put::<u8>(BUFFER_OFF + i, if (12..18).contains(&i) { 0xff } else { 0 });
+        }
+        put::<u8>(BUFFER_OFF + 18, 2);
+        put::<u8>(BUFFER_OFF + 23, 1);
+        put::<u8>(BUFFER_OFF + 24, 8);
+        desc(0, phys(BUFFER_OFF), 72, 0, 0);
+        offer(slot, n, 0, n.wrapping_add(1));
+        ensure!(wait_used(n.wrapping_add(1), TIMEOUT_MS), "the device returned no buffer within {TIMEOUT_MS} ms (request {n})");
+        let id = get::<u32>(USED_OFF + 4 + 8 * usize::from(n % QUEUE_SIZE));
+        ensure!(id == 0, "used ring entry names descriptor {id}, want 0");
+        return Ok(60);
+    }
     desc(0, phys(BUFFER_OFF), BUFFER_LEN as u32, DESC_F_WRITE, 0);
     offer(slot, n, 0, n.wrapping_add(1));
     ensure!(wait_used(n.wrapping_add(1), TIMEOUT_MS), "the device returned no buffer within {TIMEOUT_MS} ms (request {n})");
@@ -259,27 +302,29 @@ fn expect_needs_reset(slot: u64, what: &str) -> Result<(), crate::text::Text> {
     request(slot, 0).map(|_| ())
 }
 
-pub fn run_hostile(_guest: &Guest) -> Outcome {
+pub fn run_hostile(guest: &Guest) -> Outcome {
+    NET.store(guest.net, core::sync::atomic::Ordering::Relaxed);
     let slot = find_entropy(true)?;
+    let w = data();
     // A buffer far outside guest RAM.
     bring_up(slot)?;
-    desc(0, 0x7f_0000_0000, 64, DESC_F_WRITE, 0);
+    desc(0, 0x7f_0000_0000, 64, w, 0);
     offer(slot, 0, 0, 1);
     expect_needs_reset(slot, "buffer outside RAM")?;
     // A buffer that runs off the end of RAM (the device window is not RAM either).
     bring_up(slot)?;
-    desc(0, SLOT0, 64, DESC_F_WRITE, 0);
+    desc(0, SLOT0, 64, w, 0);
     offer(slot, 0, 0, 1);
     expect_needs_reset(slot, "buffer on the device window")?;
     // A descriptor chain that loops.
     bring_up(slot)?;
-    desc(0, phys(BUFFER_OFF), 8, DESC_F_WRITE | DESC_F_NEXT, 1);
-    desc(1, phys(BUFFER_OFF + 8), 8, DESC_F_WRITE | DESC_F_NEXT, 0);
+    desc(0, phys(BUFFER_OFF), 8, w | DESC_F_NEXT, 1);
+    desc(1, phys(BUFFER_OFF + 8), 8, w | DESC_F_NEXT, 0);
     offer(slot, 0, 0, 1);
     expect_needs_reset(slot, "descriptor loop")?;
     // A head beyond the table, then an available index that jumps past the queue size.
     bring_up(slot)?;
-    desc(0, phys(BUFFER_OFF), 8, DESC_F_WRITE, 0);
+    desc(0, phys(BUFFER_OFF), 8, w, 0);
     offer(slot, 0, 200, 1);
     expect_needs_reset(slot, "head beyond the table")?;
     bring_up(slot)?;
@@ -287,7 +332,7 @@ pub fn run_hostile(_guest: &Guest) -> Outcome {
     expect_needs_reset(slot, "available index jump")?;
     // A zero-length buffer and a huge one.
     bring_up(slot)?;
-    desc(0, phys(BUFFER_OFF), u32::MAX, DESC_F_WRITE, 0);
+    desc(0, phys(BUFFER_OFF), u32::MAX, w, 0);
     offer(slot, 0, 0, 1);
     expect_needs_reset(slot, "4 GiB buffer")?;
     // A queue placed outside RAM: refused when it is made ready.
@@ -323,6 +368,9 @@ pub fn run_hostile(_guest: &Guest) -> Outcome {
     bring_up(slot)?;
     let len = request(slot, 0)?;
     set(slot, STATUS, 0);
+    if net() {
+        return super::note(format_args!("(9 kinds of bad input refused; then a {len}-byte frame sent)"));
+    }
     super::note(format_args!("(9 kinds of bad input refused; then {len} random bytes)"))
 }
 
