@@ -85,6 +85,77 @@ impl Storage for FileStorage {
     }
 }
 
+/// A disk that is a whole block device, reached through its driver (`proto::blk`).
+pub struct BlockStorage {
+    client: ipc::Client,
+}
+
+impl BlockStorage {
+    /// The device model and the storage of block device `name` behind `cap`: its capacity, and
+    /// for a writable disk this backend as its only writer (`EBUSY` when another client, the
+    /// file service with it mounted, say, is; `EROFS` for a read-only device).
+    fn open(cap: Slot, name: &str, read_only: bool) -> Result<(Blk, BlockStorage), keel_rt::errno::Errno> {
+        use keel_rt::errno::Errno;
+        use keel_rt::proto::{blk, errno_status};
+        let mut client = ipc::Client::new(cap);
+        let info = errno_status(&client.call(blk::INFO, [0; 4]).map_err(|_| Errno::Io)?)?;
+        if info.data[1] & blk::READ_ONLY != 0 && !read_only {
+            return Err(Errno::RoFs);
+        }
+        // A bulk call first: the driver then sees this process exit (and drops its claim).
+        let (r, _) = client.call_bulk(blk::READ, [0, 1, 0], &[]).map_err(|_| Errno::Io)?;
+        errno_status(&r)?;
+        if !read_only {
+            errno_status(&client.call(blk::OPEN_WRITE, [0; 4]).map_err(|_| Errno::Io)?)?;
+        }
+        let mut id = [0u8; 20];
+        id[..name.len().min(20)].copy_from_slice(&name.as_bytes()[..name.len().min(20)]);
+        Ok((Blk { capacity: info.data[0], read_only, id }, BlockStorage { client }))
+    }
+
+    fn check(r: Result<(ipc::Received, Vec<u8>), Error>) -> Result<Vec<u8>, StorageError> {
+        match r {
+            Ok((r, payload)) if r.msg.label == 0 => Ok(payload),
+            _ => Err(StorageError),
+        }
+    }
+}
+
+impl Storage for BlockStorage {
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), StorageError> {
+        const SECTOR: u64 = keel_virtio::blk::SECTOR;
+        if !offset.is_multiple_of(SECTOR) || !(out.len() as u64).is_multiple_of(SECTOR) {
+            return Err(StorageError);
+        }
+        for (i, chunk) in out.chunks_mut((keel_rt::proto::blk::MAX_SECTORS * SECTOR) as usize).enumerate() {
+            let sector = offset / SECTOR + i as u64 * keel_rt::proto::blk::MAX_SECTORS;
+            let data = Self::check(self.client.call_bulk(keel_rt::proto::blk::READ, [sector, chunk.len() as u64 / SECTOR, 0], &[]))?;
+            if data.len() != chunk.len() {
+                return Err(StorageError);
+            }
+            chunk.copy_from_slice(&data);
+        }
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        const SECTOR: u64 = keel_virtio::blk::SECTOR;
+        if !offset.is_multiple_of(SECTOR) || !(data.len() as u64).is_multiple_of(SECTOR) {
+            return Err(StorageError);
+        }
+        for (i, chunk) in data.chunks((keel_rt::proto::blk::MAX_SECTORS * SECTOR) as usize).enumerate() {
+            let sector = offset / SECTOR + i as u64 * keel_rt::proto::blk::MAX_SECTORS;
+            Self::check(self.client.call_bulk(keel_rt::proto::blk::WRITE, [sector, 0, 0], chunk))?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StorageError> {
+        match self.client.call(keel_rt::proto::blk::FLUSH, [0; 4]) {
+            Ok(r) if r.msg.label == 0 => Ok(()),
+            _ => Err(StorageError),
+        }
+    }
+}
+
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
@@ -94,6 +165,8 @@ pub struct Args {
     pub vm: u64,
     /// A disk's file.
     pub file: Option<String>,
+    /// A disk that is a whole block device (`blk0`, ...), reached through capability `blk`.
+    pub device: Option<String>,
     /// A read-only disk.
     pub read_only: bool,
     /// A network device's address.
@@ -109,7 +182,7 @@ struct Caps {
 }
 
 /// The parsed command line (after the program's name): `KIND ram=BASE:SIZE [vm=ID]`, for a
-/// disk `file=PATH [ro]`, for a network device `mac=XX:XX:XX:XX:XX:XX`.
+/// disk `file=PATH [ro]` or `dev=blkN [ro]`, for a network device `mac=XX:XX:XX:XX:XX:XX`.
 pub fn parse_args(args: &[String]) -> Option<Args> {
     let mut kind = None;
     let mut ram = None;
@@ -117,6 +190,7 @@ pub fn parse_args(args: &[String]) -> Option<Args> {
     let mut file = None;
     let mut read_only = false;
     let mut mac = None;
+    let mut device = None;
     for a in args.iter().skip(1) {
         match a.split_once('=') {
             Some(("ram", v)) => {
@@ -126,6 +200,7 @@ pub fn parse_args(args: &[String]) -> Option<Args> {
             Some(("vm", v)) => vm = parse_number(v)?,
             Some(("file", v)) if !v.is_empty() => file = Some(String::from(v)),
             Some(("mac", v)) => mac = Some(parse_mac(v)?),
+            Some(("dev", v)) if !v.is_empty() => device = Some(String::from(v)),
             Some(_) => return None,
             None if a == "ro" => read_only = true,
             None if kind.is_none() => kind = Some(Kind::parse(a)?),
@@ -136,10 +211,11 @@ pub fn parse_args(args: &[String]) -> Option<Args> {
     let kind = kind?;
     // A disk has a file; nothing else has one, or is read-only.
     // A network device has an address; nothing else has one.
-    if (kind == Kind::Blk) != file.is_some() || (kind != Kind::Blk && read_only) || (kind == Kind::Net) != mac.is_some() {
+    // A disk has a file or a block device (one of them).
+    if (kind == Kind::Blk) != (file.is_some() != device.is_some()) || (kind != Kind::Blk && (read_only || file.is_some() || device.is_some())) || (kind == Kind::Net) != mac.is_some() {
         return None;
     }
-    Some(Args { kind, ram_base, ram_size, vm, file, read_only, mac })
+    Some(Args { kind, ram_base, ram_size, vm, file, device, read_only, mac })
 }
 
 /// `02:4b:65:00:01:00`.
@@ -170,7 +246,7 @@ pub fn main(startup: &Startup) -> i32 {
         return 1;
     };
     let Some(args) = parse_args(&startup.args) else {
-        println!("vdev: usage: vdev rng|blk|console|net ram=BASE:SIZE [vm=ID] [file=PATH [ro]] [mac=MAC]");
+        println!("vdev: usage: vdev rng|blk|console|net ram=BASE:SIZE [vm=ID] [file=PATH|dev=blkN [ro]] [mac=MAC]");
         return 1;
     };
     let (base, size, vm) = (args.ram_base, args.ram_size, args.vm);
@@ -215,6 +291,20 @@ pub fn main(startup: &Startup) -> i32 {
         }
         Kind::Console => Backend::console(ram),
         Kind::Net => Backend::net(ram, args.mac.unwrap_or_default()),
+        Kind::Blk if args.device.is_some() => {
+            let name = args.device.as_deref().unwrap_or("");
+            let Some(cap) = startup.cap("blk") else {
+                println!("vdev: vm {vm}: disk {name}: started without its blk capability");
+                return 1;
+            };
+            match BlockStorage::open(cap, name, args.read_only) {
+                Ok((disk, storage)) => Backend::blk(ram, disk, Box::new(storage)),
+                Err(e) => {
+                    println!("vdev: vm {vm}: disk {name}: {e}");
+                    return if e == keel_rt::errno::Errno::Busy { 16 } else { 1 };
+                }
+            }
+        }
         Kind::Blk => {
             let path = args.file.as_deref().unwrap_or("");
             match open_disk(path, args.read_only) {

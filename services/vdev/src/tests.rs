@@ -181,7 +181,7 @@ fn the_seeded_generator_is_deterministic_and_rndr_falls_back() {
 #[test]
 fn arguments() {
     let args = |s: &str| ["vdev"].into_iter().chain(s.split(' ')).map(ToString::to_string).collect::<Vec<String>>();
-    let rng = Args { kind: Kind::Rng, ram_base: 0x4000_0000, ram_size: 0x800_0000, vm: 3, file: None, read_only: false, mac: None };
+    let rng = Args { kind: Kind::Rng, ram_base: 0x4000_0000, ram_size: 0x800_0000, vm: 3, file: None, device: None, read_only: false, mac: None };
     assert_eq!(parse_args(&args("rng ram=0x40000000:0x8000000 vm=3")), Some(rng));
     let disk = parse_args(&args("blk ram=0x40000000:0x8000000 file=/disk/a.img ro")).unwrap();
     assert_eq!((disk.kind, disk.file.as_deref(), disk.read_only), (Kind::Blk, Some("/disk/a.img"), true));
@@ -193,6 +193,10 @@ fn arguments() {
     assert_eq!(parse_args(&args("blk ram=1:2")), None, "a disk needs its file");
     assert_eq!(parse_args(&args("rng ram=1:2 file=/x")), None, "only a disk has one");
     assert_eq!(parse_args(&args("rng ram=1:2 ro")), None);
+    let dev = parse_args(&args("blk ram=1:2 dev=blk1 ro")).unwrap();
+    assert_eq!((dev.device.as_deref(), dev.file, dev.read_only), (Some("blk1"), None, true));
+    assert_eq!(parse_args(&args("blk ram=1:2 dev=blk1 file=/x")), None, "a file or a device, not both");
+    assert_eq!(parse_args(&args("rng ram=1:2 dev=blk1")), None);
     let nic = parse_args(&args("net ram=1:2 mac=02:4b:65:00:01:0a")).unwrap();
     assert_eq!((nic.kind, nic.mac), (Kind::Net, Some([2, 0x4b, 0x65, 0, 1, 10])));
     assert_eq!(parse_args(&args("net ram=1:2")), None, "a network device needs its address");
@@ -254,7 +258,7 @@ fn a_network_backend_moves_frames_and_bounds_what_it_holds() {
     let mut b = Backend::net(Ram::new(BASE, alloc::vec![0; 1 << 20]), [2, 0x4b, 0x65, 0, 1, 0]);
     assert_eq!(b.read(reg::DEVICE_ID, 4), 1);
     assert_eq!(b.read(reg::CONFIG, 4), 0x0065_4b02, "the MAC");
-    let mut w = |b: &mut Rng, off: u64, v: u64| b.write(off, 4, v);
+    let w = |b: &mut Rng, off: u64, v: u64| b.write(off, 4, v);
     w(&mut b, reg::STATUS, 3);
     w(&mut b, reg::DRIVER_FEATURES_SEL, 1);
     w(&mut b, reg::DRIVER_FEATURES, 1);

@@ -26,6 +26,8 @@ const QUEUE_NOTIFY: u64 = 0x050;
 const STOP_WAIT_NS: u64 = 5_000_000_000;
 /// Level argument of `vm_irq_line`: one rising edge.
 const EDGE: u64 = 2;
+/// A backend's exit code when its disk has another writer (EBUSY).
+const BUSY: i64 = 16;
 
 /// This monitor's session with the switch service (`net`), made at the first network device.
 static NET: Mutex<Option<keel_rt::ipc::Client>> = Mutex::new(None);
@@ -202,7 +204,15 @@ impl Device {
                 close_port(namesrv, number);
             }
         };
-        if let VirtioDevice::Disk { path, read_only } = kind {
+        if let Some(dev) = kind.block_device() {
+            // A whole block device: a session with its driver (a fresh badge), nothing else.
+            let blk = keep(made, keel_rt::ipc::lookup(namesrv, dev, 1, 0), "cannot reach the block device")?;
+            grants.push(Grant { slot: blk, rights: rights::CALL | rights::GRANT, badge: 0, name: "blk" });
+            args.push(alloc::format!("dev={dev}"));
+            if let VirtioDevice::Disk { read_only: true, .. } = kind {
+                args.push(String::from("ro"));
+            }
+        } else if let VirtioDevice::Disk { path, read_only } = kind {
             // Its own session with the file service (a fresh badge from namesrv), and nothing
             // else of namesrv's.
             let fs = keep(made, keel_rt::ipc::lookup(namesrv, "fs", 1, 0), "cannot reach the file service").inspect_err(|_| close(port))?;
@@ -230,6 +240,16 @@ impl Device {
             let _ = sys::process_kill(child.process);
             close(port);
             return Err(what("cannot tie its connection to its backend", e));
+        }
+        // The backend serves once its device is ready (its disk opened, its port attached); one
+        // that cannot exits, and the call fails (the connection dies with it).
+        if sys::ipc_call(conn, &Message::new(vdev::STATS, [0; 4]), CapList::EMPTY).is_err() {
+            close(port);
+            let code = sys::process_wait(child.process).unwrap_or(1);
+            return Err(match (kind, code) {
+                (VirtioDevice::Disk { path, .. }, BUSY) => alloc::format!("--disk {path}: another client writes it (the file service, if it is mounted: umount it, or give {path}:ro)"),
+                _ => alloc::format!("virtio-{} in slot {slot}: its backend could not start (exit code {code}; its message is above)", kind.name()),
+            });
         }
         Ok(Device {
             kind: kind.clone(),

@@ -152,10 +152,19 @@ impl VirtioDevice {
             Some(path) => (path, true),
             None => (value, false),
         };
-        if !path.starts_with('/') || path.len() < 2 || path.contains('\0') {
+        if !(path.starts_with('/') && path.len() >= 2 && !path.contains('\0') || is_block_device(path)) {
             return Err(VmmError::BadDisk { what, value: value.to_string() });
         }
         Ok(VirtioDevice::Disk { path: path.to_string(), read_only })
+    }
+
+    /// A disk that is a whole Keel block device (`blk0`, `blk1`, ...: the virtio-blk driver's
+    /// disks) rather than a file.
+    pub fn block_device(&self) -> Option<&str> {
+        match self {
+            VirtioDevice::Disk { path, .. } if is_block_device(path) => Some(path),
+            _ => None,
+        }
     }
 
     /// A `--net` / `net =` value: a switch's name.
@@ -558,6 +567,11 @@ impl RunCommand {
         config.devices = devices;
         Ok(config)
     }
+}
+
+/// Whether `name` names a block device of the virtio-blk driver: `blk` and a number.
+pub fn is_block_device(name: &str) -> bool {
+    name.strip_prefix("blk").is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A MAC address as `02:4b:65:00:01:00`.
@@ -1198,7 +1212,10 @@ mod tests {
             .and_then(|c| c.into_config(Some("kernel = /k\nrng = yes\ndisk = /disk/a.img")))
             .unwrap();
         assert_eq!(config.devices, [disk("/disk/a.img", false), disk("/disk/b.img", true), disk("/disk/c.img", false), VirtioDevice::Rng]);
-        for bad in ["disk.img", "", ":ro", "/"] {
+        let dev = run("v --kernel /k --disk blk1:ro").and_then(|c| c.into_config(None)).unwrap();
+        assert_eq!(dev.devices[0].block_device(), Some("blk1"));
+        assert_eq!(dev.devices[0], VirtioDevice::Disk { path: "blk1".to_string(), read_only: true });
+        for bad in ["disk.img", "", ":ro", "/", "blk", "blkx", "blk1234", "blk-1"] {
             let e = run(&alloc::format!("v --kernel /k --disk {bad}"));
             assert!(matches!(e, Err(VmmError::BadDisk { .. }) | Err(VmmError::MissingValue { .. })), "{bad}: {e:?}");
         }
@@ -1210,7 +1227,7 @@ mod tests {
         assert_eq!(run(&many).and_then(|c| c.into_config(None)), Err(VmmError::TooManyDevices { count: 9 }));
         assert_eq!(
             run("v --kernel /k --disk x").unwrap_err().to_string(),
-            "--disk x: give a file's absolute path, with :ro after it for a read-only disk"
+            "--disk x: give a file's absolute path or a block device (blk0, blk1, ...), with :ro after it for a read-only disk"
         );
         assert_eq!(without_mode(&["v", "--disk", "/a", "--attach"]), ["v", "--disk", "/a"]);
     }

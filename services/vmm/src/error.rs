@@ -287,7 +287,7 @@ impl fmt::Display for VmmError {
             }
             Self::Duplicate { what } => write!(f, "{what} given twice"),
             Self::MissingValue { what } => write!(f, "{what} needs a value"),
-            Self::BadDisk { what, value } => write!(f, "{what} {value}: give a file's absolute path, with :ro after it for a read-only disk"),
+            Self::BadDisk { what, value } => write!(f, "{what} {value}: give a file's absolute path or a block device (blk0, blk1, ...), with :ro after it for a read-only disk"),
             Self::BadNet { what, value } => write!(f, "{what} {value}: a switch's name is 1 to 15 characters of a-z, 0-9 and -"),
             Self::BadConsole { what, value } => write!(f, "{what} {value}: the console is virtio or pl011"),
             Self::TooManyDevices { count } => write!(f, "{count} virtio devices: a VM has at most {}", crate::config::MAX_DEVICES),

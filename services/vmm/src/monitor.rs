@@ -602,13 +602,15 @@ fn check_disks(m: &Monitor, config: &VmConfig) -> Result<(), String> {
     use keel_vmm::config::VirtioDevice;
     for d in &config.devices {
         let VirtioDevice::Disk { path, read_only } = d else { continue };
-        match keel_rt::fs::stat(path) {
+        if d.block_device().is_some() {
+            check_block_device(m, path, *read_only)?;
+        } else { match keel_rt::fs::stat(path) {
             Ok(st) if st.is_dir() => return Err(alloc::format!("--disk {path}: is a directory")),
             Ok(st) if st.size < 512 => return Err(alloc::format!("--disk {path}: smaller than one 512-byte sector ({} bytes)", st.size)),
             Ok(_) => {}
             Err(Errno::NoEnt) => return Err(alloc::format!("--disk {path}: no such file")),
             Err(e) => return Err(alloc::format!("--disk {path}: {e}")),
-        }
+        } }
         for other in m.vms.lock().iter().filter(|v| !v.released.load(Ordering::Acquire)) {
             for od in &other.devices {
                 if let VirtioDevice::Disk { path: p, read_only: r } = &od.kind
@@ -622,6 +624,23 @@ fn check_disks(m: &Monitor, config: &VmConfig) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A whole block device as a disk: it exists, and is writable unless the VM only reads it.
+/// (Whether another client writes it, e.g. the file service with it mounted, its backend finds
+/// out when it opens it for writing.)
+fn check_block_device(m: &Monitor, name: &str, read_only: bool) -> Result<(), String> {
+    let dev = keel_rt::ipc::lookup(m.namesrv, name, 1, 0).map_err(|_| alloc::format!("--disk {name}: no such block device (the virtio-blk driver's disks are blk0, blk1, ...)"))?;
+    let info = sys::ipc_call(dev, &keel_rt::abi::ipc::Message::new(keel_rt::proto::blk::INFO, [0; 4]), keel_rt::abi::ipc::CapList::EMPTY);
+    let _ = sys::cap_delete(dev);
+    match info {
+        Ok(r) if r.msg.label == 0 && r.msg.data[1] & keel_rt::proto::blk::READ_ONLY != 0 && !read_only => {
+            Err(alloc::format!("--disk {name}: the device is read-only (give {name}:ro)"))
+        }
+        Ok(r) if r.msg.label == 0 && r.msg.data[0] == 0 => Err(alloc::format!("--disk {name}: the device has no sectors")),
+        Ok(r) if r.msg.label == 0 => Ok(()),
+        _ => Err(alloc::format!("--disk {name}: the block device does not answer")),
+    }
 }
 
 fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<u32>) -> Result<Arc<Vm>, String> {
