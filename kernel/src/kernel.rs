@@ -67,6 +67,8 @@ pub struct CpuSlot {
     /// Its VM had ioevents when it was loaded: only then do its MMIO writes try the fast exit
     /// path (a hint; the full path handles every ioevent).
     pub guest_ioevents: bool,
+    /// The loaded VM has interrupt status registers the kernel answers.
+    pub guest_status_regs: bool,
 }
 
 pub struct Kernel {
@@ -445,6 +447,9 @@ impl Kernel {
             }
             ObjRef::VmIrqLine(id) => {
                 if let Some(line) = self.vm_irq_lines.remove(&id) {
+                    if let Some(vm) = self.vms.get_mut(&line.vm) {
+                        vm.status_regs.retain(|r| r.line != id);
+                    }
                     self.dec_ref(ObjRef::Vm(line.vm));
                 }
             }

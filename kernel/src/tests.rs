@@ -371,11 +371,16 @@ fn vm_calls_check_their_arguments() {
     assert_eq!(World::status(w.syscall(nr::VCPU_CREATE, &[vm, 1])), Err(Error::Exists));
     assert_eq!(World::status(w.syscall(nr::VCPU_CREATE, &[vm, 2])), Err(Error::Invalid));
     // Irq lines only for SPIs the vGIC has; a line drives its SPI, a VM cap is not a line.
-    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 31])), Err(Error::Invalid));
-    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 96])), Err(Error::Invalid));
-    let line = World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 33])).unwrap()[1];
-    assert!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 1])).is_ok());
-    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 3])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 31, 0])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 96, 0])), Err(Error::Invalid));
+    let line = World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 33, 0])).unwrap()[1];
+    assert!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 1, 0])).is_ok());
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 3, 0])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 2, 1 << 32])), Err(Error::Invalid), "status bits past 32");
+    // A status register only in an MMIO region, 4-aligned, one per address.
+    for bad in [0x4000_0000, 0x0800_0000, 0x0900_0062] {
+        assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm, 34, bad])), Err(Error::Invalid), "{bad:#x}");
+    }
     assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[vm, 1])), Err(Error::WrongType));
     assert_eq!(World::status(w.syscall(nr::VCPU_STAT, &[vcpus[0], keel_abi::vm::COUNTERS as u64])), Err(Error::Invalid));
     assert_eq!(World::status(w.syscall(nr::VCPU_INIT, &[vcpus[0], 0x4008_0000, 0, 2])), Err(Error::Invalid));
@@ -503,6 +508,43 @@ fn an_ioevent_turns_a_guest_write_into_a_signal_without_an_exit() {
         reg(&mut w, 0x0900_0000 + 8 * i, 8, None, 1).unwrap();
     }
     assert_eq!(reg(&mut w, 0x0900_0800, 4, None, 1), Err(Error::TableFull));
+}
+
+#[test]
+fn the_kernel_answers_a_backends_interrupt_status_and_its_acknowledgement() {
+    use crate::virt::syndrome::{GuestExit, MmioAccess};
+    use keel_abi::vm::Counter;
+    let (mut w, tid, vcpus) = guest_running(1);
+    let counter = |w: &World, c: Counter| w.k.vcpus.values().next().map_or(0, |v| v.counters[c as usize]);
+    let access = |write: bool, size: u8| MmioAccess { size, write, reg: 5, sign_extend: false, sixty_four: false };
+    let at = |ipa: u64, write: bool, size: u8| GuestExit::DataAbort { ipa, access: Some(access(write, size)), write, s1ptw: false, fsc: 0 };
+    let pid = w.k.threads[&tid].pid;
+    let vm_slot = (0..64).find(|&s| matches!(w.k.caps.get(pid, s).map(|c| c.object), Ok(ObjRef::Vm(_)))).expect("the VM's slot");
+    w.frame.x[0] = 0xC600_0001;
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    let line = World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[u64::from(vm_slot), 48, 0x0900_0060])).unwrap()[1];
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[u64::from(vm_slot), 49, 0x0900_0060])), Err(Error::Invalid), "the same register twice");
+    // The backend raises the line with USED_BUFFER.
+    World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 2, 1])).unwrap();
+    w.syscall(nr::VCPU_RUN, &[vcpus[0], 0, 0, 0, 0]);
+    // The guest reads the status (fast path), acknowledges it, reads 0: no exit to the monitor.
+    let pc = w.frame.pc;
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &at(0x0900_0060, false, 4)));
+    assert_eq!((w.frame.x[5], w.frame.pc), (1, pc + 4));
+    w.frame.x[5] = 1;
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &at(0x0900_0064, true, 4)));
+    w.k.guest_trap(0, &mut w.frame, at(0x0900_0060, false, 4));
+    assert!(w.k.loaded_vcpu(0).is_some(), "the full path answers it too");
+    assert_eq!((w.frame.x[5], w.frame.pc), (0, pc + 12));
+    assert_eq!((counter(&w, Counter::MmioKernel), counter(&w, Counter::MmioUser)), (3, 0));
+    // Another size, or the register beside it, goes to the monitor.
+    assert!(!w.k.guest_fast_exit(0, &mut w.frame, &at(0x0900_0060, false, 2)));
+    w.k.guest_trap(0, &mut w.frame, at(0x0900_0068, false, 4));
+    assert!(w.k.loaded_vcpu(0).is_none());
+    assert_eq!(counter(&w, Counter::MmioUser), 1);
+    // The line's cap goes: so does its register.
+    World::status(w.syscall(nr::CAP_DELETE, &[line])).unwrap();
+    assert!(w.k.vms.values().all(|v| v.status_regs.is_empty()));
 }
 
 #[test]

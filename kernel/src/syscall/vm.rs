@@ -10,7 +10,7 @@ use crate::object::thread::{Outcome, UserRegs};
 use crate::object::{Id, ObjRef};
 use crate::virt::syndrome::load_value;
 use crate::virt::vcpu::{Pending, Power, VCpu};
-use crate::virt::vm::{IoEvent, IpaTarget, RegionKind, Vm, VmIoEvent, VmIrqLine};
+use crate::virt::vm::{IoEvent, IpaTarget, RegionKind, StatusReg, Vm, VmIoEvent, VmIrqLine};
 use keel_abi::vm::{COUNTERS, ExitReason, VCPU_POWER_ON, ioevent, layout, map};
 use keel_abi::{Error, syscall as nr};
 
@@ -24,8 +24,8 @@ pub enum VmCall {
     VCpuInit { vcpu: Id, pc: u64, x0: u64, power_on: bool },
     VCpuRun { vcpu: Id, results: [u64; 4] },
     VCpuKick { vcpu: Id },
-    IrqLineCreate { vm: Id, intid: u32 },
-    IrqLine { line: Id, level: u64 },
+    IrqLineCreate { vm: Id, intid: u32, status: Option<u64> },
+    IrqLine { line: Id, level: u64, bits: u32 },
     VCpuStat { vcpu: Id, first: usize },
     IoEvent { vm: Id, event: IoEvent },
 }
@@ -87,14 +87,28 @@ pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
             if !(32..32 + layout::NR_SPIS).contains(&intid) {
                 return Err(Error::Invalid);
             }
-            VmCall::IrqLineCreate { vm, intid }
+            // A virtio-mmio InterruptStatus register the kernel keeps for the line: 4-aligned,
+            // it and InterruptACK after it in an MMIO region, and no other line's.
+            let status = match a[2] {
+                0 => None,
+                ipa => {
+                    let v = k.vms.get(&vm).ok_or(Error::BadState)?;
+                    let mmio = |x: u64| matches!(v.target(x), IpaTarget::Mmio);
+                    if !ipa.is_multiple_of(4) || !mmio(ipa) || !mmio(ipa + 4) || v.status_regs.iter().any(|r| r.ipa == ipa) {
+                        return Err(Error::Invalid);
+                    }
+                    Some(ipa)
+                }
+            };
+            VmCall::IrqLineCreate { vm, intid, status }
         }
         nr::VM_IRQ_LINE => {
             let line = vm_irq_line(k, pid, a[0], Rights::SIGNAL)?;
             if a[1] > 2 {
                 return Err(Error::Invalid);
             }
-            VmCall::IrqLine { line, level: a[1] }
+            let bits = u32::try_from(a[2]).map_err(|_| Error::Invalid)?;
+            VmCall::IrqLine { line, level: a[1], bits }
         }
         nr::VCPU_STAT => {
             let vcpu = vcpu(k, pid, a[0], Rights::READ)?;
@@ -176,12 +190,18 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
             k.nudge_vcpu(vcpu, hal::this_cpu());
             Ok(Outcome::Done)
         }
-        VmCall::IrqLineCreate { vm, intid } => {
+        VmCall::IrqLineCreate { vm, intid, status } => {
             k.check_heap()?;
+            if status.is_some() {
+                k.vms.get_mut(&vm).ok_or(Error::BadState)?.status_regs.try_reserve(1).map_err(|_| Error::NoMemory)?;
+            }
             let id = k.new_id();
             k.vm_irq_lines.insert(id, VmIrqLine { vm, intid, refs: 0 });
             match k.install_cap(pid, ObjRef::VmIrqLine(id), Rights::ALL) {
                 Ok(slot) => {
+                    if let (Some(ipa), Some(v)) = (status, k.vms.get_mut(&vm)) {
+                        v.status_regs.push(StatusReg { line: id, ipa, status: 0 });
+                    }
                     k.inc_ref(ObjRef::Vm(vm));
                     Ok(Outcome::words(&[u64::from(slot)]))
                 }
@@ -191,9 +211,11 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
                 }
             }
         }
-        VmCall::IrqLine { line, level } => {
+        VmCall::IrqLine { line, level, bits } => {
             let (vm_id, intid) = k.vm_irq_lines.get(&line).map(|l| (l.vm, l.intid)).ok_or(Error::BadState)?;
             let vm = k.vms.get_mut(&vm_id).ok_or(Error::BadState)?;
+            // The status first: a guest the edge interrupts reads it.
+            vm.status_raise(line, bits);
             let kicks = match level {
                 2 => vm.vgic.trigger_spi_edge(intid),
                 l => vm.vgic.set_spi_level(intid, l == 1),

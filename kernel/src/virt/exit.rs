@@ -69,6 +69,7 @@ impl Kernel {
         v.lrs.hardware_cleared();
         self.cpus[cpu].vcpu = vcpu;
         self.cpus[cpu].guest_ioevents = !vm.ioevents.is_empty();
+        self.cpus[cpu].guest_status_regs = !vm.status_regs.is_empty();
     }
 
     /// Saves the vCPU live on `cpu` out of `frame` and the CPU; the CPU is a host CPU again.
@@ -259,8 +260,8 @@ impl Kernel {
         let gic_window = layout::GICD_BASE..layout::GICR_BASE + layout::GICR_STRIDE * u64::from(layout::MAX_VCPUS);
         let candidate = match *exit {
             GuestExit::Hvc | GuestExit::Smc => true,
-            GuestExit::DataAbort { ipa, access: Some(_), write: false, s1ptw: false, .. } => gic_window.contains(&ipa),
-            GuestExit::DataAbort { access: Some(_), write: true, s1ptw: false, .. } => self.cpus[cpu].guest_ioevents,
+            GuestExit::DataAbort { ipa, access: Some(_), write: false, s1ptw: false, .. } => gic_window.contains(&ipa) || self.cpus[cpu].guest_status_regs,
+            GuestExit::DataAbort { access: Some(_), write: true, s1ptw: false, .. } => self.cpus[cpu].guest_ioevents || self.cpus[cpu].guest_status_regs,
             _ => false,
         };
         if !candidate || self.cpus[cpu].need_resched {
@@ -294,7 +295,15 @@ impl Kernel {
             // A doorbell: the write is finished by the signal. Should the signal wake a thread
             // that ought to run here now, a self-IPI makes the guest exit again at once.
             GuestExit::DataAbort { ipa, access: Some(a), write: true, s1ptw: false, .. } => {
-                let Some((notif, bits)) = self.vms.get(&v.vm).and_then(|vm| vm.doorbell(ipa, a.size, stored_value(frame, a))) else {
+                let value = stored_value(frame, a);
+                let Some(vm) = self.vms.get_mut(&v.vm) else { return false };
+                // An InterruptACK the kernel keeps.
+                if vm.status_ack(ipa, a.size, value) {
+                    v.count(Counter::MmioKernel);
+                    skip_instruction(frame);
+                    return true;
+                }
+                let Some((notif, bits)) = vm.doorbell(ipa, a.size, value) else {
                     return false;
                 };
                 v.count(Counter::IoEvent);
@@ -303,6 +312,17 @@ impl Kernel {
                 if self.cpus[cpu].need_resched {
                     hal::send_ipi(cpu);
                 }
+                true
+            }
+            // An InterruptStatus the kernel keeps.
+            GuestExit::DataAbort { ipa, access: Some(a), write: false, s1ptw: false, .. }
+                if let Some(status) = self.vms.get(&v.vm).and_then(|vm| vm.status_read(ipa, a.size)) =>
+            {
+                v.count(Counter::MmioKernel);
+                if a.reg != 31 {
+                    frame.x[a.reg as usize] = load_value(u64::from(status), a);
+                }
+                skip_instruction(frame);
                 true
             }
             GuestExit::DataAbort { ipa, access: Some(a), write: false, s1ptw: false, .. } if v.lrs.live() == 0 => {
@@ -555,6 +575,19 @@ impl Kernel {
             (IpaTarget::Mmio, Some(a)) if !s1ptw => {
                 skip_instruction(frame);
                 let info = MmioInfo { size: a.size, write: a.write, reg: a.reg, sign_extend: a.sign_extend }.encode();
+                // The interrupt status registers the kernel keeps (a fast exit missed them).
+                if let Some(status) = (!a.write).then(|| vm.status_read(ipa, a.size)).flatten() {
+                    self.count(vcpu, Counter::MmioKernel);
+                    if a.reg != 31 {
+                        frame.x[a.reg as usize] = load_value(u64::from(status), a);
+                    }
+                    return;
+                }
+                if a.write && self.vms.get_mut(&vm_id).is_some_and(|vm| vm.status_ack(ipa, a.size, stored_value(frame, a))) {
+                    self.count(vcpu, Counter::MmioKernel);
+                    return;
+                }
+                let Some(vm) = self.vms.get(&vm_id) else { return };
                 if a.write {
                     let value = stored_value(frame, a);
                     // A registered doorbell: signalled here, and the guest goes on.

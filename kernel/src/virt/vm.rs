@@ -60,6 +60,20 @@ pub struct Vm {
     /// Guest writes the kernel turns into a signal instead of an exit (at most
     /// `ioevent::MAX_PER_VM`; looked up on each MMIO write exit).
     pub ioevents: Vec<IoEvent>,
+    /// Virtio-mmio interrupt status registers the kernel answers (one per irq line made with
+    /// one; looked up on MMIO exits after the ioevents).
+    pub status_regs: Vec<StatusReg>,
+}
+
+/// A virtio-mmio InterruptStatus register (`ipa`) and its InterruptACK (`ipa + 4`), kept by the
+/// kernel for irq line `line`: the line's raises OR bits in (`vm_irq_line`'s status bits), a
+/// guest's 32-bit load of `ipa` reads them and its 32-bit store to `ipa + 4` clears the bits
+/// it names, all without the monitor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusReg {
+    pub line: Id,
+    pub ipa: u64,
+    pub status: u32,
 }
 
 /// A registered guest write: `len` bytes at `ipa` (with `data`, only that value) signal `bits`
@@ -81,7 +95,7 @@ impl Vm {
         let mut vcpus = Vec::new();
         vcpus.try_reserve_exact(nr_vcpus).map_err(|_| Error::NoMemory)?;
         vcpus.resize(nr_vcpus, None);
-        Ok(Self { stage2, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0, ioevents: Vec::new() })
+        Ok(Self { stage2, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0, ioevents: Vec::new(), status_regs: Vec::new() })
     }
 
     /// VTTBR_EL2 for this VM.
@@ -140,6 +154,34 @@ impl Vm {
     /// `ipa` matches, if any.
     pub fn doorbell(&self, ipa: u64, len: u8, value: u64) -> Option<(Id, u64)> {
         self.ioevents.iter().find(|e| e.ipa == ipa && e.len == len && e.data.is_none_or(|d| d == value)).map(|e| (e.notif, e.bits))
+    }
+
+    /// A 32-bit guest load of `ipa`: the interrupt status it reads, if `ipa` is one the kernel
+    /// keeps.
+    pub fn status_read(&self, ipa: u64, len: u8) -> Option<u32> {
+        if len != 4 {
+            return None;
+        }
+        self.status_regs.iter().find(|r| r.ipa == ipa).map(|r| r.status)
+    }
+
+    /// A 32-bit guest store of `value` to `ipa`: whether it was an InterruptACK the kernel
+    /// keeps (the bits it names are cleared).
+    pub fn status_ack(&mut self, ipa: u64, len: u8, value: u64) -> bool {
+        match self.status_regs.iter_mut().find(|r| len == 4 && r.ipa + 4 == ipa) {
+            Some(r) => {
+                r.status &= !(value as u32);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Irq line `line` raises `bits` of its status register (if it has one).
+    pub fn status_raise(&mut self, line: Id, bits: u32) {
+        if let Some(r) = self.status_regs.iter_mut().find(|r| r.line == line) {
+            r.status |= bits;
+        }
     }
 
     /// The vGIC register `ipa` names (distributor or a redistributor frame), if any.

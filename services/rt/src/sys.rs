@@ -398,6 +398,19 @@ pub fn vm_irq_line_create(vm: Slot, intid: u32) -> Result<Slot, Error> {
     call(nr::VM_IRQ_LINE_CREATE, a(&[vm as u64, u64::from(intid)])).map(|r| r[1] as Slot)
 }
 
+/// A capability for SPI `intid` of a virtio-mmio device of a VM whose InterruptStatus register
+/// (at `status_ipa`, InterruptACK after it) the kernel keeps: [`vm_irq_raise`] sets its bits,
+/// the guest reads and acknowledges them without an exit to the monitor.
+pub fn vm_virtio_irq_line(vm: Slot, intid: u32, status_ipa: u64) -> Result<Slot, Error> {
+    call(nr::VM_IRQ_LINE_CREATE, a(&[vm as u64, u64::from(intid), status_ipa])).map(|r| r[1] as Slot)
+}
+
+/// Raises an irq line (an edge) with `bits` ORed into its interrupt status register first (if
+/// the line has one).
+pub fn vm_irq_raise(line: Slot, bits: u32) -> Result<(), Error> {
+    call(nr::VM_IRQ_LINE, a(&[line as u64, 2, u64::from(bits)])).map(|_| ())
+}
+
 /// Sets an irq-line capability's SPI: 0 low, 1 high, 2 an edge.
 pub fn vm_irq_line(line: Slot, level: u64) -> Result<(), Error> {
     call(nr::VM_IRQ_LINE, a(&[line as u64, level])).map(|_| ())

@@ -195,6 +195,16 @@ impl<M: GuestMemory> Backend<M> {
         }
     }
 
+    /// The interrupt status bits raised since the last call (the kernel keeps the register).
+    pub fn take_interrupt_status(&mut self) -> u32 {
+        match &mut self.model {
+            Model::Rng(t, _) => t.take_interrupt_status(),
+            Model::Blk(t, _) => t.take_interrupt_status(),
+            Model::Console(t, ..) => t.take_interrupt_status(),
+            Model::Net(t, ..) => t.take_interrupt_status(),
+        }
+    }
+
     /// The device status register (for `vm stat`).
     pub fn status(&self) -> u32 {
         match &self.model {

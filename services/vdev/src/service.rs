@@ -16,9 +16,14 @@ use keel_rt::{Error, Slot, println, sys, thread};
 use keel_virtio::blk::{Blk, Storage, StorageError};
 use keel_virtio::{GuestMemory, MemError};
 
-/// Level argument of `vm_irq_line`: one rising edge (virtio-mmio interrupts are edge-triggered
-/// in the guest's device tree).
-const EDGE: u64 = 2;
+/// Raises the device's interrupt (an edge: virtio-mmio interrupts are edge-triggered in the
+/// guest's device tree) with the interrupt status bits it is for, which the kernel keeps and
+/// the guest reads without an exit. Called with the device locked, so a guest that sees the
+/// device's new state in a forwarded register (Status says NEEDS_RESET) finds the bits set.
+fn raise(d: &mut Device, irq: Slot) {
+    let bits = d.take_interrupt_status();
+    let _ = sys::vm_irq_raise(irq, bits);
+}
 
 /// The guest's RAM as mapped here: guest physical `base` is offset 0 of the mapping.
 pub struct GuestRam {
@@ -405,9 +410,11 @@ fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot, output: Option<&Mut
         if bits & vdev::MONITOR_GONE != 0 {
             sys::process_exit(0);
         }
-        let raise = device.lock().notified(bits & DOORBELLS);
-        if raise {
-            let _ = sys::vm_irq_line(irq, EDGE);
+        {
+            let mut d = device.lock();
+            if d.notified(bits & DOORBELLS) {
+                raise(&mut d, irq);
+            }
         }
         pass_output(device, output);
         if let Some(port) = port {
@@ -422,15 +429,14 @@ fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot, output: Option<&Mut
 fn pump(device: &Mutex<Device>, port: &Mutex<Port>, irq: Slot, waiting: &mut bool) {
     loop {
         let mut moved = false;
-        let (out, raise) = {
+        let out = {
             let mut d = device.lock();
             // Frames past the last batch's end are taken first.
-            let raise = d.more_to_transmit() && d.notified(0);
-            (d.take_transmitted(), raise)
+            if d.more_to_transmit() && d.notified(0) {
+                raise(&mut d, irq);
+            }
+            d.take_transmitted()
         };
-        if raise {
-            let _ = sys::vm_irq_line(irq, EDGE);
-        }
         if !out.is_empty() {
             port.lock().send(&out);
             moved = true;
@@ -441,8 +447,9 @@ fn pump(device: &Mutex<Device>, port: &Mutex<Port>, irq: Slot, waiting: &mut boo
             *waiting = left > 0;
             if !payload.is_empty() {
                 moved = true;
-                if device.lock().receive(net::frames(&payload)) {
-                    let _ = sys::vm_irq_line(irq, EDGE);
+                let mut d = device.lock();
+                if d.receive(net::frames(&payload)) {
+                    raise(&mut d, irq);
                 }
             }
         }
@@ -475,9 +482,11 @@ fn handle(device: &Mutex<Device>, irq: Slot, notif: Slot, output: Option<&Mutex<
         },
         vdev::MMIO_WRITE => match u8::try_from(b) {
             Ok(size @ (1 | 2 | 4 | 8)) => {
-                let raise = device.lock().write(a, size, c);
-                if raise {
-                    let _ = sys::vm_irq_line(irq, EDGE);
+                {
+                    let mut d = device.lock();
+                    if d.write(a, size, c) {
+                        raise(&mut d, irq);
+                    }
                 }
                 pass_output(device, output);
                 // Frames the write made the device take go to the switch from the doorbell
@@ -499,9 +508,11 @@ fn handle(device: &Mutex<Device>, irq: Slot, notif: Slot, output: Option<&Mutex<
         }
         vdev::INPUT => {
             let bytes = req.payload().to_vec();
-            let raise = device.lock().input(&bytes);
-            if raise {
-                let _ = sys::vm_irq_line(irq, EDGE);
+            {
+                let mut d = device.lock();
+                if d.input(&bytes) {
+                    raise(&mut d, irq);
+                }
             }
             Reply::ok([0; 4])
         }

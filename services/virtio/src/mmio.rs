@@ -157,6 +157,13 @@ impl<D: Device> Transport<D> {
         self.interrupt_status
     }
 
+    /// The interrupt status bits raised since the last call, cleared here: for a backend whose
+    /// InterruptStatus register the kernel keeps (it passes them with the interrupt). Until
+    /// then they also read in [`Transport::read`], as without the kernel's register.
+    pub fn take_interrupt_status(&mut self) -> u32 {
+        core::mem::take(&mut self.interrupt_status)
+    }
+
     /// Whether the driver is ready and the device has not failed: queues may be served.
     pub fn live(&self) -> bool {
         self.status & status::DRIVER_OK != 0 && self.status & status::NEEDS_RESET == 0

@@ -20,12 +20,13 @@ use keel_rt::sync::Mutex;
 use keel_vmm::config::VirtioDevice;
 use keel_vmm::layout::{RAM_BASE, VIRTIO_MMIO_FIRST_SPI, virtio_mmio};
 
-/// QueueNotify's offset in a virtio-mmio window (virtio 1.2, section 4.2.2).
+/// QueueNotify's and InterruptStatus's offsets in a virtio-mmio window (virtio 1.2, 4.2.2).
 const QUEUE_NOTIFY: u64 = 0x050;
+const INTERRUPT_STATUS: u64 = 0x060;
 /// How long a backend told to stop has to exit before it is killed.
 const STOP_WAIT_NS: u64 = 5_000_000_000;
-/// Level argument of `vm_irq_line`: one rising edge.
-const EDGE: u64 = 2;
+/// InterruptStatus's configuration-change bit.
+const CONFIG_CHANGE: u32 = 2;
 /// A backend's exit code when its disk has another writer (EBUSY).
 const BUSY: i64 = 16;
 
@@ -165,7 +166,9 @@ impl Device {
         // Calls with a payload need a badged capability (the server keys its buffers by badge).
         let bulk = keep(made, sys::cap_copy(conn, None, rights::CALL | rights::GRANT, 1), "cannot copy its connection")?;
         let notif = keep(made, sys::notif_create(), "cannot create its notification")?;
-        let line = keep(made, sys::vm_irq_line_create(vm, 32 + VIRTIO_MMIO_FIRST_SPI + slot), "cannot create its interrupt line")?;
+        // The kernel keeps the slot's InterruptStatus: the guest's reads and acknowledgements of
+        // it (two per interrupt for Linux) never reach this monitor or the backend.
+        let line = keep(made, sys::vm_virtio_irq_line(vm, 32 + VIRTIO_MMIO_FIRST_SPI + slot, window.start + INTERRUPT_STATUS), "cannot create its interrupt line")?;
         let mut ioevents = Vec::new();
         for q in 0..kind.queues() {
             let ev = keep(made, sys::vm_ioevent(vm, notif, window.start + QUEUE_NOTIFY, 4, Some(u64::from(q)), 1 << q), "cannot register its doorbell")?;
@@ -284,8 +287,9 @@ impl Device {
                 if self.dead.swap(true, Ordering::AcqRel) {
                     return Ok(0);
                 }
-                // The guest's driver hears of it by interrupt; the status says NEEDS_RESET.
-                let _ = sys::vm_irq_line(self.line, EDGE);
+                // The guest's driver hears of it by interrupt (a configuration change); the status
+                // says NEEDS_RESET.
+                let _ = sys::vm_irq_raise(self.line, CONFIG_CHANGE);
                 Err(alloc::format!("the virtio-{} backend (pid {}) is gone ({e}): the device now reports DEVICE_NEEDS_RESET", self.kind.name(), self.pid))
             }
         }

@@ -250,6 +250,19 @@ fn wait_needs_reset(slot: u64, ms: u64) -> bool {
     true
 }
 
+/// Waits until the interrupt status has `bit` (its value), or `ms` pass (the value then). The
+/// used ring can be seen a moment before the interrupt is raised with its status bits.
+fn wait_status(slot: u64, bit: u32, ms: u64) -> u32 {
+    let deadline = timer::now() + timer::ms(ms);
+    loop {
+        let isr = reg(slot, INTERRUPT_STATUS);
+        if isr & bit != 0 || timer::now() >= deadline {
+            return isr;
+        }
+        core::hint::spin_loop();
+    }
+}
+
 /// One entropy request of `BUFFER_LEN` bytes as request number `n`; the length returned.
 fn request(slot: u64, n: u16) -> Result<u32, crate::text::Text> {
     if net() {
@@ -283,7 +296,7 @@ pub fn run(_guest: &Guest) -> Outcome {
     let len = request(slot, 0)?;
     let nonzero = (0..len as usize).filter(|&i| get::<u8>(BUFFER_OFF + i) != 0).count();
     ensure!(nonzero > 0, "{len} random bytes, all zero");
-    let isr = reg(slot, INTERRUPT_STATUS);
+    let isr = wait_status(slot, 1, TIMEOUT_MS);
     ensure!(isr & 1 != 0, "interrupt status {isr:#x} does not say used buffer");
     set(slot, INTERRUPT_ACK, isr);
     set(slot, STATUS, 0);
@@ -294,7 +307,7 @@ pub fn run(_guest: &Guest) -> Outcome {
 /// After a malformed ring: the device must say it needs a reset, and work after one.
 fn expect_needs_reset(slot: u64, what: &str) -> Result<(), crate::text::Text> {
     ensure!(wait_needs_reset(slot, TIMEOUT_MS), "{what}: the device did not report DEVICE_NEEDS_RESET (status {:#x})", reg(slot, STATUS));
-    let isr = reg(slot, INTERRUPT_STATUS);
+    let isr = wait_status(slot, 2, TIMEOUT_MS);
     ensure!(isr & 2 != 0, "{what}: interrupt status {isr:#x} does not say configuration change");
     set(slot, INTERRUPT_ACK, isr);
     say!("virtio-hostile: {what}: device needs reset");
