@@ -268,6 +268,7 @@ impl Kernel {
             return false;
         }
         let vcpu = self.cpus[cpu].vcpu;
+        let status_regs = self.cpus[cpu].guest_status_regs;
         let Some(v) = self.vcpus.get_mut(&vcpu) else { return false };
         if v.kick || v.held_ppis != 0 {
             return false;
@@ -298,7 +299,7 @@ impl Kernel {
                 let value = stored_value(frame, a);
                 let Some(vm) = self.vms.get_mut(&v.vm) else { return false };
                 // An InterruptACK the kernel keeps.
-                if vm.status_ack(ipa, a.size, value) {
+                if status_regs && vm.status_ack(ipa, a.size, value) {
                     v.count(Counter::MmioKernel);
                     skip_instruction(frame);
                     return true;
@@ -316,7 +317,7 @@ impl Kernel {
             }
             // An InterruptStatus the kernel keeps.
             GuestExit::DataAbort { ipa, access: Some(a), write: false, s1ptw: false, .. }
-                if let Some(status) = self.vms.get(&v.vm).and_then(|vm| vm.status_read(ipa, a.size)) =>
+                if status_regs && let Some(status) = self.vms.get(&v.vm).and_then(|vm| vm.status_read(ipa, a.size)) =>
             {
                 v.count(Counter::MmioKernel);
                 if a.reg != 31 {
@@ -576,18 +577,23 @@ impl Kernel {
                 skip_instruction(frame);
                 let info = MmioInfo { size: a.size, write: a.write, reg: a.reg, sign_extend: a.sign_extend }.encode();
                 // The interrupt status registers the kernel keeps (a fast exit missed them).
-                if let Some(status) = (!a.write).then(|| vm.status_read(ipa, a.size)).flatten() {
-                    self.count(vcpu, Counter::MmioKernel);
-                    if a.reg != 31 {
-                        frame.x[a.reg as usize] = load_value(u64::from(status), a);
+                if self.cpus[cpu].guest_status_regs {
+                    if let Some(status) = (!a.write).then(|| vm.status_read(ipa, a.size)).flatten() {
+                        self.count(vcpu, Counter::MmioKernel);
+                        if a.reg != 31 {
+                            frame.x[a.reg as usize] = load_value(u64::from(status), a);
+                        }
+                        return;
                     }
-                    return;
+                    if a.write && vm.is_status_ack(ipa, a.size) {
+                        let value = stored_value(frame, a);
+                        if let Some(vm) = self.vms.get_mut(&vm_id) {
+                            vm.status_ack(ipa, a.size, value);
+                        }
+                        self.count(vcpu, Counter::MmioKernel);
+                        return;
+                    }
                 }
-                if a.write && self.vms.get_mut(&vm_id).is_some_and(|vm| vm.status_ack(ipa, a.size, stored_value(frame, a))) {
-                    self.count(vcpu, Counter::MmioKernel);
-                    return;
-                }
-                let Some(vm) = self.vms.get(&vm_id) else { return };
                 if a.write {
                     let value = stored_value(frame, a);
                     // A registered doorbell: signalled here, and the guest goes on.

@@ -177,6 +177,11 @@ impl Vm {
         }
     }
 
+    /// Whether a guest store of `len` bytes at `ipa` is an InterruptACK the kernel keeps.
+    pub fn is_status_ack(&self, ipa: u64, len: u8) -> bool {
+        len == 4 && self.status_regs.iter().any(|r| r.ipa + 4 == ipa)
+    }
+
     /// Irq line `line` raises `bits` of its status register (if it has one).
     pub fn status_raise(&mut self, line: Id, bits: u32) {
         if let Some(r) = self.status_regs.iter_mut().find(|r| r.line == line) {
