@@ -266,7 +266,7 @@ pub fn main(startup: &Startup) -> i32 {
         return 1;
     }
     // A network device's port on its switch.
-    let port = startup.cap("port").map(|c| &*Box::leak(Box::new(Mutex::new(Port { client: ipc::Client::new(c) }))));
+    let port = startup.cap("port").map(|c| &*Box::leak(Box::new(Mutex::new(Port { client: ipc::Client::new(c), vm, gone: false }))));
     if args.kind == Kind::Net && port.is_none() {
         println!("vdev: vm {vm}: a network device needs its port capability");
         return 1;
@@ -359,6 +359,10 @@ const PUMP: u64 = 1 << 61;
 /// A network device's port on its switch (`proto::net`).
 struct Port {
     client: ipc::Client,
+    /// The VM (for the notice).
+    vm: u64,
+    /// The switch service died (its ports with it): frames are dropped from then on.
+    gone: bool,
 }
 
 impl Port {
@@ -378,21 +382,43 @@ impl Port {
         let mut payload = Vec::new();
         for f in frames {
             if !net::push_frame(&mut payload, f, ipc::BULK_SIZE as usize) {
-                let _ = self.client.call_bulk(net::SEND, [0; 3], &payload);
+                self.call_send(&payload);
                 payload.clear();
                 net::push_frame(&mut payload, f, ipc::BULK_SIZE as usize);
             }
         }
         if !payload.is_empty() {
-            let _ = self.client.call_bulk(net::SEND, [0; 3], &payload);
+            self.call_send(&payload);
+        }
+    }
+
+    fn call_send(&mut self, payload: &[u8]) {
+        if !self.gone && let Err(e) = self.client.call_bulk(net::SEND, [0; 3], payload) {
+            self.lost(e);
+        }
+    }
+
+    /// Says once that the port is gone (its switch service died: the port does not come back
+    /// with a restarted one; the VM has no network until it is started again).
+    fn lost(&mut self, e: Error) {
+        if e == Error::PeerDied && !self.gone {
+            self.gone = true;
+            println!("vdev: vm {}: the switch service is gone ({e}): this network device drops its frames until the VM is started again", self.vm);
         }
     }
 
     /// Up to `max` frames waiting at the switch: (records, frames still waiting there).
     fn recv(&mut self, max: usize) -> (Vec<u8>, u64) {
+        if self.gone {
+            return (Vec::new(), 0);
+        }
         match self.client.call_bulk(net::RECV, [max as u64, 0, 0], &[]) {
             Ok((r, payload)) if r.msg.label == 0 => (payload, r.msg.data[1]),
-            _ => (Vec::new(), 0),
+            Ok(_) => (Vec::new(), 0),
+            Err(e) => {
+                self.lost(e);
+                (Vec::new(), 0)
+            }
         }
     }
 }
