@@ -67,6 +67,7 @@ fn the_quick_benchmark_run_produces_a_plausible_figure_for_every_benchmark() {
     const FULL_ONLY: &[&str] = &[
         "linux_boot_ratio",
         "linux_boot_ratio_quiet",
+        "linux_boot_ratio_hvc0",
         "linux_perf_instructions_ratio",
         "virtio_blk_write_per_mib",
         "virtio_blk_read_per_mib",
