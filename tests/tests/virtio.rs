@@ -498,3 +498,43 @@ fn a_linux_guest_uses_a_whole_block_device_as_its_disk() {
     let written = String::from_utf8(e2fs("debugfs", &["-R", "cat /from-guest.txt", &dir("vm.img")])).unwrap_or_default();
     assert!(written.ends_with("line 63 written by the guest\n"), "from-guest.txt as the host reads it: {written:?}");
 }
+
+/// The switch service dies under a running VM (killed; init restarts it): the VM's network
+/// device gets a new port from the monitor at its next frame, the uplink driver reconnects by
+/// itself, and the guest reaches QEMU's gateway again.
+#[test]
+fn a_restarted_switch_service_gives_a_running_vm_and_the_uplink_new_ports() {
+    let pid_of = |log: &str, name: &str| {
+        log.lines().rev().find(|l| l.split_whitespace().nth(1) == Some(name)).and_then(|l| l.split_whitespace().next()).unwrap_or("none").to_string()
+    };
+    // Up to 20 pings a second apart until one is answered: the ports come back within that.
+    // (The quotes keep the typed line, which the console echoes, from matching its output.)
+    let ping = "i=0; until ping -c 1 -W 1 10.0.2.2 >/dev/null; do i=$((i+1)); [ $i -ge 20 ] && break; done; echo \"gateway after\" $i; echo \"round\"\"-done\"\n";
+    let run = Boot::scenario("")
+        .netdev("user,restrict=on")
+        .commands(&["vm run linux --net sw0 --append keel.ip=dhcp --attach"])
+        .then_next("linux:/# ", move |_| ping.to_string())
+        .then_next("round-done", |_| "~.\n".to_string())
+        .commands(&["ps"])
+        .command_from(move |log| format!("kill {}", pid_of(log, "netsw")))
+        .commands_after("init: service netsw", &["vm console 1"])
+        // (The console replays what the VM printed so far: the second round says "again" and
+        // "round2-done".)
+        .then_next("linux:/# ", move |_| ping.replace("gateway after", "gateway again after").replace("round", "round2"))
+        .then_next("round2-done", |_| "poweroff -f\n".to_string())
+        .then_next("vm 1 (linux) exited", |_| "\n".to_string())
+        .commands(&["net list", "poweroff"])
+        .timeout(600)
+        .run();
+    run.expect("guest: net: eth0 02:4b:65:00:01:00 10.0.2.15/24")
+        .expect("init: service netsw")
+        .expect("vm 1: the switch service restarted; its network device in slot 0 has a new port")
+        .expect("nic: the switch service restarted; the uplink of sw0 is port")
+        .expect_absent("drops its frames until the VM is started again")
+        .expect_clean_poweroff();
+    let round = |prefix: &str| run.log.lines().filter_map(|l| l.strip_prefix(prefix)).find_map(|n| n.trim().parse::<u32>().ok());
+    let tries = [round("gateway after "), round("gateway again after ")];
+    if tries.iter().any(|t| t.is_none_or(|n| n >= 20)) {
+        run.fail(&format!("the guest did not reach the gateway before and after the restart: {tries:?}"));
+    }
+}

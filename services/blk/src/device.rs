@@ -223,26 +223,9 @@ impl<R: Registers, M: DmaMemory> BlkDevice<R, M> {
     fn setup(regs: &R, mem: &M, version: TransportVersion, mut dev_status: u32) -> Result<(SplitQueue, DeviceInfo), InitError> {
         let modern = version == TransportVersion::Modern;
         // Features.
-        regs.write(reg::DEVICE_FEATURES_SEL, 0);
-        let mut offered = u64::from(regs.read(reg::DEVICE_FEATURES));
-        if modern {
-            regs.write(reg::DEVICE_FEATURES_SEL, 1);
-            offered |= u64::from(regs.read(reg::DEVICE_FEATURES)) << 32;
-        }
+        let offered = crate::regs::offered_features(regs, modern);
         let features = features::negotiate(offered, version).map_err(InitError::Features)?;
-        regs.write(reg::DRIVER_FEATURES_SEL, 0);
-        regs.write(reg::DRIVER_FEATURES, features.0 as u32);
-        if modern {
-            regs.write(reg::DRIVER_FEATURES_SEL, 1);
-            regs.write(reg::DRIVER_FEATURES, (features.0 >> 32) as u32);
-            dev_status |= status::FEATURES_OK;
-            regs.write(reg::STATUS, dev_status);
-            if regs.read(reg::STATUS) & status::FEATURES_OK == 0 {
-                return Err(InitError::FeaturesRefused);
-            }
-        } else {
-            regs.write(reg::GUEST_PAGE_SIZE, PAGE as u32);
-        }
+        dev_status = crate::regs::accept_features(regs, modern, features.0, dev_status, PAGE as u32).ok_or(InitError::FeaturesRefused)?;
 
         // Queue 0.
         regs.write(reg::QUEUE_SEL, 0);

@@ -104,3 +104,35 @@ impl TransportVersion {
         }
     }
 }
+
+/// The features the device in `regs` offers: both words on a modern transport, the low one on a
+/// legacy transport (which has no more).
+pub fn offered_features(regs: &impl Registers, modern: bool) -> u64 {
+    regs.write(reg::DEVICE_FEATURES_SEL, 0);
+    let mut offered = u64::from(regs.read(reg::DEVICE_FEATURES));
+    if modern {
+        regs.write(reg::DEVICE_FEATURES_SEL, 1);
+        offered |= u64::from(regs.read(reg::DEVICE_FEATURES)) << 32;
+    }
+    offered
+}
+
+/// Tells the device the driver takes `features`; on a modern transport then sets FEATURES_OK
+/// (on top of `status`) and checks the device kept it, on a legacy one gives the page size
+/// (`page`). The status written, or `None` when the device refused the features.
+pub fn accept_features(regs: &impl Registers, modern: bool, features: u64, mut dev_status: u32, page: u32) -> Option<u32> {
+    regs.write(reg::DRIVER_FEATURES_SEL, 0);
+    regs.write(reg::DRIVER_FEATURES, features as u32);
+    if modern {
+        regs.write(reg::DRIVER_FEATURES_SEL, 1);
+        regs.write(reg::DRIVER_FEATURES, (features >> 32) as u32);
+        dev_status |= status::FEATURES_OK;
+        regs.write(reg::STATUS, dev_status);
+        if regs.read(reg::STATUS) & status::FEATURES_OK == 0 {
+            return None;
+        }
+    } else {
+        regs.write(reg::GUEST_PAGE_SIZE, page);
+    }
+    Some(dev_status)
+}

@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 use keel_blk::dma::DmaMemory;
-use keel_blk::regs::{MAGIC_VALUE, Registers, TransportVersion, interrupt, reg, status};
+use keel_blk::regs::{MAGIC_VALUE, Registers, TransportVersion, accept_features, interrupt, offered_features, reg, status};
 use keel_blk::virtqueue::{Buffer, QueueLayout, SplitQueue, UsedError};
 
 /// Virtio device ID of a network card.
@@ -152,30 +152,12 @@ impl<R: Registers, M: DmaMemory> NetDevice<R, M> {
     }
 
     fn setup(regs: &R, mem: &M, modern: bool) -> Result<(SplitQueue, SplitQueue, [u8; 6], usize), InitError> {
-        regs.write(reg::DEVICE_FEATURES_SEL, 0);
-        let mut offered = u64::from(regs.read(reg::DEVICE_FEATURES));
-        if modern {
-            regs.write(reg::DEVICE_FEATURES_SEL, 1);
-            offered |= u64::from(regs.read(reg::DEVICE_FEATURES)) << 32;
-            if offered & F_VERSION_1 == 0 {
-                return Err(InitError::NoVersion1);
-            }
+        let offered = offered_features(regs, modern);
+        if modern && offered & F_VERSION_1 == 0 {
+            return Err(InitError::NoVersion1);
         }
         let features = offered & (F_MAC | if modern { F_VERSION_1 } else { 0 });
-        regs.write(reg::DRIVER_FEATURES_SEL, 0);
-        regs.write(reg::DRIVER_FEATURES, features as u32);
-        let mut dev_status = status::ACKNOWLEDGE | status::DRIVER;
-        if modern {
-            regs.write(reg::DRIVER_FEATURES_SEL, 1);
-            regs.write(reg::DRIVER_FEATURES, (features >> 32) as u32);
-            dev_status |= status::FEATURES_OK;
-            regs.write(reg::STATUS, dev_status);
-            if regs.read(reg::STATUS) & status::FEATURES_OK == 0 {
-                return Err(InitError::FeaturesRefused);
-            }
-        } else {
-            regs.write(reg::GUEST_PAGE_SIZE, PAGE as u32);
-        }
+        let dev_status = accept_features(regs, modern, features, status::ACKNOWLEDGE | status::DRIVER, PAGE as u32).ok_or(InitError::FeaturesRefused)?;
         let rx = setup_queue(regs, mem, modern, RECEIVE, dma_layout::RX_QUEUE)?;
         let tx = setup_queue(regs, mem, modern, TRANSMIT, dma_layout::TX_QUEUE)?;
         let mac = if features & F_MAC != 0 {

@@ -13,6 +13,8 @@ use keel_rt::proto::net;
 use keel_rt::startup::Startup;
 use keel_rt::{Error, println, sys, vm};
 
+/// How long the uplink waits for work before it checks that its switch is still there.
+const LIVENESS_NS: u64 = 1_000_000_000;
 /// Notification bits: the device's interrupt, and frames waiting at the switch.
 const IRQ: u64 = 1;
 const SWITCH_FRAMES: u64 = 2;
@@ -59,43 +61,74 @@ fn run(startup: &Startup) -> Result<(), String> {
     sys::irq_bind(irq, notif, IRQ).map_err(|e| sys_err("irq_bind", e))?;
     let mut dev = NetDevice::init(SlotRegisters::new(va, slot), dma).map_err(|e| alloc::format!("virtio-net at slot {slot}: cannot set it up: {e:?}"))?;
     let mac = dev.mac();
-    // The uplink's port: opened as "VM 0", with the device's own address.
-    let net_conn = ipc::lookup(namesrv, "net", 40, 50_000_000).map_err(|e| sys_err("cannot reach the switch service", e))?;
-    let mut opener = Client::new(net_conn);
-    let (r, _) = opener.call_bulk(net::OPEN, [0, net::mac_word(mac), 0], switch.as_bytes()).map_err(|e| sys_err("cannot open the uplink port", e))?;
-    ipc::status(&r).map_err(|e| sys_err("the switch refused the uplink port", e))?;
-    let port_number = r.msg.data[0];
-    let port = r.caps.slots().next().ok_or_else(|| String::from("the switch gave no port"))?;
-    let mut port = Client::new(port);
-    let signal = sys::cap_copy(notif, None, rights::SIGNAL | rights::GRANT, 0).map_err(|e| sys_err("cap_copy", e))?;
-    let attached = port.call_with_caps(net::ATTACH, [SWITCH_FRAMES, 0, 0, 0], &[signal]);
-    let _ = sys::cap_delete(signal);
-    ipc::status(&attached.map_err(|e| sys_err("attach", e))?).map_err(|e| sys_err("attach", e))?;
-    println!(
-        "nic: virtio-net at slot {slot} ({}), the uplink of switch {switch} (port {port_number})",
-        mac.iter().map(|b| alloc::format!("{b:02x}")).collect::<Vec<_>>().join(":")
-    );
-    let mut waiting = true;
+    let mac_text = mac.iter().map(|b| alloc::format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let mut first = true;
     loop {
-        let bits = sys::notif_wait(notif, 0).unwrap_or(0);
-        if bits & IRQ != 0 {
-            let alive = dev.acknowledge();
-            let _ = sys::irq_ack(irq);
-            if !alive {
-                return Err(alloc::format!("virtio-net at slot {slot}: the device needs a reset; the uplink is down"));
-            }
+        let (mut port, number) = connect(namesrv, &switch, mac, notif)?;
+        if first {
+            println!("nic: virtio-net at slot {slot} ({mac_text}), the uplink of switch {switch} (port {number})");
+        } else {
+            println!("nic: the switch service restarted; the uplink of {switch} is port {number} again");
         }
-        waiting |= bits & SWITCH_FRAMES != 0;
-        pump(&mut dev, &mut port, &mut waiting);
-        if let Some(why) = dev.broken() {
-            return Err(alloc::format!("virtio-net at slot {slot}: {why:?}; the uplink is down"));
+        first = false;
+        let mut waiting = true;
+        // Until the switch service dies (then a new port on the restarted one). A port that
+        // has nothing to do is asked once a second whether its switch is still there: the VMs'
+        // ports come back at their next frame, the uplink must come back by itself.
+        loop {
+            let bits = match sys::notif_wait(notif, LIVENESS_NS) {
+                Ok(bits) => bits,
+                Err(_) if matches!(port.call(ipc::LABEL_PING, [0; 4]), Err(Error::PeerDied)) => {
+                    let _ = sys::cap_delete(port.slot());
+                    break;
+                }
+                Err(_) => 0,
+            };
+            if bits & IRQ != 0 {
+                let alive = dev.acknowledge();
+                let _ = sys::irq_ack(irq);
+                if !alive {
+                    return Err(alloc::format!("virtio-net at slot {slot}: the device needs a reset; the uplink is down"));
+                }
+            }
+            waiting |= bits & SWITCH_FRAMES != 0;
+            let lost = pump(&mut dev, &mut port, &mut waiting).is_err();
+            if let Some(why) = dev.broken() {
+                return Err(alloc::format!("virtio-net at slot {slot}: {why:?}; the uplink is down"));
+            }
+            if lost {
+                let _ = sys::cap_delete(port.slot());
+                break;
+            }
         }
     }
 }
 
+/// Opens the uplink's port on `switch` (as "VM 0", with the device's address) and attaches
+/// `notif` to it; the port and its number.
+fn connect(namesrv: keel_rt::Slot, switch: &str, mac: [u8; 6], notif: keel_rt::Slot) -> Result<(Client, u64), String> {
+    let net_conn = ipc::lookup(namesrv, "net", 40, 50_000_000).map_err(|e| sys_err("cannot reach the switch service", e))?;
+    let mut opener = Client::new(net_conn);
+    let opened = opener.call_bulk(net::OPEN, [0, net::mac_word(mac), 0], switch.as_bytes());
+    // The session is not needed again (the port stays open while this process lives).
+    let _ = sys::cap_delete(net_conn);
+    let (r, _) = opened.map_err(|e| sys_err("cannot open the uplink port", e))?;
+    ipc::status(&r).map_err(|e| sys_err("the switch refused the uplink port", e))?;
+    let number = r.msg.data[0];
+    let port = r.caps.slots().next().ok_or_else(|| String::from("the switch gave no port"))?;
+    let port = Client::new(port);
+    let signal = sys::cap_copy(notif, None, rights::SIGNAL | rights::GRANT, 0).map_err(|e| sys_err("cap_copy", e))?;
+    let attached = port.call_with_caps(net::ATTACH, [SWITCH_FRAMES, 0, 0, 0], &[signal]);
+    let _ = sys::cap_delete(signal);
+    ipc::status(&attached.map_err(|e| sys_err("attach", e))?).map_err(|e| sys_err("attach", e))?;
+    Ok((port, number))
+}
+
 /// Frames from the device to the switch, then from the switch to the device, until neither
 /// side has more that can move now.
-fn pump<R: Registers, M: keel_blk::dma::DmaMemory>(dev: &mut NetDevice<R, M>, port: &mut Client, waiting: &mut bool) {
+/// `Err` when the port died (the switch service with it).
+fn pump<R: Registers, M: keel_blk::dma::DmaMemory>(dev: &mut NetDevice<R, M>, port: &mut Client, waiting: &mut bool) -> Result<(), Error> {
+    let dead = |r: &Result<(ipc::Received, Vec<u8>), Error>| matches!(r, Err(Error::PeerDied));
     loop {
         let mut moved = false;
         let mut frames = Vec::new();
@@ -105,12 +138,16 @@ fn pump<R: Registers, M: keel_blk::dma::DmaMemory>(dev: &mut NetDevice<R, M>, po
             let mut payload = Vec::new();
             for f in &frames {
                 if !net::push_frame(&mut payload, f, ipc::BULK_SIZE as usize) {
-                    let _ = port.call_bulk(net::SEND, [0; 3], &payload);
+                    if dead(&port.call_bulk(net::SEND, [0; 3], &payload)) {
+                        return Err(Error::PeerDied);
+                    }
                     payload.clear();
                     net::push_frame(&mut payload, f, ipc::BULK_SIZE as usize);
                 }
             }
-            let _ = port.call_bulk(net::SEND, [0; 3], &payload);
+            if dead(&port.call_bulk(net::SEND, [0; 3], &payload)) {
+                return Err(Error::PeerDied);
+            }
         }
         let room = dev.send_room();
         if *waiting && room > 0 {
@@ -126,11 +163,12 @@ fn pump<R: Registers, M: keel_blk::dma::DmaMemory>(dev: &mut NetDevice<R, M>, po
                         moved = true;
                     }
                 }
+                Err(Error::PeerDied) => return Err(Error::PeerDied),
                 _ => *waiting = false,
             }
         }
         if !moved {
-            return;
+            return Ok(());
         }
     }
 }

@@ -96,6 +96,10 @@ pub mod vmm {
     /// From a console device's backend (its capability's badge says which VM): bulk payload =
     /// output the guest wrote, for that VM's console. `NoRights` from anyone else.
     pub const CONSOLE_OUTPUT: u64 = 2;
+    /// From a network device's backend (its badge says which VM and slot) whose switch port
+    /// died with the switch service: the monitor opens a port again (on the restarted service)
+    /// and replies with it in caps[0]. `NoRights` from anyone else.
+    pub const PORT_LOST: u64 = 3;
 }
 
 /// A virtual device backend (`/bin/vdev`), as the VM monitor that started it calls it: the

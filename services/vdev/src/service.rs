@@ -266,7 +266,8 @@ pub fn main(startup: &Startup) -> i32 {
         return 1;
     }
     // A network device's port on its switch.
-    let port = startup.cap("port").map(|c| &*Box::leak(Box::new(Mutex::new(Port { client: ipc::Client::new(c), vm, gone: false }))));
+    let monitor = startup.cap("vmm").map(ipc::Client::new);
+    let port = startup.cap("port").map(|c| &*Box::leak(Box::new(Mutex::new(Port { client: ipc::Client::new(c), vm, notif: caps.notif, monitor, gone: false }))));
     if args.kind == Kind::Net && port.is_none() {
         println!("vdev: vm {vm}: a network device needs its port capability");
         return 1;
@@ -324,7 +325,7 @@ pub fn main(startup: &Startup) -> i32 {
     let device: &'static Mutex<Device> = Box::leak(Box::new(Mutex::new(backend)));
     let (irq, notif) = (caps.irq, caps.notif);
     if let Some(port) = port
-        && let Err(e) = port.lock().attach(notif)
+        && let Err(e) = port.lock().attach()
     {
         println!("vdev: vm {vm}: cannot attach to its switch port: {e}");
         return 1;
@@ -359,17 +360,21 @@ const PUMP: u64 = 1 << 61;
 /// A network device's port on its switch (`proto::net`).
 struct Port {
     client: ipc::Client,
-    /// The VM (for the notice).
+    /// The VM (for the notices).
     vm: u64,
-    /// The switch service died (its ports with it): frames are dropped from then on.
+    /// The notification the switch signals.
+    notif: Slot,
+    /// The monitor, which opens a new port when the switch service restarted.
+    monitor: Option<ipc::Client>,
+    /// The switch service died and no new port came: frames are dropped from then on.
     gone: bool,
 }
 
 impl Port {
     /// Tells the switch which notification to signal, and sets up the bulk buffer (so the
     /// switch notices this process's exit from now on).
-    fn attach(&mut self, notif: Slot) -> Result<(), Error> {
-        let signal = sys::cap_copy(notif, None, keel_rt::abi::rights::SIGNAL | keel_rt::abi::rights::GRANT, 0)?;
+    fn attach(&mut self) -> Result<(), Error> {
+        let signal = sys::cap_copy(self.notif, None, keel_rt::abi::rights::SIGNAL | keel_rt::abi::rights::GRANT, 0)?;
         let r = self.client.call_with_caps(net::ATTACH, [SWITCH_FRAMES, 0, 0, 0], &[signal]);
         let _ = sys::cap_delete(signal);
         ipc::status(&r?)?;
@@ -394,17 +399,34 @@ impl Port {
 
     fn call_send(&mut self, payload: &[u8]) {
         if !self.gone && let Err(e) = self.client.call_bulk(net::SEND, [0; 3], payload) {
-            self.lost(e);
+            // Sent again on a new port (frames are not lost with the old switch).
+            if self.lost(e) {
+                let _ = self.client.call_bulk(net::SEND, [0; 3], payload);
+            }
         }
     }
 
-    /// Says once that the port is gone (its switch service died: the port does not come back
-    /// with a restarted one; the VM has no network until it is started again).
-    fn lost(&mut self, e: Error) {
-        if e == Error::PeerDied && !self.gone {
-            self.gone = true;
-            println!("vdev: vm {}: the switch service is gone ({e}): this network device drops its frames until the VM is started again", self.vm);
+    /// The port died (`PeerDied`: the switch service with it): asks the monitor for a port on
+    /// the restarted service and attaches to it; whether that worked. If it did not, says so
+    /// once and drops frames from then on.
+    fn lost(&mut self, e: Error) -> bool {
+        if e != Error::PeerDied || self.gone {
+            return false;
         }
+        let reply = self.monitor.as_ref().map(|m| m.call(keel_rt::proto::vmm::PORT_LOST, [0; 4]));
+        if let Some(Ok(r)) = reply
+            && r.msg.label == 0
+            && let Some(cap) = r.caps.slots().next()
+        {
+            let _ = sys::cap_delete(self.client.slot());
+            self.client = ipc::Client::new(cap);
+            if self.attach().is_ok() {
+                return true;
+            }
+        }
+        self.gone = true;
+        println!("vdev: vm {}: the switch service is gone ({e}) and no new port came: this network device drops its frames until the VM is started again", self.vm);
+        false
     }
 
     /// Up to `max` frames waiting at the switch: (records, frames still waiting there).
@@ -416,6 +438,7 @@ impl Port {
             Ok((r, payload)) if r.msg.label == 0 => (payload, r.msg.data[1]),
             Ok(_) => (Vec::new(), 0),
             Err(e) => {
+                // A new port starts empty.
                 self.lost(e);
                 (Vec::new(), 0)
             }

@@ -782,24 +782,8 @@ fn a_console_takes_whole_output_buffers_and_fills_input_buffers() {
     // Two drivers' views of one RAM: the receive queue's rings at the Driver's addresses, the
     // transmit queue's 0x4000 above them.
     let mut d = Driver::new(8);
-    let mut t = Transport::new(Console);
+    let (mut t, tx) = two_queues_up(Console, &d);
     assert_eq!(t.read(0x008, 4), 3, "device ID 3");
-    let tx = (d.desc + 0x4000, d.avail + 0x4000, d.used + 0x4000);
-    let m = &d.mem;
-    t.write(0x070, 4, 3, m);
-    t.write(0x024, 4, 1, m);
-    t.write(0x020, 4, 1, m);
-    t.write(0x070, 4, 11, m);
-    for (q, (desc, avail, used)) in [(0u64, (d.desc, d.avail, d.used)), (1, tx)] {
-        t.write(0x030, 4, q, m);
-        t.write(0x038, 4, 8, m);
-        for (low, v) in [(0x080, desc), (0x090, avail), (0x0a0, used)] {
-            t.write(low, 4, v & 0xffff_ffff, m);
-            t.write(low + 4, 4, v >> 32, m);
-        }
-        t.write(0x044, 4, 1, m);
-    }
-    assert!(matches!(t.write(0x070, 4, 15, m), Effect::Activated(_)));
     // Output: "hello " and "world\n" in two transmit buffers.
     d.mem.write(DATA, b"hello ").unwrap();
     d.mem.write(DATA + 0x100, b"world\n").unwrap();
@@ -833,10 +817,15 @@ fn a_console_takes_whole_output_buffers_and_fills_input_buffers() {
     assert_eq!(input.len(), 3);
 }
 
-/// A net device live with both queues of size 8: receive at the Driver's rings, transmit 0x4000
-/// above them; returns the transmit rings' (desc, avail, used).
+/// A net device live with both queues: see [`two_queues_up`].
 fn net_up(d: &Driver) -> (Transport<crate::net::Net>, (u64, u64, u64)) {
-    let mut t = Transport::new(crate::net::Net { mac: [2, 0x4b, 0x65, 0, 1, 0] });
+    two_queues_up(crate::net::Net { mac: [2, 0x4b, 0x65, 0, 1, 0] }, d)
+}
+
+/// `device` live with two queues of size 8 (VERSION_1 only): queue 0 at the Driver's rings,
+/// queue 1 0x4000 above them; returns queue 1's rings (desc, avail, used).
+fn two_queues_up<D: Device>(device: D, d: &Driver) -> (Transport<D>, (u64, u64, u64)) {
+    let mut t = Transport::new(device);
     let tx = (d.desc + 0x4000, d.avail + 0x4000, d.used + 0x4000);
     let m = &d.mem;
     t.write(0x070, 4, 3, m);

@@ -123,7 +123,7 @@ pub struct Device {
     /// The last figures read from the backend (kept for `vm stat` after it is gone).
     last: Mutex<DeviceStats>,
     /// A network device's port on its switch, and namesrv (to reach the switch service).
-    port: Option<(u64, Slot)>,
+    port: Mutex<Option<(u64, Slot)>>,
 }
 
 impl Device {
@@ -133,7 +133,8 @@ impl Device {
     /// monitor. Everything made is given back if any step fails.
     /// `adopt` puts the backend in procmgr's process list (`ps`, `kill`); `namesrv` finds the
     /// file service for a disk's backend (which gets that connection, not namesrv); `output`:
-    /// for a console, the badged connection its output goes to the monitor by.
+    /// for a console, the badged connection its output goes to the monitor by, for a network
+    /// device the one it asks for a new port by (`proto::vmm::PORT_LOST`).
     #[allow(clippy::too_many_arguments)]
     pub fn start(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, output: Option<Slot>, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
         let mut made: Vec<Slot> = Vec::new();
@@ -186,7 +187,9 @@ impl Device {
         ];
         let mut args: Vec<String> = ["vdev", kind.name(), &ram_arg, &vm_arg].iter().map(|s| String::from(*s)).collect();
         if let Some(output) = output {
-            grants.push(Grant { slot: output, rights: rights::CALL | rights::GRANT, badge: 0, name: "output" });
+            // A console's output goes there; a network device asks there for a new port.
+            let name = if matches!(kind, VirtioDevice::Net { .. }) { "vmm" } else { "output" };
+            grants.push(Grant { slot: output, rights: rights::CALL | rights::GRANT, badge: 0, name });
         }
         let mut port = None;
         let mut port_cap = None;
@@ -268,7 +271,7 @@ impl Device {
             dead: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             last: Mutex::new(DeviceStats::default()),
-            port,
+            port: Mutex::new(port),
         })
     }
 
@@ -293,6 +296,19 @@ impl Device {
                 Err(alloc::format!("the virtio-{} backend (pid {}) is gone ({e}): the device now reports DEVICE_NEEDS_RESET", self.kind.name(), self.pid))
             }
         }
+    }
+
+    /// A network device's port died with its switch service: opens one again (VM `id`) and
+    /// returns the capability for its backend.
+    pub fn reopen_port(&self, id: u32) -> Result<Slot, Error> {
+        let VirtioDevice::Net { switch } = &self.kind else { return Err(Error::Invalid) };
+        let mut port = self.port.lock();
+        let Some((old, namesrv)) = *port else { return Err(Error::Invalid) };
+        // Gone with the old service, or (a backend that was wrong about it) closed now.
+        close_port(namesrv, old);
+        let (number, cap) = open_port(namesrv, switch, id, mac_of(id, self.slot))?;
+        *port = Some((number, namesrv));
+        Ok(cap)
     }
 
     /// Input typed for a console device.
@@ -353,7 +369,7 @@ impl Device {
         if !exited {
             let _ = sys::process_kill(self.process);
         }
-        if let Some((number, namesrv)) = self.port {
+        if let Some((number, namesrv)) = *self.port.lock() {
             close_port(namesrv, number);
         }
         for &s in self.ioevents.iter().chain([&self.line, &self.notif, &self.bulk_slot, &self.conn, &self.process]) {

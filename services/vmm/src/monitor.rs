@@ -337,20 +337,40 @@ pub fn main(startup: &Startup) -> i32 {
     ipc::serve(conn, |req| handle(monitor, req))
 }
 
-/// The badge of a console backend's capability to this monitor: this bit and the VM's id.
+/// The badge of a backend's capability to this monitor: this bit, the VM's id (below 2^20),
+/// and for a network device its slot + 1 from bit 20 (0 for a console).
 const BACKEND_BADGE: u64 = 1 << 31;
+const BACKEND_SLOT_SHIFT: u32 = 20;
+
+/// A backend's badge (None: a VM id too large to fit one).
+fn backend_badge(id: u32, slot: Option<u32>) -> Option<u64> {
+    (id < 1 << BACKEND_SLOT_SHIFT).then(|| BACKEND_BADGE | u64::from(id) | slot.map_or(0, |s| u64::from(s + 1) << BACKEND_SLOT_SHIFT))
+}
 
 fn handle(m: &'static Monitor, req: &mut Request) -> Reply {
     if req.badge & BACKEND_BADGE != 0 && req.badge >> 32 == 0 {
-        // A console backend: its output, for its own VM only.
-        if req.msg.label != vmm::CONSOLE_OUTPUT {
-            return Reply::err(Error::NoRights);
-        }
-        let id = (req.badge & 0xffff_ffff & !BACKEND_BADGE) as u32;
+        // A backend: for its own VM (and device) only.
+        let id = (req.badge & ((1 << BACKEND_SLOT_SHIFT) - 1)) as u32;
+        let slot = ((req.badge & !BACKEND_BADGE) >> BACKEND_SLOT_SHIFT) as u32;
         let Some(vm) = m.vms.lock().iter().find(|v| v.id == id).cloned() else { return Reply::err(Error::NotFound) };
-        let mut bytes = req.payload().to_vec();
-        flush_output(&vm, &mut bytes);
-        return Reply::ok([0; 4]);
+        return match req.msg.label {
+            vmm::CONSOLE_OUTPUT if slot == 0 => {
+                let mut bytes = req.payload().to_vec();
+                flush_output(&vm, &mut bytes);
+                Reply::ok([0; 4])
+            }
+            vmm::PORT_LOST if slot != 0 => match vm.devices.iter().find(|d| d.slot == slot - 1) {
+                Some(d) => match d.reopen_port(id) {
+                    Ok(port) => {
+                        m.notice(alloc::format!("vm {id}: the switch service restarted; its network device in slot {} has a new port\n", slot - 1));
+                        Reply { caps: alloc::vec![port], ..Reply::ok([0; 4]) }
+                    }
+                    Err(e) => Reply::err(e),
+                },
+                None => Reply::err(Error::NotFound),
+            },
+            _ => Reply::err(Error::NoRights),
+        };
     }
     if req.msg.label != vmm::COMMAND {
         return Reply::err(if req.msg.label == vmm::CONSOLE_OUTPUT { Error::NoRights } else { Error::NoSys });
@@ -705,13 +725,19 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         }
         write_guest(ram_pmo, dtb_addr, &dtb)?;
         for (&slot, kind) in virtio_slots.iter().zip(&config.devices) {
-            // A console's output comes back to this monitor, badged with the VM's id.
-            let output = match kind {
-                keel_vmm::config::VirtioDevice::Console => Some(
-                    sys::cap_copy(m.served.load(Ordering::Acquire), None, keel_rt::abi::rights::CALL | keel_rt::abi::rights::GRANT, BACKEND_BADGE | u64::from(id))
-                        .map_err(|e| sys_err("cannot make the console's output capability", e))?,
-                ),
+            // A console's output comes back to this monitor, badged with the VM's id; a network
+            // device asks here for a new port when its switch restarted (badged with its slot).
+            let badge = match kind {
+                keel_vmm::config::VirtioDevice::Console => backend_badge(id, None),
+                keel_vmm::config::VirtioDevice::Net { .. } => backend_badge(id, Some(slot)),
                 _ => None,
+            };
+            let output = match badge {
+                Some(badge) => Some(
+                    sys::cap_copy(m.served.load(Ordering::Acquire), None, keel_rt::abi::rights::CALL | keel_rt::abi::rights::GRANT, badge)
+                        .map_err(|e| sys_err("cannot make the backend's capability to the monitor", e))?,
+                ),
+                None => None,
             };
             let started = Device::start(backend_elf, kind, slot, vm, id, ram_pmo, config.mem_bytes, m.namesrv, output, &|process, name| adopt(m, process, name));
             if let Some(o) = output {
