@@ -263,3 +263,48 @@ fn revision_0_images_mount_and_write() {
     assert_fsck_clean(&image.0);
     assert!(debugfs(&image.0, "cat /dir/file") == data);
 }
+
+/// A disk that counts the reads it is asked for.
+struct CountingDisk(SharedDisk, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl keel_fs::block::BlockDevice for CountingDisk {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        self.0.write_at(offset, data)
+    }
+    fn flush(&mut self) -> Result<(), Errno> {
+        self.0.flush()
+    }
+}
+
+/// A read that misses the cache brings the file's following blocks in with it, in one device
+/// request per run of blocks that lie one after another on the disk (64 KiB at most): a 1 MiB
+/// file read in 64 KiB pieces costs about 16 device reads, not 256. The bytes are the file's.
+#[test]
+fn sequential_reads_fetch_runs_of_blocks_in_one_request() {
+    let host = TempPath::new("readahead", "-dir");
+    let image = TempPath::new("readahead", ".img");
+    std::fs::create_dir_all(&host.0).unwrap();
+    let data = pattern(1 << 20, 7);
+    std::fs::write(host.0.join("big"), &data).unwrap();
+    mkfs(&image.0, 8192, 4096, &[], Some(&host.0));
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let disk = CountingDisk(SharedDisk::from_file(&image.0), reads.clone());
+    let mut fs = Ext2::mount(Box::new(disk), MountOptions { read_only: true, ..opts() }).unwrap();
+    let big = resolve(&mut fs, "big").unwrap();
+    let before = reads.load(std::sync::atomic::Ordering::Relaxed);
+    let mut got = vec![0u8; data.len()];
+    for (i, chunk) in got.chunks_mut(64 * 1024).enumerate() {
+        assert_eq!(fs.read(big, (i * 64 * 1024) as u64, chunk).unwrap(), chunk.len());
+    }
+    let n = reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(got == data, "the file read back differs");
+    // 16 runs of 64 KiB, plus the indirect blocks (and the runs they interrupt).
+    assert!((16..=24).contains(&n), "{n} device reads for 1 MiB");
+}

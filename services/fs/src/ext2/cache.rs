@@ -109,6 +109,38 @@ impl BlockCache {
         Ok(slot)
     }
 
+    /// Whether `blk` is in the cache.
+    pub fn contains(&self, blk: u64) -> bool {
+        self.slots.contains_key(&blk)
+    }
+
+    /// Most blocks [`BlockCache::read_run`] brings in at once: half the cache, so a run never
+    /// pushes out what the operation reading it still needs.
+    pub fn run_limit(&self) -> usize {
+        self.capacity / 2
+    }
+
+    /// Reads blocks `first .. first + count` from the device in one request (the device splits
+    /// what its requests cannot hold) and keeps those not cached already: a cached block, clean
+    /// or dirty, is at least as new as the device's copy. Callers pass a run they have checked
+    /// against the block count.
+    pub fn read_run(&mut self, first: u64, count: usize) -> Result<(), Errno> {
+        let count = count.min(self.run_limit());
+        let mut buf = vec![0u8; count * self.block_size];
+        let at = self.offset(first)?;
+        self.dev.read_at(at, &mut buf)?;
+        for (i, block) in buf.chunks(self.block_size).enumerate() {
+            let blk = first + i as u64;
+            if self.slots.contains_key(&blk) {
+                continue;
+            }
+            self.make_room()?;
+            self.clock += 1;
+            self.slots.insert(blk, Slot { buf: block.to_vec(), dirty: None, new: false, last_use: self.clock });
+        }
+        Ok(())
+    }
+
     /// The contents of `blk`.
     pub fn read(&mut self, blk: u64) -> Result<&[u8], Errno> {
         Ok(&self.slot(blk, true)?.buf)

@@ -19,6 +19,9 @@ use keel_rt::errno::Errno;
 
 /// The magic number of an extended attribute block.
 const XATTR_MAGIC: u32 = 0xEA02_0000;
+/// Bytes of a file read from the disk at once when a read misses the cache (one block-service
+/// request: its bulk buffer).
+const READ_AHEAD: usize = 64 * 1024;
 /// The largest size without the `large_file` feature.
 const SMALL_FILE_MAX: u64 = 0x7fff_ffff;
 
@@ -317,6 +320,12 @@ impl FileSystem for Ext2 {
             let n = (bs as usize - within).min(len - done);
             match self.bmap(&inode, pos / bs)? {
                 Some(b) => {
+                    if !self.cache.contains(b) {
+                        // A miss: the file's blocks that follow it on the disk come in with it,
+                        // in one device request (read-ahead, up to READ_AHEAD bytes).
+                        let run = self.run_on_disk(&inode, pos / bs, b, size)?;
+                        self.cache.read_run(b, run)?;
+                    }
                     buf[done..done + n].copy_from_slice(&self.cache.read(b)?[within..within + n])
                 }
                 None => buf[done..done + n].fill(0),
@@ -325,6 +334,7 @@ impl FileSystem for Ext2 {
         }
         Ok(len)
     }
+
 
     fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize, Errno> {
         self.ensure_writable()?;
@@ -653,5 +663,24 @@ impl FileSystem for Ext2 {
     /// The VFS's last call (umount, power-off): the image is left clean.
     fn unmount(&mut self) -> Result<(), Errno> {
         self.finish()
+    }
+}
+
+impl Ext2 {
+    /// How many of the file's blocks from logical block `lbn` (at disk block `b`) follow one
+    /// another on the disk, up to [`READ_AHEAD`] bytes' worth, the cache's run limit and the
+    /// file's end; at least 1.
+    fn run_on_disk(&mut self, inode: &Inode, lbn: u64, b: u64, size: u64) -> Result<usize, Errno> {
+        let bs = self.layout.block_size as u64;
+        let last = size.saturating_sub(1) / bs;
+        let most = (READ_AHEAD / bs as usize).min(self.cache.run_limit()).max(1);
+        let mut n = 1;
+        while n < most && lbn + (n as u64) <= last {
+            match self.bmap(inode, lbn + n as u64)? {
+                Some(next) if next == b + n as u64 && !self.cache.contains(next) => n += 1,
+                _ => break,
+            }
+        }
+        Ok(n)
     }
 }
