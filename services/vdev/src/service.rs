@@ -305,9 +305,11 @@ pub fn main(startup: &Startup) -> i32 {
             };
             match BlockStorage::open(cap, name, args.read_only) {
                 Ok((disk, storage)) => Backend::blk(ram, disk, Box::new(storage)),
+                // Another writer: the monitor says so itself (exit code 16, EBUSY).
+                Err(keel_rt::errno::Errno::Busy) => return 16,
                 Err(e) => {
                     println!("vdev: vm {vm}: disk {name}: {e}");
-                    return if e == keel_rt::errno::Errno::Busy { 16 } else { 1 };
+                    return 1;
                 }
             }
         }
