@@ -93,7 +93,7 @@ GUEST_LINES = {
                                       "guest=virtio-bench (--rng): a 64-byte virtio-rng request made available, its doorbell "
                                       "(a kernel ioevent), the backend process woken on another CPU, the buffer filled and "
                                       "returned and its interrupt taken by the guest waiting in WFI (interrupt status not read)"),
-    "guest_mmio_read_user": ("mmio round trip", "", "PL011 UARTFR load answered by the user-space monitor"),
+    "guest_mmio_read_user": ("mmio round trip", "", "PL011 UARTCR load answered by the user-space monitor"),
     "guest_eoi": ("eoi", "", "ICC_EOIR1_EL1 write for an acknowledged SGI, less two counter reads"),
     "virtual_ipi_round_trip": ("ipi round trip", "", "SGI to the other vCPU and one back, both sleeping in WFI"),
     "virtual_timer_irq": ("timer", " after CVAL", "a 10 ms virtual timer waited for in WFI: CVAL to its handler"),

@@ -161,7 +161,7 @@ fn object_creating_calls_are_all_or_nothing() {
         ("cap_copy", nr::CAP_COPY, vec![b.notif, u64::from(NO_SLOT), u64::from(rights::SIGNAL), 5]),
         ("vm_create", nr::VM_CREATE, vec![b.control, 1]),
         ("vcpu_create", nr::VCPU_CREATE, vec![b.vm, 1]),
-        ("vm_irq_line_create", nr::VM_IRQ_LINE_CREATE, vec![b.vm, 40]),
+        ("vm_irq_line_create", nr::VM_IRQ_LINE_CREATE, vec![b.vm, 40, 0, 0]),
     ] {
         let before = snapshot(&b.w, b.pid);
         let (_, r) = b.each_point(what, n, &args);
@@ -307,7 +307,7 @@ fn a_bad_cap_in_any_argument_is_refused_and_changes_nothing() {
     b.each_bad_cap("pmo_write", nr::PMO_WRITE, &[p, 0, 0x10_0000, 8], &[(0, &[me, vs, n, vm])]);
     b.each_bad_cap("vm_map", nr::VM_MAP, &[vm, p, 0x5000_0000, 4096, 0, map::READ | map::WRITE], &[(0, &[me, n, p, ctl]), (1, &[me, n, vm, k])]);
     b.each_bad_cap("vcpu_create", nr::VCPU_CREATE, &[vm, 0], &[(0, &[me, n, p, ctl])]);
-    b.each_bad_cap("vm_irq_line_create", nr::VM_IRQ_LINE_CREATE, &[vm, 40], &[(0, &[me, n, ctl])]);
+    b.each_bad_cap("vm_irq_line_create", nr::VM_IRQ_LINE_CREATE, &[vm, 40, 0, 0], &[(0, &[me, n, ctl])]);
     b.each_bad_cap("vm_create", nr::VM_CREATE, &[ctl, 1], &[(0, &[me, n, vm])]);
     b.each_bad_cap("device_pmo", nr::DEVICE_PMO, &[ctl, 0x0900_0000, 4096], &[(0, &[me, p, vm])]);
     b.each_bad_cap("fault_inject", nr::FAULT_INJECT, &[ctl, 1], &[(0, &[me, n])]);

@@ -24,7 +24,7 @@ pub enum VmCall {
     VCpuInit { vcpu: Id, pc: u64, x0: u64, power_on: bool },
     VCpuRun { vcpu: Id, results: [u64; 4] },
     VCpuKick { vcpu: Id },
-    IrqLineCreate { vm: Id, intid: u32, status: Option<u64> },
+    IrqLineCreate { vm: Id, intid: u32, status: Option<(u64, bool)> },
     IrqLine { line: Id, level: u64, bits: u32 },
     VCpuStat { vcpu: Id, first: usize },
     IoEvent { vm: Id, event: IoEvent },
@@ -89,6 +89,10 @@ pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
             }
             // A virtio-mmio InterruptStatus register the kernel keeps for the line: 4-aligned,
             // it and InterruptACK after it in an MMIO region, and no other line's.
+            // x3 = 1: a plain value register (`vm_irq_line` level 3 sets it) instead.
+            if a[3] > 1 {
+                return Err(Error::Invalid);
+            }
             let status = match a[2] {
                 0 => None,
                 ipa => {
@@ -97,14 +101,14 @@ pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
                     if !ipa.is_multiple_of(4) || !mmio(ipa) || !mmio(ipa + 4) || v.status_regs.iter().any(|r| r.ipa == ipa) {
                         return Err(Error::Invalid);
                     }
-                    Some(ipa)
+                    Some((ipa, a[3] == 1))
                 }
             };
             VmCall::IrqLineCreate { vm, intid, status }
         }
         nr::VM_IRQ_LINE => {
             let line = vm_irq_line(k, pid, a[0], Rights::SIGNAL)?;
-            if a[1] > 2 {
+            if a[1] > 3 {
                 return Err(Error::Invalid);
             }
             let bits = u32::try_from(a[2]).map_err(|_| Error::Invalid)?;
@@ -199,8 +203,8 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
             k.vm_irq_lines.insert(id, VmIrqLine { vm, intid, refs: 0 });
             match k.install_cap(pid, ObjRef::VmIrqLine(id), Rights::ALL) {
                 Ok(slot) => {
-                    if let (Some(ipa), Some(v)) = (status, k.vms.get_mut(&vm)) {
-                        v.status_regs.push(StatusReg { line: id, ipa, status: 0 });
+                    if let (Some((ipa, value)), Some(v)) = (status, k.vms.get_mut(&vm)) {
+                        v.status_regs.push(StatusReg { line: id, ipa, status: 0, value });
                     }
                     k.inc_ref(ObjRef::Vm(vm));
                     Ok(Outcome::words(&[u64::from(slot)]))
@@ -214,6 +218,11 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
         VmCall::IrqLine { line, level, bits } => {
             let (vm_id, intid) = k.vm_irq_lines.get(&line).map(|l| (l.vm, l.intid)).ok_or(Error::BadState)?;
             let vm = k.vms.get_mut(&vm_id).ok_or(Error::BadState)?;
+            // Level 3: only the line's value register changes.
+            if level == 3 {
+                vm.status_set(line, bits);
+                return Ok(Outcome::Done);
+            }
             // The status first: a guest the edge interrupts reads it.
             vm.status_raise(line, bits);
             let kicks = match level {

@@ -74,6 +74,9 @@ pub struct StatusReg {
     pub line: Id,
     pub ipa: u64,
     pub status: u32,
+    /// A plain value register instead (a device's flags, e.g. the PL011's UARTFR): loads of 1,
+    /// 2 or 4 bytes read the value the line's owner set last; no acknowledge register.
+    pub value: bool,
 }
 
 /// A registered guest write: `len` bytes at `ipa` (with `data`, only that value) signal `bits`
@@ -159,16 +162,13 @@ impl Vm {
     /// A 32-bit guest load of `ipa`: the interrupt status it reads, if `ipa` is one the kernel
     /// keeps.
     pub fn status_read(&self, ipa: u64, len: u8) -> Option<u32> {
-        if len != 4 {
-            return None;
-        }
-        self.status_regs.iter().find(|r| r.ipa == ipa).map(|r| r.status)
+        self.status_regs.iter().find(|r| r.ipa == ipa && (len == 4 || r.value && len <= 4)).map(|r| r.status)
     }
 
     /// A 32-bit guest store of `value` to `ipa`: whether it was an InterruptACK the kernel
     /// keeps (the bits it names are cleared).
     pub fn status_ack(&mut self, ipa: u64, len: u8, value: u64) -> bool {
-        match self.status_regs.iter_mut().find(|r| len == 4 && r.ipa + 4 == ipa) {
+        match self.status_regs.iter_mut().find(|r| len == 4 && !r.value && r.ipa + 4 == ipa) {
             Some(r) => {
                 r.status &= !(value as u32);
                 true
@@ -179,13 +179,20 @@ impl Vm {
 
     /// Whether a guest store of `len` bytes at `ipa` is an InterruptACK the kernel keeps.
     pub fn is_status_ack(&self, ipa: u64, len: u8) -> bool {
-        len == 4 && self.status_regs.iter().any(|r| r.ipa + 4 == ipa)
+        len == 4 && self.status_regs.iter().any(|r| !r.value && r.ipa + 4 == ipa)
     }
 
     /// Irq line `line` raises `bits` of its status register (if it has one).
     pub fn status_raise(&mut self, line: Id, bits: u32) {
         if let Some(r) = self.status_regs.iter_mut().find(|r| r.line == line) {
             r.status |= bits;
+        }
+    }
+
+    /// Irq line `line`'s value register (if it has one) reads `value` from now on.
+    pub fn status_set(&mut self, line: Id, value: u32) {
+        if let Some(r) = self.status_regs.iter_mut().find(|r| r.line == line) {
+            r.status = value;
         }
     }
 

@@ -405,6 +405,18 @@ pub fn vm_virtio_irq_line(vm: Slot, intid: u32, status_ipa: u64) -> Result<Slot,
     call(nr::VM_IRQ_LINE_CREATE, a(&[vm as u64, u64::from(intid), status_ipa])).map(|r| r[1] as Slot)
 }
 
+/// A capability for SPI `intid` of a VM whose device's flags register at `ipa` the kernel
+/// answers (loads of 1, 2 or 4 bytes) with the value [`vm_irq_line_value`] set last, without an
+/// exit to the monitor (the PL011's UARTFR, read before every byte a guest writes).
+pub fn vm_flags_irq_line(vm: Slot, intid: u32, ipa: u64) -> Result<Slot, Error> {
+    call(nr::VM_IRQ_LINE_CREATE, a(&[vm as u64, u64::from(intid), ipa, 1])).map(|r| r[1] as Slot)
+}
+
+/// Sets the value an irq line's flags register reads (the line itself does not change).
+pub fn vm_irq_line_value(line: Slot, value: u32) -> Result<(), Error> {
+    call(nr::VM_IRQ_LINE, a(&[line as u64, 3, u64::from(value)])).map(|_| ())
+}
+
 /// Raises an irq line (an edge) with `bits` ORed into its interrupt status register first (if
 /// the line has one).
 pub fn vm_irq_raise(line: Slot, bits: u32) -> Result<(), Error> {

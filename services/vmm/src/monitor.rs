@@ -111,12 +111,14 @@ struct Uart {
     /// Transmitted bytes not yet passed on: one queue for the device, whichever vCPU wrote them,
     /// so the guest's console stays one ordered stream (as on a real PL011).
     pending: Vec<u8>,
+    /// The UARTFR value the kernel was last told (it answers the guest's loads of it).
+    flags: Option<u32>,
 }
 
 impl Uart {
     /// A PL011 just reset: nothing queued either way.
     fn new() -> Uart {
-        Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new() }
+        Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new(), flags: None }
     }
 }
 
@@ -532,6 +534,12 @@ fn feed_uart(vm: &Vm, u: &mut Uart) {
 }
 
 fn update_irq(vm: &Vm, u: &mut Uart) {
+    // The flags first: a guest the interrupt reaches reads them.
+    let flags = u.dev.flags();
+    if u.flags != Some(flags) {
+        u.flags = Some(flags);
+        let _ = sys::vm_irq_line_value(vm.uart_line, flags);
+    }
     let level = u.dev.irq_level();
     if level != u.irq {
         u.irq = level;
@@ -706,7 +714,12 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
     let parts = (|| {
         let vm = keep(sys::vm_create(m.control, config.vcpus), "cannot create the VM")?;
         let ram_pmo = keep(sys::pmo_create(PmoKind::Anonymous, config.mem_bytes), "no memory for guest RAM")?;
-        let uart_line = keep(sys::vm_irq_line_create(vm, UART_INTID), "cannot create the UART's interrupt line")?;
+        // The kernel answers the guest's UARTFR loads (one before every byte it writes) with the
+        // flags this monitor keeps it told of (`update_irq`); the register must be in the UART's
+        // MMIO region, mapped first.
+        sys::vm_map(vm, 0, UART_BASE, UART_SIZE, 0, map::MMIO).map_err(|e| sys_err("cannot map the UART", e))?;
+        let uart_line = keep(sys::vm_flags_irq_line(vm, UART_INTID, UART_BASE + keel_vmm::pl011::FLAGS_OFFSET), "cannot create the UART's interrupt line")?;
+        sys::vm_irq_line_value(uart_line, Pl011::new().flags()).map_err(|e| alloc::format!("cannot set the UART's flags: {e}"))?;
         let mut vcpus = Vec::new();
         for i in 0..config.vcpus {
             vcpus.push(keep(sys::vcpu_create(vm, i), "cannot create a vCPU")?);
@@ -717,7 +730,6 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
     let id = id.unwrap_or_else(|| m.next_id.fetch_add(1, Ordering::Relaxed) as u32);
     let setup = (|| {
         sys::vm_map(vm, ram_pmo, RAM_BASE, config.mem_bytes, 0, map::READ | map::WRITE | map::EXEC).map_err(|e| sys_err("cannot map guest RAM", e))?;
-        sys::vm_map(vm, 0, UART_BASE, UART_SIZE, 0, map::MMIO).map_err(|e| sys_err("cannot map the UART", e))?;
         sys::vm_map(vm, 0, VIRTIO_MMIO_BASE, VIRTIO_WINDOW, 0, map::MMIO).map_err(|e| sys_err("cannot map the virtio-mmio window", e))?;
         write_guest(ram_pmo, layout.kernel.start, kernel)?;
         if let (Some(range), Some(bytes)) = (layout.initrd, initrd) {

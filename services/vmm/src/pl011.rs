@@ -27,6 +27,9 @@
 
 use alloc::vec::Vec;
 
+/// The flag register's offset (UARTFR), which the kernel answers for the monitor.
+pub const FLAGS_OFFSET: u64 = reg::FR;
+
 /// Register offsets.
 mod reg {
     pub const DR: u64 = 0x000;
@@ -225,7 +228,8 @@ impl Pl011 {
         self.latched | rx
     }
 
-    fn flags(&self) -> u32 {
+    /// UARTFR as a load reads it now (the kernel answers the guest's loads with this value).
+    pub fn flags(&self) -> u32 {
         let mut flags = FR_TXFE;
         if self.rx_len == 0 {
             flags |= FR_RXFE;

@@ -1048,7 +1048,7 @@ fn vm_calls(c: &mut Checks, fx: &Fixture) {
     c.expect_err("vm_irq_line_create(vm, INTID 96)", sys::vm_irq_line_create(vm, 96), inv);
     let line = made(c, "vm_irq_line_create(vm, SPI 40)", sys::vm_irq_line_create(vm, GUEST_SPI as u32));
     c.expect_err("vm_irq_line(notification)", sys::vm_irq_line(fx.notif, 1), wt);
-    c.expect_err("vm_irq_line(line, level 3)", sys::vm_irq_line(line, 3), inv);
+    c.expect_err("vm_irq_line(line, level 4)", sys::vm_irq_line(line, 4), inv);
     for level in [1, 0, 2] {
         c.expect_ok(format_args!("vm_irq_line(line, {level})"), sys::vm_irq_line(line, level));
     }
