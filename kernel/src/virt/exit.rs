@@ -317,7 +317,7 @@ impl Kernel {
             }
             // An InterruptStatus the kernel keeps.
             GuestExit::DataAbort { ipa, access: Some(a), write: false, s1ptw: false, .. }
-                if status_regs && let Some(status) = self.vms.get(&v.vm).and_then(|vm| vm.status_read(ipa, a.size)) =>
+                if status_regs && !gic_window.contains(&ipa) && let Some(status) = self.vms.get(&v.vm).and_then(|vm| vm.status_read(ipa, a.size)) =>
             {
                 v.count(Counter::MmioKernel);
                 if a.reg != 31 {
