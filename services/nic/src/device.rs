@@ -16,9 +16,8 @@ pub const DEVICE_ID_NET: u32 = 1;
 pub const QUEUE_SIZE_MAX: u16 = 64;
 /// Bytes per buffer: a header and the longest frame fit.
 pub const BUFFER: usize = 2048;
-/// The shortest and longest frames passed on.
-pub const MIN_FRAME: usize = 14;
-pub const MAX_FRAME: usize = 1518;
+/// The shortest and longest frames passed on: the switch's.
+pub use keel_rt::proto::net::{MAX_FRAME, MIN_FRAME};
 const PAGE: usize = 4096;
 const RESET_POLLS: u32 = 1000;
 const RECEIVE: u32 = 0;
