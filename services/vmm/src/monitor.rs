@@ -489,9 +489,9 @@ fn command(m: &'static Monitor, words: &[&str]) -> (String, [u64; 3]) {
             Some(vm) => {
                 flush_console(&vm);
                 if vm.exit.lock().is_none() {
-                    out = to_foreground(&vm);
                     vm.attached.store(true, Ordering::Release);
-                    let _ = writeln!(out, "\n[attached to vm {}: lines you type go to its console; ~. on a line of its own detaches]", vm.id);
+                    let banner = alloc::format!("\n[attached to vm {}: lines you type go to its console; ~. on a line of its own detaches]\n", vm.id);
+                    to_foreground(&vm, "", &banner);
                     then[0] = u64::from(vm.id);
                 } else {
                     out = String::from_utf8_lossy(&vm.output.lock()).into_owned();
@@ -612,13 +612,14 @@ fn run(m: &'static Monitor, words: &[&str], id: Option<u32>) -> Result<(String, 
     match config.mode {
         RunMode::Background => Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20), Started::Background)),
         RunMode::Attach => {
-            let shown = to_foreground(&vm);
             vm.attached.store(true, Ordering::Release);
-            Ok((alloc::format!("[vm {id} started and attached: lines you type go to its console; ~. on a line of its own detaches]\n{shown}"), Started::Attached(id)))
+            to_foreground(&vm, &alloc::format!("[vm {id} started and attached: lines you type go to its console; ~. on a line of its own detaches]\n"), "");
+            Ok((String::new(), Started::Attached(id)))
         }
         RunMode::Wait => {
             // The shell waits (asking `vm wait`), so Ctrl-C and the timeout stay in its hands.
-            Ok((to_foreground(&vm), Started::Waited(id, config.timeout_secs.unwrap_or(0))))
+            to_foreground(&vm, "", "");
+            Ok((String::new(), Started::Waited(id, config.timeout_secs.unwrap_or(0))))
         }
     }
 }
@@ -909,16 +910,18 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
 }
 
 /// Passes on whatever the guest's UART still holds (a last line without its newline).
-/// Puts `vm` in the foreground; what it printed so far, for the caller to show first. Under the
-/// log's lock, as [`flush_output`] decides: each byte of the guest's output is either in the
-/// text returned or written to Keel's console after it, never neither and never both. (A VM's
-/// vCPUs run before `vm run` returns: a guest that printed its first lines before its VM was
-/// put in the foreground lost them from the screen, seen once under load as a `vm run --wait`
-/// that showed nothing.)
-fn to_foreground(vm: &Vm) -> String {
+/// Puts `vm` in the foreground: writes `before`, what it printed so far and `after` to Keel's
+/// console, under the log's lock, as [`flush_output`] decides: each byte of the guest's output is
+/// shown once, in the guest's order. (A VM's vCPUs run before `vm run` returns: a guest that
+/// printed its first lines before its VM was put in the foreground lost them from the screen,
+/// seen once under load as a `vm run --wait` that showed nothing. And the history cannot go back
+/// in the command's reply: a line the guest finished while the shell was printing the reply
+/// reached the screen before it, seen in CI as `the peer said by` + banner, with the `e` earlier.)
+fn to_foreground(vm: &Vm, before: &str, after: &str) {
     let out = vm.output.lock();
     vm.foreground.store(true, Ordering::Release);
-    String::from_utf8_lossy(&out).into_owned()
+    let history = String::from_utf8_lossy(&out);
+    vm.monitor.write_guest(alloc::format!("{before}{history}{after}").as_bytes());
 }
 
 fn flush_console(vm: &Vm) {
