@@ -449,6 +449,9 @@ impl Kernel {
                 if let Some(line) = self.vm_irq_lines.remove(&id) {
                     if let Some(vm) = self.vms.get_mut(&line.vm) {
                         vm.status_regs.retain(|r| r.line != id);
+                        if vm.tx.as_ref().is_some_and(|t| t.line == id) {
+                            vm.tx = None;
+                        }
                     }
                     self.dec_ref(ObjRef::Vm(line.vm));
                 }

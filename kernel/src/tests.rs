@@ -560,6 +560,88 @@ fn the_kernel_answers_a_backends_interrupt_status_and_its_acknowledgement() {
 }
 
 #[test]
+fn the_kernel_buffers_a_transmit_register_and_hands_the_bytes_to_the_monitor_in_order() {
+    use crate::virt::syndrome::{GuestExit, MmioAccess};
+    use keel_abi::vm::{Counter, ExitReason, TX_BUFFER};
+    let (mut w, tid, vcpus) = guest_running(1);
+    let counter = |w: &World, c: Counter| w.k.vcpus.values().next().map_or(0, |v| v.counters[c as usize]);
+    let store = |size: u8| MmioAccess { size, write: true, reg: 5, sign_extend: false, sixty_four: false };
+    let dr = |size: u8| GuestExit::DataAbort { ipa: 0x0900_0000, access: Some(store(size)), write: true, s1ptw: false, fsc: 0 };
+    let pid = w.k.threads[&tid].pid;
+    let vm_slot = u64::from((0..64).find(|&s| matches!(w.k.caps.get(pid, s).map(|c| c.object), Ok(ObjRef::Vm(_)))).expect("the VM's slot"));
+    // Back with the monitor (a vendor hypercall), which makes the UART's line.
+    w.frame.x[0] = 0xC600_0001;
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    for (why, args) in [
+        ("a transmit register needs a value register", [vm_slot, 50, 0x0900_0018, 0, 0x0900_0000]),
+        ("... and a value register's IPA", [vm_slot, 50, 0, 1, 0x0900_0000]),
+        ("unaligned", [vm_slot, 50, 0x0900_0018, 1, 0x0900_0002]),
+        ("the value register itself", [vm_slot, 50, 0x0900_0018, 1, 0x0900_0018]),
+        ("outside MMIO", [vm_slot, 50, 0x0900_0018, 1, 0x4000_0000]),
+    ] {
+        assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &args)), Err(Error::Invalid), "{why}");
+    }
+    let line = World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm_slot, 50, 0x0900_0018, 1, 0x0900_0000])).unwrap()[1];
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE_CREATE, &[vm_slot, 51, 0x0900_0118, 1, 0x0900_0100])), Err(Error::Exists), "one per VM");
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 3, 0x90, 2])), Err(Error::Invalid), "gate 2");
+    assert_eq!(World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 1, 0, 1])), Err(Error::Invalid), "a gate with a level");
+    // A buffer in the monitor's memory for the bytes.
+    let p = World::status(w.syscall(nr::PMO_CREATE, &[0, 4096, 0, 0, 0, 0])).unwrap()[1];
+    World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, 0x10_0000, 4096, 0, perm::READ | perm::WRITE])).unwrap();
+    w.syscall(nr::VCPU_RUN, &[vcpus[0], 0, 0, 0, 0]);
+    // Closed (as made): a store exits as before.
+    w.frame.x[5] = u64::from(b'a');
+    assert!(!w.k.guest_fast_exit(0, &mut w.frame, &dr(4)), "closed");
+    w.k.guest_trap(0, &mut w.frame, dr(4));
+    assert_eq!((w.frame.x[1], w.frame.x[4], w.frame.x[5]), (ExitReason::Mmio as u64, u64::from(b'a'), 0));
+    // Open: "hi" stays in the kernel (fast path and full path), the newline exits with the
+    // count, and the monitor takes the bytes oldest first.
+    World::status(w.syscall(nr::VM_IRQ_LINE, &[line, 3, 0x90, 1])).unwrap();
+    w.syscall(nr::VCPU_RUN, &[vcpus[0], 0, 0, 0, 0]);
+    let pc = w.frame.pc;
+    w.frame.x[5] = 0xFF00 | u64::from(b'h');
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &dr(2)));
+    w.frame.x[5] = u64::from(b'i');
+    w.k.guest_trap(0, &mut w.frame, dr(1));
+    assert!(w.k.loaded_vcpu(0).is_some(), "the full path buffers too");
+    assert_eq!(w.frame.pc, pc + 8);
+    w.frame.x[5] = u64::from(b'\n');
+    assert!(!w.k.guest_fast_exit(0, &mut w.frame, &dr(4)), "a newline exits");
+    w.k.guest_trap(0, &mut w.frame, dr(4));
+    assert_eq!((w.frame.x[1], w.frame.x[4], w.frame.x[5]), (ExitReason::Mmio as u64, u64::from(b'\n'), 2));
+    assert_eq!(World::status(w.syscall(nr::VM_TX_TAKE, &[line, 0x10_0000, 0])), Err(Error::Invalid), "no room");
+    assert_eq!(World::status(w.syscall(nr::VM_TX_TAKE, &[line, 0x7000_0000, 1])), Err(Error::BadAddress));
+    assert_eq!(World::status(w.syscall(nr::VM_TX_TAKE, &[line, 0x10_0000, 1])).unwrap()[1], 1);
+    assert_eq!(World::status(w.syscall(nr::VM_TX_TAKE, &[line, 0x10_0001, 64])).unwrap()[1], 1);
+    assert_eq!(World::status(w.syscall(nr::VM_TX_TAKE, &[line, 0x10_0002, 64])).unwrap()[1], 0);
+    assert_eq!(w.k.copy_from_user(pid, 0x10_0000, 2).unwrap(), b"hi");
+    assert_eq!((counter(&w, Counter::MmioKernel), counter(&w, Counter::MmioUser)), (2, 2));
+    // Full: the store that finds no room exits.
+    w.syscall(nr::VCPU_RUN, &[vcpus[0], 0, 0, 0, 0]);
+    for i in 0..TX_BUFFER {
+        w.frame.x[5] = 0x20 + (i % 64) as u64;
+        assert!(w.k.guest_fast_exit(0, &mut w.frame, &dr(1)));
+    }
+    assert!(!w.k.guest_fast_exit(0, &mut w.frame, &dr(1)), "full");
+    // A guest that waits (WFI) with bytes buffered goes back to the monitor first, so does one an
+    // interrupt takes out of the guest.
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Wfi);
+    assert_eq!((w.frame.x[1], w.frame.x[2]), (ExitReason::Transmit as u64, TX_BUFFER as u64));
+    assert_eq!(World::status(w.syscall(nr::VM_TX_TAKE, &[line, 0x10_0000, 256])).unwrap()[1], TX_BUFFER as u64);
+    w.syscall(nr::VCPU_RUN, &[vcpus[0], 0, 0, 0, 0]);
+    w.k.guest_interrupted(0, &mut w.frame);
+    assert!(w.k.loaded_vcpu(0).is_some(), "nothing buffered: the guest stays");
+    w.frame.x[5] = u64::from(b'$');
+    assert!(w.k.guest_fast_exit(0, &mut w.frame, &dr(4)));
+    w.k.guest_interrupted(0, &mut w.frame);
+    assert_eq!((w.frame.x[1], w.frame.x[2]), (ExitReason::Transmit as u64, 1));
+    // Only the line's holder takes the bytes; deleting the line removes the buffer.
+    assert_eq!(World::status(w.syscall(nr::VM_TX_TAKE, &[vm_slot, 0x10_0000, 1])), Err(Error::WrongType));
+    World::status(w.syscall(nr::CAP_DELETE, &[line, 0, 0, 0, 0])).unwrap();
+    assert!(w.k.vms.values().all(|v| v.tx.is_none() && v.status_regs.is_empty()));
+}
+
+#[test]
 fn vcpu_run_enters_the_guest_and_a_vendor_hypercall_returns_to_the_monitor() {
     use crate::virt::syndrome::GuestExit;
     use keel_abi::vm::ExitReason;

@@ -50,9 +50,10 @@ pub const VM_IRQ_LINE_CREATE: u64 = 46;
 pub const FAULT_INJECT: u64 = 47;
 pub const VM_IOEVENT: u64 = 48;
 pub const CONN_OWNER: u64 = 49;
+pub const VM_TX_TAKE: u64 = 50;
 
 /// One past the highest call number.
-pub const COUNT: u64 = 50;
+pub const COUNT: u64 = 51;
 
 /// The call's name, for logs and tests.
 pub fn name(nr: u64) -> &'static str {
@@ -107,6 +108,7 @@ pub fn name(nr: u64) -> &'static str {
         FAULT_INJECT => "fault_inject",
         VM_IOEVENT => "vm_ioevent",
         CONN_OWNER => "conn_owner",
+        VM_TX_TAKE => "vm_tx_take",
         _ => "unknown",
     }
 }

@@ -58,7 +58,8 @@ pub mod ioevent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum ExitReason {
-    /// An access to a monitor MMIO region: x2 = IPA, x3 = [`MmioInfo`] bits, x4 = value written.
+    /// An access to a monitor MMIO region: x2 = IPA, x3 = [`MmioInfo`] bits, x4 = value written,
+    /// x5 = bytes in the VM's transmit buffer (stored before this access: take them first).
     /// For a read, pass the value to the next `vcpu_run` (x1).
     Mmio = 1,
     /// A hypercall (HVC) the kernel does not handle: x2..x5 = guest x0..x3. The next `vcpu_run`
@@ -74,7 +75,15 @@ pub enum ExitReason {
     Abort = 6,
     /// `vcpu_kick` asked the vCPU to return.
     Kicked = 7,
+    /// The VM's transmit buffer holds bytes and the guest has stopped adding to it for now (it
+    /// waits for an interrupt, or an interrupt came): x2 = bytes buffered. Take them
+    /// (`vm_tx_take`) and run the vCPU again.
+    Transmit = 8,
 }
+
+/// Most bytes a VM's transmit buffer holds (`vm_irq_line_create` x4): a store that finds it
+/// full, or of a newline, exits to the monitor instead.
+pub const TX_BUFFER: usize = 256;
 
 impl ExitReason {
     pub fn from_u64(v: u64) -> Option<Self> {
@@ -86,6 +95,7 @@ impl ExitReason {
             5 => Self::SystemReset,
             6 => Self::Abort,
             7 => Self::Kicked,
+            8 => Self::Transmit,
             _ => return None,
         })
     }
@@ -99,6 +109,7 @@ impl ExitReason {
             Self::SystemReset => "system-reset",
             Self::Abort => "abort",
             Self::Kicked => "kicked",
+            Self::Transmit => "transmit",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! their decoding and their invocation (the steps are described in `syscall/mod.rs`).
 
 use super::Result;
+use alloc::vec::Vec;
 use super::caps::{control, guest_ram_capable, notif, pmo, vcpu, vm, vm_irq_line};
 use crate::cap::Rights;
 use crate::hal;
@@ -10,7 +11,7 @@ use crate::object::thread::{Outcome, UserRegs};
 use crate::object::{Id, ObjRef};
 use crate::virt::syndrome::load_value;
 use crate::virt::vcpu::{Pending, Power, VCpu};
-use crate::virt::vm::{IoEvent, IpaTarget, RegionKind, StatusReg, Vm, VmIoEvent, VmIrqLine};
+use crate::virt::vm::{IoEvent, IpaTarget, RegionKind, StatusReg, TxReg, Vm, VmIoEvent, VmIrqLine};
 use keel_abi::vm::{COUNTERS, ExitReason, VCPU_POWER_ON, ioevent, layout, map};
 use keel_abi::{Error, syscall as nr};
 
@@ -24,8 +25,11 @@ pub enum VmCall {
     VCpuInit { vcpu: Id, pc: u64, x0: u64, power_on: bool },
     VCpuRun { vcpu: Id, results: [u64; 4] },
     VCpuKick { vcpu: Id },
-    IrqLineCreate { vm: Id, intid: u32, status: Option<(u64, bool)> },
-    IrqLine { line: Id, level: u64, bits: u32 },
+    /// `status`: the status register's IPA and whether it is a plain value register; `tx`: the
+    /// IPA of a transmit register to buffer (with a value register only).
+    IrqLineCreate { vm: Id, intid: u32, status: Option<(u64, bool)>, tx: Option<u64> },
+    IrqLine { line: Id, level: u64, bits: u32, tx_open: bool },
+    TxTake { line: Id, va: u64, len: u64 },
     VCpuStat { vcpu: Id, first: usize },
     IoEvent { vm: Id, event: IoEvent },
 }
@@ -89,22 +93,30 @@ pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
             }
             // A virtio-mmio InterruptStatus register the kernel keeps for the line: 4-aligned,
             // it and InterruptACK after it in an MMIO region, and no other line's.
-            // x3 = 1: a plain value register (`vm_irq_line` level 3 sets it) instead.
-            if a[3] > 1 {
+            // x3 = 1: a plain value register (`vm_irq_line` level 3 sets it) instead; x4 with
+            // it: a transmit register the kernel buffers (4-aligned, in an MMIO region, no
+            // other register of the kernel's, one per VM).
+            if a[3] > 1 || (a[4] != 0 && (a[3] != 1 || a[2] == 0)) {
                 return Err(Error::Invalid);
             }
+            let v = k.vms.get(&vm).ok_or(Error::BadState)?;
+            let mmio = |x: u64| matches!(v.target(x), IpaTarget::Mmio);
             let status = match a[2] {
                 0 => None,
                 ipa => {
-                    let v = k.vms.get(&vm).ok_or(Error::BadState)?;
-                    let mmio = |x: u64| matches!(v.target(x), IpaTarget::Mmio);
                     if !ipa.is_multiple_of(4) || !mmio(ipa) || !mmio(ipa + 4) || v.status_regs.iter().any(|r| r.ipa == ipa) {
                         return Err(Error::Invalid);
                     }
                     Some((ipa, a[3] == 1))
                 }
             };
-            VmCall::IrqLineCreate { vm, intid, status }
+            let tx = match a[4] {
+                0 => None,
+                _ if v.tx.is_some() => return Err(Error::Exists),
+                ipa if !ipa.is_multiple_of(4) || !mmio(ipa) || ipa == a[2] || v.status_regs.iter().any(|r| r.ipa == ipa || r.ipa + 4 == ipa) => return Err(Error::Invalid),
+                ipa => Some(ipa),
+            };
+            VmCall::IrqLineCreate { vm, intid, status, tx }
         }
         nr::VM_IRQ_LINE => {
             let line = vm_irq_line(k, pid, a[0], Rights::SIGNAL)?;
@@ -112,7 +124,18 @@ pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
                 return Err(Error::Invalid);
             }
             let bits = u32::try_from(a[2]).map_err(|_| Error::Invalid)?;
-            VmCall::IrqLine { line, level: a[1], bits }
+            // Level 3's x3: whether the transmit register buffers stores from now on.
+            if level_tx_flag_bad(a[1], a[3]) {
+                return Err(Error::Invalid);
+            }
+            VmCall::IrqLine { line, level: a[1], bits, tx_open: a[3] == 1 }
+        }
+        nr::VM_TX_TAKE => {
+            let line = vm_irq_line(k, pid, a[0], Rights::SIGNAL)?;
+            if a[2] == 0 || a[2] > keel_abi::vm::TX_BUFFER as u64 {
+                return Err(Error::Invalid);
+            }
+            VmCall::TxTake { line, va: a[1], len: a[2] }
         }
         nr::VCPU_STAT => {
             let vcpu = vcpu(k, pid, a[0], Rights::READ)?;
@@ -194,10 +217,14 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
             k.nudge_vcpu(vcpu, hal::this_cpu());
             Ok(Outcome::Done)
         }
-        VmCall::IrqLineCreate { vm, intid, status } => {
+        VmCall::IrqLineCreate { vm, intid, status, tx } => {
             k.check_heap()?;
             if status.is_some() {
                 k.vms.get_mut(&vm).ok_or(Error::BadState)?.status_regs.try_reserve(1).map_err(|_| Error::NoMemory)?;
+            }
+            let mut tx_bytes = Vec::new();
+            if tx.is_some() {
+                tx_bytes.try_reserve_exact(keel_abi::vm::TX_BUFFER).map_err(|_| Error::NoMemory)?;
             }
             let id = k.new_id();
             k.vm_irq_lines.insert(id, VmIrqLine { vm, intid, refs: 0 });
@@ -205,6 +232,9 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
                 Ok(slot) => {
                     if let (Some((ipa, value)), Some(v)) = (status, k.vms.get_mut(&vm)) {
                         v.status_regs.push(StatusReg { line: id, ipa, status: 0, value });
+                        if let Some(tx) = tx {
+                            v.tx = Some(TxReg { line: id, ipa: tx, open: false, bytes: tx_bytes });
+                        }
                     }
                     k.inc_ref(ObjRef::Vm(vm));
                     Ok(Outcome::words(&[u64::from(slot)]))
@@ -215,12 +245,12 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
                 }
             }
         }
-        VmCall::IrqLine { line, level, bits } => {
+        VmCall::IrqLine { line, level, bits, tx_open } => {
             let (vm_id, intid) = k.vm_irq_lines.get(&line).map(|l| (l.vm, l.intid)).ok_or(Error::BadState)?;
             let vm = k.vms.get_mut(&vm_id).ok_or(Error::BadState)?;
-            // Level 3: only the line's value register changes.
+            // Level 3: only the line's value register (and transmit gate) change.
             if level == 3 {
-                vm.status_set(line, bits);
+                vm.status_set(line, bits, tx_open);
                 return Ok(Outcome::Done);
             }
             // The status first: a guest the edge interrupts reads it.
@@ -234,6 +264,23 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
             Ok(Outcome::Done)
         }
         VmCall::IoEvent { vm, event } => vm_ioevent(k, pid, vm, event),
+        // The oldest `len` bytes (at most) of the line's transmit buffer, to the caller's memory.
+        VmCall::TxTake { line, va, len } => {
+            let vm_id = k.vm_irq_lines.get(&line).map(|l| l.vm).ok_or(Error::BadState)?;
+            let mut out = [0u8; keel_abi::vm::TX_BUFFER];
+            let n = match k.vms.get(&vm_id).and_then(|v| v.tx.as_ref()).filter(|t| t.line == line) {
+                Some(t) => t.bytes.len().min(len as usize),
+                None => return Err(Error::WrongType),
+            };
+            if let Some(t) = k.vms.get(&vm_id).and_then(|v| v.tx.as_ref()) {
+                out[..n].copy_from_slice(&t.bytes[..n]);
+            }
+            k.copy_to_user(pid, va, &out[..n])?;
+            if let Some(t) = k.vms.get_mut(&vm_id).and_then(|v| v.tx.as_mut()) {
+                t.bytes.drain(..n);
+            }
+            Ok(Outcome::words(&[n as u64]))
+        }
         VmCall::VCpuStat { vcpu, first } => {
             let v = k.vcpus.get(&vcpu).ok_or(Error::BadState)?;
             let mut out = [0u64; 7];
@@ -333,4 +380,9 @@ fn vcpu_run(k: &mut Kernel, cpu: usize, tid: Id, frame: &mut UserRegs, id: Id, r
     }
     k.enter_guest(cpu, frame, tid, id);
     Ok(Outcome::Suspended)
+}
+
+/// `vm_irq_line`'s x3 is a transmit gate (0 or 1) for level 3 and must be 0 otherwise.
+fn level_tx_flag_bad(level: u64, x3: u64) -> bool {
+    if level == 3 { x3 > 1 } else { x3 != 0 }
 }

@@ -72,6 +72,16 @@ impl Kernel {
         self.cpus[cpu].guest_status_regs = !vm.status_regs.is_empty();
     }
 
+    /// An interrupt took the guest on `cpu` out of guest mode: bytes in its VM's transmit
+    /// buffer go to the monitor now (a guest that polls instead of waiting gets its output out
+    /// by the next tick).
+    pub fn guest_interrupted(&mut self, cpu: usize, frame: &mut UserRegs) {
+        let buffered = self.vcpus.get(&self.cpus[cpu].vcpu).and_then(|v| self.vms.get(&v.vm)).map_or(0, |vm| vm.tx_pending());
+        if buffered != 0 {
+            self.leave_guest(cpu, frame, ExitReason::Transmit, &[buffered]);
+        }
+    }
+
     /// Saves the vCPU live on `cpu` out of `frame` and the CPU; the CPU is a host CPU again.
     pub fn put_guest(&mut self, cpu: usize, frame: &UserRegs) {
         let vcpu = core::mem::replace(&mut self.cpus[cpu].vcpu, 0);
@@ -298,8 +308,8 @@ impl Kernel {
             GuestExit::DataAbort { ipa, access: Some(a), write: true, s1ptw: false, .. } => {
                 let value = stored_value(frame, a);
                 let Some(vm) = self.vms.get_mut(&v.vm) else { return false };
-                // An InterruptACK the kernel keeps.
-                if status_regs && vm.status_ack(ipa, a.size, value) {
+                // A byte for the transmit buffer, or an InterruptACK the kernel keeps.
+                if status_regs && (vm.tx_store(ipa, a.size, value) || vm.status_ack(ipa, a.size, value)) {
                     v.count(Counter::MmioKernel);
                     skip_instruction(frame);
                     return true;
@@ -474,10 +484,16 @@ impl Kernel {
 
     /// WFI (or CPU_SUSPEND): return at once when an interrupt is deliverable or the virtual timer
     /// has fired; otherwise block until one is, or until the timer's deadline.
+    /// Bytes in the transmit buffer first go to the monitor (the wait ends early, as a WFI may).
     fn guest_wait(&mut self, cpu: usize, frame: &mut UserRegs, vcpu: Id) {
         let Some(v) = self.vcpus.get(&vcpu) else { return };
         let Some(vm) = self.vms.get(&v.vm) else { return };
         if v.kick || vm.vgic.has_deliverable(v.index) {
+            return;
+        }
+        let buffered = vm.tx_pending();
+        if buffered != 0 {
+            self.leave_guest(cpu, frame, ExitReason::Transmit, &[buffered]);
             return;
         }
         // The earliest deadline of the timers that are armed (enabled, unmasked) and not already
@@ -585,15 +601,16 @@ impl Kernel {
                         }
                         return;
                     }
-                    if a.write && vm.is_status_ack(ipa, a.size) {
+                    if a.write {
                         let value = stored_value(frame, a);
-                        if let Some(vm) = self.vms.get_mut(&vm_id) {
-                            vm.status_ack(ipa, a.size, value);
+                        if self.vms.get_mut(&vm_id).is_some_and(|vm| vm.tx_store(ipa, a.size, value) || vm.status_ack(ipa, a.size, value)) {
+                            self.count(vcpu, Counter::MmioKernel);
+                            return;
                         }
-                        self.count(vcpu, Counter::MmioKernel);
-                        return;
                     }
                 }
+                let Some(vm) = self.vms.get(&vm_id) else { return };
+                let buffered = vm.tx_pending();
                 if a.write {
                     let value = stored_value(frame, a);
                     // A registered doorbell: signalled here, and the guest goes on.
@@ -603,13 +620,13 @@ impl Kernel {
                         return;
                     }
                     self.count(vcpu, Counter::MmioUser);
-                    self.leave_guest(cpu, frame, ExitReason::Mmio, &[ipa, info, value]);
+                    self.leave_guest(cpu, frame, ExitReason::Mmio, &[ipa, info, value, buffered]);
                 } else {
                     self.count(vcpu, Counter::MmioUser);
                     if let Some(v) = self.vcpus.get_mut(&vcpu) {
                         v.pending = Pending::MmioRead(a);
                     }
-                    self.leave_guest(cpu, frame, ExitReason::Mmio, &[ipa, info, 0]);
+                    self.leave_guest(cpu, frame, ExitReason::Mmio, &[ipa, info, 0, buffered]);
                 }
             }
             // No syndrome for a device access, a table walk outside RAM, or nothing there.

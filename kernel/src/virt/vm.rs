@@ -63,6 +63,26 @@ pub struct Vm {
     /// Virtio-mmio interrupt status registers the kernel answers (one per irq line made with
     /// one; looked up on MMIO exits after the ioevents).
     pub status_regs: Vec<StatusReg>,
+    /// The transmit register the kernel buffers, if a line has one (at most one per VM).
+    pub tx: Option<TxReg>,
+}
+
+/// A device's transmit data register (the PL011's UARTDR) whose stores the kernel buffers for
+/// the monitor of irq line `line` instead of exiting on each byte, KVM's coalesced MMIO for one
+/// register: a store of 1, 2 or 4 bytes at `ipa` appends its low byte while `open` (the line's
+/// owner says when a store changes nothing but the output: `vm_irq_line` level 3, x3), unless
+/// the byte is a newline or the buffer is full; those exit as before, with the count of bytes
+/// buffered, as does every exit to the monitor. A vCPU that waits for an interrupt, or is
+/// interrupted, while bytes are buffered returns to the monitor ([`ExitReason::Transmit`]),
+/// so none wait for long.
+///
+/// [`ExitReason::Transmit`]: keel_abi::vm::ExitReason::Transmit
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxReg {
+    pub line: Id,
+    pub ipa: u64,
+    pub open: bool,
+    pub bytes: Vec<u8>,
 }
 
 /// A virtio-mmio InterruptStatus register (`ipa`) and its InterruptACK (`ipa + 4`), kept by the
@@ -98,7 +118,7 @@ impl Vm {
         let mut vcpus = Vec::new();
         vcpus.try_reserve_exact(nr_vcpus).map_err(|_| Error::NoMemory)?;
         vcpus.resize(nr_vcpus, None);
-        Ok(Self { stage2, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0, ioevents: Vec::new(), status_regs: Vec::new() })
+        Ok(Self { stage2, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0, ioevents: Vec::new(), status_regs: Vec::new(), tx: None })
     }
 
     /// VTTBR_EL2 for this VM.
@@ -182,6 +202,22 @@ impl Vm {
         len == 4 && self.status_regs.iter().any(|r| !r.value && r.ipa + 4 == ipa)
     }
 
+    /// A guest store of `len` bytes of `value` at `ipa`: whether the transmit buffer took it.
+    pub fn tx_store(&mut self, ipa: u64, len: u8, value: u64) -> bool {
+        match &mut self.tx {
+            Some(t) if t.ipa == ipa && t.open && matches!(len, 1 | 2 | 4) && value as u8 != b'\n' && t.bytes.len() < keel_abi::vm::TX_BUFFER => {
+                t.bytes.push(value as u8);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Bytes in the transmit buffer.
+    pub fn tx_pending(&self) -> u64 {
+        self.tx.as_ref().map_or(0, |t| t.bytes.len() as u64)
+    }
+
     /// Irq line `line` raises `bits` of its status register (if it has one).
     pub fn status_raise(&mut self, line: Id, bits: u32) {
         if let Some(r) = self.status_regs.iter_mut().find(|r| r.line == line) {
@@ -189,10 +225,14 @@ impl Vm {
         }
     }
 
-    /// Irq line `line`'s value register (if it has one) reads `value` from now on.
-    pub fn status_set(&mut self, line: Id, value: u32) {
+    /// Irq line `line`'s value register (if it has one) reads `value` from now on, and its
+    /// transmit register (if it has one) buffers stores while `tx_open`.
+    pub fn status_set(&mut self, line: Id, value: u32, tx_open: bool) {
         if let Some(r) = self.status_regs.iter_mut().find(|r| r.line == line) {
             r.status = value;
+        }
+        if let Some(t) = self.tx.as_mut().filter(|t| t.line == line) {
+            t.open = tx_open;
         }
     }
 

@@ -412,9 +412,24 @@ pub fn vm_flags_irq_line(vm: Slot, intid: u32, ipa: u64) -> Result<Slot, Error> 
     call(nr::VM_IRQ_LINE_CREATE, a(&[vm as u64, u64::from(intid), ipa, 1])).map(|r| r[1] as Slot)
 }
 
-/// Sets the value an irq line's flags register reads (the line itself does not change).
-pub fn vm_irq_line_value(line: Slot, value: u32) -> Result<(), Error> {
-    call(nr::VM_IRQ_LINE, a(&[line as u64, 3, u64::from(value)])).map(|_| ())
+/// As [`vm_flags_irq_line`], and the kernel buffers the guest's stores to the transmit
+/// register at `tx_ipa` (the PL011's UARTDR) while [`vm_irq_line_value`] says they may be: the
+/// monitor takes them with [`vm_tx_take`] when an exit says some are waiting (an MMIO exit's
+/// x5, [`ExitReason::Transmit`](keel_abi::vm::ExitReason::Transmit)).
+pub fn vm_console_irq_line(vm: Slot, intid: u32, flags_ipa: u64, tx_ipa: u64) -> Result<Slot, Error> {
+    call(nr::VM_IRQ_LINE_CREATE, a(&[vm as u64, u64::from(intid), flags_ipa, 1, tx_ipa])).map(|r| r[1] as Slot)
+}
+
+/// Sets the value an irq line's flags register reads (the line itself does not change), and
+/// whether its transmit register (if any) buffers the guest's stores from now on: only while a
+/// store would change nothing but the device's output.
+pub fn vm_irq_line_value(line: Slot, value: u32, tx_open: bool) -> Result<(), Error> {
+    call(nr::VM_IRQ_LINE, a(&[line as u64, 3, u64::from(value), u64::from(tx_open)])).map(|_| ())
+}
+
+/// Moves the oldest bytes of an irq line's transmit buffer into `buf`; returns how many.
+pub fn vm_tx_take(line: Slot, buf: &mut [u8]) -> Result<usize, Error> {
+    call(nr::VM_TX_TAKE, a(&[line as u64, buf.as_mut_ptr() as u64, buf.len() as u64])).map(|r| r[1] as usize)
 }
 
 /// Raises an irq line (an edge) with `bits` ORed into its interrupt status register first (if

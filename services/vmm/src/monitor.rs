@@ -111,8 +111,9 @@ struct Uart {
     /// Transmitted bytes not yet passed on: one queue for the device, whichever vCPU wrote them,
     /// so the guest's console stays one ordered stream (as on a real PL011).
     pending: Vec<u8>,
-    /// The UARTFR value the kernel was last told (it answers the guest's loads of it).
-    flags: Option<u32>,
+    /// The UARTFR value the kernel was last told (it answers the guest's loads of it), and
+    /// whether it was told it may buffer UARTDR stores.
+    flags: Option<(u32, bool)>,
 }
 
 impl Uart {
@@ -535,10 +536,10 @@ fn feed_uart(vm: &Vm, u: &mut Uart) {
 
 fn update_irq(vm: &Vm, u: &mut Uart) {
     // The flags first: a guest the interrupt reaches reads them.
-    let flags = u.dev.flags();
-    if u.flags != Some(flags) {
-        u.flags = Some(flags);
-        let _ = sys::vm_irq_line_value(vm.uart_line, flags);
+    let state = (u.dev.flags(), u.dev.transmit_changes_only_output());
+    if u.flags != Some(state) {
+        u.flags = Some(state);
+        let _ = sys::vm_irq_line_value(vm.uart_line, state.0, state.1);
     }
     let level = u.dev.irq_level();
     if level != u.irq {
@@ -716,11 +717,14 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         let vm = keep(sys::vm_create(m.control, config.vcpus), "cannot create the VM")?;
         let ram_pmo = keep(sys::pmo_create(PmoKind::Anonymous, config.mem_bytes), "no memory for guest RAM")?;
         // The kernel answers the guest's UARTFR loads (one before every byte it writes) with the
-        // flags this monitor keeps it told of (`update_irq`); the register must be in the UART's
-        // MMIO region, mapped first.
+        // flags this monitor keeps it told of (`update_irq`), and buffers its UARTDR stores
+        // while they change nothing but the output (`take_transmitted`); the registers must be
+        // in the UART's MMIO region, mapped first.
         sys::vm_map(vm, 0, UART_BASE, UART_SIZE, 0, map::MMIO).map_err(|e| sys_err("cannot map the UART", e))?;
-        let uart_line = keep(sys::vm_flags_irq_line(vm, UART_INTID, UART_BASE + keel_vmm::pl011::FLAGS_OFFSET), "cannot create the UART's interrupt line")?;
-        sys::vm_irq_line_value(uart_line, Pl011::new().flags()).map_err(|e| alloc::format!("cannot set the UART's flags: {e}"))?;
+        let (flags, data) = (UART_BASE + keel_vmm::pl011::FLAGS_OFFSET, UART_BASE + keel_vmm::pl011::DATA_OFFSET);
+        let uart_line = keep(sys::vm_console_irq_line(vm, UART_INTID, flags, data), "cannot create the UART's interrupt line")?;
+        let reset = Pl011::new();
+        sys::vm_irq_line_value(uart_line, reset.flags(), reset.transmit_changes_only_output()).map_err(|e| alloc::format!("cannot set the UART's flags: {e}"))?;
         let mut vcpus = Vec::new();
         for i in 0..config.vcpus {
             vcpus.push(keep(sys::vcpu_create(vm, i), "cannot create a vCPU")?);
@@ -843,6 +847,10 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                 let (ipa, value) = (d[0], d[2]);
                 if (UART_BASE..UART_BASE + UART_SIZE).contains(&ipa) {
                     let mut u = vm.uart.lock();
+                    // The bytes the guest stored before this access, first.
+                    if d[3] != 0 {
+                        take_transmitted(vm, &mut u);
+                    }
                     if info.write {
                         u.dev.write(ipa - UART_BASE, info.size, value as u32);
                     } else {
@@ -852,9 +860,11 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                     u.pending.extend_from_slice(&sent);
                     feed_uart(vm, &mut u);
                     // Whole lines go out; so do prompts (an interactive guest prints them without
-                    // a newline) and a full batch. Under the UART's lock: the order is the guest's.
+                    // a newline), a full batch, and what the kernel held (written in one go: a
+                    // prompt may end in a terminal query, busybox's `ESC [6n`). Under the UART's
+                    // lock: the order is the guest's.
                     let prompt = vm.foreground.load(Ordering::Relaxed) && !u.input.is_empty() || u.pending.ends_with(b" ");
-                    if prompt || u.pending.contains(&b'\n') || u.pending.len() >= 256 {
+                    if prompt || d[3] != 0 || u.pending.contains(&b'\n') || u.pending.len() >= 256 {
                         flush_output(vm, &mut u.pending);
                     }
                 } else if (VIRTIO_MMIO_BASE..VIRTIO_MMIO_BASE + VIRTIO_WINDOW).contains(&ipa) {
@@ -877,24 +887,32 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                 results = [d[0], d[1], d[2], d[3]];
                 results[0] = if d[0] == HVC_KEEL_ECHO { d[1].wrapping_add(1) } else { u64::MAX };
             }
+            // The guest waits or was interrupted with bytes in the kernel's buffer: out they go,
+            // a line or not (it may be a prompt).
+            Some(ExitReason::Transmit) => {
+                let mut u = vm.uart.lock();
+                take_transmitted(vm, &mut u);
+                update_irq(vm, &mut u);
+                flush_output(vm, &mut u.pending);
+            }
             Some(ExitReason::SystemOff) => {
-                flush_console(vm);
+                last_output(vm);
                 finish(vm, Ending::Exited, "system-off");
                 break;
             }
             Some(ExitReason::SystemReset) => {
-                flush_console(vm);
+                last_output(vm);
                 finish(vm, Ending::Exited, "system-reset (reboot is not supported; the VM stopped)");
                 break;
             }
             Some(ExitReason::Abort) => {
-                flush_console(vm);
+                last_output(vm);
                 finish(vm, Ending::Crashed, &alloc::format!("vcpu {index}: unresolvable abort at IPA {:#x} (out of memory)", d[0]));
                 break;
             }
             Some(ExitReason::Kicked) => {
                 if vm.stopping.load(Ordering::Acquire) {
-                    flush_console(vm);
+                    last_output(vm);
                     break;
                 }
             }
@@ -927,6 +945,30 @@ fn to_foreground(vm: &Vm, before: &str, after: &str) {
 fn flush_console(vm: &Vm) {
     let mut u = vm.uart.lock();
     flush_output(vm, &mut u.pending);
+}
+
+/// A vCPU thread's last act: what the kernel still buffers and the UART still holds goes out.
+/// (Only while the VM's objects are alive: after `release` the line's slot may be another's.)
+fn last_output(vm: &Vm) {
+    let mut u = vm.uart.lock();
+    take_transmitted(vm, &mut u);
+    flush_output(vm, &mut u.pending);
+}
+
+/// Passes the bytes the kernel buffered from the guest's UARTDR stores through the UART, in the
+/// order stored (they came before the access being handled, if any).
+fn take_transmitted(vm: &Vm, u: &mut Uart) {
+    let mut buf = [0u8; keel_rt::abi::vm::TX_BUFFER];
+    while let Ok(n) = sys::vm_tx_take(vm.uart_line, &mut buf) {
+        for &b in &buf[..n] {
+            u.dev.write(keel_vmm::pl011::DATA_OFFSET, 1, u32::from(b));
+        }
+        if n < buf.len() {
+            break;
+        }
+    }
+    let sent = u.dev.take_output();
+    u.pending.extend_from_slice(&sent);
 }
 
 /// Appends guest console output to the VM's log, and to Keel's console in the foreground (the

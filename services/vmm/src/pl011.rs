@@ -30,6 +30,10 @@ use alloc::vec::Vec;
 /// The flag register's offset (UARTFR), which the kernel answers for the monitor.
 pub const FLAGS_OFFSET: u64 = reg::FR;
 
+/// The data register's offset (UARTDR), whose stores the kernel buffers for the monitor while
+/// [`Pl011::transmit_changes_only_output`].
+pub const DATA_OFFSET: u64 = reg::DR;
+
 /// Register offsets.
 mod reg {
     pub const DR: u64 = 0x000;
@@ -228,6 +232,14 @@ impl Pl011 {
         self.latched | rx
     }
 
+    /// Whether a store to UARTDR now would change nothing but the output: the transmit
+    /// interrupt is latched already or masked, so the line's level stays. (RIS would show the
+    /// bit, but a guest's RIS load reaches the monitor, which passes buffered bytes through
+    /// first.) While it is, the kernel may buffer such stores.
+    pub fn transmit_changes_only_output(&self) -> bool {
+        self.latched & INT_TX != 0 || self.imsc & INT_TX == 0
+    }
+
     /// UARTFR as a load reads it now (the kernel answers the guest's loads with this value).
     pub fn flags(&self) -> u32 {
         let mut flags = FR_TXFE;
@@ -331,6 +343,20 @@ mod tests {
         assert_eq!(uart.take_output(), b"");
         assert_eq!(uart.read(reg::RIS, 4) & INT_TX, INT_TX);
         assert_eq!(uart.read(reg::FR, 4) & (FR_TXFE | 1 << 5 | 1 << 3), FR_TXFE);
+    }
+
+    #[test]
+    fn a_transmit_is_output_only_while_the_tx_interrupt_is_latched_or_masked() {
+        let mut uart = enabled();
+        assert!(uart.transmit_changes_only_output(), "TXIM masked");
+        uart.write(reg::IMSC, 4, TXIM);
+        assert!(!uart.transmit_changes_only_output(), "unmasked, not latched: a store raises the line");
+        let level = uart.irq_level();
+        uart.write(reg::DR, 4, u32::from(b'x'));
+        assert!(!level && uart.irq_level());
+        assert!(uart.transmit_changes_only_output(), "latched: another store keeps the level");
+        uart.write(reg::ICR, 4, INT_TX);
+        assert!(!uart.transmit_changes_only_output());
     }
 
     #[test]

@@ -77,6 +77,9 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, index: u64) {
                     k.count_guest_irq(cpu);
                 }
                 irq::handle_irq(Some(&mut *k), cpu);
+                if guest {
+                    k.guest_interrupted(cpu, frame);
+                }
                 k.finish_trap(cpu, frame);
             } else {
                 irq::handle_irq(None, cpu);

@@ -1052,6 +1052,19 @@ fn vm_calls(c: &mut Checks, fx: &Fixture) {
     for level in [1, 0, 2] {
         c.expect_ok(format_args!("vm_irq_line(line, {level})"), sys::vm_irq_line(line, level));
     }
+    // A console line: a flags register and a transmit register the kernel buffers.
+    let mut buf = [0u8; keel_rt::abi::vm::TX_BUFFER];
+    c.expect_err("vm_tx_take(line without a transmit register)", sys::vm_tx_take(line, &mut buf), wt);
+    c.expect_err("vm_tx_take(vm)", sys::vm_tx_take(vm, &mut buf), wt);
+    c.expect_err("vm_console_irq_line(transmit register unaligned)", sys::vm_console_irq_line(vm, GUEST_SPI as u32 + 1, GUEST_MMIO + 0x18, GUEST_MMIO + 1), inv);
+    c.expect_err("vm_console_irq_line(transmit register in RAM)", sys::vm_console_irq_line(vm, GUEST_SPI as u32 + 1, GUEST_MMIO + 0x18, GUEST_RAM), inv);
+    let console = made(c, "vm_console_irq_line(vm)", sys::vm_console_irq_line(vm, GUEST_SPI as u32 + 1, GUEST_MMIO + 0x18, GUEST_MMIO));
+    c.expect_err("vm_console_irq_line(a second one)", sys::vm_console_irq_line(vm, GUEST_SPI as u32 + 2, GUEST_MMIO + 0x28, GUEST_MMIO + 0x20), Error::Exists);
+    c.expect_ok("vm_irq_line_value(console, open)", sys::vm_irq_line_value(console, 0x90, true));
+    c.expect_err("vm_tx_take(no room)", sys::vm_tx_take(console, &mut []), inv);
+    c.expect_err("vm_tx_take(more than the buffer)", sys::vm_tx_take(console, &mut [0; keel_rt::abi::vm::TX_BUFFER + 1]), inv);
+    c.expect_eq("vm_tx_take(empty buffer)", sys::vm_tx_take(console, &mut buf), Ok(0));
+    c.expect_ok("cap_delete(console line)", sys::cap_delete(console));
 
     for (what, s) in [("irq line", line), ("vcpu", vcpu), ("guest RAM", ram), ("vm", vm)] {
         c.expect_ok(format_args!("cap_delete({what})"), sys::cap_delete(s));
