@@ -592,6 +592,7 @@ impl Kernel {
             (IpaTarget::Mmio, Some(a)) if !s1ptw => {
                 skip_instruction(frame);
                 let info = MmioInfo { size: a.size, write: a.write, reg: a.reg, sign_extend: a.sign_extend }.encode();
+                let mut vm = vm;
                 // The interrupt status registers the kernel keeps (a fast exit missed them).
                 if self.cpus[cpu].guest_status_regs {
                     if let Some(status) = (!a.write).then(|| vm.status_read(ipa, a.size)).flatten() {
@@ -607,9 +608,10 @@ impl Kernel {
                             self.count(vcpu, Counter::MmioKernel);
                             return;
                         }
+                        let Some(again) = self.vms.get(&vm_id) else { return };
+                        vm = again;
                     }
                 }
-                let Some(vm) = self.vms.get(&vm_id) else { return };
                 let buffered = vm.tx_pending();
                 if a.write {
                     let value = stored_value(frame, a);
