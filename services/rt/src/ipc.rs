@@ -96,13 +96,25 @@ impl Client {
             Err(_) => self.call_with_caps(LABEL_BULK_SETUP, [0; 4], &[pmo]),
         };
         let _ = sys::cap_delete(pmo);
-        match r {
+        let r = match r {
             Ok(reply) if reply.msg.label == 0 => {
                 self.bulk = Some(va);
-                Ok(va)
+                return Ok(va);
             }
             Ok(_) => Err(Error::Invalid),
             Err(e) => Err(e),
+        };
+        let _ = sys::vmspace_unmap(keel_abi::slots::SELF_VMSPACE, va, BULK_SIZE);
+        r
+    }
+}
+
+/// A client that goes (a connection given up for a new one after its server restarted, a
+/// reconnect) gives its buffer back: each used to stay mapped, 64 KiB per reconnection.
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(va) = self.bulk.take() {
+            let _ = sys::vmspace_unmap(keel_abi::slots::SELF_VMSPACE, va, BULK_SIZE);
         }
     }
 }
@@ -110,8 +122,9 @@ impl Client {
 /// The shared buffer at `va` as bytes.
 fn buffer(va: u64) -> &'static mut [u8] {
     // SAFETY: `va` is a BULK_SIZE mapping this process made (client) or mapped from the client's
-    // object (server) and never unmaps; the peer only touches it while this side is blocked in
-    // the call (client) or has not replied yet (server).
+    // object (server), unmapped only when its `Client` is dropped or its client is gone (no
+    // slice of it outlives a call); the peer only touches it while this side is blocked in the
+    // call (client) or has not replied yet (server).
     unsafe { core::slice::from_raw_parts_mut(va as *mut u8, BULK_SIZE as usize) }
 }
 
