@@ -341,8 +341,11 @@ impl Kernel {
                 let Some(vm) = self.vms.get_mut(&vm_id) else { return false };
                 let Some(target) = vm.gic_target(ipa) else { return false };
                 v.count(Counter::MmioKernel);
-                let outcome = vgic_mmio(vm, index, frame, target, a);
-                self.vgic_finish(frame, vcpu, vm_id, a, outcome);
+                match vgic_mmio(vm, index, frame, target, a) {
+                    // A read: nothing to kick.
+                    Some(Ok(None)) => skip_instruction(frame),
+                    outcome => self.vgic_finish(frame, vcpu, vm_id, a, outcome),
+                }
                 true
             }
             _ => false,
@@ -771,16 +774,15 @@ mod tests {
 /// Performs a guest's access `a` to the vGIC register at `target` of `vm` for its vCPU `index`:
 /// a read's value goes into the guest's register. `None` when `target` is not a vGIC frame.
 fn vgic_mmio(vm: &mut super::vm::Vm, index: usize, frame: &mut UserRegs, target: IpaTarget, a: MmioAccess) -> Option<Result<Option<Kicks>, VGicError>> {
-    let value = stored_value(frame, a);
     let outcome = match (target, a.write) {
-        (IpaTarget::Gicd(off), true) => vm.vgic.dist_write(index, off, a.size, value).map(Some),
+        (IpaTarget::Gicd(off), true) => vm.vgic.dist_write(index, off, a.size, stored_value(frame, a)).map(Some),
         (IpaTarget::Gicd(off), false) => vm.vgic.dist_read(index, off, a.size).map(|v| {
             if a.reg != 31 {
                 frame.x[a.reg as usize] = load_value(v, a);
             }
             None
         }),
-        (IpaTarget::Gicr(t, off), true) => vm.vgic.redist_write(index, t, off, a.size, value).map(Some),
+        (IpaTarget::Gicr(t, off), true) => vm.vgic.redist_write(index, t, off, a.size, stored_value(frame, a)).map(Some),
         (IpaTarget::Gicr(t, off), false) => vm.vgic.redist_read(index, t, off, a.size).map(|v| {
             if a.reg != 31 {
                 frame.x[a.reg as usize] = load_value(v, a);

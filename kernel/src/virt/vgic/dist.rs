@@ -59,6 +59,8 @@ enum GicdReg {
 
 impl GicdReg {
     /// Decodes an access at `offset` of `size` bytes for a distributor with `nr_irqs` INTIDs.
+    // Inlined into its two callers: a guest's vGIC read is a fast exit (`vgic_dist_read`).
+    #[inline(always)]
     fn decode(offset: u64, size: u8, nr_irqs: u32) -> Result<GicdReg, VGicError> {
         let access = Access::decode(offset, size, GICD_SIZE)?;
         // Registers of SGIs/PPIs (RAZ/WI under affinity routing) and of absent SPIs.
