@@ -480,7 +480,7 @@ fn a_linux_guest_uses_a_whole_block_device_as_its_disk() {
             "vm run bad --kernel /guest/test.Image --disk blk7",
             "vm run bad --kernel /guest/test.Image --disk blk0",
             "vm run linux-check --disk blk1 --wait",
-            "vm stat 2",
+            "vm stat 1",
             "poweroff",
         ])
         .timeout(600)
@@ -492,6 +492,8 @@ fn a_linux_guest_uses_a_whole_block_device_as_its_disk() {
         .expect("guest: disk: wrote from-guest.txt (1846 bytes)")
         .expect("guest: disk: unmounted")
         .expect("guest: checks passed")
+        // The failed start gave its number back: the VM that ran is vm 1.
+        .expect("vm 1 exited: system-off")
         .expect("ended with the VM, blk1 (pid")
         .expect_clean_poweroff();
     e2fs("e2fsck", &["-fn", &dir("vm.img")]);

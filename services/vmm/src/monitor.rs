@@ -732,6 +732,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         Ok::<_, String>((vm, ram_pmo, uart_line, vcpus))
     })();
     let (vm, ram_pmo, uart_line, vcpus) = parts.map_err(|e| fail(&mut made, &mut devices, e))?;
+    let fresh = id.is_none();
     let id = id.unwrap_or_else(|| m.next_id.fetch_add(1, Ordering::Relaxed) as u32);
     let setup = (|| {
         sys::vm_map(vm, ram_pmo, RAM_BASE, config.mem_bytes, 0, map::READ | map::WRITE | map::EXEC).map_err(|e| sys_err("cannot map guest RAM", e))?;
@@ -765,7 +766,14 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         sys::vcpu_init(vcpus[0], layout.entry, dtb_addr, VCPU_POWER_ON).map_err(|e| sys_err("cannot start vCPU 0", e))
     })();
     if let Err(e) = setup {
-        return Err(fail(&mut made, &mut devices, e));
+        let e = fail(&mut made, &mut devices, e);
+        // A start that failed (a backend that cannot open its disk, say) gives its new number
+        // back, unless another VM has taken a later one meanwhile: its backends are gone
+        // (killed above), so nothing still holds a badge with it.
+        if fresh {
+            let _ = m.next_id.compare_exchange(id as usize + 1, id as usize, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        return Err(e);
     }
     let vm = Arc::new(Vm {
         id,
