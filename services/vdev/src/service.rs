@@ -267,7 +267,7 @@ pub fn main(startup: &Startup) -> i32 {
     }
     // A network device's port on its switch.
     let monitor = startup.cap("vmm").map(ipc::Client::new);
-    let port = startup.cap("port").map(|c| &*Box::leak(Box::new(Mutex::new(Port { client: ipc::Client::new(c), vm, notif: caps.notif, monitor, gone: false }))));
+    let port = startup.cap("port").map(|c| &*Box::leak(Box::new(Mutex::new(Port { client: ipc::Client::new(c), vm, notif: caps.notif, monitor, lost: None, told: false }))));
     if args.kind == Kind::Net && port.is_none() {
         println!("vdev: vm {vm}: a network device needs its port capability");
         return 1;
@@ -368,8 +368,12 @@ struct Port {
     notif: Slot,
     /// The monitor, which opens a new port when the switch service restarted.
     monitor: Option<ipc::Client>,
-    /// The switch service died and no new port came: frames are dropped from then on.
-    gone: bool,
+    /// The switch service died and no new port came yet (when it was last asked for, on the
+    /// counter): frames are dropped meanwhile, and a new port is asked for again at most once a
+    /// second, at a frame or after a second of waiting.
+    lost: Option<u64>,
+    /// The notice that frames are being dropped has been printed (once per loss).
+    told: bool,
 }
 
 impl Port {
@@ -400,7 +404,10 @@ impl Port {
     }
 
     fn call_send(&mut self, payload: &[u8]) {
-        if !self.gone && let Err(e) = self.client.call_bulk(net::SEND, [0; 3], payload) {
+        if !self.ready() {
+            return;
+        }
+        if let Err(e) = self.client.call_bulk(net::SEND, [0; 3], payload) {
             // Sent again on a new port (frames are not lost with the old switch).
             if self.lost(e) {
                 let _ = self.client.call_bulk(net::SEND, [0; 3], payload);
@@ -409,10 +416,11 @@ impl Port {
     }
 
     /// The port died (`PeerDied`: the switch service with it): asks the monitor for a port on
-    /// the restarted service and attaches to it; whether that worked. If it did not, says so
-    /// once and drops frames from then on.
+    /// the restarted service and attaches to it; whether that worked. If it did not (the
+    /// service is not back yet: init restarts it, and on a loaded machine that can take
+    /// seconds), says so once and asks again later ([`Port::ready`]).
     fn lost(&mut self, e: Error) -> bool {
-        if e != Error::PeerDied || self.gone {
+        if e != Error::PeerDied {
             return false;
         }
         let reply = self.monitor.as_ref().map(|m| m.call(keel_rt::proto::vmm::PORT_LOST, [0; 4]));
@@ -423,17 +431,32 @@ impl Port {
             let _ = sys::cap_delete(self.client.slot());
             self.client = ipc::Client::new(cap);
             if self.attach().is_ok() {
+                self.lost = None;
+                self.told = false;
                 return true;
             }
         }
-        self.gone = true;
-        println!("vdev: vm {}: the switch service is gone ({e}) and no new port came: this network device drops its frames until the VM is started again", self.vm);
+        self.lost = Some(sys::counter());
+        if !self.told {
+            self.told = true;
+            println!("vdev: vm {}: the switch service is gone ({e}) and no new port came yet: this network device drops its frames until it is back", self.vm);
+        }
         false
+    }
+
+    /// Whether the port can carry frames now: true unless it is lost, in which case a new one
+    /// is asked for if the last try was a second ago or more.
+    fn ready(&mut self) -> bool {
+        match self.lost {
+            None => true,
+            Some(at) if sys::counter().wrapping_sub(at) >= sys::counter_freq() => self.lost(Error::PeerDied),
+            Some(_) => false,
+        }
     }
 
     /// Up to `max` frames waiting at the switch: (records, frames still waiting there).
     fn recv(&mut self, max: usize) -> (Vec<u8>, u64) {
-        if self.gone {
+        if !self.ready() {
             return (Vec::new(), 0);
         }
         match self.client.call_bulk(net::RECV, [max as u64, 0, 0], &[]) {
@@ -454,8 +477,14 @@ fn doorbells(device: &Mutex<Device>, notif: Slot, irq: Slot, output: Option<&Mut
     // Frames wait at the switch that this port has not taken (no room for them yet).
     let mut waiting = false;
     loop {
-        let bits = match sys::notif_wait(notif, 0) {
+        // A lost port is asked for again after a second even if nothing rings.
+        let lost = port.is_some_and(|p| p.lock().lost.is_some());
+        let bits = match sys::notif_wait(notif, if lost { 1_000_000_000 } else { 0 }) {
             Ok(bits) => bits,
+            Err(Error::TimedOut) => {
+                waiting = true;
+                0
+            }
             Err(_) => sys::process_exit(1),
         };
         if bits & vdev::MONITOR_GONE != 0 {
