@@ -267,14 +267,11 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
         // The oldest `len` bytes (at most) of the line's transmit buffer, to the caller's memory.
         VmCall::TxTake { line, va, len } => {
             let vm_id = k.vm_irq_lines.get(&line).map(|l| l.vm).ok_or(Error::BadState)?;
+            let t = k.vms.get(&vm_id).and_then(|v| v.tx.as_ref()).filter(|t| t.line == line).ok_or(Error::WrongType)?;
+            // Copied out before they leave the buffer: a bad address loses none.
+            let n = t.bytes.len().min(len as usize);
             let mut out = [0u8; keel_abi::vm::TX_BUFFER];
-            let n = match k.vms.get(&vm_id).and_then(|v| v.tx.as_ref()).filter(|t| t.line == line) {
-                Some(t) => t.bytes.len().min(len as usize),
-                None => return Err(Error::WrongType),
-            };
-            if let Some(t) = k.vms.get(&vm_id).and_then(|v| v.tx.as_ref()) {
-                out[..n].copy_from_slice(&t.bytes[..n]);
-            }
+            out[..n].copy_from_slice(&t.bytes[..n]);
             k.copy_to_user(pid, va, &out[..n])?;
             if let Some(t) = k.vms.get_mut(&vm_id).and_then(|v| v.tx.as_mut()) {
                 t.bytes.drain(..n);

@@ -76,6 +76,10 @@ impl Kernel {
     /// buffer go to the monitor now (a guest that polls instead of waiting gets its output out
     /// by the next tick).
     pub fn guest_interrupted(&mut self, cpu: usize, frame: &mut UserRegs) {
+        // Only a VM with kernel-kept registers can have a transmit buffer: others pay one load.
+        if !self.cpus[cpu].guest_status_regs {
+            return;
+        }
         let buffered = self.vcpus.get(&self.cpus[cpu].vcpu).and_then(|v| self.vms.get(&v.vm)).map_or(0, |vm| vm.tx_pending());
         if buffered != 0 {
             self.leave_guest(cpu, frame, ExitReason::Transmit, &[buffered]);

@@ -197,11 +197,6 @@ impl Vm {
         }
     }
 
-    /// Whether a guest store of `len` bytes at `ipa` is an InterruptACK the kernel keeps.
-    pub fn is_status_ack(&self, ipa: u64, len: u8) -> bool {
-        len == 4 && self.status_regs.iter().any(|r| !r.value && r.ipa + 4 == ipa)
-    }
-
     /// A guest store of `len` bytes of `value` at `ipa`: whether the transmit buffer took it.
     pub fn tx_store(&mut self, ipa: u64, len: u8, value: u64) -> bool {
         match &mut self.tx {

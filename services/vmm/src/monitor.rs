@@ -935,7 +935,6 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
     }
 }
 
-/// Passes on whatever the guest's UART still holds (a last line without its newline).
 /// Puts `vm` in the foreground: writes `before`, what it printed so far and `after` to Keel's
 /// console, under the log's lock, as [`flush_output`] decides: each byte of the guest's output is
 /// shown once, in the guest's order. (A VM's vCPUs run before `vm run` returns: a guest that
@@ -950,6 +949,7 @@ fn to_foreground(vm: &Vm, before: &str, after: &str) {
     vm.monitor.write_guest(alloc::format!("{before}{history}{after}").as_bytes());
 }
 
+/// Passes on whatever the guest's UART still holds (a last line without its newline).
 fn flush_console(vm: &Vm) {
     let mut u = vm.uart.lock();
     flush_output(vm, &mut u.pending);

@@ -335,7 +335,6 @@ impl FileSystem for Ext2 {
         Ok(len)
     }
 
-
     fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize, Errno> {
         self.ensure_writable()?;
         let ino = self.ino_arg(ino)?;
