@@ -297,7 +297,8 @@ impl Kernel {
         }
         self.check_heap()?;
         let tid = self.new_id();
-        let thread = Thread::new(tid, pid, entry, stack, arg, params);
+        let sched = self.sched.add(tid);
+        let thread = Thread::new(tid, pid, entry, stack, arg, params, sched);
         self.threads.insert(tid, thread);
         if let Some(p) = self.processes.get_mut(&pid) {
             p.threads.push(tid);
@@ -307,7 +308,7 @@ impl Kernel {
 
     /// Takes back a thread [`Self::add_thread`] made that was never queued.
     pub fn discard_thread(&mut self, tid: Id) {
-        if let Some(t) = self.threads.remove(&tid) {
+        if let Some(t) = self.remove_thread(tid) {
             if let Some(p) = self.processes.get_mut(&t.pid) {
                 p.threads.retain(|&x| x != tid);
             }
@@ -401,7 +402,7 @@ impl Kernel {
             ObjRef::Process(pid) => self.maybe_remove_process(pid),
             ObjRef::Thread(tid) => {
                 if matches!(self.threads.get(&tid).map(|t| t.state), Some(ThreadState::Dead)) && !self.is_current_anywhere(tid) {
-                    self.threads.remove(&tid);
+                    self.remove_thread(tid);
                 }
             }
             ObjRef::VmSpace(id) => self.destroy_vmspace(id),
@@ -493,6 +494,13 @@ impl Kernel {
         }
     }
 
+    /// Drops thread `tid`'s object and its scheduler record.
+    fn remove_thread(&mut self, tid: Id) -> Option<Thread> {
+        let t = self.threads.remove(&tid)?;
+        self.sched.forget(t.sched);
+        Some(t)
+    }
+
     fn is_current_anywhere(&self, tid: Id) -> bool {
         self.current.iter().any(|c| *c == Some(tid))
     }
@@ -504,8 +512,7 @@ impl Kernel {
         let Some(t) = self.threads.get_mut(&tid) else { return };
         t.state = ThreadState::Ready;
         t.deadline = None;
-        let params = t.params;
-        match self.sched.enqueue(tid, params, hint) {
+        match self.sched.enqueue(t.sched, t.params, hint) {
             Ok(e) => {
                 let here = hal::this_cpu();
                 if e.cpu != here {
@@ -594,9 +601,15 @@ impl Kernel {
         }
     }
 
-    /// Gives up the CPU: the current thread goes to the back of its run queue.
+    /// Gives up the CPU: the current thread goes to the back of its run queue. With no thread of
+    /// its priority or above queued on this CPU it would be picked again at once, so it just
+    /// goes on (no save, no load: a spinning thread or a guest's WFE costs one trap).
     pub fn yield_current(&mut self, cpu: usize, frame: &mut UserRegs) {
         if let Some(tid) = self.current[cpu] {
+            let priority = self.threads.get(&tid).map(|t| t.params.priority);
+            if priority.is_some_and(|p| !self.sched.queued_at_or_above(cpu, p)) {
+                return;
+            }
             self.save_current(cpu, frame);
             self.sched.stop_running(cpu);
             self.make_ready(tid, cpu);
@@ -610,19 +623,19 @@ impl Kernel {
         self.cpus[cpu].need_resched = false;
         let running = self.current[cpu].and_then(|tid| {
             let t = self.threads.get(&tid)?;
-            matches!(t.state, ThreadState::Running(_)).then_some((tid, t.params))
+            matches!(t.state, ThreadState::Running(_)).then_some((tid, t.sched, t.params))
         });
         if running.is_none() && self.current[cpu].is_some() {
             // The current thread died while running here.
             self.save_current(cpu, frame);
         }
-        let next = self.sched.pick_next(cpu, running);
+        let next = self.sched.pick_next(cpu, running.map(|(_, id, params)| (id, params)));
         match (running, next) {
-            (Some((cur, _)), Some(n)) if n == cur => {}
-            (Some((cur, _)), next) => {
+            (Some((cur, _, _)), Some(n)) if n == cur => {}
+            (Some((cur, sched, _)), next) => {
                 if let Some(t) = self.threads.get_mut(&cur) {
                     // pick_next requeued it unless it returned it.
-                    t.state = if self.sched.is_queued(cur) { ThreadState::Ready } else { t.state };
+                    t.state = if self.sched.is_queued(sched) { ThreadState::Ready } else { t.state };
                 }
                 self.save_current(cpu, frame);
                 if let Some(n) = next {
@@ -792,7 +805,7 @@ impl Kernel {
     /// (that CPU drops it at its next kernel entry).
     fn kill_thread(&mut self, tid: Id) -> bool {
         let Some(t) = self.threads.get_mut(&tid) else { return false };
-        let state = t.state;
+        let (state, sched) = (t.state, t.sched);
         t.state = ThreadState::Dead;
         let caller = t.ipc.caller.take();
         if let Some(d) = t.deadline.take() {
@@ -805,7 +818,7 @@ impl Kernel {
         let mut running_elsewhere = false;
         match state {
             ThreadState::Ready => {
-                let _ = self.sched.remove(tid);
+                let _ = self.sched.remove(sched);
             }
             ThreadState::Running(cpu) => {
                 // It stays current there until that CPU reschedules (finish_trap relies on it).
@@ -845,7 +858,7 @@ impl Kernel {
         }
         if !running_elsewhere && !self.is_current_anywhere(tid) {
             if self.threads.get(&tid).is_some_and(|t| t.refs == 0) {
-                self.threads.remove(&tid);
+                self.remove_thread(tid);
             }
         }
         running_elsewhere
@@ -856,7 +869,7 @@ impl Kernel {
         let Some(t) = self.threads.get(&tid) else { return };
         let pid = t.pid;
         if t.refs == 0 {
-            self.threads.remove(&tid);
+            self.remove_thread(tid);
         }
         let Some(p) = self.processes.get_mut(&pid) else { return };
         if p.running_after_exit > 0 {

@@ -464,6 +464,33 @@ fn a_guest_yield_lets_the_next_thread_run_and_resumes_the_guest_after() {
 }
 
 #[test]
+fn a_guest_yield_with_nothing_else_to_run_stays_in_the_guest() {
+    use crate::virt::syndrome::GuestExit;
+    let (mut w, tid, _) = guest_running(1);
+    let pc = w.frame.pc;
+    w.frame.x[0] = u64::from(crate::virt::psci::KEEL_YIELD);
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    w.k.finish_trap(0, &mut w.frame);
+    assert_eq!(w.k.current[0], Some(tid));
+    assert_eq!(w.k.threads[&tid].state, ThreadState::Running(0));
+    assert!(w.k.loaded_vcpu(0).is_some(), "the guest's state stays loaded");
+    assert_eq!((w.frame.x[0], w.frame.pc), (0, pc), "the hypercall returned SUCCESS after the hvc");
+    // A lower-priority thread does not take the CPU either; an equal one does.
+    let pid = w.k.create_process("low").unwrap();
+    let low = crate::sched::runqueue::SchedParams { priority: 1, ..w.k.default_params() };
+    let low = w.k.create_thread(pid, 0x40_0000, 0x40_0000_0000, 0, low).unwrap();
+    w.frame.x[0] = u64::from(crate::virt::psci::KEEL_YIELD);
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    w.k.finish_trap(0, &mut w.frame);
+    assert_eq!(w.k.current[0], Some(tid), "thread {low} has a lower priority");
+    let (_, other) = w.process("other");
+    w.frame.x[0] = u64::from(crate::virt::psci::KEEL_YIELD);
+    w.k.guest_trap(0, &mut w.frame, GuestExit::Hvc);
+    w.k.finish_trap(0, &mut w.frame);
+    assert_eq!(w.k.current[0], Some(other));
+}
+
+#[test]
 fn an_ioevent_turns_a_guest_write_into_a_signal_without_an_exit() {
     use crate::virt::syndrome::{GuestExit, MmioAccess};
     use keel_abi::vm::{Counter, ExitReason, ioevent::MATCH};

@@ -113,9 +113,9 @@ impl Kernel {
     /// Runs `next` (blocked until now, not queued) on `cpu` at once if its affinity allows,
     /// else queues it.
     pub(crate) fn hand_off(&mut self, cpu: usize, frame: &mut UserRegs, next: Id) {
-        let params = self.threads.get(&next).map(|t| t.params);
-        if let Some(params) = params.filter(|p| p.affinity.contains(cpu) && self.current[cpu].is_none()) {
-            self.sched.hand_off(cpu, next, params);
+        let params = self.threads.get(&next).map(|t| (t.sched, t.params));
+        if let Some((id, params)) = params.filter(|(_, p)| p.affinity.contains(cpu) && self.current[cpu].is_none()) {
+            self.sched.hand_off(cpu, id, params);
             self.load(cpu, frame, next);
         } else {
             self.make_ready(next, cpu);

@@ -4,7 +4,7 @@
 use super::Id;
 pub use crate::hal::UserRegs;
 use crate::hal::FpState;
-use crate::sched::runqueue::SchedParams;
+use crate::sched::runqueue::{SchedId, SchedParams};
 use alloc::boxed::Box;
 use keel_abi::ipc::{CapList, Message};
 
@@ -62,6 +62,8 @@ pub struct Thread {
     pub fp: Box<FpState>,
     pub state: ThreadState,
     pub params: SchedParams,
+    /// Its record in the scheduler, from creation until the thread object goes.
+    pub sched: SchedId,
     pub ipc: ThreadIpc,
     /// Counter value at which a sleep or timed wait ends.
     pub deadline: Option<u64>,
@@ -72,7 +74,7 @@ pub struct Thread {
 }
 
 impl Thread {
-    pub fn new(tid: Id, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams) -> Self {
+    pub fn new(tid: Id, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams, sched: SchedId) -> Self {
         let mut regs = UserRegs::default();
         regs.pc = entry;
         regs.sp = stack;
@@ -85,6 +87,7 @@ impl Thread {
             fp: Box::new(FpState::new()),
             state: ThreadState::Ready,
             params,
+            sched,
             ipc: ThreadIpc::default(),
             deadline: None,
             refs: 0,

@@ -4,9 +4,15 @@
 //! highest), and a bitmap of the non-empty ones, so the highest waiting priority is one
 //! `leading_zeros` away. Threads of equal priority take turns in time slices counted in timer
 //! ticks. Each thread has an affinity ([`CpuSet`]) and is queued only on a CPU in it; an idle CPU
-//! steals from the busiest one, and [`Scheduler::balance`] evens out the loads. Threads are opaque
-//! ids (the kernel's thread id); the scheduler learns their priority and affinity when they are
-//! enqueued or passed as the running thread to [`Scheduler::pick_next`].
+//! steals from the busiest one, and [`Scheduler::balance`] evens out the loads.
+//!
+//! The scheduler keeps one record per thread in a table of its own, from [`Scheduler::add`] to
+//! [`Scheduler::forget`]; the kernel keeps the [`SchedId`] it was given in its thread object and
+//! names the thread by it. A record holds the thread's place (away or queued on a CPU), its
+//! parameters and its links in its FIFO: the FIFOs are intrusive lists of records, so
+//! queueing, taking the head and removing a thread from the middle are a few index operations, with
+//! no hashing, no search and no allocation (only `add` allocates, when the table outgrows its
+//! high-water mark).
 //!
 //! It never touches a thread, a CPU or an interrupt controller: the kernel calls it under its
 //! scheduler lock and acts on the answers (context switches, IPIs). The contract:
@@ -18,30 +24,23 @@
 //!   thread still counts as running there and cannot be enqueued ([`SchedError::AlreadyRunning`]);
 //! - each timer tick while a thread runs goes to [`Scheduler::tick`]; an idle CPU calls
 //!   `pick_next(cpu, None)` when woken (tick or IPI), which steals work if any is waiting;
-//! - moves returned by [`Scheduler::balance`] and [`Scheduler::set_online`] are IPIs to send.
-//!
-//! It allocates only when a per-priority queue or the thread table outgrows its high-water mark:
-//! `enqueue` and `pick_next` are O(1) apart from that, with no scan over all threads (removing a queued
-//! thread scans its one FIFO; stealing and balancing scan queues of other CPUs).
+//! - moves returned by [`Scheduler::balance`] and [`Scheduler::set_online`] are IPIs to send;
+//! - a thread that is gone is [`Scheduler::forget`]ten, which takes it out of its queue or CPU.
 //!
 //! Invariants (checked after every step of the randomized test):
 //! - a thread is queued at most once, on one CPU, in the FIFO of its priority, and that CPU is in
-//!   its affinity;
+//!   its affinity; its record's place says so, and the FIFO's links are consistent both ways;
 //! - bit `p` of a CPU's bitmap is set iff its priority-`p` FIFO is non-empty; `len` is their sum;
-//! - a thread that runs on a CPU (the last one `pick_next` returned there) runs on no other CPU
-//!   and is not queued;
+//! - a thread that runs on a CPU (the last one `pick_next` or `hand_off` made run there) runs on
+//!   no other CPU and is not queued; only the CPU's run queue says it runs there;
 //! - a thread is queued on an offline CPU only if no online CPU is in its affinity (it waits
 //!   there until one comes online);
-//! - the thread table holds exactly the queued threads; a running thread is known only by its
-//!   CPU's run queue (so a hand-off between a client and a server touches no table).
+//! - a forgotten record is on the free list only, and no queue or CPU names it.
 
 #![forbid(unsafe_code)]
 
-use alloc::collections::VecDeque;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Debug;
-use core::hash::{Hash, Hasher};
 
 /// Number of priorities: 0 is the lowest, `PRIORITIES - 1` the highest.
 pub const PRIORITIES: usize = 64;
@@ -56,7 +55,6 @@ pub const MAX_CPUS: usize = 64;
 /// A set of CPU indices below [`MAX_CPUS`], e.g. a thread's affinity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuSet(u64);
-
 impl CpuSet {
     /// No CPU.
     pub const EMPTY: CpuSet = CpuSet(0);
@@ -134,13 +132,35 @@ pub enum SchedError {
     BadCpu,
 }
 
-/// What the scheduler knows of a queued thread.
+/// A thread's record in a [`Scheduler`], from [`Scheduler::add`] until [`Scheduler::forget`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedId(u32);
+
+/// No record: the end of a list, or an idle CPU.
+const NIL: u32 = u32::MAX;
+
+/// Where a thread is, as far as its record says. What a CPU runs is in that CPU's run queue
+/// only, so a hand-off between a client and a server writes no record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Not queued: blocked, not yet enqueued, or running (see [`RunQueue::running`]).
+    Away,
+    /// In the run queue of this CPU.
+    Queued(u8),
+    /// Forgotten: on the free list.
+    Free,
+}
+
+/// What the scheduler knows of a thread.
 #[derive(Clone, Copy, Debug)]
-struct Entry {
-    /// The CPU it is queued on.
-    cpu: u8,
-    priority: u8,
-    affinity: CpuSet,
+struct Record<T> {
+    thread: T,
+    place: Place,
+    /// As last enqueued (a running thread's are in its CPU's run queue).
+    params: SchedParams,
+    /// The neighbours in its FIFO while queued (`NIL` at the ends); `next` links the free list.
+    prev: u32,
+    next: u32,
 }
 
 /// The bit of `cpu` in a CPU mask (`cpu < MAX_CPUS`).
@@ -178,25 +198,39 @@ impl Iterator for Descending {
     }
 }
 
+/// One FIFO: the first and last record (`NIL` when empty).
+#[derive(Clone, Copy)]
+struct Fifo {
+    head: u32,
+    tail: u32,
+}
+
 /// One CPU's run queue and what the CPU runs.
-struct RunQueue<T> {
+struct RunQueue {
     /// One FIFO per priority.
-    levels: [VecDeque<T>; PRIORITIES],
+    levels: [Fifo; PRIORITIES],
     /// Bit `p` is set iff `levels[p]` is non-empty.
     nonempty: u64,
     /// Threads queued in all levels.
     len: usize,
-    /// The thread `pick_next` (or `hand_off`) last made run here, `None` when idle.
-    running: Option<T>,
+    /// The record of what runs here (`NIL` when idle).
+    running: u32,
     /// The priority and affinity of `running`.
     running_params: SchedParams,
     /// Ticks charged to `running` in its current slice.
     slice_used: u32,
 }
 
-impl<T: Copy + Eq> RunQueue<T> {
+impl RunQueue {
     fn new() -> Self {
-        Self { levels: core::array::from_fn(|_| VecDeque::new()), nonempty: 0, len: 0, running: None, running_params: SchedParams { priority: 0, affinity: CpuSet::EMPTY }, slice_used: 0 }
+        Self {
+            levels: [Fifo { head: NIL, tail: NIL }; PRIORITIES],
+            nonempty: 0,
+            len: 0,
+            running: NIL,
+            running_params: SchedParams { priority: 0, affinity: CpuSet::EMPTY },
+            slice_used: 0,
+        }
     }
 
     /// The highest priority with a queued thread.
@@ -206,43 +240,24 @@ impl<T: Copy + Eq> RunQueue<T> {
 
     /// Queued threads plus the running one: what balancing evens out.
     fn load(&self) -> usize {
-        self.len + usize::from(self.running.is_some())
-    }
-
-    fn push_back(&mut self, t: T, priority: u8) {
-        self.levels[usize::from(priority)].push_back(t);
-        self.nonempty |= bit(usize::from(priority));
-        self.len += 1;
-    }
-
-    /// Takes the thread at `index` of the `priority` FIFO (which the caller found there).
-    fn take(&mut self, priority: u8, index: usize) -> T {
-        let level = &mut self.levels[usize::from(priority)];
-        // The head in the common case (the next thread of a FIFO): pop_front is far shorter
-        // than VecDeque's general remove.
-        let t = if index == 0 { level.pop_front() } else { level.remove(index) };
-        let t = t.expect("sched invariant: a thread found in a run queue is still there");
-        if level.is_empty() {
-            self.nonempty &= !bit(usize::from(priority));
-        }
-        self.len -= 1;
-        t
+        self.len + usize::from(self.running != NIL)
     }
 }
 
 /// The scheduling policy of all CPUs; see the module documentation.
 pub struct Scheduler<T> {
-    queues: Vec<RunQueue<T>>,
+    records: Vec<Record<T>>,
+    /// The first forgotten record (`NIL`: none), linked through `next`.
+    free: u32,
+    queues: Vec<RunQueue>,
     /// CPUs `0..ncpus`.
     present: u64,
     /// CPUs that receive threads.
     online: u64,
-    /// Every queued thread.
-    threads: ThreadTable<T>,
     timeslice: u32,
 }
 
-impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
+impl<T: Copy + Eq + Debug> Scheduler<T> {
     /// A scheduler for CPUs `0..ncpus`, all online, with [`DEFAULT_TIMESLICE_TICKS`].
     ///
     /// # Panics
@@ -259,15 +274,48 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         assert!((1..=MAX_CPUS).contains(&ncpus), "sched: {ncpus} cpus; a scheduler serves 1 to {MAX_CPUS}");
         let present = CpuSet::all(ncpus).bits();
         Self {
+            records: Vec::new(),
+            free: NIL,
             queues: (0..ncpus).map(|_| RunQueue::new()).collect(),
             present,
             online: present,
-            threads: ThreadTable::new(),
             timeslice: ticks.max(1),
         }
     }
 
-    /// Makes `t` runnable: queues it on `hint` if its affinity allows it and `hint` is online,
+    /// A record for `thread`, which is away (neither queued nor running) until enqueued.
+    pub fn add(&mut self, thread: T) -> SchedId {
+        let record = Record { thread, place: Place::Away, params: SchedParams { priority: 0, affinity: CpuSet::EMPTY }, prev: NIL, next: NIL };
+        if self.free != NIL {
+            let id = self.free;
+            self.free = self.records[id as usize].next;
+            self.records[id as usize] = record;
+            return SchedId(id);
+        }
+        let id = u32::try_from(self.records.len()).expect("sched invariant: fewer than 2^32 threads");
+        self.records.push(record);
+        SchedId(id)
+    }
+
+    /// The thread is gone: takes it out of its queue, or off the CPU it runs on (as
+    /// [`Self::stop_running`] does), and frees its record for a later [`Self::add`].
+    pub fn forget(&mut self, id: SchedId) {
+        match self.rec(id.0).place {
+            Place::Queued(_) => self.unlink(id.0),
+            Place::Away => {
+                if let Some(cpu) = self.running_cpu(id.0) {
+                    self.queues[cpu].running = NIL;
+                }
+            }
+            Place::Free => panic!("sched invariant: a record is forgotten once, but {id:?} is free"),
+        }
+        let r = &mut self.records[id.0 as usize];
+        r.place = Place::Free;
+        r.next = self.free;
+        self.free = id.0;
+    }
+
+    /// Makes a thread runnable: queues it on `hint` if its affinity allows it and `hint` is online,
     /// else on the least loaded online CPU in its affinity (queued plus running threads; the
     /// lowest index on a tie). Says which CPU, and whether that CPU should reschedule now.
     ///
@@ -275,44 +323,41 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// [`SchedError::BadPriority`], [`SchedError::BadCpu`] (`hint`), [`SchedError::AlreadyQueued`],
     /// [`SchedError::AlreadyRunning`], [`SchedError::EmptyAffinity`], checked in that order; a
     /// refused thread's state is unchanged.
-    pub fn enqueue(&mut self, t: T, params: SchedParams, hint: usize) -> Result<Enqueued, SchedError> {
+    pub fn enqueue(&mut self, id: SchedId, params: SchedParams, hint: usize) -> Result<Enqueued, SchedError> {
         if usize::from(params.priority) >= PRIORITIES {
             return Err(SchedError::BadPriority);
         }
         if hint >= self.queues.len() {
             return Err(SchedError::BadCpu);
         }
-        if self.threads.get(t).is_some() {
-            return Err(SchedError::AlreadyQueued);
+        match self.rec(id.0).place {
+            Place::Away => {}
+            Place::Queued(_) => return Err(SchedError::AlreadyQueued),
+            Place::Free => panic!("sched invariant: only a live thread is enqueued, but {id:?} was forgotten"),
         }
-        if self.running_cpu(t).is_some() {
+        if self.running_cpu(id.0).is_some() {
             return Err(SchedError::AlreadyRunning);
         }
         let cpu = self.place(params.affinity, Some(hint)).ok_or(SchedError::EmptyAffinity)?;
-        self.queue_on(t, params, cpu);
+        self.records[id.0 as usize].params = params;
+        self.link_tail(id.0, cpu);
         let q = &self.queues[cpu];
-        let preempt = q.running.is_none() || params.priority > q.running_params.priority;
+        let preempt = q.running == NIL || params.priority > q.running_params.priority;
         Ok(Enqueued { cpu, preempt })
     }
 
     /// Takes a queued thread out of its queue (it blocked or was killed while ready).
     ///
     /// # Errors
-    /// [`SchedError::NotQueued`] if `t` is not queued (a running thread leaves its CPU through
+    /// [`SchedError::NotQueued`] if it is not queued (a running thread leaves its CPU through
     /// `pick_next`).
-    pub fn remove(&mut self, t: T) -> Result<(), SchedError> {
-        match self.threads.get(t) {
-            Some(e) => {
-                let q = &mut self.queues[usize::from(e.cpu)];
-                let index = q.levels[usize::from(e.priority)]
-                    .iter()
-                    .position(|&x| x == t)
-                    .expect("sched invariant: a queued thread is in the FIFO its entry names");
-                q.take(e.priority, index);
-                self.threads.remove(t);
+    pub fn remove(&mut self, id: SchedId) -> Result<(), SchedError> {
+        match self.rec(id.0).place {
+            Place::Queued(_) => {
+                self.unlink(id.0);
                 Ok(())
             }
-            None => Err(SchedError::NotQueued),
+            _ => Err(SchedError::NotQueued),
         }
     }
 
@@ -335,19 +380,18 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// If `cpu` is not below the CPU count, if `current` is queued (the kernel enqueued a thread
     /// it still runs) or has a priority not below [`PRIORITIES`] (the kernel validates priorities
     /// where it sets them).
-    pub fn pick_next(&mut self, cpu: usize, current: Option<(T, SchedParams)>) -> Option<T> {
+    pub fn pick_next(&mut self, cpu: usize, current: Option<(SchedId, SchedParams)>) -> Option<T> {
         self.expect_cpu(cpu, "pick_next");
-        let prev = self.queues[cpu].running.take();
+        let prev = core::mem::replace(&mut self.queues[cpu].running, NIL);
         // The thread that ran here continues its slice if it is `current` (and keeps the CPU);
         // otherwise it blocked or exited, and a new slice begins.
-        let continues = prev.is_some() && prev == current.map(|(t, _)| t);
-        if !continues {
+        if prev == NIL || current.is_none_or(|(c, _)| c.0 != prev) {
             self.queues[cpu].slice_used = 0;
         }
-        if let Some((t, params)) = current
-            && self.keeps_cpu(cpu, t, params)
+        if let Some((id, params)) = current
+            && self.keeps_cpu(cpu, id.0, params)
         {
-            return Some(t);
+            return Some(self.records[id.0 as usize].thread);
         }
         self.pick_queued(cpu)
     }
@@ -360,7 +404,7 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// are preempted like any other thread (resetting it here let such a pair starve others).
     pub fn stop_running(&mut self, cpu: usize) {
         self.expect_cpu(cpu, "stop_running");
-        self.queues[cpu].running = None;
+        self.queues[cpu].running = NIL;
     }
 
     /// A direct hand-off (IPC call or reply): `to`, neither queued nor running, runs on `cpu` now
@@ -368,20 +412,22 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// time is donated, not renewed.
     ///
     /// # Panics
-    /// In debug builds, if `to` is queued or running (the kernel hands off only to blocked
-    /// threads).
-    pub fn hand_off(&mut self, cpu: usize, to: T, params: SchedParams) {
+    /// In debug builds (every host test), if `to` is queued, forgotten or running (the kernel
+    /// hands off only to a thread it has just taken from a blocked state; this path is every IPC
+    /// call and reply, so release builds trust it).
+    pub fn hand_off(&mut self, cpu: usize, to: SchedId, params: SchedParams) {
         self.expect_cpu(cpu, "hand_off");
-        let q = &mut self.queues[cpu];
-        q.running = None;
-        // Checked in debug builds (every host test): the kernel hands off only to a thread it
-        // has just taken from a blocked state, and this probe is on every IPC call and reply.
         debug_assert!(
-            self.threads.get(to).is_none() && self.running_cpu(to).is_none(),
-            "sched invariant: a hand-off target is blocked, but {to:?} is queued or running"
+            self.rec(to.0).place == Place::Away,
+            "sched invariant: a hand-off target is blocked, but {to:?} is {:?}",
+            self.rec(to.0).place
+        );
+        debug_assert!(
+            self.queues.iter().enumerate().all(|(c, q)| c == cpu || q.running != to.0),
+            "sched invariant: a hand-off target is blocked, but {to:?} runs on another cpu"
         );
         let q = &mut self.queues[cpu];
-        q.running = Some(to);
+        q.running = to.0;
         q.running_params = params;
     }
 
@@ -394,7 +440,8 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     /// If `cpu` is not below the CPU count.
     pub fn tick(&mut self, cpu: usize, running: T) -> bool {
         self.expect_cpu(cpu, "tick");
-        if self.queues[cpu].running != Some(running) || self.online & bit(cpu) == 0 {
+        let r = self.queues[cpu].running;
+        if r == NIL || self.records[r as usize].thread != running || self.online & bit(cpu) == 0 {
             return true;
         }
         let q = &mut self.queues[cpu];
@@ -414,8 +461,8 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     pub fn balance(&mut self) -> Vec<(T, usize, usize)> {
         let mut moves = Vec::new();
         // Each move lowers the sum of squared loads, so this ends.
-        while let Some((t, from, to)) = self.one_balancing_move() {
-            moves.push((t, from, to));
+        while let Some(m) = self.one_balancing_move() {
+            moves.push(m);
         }
         moves
     }
@@ -436,25 +483,20 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         if online {
             self.online |= bit(cpu);
             for from in Ascending(self.present & !self.online) {
-                while let Some((priority, index)) = self.find_movable(from, cpu) {
-                    let t = self.migrate(from, priority, index, cpu);
-                    moves.push((t, from, cpu));
+                while let Some(r) = self.find_movable(from, cpu) {
+                    moves.push(self.migrate(r, from, cpu));
                 }
             }
         } else {
             self.online &= !bit(cpu);
             for priority in Descending(self.queues[cpu].nonempty) {
-                let priority = priority as u8;
-                let mut index = 0;
-                while index < self.queues[cpu].levels[usize::from(priority)].len() {
-                    let t = self.queues[cpu].levels[usize::from(priority)][index];
-                    match self.place(self.entry(t).affinity, None) {
-                        Some(to) => {
-                            self.migrate(cpu, priority, index, to);
-                            moves.push((t, cpu, to));
-                        }
-                        None => index += 1,
+                let mut r = self.queues[cpu].levels[priority].head;
+                while r != NIL {
+                    let next = self.records[r as usize].next;
+                    if let Some(to) = self.place(self.records[r as usize].params.affinity, None) {
+                        moves.push(self.migrate(r, cpu, to));
                     }
+                    r = next;
                 }
             }
         }
@@ -466,19 +508,30 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         self.queues.get(cpu).map_or(0, |q| q.len)
     }
 
-    /// Whether `t` is queued.
-    pub fn is_queued(&self, t: T) -> bool {
-        self.threads.get(t).is_some()
+    /// Whether a thread of `priority` or above is queued on `cpu` (false for a CPU that does not
+    /// exist): whether a yield there would give the CPU to another thread.
+    pub fn queued_at_or_above(&self, cpu: usize, priority: u8) -> bool {
+        self.queues.get(cpu).and_then(RunQueue::top).is_some_and(|top| top >= priority)
     }
 
-    /// The CPU `t` is queued on or runs on (as last returned by `pick_next` there), if either.
-    pub fn cpu_of(&self, t: T) -> Option<usize> {
-        self.threads.get(t).map(|e| usize::from(e.cpu)).or_else(|| self.running_cpu(t))
+    /// Whether the thread is queued.
+    pub fn is_queued(&self, id: SchedId) -> bool {
+        matches!(self.rec(id.0).place, Place::Queued(_))
     }
 
-    /// What `cpu` runs: the thread `pick_next` last returned there (`None`: idle).
+    /// The CPU the thread is queued on or runs on, if either.
+    pub fn cpu_of(&self, id: SchedId) -> Option<usize> {
+        match self.rec(id.0).place {
+            Place::Queued(c) => Some(usize::from(c)),
+            Place::Away => self.running_cpu(id.0),
+            Place::Free => None,
+        }
+    }
+
+    /// What `cpu` runs: the thread `pick_next` or `hand_off` last made run there (`None`: idle).
     pub fn running(&self, cpu: usize) -> Option<T> {
-        self.queues.get(cpu).and_then(|q| q.running)
+        let r = self.queues.get(cpu)?.running;
+        (r != NIL).then(|| self.records[r as usize].thread)
     }
 
     /// Whether `cpu` exists and is online.
@@ -496,17 +549,88 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         assert!(cpu < n, "sched: {op} on cpu {cpu}, but the scheduler serves {n} cpus");
     }
 
-    /// The entry of a thread the caller knows to be queued.
-    fn entry(&self, t: T) -> Entry {
-        match self.threads.get(t) {
-            Some(e) => e,
-            None => panic!("sched invariant: every queued thread has an entry; {t:?} has none"),
+    /// The record `r`, which [`Self::add`] made.
+    fn rec(&self, r: u32) -> &Record<T> {
+        match self.records.get(r as usize) {
+            Some(record) => record,
+            None => panic!("sched invariant: every SchedId comes from add, but {r} is past the table"),
         }
     }
 
-    /// The CPU `t` runs on, if any: a scan of the CPUs' running slots.
-    fn running_cpu(&self, t: T) -> Option<usize> {
-        self.queues.iter().position(|q| q.running == Some(t))
+    /// The CPU record `r` runs on, if any: a scan of the CPUs' running slots.
+    fn running_cpu(&self, r: u32) -> Option<usize> {
+        self.queues.iter().position(|q| q.running == r)
+    }
+
+    /// Queues record `r` (away) at the tail of its priority's FIFO on `cpu`.
+    #[inline]
+    fn link_tail(&mut self, r: u32, cpu: usize) {
+        let priority = usize::from(self.records[r as usize].params.priority);
+        let fifo = &mut self.queues[cpu].levels[priority];
+        let tail = core::mem::replace(&mut fifo.tail, r);
+        if tail == NIL {
+            fifo.head = r;
+        }
+        let q = &mut self.queues[cpu];
+        q.nonempty |= bit(priority);
+        q.len += 1;
+        if tail != NIL {
+            self.records[tail as usize].next = r;
+        }
+        let record = &mut self.records[r as usize];
+        record.prev = tail;
+        record.next = NIL;
+        record.place = Place::Queued(cpu as u8);
+    }
+
+    /// Takes queued record `r` out of its FIFO; it is then away.
+    fn unlink(&mut self, r: u32) {
+        let Record { place, params, prev, next, .. } = self.records[r as usize];
+        let Place::Queued(cpu) = place else {
+            panic!("sched invariant: only a queued record is unlinked, but {r} is {place:?}")
+        };
+        let priority = usize::from(params.priority);
+        if prev != NIL {
+            self.records[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.records[next as usize].prev = prev;
+        }
+        let q = &mut self.queues[usize::from(cpu)];
+        let fifo = &mut q.levels[priority];
+        if prev == NIL {
+            fifo.head = next;
+        }
+        if next == NIL {
+            fifo.tail = prev;
+        }
+        if fifo.head == NIL {
+            q.nonempty &= !bit(priority);
+        }
+        q.len -= 1;
+        self.records[r as usize].place = Place::Away;
+    }
+
+    /// Takes the first record of `cpu`'s non-empty FIFO of `priority`: [`Self::unlink`] of the
+    /// head, the common case, in fewer steps.
+    #[inline]
+    fn pop_head(&mut self, cpu: usize, priority: u8) -> u32 {
+        let priority = usize::from(priority) % PRIORITIES;
+        let r = self.queues[cpu].levels[priority].head;
+        let record = &mut self.records[r as usize];
+        let next = record.next;
+        record.place = Place::Away;
+        if next != NIL {
+            self.records[next as usize].prev = NIL;
+        }
+        let q = &mut self.queues[cpu];
+        q.levels[priority].head = next;
+        if next == NIL {
+            q.levels[priority].tail = NIL;
+            q.nonempty &= !bit(priority);
+        }
+        q.len -= 1;
+        r
     }
 
     /// The CPU to queue a thread with `affinity` on: `hint` if allowed and online, else the
@@ -521,47 +645,42 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         Ascending(allowed).min_by_key(|&c| self.queues[c].load())
     }
 
-    /// Queues `t` (not queued, not running) at the tail of its priority on `cpu`.
-    fn queue_on(&mut self, t: T, params: SchedParams, cpu: usize) {
-        self.queues[cpu].push_back(t, params.priority);
-        let entry = Entry { cpu: cpu as u8, priority: params.priority, affinity: params.affinity };
-        self.threads.insert(t, entry);
-    }
-
-    /// Decides whether `current` keeps `cpu` (true) or was queued (false).
-    fn keeps_cpu(&mut self, cpu: usize, t: T, params: SchedParams) -> bool {
+    /// Decides whether current record `r` keeps `cpu` (true) or was queued (false).
+    fn keeps_cpu(&mut self, cpu: usize, r: u32, params: SchedParams) -> bool {
+        let thread = self.rec(r).thread;
         assert!(
             usize::from(params.priority) < PRIORITIES,
-            "sched: current {t:?} on cpu {cpu} has priority {}, not below {PRIORITIES}",
+            "sched: current {thread:?} on cpu {cpu} has priority {}, not below {PRIORITIES}",
             params.priority
         );
-        if let Some(e) = self.threads.get(t) {
-            panic!(
-                "sched invariant: a thread is never both running and queued; current {t:?} on cpu {cpu} is queued on cpu {}",
-                e.cpu
-            );
+        match self.records[r as usize].place {
+            Place::Queued(other) => panic!(
+                "sched invariant: a thread is never both running and queued; current {thread:?} on cpu {cpu} is queued on cpu {other}"
+            ),
+            Place::Away => {}
+            Place::Free => panic!("sched invariant: current {thread:?} on cpu {cpu} was forgotten"),
         }
-        if let Some(other) = self.running_cpu(t).filter(|&c| c != cpu) {
+        if let Some(other) = self.running_cpu(r) {
             // The kernel moved it here from another CPU without a `pick_next` there.
             let other = &mut self.queues[other];
-            other.running = None;
+            other.running = NIL;
             other.slice_used = 0;
         }
+        self.records[r as usize].params = params;
         if params.affinity.bits() & self.online & bit(cpu) == 0
             && let Some(to) = self.relocation_target(cpu, params.affinity)
         {
-            self.queue_on(t, params, to);
+            self.link_tail(r, to);
             return false;
         }
-        let q = &self.queues[cpu];
+        let q = &mut self.queues[cpu];
         let outranked = q.top().is_some_and(|top| top > params.priority);
         if q.slice_used < self.timeslice && !outranked {
-            let q = &mut self.queues[cpu];
-            q.running = Some(t);
+            q.running = r;
             q.running_params = params;
             true
         } else {
-            self.queue_on(t, params, cpu);
+            self.link_tail(r, cpu);
             false
         }
     }
@@ -586,20 +705,24 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         if !self.is_online(cpu) {
             return None;
         }
-        let picked = match self.queues[cpu].top() {
-            Some(priority) => Some(self.queues[cpu].take(priority, 0)),
-            None => self.steal(cpu),
-        }?;
-        let e = self.threads.remove(picked).expect("sched invariant: every queued thread has an entry");
+        let r = match self.queues[cpu].top() {
+            Some(priority) => self.pop_head(cpu, priority),
+            None => {
+                let r = self.steal(cpu)?;
+                self.unlink(r);
+                r
+            }
+        };
+        let record = self.records[r as usize];
         let q = &mut self.queues[cpu];
-        q.running = Some(picked);
-        q.running_params = SchedParams { priority: e.priority, affinity: e.affinity };
-        Some(picked)
+        q.running = r;
+        q.running_params = record.params;
+        Some(record.thread)
     }
 
-    /// Takes, from the CPU with the most queued threads that has one `cpu` may run, its
-    /// highest-priority such thread.
-    fn steal(&mut self, cpu: usize) -> Option<T> {
+    /// The record to steal for `cpu`: from the CPU with the most queued threads that has one
+    /// `cpu` may run, its highest-priority such thread.
+    fn steal(&self, cpu: usize) -> Option<u32> {
         // Victims in order of queue length (longest first, the lowest index among equals),
         // chosen one at a time: an idle CPU comes here at every wake-up, and usually every
         // other queue is empty.
@@ -607,31 +730,35 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
         while left != 0 {
             let victim = Ascending(left).max_by_key(|&c| (self.queues[c].len, core::cmp::Reverse(c)))?;
             left &= !bit(victim);
-            if let Some((priority, index)) = self.find_movable(victim, cpu) {
-                return Some(self.queues[victim].take(priority, index));
+            if let Some(r) = self.find_movable(victim, cpu) {
+                return Some(r);
             }
         }
         None
     }
 
     /// The highest-priority thread queued on `from` (the oldest of that priority) that may run
-    /// on `to`, as (priority, index in its FIFO).
-    fn find_movable(&self, from: usize, to: usize) -> Option<(u8, usize)> {
+    /// on `to`.
+    fn find_movable(&self, from: usize, to: usize) -> Option<u32> {
         let q = &self.queues[from];
         Descending(q.nonempty).find_map(|priority| {
-            q.levels[priority]
-                .iter()
-                .position(|&t| self.entry(t).affinity.contains(to))
-                .map(|index| (priority as u8, index))
+            let mut r = q.levels[priority].head;
+            while r != NIL {
+                let record = &self.records[r as usize];
+                if record.params.affinity.contains(to) {
+                    return Some(r);
+                }
+                r = record.next;
+            }
+            None
         })
     }
 
-    /// Moves the thread at `index` of the `priority` FIFO of `from` to the tail of `to`.
-    fn migrate(&mut self, from: usize, priority: u8, index: usize, to: usize) -> T {
-        let t = self.queues[from].take(priority, index);
-        self.queues[to].push_back(t, priority);
-        self.threads.get_mut(t).expect("sched invariant: every queued thread has an entry").cpu = to as u8;
-        t
+    /// Moves queued record `r` from `from` to the tail of its FIFO on `to`.
+    fn migrate(&mut self, r: u32, from: usize, to: usize) -> (T, usize, usize) {
+        self.unlink(r);
+        self.link_tail(r, to);
+        (self.records[r as usize].thread, from, to)
     }
 
     /// One move of [`Scheduler::balance`], if any is possible.
@@ -656,8 +783,8 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
                 if from_load <= to_load + 1 {
                     break;
                 }
-                if let Some((priority, index)) = self.find_movable(from, to) {
-                    return Some((self.migrate(from, priority, index, to), from, to));
+                if let Some(r) = self.find_movable(from, to) {
+                    return Some(self.migrate(r, from, to));
                 }
             }
         }
@@ -665,186 +792,139 @@ impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
     }
 }
 
-/// A hasher for thread ids: FxHash-style multiply-rotate, whose high bits index the table.
-struct IdHasher(u64);
-
-impl IdHasher {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-
-    fn add(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(Self::K);
-    }
-}
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.add(u64::from(b));
-        }
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-}
-
-/// Fewest slots of a [`ThreadTable`] (a power of two).
-const TABLE_MIN_SLOTS: usize = 16;
-
-/// The entries of queued and running threads: an open-addressing hash table with linear probing
-/// and backward-shift deletion (no tombstones). It keeps at least half its slots empty, so every
-/// probe ends at an empty slot, and it grows but never shrinks, so a steady number of threads
-/// costs no allocation.
-struct ThreadTable<T> {
-    slots: Vec<Option<(T, Entry)>>,
-    len: usize,
-    /// `64 - log2(slots.len())`: a hash's top bits are its home slot.
-    shift: u32,
-}
-
-impl<T: Copy + Eq + Hash> ThreadTable<T> {
-    fn new() -> Self {
-        Self { slots: vec![None; TABLE_MIN_SLOTS], len: 0, shift: 64 - TABLE_MIN_SLOTS.trailing_zeros() }
-    }
-
-    fn mask(&self) -> usize {
-        self.slots.len() - 1
-    }
-
-    fn home(&self, t: T) -> usize {
-        let mut h = IdHasher(0);
-        t.hash(&mut h);
-        (h.finish() >> self.shift) as usize
-    }
-
-    /// `Ok(slot)` holding `t`, or `Err(slot)`: the empty slot that ends its probe sequence.
-    fn find(&self, t: T) -> Result<usize, usize> {
-        let mut i = self.home(t);
-        loop {
-            match &self.slots[i] {
-                None => return Err(i),
-                Some((k, _)) if *k == t => return Ok(i),
-                Some(_) => i = (i + 1) & self.mask(),
-            }
-        }
-    }
-
-    fn get(&self, t: T) -> Option<Entry> {
-        self.find(t).ok().and_then(|i| self.slots[i].map(|(_, e)| e))
-    }
-
-    fn get_mut(&mut self, t: T) -> Option<&mut Entry> {
-        let i = self.find(t).ok()?;
-        self.slots[i].as_mut().map(|(_, e)| e)
-    }
-
-    /// Inserts or replaces the entry of `t`.
-    fn insert(&mut self, t: T, entry: Entry) {
-        match self.find(t) {
-            Ok(i) => self.slots[i] = Some((t, entry)),
-            Err(i) if (self.len + 1) * 2 <= self.slots.len() => {
-                self.slots[i] = Some((t, entry));
-                self.len += 1;
-            }
-            Err(_) => {
-                self.grow();
-                let Err(i) = self.find(t) else { unreachable!("a key absent before growing is absent after") };
-                self.slots[i] = Some((t, entry));
-                self.len += 1;
-            }
-        }
-    }
-
-    fn remove(&mut self, t: T) -> Option<Entry> {
-        let mut hole = self.find(t).ok()?;
-        let removed = self.slots[hole].take().map(|(_, e)| e);
-        self.len -= 1;
-        // Shift back each later entry of the cluster whose home is not between the hole and it.
-        let mask = self.mask();
-        let mut j = hole;
-        loop {
-            j = (j + 1) & mask;
-            let Some((k, _)) = self.slots[j] else { break };
-            let home = self.home(k);
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.slots[hole] = self.slots[j].take();
-                hole = j;
-            }
-        }
-        removed
-    }
-
-    fn grow(&mut self) {
-        let bigger = vec![None; self.slots.len() * 2];
-        let old = core::mem::replace(&mut self.slots, bigger);
-        self.shift -= 1;
-        for (k, e) in old.into_iter().flatten() {
-            let Err(i) = self.find(k) else { unreachable!("keys are unique") };
-            self.slots[i] = Some((k, e));
-        }
-    }
-}
-
 #[cfg(test)]
-impl<T: Copy + Eq + Hash + Debug> Scheduler<T> {
+impl<T: Copy + Eq + Debug> Scheduler<T> {
     /// Panics unless every invariant of the module documentation holds.
     fn check_invariants(&self) {
         let mut queued = 0;
         for (cpu, q) in self.queues.iter().enumerate() {
             let mut len = 0;
-            for (priority, level) in q.levels.iter().enumerate() {
-                assert_eq!(q.nonempty & bit(priority) != 0, !level.is_empty(), "cpu {cpu} bitmap bit {priority}");
-                for &t in level {
-                    let e = self.threads.get(t).unwrap_or_else(|| panic!("queued {t:?} has no entry"));
-                    assert_eq!(usize::from(e.cpu), cpu, "{t:?} queued on cpu {cpu}");
-                    assert_eq!(usize::from(e.priority), priority, "{t:?} queued at {priority}");
-                    if self.present & e.affinity.bits() != 0 {
-                        assert!(e.affinity.contains(cpu), "{t:?} queued on cpu {cpu} outside its affinity");
+            for (priority, fifo) in q.levels.iter().enumerate() {
+                assert_eq!(q.nonempty & bit(priority) != 0, fifo.head != NIL, "cpu {cpu} bitmap bit {priority}");
+                let (mut prev, mut r) = (NIL, fifo.head);
+                while r != NIL {
+                    let e = &self.records[r as usize];
+                    assert_eq!(e.place, Place::Queued(cpu as u8), "{:?} in cpu {cpu}'s queue", e.thread);
+                    assert_eq!(usize::from(e.params.priority), priority, "{:?} queued at {priority}", e.thread);
+                    assert_eq!(e.prev, prev, "{:?}: back link", e.thread);
+                    if self.present & e.params.affinity.bits() != 0 {
+                        assert!(e.params.affinity.contains(cpu), "{:?} queued on cpu {cpu} outside its affinity", e.thread);
                     }
                     if !self.is_online(cpu) {
-                        assert_eq!(e.affinity.bits() & self.online, 0, "{t:?} waits on offline cpu {cpu}");
+                        assert_eq!(e.params.affinity.bits() & self.online, 0, "{:?} waits on offline cpu {cpu}", e.thread);
                     }
+                    len += 1;
+                    (prev, r) = (r, e.next);
                 }
-                len += level.len();
+                assert_eq!(fifo.tail, prev, "cpu {cpu} priority {priority}: tail");
             }
             assert_eq!(q.len, len, "cpu {cpu} len");
             queued += len;
-            if let Some(t) = q.running {
-                assert!(self.threads.get(t).is_none(), "running {t:?} on cpu {cpu} is queued too");
-                assert_eq!(self.running_cpu(t), Some(cpu), "{t:?} runs on cpu {cpu} and on another");
+            if q.running != NIL {
+                assert_eq!(self.records[q.running as usize].place, Place::Away, "cpu {cpu}'s running record");
+                assert_eq!(self.running_cpu(q.running), Some(cpu), "cpu {cpu}'s running thread runs on another too");
             }
         }
-        let occupied: Vec<(T, Entry)> = self.threads.slots.iter().flatten().copied().collect();
-        assert_eq!(occupied.len(), self.threads.len);
-        assert_eq!(self.threads.len, queued, "the table holds exactly the queued threads");
-        // Every entry is where it says, and entries and places are equally many: no thread is in
-        // two places.
-        for (t, e) in occupied {
-            assert!(self.threads.find(t).is_ok(), "{t:?} is not reachable from its home slot");
-            let q = &self.queues[usize::from(e.cpu)];
-            assert!(q.levels[usize::from(e.priority)].contains(&t), "{t:?} not where it says");
+        let mut free = 0;
+        let mut r = self.free;
+        while r != NIL {
+            assert_eq!(self.records[r as usize].place, Place::Free, "record {r} on the free list");
+            free += 1;
+            r = self.records[r as usize].next;
         }
+        let places = |want: fn(Place) -> bool| self.records.iter().filter(|e| want(e.place)).count();
+        assert_eq!(places(|p| matches!(p, Place::Queued(_))), queued, "every queued record is in a FIFO");
+        assert_eq!(places(|p| p == Place::Free), free, "every free record is on the free list");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::hash::Hash;
     use std::collections::HashMap;
+
+    /// The scheduler with threads named by value, each added at its first mention (the kernel
+    /// adds a thread when it creates it and keeps its `SchedId`).
+    struct Named<T> {
+        s: Scheduler<T>,
+        ids: HashMap<T, SchedId>,
+    }
+
+    impl<T: Copy + Eq + Hash + Debug> Named<T> {
+        fn new(ncpus: usize) -> Self {
+            Self { s: Scheduler::new(ncpus), ids: HashMap::new() }
+        }
+        fn with_timeslice(ncpus: usize, ticks: u32) -> Self {
+            Self { s: Scheduler::with_timeslice(ncpus, ticks), ids: HashMap::new() }
+        }
+        fn id(&mut self, t: T) -> SchedId {
+            match self.ids.get(&t) {
+                Some(&id) => id,
+                None => {
+                    let id = self.s.add(t);
+                    self.ids.insert(t, id);
+                    id
+                }
+            }
+        }
+        fn forget(&mut self, t: T) {
+            let id = self.ids.remove(&t).expect("forget of a thread never added");
+            self.s.forget(id);
+        }
+        fn enqueue(&mut self, t: T, params: SchedParams, hint: usize) -> Result<Enqueued, SchedError> {
+            let id = self.id(t);
+            self.s.enqueue(id, params, hint)
+        }
+        fn remove(&mut self, t: T) -> Result<(), SchedError> {
+            let id = self.id(t);
+            self.s.remove(id)
+        }
+        fn pick_next(&mut self, cpu: usize, current: Option<(T, SchedParams)>) -> Option<T> {
+            let current = current.map(|(t, p)| (self.id(t), p));
+            self.s.pick_next(cpu, current)
+        }
+        fn hand_off(&mut self, cpu: usize, to: T, params: SchedParams) {
+            let id = self.id(to);
+            self.s.hand_off(cpu, id, params);
+        }
+        fn stop_running(&mut self, cpu: usize) {
+            self.s.stop_running(cpu);
+        }
+        fn tick(&mut self, cpu: usize, running: T) -> bool {
+            self.s.tick(cpu, running)
+        }
+        fn balance(&mut self) -> Vec<(T, usize, usize)> {
+            self.s.balance()
+        }
+        fn set_online(&mut self, cpu: usize, online: bool) -> Vec<(T, usize, usize)> {
+            self.s.set_online(cpu, online)
+        }
+        fn is_queued(&self, t: T) -> bool {
+            self.ids.get(&t).is_some_and(|&id| self.s.is_queued(id))
+        }
+        fn cpu_of(&self, t: T) -> Option<usize> {
+            self.ids.get(&t).and_then(|&id| self.s.cpu_of(id))
+        }
+        fn queued_len(&self, cpu: usize) -> usize {
+            self.s.queued_len(cpu)
+        }
+        fn running(&self, cpu: usize) -> Option<T> {
+            self.s.running(cpu)
+        }
+        fn is_online(&self, cpu: usize) -> bool {
+            self.s.is_online(cpu)
+        }
+        fn timeslice(&self) -> u32 {
+            self.s.timeslice()
+        }
+        fn check_invariants(&self) {
+            self.s.check_invariants();
+            for (&t, &id) in &self.ids {
+                assert_eq!(self.s.records[id.0 as usize].thread, t, "{t:?}'s record");
+            }
+        }
+    }
 
     fn prio(priority: u8) -> SchedParams {
         SchedParams { priority, affinity: CpuSet::all(MAX_CPUS) }
@@ -865,7 +945,7 @@ mod tests {
 
     #[test]
     fn picks_highest_priority_first_and_fifo_within_one() {
-        let mut s = Scheduler::new(1);
+        let mut s = Named::new(1);
         for (t, p) in [(1u64, 3), (2, 10), (3, 0), (4, 10), (5, 63)] {
             s.enqueue(t, prio(p), 0).unwrap();
         }
@@ -877,7 +957,7 @@ mod tests {
 
     #[test]
     fn round_robin_rotates_equal_priorities_on_slice_expiry() {
-        let mut s = Scheduler::new(1);
+        let mut s = Named::new(1);
         for t in [1u64, 2, 3] {
             s.enqueue(t, prio(7), 0).unwrap();
         }
@@ -897,7 +977,7 @@ mod tests {
 
     #[test]
     fn current_keeps_cpu_until_its_slice_is_used() {
-        let mut s = Scheduler::with_timeslice(1, 3);
+        let mut s = Named::with_timeslice(1, 3);
         s.enqueue(1u64, prio(5), 0).unwrap();
         assert_eq!(s.pick_next(0, None), Some(1));
         s.enqueue(2, prio(5), 0).unwrap();
@@ -910,7 +990,7 @@ mod tests {
         assert!(s.is_queued(1));
 
         // With only lower priorities queued, the slice ends but the thread runs on, afresh.
-        let mut s = Scheduler::with_timeslice(1, 2);
+        let mut s = Named::with_timeslice(1, 2);
         s.enqueue(1u64, prio(5), 0).unwrap();
         s.enqueue(2, prio(4), 0).unwrap();
         assert_eq!(s.pick_next(0, None), Some(1));
@@ -924,7 +1004,7 @@ mod tests {
 
     #[test]
     fn higher_priority_enqueue_requests_preemption() {
-        let mut s = Scheduler::new(2);
+        let mut s = Named::new(2);
         s.enqueue(1u64, prio(5), 0).unwrap();
         assert_eq!(s.pick_next(0, None), Some(1));
         assert_eq!(s.enqueue(2, prio(5), 0), Ok(Enqueued { cpu: 0, preempt: false }));
@@ -943,7 +1023,7 @@ mod tests {
 
     #[test]
     fn pinned_thread_never_runs_elsewhere() {
-        let mut s = Scheduler::new(4);
+        let mut s = Named::new(4);
         assert_eq!(s.enqueue(100u64, pinned(63, 2), 0).unwrap().cpu, 2);
         for t in 0..12u64 {
             s.enqueue(t, prio((t % 3) as u8), 2).unwrap();
@@ -976,7 +1056,7 @@ mod tests {
 
     #[test]
     fn idle_cpu_steals_from_the_busiest() {
-        let mut s = Scheduler::new(3);
+        let mut s = Named::new(3);
         s.enqueue(1u64, prio(1), 0).unwrap();
         s.enqueue(2, pinned(7, 0), 0).unwrap();
         s.enqueue(3, prio(5), 0).unwrap();
@@ -996,7 +1076,7 @@ mod tests {
 
     #[test]
     fn balance_spreads_eight_threads_over_four_cpus() {
-        let mut s = Scheduler::new(4);
+        let mut s = Named::new(4);
         for t in 0..8u64 {
             assert_eq!(s.enqueue(t, prio(t as u8), 0).unwrap().cpu, 0);
         }
@@ -1010,7 +1090,7 @@ mod tests {
 
     #[test]
     fn offline_cpus_receive_nothing() {
-        let mut s = Scheduler::new(4);
+        let mut s = Named::new(4);
         s.set_online(1, false);
         assert_eq!(s.enqueue(1u64, prio(3), 1).unwrap().cpu, 0, "hint offline: least loaded");
         assert_eq!(s.enqueue(2, pinned(3, 1), 0), Err(SchedError::EmptyAffinity));
@@ -1029,7 +1109,7 @@ mod tests {
         assert_eq!(s.queued_len(3), 0);
 
         // A running thread on an offlined CPU moves at its next pick_next.
-        let mut s = Scheduler::new(2);
+        let mut s = Named::new(2);
         s.enqueue(1u64, prio(3), 1).unwrap();
         assert_eq!(s.pick_next(1, None), Some(1));
         s.set_online(1, false);
@@ -1038,7 +1118,7 @@ mod tests {
         assert_eq!(s.cpu_of(1), Some(0));
 
         // A thread whose CPUs are all offline waits, and moves when one comes back.
-        let mut s = Scheduler::new(4);
+        let mut s = Named::new(4);
         let two_three = SchedParams { priority: 1, affinity: CpuSet::EMPTY.with(2).with(3) };
         s.enqueue(7u64, two_three, 2).unwrap();
         assert!(s.set_online(3, false).is_empty());
@@ -1050,7 +1130,7 @@ mod tests {
 
     #[test]
     fn current_whose_affinity_changed_moves_away() {
-        let mut s = Scheduler::new(3);
+        let mut s = Named::new(3);
         s.enqueue(1u64, prio(3), 0).unwrap();
         s.enqueue(2, prio(2), 0).unwrap();
         assert_eq!(s.pick_next(0, None), Some(1));
@@ -1062,7 +1142,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        let mut s = Scheduler::new(2);
+        let mut s = Named::new(2);
         let none = SchedParams { priority: 1, affinity: CpuSet::EMPTY };
         assert_eq!(s.enqueue(1u64, none, 0), Err(SchedError::EmptyAffinity));
         assert_eq!(s.enqueue(1, pinned(1, 5), 0), Err(SchedError::EmptyAffinity), "only absent cpus");
@@ -1085,43 +1165,9 @@ mod tests {
     #[test]
     #[should_panic(expected = "never both running and queued")]
     fn current_that_is_queued_is_a_kernel_bug() {
-        let mut s = Scheduler::new(1);
+        let mut s = Named::new(1);
         s.enqueue(1u64, prio(1), 0).unwrap();
         s.pick_next(0, Some((1, prio(1))));
-    }
-
-    /// An id whose hash puts every id with the same `id % buckets` in the same home slot.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    struct Colliding(u32);
-
-    impl Hash for Colliding {
-        fn hash<H: Hasher>(&self, h: &mut H) {
-            h.write_u32(self.0 % 3);
-        }
-    }
-
-    #[test]
-    fn thread_table_survives_collisions_growth_and_removal() {
-        let e = |cpu| Entry { cpu, priority: 0, affinity: CpuSet::EMPTY };
-        let mut table = ThreadTable::new();
-        let mut model = HashMap::new();
-        let mut rng = Lcg(7);
-        for step in 0..20_000 {
-            let k = (rng.next() % 200) as u32;
-            if rng.next().is_multiple_of(3) {
-                assert_eq!(table.remove(Colliding(k)).map(|e| e.cpu), model.remove(&k), "step {step}");
-            } else {
-                let cpu = (step % 64) as u8;
-                table.insert(Colliding(k), e(cpu));
-                model.insert(k, cpu);
-            }
-            assert_eq!(table.len, model.len());
-            if step % 97 == 0 {
-                for k in 0..200 {
-                    assert_eq!(table.get(Colliding(k)).map(|e| e.cpu), model.get(&k).copied());
-                }
-            }
-        }
     }
 
     /// A deterministic linear congruential generator.
@@ -1152,7 +1198,7 @@ mod tests {
     /// and the documented answers after each one.
     fn model_test<T: Copy + Eq + Hash + Debug>(id: fn(usize) -> T, seed: u64, ncpus: usize, nthreads: usize) {
         let mut rng = Lcg(seed);
-        let mut s = Scheduler::with_timeslice(ncpus, 3);
+        let mut s = Named::with_timeslice(ncpus, 3);
         let mut state = vec![Model::Blocked; nthreads];
         let mut params = vec![prio(0); nthreads];
         let mut slice = vec![0u32; ncpus];
@@ -1211,13 +1257,20 @@ mod tests {
                         other => panic!("step {step}: enqueue gave {other:?}"),
                     }
                 }
-                30..=39 => {
+                30..=36 => {
                     let i = rng.below(nthreads);
                     let queued = matches!(state[i], Model::Queued(_));
                     assert_eq!(s.remove(id(i)).is_ok(), queued, "step {step}");
                     if queued {
                         state[i] = Model::Blocked;
                     }
+                }
+                37..=39 => {
+                    // The thread is killed wherever it is; its name comes back as a new thread.
+                    let i = rng.below(nthreads);
+                    s.id(id(i));
+                    s.forget(id(i));
+                    state[i] = Model::Blocked;
                 }
                 40..=69 => {
                     let cpu = rng.below(ncpus);
@@ -1390,12 +1443,56 @@ mod tests {
         for (seed, ncpus, nthreads) in [(1, 1, 5), (2, 2, 12), (3, 4, 40), (4, 7, 64), (5, 64, 100)] {
             model_test(|i| i as u64, seed, ncpus, nthreads);
         }
-        model_test(|i| Colliding(i as u32), 6, 4, 50);
+    }
+
+    #[test]
+    fn queued_at_or_above_says_whether_a_yield_would_switch() {
+        let mut s = Named::new(2);
+        assert!(!s.s.queued_at_or_above(0, 0) && !s.s.queued_at_or_above(5, 0));
+        s.enqueue(1u64, prio(4), 0).unwrap();
+        assert!(s.s.queued_at_or_above(0, 4) && s.s.queued_at_or_above(0, 3));
+        assert!(!s.s.queued_at_or_above(0, 5) && !s.s.queued_at_or_above(1, 0));
+        // A yield by a priority-4 thread with only 1 (priority 4) queued would run 1 next.
+        assert_eq!(s.pick_next(0, None), Some(1));
+        assert!(!s.s.queued_at_or_above(0, 0));
+    }
+
+    #[test]
+    fn forgotten_threads_leave_their_queue_and_cpu_and_their_records_are_reused() {
+        let mut s = Named::new(2);
+        s.enqueue(1u64, prio(4), 0).unwrap();
+        s.enqueue(2, prio(4), 0).unwrap();
+        s.enqueue(3, prio(4), 1).unwrap();
+        assert_eq!(s.pick_next(1, None), Some(3));
+        // 1 dies queued (in front of 2), 3 dies running.
+        s.forget(1);
+        s.forget(3);
+        assert_eq!(s.running(1), None);
+        assert_eq!(s.queued_len(0), 1);
+        s.check_invariants();
+        // New threads take the freed records: no growth.
+        let records = s.s.records.len();
+        s.enqueue(4, prio(4), 1).unwrap();
+        s.enqueue(5, prio(4), 1).unwrap();
+        assert_eq!(s.s.records.len(), records);
+        assert_eq!(s.pick_next(0, None), Some(2));
+        assert_eq!(s.pick_next(1, None), Some(4));
+        assert_eq!(s.pick_next(1, None), Some(5));
+        s.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "forgotten once")]
+    fn forgetting_twice_is_a_kernel_bug() {
+        let mut s: Scheduler<u64> = Scheduler::new(1);
+        let id = s.add(1);
+        s.forget(id);
+        s.forget(id);
     }
 
     #[test]
     fn hand_off_runs_a_blocked_thread_and_frees_the_blocked_one_for_waking() {
-        let mut s: Scheduler<u64> = Scheduler::new(2);
+        let mut s: Named<u64> = Named::new(2);
         let p = SchedParams { priority: 10, affinity: CpuSet::all(2) };
         s.enqueue(1, p, 0).unwrap();
         assert_eq!(s.pick_next(0, None), Some(1));
@@ -1412,7 +1509,7 @@ mod tests {
 
     #[test]
     fn hand_offs_share_one_slice_so_a_ping_pong_pair_is_preempted() {
-        let mut s: Scheduler<u64> = Scheduler::new(1);
+        let mut s: Named<u64> = Named::new(1);
         let p = SchedParams { priority: 10, affinity: CpuSet::all(1) };
         s.enqueue(1, p, 0).unwrap();
         s.enqueue(3, p, 0).unwrap(); // an equal-priority bystander

@@ -302,8 +302,8 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
             t.params = params;
             // A queued thread moves to its new queue; a running or blocked one uses the new
             // parameters next time.
-            if k.sched.is_queued(thread) {
-                let _ = k.sched.remove(thread);
+            if k.sched.is_queued(t.sched) {
+                let _ = k.sched.remove(t.sched);
                 k.make_ready(thread, hal::this_cpu());
             }
             Ok(Outcome::Done)
