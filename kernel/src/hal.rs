@@ -282,6 +282,12 @@ pub mod fake {
         }
     }
 
+    pub fn copy_phys(dst: u64, src: u64, len: usize) {
+        let mut bytes = std::vec![0; len];
+        copy_from_phys(src, &mut bytes);
+        copy_to_phys(dst, &bytes);
+    }
+
     /// The table frame at `pa`. The fake leaks a pointer into the boxed frame, which stays put.
     pub fn phys_table(pa: u64) -> &'static mut [u64; 512] {
         let ptr = with_frame(pa, |f| f as *mut [u64; 512]);

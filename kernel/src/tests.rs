@@ -116,6 +116,45 @@ fn bad_slots_wrong_types_and_missing_rights_are_errors() {
 }
 
 #[test]
+fn pmo_write_copies_from_user_pages_into_object_pages_whole_or_not_at_all() {
+    let mut w = World::new();
+    let (pid, t) = w.process("a");
+    w.run(t);
+    // A 3-page user buffer whose bytes are their offsets (mod 251), written into through a PMO.
+    let src = World::status(w.syscall(nr::PMO_CREATE, &[0, 3 * 4096])).unwrap()[1];
+    let pattern: Vec<u8> = (0..3 * 4096).map(|i| (i % 251) as u8).collect();
+    let src_id = match w.k.caps.get(pid, src as u32).unwrap().object { ObjRef::Pmo(id) => id, _ => unreachable!() };
+    w.k.pmos.get_mut(&src_id).unwrap().write(0, &pattern).unwrap();
+    World::status(w.syscall(nr::VMSPACE_MAP, &[1, src, 0x10_0000, 3 * 4096, 0, perm::READ])).unwrap();
+    // The target already holds a page with data in it (page 1); pages 0 and 2 are new.
+    let dst = World::status(w.syscall(nr::PMO_CREATE, &[0, 4 * 4096])).unwrap()[1];
+    let dst_id = match w.k.caps.get(pid, dst as u32).unwrap().object { ObjRef::Pmo(id) => id, _ => unreachable!() };
+    w.k.pmos.get_mut(&dst_id).unwrap().write(4096, &[0xee; 4096]).unwrap();
+    // 6,000 bytes from an unaligned source into an unaligned offset: three pieces of the user
+    // buffer, spread over three pages of the object.
+    let (va, offset, len) = (0x10_0000 + 100, 3000u64, 6000u64);
+    assert_eq!(World::status(w.syscall(nr::PMO_WRITE, &[dst, offset, va, len])).unwrap()[1], len);
+    let mut got = vec![0u8; 4 * 4096];
+    w.k.pmos.get_mut(&dst_id).unwrap().read(0, &mut got).unwrap();
+    assert!(got[..3000].iter().all(|&b| b == 0), "a new page's bytes before the write are zero");
+    assert_eq!(&got[3000..9000], &pattern[100..6100]);
+    assert!(got[9000..].iter().all(|&b| b == 0));
+    // A write of whole pages into new ones (their zeroing skipped) reads back exactly.
+    assert_eq!(World::status(w.syscall(nr::PMO_WRITE, &[dst, 3 * 4096, 0x10_0000 + 4096, 4096])).unwrap()[1], 4096);
+    w.k.pmos.get_mut(&dst_id).unwrap().read(3 * 4096, &mut got[..4096]).unwrap();
+    assert_eq!(&got[..4096], &pattern[4096..8192]);
+    // A source that runs off its mapping writes nothing and allocates nothing.
+    let fresh = World::status(w.syscall(nr::PMO_CREATE, &[0, 4 * 4096])).unwrap()[1];
+    let fresh_id = match w.k.caps.get(pid, fresh as u32).unwrap().object { ObjRef::Pmo(id) => id, _ => unreachable!() };
+    assert_eq!(World::status(w.syscall(nr::PMO_WRITE, &[fresh, 0, 0x10_0000 + 4096, 3 * 4096])), Err(Error::BadAddress));
+    assert_eq!(w.k.pmos[&fresh_id].resident_frames(), 0);
+    // Past the object's end: nothing either.
+    assert_eq!(World::status(w.syscall(nr::PMO_WRITE, &[fresh, 3 * 4096 + 1, 0x10_0000, 4096])), Err(Error::Invalid));
+    assert_eq!(w.k.pmos[&fresh_id].resident_frames(), 0);
+    assert_eq!(World::status(w.syscall(nr::PMO_WRITE, &[fresh, 0, 0x10_0000, keel_abi::MAX_COPY + 1])), Err(Error::Invalid));
+}
+
+#[test]
 fn user_pointers_must_be_mapped_user_memory() {
     let mut w = World::new();
     let (_, t) = w.process("a");

@@ -90,25 +90,52 @@ impl Pmo {
     /// every page is allocated before any byte is copied, and when one cannot be, the pages this
     /// call allocated are given back.
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
-        self.check_range(offset, bytes.len() as u64)?;
-        let mut added = alloc::vec::Vec::new();
-        for (page, _, _) in pieces(offset, bytes.len()) {
-            let had = self.frame(page, false)?.is_some();
-            match self.frame(page, true) {
-                Ok(Some(_)) => {
-                    if !had {
-                        added.push(page);
-                    }
-                }
-                Ok(None) | Err(_) => {
-                    self.forget_pages(&added);
-                    return Err(Error::NoMemory);
-                }
-            }
-        }
+        self.prepare_write(offset, bytes.len())?;
         for (page, in_page, range) in pieces(offset, bytes.len()) {
             let pa = self.frame(page, false)?.ok_or(Error::NoMemory)?;
             hal::copy_to_phys(pa + in_page, &bytes[range]);
+        }
+        Ok(())
+    }
+
+    /// Copies RAM into the object at `offset`, in order: `sources` are (physical address,
+    /// length) pieces, e.g. the pages of a user buffer the caller has checked and faulted in.
+    /// All or nothing, as [`Self::write`]; no bounce buffer, and a page the write covers whole is
+    /// not zeroed first.
+    pub fn write_from_phys(&mut self, offset: u64, sources: &[(u64, usize)]) -> Result<(), Error> {
+        let len = sources.iter().map(|&(_, n)| n).sum();
+        self.prepare_write(offset, len)?;
+        let mut at = offset;
+        for &(src, n) in sources {
+            for (page, in_page, range) in pieces(at, n) {
+                let pa = self.frame(page, false)?.ok_or(Error::NoMemory)?;
+                hal::copy_phys(pa + in_page, src + range.start as u64, range.len());
+            }
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Checks a write of `len` bytes at `offset` and gives every page it touches a frame (all
+    /// or none). A new frame is zeroed unless the write covers its page whole: the caller
+    /// overwrites it before the kernel lock is dropped, so nobody sees its old contents.
+    fn prepare_write(&mut self, offset: u64, len: usize) -> Result<(), Error> {
+        self.check_range(offset, len as u64)?;
+        let Backing::Anonymous { pages } = &mut self.backing else { return Ok(()) };
+        let mut added = alloc::vec::Vec::new();
+        for (page, _, range) in pieces(offset, len) {
+            if pages.contains_key(&page) {
+                continue;
+            }
+            let Some(pa) = FRAMES.lock().alloc(1) else {
+                self.forget_pages(&added);
+                return Err(Error::NoMemory);
+            };
+            if range.len() as u64 != PAGE_SIZE {
+                hal::zero_frame(pa);
+            }
+            pages.insert(page, pa);
+            added.push(page);
         }
         Ok(())
     }

@@ -149,8 +149,13 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
             })
         }
         Call::PmoWrite { pmo, offset, va, len } => {
-            let bytes = k.copy_from_user(pid, va, len)?;
-            k.pmos.get_mut(&pmo).ok_or(Error::PeerDied)?.write(offset, &bytes)?;
+            // Straight from the caller's pages into the object's: no kernel buffer.
+            if len > keel_abi::MAX_COPY {
+                return Err(Error::Invalid);
+            }
+            k.check_heap()?;
+            let sources = k.user_pieces(pid, va, len, Access::Read)?;
+            k.pmos.get_mut(&pmo).ok_or(Error::PeerDied)?.write_from_phys(offset, &sources)?;
             Ok(Outcome::words(&[len]))
         }
         Call::PmoRead { pmo, offset, va, len } => {
@@ -359,7 +364,11 @@ impl Kernel {
     /// Copies `len` bytes from user address `va` of process `pid`.
     pub fn copy_from_user(&mut self, pid: Id, va: u64, len: u64) -> Result<Vec<u8>> {
         let mut out = self.copy_buffer(len)?;
-        self.user_copy(pid, va, len, Access::Read, |pa, range| hal::copy_from_phys(pa, &mut out[range]))?;
+        let mut at = 0;
+        for (pa, n) in self.user_pieces(pid, va, len, Access::Read)? {
+            hal::copy_from_phys(pa, &mut out[at..at + n]);
+            at += n;
+        }
         Ok(out)
     }
 
@@ -368,12 +377,18 @@ impl Kernel {
         if bytes.len() as u64 > keel_abi::MAX_COPY {
             return Err(Error::Invalid);
         }
-        self.user_copy(pid, va, bytes.len() as u64, Access::Write, |pa, range| hal::copy_to_phys(pa, &bytes[range]))
+        let mut at = 0;
+        for (pa, n) in self.user_pieces(pid, va, bytes.len() as u64, Access::Write)? {
+            hal::copy_to_phys(pa, &bytes[at..at + n]);
+            at += n;
+        }
+        Ok(())
     }
 
-    /// Walks [va, va+len) page by page, faulting pages in, and calls `f` with each piece's
-    /// physical address and its range within the buffer. Checks the whole range before copying.
-    fn user_copy(&mut self, pid: Id, va: u64, len: u64, access: Access, mut f: impl FnMut(u64, core::ops::Range<usize>)) -> Result {
+    /// The user buffer [va, va+len) of process `pid` as RAM: (physical address, length) pieces
+    /// in order, one per page, each faulted in for `access`. Checks the whole range (mapped,
+    /// allowed, not device registers) before the caller copies a byte.
+    pub fn user_pieces(&mut self, pid: Id, va: u64, len: u64, access: Access) -> Result<Vec<(u64, usize)>> {
         let end = va.checked_add(len).ok_or(Error::BadAddress)?;
         if len > 0 && (va < keel_abi::USER_MIN_VA || end > keel_abi::USER_MAX_VA) {
             return Err(Error::BadAddress);
@@ -383,23 +398,24 @@ impl Kernel {
         let mut pos = va;
         while pos < end {
             let n = (PAGE_SIZE - pos % PAGE_SIZE).min(end - pos);
+            // A new page costs heap (the PMO's page map): refuse it before the heap runs dry.
+            self.check_heap()?;
+            let vs = self.vmspaces.get_mut(&vs_id).ok_or(Error::BadAddress)?;
+            let pmo_id = vs.region_at(pos).ok_or(Error::BadAddress)?.1.pmo;
+            let pmo = self.pmos.get_mut(&pmo_id).ok_or(Error::BadAddress)?;
             // Device registers are not in the kernel's direct map: the kernel never copies
             // through a mapping of a device PMO (user space reads it itself).
-            let device = self.vmspaces.get(&vs_id).and_then(|vs| vs.region_at(pos)).and_then(|(_, r)| self.pmos.get(&r.pmo)).is_some_and(|p| p.is_device());
-            if device {
+            if pmo.is_device() {
                 return Err(Error::BadAddress);
             }
-            let pa = self.fault_in(vs_id, pos, access).map_err(|e| match e {
+            let pa = vs.fault_in(pos, access, pmo).map_err(|e| match e {
                 FaultError::NoMemory => Error::NoMemory,
                 FaultError::Unmapped | FaultError::Forbidden => Error::BadAddress,
             })?;
-            pieces.push((pa, (pos - va) as usize..(pos - va + n) as usize));
+            pieces.push((pa, n as usize));
             pos += n;
         }
-        for (pa, range) in pieces {
-            f(pa, range);
-        }
-        Ok(())
+        Ok(pieces)
     }
 
     /// Makes `va` in address space `vs_id` accessible for `access`; its physical address.

@@ -159,6 +159,31 @@ fn find_reports_corruption_even_after_the_match() {
 }
 
 #[test]
+fn the_index_answers_as_find_for_every_name_of_random_archives() {
+    let names = ["init", "bin/a", "./bin/b", "/etc/x", "dir", "bin/a/b"];
+    let modes = [REGULAR, DIRECTORY, SYMLINK];
+    let mut rng = Lcg(11);
+    for round in 0..300 {
+        let members: Vec<(&str, u32, Vec<u8>)> = (0..rng.below(8))
+            .map(|i| (names[rng.below(names.len())], modes[rng.below(modes.len())], vec![i as u8; rng.below(9)]))
+            .collect();
+        let refs: Vec<(&str, u32, &[u8])> = members.iter().map(|(n, m, d)| (*n, *m, d.as_slice())).collect();
+        let bytes = write_newc(&refs);
+        let archive = Archive::new(&bytes).unwrap();
+        let index = archive.index().unwrap();
+        for name in names.iter().chain(&["/init", "bin", "missing", "/bin/b"]) {
+            assert_eq!(index.find(name), archive.find(name).unwrap(), "round {round}: {name}");
+        }
+    }
+    // A corrupt archive has no index, whatever comes before the corruption.
+    let mut bytes = write_newc(&[("init", REGULAR, b"code"), ("other", REGULAR, b"x")]);
+    let second = bytes.windows(6).enumerate().filter(|(_, w)| *w == b"070701").nth(1).map(|(i, _)| i).unwrap();
+    bytes[second] = b'9';
+    let archive = Archive::new(&bytes).unwrap();
+    assert_eq!(archive.index().map(|_| ()), Err(FormatError::CpioBadMagic { offset: second }));
+}
+
+#[test]
 fn regular_file_test_looks_only_at_the_file_type_bits() {
     assert!(is_regular(0o100755));
     assert!(is_regular(0o100000));

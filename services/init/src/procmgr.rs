@@ -6,7 +6,7 @@ use crate::request::{parse_initrd_arg, parse_spawn, program_name, ps_line};
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use keel_formats::cpio::Archive;
+use keel_formats::cpio::{Archive, Index};
 use keel_formats::manifest::{self, Restart};
 use keel_rt::abi::{Error, Slot, rights, slots};
 use keel_rt::ipc::{Reply, Request};
@@ -75,7 +75,8 @@ impl State {
 
 /// What every spawn needs.
 struct Env {
-    archive: &'static [u8],
+    /// The initrd's files, walked once at start-up (a spawn looks its program up here).
+    archive: Index<'static>,
     procmgr: Slot,
     namesrv: Slot,
     control: Slot,
@@ -104,12 +105,11 @@ pub fn main(startup: &Startup) -> i32 {
         Ok(b) => b,
         Err(e) => return fail(format_args!("cannot map the initrd: {e}")),
     };
-    let archive = &initrd_bytes[offset as usize..];
-    let manifest_text = match Archive::new(archive).and_then(|a| a.find("etc/manifest")) {
-        Ok(Some(e)) => core::str::from_utf8(e.data).unwrap_or(""),
-        Ok(None) => "",
+    let archive = match Archive::new(&initrd_bytes[offset as usize..]).and_then(|a| a.index()) {
+        Ok(index) => index,
         Err(e) => return fail(format_args!("the initrd is not a valid archive: {e}")),
     };
+    let manifest_text = archive.find("etc/manifest").map_or("", |e| core::str::from_utf8(e.data).unwrap_or(""));
     let specs = match manifest::parse(manifest_text) {
         Ok(s) => s,
         Err(e) => return fail(format_args!("etc/manifest: {e}")),
@@ -258,11 +258,7 @@ fn start(
     privileged: bool,
 ) -> Result<(u64, Slot), Error> {
     let name = program_name(path);
-    let elf = match Archive::new(env.archive).and_then(|a| a.find(path)) {
-        Ok(Some(e)) => e.data,
-        Ok(None) => return Err(Error::NotFound),
-        Err(_) => return Err(Error::Invalid),
-    };
+    let elf = env.archive.find(path).ok_or(Error::NotFound)?.data;
     let id = {
         let mut st = state.lock();
         st.next_badge += 1;

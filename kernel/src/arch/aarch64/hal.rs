@@ -61,6 +61,14 @@ pub fn copy_from_phys(pa: u64, out: &mut [u8]) {
     unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, out.as_mut_ptr(), out.len()) };
 }
 
+/// Copies `len` bytes of RAM from `src` to `dst` (physical addresses; the ranges may overlap).
+pub fn copy_phys(dst: u64, src: u64, len: usize) {
+    // SAFETY: the caller owns [dst, dst+len) (a frame of a PMO it holds) and may read
+    // [src, src+len) (a page of a user buffer it checked); both are RAM, mapped RW in the direct
+    // map. `copy` allows the two to overlap (a user buffer mapped from the object written).
+    unsafe { core::ptr::copy(phys_to_virt(src) as *const u8, phys_to_virt(dst) as *mut u8, len) };
+}
+
 pub fn phys_table(pa: u64) -> &'static mut [u64; 512] {
     // SAFETY: `pa` is a page-table frame of a user address space; those are only touched under the
     // big kernel lock, so this is the only live reference.

@@ -20,6 +20,7 @@ mod writer;
 pub use writer::write_newc;
 
 use crate::FormatError;
+use alloc::collections::BTreeMap;
 
 /// Length of a newc header.
 const HEADER_LEN: usize = 110;
@@ -113,6 +114,33 @@ impl<'a> Archive<'a> {
     /// Whether `mode` describes a regular file (the same as the free function [`is_regular`]).
     pub fn is_regular(mode: u32) -> bool {
         is_regular(mode)
+    }
+
+    /// Walks the archive once and keeps what [`Archive::find`] would answer for every name: a
+    /// process that looks files up again and again (init, at each spawn) pays for the walk once.
+    /// An error anywhere in the archive is the same error `find` gives.
+    pub fn index(&self) -> Result<Index<'a>, FormatError> {
+        let mut files = BTreeMap::new();
+        for entry in self.entries() {
+            let entry = entry?;
+            // The last entry of a name decides, regular file or not (see `find`).
+            files.insert(entry.name, entry);
+        }
+        files.retain(|_, e| is_regular(e.mode));
+        Ok(Index { files })
+    }
+}
+
+/// The regular files of an archive by name, from [`Archive::index`].
+#[derive(Clone, Debug)]
+pub struct Index<'a> {
+    files: BTreeMap<&'a str, Entry<'a>>,
+}
+
+impl<'a> Index<'a> {
+    /// What [`Archive::find`] answers for `path` (which the walk found valid).
+    pub fn find(&self, path: &str) -> Option<Entry<'a>> {
+        self.files.get(strip_root(path)).copied()
     }
 }
 
