@@ -165,8 +165,8 @@ bench-quick: $(IMAGE) $(INITRD)
 BENCH ?= ipc_call_reply_same_cpu
 OPS ?= 0
 profile: $(DEPS_STAMP)
-	KEEL_PROFILE=$(BENCH) $(MAKE) --no-print-directory $(IMAGE) $(INITRD)
-	python3 scripts/profile.py --bench $(BENCH) --ops $(OPS) --qemu $(QEMU)
+	KEEL_PROFILE=$(BENCH) CARGO_PROFILE_USER_STRIP=false $(MAKE) --no-print-directory $(IMAGE) $(INITRD)
+	python3 scripts/profile.py --bench $(BENCH) --ops $(OPS) --qemu $(QEMU) $(if $(USER_BINS),--user $(USER_BINS)) $(if $(TOP),--top $(TOP))
 
 # make bench-compare [A=old.json] [B=new.json]: two results files from `make bench`; by default
 # the committed baseline (bench/baseline.json) against the last `make bench`.

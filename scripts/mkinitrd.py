@@ -9,8 +9,17 @@ import os
 import sys
 
 
-def newc_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:
+PAGE = 4096
+
+
+def newc_entry(name: str, mode: int, data: bytes, ino: int, at: int = 0) -> bytes:
+    """One entry, to be written at offset `at` of the archive. A file of a page or more gets its
+    name padded with NULs so that its data starts on a page boundary (as dracut-cpio's
+    --data-align does): init then maps a program's read-only segments straight from the initrd
+    instead of copying them, and readers take the name up to its first NUL."""
     name_b = name.encode() + b"\0"
+    if len(data) >= PAGE:
+        name_b += b"\0" * (-(at + 110 + len(name_b)) % PAGE)
     fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name_b), 0]
     header = b"070701" + b"".join(b"%08x" % f for f in fields)
     out = header + name_b
@@ -42,7 +51,9 @@ def main() -> None:
             sys.exit(f"mkinitrd: extra file {src} does not exist")
         dest = dest or os.path.basename(src)
         entries.append((dest.lstrip("/"), 0o100644, open(src, "rb").read()))
-    blob = b"".join(newc_entry(n, m, d, i + 1) for i, (n, m, d) in enumerate(entries))
+    blob = bytearray()
+    for i, (n, m, d) in enumerate(entries):
+        blob += newc_entry(n, m, d, i + 1, len(blob))
     blob += newc_entry("TRAILER!!!", 0, b"", 0)
     blob += b"\0" * (-len(blob) % 512)
     # Written aside and renamed: a QEMU already reading the old archive (another `make run`)

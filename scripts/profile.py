@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a benchmark's instructions go: one benchmark run under QEMU with scripts/profile/keel-prof.c.
 
-    make profile BENCH=<name> [OPS=<operations in the window>] [TOP=<rows>]
+    make profile BENCH=<name> [OPS=<operations in the window>] [TOP=<rows>] [USER_BINS=init,ktest]
 
 `make profile` builds the image and initrd with KEEL_PROFILE=<name>: the benchmark code (ktest's
 `measure`, the test guest's `profiled`) then brackets that benchmark's whole run, warm-up
@@ -11,6 +11,11 @@ scripts/bench.py) under icount with the plugin, and prints the instructions exec
 window per function of the kernel (its ELF's symbols), lower-EL code (user space or a guest) as
 one row. With OPS, the figures are divided by it (for the quick batch benchmarks the window
 holds 200 operations; the guest ones 210): a per-operation flame.
+
+With USER_BINS (`--user`), lower-EL code is named too, from the symbols of those user programs
+(`make profile` builds them unstripped). Every program is linked at the same address and the
+plugin cannot tell address spaces apart, so a row names the function at that address in each
+program listed ("init:f | ktest:g"); the reader knows which one ran.
 """
 import argparse
 import bisect
@@ -109,11 +114,24 @@ def run(args):
         sys.exit(f"profile: no profiling window opened: build with KEEL_PROFILE={args.bench} (make profile does)")
     funcs = elf_functions(KERNEL_ELF)
     starts = [a for a, _ in funcs]
+    user = []
+    for name in filter(None, (args.user or "").split(",")):
+        path = os.path.join(ROOT, "target", "aarch64-unknown-none", "user", name)
+        table = elf_functions(path)
+        if not table:
+            sys.exit(f"profile: {path} has no symbols (make profile builds user programs unstripped)")
+        user.append((name, [a for a, _ in table], table))
     by = collections.Counter()
     for line in lines[1:]:
         pc, n = line.split()
         pc, n = int(pc, 16), int(n)
-        if pc < 1 << 63:
+        if pc < 1 << 63 and user:
+            names = []
+            for name, ustarts, table in user:
+                i = bisect.bisect_right(ustarts, pc) - 1
+                names.append(f"{name}:{table[i][1] if i >= 0 else '?'}")
+            by["user " + " | ".join(names)] += n
+        elif pc < 1 << 63:
             by["(lower EL: user space or guest)"] += n
         else:
             i = bisect.bisect_right(starts, pc) - 1
@@ -131,6 +149,7 @@ def main():
     ap.add_argument("--bench", required=True)
     ap.add_argument("--ops", type=int, default=0)
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--user", help="user programs whose symbols name lower-EL code, e.g. init,ktest")
     ap.add_argument("--image", default=os.path.join(ROOT, "target", "keel.Image"))
     ap.add_argument("--initrd", default=os.path.join(ROOT, "target", "initrd.cpio"))
     ap.add_argument("--qemu", default=os.environ.get("QEMU", "qemu-system-aarch64"))

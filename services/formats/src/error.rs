@@ -25,7 +25,8 @@ pub enum FormatError {
         /// The field's name in the newc header (`"filesize"`, `"namesize"`, ...).
         field: &'static str,
     },
-    /// The name of the entry at `offset` is not one string ending in its only NUL byte.
+    /// The name of the entry at `offset` is not one string ending in a NUL byte (followed by
+    /// nothing but NULs).
     CpioNameNotTerminated {
         /// Byte offset of the header in the archive.
         offset: usize,
@@ -145,7 +146,7 @@ impl fmt::Display for FormatError {
             ),
             Self::CpioNameNotTerminated { offset } => write!(
                 f,
-                "cpio: entry at offset {offset:#x}: name is not NUL-terminated (or holds a NUL)"
+                "cpio: entry at offset {offset:#x}: name is not NUL-terminated (or has bytes after its NUL)"
             ),
             Self::CpioNameNotUtf8 { offset } => {
                 write!(f, "cpio: entry at offset {offset:#x}: name is not UTF-8")

@@ -429,6 +429,28 @@ fn name_must_end_in_its_only_nul() {
 }
 
 #[test]
+fn a_name_padded_with_nuls_aligns_the_data_and_reads_as_the_name() {
+    // As mkinitrd.py (and dracut-cpio --data-align) write it: "bin/x" plus NULs up to where the
+    // data starts on a 4 KiB boundary.
+    let data = vec![7u8; 5000];
+    let namesize = 4096 - HEADER_LEN;
+    let mut bytes = format!("070701{:08X}{:08X}{}{:08X}{}{:08X}{:08X}", 1, REGULAR, "00000000".repeat(4), data.len(), "00000000".repeat(4), namesize, 0).into_bytes();
+    assert_eq!(bytes.len(), HEADER_LEN);
+    bytes.extend_from_slice(b"bin/x");
+    bytes.resize(4096, 0);
+    bytes.extend_from_slice(&data);
+    bytes.resize(bytes.len().next_multiple_of(4), 0);
+    bytes.extend_from_slice(&write_newc(&[]));
+    let archive = Archive::new(&bytes).unwrap();
+    let entry = archive.find("bin/x").unwrap().unwrap();
+    assert_eq!(entry.data, &data[..]);
+    assert_eq!(entry.data.as_ptr() as usize - bytes.as_ptr() as usize, 4096);
+    // A byte other than NUL after the name's NUL is still an error.
+    bytes[HEADER_LEN + 100] = b'y';
+    assert_eq!(first_entry(&bytes), Err(FormatError::CpioNameNotTerminated { offset: 0 }));
+}
+
+#[test]
 fn name_must_be_utf8() {
     let mut bytes = write_newc(&[("abc", REGULAR, b"")]);
     bytes[HEADER_LEN + 1] = 0xff;

@@ -10,7 +10,7 @@ use keel_formats::cpio::{Archive, Index};
 use keel_formats::manifest::{self, Restart};
 use keel_rt::abi::{Error, Slot, rights, slots};
 use keel_rt::ipc::{Reply, Request};
-use keel_rt::process::{Grant, Sched, spawn};
+use keel_rt::process::{Grant, Sched, Source, spawn_from};
 use keel_rt::proto::procmgr;
 use keel_rt::startup::Startup;
 use keel_rt::sync::Mutex;
@@ -83,7 +83,9 @@ struct Env {
     uart_arg: String,
     exits: Slot,
     /// The initrd (read-only) and its `initrd=<offset>:<size>` argument, for the VM monitor.
+    /// Programs' read-only segments are mapped from it (`initrd_base`: where init maps it).
     initrd: Slot,
+    initrd_base: usize,
     initrd_arg: String,
     /// The real-time clock's registers (read-only), for the file service's timestamps.
     rtc: Option<Slot>,
@@ -143,6 +145,7 @@ pub fn main(startup: &Startup) -> i32 {
         uart_arg: startup.args.iter().find(|a| a.starts_with("uart=")).cloned().unwrap_or_default(),
         exits,
         initrd,
+        initrd_base: initrd_bytes.as_ptr() as usize,
         initrd_arg: alloc::format!("initrd={offset:#x}:{size:#x}"),
         rtc: sys::device_pmo(control, PL031_BASE, PL031_SIZE).ok(),
     });
@@ -307,7 +310,8 @@ fn start(
         _ => {}
     }
     argv.extend(args.iter().map(String::as_str));
-    let child = spawn(name, elf, &argv, &grants, sched)?;
+    let source = Source { pmo: env.initrd, offset: (elf.as_ptr() as usize - env.initrd_base) as u64 };
+    let child = spawn_from(name, elf, Some(source), &argv, &grants, sched)?;
     // The caller's own capability, made before the record is visible: once it is, the pruning
     // of exited children may delete the record's capability at any moment (a child that exits
     // at once would otherwise leave the caller an empty slot: BadSlot).

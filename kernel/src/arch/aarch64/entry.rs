@@ -202,7 +202,8 @@ fn start_user_space(machine: &Machine, cmdline: &CommandLine) -> ! {
     args.extend(cmdline.words());
     let caps = [
         (ObjRef::Control, Rights::ALL, "control"),
-        (ObjRef::Pmo(initrd_id), Rights::READ.union(Rights::MAP).union(Rights::GRANT), "initrd"),
+        // EXEC: init maps programs' code straight from the initrd (rt::process::Source).
+        (ObjRef::Pmo(initrd_id), Rights::READ.union(Rights::MAP).union(Rights::EXEC).union(Rights::GRANT), "initrd"),
     ];
     if let Err(e) = k.spawn_elf("init", init_elf, &args, &caps) {
         console::print(format_args!("keel: cannot start bin/init: {e}; powering off\n"));

@@ -3,7 +3,8 @@
 //! An archive is a sequence of entries, each a 110-byte ASCII header — the magic `070701`
 //! (`070702`, the "crc" variant, is accepted too and its checksum ignored) then 13 fields of 8
 //! hex digits: ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor,
-//! rdevminor, namesize, check — followed by the name (`namesize` bytes including its NUL), padded
+//! rdevminor, namesize, check — followed by the name (`namesize` bytes including its NUL, and
+//! possibly more NULs after it: a writer may pad the name so the data starts page-aligned), padded
 //! so that header and name end on a 4-byte boundary, then `filesize` bytes of data padded to 4.
 //! The entry named `TRAILER!!!` ends the archive; whatever follows it (block padding, usually) is
 //! ignored.
@@ -228,8 +229,10 @@ fn parse_entry(bytes: &[u8], offset: usize) -> Result<(Entry<'_>, usize), Format
         .checked_add(header.namesize)
         .ok_or(truncated("name"))?;
     let raw_name = bytes.get(name_start..name_end).ok_or(truncated("name"))?;
-    let name = match raw_name.split_last() {
-        Some((0, text)) if !text.contains(&0) => text,
+    // The name ends at its first NUL; any bytes after that one are NUL too (a writer that
+    // aligns file data pads the name field so, as dracut-cpio's --data-align does).
+    let name = match raw_name.iter().position(|&b| b == 0) {
+        Some(end) if raw_name[end..].iter().all(|&b| b == 0) => &raw_name[..end],
         _ => return Err(FormatError::CpioNameNotTerminated { offset }),
     };
     let name = core::str::from_utf8(name).map_err(|_| FormatError::CpioNameNotUtf8 { offset })?;
