@@ -130,4 +130,10 @@ pub mod mem_info {
     /// not read them itself (the instruction is undefined there); this is how a program learns
     /// whether it may use RNDR, for example.
     pub const CPU: u64 = 3;
+    /// Idle time: x1 counter ticks during which every online CPU waited for an interrupt at
+    /// once, since user space started; x2 how many such stretches began; x3 the counter when
+    /// this was read. Under icount (`make bench`) the counter counts instructions except across
+    /// such stretches, where QEMU jumps it to the next timer deadline: elapsed ticks minus the
+    /// growth of x1 is the instructions executed.
+    pub const IDLE: u64 = 4;
 }

@@ -292,6 +292,11 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
             })
         }
         Call::MemInfo { page: keel_abi::syscall::mem_info::CPU } => Ok(Outcome::words(&cpu_features())),
+        Call::MemInfo { page: keel_abi::syscall::mem_info::IDLE } => {
+            let now = hal::now_ticks();
+            let (ticks, stretches) = crate::sched::idle::ALL_IDLE.total(now);
+            Ok(Outcome::words(&[ticks, stretches, now]))
+        }
         Call::MemInfo { page } => Ok(Outcome::words(&k.census().page(page).ok_or(Error::Invalid)?)),
         Call::FaultInject { n } => {
             let report = crate::failpoint::arm(tid, n);

@@ -275,6 +275,12 @@ pub fn mem_info() -> Result<(u64, u64), Error> {
     call(nr::MEM_INFO, [0; 8]).map(|r| (r[1], r[2]))
 }
 
+/// Counter ticks during which every CPU waited at once since user space started (`mem_info`
+/// page IDLE): under icount the counter counts instructions except across those.
+pub fn all_idle_ticks() -> Result<u64, Error> {
+    call(nr::MEM_INFO, [keel_abi::syscall::mem_info::IDLE, 0, 0, 0, 0, 0, 0, 0]).map(|r| r[1])
+}
+
 /// The CPU's feature registers as Keel lets programs use them (`mem_info` page CPU, docs/ABI.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuFeatures {

@@ -119,6 +119,8 @@ pub fn copy_regs(dst: &mut UserRegs, src: &UserRegs) {
 }
 
 pub fn send_ipi(target: usize) {
+    // Busy from now on for the all-idle accounting (it has work; its WFI returns soon).
+    crate::sched::idle::ALL_IDLE.wake(target);
     let mpidr = crate::percpu::get(target).mpidr();
     gic::send_sgi(mpidr, gic::SGI_IPI);
 }

@@ -12,6 +12,7 @@ use crate::hal::MutexGuard;
 use crate::kernel::{KERNEL, Kernel};
 use crate::hal::UserRegs;
 use crate::object::vmspace::Access;
+use crate::sched::idle::ALL_IDLE;
 use crate::trap::UserTrap;
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,9 @@ static STACK_TOPS: [AtomicU64; crate::percpu::MAX_CPUS] = [const { AtomicU64::ne
 /// Physical address of the empty user table; nonzero once user space has started.
 static EMPTY_TABLE: AtomicU64 = AtomicU64::new(0);
 
+/// The CPUs online when user space started (bit i for CPU i), for the all-idle accounting.
+static ONLINE: AtomicU64 = AtomicU64::new(0);
+
 /// Whether user space has started (secondaries join when they see it).
 pub fn started() -> bool {
     EMPTY_TABLE.load(Ordering::Acquire) != 0
@@ -35,6 +39,7 @@ pub fn start(kernel: Kernel, empty_table: u64) {
     debug_assert!(aarch64_cpu::registers::DAIF.is_set(aarch64_cpu::registers::DAIF::I));
     super::hal::set_empty_user_table(empty_table);
     *KERNEL.lock() = Some(kernel);
+    ONLINE.store(crate::percpu::online().fold(0, |m, (i, _)| m | 1 << i), Ordering::Relaxed);
     EMPTY_TABLE.store(empty_table, Ordering::Release);
     for (i, c) in crate::percpu::online() {
         if i != cpu::cpu_id() {
@@ -93,7 +98,7 @@ pub fn run_user(mut guard: MutexGuard<'static, Option<Kernel>>, cpu: usize, fram
             return;
         }
         drop(guard);
-        idle_wait();
+        idle_wait(cpu);
         guard = KERNEL.lock();
     }
 }
@@ -103,8 +108,16 @@ pub fn run_user(mut guard: MutexGuard<'static, Option<Kernel>>, cpu: usize, fram
 /// WFI runs with IRQs still masked: a pending interrupt wakes it all the same, so a wake-up IPI
 /// that arrived after the lock was dropped is never consumed before the wait (which would leave
 /// the CPU asleep until the next tick). Only then are IRQs unmasked to take what is pending.
-fn idle_wait() {
+///
+/// Around the wait it tells [`ALL_IDLE`] (the time every CPU waits at once is not work; `make
+/// bench` subtracts it).
+#[inline(never)]
+#[cold]
+fn idle_wait(cpu_index: usize) {
+    let online = ONLINE.load(Ordering::Relaxed);
+    ALL_IDLE.enter(cpu_index, online, cpu::counter);
     cpu::wait_for_interrupt();
+    ALL_IDLE.leave(cpu_index, online, cpu::counter);
     cpu::irq_enable();
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
     cpu::irq_save();

@@ -238,7 +238,14 @@ fn object_kinds(c: &mut Checks, fx: &Fixture) {
         }
         Err(e) => c.fail(format_args!("mem_info(CPU): {e:?}")),
     }
-    c.expect_err("mem_info(page 4)", raw(nr::MEM_INFO, &[4]), Error::Invalid);
+    // The idle page: its total only grows.
+    match (sys::all_idle_ticks(), sys::all_idle_ticks()) {
+        (Ok(a), Ok(b)) => {
+            c.check(a <= b, || format!("mem_info(IDLE): {a} then {b}"));
+        }
+        (a, b) => c.fail(format_args!("mem_info(IDLE): {a:?}, {b:?}")),
+    }
+    c.expect_err("mem_info(page 5)", raw(nr::MEM_INFO, &[5]), Error::Invalid);
 }
 
 /// Calls that must all fail. No call here may succeed or allocate anything.
