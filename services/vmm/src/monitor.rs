@@ -114,12 +114,15 @@ struct Uart {
     /// The UARTFR value the kernel was last told (it answers the guest's loads of it), and
     /// whether it was told it may buffer UARTDR stores.
     flags: Option<(u32, bool)>,
+    /// The VM's UART irq line (and with it the kernel's transmit buffer) is deleted: its slot
+    /// may be another object's now (set under this lock by `release`).
+    line_gone: bool,
 }
 
 impl Uart {
     /// A PL011 just reset: nothing queued either way.
     fn new() -> Uart {
-        Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new(), flags: None }
+        Uart { dev: Pl011::new(), irq: false, input: alloc::collections::VecDeque::new(), pending: Vec::new(), flags: None, line_gone: false }
     }
 }
 
@@ -904,23 +907,23 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                 flush_output(vm, &mut u.pending);
             }
             Some(ExitReason::SystemOff) => {
-                last_output(vm);
+                flush_console(vm); // A vCPU thread's last act.
                 finish(vm, Ending::Exited, "system-off");
                 break;
             }
             Some(ExitReason::SystemReset) => {
-                last_output(vm);
+                flush_console(vm);
                 finish(vm, Ending::Exited, "system-reset (reboot is not supported; the VM stopped)");
                 break;
             }
             Some(ExitReason::Abort) => {
-                last_output(vm);
+                flush_console(vm);
                 finish(vm, Ending::Crashed, &alloc::format!("vcpu {index}: unresolvable abort at IPA {:#x} (out of memory)", d[0]));
                 break;
             }
             Some(ExitReason::Kicked) => {
                 if vm.stopping.load(Ordering::Acquire) {
-                    last_output(vm);
+                    flush_console(vm);
                     break;
                 }
             }
@@ -949,17 +952,15 @@ fn to_foreground(vm: &Vm, before: &str, after: &str) {
     vm.monitor.write_guest(alloc::format!("{before}{history}{after}").as_bytes());
 }
 
-/// Passes on whatever the guest's UART still holds (a last line without its newline).
+/// Passes on whatever the guest has written so far: the bytes the kernel still buffers (a vCPU
+/// thread may not have taken them yet: under load a `vm console` caught a line whose end was
+/// still there, and printed its banner in the middle of it) and what the UART still holds (a
+/// last line without its newline).
 fn flush_console(vm: &Vm) {
     let mut u = vm.uart.lock();
-    flush_output(vm, &mut u.pending);
-}
-
-/// A vCPU thread's last act: what the kernel still buffers and the UART still holds goes out.
-/// (Only while the VM's objects are alive: after `release` the line's slot may be another's.)
-fn last_output(vm: &Vm) {
-    let mut u = vm.uart.lock();
-    take_transmitted(vm, &mut u);
+    if !u.line_gone {
+        take_transmitted(vm, &mut u);
+    }
     flush_output(vm, &mut u.pending);
 }
 
@@ -1039,7 +1040,11 @@ fn release(vm: &Vm) {
     for &v in &vm.vcpus {
         let _ = sys::cap_delete(v);
     }
-    let _ = sys::cap_delete(vm.uart_line);
+    {
+        let mut u = vm.uart.lock();
+        u.line_gone = true;
+        let _ = sys::cap_delete(vm.uart_line);
+    }
     let _ = sys::cap_delete(vm.vm);
     let _ = sys::cap_delete(vm.ram);
     vm.released.store(true, Ordering::Release);
