@@ -162,18 +162,27 @@ impl VmSpace {
     pub fn add_region(&mut self, va: u64, size: u64, pmo_id: Id, pmo: &mut Pmo, pmo_offset: u64, perms: u64) -> Result<(), Error> {
         let region = Region { end: va + size, pmo: pmo_id, pmo_offset, perms };
         self.regions.insert(va, region);
-        if !matches!(pmo.backing, super::pmo::Backing::Anonymous { .. }) {
-            for page in 0..size / PAGE_SIZE {
-                let index = (pmo_offset / PAGE_SIZE) + page;
-                let Ok(Some(pa)) = pmo.frame(index, false) else { continue };
-                if let Err(e) = self.enter_page(va + page * PAGE_SIZE, pa, attrs_for(perms, pmo.is_device())) {
-                    self.remove_region_pages(va, size);
-                    self.regions.remove(&va);
-                    return Err(e);
-                }
+        // Contiguous and physical objects are one run of frames: mapped at once, in one walk
+        // (page by page, each page's own walk and free check cost ~300 instructions).
+        let base = match pmo.backing {
+            super::pmo::Backing::Anonymous { .. } => return Ok(()),
+            super::pmo::Backing::Contiguous { base, .. } | super::pmo::Backing::Phys { base, .. } => base,
+        };
+        match self.table.map(&mut UserTables, va, base + pmo_offset, size, attrs_for(perms, pmo.is_device()), false) {
+            Ok(()) => {
+                self.mapped_pages += (size / PAGE_SIZE) as usize;
+                Ok(())
+            }
+            Err(_) => {
+                // Out of memory for a table part of the way: count what was entered, so that
+                // removing it keeps the page count right.
+                let entered = (0..size / PAGE_SIZE).filter(|p| self.table.translate(&mut UserTables, va + p * PAGE_SIZE).is_some()).count();
+                self.mapped_pages += entered;
+                self.remove_region_pages(va, size);
+                self.regions.remove(&va);
+                Err(Error::NoMemory)
             }
         }
-        Ok(())
     }
 
     fn enter_page(&mut self, va: u64, pa: u64, attrs: Attrs) -> Result<(), Error> {
