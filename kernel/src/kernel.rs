@@ -290,15 +290,16 @@ impl Kernel {
     /// either queues it with `make_ready` or takes it back with [`Self::discard_thread`] before
     /// anything else runs). Checks the heap once.
     pub fn add_thread(&mut self, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams) -> Result<Id, Error> {
-        match self.processes.get(&pid) {
-            Some(p) if p.state == ProcState::Running => {}
+        let vs = match self.processes.get(&pid) {
+            Some(p) if p.state == ProcState::Running => p.vmspace,
             Some(_) => return Err(Error::BadState),
             None => return Err(Error::NotFound),
-        }
+        };
+        let space = self.vmspaces.get(&vs).map(|v| (vs, v.root(), v.asid)).ok_or(Error::BadState)?;
         self.check_heap()?;
         let tid = self.new_id();
         let sched = self.sched.add(tid);
-        let thread = Thread::new(tid, pid, entry, stack, arg, params, sched);
+        let thread = Thread::new(tid, pid, entry, stack, arg, params, sched, space);
         self.threads.insert(tid, thread);
         if let Some(p) = self.processes.get_mut(&pid) {
             p.threads.push(tid);
@@ -571,7 +572,7 @@ impl Kernel {
     pub fn load(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id) {
         let Some(t) = self.threads.get_mut(&tid) else { return };
         t.state = ThreadState::Running(cpu);
-        let pid = t.pid;
+        let (pid, (vs, root, asid)) = (t.pid, t.space);
         match t.guest {
             Some(vcpu) => self.load_guest(cpu, frame, vcpu),
             None => {
@@ -581,12 +582,10 @@ impl Kernel {
         }
         self.current[cpu] = Some(tid);
         self.cpus[cpu].pid = pid;
-        let vs = self.processes.get(&pid).map_or(0, |p| p.vmspace);
         if self.cpus[cpu].vmspace != vs {
-            if let Some(v) = self.vmspaces.get(&vs) {
-                hal::set_user_space(v.root(), v.asid);
-                self.cpus[cpu].vmspace = vs;
-            }
+            debug_assert!(self.vmspaces.contains_key(&vs), "a runnable thread's address space ({vs}) is alive");
+            hal::set_user_space(root, asid);
+            self.cpus[cpu].vmspace = vs;
         }
     }
 

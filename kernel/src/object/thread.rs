@@ -64,6 +64,9 @@ pub struct Thread {
     pub params: SchedParams,
     /// Its record in the scheduler, from creation until the thread object goes.
     pub sched: SchedId,
+    /// Its process's address space: (vmspace id, table root, ASID), copied at creation so that a
+    /// switch needs no lookup (a process keeps one address space, which outlives its threads).
+    pub space: (Id, u64, u16),
     pub ipc: ThreadIpc,
     /// Counter value at which a sleep or timed wait ends.
     pub deadline: Option<u64>,
@@ -74,7 +77,7 @@ pub struct Thread {
 }
 
 impl Thread {
-    pub fn new(tid: Id, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams, sched: SchedId) -> Self {
+    pub fn new(tid: Id, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams, sched: SchedId, space: (Id, u64, u16)) -> Self {
         let mut regs = UserRegs::default();
         regs.pc = entry;
         regs.sp = stack;
@@ -88,6 +91,7 @@ impl Thread {
             state: ThreadState::Ready,
             params,
             sched,
+            space,
             ipc: ThreadIpc::default(),
             deadline: None,
             refs: 0,
