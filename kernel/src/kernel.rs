@@ -20,7 +20,7 @@ use crate::idmap::IdMap;
 use crate::object::{Id, ObjRef};
 use crate::object::ipc::{Connection, Notification};
 use crate::percpu::MAX_CPUS;
-use crate::sched::runqueue::{CpuSet, SchedParams, Scheduler};
+use crate::sched::runqueue::{CpuSet, SchedId, SchedParams, Scheduler};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -513,7 +513,13 @@ impl Kernel {
         let Some(t) = self.threads.get_mut(&tid) else { return };
         t.state = ThreadState::Ready;
         t.deadline = None;
-        match self.sched.enqueue(t.sched, t.params, hint) {
+        let (id, params) = (t.sched, t.params);
+        self.enqueue(tid, id, params, hint);
+    }
+
+    /// Queues a thread marked ready (see [`Self::make_ready`]) and tells the CPU it lands on.
+    fn enqueue(&mut self, tid: Id, id: SchedId, params: SchedParams, hint: usize) {
+        match self.sched.enqueue(id, params, hint) {
             Ok(e) => {
                 let here = hal::this_cpu();
                 if e.cpu != here {
@@ -614,16 +620,30 @@ impl Kernel {
     /// its priority or above queued on this CPU it would be picked again at once, so it just
     /// goes on (no save, no load: a spinning thread or a guest's WFE costs one trap).
     pub fn yield_current(&mut self, cpu: usize, frame: &mut UserRegs) {
-        if let Some(tid) = self.current[cpu] {
-            let priority = self.threads.get(&tid).map(|t| t.params.priority);
-            if priority.is_some_and(|p| !self.sched.queued_at_or_above(cpu, p)) {
+        let Some(tid) = self.current[cpu] else { return };
+        if let Some(t) = self.threads.get_mut(&tid) {
+            if !self.sched.queued_at_or_above(cpu, t.params.priority) {
                 return;
             }
-            self.save_current(cpu, frame);
-            self.sched.stop_running(cpu);
-            self.make_ready(tid, cpu);
-            self.schedule(cpu, frame);
+            // The common case (a thread in user mode) saved, marked ready and queued in this one
+            // lookup, as save_current and make_ready would.
+            if t.guest.is_none() && t.state != ThreadState::Dead {
+                hal::copy_regs(&mut t.regs, frame);
+                hal::fp_save(&mut t.fp);
+                t.state = ThreadState::Ready;
+                t.deadline = None;
+                let (id, params) = (t.sched, t.params);
+                self.current[cpu] = None;
+                self.sched.stop_running(cpu);
+                self.enqueue(tid, id, params, cpu);
+                self.schedule(cpu, frame);
+                return;
+            }
         }
+        self.save_current(cpu, frame);
+        self.sched.stop_running(cpu);
+        self.make_ready(tid, cpu);
+        self.schedule(cpu, frame);
     }
 
     /// Chooses what runs on `cpu` now and loads it into `frame`. Leaves `current[cpu]` None when
