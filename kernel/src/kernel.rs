@@ -576,7 +576,26 @@ impl Kernel {
 
     /// Makes `tid` current on `cpu`: its registers into `frame`, its address space into TTBR0.
     pub fn load(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id) {
-        let Some(t) = self.threads.get_mut(&tid) else { return };
+        self.switch_in(cpu, frame, tid, false);
+    }
+
+    /// A direct hand-off (IPC): `tid`, just taken from a blocked state, runs on `cpu` at once
+    /// in the current thread's place (already saved) if its affinity allows; false if not (the
+    /// caller queues it).
+    pub fn hand_off_to(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id) -> bool {
+        self.switch_in(cpu, frame, tid, true)
+    }
+
+    /// [`Self::load`], and with `hand_off` the scheduler's hand-off first, in one lookup.
+    #[inline(always)]
+    fn switch_in(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id, hand_off: bool) -> bool {
+        let Some(t) = self.threads.get_mut(&tid) else { return false };
+        if hand_off {
+            if !t.params.affinity.contains(cpu) || self.current[cpu].is_some() {
+                return false;
+            }
+            self.sched.hand_off(cpu, t.sched, t.params);
+        }
         t.state = ThreadState::Running(cpu);
         let (pid, (vs, root, asid)) = (t.pid, t.space);
         match t.guest {
@@ -593,6 +612,7 @@ impl Kernel {
             hal::set_user_space(root, asid);
             self.cpus[cpu].vmspace = vs;
         }
+        true
     }
 
     /// Blocks the current thread of `cpu` (saving `frame`) for `why`.

@@ -113,11 +113,7 @@ impl Kernel {
     /// Runs `next` (blocked until now, not queued) on `cpu` at once if its affinity allows,
     /// else queues it.
     pub(crate) fn hand_off(&mut self, cpu: usize, frame: &mut UserRegs, next: Id) {
-        let params = self.threads.get(&next).map(|t| (t.sched, t.params));
-        if let Some((id, params)) = params.filter(|(_, p)| p.affinity.contains(cpu) && self.current[cpu].is_none()) {
-            self.sched.hand_off(cpu, id, params);
-            self.load(cpu, frame, next);
-        } else {
+        if !self.hand_off_to(cpu, frame, next) {
             self.make_ready(next, cpu);
         }
     }
