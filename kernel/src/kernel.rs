@@ -555,8 +555,7 @@ impl Kernel {
             && t.guest.is_none()
             && t.state != ThreadState::Dead
         {
-            hal::copy_regs(&mut t.regs, frame);
-            hal::fp_save(&mut t.fp);
+            t.save_user(frame);
             return;
         }
         // A thread in guest mode (its vCPU is saved), or one that died here.
@@ -601,8 +600,7 @@ impl Kernel {
         match t.guest {
             Some(vcpu) => self.load_guest(cpu, frame, vcpu),
             None => {
-                hal::copy_regs(frame, &t.regs);
-                hal::fp_restore(&t.fp);
+                t.restore_user(frame);
             }
         }
         self.current[cpu] = Some(tid);
@@ -623,8 +621,7 @@ impl Kernel {
             // is saved as `save_current` would.
             Some(t) if t.guest.is_none() => {
                 t.state = ThreadState::Blocked(why);
-                hal::copy_regs(&mut t.regs, frame);
-                hal::fp_save(&mut t.fp);
+                t.save_user(frame);
                 self.current[cpu] = None;
             }
             Some(t) => {
@@ -648,8 +645,7 @@ impl Kernel {
             // The common case (a thread in user mode) saved, marked ready and queued in this one
             // lookup, as save_current and make_ready would.
             if t.guest.is_none() && t.state != ThreadState::Dead {
-                hal::copy_regs(&mut t.regs, frame);
-                hal::fp_save(&mut t.fp);
+                t.save_user(frame);
                 t.state = ThreadState::Ready;
                 t.deadline = None;
                 let (id, params) = (t.sched, t.params);

@@ -99,6 +99,18 @@ impl Thread {
         }
     }
 
+    /// Saves its user-mode state: the trap frame's registers and the live FP/SIMD registers.
+    pub fn save_user(&mut self, frame: &UserRegs) {
+        crate::hal::copy_regs(&mut self.regs, frame);
+        crate::hal::fp_save(&mut self.fp);
+    }
+
+    /// Makes its saved user-mode state live again: registers into `frame`, FP/SIMD restored.
+    pub fn restore_user(&self, frame: &mut UserRegs) {
+        crate::hal::copy_regs(frame, &self.regs);
+        crate::hal::fp_restore(&self.fp);
+    }
+
     /// Sets the registers a system call returns: x0 = status, then results from x1.
     pub fn set_return(&mut self, status: i64, results: &[u64]) {
         set_return(&mut self.regs, status, results);

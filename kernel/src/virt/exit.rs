@@ -38,8 +38,7 @@ impl Kernel {
     /// Puts thread `tid` (current on `cpu`, its registers in `frame`) into guest mode on `vcpu`.
     pub fn enter_guest(&mut self, cpu: usize, frame: &mut UserRegs, tid: Id, vcpu: Id) {
         let Some(t) = self.threads.get_mut(&tid) else { return };
-        hal::copy_regs(&mut t.regs, frame);
-        hal::fp_save(&mut t.fp);
+        t.save_user(frame);
         t.guest = Some(vcpu);
         // The runner holds a reference (the vCPU outlives a deleted cap while it runs): counted
         // here directly, as `inc_ref` would, without a second lookup.
@@ -103,8 +102,7 @@ impl Kernel {
         self.put_guest(cpu, frame);
         let Some(t) = self.threads.get_mut(&tid) else { return };
         let Some(vcpu) = t.guest.take() else { return };
-        hal::copy_regs(frame, &t.regs);
-        hal::fp_restore(&t.fp);
+        t.restore_user(frame);
         let mut results = [0u64; 6];
         results[0] = reason as u64;
         for (r, d) in results[1..].iter_mut().zip(details) {

@@ -907,7 +907,7 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                 flush_output(vm, &mut u.pending);
             }
             Some(ExitReason::SystemOff) => {
-                flush_console(vm); // A vCPU thread's last act.
+                flush_console(vm);
                 finish(vm, Ending::Exited, "system-off");
                 break;
             }
