@@ -116,6 +116,45 @@ fn bad_slots_wrong_types_and_missing_rights_are_errors() {
 }
 
 #[test]
+fn a_contiguous_pmo_mapping_that_runs_out_of_table_frames_leaves_nothing_mapped() {
+    let mut w = World::new();
+    let (pid, t) = w.process("a");
+    w.run(t);
+    let vs = w.k.processes[&pid].vmspace;
+    // 64 contiguous pages across a leaf table's boundary: at least two leaf tables.
+    let p = World::status(w.syscall(nr::PMO_CREATE, &[PmoKind::Contiguous as u64, 64 * 4096])).unwrap()[1];
+    let va = 0x1f_0000;
+    let mut refused = 0;
+    // With 0, 1, 2, ... frames left for tables, the one map call fails part of the way until it
+    // has what it needs; each failure must leave no page, no region and a right page count.
+    for spare in 0..8 {
+        let mut held = Vec::new();
+        while FRAMES.lock().free_frames() > spare {
+            held.push(FRAMES.lock().alloc(1).unwrap());
+        }
+        let r = World::status(w.syscall(nr::VMSPACE_MAP, &[1, p, va, 64 * 4096, 0, perm::READ]));
+        for pa in held {
+            FRAMES.lock().free(pa, 1);
+        }
+        let space = &w.k.vmspaces[&vs];
+        match r {
+            Err(e) => {
+                assert_eq!(e, Error::NoMemory, "with {spare} frames spare");
+                assert_eq!(space.mapped_pages, 0, "with {spare} frames spare");
+                assert!((0..64).all(|page| space.table.translate(&mut crate::object::vmspace::UserTables, va + page * 4096).is_none()));
+                refused += 1;
+            }
+            Ok(_) => {
+                assert_eq!(space.mapped_pages, 64);
+                assert!(refused > 0, "the first attempt had no frame for a table, yet it mapped");
+                return;
+            }
+        }
+    }
+    panic!("8 spare frames were not enough for a 64-page mapping's tables");
+}
+
+#[test]
 fn pmo_write_copies_from_user_pages_into_object_pages_whole_or_not_at_all() {
     let mut w = World::new();
     let (pid, t) = w.process("a");

@@ -174,11 +174,9 @@ impl VmSpace {
                 Ok(())
             }
             Err(_) => {
-                // Out of memory for a table part of the way: count what was entered, so that
-                // removing it keeps the page count right.
-                let entered = (0..size / PAGE_SIZE).filter(|p| self.table.translate(&mut UserTables, va + p * PAGE_SIZE).is_some()).count();
-                self.mapped_pages += entered;
-                self.remove_region_pages(va, size);
+                // Out of memory for a table part of the way: `map` has taken back what it
+                // entered; a walk may have cached some of it meanwhile.
+                hal::tlb_flush_asid(self.asid);
                 self.regions.remove(&va);
                 Err(Error::NoMemory)
             }
