@@ -19,6 +19,8 @@ use crate::virt::vm::Vm;
 use crate::idmap::IdMap;
 use crate::object::{Id, ObjRef};
 use crate::object::ipc::{Connection, Notification};
+use crate::object::quota::QUOTAS;
+use keel_abi::quota::{MEMORY, PROCESSES, THREADS};
 use crate::percpu::MAX_CPUS;
 use crate::sched::runqueue::{CpuSet, SchedId, SchedParams, Scheduler};
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -42,6 +44,13 @@ pub const HEAP_RESERVE: usize = 512 * 1024;
 pub const PROCESS_SLOTS: u32 = 4096;
 /// Default priority of new threads.
 pub const DEFAULT_PRIORITY: u8 = 32;
+
+/// Bytes of kernel memory a process's records are charged as (its record and its address
+/// space's; object/quota.rs).
+pub const PROCESS_RECORD: u64 = (core::mem::size_of::<Process>() + core::mem::size_of::<VmSpace>()) as u64;
+/// Bytes a thread's records are charged as (its record and its FP/SIMD save area).
+pub const THREAD_RECORD: u64 =
+    (core::mem::size_of::<Thread>() + core::mem::size_of::<crate::hal::FpState>()) as u64;
 
 /// An interrupt line handed to user space.
 pub struct IrqLine {
@@ -94,6 +103,8 @@ pub struct Kernel {
     pub claimable_irqs: Vec<u32>,
     /// RAM banks (base, size): never handed out as device memory.
     pub ram: Vec<(u64, u64)>,
+    /// The quota every other quota descends from; processes the kernel starts are in it.
+    pub root_quota: Id,
     next_id: Id,
     free_asids: Vec<u16>,
     next_asid: u16,
@@ -132,6 +143,7 @@ impl Kernel {
             sleepers: BTreeSet::new(),
             claimable_irqs: Vec::new(),
             ram: Vec::new(),
+            root_quota: QUOTAS.lock().create_root(),
             next_id: 1,
             free_asids: Vec::new(),
             next_asid: 1,
@@ -232,10 +244,11 @@ impl Kernel {
     // ---- object creation -------------------------------------------------------------------
 
     /// A new address space (not yet referenced).
-    pub fn create_vmspace(&mut self) -> Result<Id, Error> {
+    /// An empty address space whose tables are charged to `quota`.
+    pub fn create_vmspace(&mut self, quota: Id) -> Result<Id, Error> {
         self.check_heap()?;
         let asid = self.alloc_asid()?;
-        let vs = match VmSpace::new(asid) {
+        let vs = match VmSpace::new(asid, quota) {
             Ok(v) => v,
             Err(e) => {
                 self.free_asids.push(asid);
@@ -252,16 +265,45 @@ impl Kernel {
     /// left. Checks the heap once (through `create_vmspace`), so the caller may install caps to it
     /// with [`Self::install_cap`] without another check.
     pub fn create_process(&mut self, name: &str) -> Result<Id, Error> {
-        let vs = self.create_vmspace()?;
+        self.create_process_in(name, self.root_quota)
+    }
+
+    /// [`Self::create_process`] in `quota`: `Limit` when the quota allows no more processes,
+    /// `NoMemory` when it has no room for the records.
+    pub fn create_process_in(&mut self, name: &str, quota: Id) -> Result<Id, Error> {
+        {
+            let mut quotas = QUOTAS.lock();
+            quotas.charge(quota, PROCESSES, 1)?;
+            if let Err(e) = quotas.charge(quota, MEMORY, PROCESS_RECORD) {
+                quotas.uncharge(quota, PROCESSES, 1);
+                return Err(e);
+            }
+            quotas.join(quota);
+        }
+        let undo_charges = |_: &mut Self| {
+            let mut quotas = QUOTAS.lock();
+            quotas.uncharge(quota, PROCESSES, 1);
+            quotas.uncharge(quota, MEMORY, PROCESS_RECORD);
+            quotas.leave(quota);
+        };
+        let vs = match self.create_vmspace(quota) {
+            Ok(vs) => vs,
+            Err(e) => {
+                undo_charges(self);
+                return Err(e);
+            }
+        };
         let pid = self.new_id();
         if self.caps.create_table(pid, PROCESS_SLOTS).is_err() {
             self.destroy_vmspace(vs);
+            undo_charges(self);
             return Err(Error::NoMemory);
         }
         let mut name = String::from(name);
         name.truncate(31);
         log::trace!("process {pid} ({name}) created");
-        self.processes.insert(pid, Process::new(pid, name, vs));
+        // From here the record carries the charges: exit returns the count, removal the rest.
+        self.processes.insert(pid, Process::new(pid, name, vs, quota));
         self.inc_ref(ObjRef::VmSpace(vs)); // the process's own reference
         let own = self
             .install_cap_at(pid, keel_abi::slots::SELF_PROCESS, ObjRef::Process(pid), Rights::ALL)
@@ -290,16 +332,25 @@ impl Kernel {
     /// either queues it with `make_ready` or takes it back with [`Self::discard_thread`] before
     /// anything else runs). Checks the heap once.
     pub fn add_thread(&mut self, pid: Id, entry: u64, stack: u64, arg: u64, params: SchedParams) -> Result<Id, Error> {
-        let vs = match self.processes.get(&pid) {
-            Some(p) if p.state == ProcState::Running => p.vmspace,
+        let (vs, quota) = match self.processes.get(&pid) {
+            Some(p) if p.state == ProcState::Running => (p.vmspace, p.quota),
             Some(_) => return Err(Error::BadState),
             None => return Err(Error::NotFound),
         };
         let space = self.vmspaces.get(&vs).map(|v| (vs, v.root(), v.asid)).ok_or(Error::BadState)?;
         self.check_heap()?;
+        {
+            let mut quotas = QUOTAS.lock();
+            quotas.charge(quota, THREADS, 1)?;
+            if let Err(e) = quotas.charge(quota, MEMORY, THREAD_RECORD) {
+                quotas.uncharge(quota, THREADS, 1);
+                return Err(e);
+            }
+        }
         let tid = self.new_id();
         let sched = self.sched.add(tid);
-        let thread = Thread::new(tid, pid, entry, stack, arg, params, sched, space);
+        let mut thread = Thread::new(tid, pid, entry, stack, arg, params, sched, space);
+        thread.quota = quota;
         self.threads.insert(tid, thread);
         if let Some(p) = self.processes.get_mut(&pid) {
             p.threads.push(tid);
@@ -345,6 +396,10 @@ impl Kernel {
     }
 
     pub fn inc_ref(&mut self, obj: ObjRef) {
+        if let ObjRef::Quota(id) = obj {
+            QUOTAS.lock().inc_ref(id);
+            return;
+        }
         if let Some(r) = self.refs_mut(obj) {
             *r += 1;
         }
@@ -352,6 +407,10 @@ impl Kernel {
 
     /// Drops one reference; destroys the object when it was the last.
     pub fn dec_ref(&mut self, obj: ObjRef) {
+        if let ObjRef::Quota(id) = obj {
+            QUOTAS.lock().dec_ref(id);
+            return;
+        }
         let Some(r) = self.refs_mut(obj) else { return };
         *r = r.saturating_sub(1);
         if *r == 0 {
@@ -394,7 +453,7 @@ impl Kernel {
             ObjRef::VCpu(id) => self.vcpus.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::VmIrqLine(id) => self.vm_irq_lines.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::VmIoEvent(id) => self.vm_ioevents.get_mut(&id).map(|o| &mut o.refs),
-            ObjRef::Control => None,
+            ObjRef::Control | ObjRef::Quota(_) => None,
         }
     }
 
@@ -467,7 +526,7 @@ impl Kernel {
                     self.dec_ref(ObjRef::Vm(e.vm));
                 }
             }
-            ObjRef::Control => {}
+            ObjRef::Control | ObjRef::Quota(_) => {}
         }
     }
 
@@ -499,6 +558,12 @@ impl Kernel {
     fn remove_thread(&mut self, tid: Id) -> Option<Thread> {
         let t = self.threads.remove(&tid)?;
         self.sched.forget(t.sched);
+        let mut quotas = QUOTAS.lock();
+        if t.state != ThreadState::Dead {
+            quotas.uncharge(t.quota, THREADS, 1);
+        }
+        quotas.uncharge(t.quota, MEMORY, THREAD_RECORD);
+        drop(quotas);
         Some(t)
     }
 
@@ -784,6 +849,7 @@ impl Kernel {
             return;
         }
         p.state = ProcState::Exited(code);
+        QUOTAS.lock().uncharge(p.quota, PROCESSES, 1);
         log::debug!("process {pid} ({}) exited with code {code}", p.name);
         let threads = core::mem::take(&mut p.threads);
         let watchers = core::mem::take(&mut p.watchers);
@@ -832,7 +898,11 @@ impl Kernel {
             .get(&pid)
             .is_some_and(|p| matches!(p.state, ProcState::Exited(_)) && p.refs == 0 && !p.holds_vmspace)
         {
-            self.processes.remove(&pid);
+            if let Some(p) = self.processes.remove(&pid) {
+                let mut quotas = QUOTAS.lock();
+                quotas.uncharge(p.quota, MEMORY, PROCESS_RECORD);
+                quotas.leave(p.quota);
+            }
         }
     }
 
@@ -851,6 +921,10 @@ impl Kernel {
     fn kill_thread(&mut self, tid: Id) -> bool {
         let Some(t) = self.threads.get_mut(&tid) else { return false };
         let (state, sched) = (t.state, t.sched);
+        if state != ThreadState::Dead {
+            // A dead thread no longer counts; its record is charged until it goes.
+            QUOTAS.lock().uncharge(t.quota, THREADS, 1);
+        }
         t.state = ThreadState::Dead;
         let caller = t.ipc.caller.take();
         if let Some(d) = t.deadline.take() {

@@ -36,6 +36,8 @@ pub mod virt;
 #[cfg(test)]
 mod atomic_tests;
 #[cfg(test)]
+mod quota_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(target_os = "none")]
 pub mod scenario;

@@ -39,16 +39,16 @@ impl Kernel {
     }
 
     fn populate(&mut self, pid: Id, exe: &Executable, args: &[&str], caps: &[(ObjRef, Rights, &str)]) -> Result<(), Error> {
-        let vs = self.processes.get(&pid).ok_or(Error::BadState)?.vmspace;
+        let (vs, quota) = self.processes.get(&pid).map(|p| (p.vmspace, p.quota)).ok_or(Error::BadState)?;
         for seg in exe.segments.iter() {
             let start = seg.vaddr & !(PAGE_SIZE - 1);
             let end = (seg.vaddr + seg.mem_size).next_multiple_of(PAGE_SIZE);
-            let mut pmo = Pmo::anonymous(end - start);
+            let mut pmo = Pmo::anonymous(end - start, quota);
             pmo.write(seg.vaddr - start, exe.segment_bytes(seg))?;
             let perms = perm::READ | if seg.write { perm::WRITE } else { 0 } | if seg.exec { perm::EXEC } else { 0 };
             self.map_new_pmo(vs, start, pmo, perms)?;
         }
-        let stack = Pmo::anonymous(STACK_SIZE);
+        let stack = Pmo::anonymous(STACK_SIZE, quota);
         self.map_new_pmo(vs, STACK_TOP - STACK_SIZE, stack, perm::READ | perm::WRITE)?;
 
         let mut startup = Startup { args: args.iter().map(|a| String::from(*a)).collect(), caps: alloc::vec::Vec::new() };
@@ -60,7 +60,7 @@ impl Kernel {
         if text.len() as u64 > PAGE_SIZE {
             return Err(Error::Invalid);
         }
-        let mut block = Pmo::anonymous(PAGE_SIZE);
+        let mut block = Pmo::anonymous(PAGE_SIZE, quota);
         block.write(0, text.as_bytes())?;
         self.map_new_pmo(vs, STARTUP_VA, block, perm::READ)?;
         let params = self.default_params();

@@ -62,7 +62,10 @@ impl World {
 
     /// Makes system call `n` with `args` as the current thread; returns x0..x7 of the frame after.
     pub fn syscall(&mut self, n: u64, args: &[u64]) -> [u64; 8] {
+        // As keel-rt does: unused argument registers are zero (pmo_create's x2 = 0 bills the
+        // caller's own quota).
         self.frame.x[8] = n;
+        self.frame.x[..8].fill(0);
         for (i, a) in args.iter().enumerate() {
             self.frame.x[i] = *a;
         }
@@ -141,7 +144,7 @@ fn a_contiguous_pmo_mapping_that_runs_out_of_table_frames_leaves_nothing_mapped(
             Err(e) => {
                 assert_eq!(e, Error::NoMemory, "with {spare} frames spare");
                 assert_eq!(space.mapped_pages, 0, "with {spare} frames spare");
-                assert!((0..64).all(|page| space.table.translate(&mut crate::object::vmspace::UserTables, va + page * 4096).is_none()));
+                assert!((0..64).all(|page| space.table.translate(&mut crate::object::vmspace::UserTables::new(0), va + page * 4096).is_none()));
                 refused += 1;
             }
             Ok(_) => {
@@ -399,7 +402,7 @@ fn unmapping_a_region_with_runs_of_entered_pages_removes_them_all_and_frees_the_
     World::status(w.syscall(nr::VMSPACE_UNMAP, &[1, va, 64 * 4096, 0, 0, 0])).unwrap();
     let space = &w.k.vmspaces[&vs];
     assert_eq!(space.mapped_pages, 0);
-    assert!((0..64).all(|page| space.table.translate(&mut crate::object::vmspace::UserTables, va + page * 4096).is_none()));
+    assert!((0..64).all(|page| space.table.translate(&mut crate::object::vmspace::UserTables::new(0), va + page * 4096).is_none()));
     // The PMO keeps the 36 data frames entered since `before` (its first page was entered by the
     // warm-up); every table the 64 pages needed is free again.
     assert_eq!(FRAMES.lock().free_frames(), before - 36, "the leaf tables are freed");

@@ -32,12 +32,13 @@ impl Kernel {
                 };
                 if let Err(why) = result {
                     let what = format_args!("{} at {addr:#x}: {} ({class}, {status})", access.name(), why.describe());
-                    self.kill_current_for_fault(cpu, frame.pc, what);
+                    let code = if why == FaultError::NoMemory { keel_abi::EXIT_OOM } else { keel_abi::EXIT_FAULT };
+                    self.kill_current_for_fault(cpu, frame.pc, what, code);
                 }
             }
             UserTrap::Fatal { class, esr } => {
                 let what = format_args!("{class} (ESR {esr:#x})");
-                self.kill_current_for_fault(cpu, frame.pc, what);
+                self.kill_current_for_fault(cpu, frame.pc, what, keel_abi::EXIT_FAULT);
             }
         }
         self.finish_trap(cpu, frame);
@@ -68,11 +69,16 @@ impl Kernel {
         Some(self.processes.get(&t.pid)?.vmspace)
     }
 
-    fn kill_current_for_fault(&mut self, cpu: usize, pc: u64, what: core::fmt::Arguments) {
+    /// Ends the current thread's process with `code`; an out-of-memory kill (`EXIT_OOM`) is
+    /// counted in its quota (`oom_kill`).
+    fn kill_current_for_fault(&mut self, cpu: usize, pc: u64, what: core::fmt::Arguments, code: i64) {
         let Some(tid) = self.current[cpu] else { return };
         let Some(pid) = self.threads.get(&tid).map(|t| t.pid) else { return };
-        let name = self.processes.get(&pid).map_or("?", |p| p.name.as_str());
+        let (name, quota) = self.processes.get(&pid).map_or(("?", 0), |p| (p.name.as_str(), p.quota));
         log::warn!("process {pid} ({name}): {what} at pc {pc:#x}; killed");
-        self.exit_process(pid, keel_abi::EXIT_FAULT);
+        if code == keel_abi::EXIT_OOM {
+            crate::object::quota::QUOTAS.lock().record_oom_kill(quota);
+        }
+        self.exit_process(pid, code);
     }
 }

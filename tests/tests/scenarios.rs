@@ -18,7 +18,7 @@ fn scenario(name: &str, timeout_secs: u64) -> Run {
 #[test]
 fn every_syscall_with_bad_input_returns_its_documented_error() {
     // Every number but process_exit (which ends the process) is made, counted by keel_rt::sys::tally.
-    scenario("syscalls", 300).expect("checks; 50 of 51 call numbers made (process_exit ends it)");
+    scenario("syscalls", 300).expect("checks; 54 of 55 call numbers made (process_exit ends it)");
 }
 
 #[test]
@@ -86,4 +86,9 @@ fn an_unprivileged_process_cannot_kill_power_off_or_take_the_console() {
     let run = scenario("access", 300);
     run.expect("ktest: access-child: ok (refused: kill of a sibling and of a service, power-off, console control, foreground)")
         .expect("ktest: no-privileges: ok");
+}
+
+#[test]
+fn quotas_stop_a_spawn_loop_at_its_limit_and_oom_kill_a_hog_in_its_group_only() {
+    scenario("quota", 600);
 }

@@ -34,6 +34,9 @@ pub enum Error {
     Escalation = 15,
     /// The operation timed out.
     TimedOut = 16,
+    /// A quota's count limit (processes, threads) would be exceeded, or a quota tree would grow
+    /// deeper than the kernel allows. (A memory limit reached is `NoMemory`.)
+    Limit = 17,
 }
 
 impl Error {
@@ -61,6 +64,7 @@ impl Error {
             14 => Self::TableFull,
             15 => Self::Escalation,
             16 => Self::TimedOut,
+            17 => Self::Limit,
             _ => return None,
         })
     }
@@ -83,6 +87,7 @@ impl Error {
             Self::TableFull => "capability table full",
             Self::Escalation => "rights escalation",
             Self::TimedOut => "timed out",
+            Self::Limit => "over a quota limit",
         }
     }
 }
@@ -99,12 +104,13 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_codes_are_none() {
-        for e in [Error::NoSys, Error::BadSlot, Error::TimedOut, Error::Escalation] {
+        for e in [Error::NoSys, Error::BadSlot, Error::TimedOut, Error::Escalation, Error::Limit] {
             assert!(e.code() < 0);
             assert_eq!(Error::from_code(e.code()), Some(e));
         }
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(-999), None);
+        assert_eq!(Error::from_code(-18), None);
         assert_eq!(Error::from_code(5), None);
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ipc;
+pub mod quota;
 pub mod rights;
 pub mod syscall;
 pub mod vm;
@@ -68,6 +69,7 @@ pub enum ObjectKind {
     VCpu = 10,
     VmIrqLine = 11,
     VmIoEvent = 12,
+    Quota = 13,
 }
 
 impl ObjectKind {
@@ -85,6 +87,7 @@ impl ObjectKind {
             10 => Self::VCpu,
             11 => Self::VmIrqLine,
             12 => Self::VmIoEvent,
+            13 => Self::Quota,
             _ => return None,
         })
     }
@@ -103,6 +106,7 @@ impl ObjectKind {
             Self::VCpu => "vcpu",
             Self::VmIrqLine => "vm-irq-line",
             Self::VmIoEvent => "vm-ioevent",
+            Self::Quota => "quota",
         }
     }
 }
@@ -137,3 +141,6 @@ pub enum ProcessState {
 pub const EXIT_FAULT: i64 = -11;
 /// Exit code of a process killed with `process_kill`.
 pub const EXIT_KILLED: i64 = -9;
+/// Exit code the kernel gives a process whose page fault could not be given memory: its quota
+/// (or a quota above it, or the machine) had none left. Counted as an `oom_kill` of its quota.
+pub const EXIT_OOM: i64 = -12;

@@ -51,9 +51,13 @@ pub const FAULT_INJECT: u64 = 47;
 pub const VM_IOEVENT: u64 = 48;
 pub const CONN_OWNER: u64 = 49;
 pub const VM_TX_TAKE: u64 = 50;
+pub const QUOTA_CREATE: u64 = 51;
+pub const QUOTA_SET: u64 = 52;
+pub const QUOTA_STAT: u64 = 53;
+pub const QUOTA_MOVE: u64 = 54;
 
 /// One past the highest call number.
-pub const COUNT: u64 = 51;
+pub const COUNT: u64 = 55;
 
 /// The call's name, for logs and tests.
 pub fn name(nr: u64) -> &'static str {
@@ -109,6 +113,10 @@ pub fn name(nr: u64) -> &'static str {
         VM_IOEVENT => "vm_ioevent",
         CONN_OWNER => "conn_owner",
         VM_TX_TAKE => "vm_tx_take",
+        QUOTA_CREATE => "quota_create",
+        QUOTA_SET => "quota_set",
+        QUOTA_STAT => "quota_stat",
+        QUOTA_MOVE => "quota_move",
         _ => "unknown",
     }
 }

@@ -5,6 +5,7 @@
 pub mod ipc;
 pub mod pmo;
 pub mod process;
+pub mod quota;
 pub mod thread;
 pub mod vmspace;
 
@@ -31,6 +32,8 @@ pub enum ObjRef {
     VmIoEvent(Id),
     /// The machine itself: power, device memory and interrupt lines. Held by init.
     Control,
+    /// A budget of memory, processes and threads (object/quota.rs).
+    Quota(Id),
 }
 
 impl ObjRef {
@@ -48,6 +51,7 @@ impl ObjRef {
             Self::VmIrqLine(_) => ObjectKind::VmIrqLine,
             Self::VmIoEvent(_) => ObjectKind::VmIoEvent,
             Self::Control => ObjectKind::Control,
+            Self::Quota(_) => ObjectKind::Quota,
         }
     }
 }

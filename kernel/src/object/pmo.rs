@@ -1,10 +1,12 @@
 //! Physical memory objects: anonymous (zero-filled pages allocated on first touch), contiguous
 //! (allocated at once; DMA-able) and device (a range of MMIO registers).
 //!
-//! A PMO's frames are freed when its last reference (capability or mapping) goes.
+//! A PMO's frames are freed when its last reference (capability or mapping) goes. Every frame it
+//! allocates is charged to its quota (`object/quota.rs`), whoever's access caused it.
 
+use super::Id;
+use super::quota::{alloc_frames, free_frames, free_pages};
 use crate::hal;
-use crate::mm::frame::FRAMES;
 use alloc::collections::BTreeMap;
 use keel_abi::{Error, PAGE_SIZE};
 
@@ -22,32 +24,36 @@ pub enum Backing {
 pub struct Pmo {
     pub size: u64,
     pub backing: Backing,
+    /// The quota its frames (and its record, kernel.rs) are charged to.
+    pub quota: Id,
     /// References: caps plus mappings.
     pub refs: u32,
 }
 
 impl Pmo {
-    pub fn anonymous(size: u64) -> Self {
-        Self { size, backing: Backing::Anonymous { pages: BTreeMap::new() }, refs: 0 }
+    /// Anonymous memory whose pages are charged to `quota` as they are allocated.
+    pub fn anonymous(size: u64, quota: Id) -> Self {
+        Self { size, backing: Backing::Anonymous { pages: BTreeMap::new() }, quota, refs: 0 }
     }
 
-    /// Allocates `size` bytes of zeroed contiguous frames.
-    pub fn contiguous(size: u64) -> Result<Self, Error> {
+    /// Allocates `size` bytes of zeroed contiguous frames, charged to `quota`.
+    pub fn contiguous(size: u64, quota: Id) -> Result<Self, Error> {
         let frames = size.div_ceil(PAGE_SIZE) as usize;
-        let base = FRAMES.lock().alloc(frames).ok_or(Error::NoMemory)?;
+        let base = alloc_frames(quota, frames)?;
         for i in 0..frames.next_power_of_two() {
             hal::zero_frame(base + i as u64 * PAGE_SIZE);
         }
-        Ok(Self { size, backing: Backing::Contiguous { base, frames }, refs: 0 })
+        Ok(Self { size, backing: Backing::Contiguous { base, frames }, quota, refs: 0 })
     }
 
-    pub fn device(base: u64, size: u64) -> Self {
-        Self { size, backing: Backing::Phys { base, device: true }, refs: 0 }
+    /// Device registers (no RAM, nothing charged).
+    pub fn device(base: u64, size: u64, quota: Id) -> Self {
+        Self { size, backing: Backing::Phys { base, device: true }, quota, refs: 0 }
     }
 
-    /// A view of RAM the PMO does not own (the initrd).
-    pub fn borrowed_ram(base: u64, size: u64) -> Self {
-        Self { size, backing: Backing::Phys { base, device: false }, refs: 0 }
+    /// A view of RAM the PMO does not own (the initrd; nothing charged).
+    pub fn borrowed_ram(base: u64, size: u64, quota: Id) -> Self {
+        Self { size, backing: Backing::Phys { base, device: false }, quota, refs: 0 }
     }
 
     /// The frame backing page `index`, allocating a zeroed one for anonymous memory when `alloc`.
@@ -63,7 +69,7 @@ impl Pmo {
                 if !alloc {
                     return Ok(None);
                 }
-                let pa = FRAMES.lock().alloc(1).ok_or(Error::NoMemory)?;
+                let pa = alloc_frames(self.quota, 1)?;
                 hal::zero_frame(pa);
                 pages.insert(index, pa);
                 Ok(Some(pa))
@@ -121,15 +127,19 @@ impl Pmo {
     /// overwrites it before the kernel lock is dropped, so nobody sees its old contents.
     fn prepare_write(&mut self, offset: u64, len: usize) -> Result<(), Error> {
         self.check_range(offset, len as u64)?;
+        let quota = self.quota;
         let Backing::Anonymous { pages } = &mut self.backing else { return Ok(()) };
         let mut added = alloc::vec::Vec::new();
         for (page, _, range) in pieces(offset, len) {
             if pages.contains_key(&page) {
                 continue;
             }
-            let Some(pa) = FRAMES.lock().alloc(1) else {
-                self.forget_pages(&added);
-                return Err(Error::NoMemory);
+            let pa = match alloc_frames(quota, 1) {
+                Ok(pa) => pa,
+                Err(e) => {
+                    self.forget_pages(&added);
+                    return Err(e);
+                }
             };
             if range.len() as u64 != PAGE_SIZE {
                 hal::zero_frame(pa);
@@ -143,10 +153,9 @@ impl Pmo {
     /// Frees anonymous pages by index (undoing a failed write; nothing maps them yet).
     fn forget_pages(&mut self, indices: &[u64]) {
         if let Backing::Anonymous { pages } = &mut self.backing {
-            let mut frames = FRAMES.lock();
             for i in indices {
                 if let Some(pa) = pages.remove(i) {
-                    frames.free(pa, 1);
+                    free_frames(self.quota, pa, 1);
                 }
             }
         }
@@ -177,14 +186,11 @@ impl Pmo {
     /// Gives every RAM frame back (called when the last reference goes).
     pub fn release(&mut self) {
         match &mut self.backing {
-            Backing::Anonymous { pages } => {
-                let mut frames = FRAMES.lock();
-                for (_, pa) in core::mem::take(pages) {
-                    frames.free(pa, 1);
-                }
-            }
+            Backing::Anonymous { pages } => free_pages(self.quota, core::mem::take(pages).into_values()),
             Backing::Contiguous { base, frames } => {
-                FRAMES.lock().free(*base, *frames);
+                if *frames != 0 {
+                    free_frames(self.quota, *base, *frames);
+                }
                 *frames = 0;
             }
             Backing::Phys { .. } => {}

@@ -29,10 +29,13 @@ pub struct Process {
     pub holds_vmspace: bool,
     /// References: caps to this process.
     pub refs: u32,
+    /// The quota it is in (object/quota.rs): its count while it runs, its record, its threads
+    /// and its page tables are charged there.
+    pub quota: Id,
 }
 
 impl Process {
-    pub fn new(pid: Id, name: String, vmspace: Id) -> Self {
+    pub fn new(pid: Id, name: String, vmspace: Id, quota: Id) -> Self {
         Self {
             pid,
             name,
@@ -43,6 +46,7 @@ impl Process {
             running_after_exit: 0,
             holds_vmspace: true,
             refs: 0,
+            quota,
         }
     }
 }

@@ -74,6 +74,8 @@ pub struct Thread {
     pub refs: u32,
     /// The vCPU this thread runs (guest mode, inside `vcpu_run`); its own registers are in `regs`.
     pub guest: Option<Id>,
+    /// The quota its count and record are charged to (its process's; moves with it).
+    pub quota: Id,
 }
 
 impl Thread {
@@ -96,6 +98,7 @@ impl Thread {
             deadline: None,
             refs: 0,
             guest: None,
+            quota: 0,
         }
     }
 

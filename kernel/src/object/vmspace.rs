@@ -9,15 +9,32 @@
 use super::Id;
 use super::pmo::Pmo;
 use crate::hal;
-use crate::mm::frame::FRAMES;
 use crate::mm::pagetable::{Attrs, MapError, MemType, PageTable, Stage1, TableMemory};
 use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use keel_abi::{Error, PAGE_SIZE, USER_MAX_VA, USER_MIN_VA, perm};
 
-/// Table frames for user address spaces and VMs' stage-2 tables: from the frame allocator,
-/// reached through the direct map.
-pub struct UserTables;
+/// Table frames for one user address space or one VM's stage-2 table: from the frame allocator,
+/// reached through the direct map, charged to `quota`.
+#[derive(Debug)]
+pub struct UserTables {
+    /// Whom the frames are charged to.
+    pub quota: Id,
+    /// Frames held now.
+    pub frames: u64,
+}
+
+impl UserTables {
+    pub fn new(quota: Id) -> Self {
+        Self { quota, frames: 0 }
+    }
+
+    /// Charges every frame held to `quota` from now on (a process moved to another quota).
+    pub fn move_to(&mut self, quota: Id) {
+        super::quota::QUOTAS.lock().transfer(self.quota, quota, keel_abi::quota::MEMORY, self.frames * PAGE_SIZE);
+        self.quota = quota;
+    }
+}
 
 /// Frames [`UserTables`] holds now (the census reports them, so that a leak check can tell a
 /// live process's page tables growing from frames nobody holds).
@@ -30,14 +47,16 @@ pub fn table_frames() -> usize {
 
 impl TableMemory for UserTables {
     fn alloc_table(&mut self) -> Option<u64> {
-        let pa = FRAMES.lock().alloc(1)?;
+        let pa = super::quota::alloc_frames(self.quota, 1).ok()?;
+        self.frames += 1;
         TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
         hal::zero_frame(pa);
         Some(pa)
     }
 
     fn free_table(&mut self, pa: u64) {
-        FRAMES.lock().free(pa, 1);
+        super::quota::free_frames(self.quota, pa, 1);
+        self.frames -= 1;
         TABLE_FRAMES.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -104,6 +123,8 @@ impl Access {
 
 pub struct VmSpace {
     pub table: PageTable<Stage1>,
+    /// Where the table's frames come from and are charged.
+    pub tables: UserTables,
     pub asid: u16,
     /// Region start -> region.
     pub regions: BTreeMap<u64, Region>,
@@ -125,9 +146,11 @@ fn attrs_for(perms: u64, device: bool) -> Attrs {
 }
 
 impl VmSpace {
-    pub fn new(asid: u16) -> Result<Self, Error> {
-        let table = PageTable::new(&mut UserTables).map_err(|_| Error::NoMemory)?;
-        Ok(Self { table, asid, regions: BTreeMap::new(), mapped_pages: 0, refs: 0 })
+    /// An empty address space whose tables are charged to `quota`.
+    pub fn new(asid: u16, quota: Id) -> Result<Self, Error> {
+        let mut tables = UserTables::new(quota);
+        let table = PageTable::new(&mut tables).map_err(|_| Error::NoMemory)?;
+        Ok(Self { table, tables, asid, regions: BTreeMap::new(), mapped_pages: 0, refs: 0 })
     }
 
     /// The value for TTBR0_EL2 (table address; the ASID is added by the arch layer).
@@ -168,7 +191,7 @@ impl VmSpace {
             super::pmo::Backing::Anonymous { .. } => return Ok(()),
             super::pmo::Backing::Contiguous { base, .. } | super::pmo::Backing::Phys { base, .. } => base,
         };
-        match self.table.map(&mut UserTables, va, base + pmo_offset, size, attrs_for(perms, pmo.is_device()), false) {
+        match self.table.map(&mut self.tables, va, base + pmo_offset, size, attrs_for(perms, pmo.is_device()), false) {
             Ok(()) => {
                 self.mapped_pages += (size / PAGE_SIZE) as usize;
                 Ok(())
@@ -184,7 +207,7 @@ impl VmSpace {
     }
 
     fn enter_page(&mut self, va: u64, pa: u64, attrs: Attrs) -> Result<(), Error> {
-        match self.table.map(&mut UserTables, va, pa, PAGE_SIZE, attrs, false) {
+        match self.table.map(&mut self.tables, va, pa, PAGE_SIZE, attrs, false) {
             Ok(()) => {
                 self.mapped_pages += 1;
                 Ok(())
@@ -203,7 +226,7 @@ impl VmSpace {
     fn remove_region_pages(&mut self, va: u64, size: u64) {
         let mut removed = 0;
         let (mut page, end) = (va, va + size);
-        let entered = |vs: &Self, page: u64| vs.table.translate(&mut UserTables, page).is_some();
+        let entered = |vs: &Self, page: u64| vs.table.translate(&mut UserTables::new(0), page).is_some();
         while page < end {
             if !entered(self, page) {
                 page += PAGE_SIZE;
@@ -213,7 +236,7 @@ impl VmSpace {
             while page < end && entered(self, page) {
                 page += PAGE_SIZE;
             }
-            if self.table.unmap(&mut UserTables, start, page - start).is_ok() {
+            if self.table.unmap(&mut self.tables, start, page - start).is_ok() {
                 removed += ((page - start) / PAGE_SIZE) as usize;
             }
         }
@@ -254,7 +277,7 @@ impl VmSpace {
             return Err(FaultError::Forbidden);
         }
         let page_va = va & !(PAGE_SIZE - 1);
-        if let Some((pa, _)) = self.table.translate(&mut UserTables, page_va) {
+        if let Some((pa, _)) = self.table.translate(&mut self.tables, page_va) {
             return Ok(pa + (va & (PAGE_SIZE - 1)));
         }
         let index = (region.pmo_offset + (page_va - start)) / PAGE_SIZE;
@@ -269,8 +292,8 @@ impl VmSpace {
     }
 
     /// Frees the page tables (not the PMOs: the caller drops their mapping references).
-    pub fn destroy(self) {
+    pub fn destroy(mut self) {
         hal::tlb_flush_asid(self.asid);
-        self.table.destroy(&mut UserTables);
+        self.table.destroy(&mut self.tables);
     }
 }

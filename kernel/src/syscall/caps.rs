@@ -37,6 +37,21 @@ typed_lookups! {
     vm => Vm: Id,
     vcpu => VCpu: Id,
     vm_irq_line => VmIrqLine: Id,
+    quota => Quota: Id,
+}
+
+/// The quota a new object or process is charged to: slot `reg` names a quota (MANAGE) or a
+/// process (MANAGE: its quota); slot 0, the caller's own process, is the caller's quota.
+pub(super) fn billed_quota(k: &Kernel, pid: Id, reg: u64) -> Result<Id> {
+    let of_process = |p: Id| k.processes.get(&p).map(|p| p.quota).ok_or(Error::PeerDied);
+    if reg == u64::from(keel_abi::slots::SELF_PROCESS) {
+        return of_process(pid);
+    }
+    match object(k, pid, reg, Rights::MANAGE)? {
+        ObjRef::Quota(q) => Ok(q),
+        ObjRef::Process(p) => of_process(p),
+        _ => Err(Error::WrongType),
+    }
 }
 
 /// The machine's control cap (MANAGE).

@@ -3,7 +3,7 @@
 //! rights the call needs; every plain argument is in range. Decoding reads the kernel and
 //! changes nothing, so a call that fails here fails with no effect.
 
-use super::caps::{conn, control, irq, notif, pmo, process, thread, vmspace};
+use super::caps::{billed_quota, conn, control, irq, notif, pmo, process, quota, thread, vmspace};
 use super::vm::{self, VmCall};
 use super::{Result, ns_to_ticks, slot};
 use crate::cap::Rights;
@@ -29,9 +29,11 @@ pub enum Call {
     CapMove { src: u32, dest: Id },
     CapDelete { slot: u32 },
     CapRevoke { slot: u32 },
-    ProcessCreate { name_va: u64, name_len: u64 },
+    /// `quota`: the quota the new process is in.
+    ProcessCreate { name_va: u64, name_len: u64, quota: Id },
     ThreadCreate { process: Id, entry: u64, stack: u64, arg: u64, params: SchedParams },
-    PmoCreate { kind: PmoKind, size: u64 },
+    /// `quota`: the quota its frames are charged to.
+    PmoCreate { kind: PmoKind, size: u64, quota: Id },
     PmoWrite { pmo: Id, offset: u64, va: u64, len: u64 },
     PmoRead { pmo: Id, offset: u64, va: u64, len: u64 },
     PmoPhys { pmo: Id },
@@ -60,6 +62,11 @@ pub enum Call {
     PowerOff { reset: bool },
     ThreadSetSched { thread: Id, params: SchedParams },
     Sleep { deadline: u64 },
+    QuotaCreate { parent: Id },
+    QuotaSet { quota: Id, resource: u64, limit: u64 },
+    QuotaStat { quota: Id, resource: u64 },
+    /// Move `process` (and its threads and page tables' charges) into `quota`.
+    QuotaMove { quota: Id, process: Id },
     Vm(VmCall),
 }
 
@@ -93,7 +100,7 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
             if a[1] > 64 {
                 return Err(Error::Invalid);
             }
-            Call::ProcessCreate { name_va: a[0], name_len: a[1] }
+            Call::ProcessCreate { name_va: a[0], name_len: a[1], quota: billed_quota(k, pid, a[2])? }
         }
         nr::THREAD_CREATE => {
             let process = process(k, pid, a[0], Rights::MANAGE)?;
@@ -116,7 +123,7 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
                 1 if size <= keel_abi::PMO_MAX_CONTIGUOUS => PmoKind::Contiguous,
                 _ => return Err(Error::Invalid),
             };
-            Call::PmoCreate { kind, size }
+            Call::PmoCreate { kind, size, quota: billed_quota(k, pid, a[2])? }
         }
         nr::PMO_WRITE => Call::PmoWrite { pmo: pmo(k, pid, a[0], Rights::WRITE)?, offset: a[1], va: a[2], len: a[3] },
         nr::PMO_READ => Call::PmoRead { pmo: pmo(k, pid, a[0], Rights::READ)?, offset: a[1], va: a[2], len: a[3] },
@@ -190,8 +197,25 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
         }
         nr::THREAD_SET_SCHED => Call::ThreadSetSched { thread: thread(k, pid, a[0], Rights::MANAGE)?, params: sched_params(k, a[1], a[2])? },
         nr::SLEEP => Call::Sleep { deadline: after_ns(a[0]) },
+        nr::QUOTA_CREATE => Call::QuotaCreate { parent: quota(k, pid, a[0], Rights::MANAGE)? },
+        nr::QUOTA_SET => Call::QuotaSet { quota: quota(k, pid, a[0], Rights::MANAGE)?, resource: resource(a[1])?, limit: a[2] },
+        nr::QUOTA_STAT => Call::QuotaStat { quota: quota(k, pid, a[0], Rights::READ)?, resource: resource(a[1])? },
+        nr::QUOTA_MOVE => {
+            let quota = quota(k, pid, a[0], Rights::MANAGE)?;
+            let process = process(k, pid, a[1], Rights::MANAGE)?;
+            match k.processes.get(&process) {
+                Some(p) if p.state == crate::object::process::ProcState::Running => {}
+                _ => return Err(Error::BadState),
+            }
+            Call::QuotaMove { quota, process }
+        }
         _ => Call::Vm(vm::decode(k, pid, a)?),
     })
+}
+
+/// A quota resource number.
+fn resource(r: u64) -> Result<u64> {
+    if r < keel_abi::quota::RESOURCES { Ok(r) } else { Err(Error::Invalid) }
 }
 
 fn nonzero(bits: u64) -> Result<u64> {

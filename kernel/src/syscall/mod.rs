@@ -12,6 +12,7 @@
 
 mod caps;
 mod decode;
+mod quota;
 pub mod vm;
 
 use decode::Call;
@@ -116,7 +117,7 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
             k.drop_caps(objs);
             Ok(Outcome::words(&[n]))
         }
-        Call::ProcessCreate { name_va, name_len } => process_create(k, pid, name_va, name_len),
+        Call::ProcessCreate { name_va, name_len, quota } => process_create(k, pid, name_va, name_len, quota),
         Call::ThreadCreate { process, entry, stack, arg, params } => {
             if k.caps.count(pid).map_err(cap_error)? >= crate::kernel::PROCESS_SLOTS as usize {
                 return Err(Error::TableFull);
@@ -134,11 +135,11 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
                 }
             }
         }
-        Call::PmoCreate { kind, size } => {
+        Call::PmoCreate { kind, size, quota } => {
             k.check_heap()?;
             let pmo = match kind {
-                PmoKind::Anonymous => Pmo::anonymous(size),
-                PmoKind::Contiguous => Pmo::contiguous(size)?,
+                PmoKind::Anonymous => Pmo::anonymous(size, quota),
+                PmoKind::Contiguous => Pmo::contiguous(size, quota)?,
             };
             let id = k.new_id();
             k.pmos.insert(id, pmo);
@@ -286,7 +287,7 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
         Call::DevicePmo { phys, size } => {
             k.check_heap()?;
             let id = k.new_id();
-            k.pmos.insert(id, Pmo::device(phys, size));
+            k.pmos.insert(id, Pmo::device(phys, size, k.root_quota));
             install_new(k, pid, ObjRef::Pmo(id), Rights::ALL.difference(Rights::EXEC), |k| {
                 k.pmos.remove(&id);
             })
@@ -322,6 +323,19 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
             k.sleep_current(cpu, frame, deadline, Block::Sleep);
             Ok(Outcome::Suspended)
         }
+        Call::QuotaCreate { parent } => quota::create(k, pid, parent),
+        Call::QuotaSet { quota, resource, limit } => {
+            crate::object::quota::QUOTAS.lock().set_limit(quota, resource, limit)?;
+            Ok(Outcome::Done)
+        }
+        Call::QuotaStat { quota, resource } => {
+            let stat = crate::object::quota::QUOTAS.lock().stat(quota, resource)?;
+            Ok(Outcome::words(&stat.to_words()))
+        }
+        Call::QuotaMove { quota, process } => {
+            quota::move_process(k, process, quota);
+            Ok(Outcome::Done)
+        }
         Call::Vm(call) => vm::invoke(k, cpu, tid, pid, frame, call),
     }
 }
@@ -338,14 +352,14 @@ fn install_new(k: &mut Kernel, pid: Id, obj: ObjRef, rights: Rights, undo: impl 
     }
 }
 
-fn process_create(k: &mut Kernel, pid: Id, name_va: u64, name_len: u64) -> Result<Outcome> {
+fn process_create(k: &mut Kernel, pid: Id, name_va: u64, name_len: u64, quota: Id) -> Result<Outcome> {
     let name = k.copy_from_user(pid, name_va, name_len)?;
     let name = core::str::from_utf8(&name).map_err(|_| Error::Invalid)?;
     if k.caps.count(pid).map_err(cap_error)? + 2 > crate::kernel::PROCESS_SLOTS as usize {
         return Err(Error::TableFull);
     }
     // All or nothing: the child and both caps, or (after undoing what was made) an error.
-    let child = k.create_process(name)?;
+    let child = k.create_process_in(name, quota)?;
     let vs = k.processes[&child].vmspace;
     let pslot = match k.install_cap(pid, ObjRef::Process(child), Rights::ALL) {
         Ok(s) => s,

@@ -293,7 +293,10 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
 fn vm_create(k: &mut Kernel, pid: Id, vcpus: usize) -> Result<Outcome> {
     k.check_heap()?;
     let vmid = k.alloc_vmid()?;
-    let vm = match Vm::new(vmid, vcpus, hal::now_ticks()) {
+    // Its stage-2 tables are charged to its creator's quota (guest RAM: to whoever its memory
+    // objects are billed to).
+    let quota = k.processes.get(&pid).map_or(k.root_quota, |p| p.quota);
+    let vm = match Vm::new(vmid, vcpus, hal::now_ticks(), quota) {
         Ok(vm) => vm,
         Err(e) => {
             k.free_vmid(vmid);

@@ -46,6 +46,8 @@ pub enum IpaTarget {
 
 pub struct Vm {
     pub stage2: PageTable<Stage2>,
+    /// Where the stage-2 table's frames come from and are charged (the creator's quota).
+    pub tables: UserTables,
     pub vmid: u16,
     pub regions: BTreeMap<u64, GuestRegion>,
     pub vgic: VGic,
@@ -112,13 +114,15 @@ pub struct IoEvent {
 }
 
 impl Vm {
-    pub fn new(vmid: u16, nr_vcpus: usize, now: u64) -> Result<Self, Error> {
+    /// A VM whose stage-2 tables are charged to `quota`.
+    pub fn new(vmid: u16, nr_vcpus: usize, now: u64, quota: Id) -> Result<Self, Error> {
         let vgic = VGic::new(nr_vcpus, layout::NR_SPIS).map_err(|_| Error::Invalid)?;
-        let stage2 = PageTable::new(&mut UserTables).map_err(|_| Error::NoMemory)?;
+        let mut tables = UserTables::new(quota);
+        let stage2 = PageTable::new(&mut tables).map_err(|_| Error::NoMemory)?;
         let mut vcpus = Vec::new();
         vcpus.try_reserve_exact(nr_vcpus).map_err(|_| Error::NoMemory)?;
         vcpus.resize(nr_vcpus, None);
-        Ok(Self { stage2, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0, ioevents: Vec::new(), status_regs: Vec::new(), tx: None })
+        Ok(Self { stage2, tables, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0, ioevents: Vec::new(), status_regs: Vec::new(), tx: None })
     }
 
     /// VTTBR_EL2 for this VM.
@@ -271,7 +275,7 @@ impl Vm {
                 Ok(None) | Err(Error::NoMemory) => return Err(FaultIn::NoMemory),
                 Err(_) => return Err(FaultIn::Forbidden),
             };
-            match vm.stage2.map(&mut UserTables, page, pa, PAGE_SIZE, attrs, false) {
+            match vm.stage2.map(&mut vm.tables, page, pa, PAGE_SIZE, attrs, false) {
                 Ok(()) => {
                     vm.mapped_pages += 1;
                     Ok(())
@@ -304,9 +308,9 @@ impl Vm {
 
     /// Frees the stage-2 tables and drops the VMID's TLB entries (the caller then frees the VMID
     /// and drops the PMO references).
-    pub fn destroy(self) {
+    pub fn destroy(mut self) {
         hal::tlb_flush_vmid(self.vmid);
-        self.stage2.destroy(&mut UserTables);
+        self.stage2.destroy(&mut self.tables);
     }
 }
 

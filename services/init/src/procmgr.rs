@@ -10,7 +10,7 @@ use keel_formats::cpio::{Archive, Index};
 use keel_formats::manifest::{self, Restart};
 use keel_rt::abi::{Error, Slot, rights, slots};
 use keel_rt::ipc::{Reply, Request};
-use keel_rt::process::{Grant, Sched, Source, spawn_from};
+use keel_rt::process::{Grant, Sched, Source, spawn_in};
 use keel_rt::proto::procmgr;
 use keel_rt::startup::Startup;
 use keel_rt::sync::Mutex;
@@ -89,6 +89,8 @@ struct Env {
     initrd_arg: String,
     /// The real-time clock's registers (read-only), for the file service's timestamps.
     rtc: Option<Slot>,
+    /// The root of the quota tree (the kernel gives it to init).
+    quota: Option<Slot>,
 }
 
 fn fail(msg: core::fmt::Arguments) -> i32 {
@@ -148,6 +150,7 @@ pub fn main(startup: &Startup) -> i32 {
         initrd_base: initrd_bytes.as_ptr() as usize,
         initrd_arg: alloc::format!("initrd={offset:#x}:{size:#x}"),
         rtc: sys::device_pmo(control, PL031_BASE, PL031_SIZE).ok(),
+        quota: startup.cap("quota"),
     });
     // init's own file calls (the shutdown before power-off) find the file service through here.
     keel_rt::fs::set_namesrv(Some(env.namesrv));
@@ -212,7 +215,7 @@ fn shutdown_fs(state: &Mutex<State>) -> Result<(), keel_rt::errno::Errno> {
 /// Runs `/bin/ktest <scenario>`, reports its exit and powers off.
 fn run_scenario(env: &Env, state: &Mutex<State>, name: &str) -> ! {
     let args = [String::from(name)];
-    let code = match start(env, state, "/bin/ktest", &args, None, Sched::default(), None, true) {
+    let code = match start(env, state, "/bin/ktest", &args, None, Sched::default(), None, true, slots::SELF_PROCESS) {
         Ok((_, cap)) => sys::process_wait(cap).unwrap_or(-1),
         Err(e) => {
             println!("init: cannot start /bin/ktest: {e}");
@@ -235,7 +238,7 @@ fn start_service(env: &Env, state: &Mutex<State>, index: usize) {
     if program_name(&path) == "namesrv" {
         args.insert(0, alloc::format!("generation={starts}"));
     }
-    match start(env, state, &path, &args, Some(index), sched, None, true) {
+    match start(env, state, &path, &args, Some(index), sched, None, true, slots::SELF_PROCESS) {
         Ok((pid, cap)) => {
             if let Err(e) = sys::process_watch(cap, env.exits, 1 << index) {
                 println!("init: cannot watch {name} (pid {pid}): {e}");
@@ -259,6 +262,7 @@ fn start(
     sched: Sched,
     spawner: Option<u64>,
     privileged: bool,
+    quota: Slot,
 ) -> Result<(u64, Slot), Error> {
     let name = program_name(path);
     let elf = env.archive.find(path).ok_or(Error::NotFound)?.data;
@@ -288,7 +292,12 @@ fn start(
             grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" });
             argv.push(env.uart_arg.as_str());
         }
-        "ktest" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
+        "ktest" => {
+            grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" });
+            if let Some(quota) = env.quota {
+                grants.push(Grant { slot: quota, rights: rights::ALL, badge: 0, name: "quota" });
+            }
+        }
         // The block driver maps its device's registers, claims its interrupt and does DMA.
         "blk" => grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" }),
         // So does the network driver (the uplink of a virtual switch).
@@ -311,7 +320,7 @@ fn start(
     }
     argv.extend(args.iter().map(String::as_str));
     let source = Source { pmo: env.initrd, offset: (elf.as_ptr() as usize - env.initrd_base) as u64 };
-    let child = spawn_from(name, elf, Some(source), &argv, &grants, sched)?;
+    let child = spawn_in(quota, name, elf, Some(source), &argv, &grants, sched)?;
     // The caller's own capability, made before the record is visible: once it is, the pruning
     // of exited children may delete the record's capability at any moment (a child that exits
     // at once would otherwise leave the caller an empty slot: BadSlot).
@@ -372,12 +381,29 @@ fn forget_exited_children(state: &Mutex<State>) {
 fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
     match req.msg.label {
         procmgr::SPAWN => {
-            let r = match parse_spawn(req.payload()) {
-                Ok(r) => r,
-                Err(_) => return Reply::err(Error::Invalid),
+            let given: Vec<Slot> = req.caps.slots().collect();
+            let drop_given = || {
+                for &c in &given {
+                    let _ = sys::cap_delete(c);
+                }
             };
+            let r = match parse_spawn(req.payload()) {
+                Ok(r) if given.len() <= 1 => r,
+                _ => {
+                    drop_given();
+                    return Reply::err(Error::Invalid);
+                }
+            };
+            // The child's quota: the one the caller gave, else the caller's own (a child starts
+            // in its parent's group, as in cgroups), else init's.
+            let quota = given.first().copied().unwrap_or_else(|| {
+                let st = state.lock();
+                st.procs.iter().find(|p| p.badge == req.badge).map_or(slots::SELF_PROCESS, |p| p.cap)
+            });
             let privileged = access::spawn_privileged(req.badge, req.msg.data[0] & procmgr::SPAWN_UNPRIVILEGED != 0);
-            match start(env, state, &r.path, &r.args, None, Sched::default(), Some(req.badge), privileged) {
+            let started = start(env, state, &r.path, &r.args, None, Sched::default(), Some(req.badge), privileged, quota);
+            drop_given();
+            match started {
                 Ok((pid, cap)) => {
                     let copy = sys::process_watch(cap, env.exits, CHILD_EXITED)
                         .and_then(|()| sys::cap_copy(cap, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0));

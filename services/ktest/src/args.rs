@@ -29,10 +29,12 @@ pub enum Scenario {
     Access,
     /// VM create/run/destroy and process spawn/exit loops; the kernel's pools end where they began.
     Leaks,
+    /// Quotas: a process limit stops a spawn loop, a memory limit OOM-kills a hog, bad calls.
+    Quota,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -46,6 +48,7 @@ impl Scenario {
         Scenario::SysFuzz,
         Scenario::Access,
         Scenario::Leaks,
+        Scenario::Quota,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Scenario {
             Scenario::SysFuzz => "sysfuzz",
             Scenario::Access => "access",
             Scenario::Leaks => "leaks",
+            Scenario::Quota => "quota",
         }
     }
 }
@@ -116,6 +120,12 @@ pub enum ServerMode {
     NoPrivileges,
     /// Kills the named service while a copy into /disk runs (`kill-during-copy:<service>`, started by init).
     KillDuringCopy(String),
+    /// Spawns sleepers through the process manager until a spawn fails, kills and waits for
+    /// them, and exits with how many it started (`-1000 - error code` if the failure was not
+    /// `Limit`).
+    Bomb,
+    /// Maps `mib` MiB of anonymous memory and writes to every page; exits 0 if it got them all.
+    Hog { mib: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +206,11 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
         "hold-files" => Ok(Mode::Server(ServerMode::HoldFiles)),
         "exit" => Ok(Mode::Server(ServerMode::Exit)),
         "no-privileges" => Ok(Mode::Server(ServerMode::NoPrivileges)),
+        "bomb" => Ok(Mode::Server(ServerMode::Bomb)),
+        "hog" => match args.get(1).and_then(|a| a.parse::<u64>().ok()) {
+            Some(mib) if (1..=4096).contains(&mib) => Ok(Mode::Server(ServerMode::Hog { mib })),
+            _ => Err(ArgError::BadServerArgs("hog needs <MiB> (1 to 4096)")),
+        },
         "access-child" => match args.get(1).and_then(|a| a.parse::<u64>().ok()) {
             Some(sibling) => Ok(Mode::Server(ServerMode::AccessChild { sibling })),
             None => Err(ArgError::BadServerArgs("access-child needs <sibling pid>")),
@@ -229,7 +244,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
 /// The accepted first arguments, `|`-separated.
 pub fn usage() -> String {
     let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit", "kill-during-copy:<service>"]);
+    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit", "kill-during-copy:<service>", "bomb", "hog <MiB>"]);
     names.extend(Fault::ALL.iter().map(|f| f.mode_name()));
     names.join("|")
 }

@@ -32,6 +32,8 @@ pub fn run(mode: ServerMode, startup: &Startup) -> i32 {
         ServerMode::KillDuringCopy(service) => crate::scenario::killcopy::run(&service, startup),
         ServerMode::SysFuzzChild { seed, calls } => crate::sysfuzz::run(seed, calls, startup),
         ServerMode::Crash(f) => crash(f),
+        ServerMode::Bomb => crate::scenario::quota::bomb(startup),
+        ServerMode::Hog { mib } => crate::scenario::quota::hog(mib),
         ServerMode::Echo(cfg) => match echo_server(&cfg, startup) {
             Ok(never) => match never {},
             Err(e) => {

@@ -90,7 +90,17 @@ impl Procmgr {
 
     /// Spawns `path` with `args` and SPAWN flags (`procmgr::SPAWN_UNPRIVILEGED`).
     pub fn spawn_flags(&mut self, path: &str, args: &[&str], flags: u64) -> Result<Spawned, Error> {
-        let (r, _) = self.client.call_bulk(procmgr::SPAWN, [flags, 0, 0], &spawn_payload(path, args))?;
+        self.spawn_with_caps(path, args, flags, &[])
+    }
+
+    /// Spawns `path` with `args` in quota `quota` (a slot with MANAGE and GRANT).
+    pub fn spawn_in(&mut self, quota: Slot, path: &str, args: &[&str]) -> Result<Spawned, Error> {
+        self.spawn_with_caps(path, args, 0, &[quota])
+    }
+
+    /// SPAWN carrying `caps`.
+    pub fn spawn_with_caps(&mut self, path: &str, args: &[&str], flags: u64, caps: &[Slot]) -> Result<Spawned, Error> {
+        let (r, _) = self.client.call_bulk_with_caps(procmgr::SPAWN, [flags, 0, 0], &spawn_payload(path, args), caps)?;
         let caps: Vec<Slot> = r.caps.slots().collect();
         let status = ipc::status(&r).map(|m| m.data[0]);
         match (status, caps.first()) {

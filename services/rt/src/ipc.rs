@@ -68,13 +68,18 @@ impl Client {
 
     /// A call with up to BULK_SIZE bytes of payload; returns the reply and its payload.
     pub fn call_bulk(&mut self, label: u64, words: [u64; 3], payload: &[u8]) -> Result<(Received, Vec<u8>), Error> {
+        self.call_bulk_with_caps(label, words, payload, &[])
+    }
+
+    /// [`Self::call_bulk`] carrying copies of `caps` (GRANT needed on each).
+    pub fn call_bulk_with_caps(&mut self, label: u64, words: [u64; 3], payload: &[u8], caps: &[Slot]) -> Result<(Received, Vec<u8>), Error> {
         if payload.len() as u64 > BULK_SIZE {
             return Err(Error::Invalid);
         }
         let va = self.bulk_buffer()?;
         let buf = buffer(va);
         buf[..payload.len()].copy_from_slice(payload);
-        let r = self.call(label, [words[0], words[1], words[2], payload.len() as u64])?;
+        let r = self.call_with_caps(label, [words[0], words[1], words[2], payload.len() as u64], caps)?;
         let n = (r.msg.data[3] as usize).min(BULK_SIZE as usize);
         Ok((r, buf[..n].to_vec()))
     }

@@ -53,9 +53,17 @@ pub fn spawn(name: &str, elf: &[u8], args: &[&str], grants: &[Grant], sched: Sch
 
 /// [`spawn`] of a program whose file is also in `source` (see [`Source`]).
 pub fn spawn_from(name: &str, elf: &[u8], source: Option<Source>, args: &[&str], grants: &[Grant], sched: Sched) -> Result<Child, Error> {
+    spawn_in(keel_abi::slots::SELF_PROCESS, name, elf, source, args, grants, sched)
+}
+
+/// [`spawn_from`] into a quota: `quota` is a slot naming a quota or a process (its quota; MANAGE
+/// either way), or [`keel_abi::slots::SELF_PROCESS`] for our own. The child's count, records,
+/// page tables and every page loaded for it are charged there; `Limit` or `NoMemory` when the
+/// quota has no room.
+pub fn spawn_in(quota: Slot, name: &str, elf: &[u8], source: Option<Source>, args: &[&str], grants: &[Grant], sched: Sched) -> Result<Child, Error> {
     let limits = UserLimits { min_vaddr: keel_abi::USER_MIN_VA, max_vaddr: keel_abi::PROGRAM_MAX_VA };
     let exe = Executable::parse(elf, &limits).map_err(|_| Error::Invalid)?;
-    let (process, vmspace, pid) = sys::process_create(name)?;
+    let (process, vmspace, pid) = sys::process_create_in(name, quota)?;
     let result = populate(process, vmspace, &exe, source, args, grants, sched);
     let _ = sys::cap_delete(vmspace);
     match result {
@@ -68,8 +76,9 @@ pub fn spawn_from(name: &str, elf: &[u8], source: Option<Source>, args: &[&str],
     }
 }
 
-fn map_bytes(vmspace: Slot, va: u64, size: u64, offset: u64, bytes: &[u8], perms: u64) -> Result<(), Error> {
-    let pmo = sys::pmo_create(PmoKind::Anonymous, size)?;
+/// Maps a new memory object holding `bytes` at `offset`, charged to the child (`process`).
+fn map_bytes(process: Slot, vmspace: Slot, va: u64, size: u64, offset: u64, bytes: &[u8], perms: u64) -> Result<(), Error> {
+    let pmo = sys::pmo_create_for(PmoKind::Anonymous, size, process)?;
     let result = (|| {
         for (i, chunk) in bytes.chunks(keel_abi::MAX_COPY as usize).enumerate() {
             sys::pmo_write(pmo, offset + (i as u64) * keel_abi::MAX_COPY, chunk)?;
@@ -105,18 +114,18 @@ fn populate(process: Slot, vmspace: Slot, exe: &Executable, source: Option<Sourc
                 // The partial pages around the shared ones are copied, as a whole segment is.
                 let head = (va - seg.vaddr) as usize;
                 if va > start {
-                    map_bytes(vmspace, start, va - start, seg.vaddr - start, &bytes[..head], perms)?;
+                    map_bytes(process, vmspace, start, va - start, seg.vaddr - start, &bytes[..head], perms)?;
                 }
                 let tail = head + size as usize;
                 if end > va + size {
-                    map_bytes(vmspace, va + size, end - (va + size), 0, &bytes[tail..], perms)?;
+                    map_bytes(process, vmspace, va + size, end - (va + size), 0, &bytes[tail..], perms)?;
                 }
             }
             // No source, a writable segment, or one the source cannot back: copied.
-            _ => map_bytes(vmspace, start, end - start, seg.vaddr - start, bytes, perms)?,
+            _ => map_bytes(process, vmspace, start, end - start, seg.vaddr - start, bytes, perms)?,
         }
     }
-    map_bytes(vmspace, STACK_TOP - STACK_SIZE, STACK_SIZE, 0, &[], perm::READ | perm::WRITE)?;
+    map_bytes(process, vmspace, STACK_TOP - STACK_SIZE, STACK_SIZE, 0, &[], perm::READ | perm::WRITE)?;
     let mut startup = Startup::default();
     startup.args = args.iter().map(|a| a.to_string()).collect();
     for g in grants {
@@ -127,7 +136,7 @@ fn populate(process: Slot, vmspace: Slot, exe: &Executable, source: Option<Sourc
     if text.len() as u64 >= PAGE_SIZE {
         return Err(Error::Invalid);
     }
-    map_bytes(vmspace, STARTUP_VA, PAGE_SIZE, 0, text.as_bytes(), perm::READ)?;
+    map_bytes(process, vmspace, STARTUP_VA, PAGE_SIZE, 0, text.as_bytes(), perm::READ)?;
     let (thread, _) = sys::thread_create(process, exe.entry, STACK_TOP, STARTUP_VA, sched.priority, sched.affinity)?;
     let _ = sys::cap_delete(thread);
     Ok(())

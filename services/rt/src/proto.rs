@@ -9,7 +9,9 @@ use keel_abi::Error;
 /// Process manager (init). Capability name in the startup block: `procmgr`.
 pub mod procmgr {
     /// Bulk payload: program path, then its arguments, NUL-separated (`/bin/shell\0-x`). data[0]:
-    /// flags ([`SPAWN_UNPRIVILEGED`]). Reply: data[0] = pid; caps: the child process (READ |
+    /// flags ([`SPAWN_UNPRIVILEGED`]). caps: none, or a quota (MANAGE | GRANT) the child starts in;
+    /// without one it starts in the caller's quota (`Limit` or `NoMemory` when that has no room).
+    /// Reply: data[0] = pid; caps: the child process (READ |
     /// WAIT | MANAGE | GRANT). The child gets capabilities to procmgr and namesrv; only a caller
     /// with the admin right (the shell, ktest) gives a service program its device and initrd
     /// capabilities and its rights, and only without [`SPAWN_UNPRIVILEGED`].

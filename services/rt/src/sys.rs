@@ -2,7 +2,7 @@
 //! `Result<_, Error>`; a negative x0 becomes the `Error`.
 
 use keel_abi::ipc::{CapList, Message};
-use keel_abi::{Error, NO_SLOT, PmoKind, Slot, syscall as nr};
+use keel_abi::{Error, NO_SLOT, PmoKind, Slot, slots, syscall as nr};
 
 /// Registers x0..x7 after a call.
 pub type Regs = [u64; 8];
@@ -131,8 +131,15 @@ pub fn cap_revoke(slot: Slot) -> Result<u64, Error> {
 }
 
 /// A new process: (process slot, its vmspace slot, its pid).
+/// A new process in our own quota: (process slot, vmspace slot, pid).
 pub fn process_create(name: &str) -> Result<(Slot, Slot, u64), Error> {
-    call(nr::PROCESS_CREATE, a(&[name.as_ptr() as u64, name.len() as u64])).map(|r| (r[1] as Slot, r[2] as Slot, r[3]))
+    process_create_in(name, slots::SELF_PROCESS)
+}
+
+/// A new process in the quota `quota` names (a quota, or a process whose quota it joins; MANAGE),
+/// or ours for [`slots::SELF_PROCESS`].
+pub fn process_create_in(name: &str, quota: Slot) -> Result<(Slot, Slot, u64), Error> {
+    call(nr::PROCESS_CREATE, a(&[name.as_ptr() as u64, name.len() as u64, quota as u64])).map(|r| (r[1] as Slot, r[2] as Slot, r[3]))
 }
 
 /// A new thread in `process` (0 affinity = any CPU): (thread slot, tid).
@@ -144,8 +151,34 @@ pub fn thread_set_sched(thread: Slot, priority: u8, affinity: u64) -> Result<(),
     call(nr::THREAD_SET_SCHED, a(&[thread as u64, priority as u64, affinity])).map(|_| ())
 }
 
+/// A memory object charged to our own quota.
 pub fn pmo_create(kind: PmoKind, size: u64) -> Result<Slot, Error> {
-    call(nr::PMO_CREATE, a(&[kind as u64, size])).map(|r| r[1] as Slot)
+    pmo_create_for(kind, size, slots::SELF_PROCESS)
+}
+
+/// A memory object charged to the quota `bill` names (a quota, or a process: its quota; MANAGE).
+pub fn pmo_create_for(kind: PmoKind, size: u64, bill: Slot) -> Result<Slot, Error> {
+    call(nr::PMO_CREATE, a(&[kind as u64, size, bill as u64])).map(|r| r[1] as Slot)
+}
+
+/// A child of quota `parent` (MANAGE), with no limits of its own; its slot (every right).
+pub fn quota_create(parent: Slot) -> Result<Slot, Error> {
+    call(nr::QUOTA_CREATE, a(&[parent as u64])).map(|r| r[1] as Slot)
+}
+
+/// Sets `quota`'s limit of `resource` (`keel_abi::quota::MEMORY`, ...; `NO_LIMIT` for none).
+pub fn quota_set(quota: Slot, resource: u64, limit: u64) -> Result<(), Error> {
+    call(nr::QUOTA_SET, a(&[quota as u64, resource, limit])).map(|_| ())
+}
+
+/// Usage, limit, peak and events of `quota`'s `resource` (READ).
+pub fn quota_stat(quota: Slot, resource: u64) -> Result<keel_abi::quota::QuotaStat, Error> {
+    call(nr::QUOTA_STAT, a(&[quota as u64, resource])).map(|r| keel_abi::quota::QuotaStat::from_words(&r[1..6]))
+}
+
+/// Moves running `process` (MANAGE) into `quota` (MANAGE).
+pub fn quota_move(quota: Slot, process: Slot) -> Result<(), Error> {
+    call(nr::QUOTA_MOVE, a(&[quota as u64, process as u64])).map(|_| ())
 }
 
 pub fn pmo_write(pmo: Slot, offset: u64, bytes: &[u8]) -> Result<(), Error> {

@@ -7,7 +7,7 @@ use crate::ps;
 use alloc::string::String;
 use core::fmt::Write;
 use keel_rt::Error;
-use keel_rt::abi::{EXIT_FAULT, EXIT_KILLED};
+use keel_rt::abi::{EXIT_FAULT, EXIT_KILLED, EXIT_OOM};
 use keel_rt::proto::console::FOREGROUND_STARTING;
 
 /// Bytes per physical frame.
@@ -47,6 +47,7 @@ pub fn exit_report(program: &str, code: i64) -> Option<String> {
     match code {
         0 => None,
         EXIT_KILLED => Some(alloc::format!("{program} was killed")),
+        EXIT_OOM => Some(alloc::format!("{program} was killed: out of memory (its quota's or the machine's)")),
         EXIT_FAULT => Some(alloc::format!("{program} crashed")),
         n => Some(alloc::format!("{program} exited with code {n}")),
     }

@@ -193,7 +193,8 @@ fn start_user_space(machine: &Machine, cmdline: &CommandLine) -> ! {
         k.claimable_irqs.push(v.intid);
     }
     let initrd_id = k.new_id();
-    k.pmos.insert(initrd_id, Pmo::borrowed_ram(initrd.base & !0xfff, (initrd.size + (initrd.base & 0xfff)).next_multiple_of(4096)));
+    let initrd_pmo = Pmo::borrowed_ram(initrd.base & !0xfff, (initrd.size + (initrd.base & 0xfff)).next_multiple_of(4096), k.root_quota);
+    k.pmos.insert(initrd_id, initrd_pmo);
 
     // Devices and where the archive starts inside the (page-aligned) initrd object.
     let uart_arg = alloc::format!("uart={:#x}:{:#x}:{}", machine.uart.base, machine.uart.size, machine.uart.intid);
@@ -204,6 +205,8 @@ fn start_user_space(machine: &Machine, cmdline: &CommandLine) -> ! {
         (ObjRef::Control, Rights::ALL, "control"),
         // EXEC: init maps programs' code straight from the initrd (rt::process::Source).
         (ObjRef::Pmo(initrd_id), Rights::READ.union(Rights::MAP).union(Rights::EXEC).union(Rights::GRANT), "initrd"),
+        // The root of the quota tree (the kernel half of cgroups): init hands it to resmgr.
+        (ObjRef::Quota(k.root_quota), Rights::ALL, "quota"),
     ];
     if let Err(e) = k.spawn_elf("init", init_elf, &args, &caps) {
         console::print(format_args!("keel: cannot start bin/init: {e}; powering off\n"));

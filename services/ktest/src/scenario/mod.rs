@@ -11,6 +11,7 @@ mod ipc;
 pub mod killcopy;
 mod leaks;
 mod memops;
+pub mod quota;
 mod restart;
 mod spawnkill;
 mod syscalls;
@@ -36,6 +37,7 @@ pub fn run(s: Scenario, count: Option<u64>, startup: &Startup) -> i32 {
         Scenario::SysFuzz => sysfuzz::run(startup, count),
         Scenario::Access => access::run(startup),
         Scenario::Leaks => leaks::run(startup, count),
+        Scenario::Quota => quota::run(startup),
     }
 }
 

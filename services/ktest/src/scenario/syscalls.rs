@@ -318,6 +318,12 @@ fn bad_slots(c: &mut Checks, fx: &Fixture) {
         c.expect_err(format_args!("irq_create(control slot {s})"), raw(nr::IRQ_CREATE, &[s64, CLAIMABLE_INTID]), bs);
         c.expect_err(format_args!("device_pmo(control slot {s})"), sys::device_pmo(s, UART_BASE, PAGE_SIZE), bs);
         c.expect_err(format_args!("power_off(control slot {s})"), sys::power_off(s, false), bs);
+        c.expect_err(format_args!("quota_create(slot {s})"), sys::quota_create(s), bs);
+        c.expect_err(format_args!("quota_set(slot {s})"), sys::quota_set(s, 0, 1), bs);
+        c.expect_err(format_args!("quota_stat(slot {s})"), sys::quota_stat(s, 0), bs);
+        c.expect_err(format_args!("quota_move(slot {s}, self)"), sys::quota_move(s, slots::SELF_PROCESS), bs);
+        c.expect_err(format_args!("pmo_create(billed to slot {s})"), sys::pmo_create_for(PmoKind::Anonymous, PAGE_SIZE, s), bs);
+        c.expect_err(format_args!("process_create(in slot {s})"), sys::process_create_in("x", s), bs);
     }
     // A slot number does not wrap: the high half of the register is part of it.
     for high in [1u64 << 32, 0xFFFF_FFFF_0000_0000] {
@@ -370,6 +376,13 @@ fn wrong_types(c: &mut Checks, fx: &Fixture) {
     c.expect_err("irq_create(notification)", raw(nr::IRQ_CREATE, &[n as u64, CLAIMABLE_INTID]), wt);
     c.expect_err("device_pmo(pmo)", sys::device_pmo(p, UART_BASE, PAGE_SIZE), wt);
     c.expect_err("device_pmo(process)", sys::device_pmo(me, UART_BASE, PAGE_SIZE), wt);
+    // Quotas: only a quota cap is one; memory and processes are billed to a quota or a process.
+    c.expect_err("quota_create(process)", sys::quota_create(me), wt);
+    c.expect_err("quota_set(notification)", sys::quota_set(n, 0, 1), wt);
+    c.expect_err("quota_stat(pmo)", sys::quota_stat(p, 0), wt);
+    c.expect_err("quota_move(notification, self)", sys::quota_move(n, me), wt);
+    c.expect_err("pmo_create(billed to a notification)", sys::pmo_create_for(PmoKind::Anonymous, PAGE_SIZE, n), wt);
+    c.expect_err("process_create(in a connection)", sys::process_create_in("x", k), wt);
 }
 
 fn missing_rights(c: &mut Checks, fx: &Fixture) {
@@ -413,6 +426,8 @@ fn missing_rights(c: &mut Checks, fx: &Fixture) {
         nr_,
     );
     c.expect_err("process_kill(self without MANAGE)", sys::process_kill(fx.self_nomanage), nr_);
+    c.expect_err("pmo_create(billed to self without MANAGE)", sys::pmo_create_for(PmoKind::Anonymous, PAGE_SIZE, fx.self_nomanage), nr_);
+    c.expect_err("process_create(in self without MANAGE)", sys::process_create_in("x", fx.self_nomanage), nr_);
     c.expect_err(
         "cap_copy(notif, dest = self without MANAGE)",
         sys::cap_copy(fx.notif, Some(fx.self_nomanage), rights::SIGNAL, 0),

@@ -1,0 +1,436 @@
+//! Quotas: the kernel half of cgroups. A quota limits the memory, processes and threads charged to
+//! it and to every quota below it; user space (resmgr) builds the cgroup tree on top.
+//!
+//! What is charged where (docs/ARCHITECTURE.md, "Quotas"):
+//! - every process is in one quota (`Process::quota`); its threads, its page tables and its
+//!   kernel records are charged there, and move with it ([`QuotaTable::transfer`]);
+//! - a memory object is charged to the quota it was created for (its creator's, or the process
+//!   or quota `pmo_create` names): its frames, whoever touches them first, and its record. Its
+//!   charges stay there when processes move (cgroup v2 does not move memory either).
+//!
+//! A charge walks from the quota to the root and must fit under every limit on the way; it is
+//! added at every level or nowhere. Usage returns when the thing charged is freed. A quota is
+//! removed when no capability names it, no process is in it, it has no children and nothing is
+//! charged to it: a quota whose capabilities are gone lingers while memory charged to it lives
+//! (Linux's dying cgroups), and its usage stays counted in its parents until then.
+//!
+//! Invariants: a quota's usage is the sum of what was charged directly to it and its children's
+//! usage; a parent outlives its children. This module never allocates frames itself except in
+//! [`alloc_frames`], which charges before it allocates.
+
+use super::Id;
+use crate::idmap::IdMap;
+use crate::mm::frame::FRAMES;
+use keel_abi::quota::{MAX_DEPTH, MEMORY, NO_LIMIT, QuotaStat, RESOURCES};
+use keel_abi::{Error, PAGE_SIZE};
+
+const N: usize = RESOURCES as usize;
+
+/// Every quota on the machine. Lock order: after `KERNEL`, before `FRAMES` (docs/ARCHITECTURE.md).
+pub static QUOTAS: crate::hal::Mutex<QuotaTable> = crate::hal::Mutex::new(QuotaTable::new());
+
+/// One quota.
+#[derive(Debug)]
+pub struct Quota {
+    parent: Option<Id>,
+    depth: u32,
+    usage: [u64; N],
+    limit: [u64; N],
+    peak: [u64; N],
+    refused: [u64; N],
+    oom_kills: u64,
+    /// Capabilities naming it (and the kernel's own hold on a root).
+    refs: u32,
+    /// Processes in it (running or not yet removed).
+    members: u32,
+    children: u32,
+}
+
+/// All quotas, by id. Ids come from the table's own counter (never reused).
+pub struct QuotaTable {
+    quotas: IdMap<Quota>,
+    next_id: Id,
+}
+
+impl QuotaTable {
+    pub const fn new() -> Self {
+        Self { quotas: IdMap::new(), next_id: 1 }
+    }
+
+    fn insert(&mut self, parent: Option<Id>, depth: u32) -> Id {
+        let id = self.next_id;
+        self.next_id += 1;
+        let q = Quota {
+            parent,
+            depth,
+            usage: [0; N],
+            limit: [NO_LIMIT; N],
+            peak: [0; N],
+            refused: [0; N],
+            oom_kills: 0,
+            refs: 0,
+            members: 0,
+            children: 0,
+        };
+        self.quotas.insert(id, q);
+        id
+    }
+
+    /// A root quota with no limits, held by the kernel (never removed).
+    pub fn create_root(&mut self) -> Id {
+        let id = self.insert(None, 0);
+        if let Some(q) = self.quotas.get_mut(&id) {
+            q.refs = 1;
+        }
+        id
+    }
+
+    /// A child of `parent`, with no limits of its own. `Limit` below [`MAX_DEPTH`].
+    pub fn create_child(&mut self, parent: Id) -> Result<Id, Error> {
+        let p = self.quotas.get_mut(&parent).ok_or(Error::PeerDied)?;
+        if p.depth >= MAX_DEPTH {
+            return Err(Error::Limit);
+        }
+        p.children += 1;
+        let depth = p.depth + 1;
+        Ok(self.insert(Some(parent), depth))
+    }
+
+    pub fn exists(&self, id: Id) -> bool {
+        self.quotas.contains_key(&id)
+    }
+
+    /// Whether `id` is `ancestor` or lies below it.
+    pub fn is_within(&self, id: Id, ancestor: Id) -> bool {
+        let mut at = Some(id);
+        while let Some(q) = at {
+            if q == ancestor {
+                return true;
+            }
+            at = self.quotas.get(&q).and_then(|q| q.parent);
+        }
+        false
+    }
+
+    /// Sets a limit. A limit below the current usage is allowed (cgroup v2's rule): it refuses
+    /// every further charge until usage falls under it.
+    pub fn set_limit(&mut self, id: Id, resource: u64, limit: u64) -> Result<(), Error> {
+        let q = self.quotas.get_mut(&id).ok_or(Error::PeerDied)?;
+        *q.limit.get_mut(resource as usize).ok_or(Error::Invalid)? = limit;
+        Ok(())
+    }
+
+    pub fn stat(&self, id: Id, resource: u64) -> Result<QuotaStat, Error> {
+        let q = self.quotas.get(&id).ok_or(Error::PeerDied)?;
+        let r = resource as usize;
+        if r >= N {
+            return Err(Error::Invalid);
+        }
+        Ok(QuotaStat {
+            usage: q.usage[r],
+            limit: q.limit[r],
+            peak: q.peak[r],
+            refused: q.refused[r],
+            oom_kills: if resource == MEMORY { q.oom_kills } else { 0 },
+        })
+    }
+
+    /// Charges `amount` of `resource` to `id` and each of its ancestors, or to none of them:
+    /// refused (and counted as refused by the quota whose limit stopped it) when any would go over
+    /// its limit. The error is `NoMemory` for memory and `Limit` for counts.
+    pub fn charge(&mut self, id: Id, resource: u64, amount: u64) -> Result<(), Error> {
+        let r = resource as usize;
+        let mut at = Some(id);
+        while let Some(qid) = at {
+            let Some(q) = self.quotas.get_mut(&qid) else {
+                panic!("quota {qid} charged but gone: a parent must outlive its children and charges")
+            };
+            match q.usage[r].checked_add(amount) {
+                Some(total) if total <= q.limit[r] => at = q.parent,
+                _ => {
+                    q.refused[r] += 1;
+                    return Err(if resource == MEMORY { Error::NoMemory } else { Error::Limit });
+                }
+            }
+        }
+        self.add(id, r, amount);
+        Ok(())
+    }
+
+    /// Charges without checking limits: what a process brings when it moves into a quota (cgroup v2
+    /// lets a move take a group over `pids.max`; limits stop new work, not moves).
+    fn add(&mut self, id: Id, r: usize, amount: u64) {
+        let mut at = Some(id);
+        while let Some(qid) = at {
+            let Some(q) = self.quotas.get_mut(&qid) else {
+                panic!("quota {qid} charged but gone: a parent must outlive its children and charges")
+            };
+            q.usage[r] += amount;
+            q.peak[r] = q.peak[r].max(q.usage[r]);
+            at = q.parent;
+        }
+    }
+
+    /// Returns `amount` of `resource` charged to `id` earlier.
+    pub fn uncharge(&mut self, id: Id, resource: u64, amount: u64) {
+        let r = resource as usize;
+        let mut at = Some(id);
+        while let Some(qid) = at {
+            let Some(q) = self.quotas.get_mut(&qid) else {
+                panic!("quota {qid} uncharged but gone: a quota lives while anything is charged to it")
+            };
+            let Some(left) = q.usage[r].checked_sub(amount) else {
+                panic!("quota {qid}: {amount} of resource {r} returned, {} charged", q.usage[r])
+            };
+            q.usage[r] = left;
+            at = q.parent;
+        }
+        self.maybe_remove(id);
+    }
+
+    /// Moves `amount` of `resource` from `from` to `to` (never refused).
+    pub fn transfer(&mut self, from: Id, to: Id, resource: u64, amount: u64) {
+        if from == to || amount == 0 {
+            return;
+        }
+        self.add(to, resource as usize, amount);
+        self.uncharge(from, resource, amount);
+    }
+
+    /// A process killed in `id` because its demand fault could not be given memory: counted there
+    /// and in every ancestor (cgroup v2's hierarchical `memory.events`).
+    pub fn record_oom_kill(&mut self, id: Id) {
+        let mut at = Some(id);
+        while let Some(qid) = at {
+            let Some(q) = self.quotas.get_mut(&qid) else { return };
+            q.oom_kills += 1;
+            at = q.parent;
+        }
+    }
+
+    pub fn inc_ref(&mut self, id: Id) {
+        if let Some(q) = self.quotas.get_mut(&id) {
+            q.refs += 1;
+        }
+    }
+
+    pub fn dec_ref(&mut self, id: Id) {
+        if let Some(q) = self.quotas.get_mut(&id) {
+            q.refs = q.refs.checked_sub(1).expect("quota reference count underflow");
+        }
+        self.maybe_remove(id);
+    }
+
+    /// Removes `id` if nothing holds it (a quota made for a capability that could not be
+    /// installed).
+    pub fn forget_if_unused(&mut self, id: Id) {
+        self.maybe_remove(id);
+    }
+
+    /// A process joins `id`.
+    pub fn join(&mut self, id: Id) {
+        if let Some(q) = self.quotas.get_mut(&id) {
+            q.members += 1;
+        }
+    }
+
+    /// A process's record leaves `id`.
+    pub fn leave(&mut self, id: Id) {
+        if let Some(q) = self.quotas.get_mut(&id) {
+            q.members = q.members.checked_sub(1).expect("quota member count underflow");
+        }
+        self.maybe_remove(id);
+    }
+
+    /// Removes `id` (and then perhaps its parent) once nothing holds it.
+    fn maybe_remove(&mut self, id: Id) {
+        let mut at = Some(id);
+        while let Some(qid) = at {
+            let Some(q) = self.quotas.get(&qid) else { return };
+            if q.refs != 0 || q.members != 0 || q.children != 0 || q.usage.iter().any(|&u| u != 0) {
+                return;
+            }
+            at = q.parent;
+            self.quotas.remove(&qid);
+            if let Some(p) = at.and_then(|p| self.quotas.get_mut(&p)) {
+                p.children -= 1;
+            }
+        }
+    }
+
+    /// Quotas alive (the census counts them).
+    pub fn len(&self) -> usize {
+        self.quotas.len()
+    }
+}
+
+/// Allocates `count` frames (rounded up to a power of two, as the frame allocator does) charged
+/// to `quota`: `NoMemory` when the quota or the machine has no room, with nothing charged.
+pub fn alloc_frames(quota: Id, count: usize) -> Result<u64, Error> {
+    let bytes = frames_bytes(count);
+    let mut quotas = QUOTAS.lock();
+    quotas.charge(quota, MEMORY, bytes)?;
+    match FRAMES.lock().alloc(count) {
+        Some(pa) => Ok(pa),
+        None => {
+            quotas.uncharge(quota, MEMORY, bytes);
+            Err(Error::NoMemory)
+        }
+    }
+}
+
+/// Frees frames [`alloc_frames`] gave for the same `quota` and `count`.
+pub fn free_frames(quota: Id, pa: u64, count: usize) {
+    let mut quotas = QUOTAS.lock();
+    FRAMES.lock().free(pa, count);
+    quotas.uncharge(quota, MEMORY, frames_bytes(count));
+}
+
+/// Frees single frames [`alloc_frames`] gave for `quota`, in one go.
+pub fn free_pages(quota: Id, pages: impl Iterator<Item = u64>) {
+    let mut quotas = QUOTAS.lock();
+    let mut frames = FRAMES.lock();
+    let mut n = 0;
+    for pa in pages {
+        frames.free(pa, 1);
+        n += 1;
+    }
+    drop(frames);
+    if n != 0 {
+        quotas.uncharge(quota, MEMORY, n * PAGE_SIZE);
+    }
+}
+
+/// The bytes `count` frames are charged as.
+pub fn frames_bytes(count: usize) -> u64 {
+    count.next_power_of_two() as u64 * PAGE_SIZE
+}
+
+/// Charges `bytes` of kernel record to `quota`.
+pub fn charge_record(quota: Id, bytes: usize) -> Result<(), Error> {
+    QUOTAS.lock().charge(quota, MEMORY, bytes as u64)
+}
+
+/// Returns a record's charge.
+pub fn uncharge_record(quota: Id, bytes: usize) {
+    QUOTAS.lock().uncharge(quota, MEMORY, bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_abi::quota::{PROCESSES, THREADS};
+
+    fn usage(t: &QuotaTable, id: Id, r: u64) -> u64 {
+        t.stat(id, r).unwrap().usage
+    }
+
+    #[test]
+    fn a_charge_counts_at_every_level_and_returns() {
+        let mut t = QuotaTable::new();
+        let root = t.create_root();
+        let a = t.create_child(root).unwrap();
+        let b = t.create_child(a).unwrap();
+        t.inc_ref(a);
+        t.inc_ref(b);
+        t.charge(b, MEMORY, 4096).unwrap();
+        t.charge(a, MEMORY, 100).unwrap();
+        assert_eq!((usage(&t, root, MEMORY), usage(&t, a, MEMORY), usage(&t, b, MEMORY)), (4196, 4196, 4096));
+        t.uncharge(b, MEMORY, 4096);
+        assert_eq!((usage(&t, root, MEMORY), usage(&t, a, MEMORY), usage(&t, b, MEMORY)), (100, 100, 0));
+        assert_eq!(t.stat(a, MEMORY).unwrap().peak, 4196);
+    }
+
+    #[test]
+    fn a_parent_limit_binds_its_children_and_a_refusal_changes_nothing() {
+        let mut t = QuotaTable::new();
+        let root = t.create_root();
+        let a = t.create_child(root).unwrap();
+        let b = t.create_child(a).unwrap();
+        t.set_limit(a, PROCESSES, 2).unwrap();
+        t.set_limit(b, PROCESSES, 10).unwrap();
+        t.charge(b, PROCESSES, 1).unwrap();
+        t.charge(b, PROCESSES, 1).unwrap();
+        assert_eq!(t.charge(b, PROCESSES, 1), Err(Error::Limit));
+        assert_eq!(t.charge(a, PROCESSES, 1), Err(Error::Limit));
+        assert_eq!((usage(&t, root, PROCESSES), usage(&t, a, PROCESSES), usage(&t, b, PROCESSES)), (2, 2, 2));
+        // The refusal is counted where the limit was, not where the charge started.
+        assert_eq!((t.stat(a, PROCESSES).unwrap().refused, t.stat(b, PROCESSES).unwrap().refused), (2, 0));
+        t.set_limit(b, MEMORY, 8192).unwrap();
+        assert_eq!(t.charge(b, MEMORY, 8193), Err(Error::NoMemory));
+        assert_eq!(t.charge(b, MEMORY, u64::MAX), Err(Error::NoMemory), "an overflowing charge is refused");
+        assert_eq!(usage(&t, root, MEMORY), 0);
+    }
+
+    #[test]
+    fn a_limit_below_usage_refuses_new_charges_only() {
+        let mut t = QuotaTable::new();
+        let root = t.create_root();
+        let a = t.create_child(root).unwrap();
+        t.charge(a, THREADS, 5).unwrap();
+        t.set_limit(a, THREADS, 3).unwrap();
+        assert_eq!(usage(&t, a, THREADS), 5);
+        assert_eq!(t.charge(a, THREADS, 1), Err(Error::Limit));
+        t.uncharge(a, THREADS, 3);
+        t.charge(a, THREADS, 1).unwrap();
+        assert_eq!(t.set_limit(a, RESOURCES, 1), Err(Error::Invalid));
+        assert_eq!(t.stat(a, RESOURCES), Err(Error::Invalid));
+    }
+
+    #[test]
+    fn a_move_is_never_refused_and_keeps_totals() {
+        let mut t = QuotaTable::new();
+        let root = t.create_root();
+        let a = t.create_child(root).unwrap();
+        let b = t.create_child(root).unwrap();
+        t.inc_ref(a);
+        t.inc_ref(b);
+        t.set_limit(b, THREADS, 1).unwrap();
+        t.charge(a, THREADS, 3).unwrap();
+        t.transfer(a, b, THREADS, 3);
+        assert_eq!((usage(&t, root, THREADS), usage(&t, a, THREADS), usage(&t, b, THREADS)), (3, 0, 3));
+    }
+
+    #[test]
+    fn the_tree_has_a_depth_limit() {
+        let mut t = QuotaTable::new();
+        let mut at = t.create_root();
+        for _ in 0..MAX_DEPTH {
+            at = t.create_child(at).unwrap();
+        }
+        assert_eq!(t.create_child(at), Err(Error::Limit));
+        assert_eq!(t.create_child(999_999), Err(Error::PeerDied));
+    }
+
+    #[test]
+    fn a_quota_lingers_while_charged_and_then_goes_with_its_idle_parents() {
+        let mut t = QuotaTable::new();
+        let root = t.create_root();
+        let a = t.create_child(root).unwrap();
+        t.inc_ref(a);
+        let b = t.create_child(a).unwrap();
+        t.inc_ref(b);
+        t.join(b);
+        t.charge(b, MEMORY, 4096).unwrap();
+        t.dec_ref(a);
+        t.dec_ref(b);
+        t.leave(b);
+        assert!(t.exists(b) && t.exists(a), "b's memory keeps b, and b keeps a");
+        assert!(t.is_within(b, root) && t.is_within(b, a) && !t.is_within(a, b));
+        t.uncharge(b, MEMORY, 4096);
+        assert!(!t.exists(b) && !t.exists(a), "both go once nothing holds them");
+        assert!(t.exists(root), "the root is never removed");
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn oom_kills_count_up_the_tree() {
+        let mut t = QuotaTable::new();
+        let root = t.create_root();
+        let a = t.create_child(root).unwrap();
+        let b = t.create_child(a).unwrap();
+        t.record_oom_kill(b);
+        assert_eq!((t.stat(root, MEMORY).unwrap().oom_kills, t.stat(b, MEMORY).unwrap().oom_kills), (1, 1));
+        assert_eq!(t.stat(b, THREADS).unwrap().oom_kills, 0);
+    }
+}

@@ -1,0 +1,221 @@
+//! Host tests of quotas as user space sees them: the quota calls, what process and thread
+//! creation, memory objects, page faults and moves charge, and the refusals.
+
+use crate::cap::Rights;
+use crate::kernel::{PROCESS_RECORD, THREAD_RECORD};
+use crate::object::ObjRef;
+use crate::object::thread::ThreadState;
+use crate::object::vmspace::Access;
+use crate::tests::World;
+use crate::trap::UserTrap;
+use keel_abi::quota::{MEMORY, NO_LIMIT, PROCESSES, QuotaStat, RESOURCES, THREADS};
+use keel_abi::{EXIT_OOM, Error, PAGE_SIZE, PmoKind, perm, syscall as nr};
+
+fn ok(r: [u64; 8]) -> [u64; 8] {
+    World::status(r).unwrap_or_else(|e| panic!("call failed: {e:?}"))
+}
+
+fn stat(w: &mut World, quota: u64, resource: u64) -> QuotaStat {
+    QuotaStat::from_words(&ok(w.syscall(nr::QUOTA_STAT, &[quota, resource]))[1..6])
+}
+
+/// A world whose running process holds the root quota's cap; (world, pid, root slot, child slot).
+fn with_child_quota() -> (World, crate::object::Id, u64, u64) {
+    let mut w = World::new();
+    let (pid, t) = w.process("resmgr");
+    w.run(t);
+    let root = w.k.root_quota;
+    let root_slot = u64::from(w.give(pid, ObjRef::Quota(root), Rights::ALL));
+    let child = ok(w.syscall(nr::QUOTA_CREATE, &[root_slot]))[1];
+    (w, pid, root_slot, child)
+}
+
+fn create_process(w: &mut World, name: &'static str, quota: u64) -> Result<[u64; 8], Error> {
+    World::status(w.syscall(nr::PROCESS_CREATE, &[name.as_ptr() as u64, 0, quota]))
+}
+
+#[test]
+fn a_process_limit_stops_creation_at_exactly_the_limit_and_exits_give_the_count_back() {
+    let (mut w, _, root, child) = with_child_quota();
+    ok(w.syscall(nr::QUOTA_SET, &[child, PROCESSES, 3]));
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(create_process(&mut w, "p", child).unwrap());
+    }
+    assert_eq!(create_process(&mut w, "p", child), Err(Error::Limit));
+    let s = stat(&mut w, child, PROCESSES);
+    assert_eq!((s.usage, s.limit, s.refused), (3, 3, 1));
+    // Their records are charged as memory, in the child and in the root.
+    assert_eq!(stat(&mut w, child, MEMORY).usage % PAGE_SIZE, (3 * PROCESS_RECORD) % PAGE_SIZE);
+    assert!(stat(&mut w, root, MEMORY).usage >= stat(&mut w, child, MEMORY).usage);
+    // A process elsewhere is not affected.
+    create_process(&mut w, "outside", 0).unwrap();
+    for r in &made {
+        ok(w.syscall(nr::PROCESS_KILL, &[r[1], 0]));
+    }
+    assert_eq!(stat(&mut w, child, PROCESSES).usage, 0);
+    for r in &made {
+        ok(w.syscall(nr::CAP_DELETE, &[r[1]]));
+        ok(w.syscall(nr::CAP_DELETE, &[r[2]]));
+    }
+    assert_eq!(stat(&mut w, child, MEMORY).usage, 0, "every record and page table is given back");
+    assert_eq!(stat(&mut w, child, PROCESSES).peak, 3);
+}
+
+#[test]
+fn a_thread_limit_counts_every_thread_of_the_group() {
+    let (mut w, _, _, child) = with_child_quota();
+    ok(w.syscall(nr::QUOTA_SET, &[child, THREADS, 2]));
+    let p = create_process(&mut w, "p", child).unwrap()[1];
+    let mut slots = Vec::new();
+    for _ in 0..2 {
+        slots.push(ok(w.syscall(nr::THREAD_CREATE, &[p, 0x40_0000, 0x40_0000, 0, 32, 0]))[1]);
+    }
+    assert_eq!(World::status(w.syscall(nr::THREAD_CREATE, &[p, 0x40_0000, 0x40_0000, 0, 32, 0])), Err(Error::Limit));
+    let m = stat(&mut w, child, MEMORY).usage;
+    assert_eq!(stat(&mut w, child, THREADS).usage, 2);
+    ok(w.syscall(nr::PROCESS_KILL, &[p, 0]));
+    assert_eq!(stat(&mut w, child, THREADS).usage, 0, "killed threads give their count back at once");
+    assert!(stat(&mut w, child, MEMORY).usage <= m, "their records stay charged while caps name them");
+    let before = stat(&mut w, child, MEMORY).usage;
+    for s in slots {
+        ok(w.syscall(nr::CAP_DELETE, &[s]));
+    }
+    assert_eq!(stat(&mut w, child, MEMORY).usage, before - 2 * THREAD_RECORD);
+}
+
+#[test]
+fn memory_objects_are_charged_to_the_quota_they_bill_and_a_limit_refuses_frames() {
+    let (mut w, pid, _, child) = with_child_quota();
+    ok(w.syscall(nr::QUOTA_SET, &[child, MEMORY, 16 * PAGE_SIZE]));
+    // Contiguous memory is charged at once: over the limit it is refused, and nothing stays.
+    assert_eq!(World::status(w.syscall(nr::PMO_CREATE, &[PmoKind::Contiguous as u64, 32 * PAGE_SIZE, child])), Err(Error::NoMemory));
+    let c = ok(w.syscall(nr::PMO_CREATE, &[PmoKind::Contiguous as u64, 8 * PAGE_SIZE, child]))[1];
+    assert_eq!(stat(&mut w, child, MEMORY).usage, 8 * PAGE_SIZE);
+    // Anonymous memory is charged page by page as it is written.
+    let a = ok(w.syscall(nr::PMO_CREATE, &[PmoKind::Anonymous as u64, 64 * PAGE_SIZE, child]))[1];
+    let p = w.k.caps.lookup(pid, a as u32, Rights::NONE).unwrap().object;
+    let ObjRef::Pmo(pmo) = p else { panic!("not a pmo") };
+    for page in 0..8 {
+        w.k.pmos.get_mut(&pmo).unwrap().write(page * PAGE_SIZE, &[1]).unwrap();
+    }
+    assert_eq!(stat(&mut w, child, MEMORY).usage, 16 * PAGE_SIZE);
+    assert_eq!(w.k.pmos.get_mut(&pmo).unwrap().write(8 * PAGE_SIZE, &[1]), Err(Error::NoMemory));
+    assert_eq!(stat(&mut w, child, MEMORY).refused, 2);
+    // The caller's own quota (the root) saw only its share through the child.
+    ok(w.syscall(nr::CAP_DELETE, &[c]));
+    ok(w.syscall(nr::CAP_DELETE, &[a]));
+    assert_eq!(stat(&mut w, child, MEMORY).usage, 0, "freed frames return to the quota");
+    // Billing needs MANAGE on the quota, and a slot of the right kind.
+    let weak = ok(w.syscall(nr::CAP_COPY, &[child, u64::from(keel_abi::NO_SLOT), Rights::READ.bits() as u64]))[1];
+    assert_eq!(World::status(w.syscall(nr::PMO_CREATE, &[0, PAGE_SIZE, weak])), Err(Error::NoRights));
+    let n = ok(w.syscall(nr::NOTIF_CREATE, &[]))[1];
+    assert_eq!(World::status(w.syscall(nr::PMO_CREATE, &[0, PAGE_SIZE, n])), Err(Error::WrongType));
+    assert_eq!(World::status(w.syscall(nr::PMO_CREATE, &[0, PAGE_SIZE, 4000])), Err(Error::BadSlot));
+}
+
+#[test]
+fn a_fault_the_quota_cannot_pay_for_kills_the_faulting_process_and_counts_an_oom_kill() {
+    let (mut w, _, root, child) = with_child_quota();
+    let r = create_process(&mut w, "hog", child).unwrap();
+    let (pslot, vslot, hog) = (r[1], r[2], r[3]);
+    let tid = ok(w.syscall(nr::THREAD_CREATE, &[pslot, 0x40_0000, 0x40_0000, 0, 32, 0]))[2];
+    let used = stat(&mut w, child, MEMORY).usage;
+    ok(w.syscall(nr::QUOTA_SET, &[child, MEMORY, used + 4 * PAGE_SIZE]));
+    let a = ok(w.syscall(nr::PMO_CREATE, &[0, 64 * PAGE_SIZE, pslot]))[1];
+    ok(w.syscall(nr::VMSPACE_MAP, &[vslot, a, 0x1000_0000, 64 * PAGE_SIZE, 0, perm::READ | perm::WRITE]));
+    w.run(tid);
+    let fault = |w: &mut World, page: u64| {
+        let trap = UserTrap::Abort { addr: 0x1000_0000 + page * PAGE_SIZE, access: Access::Write, translation: true, class: "data abort", status: "translation" };
+        w.k.user_trap(0, &mut w.frame, trap);
+    };
+    let mut page = 0;
+    while w.k.threads.get(&tid).is_some_and(|t| t.state == ThreadState::Running(0)) && page < 64 {
+        fault(&mut w, page);
+        page += 1;
+    }
+    assert!(page > 1 && page < 64, "the hog got some pages and was stopped ({page})");
+    assert!(w.k.current[0] != Some(tid));
+    let s = stat(&mut w, child, MEMORY);
+    assert_eq!(s.oom_kills, 1);
+    assert!(s.usage <= s.limit);
+    assert_eq!(stat(&mut w, root, MEMORY).oom_kills, 1, "counted up the tree");
+    assert_eq!(
+        w.k.processes[&hog].state,
+        crate::object::process::ProcState::Exited(EXIT_OOM),
+        "the process that faulted is the one killed"
+    );
+}
+
+#[test]
+fn a_move_takes_counts_records_and_page_tables_but_leaves_memory_objects() {
+    let (mut w, _, root, a) = with_child_quota();
+    let b = ok(w.syscall(nr::QUOTA_CREATE, &[root]))[1];
+    let r = create_process(&mut w, "mover", a).unwrap();
+    let (pslot, vslot) = (r[1], r[2]);
+    let t1 = ok(w.syscall(nr::THREAD_CREATE, &[pslot, 0x40_0000, 0x40_0000, 0, 32, 0]))[1];
+    let m = ok(w.syscall(nr::PMO_CREATE, &[0, 4 * PAGE_SIZE, pslot]))[1];
+    ok(w.syscall(nr::VMSPACE_MAP, &[vslot, m, 0x1000_0000, 4 * PAGE_SIZE, 0, perm::READ | perm::WRITE]));
+    let pid = r[3];
+    w.k.copy_to_user(pid, 0x1000_0000, &[1]).unwrap();
+    let before = stat(&mut w, a, MEMORY).usage;
+    // b is full: a move is still allowed (cgroup v2), new work is not.
+    ok(w.syscall(nr::QUOTA_SET, &[b, PROCESSES, 0]));
+    ok(w.syscall(nr::QUOTA_MOVE, &[b, pslot]));
+    assert_eq!((stat(&mut w, a, PROCESSES).usage, stat(&mut w, b, PROCESSES).usage), (0, 1));
+    assert_eq!((stat(&mut w, a, THREADS).usage, stat(&mut w, b, THREADS).usage), (0, 1));
+    let (ma, mb) = (stat(&mut w, a, MEMORY).usage, stat(&mut w, b, MEMORY).usage);
+    assert_eq!(ma, PAGE_SIZE, "the memory object's page stays where it was charged");
+    assert_eq!(ma + mb, before, "nothing is lost or made up in a move");
+    assert_eq!(create_process(&mut w, "new", b), Err(Error::Limit));
+    let t2 = ok(w.syscall(nr::THREAD_CREATE, &[pslot, 0x40_0000, 0x40_0000, 0, 32, 0]))[1];
+    assert_eq!(stat(&mut w, b, THREADS).usage, 2);
+    ok(w.syscall(nr::PROCESS_KILL, &[pslot, 0]));
+    ok(w.syscall(nr::CAP_DELETE, &[t1]));
+    ok(w.syscall(nr::CAP_DELETE, &[t2]));
+    ok(w.syscall(nr::CAP_DELETE, &[pslot]));
+    ok(w.syscall(nr::CAP_DELETE, &[vslot]));
+    ok(w.syscall(nr::CAP_DELETE, &[m]));
+    for q in [a, b] {
+        for r in 0..RESOURCES {
+            assert_eq!(stat(&mut w, q, r).usage, 0, "quota slot {q} resource {r}");
+        }
+    }
+}
+
+#[test]
+fn quota_calls_check_their_caps_and_arguments() {
+    let (mut w, pid, root, child) = with_child_quota();
+    let n = ok(w.syscall(nr::NOTIF_CREATE, &[]))[1];
+    assert_eq!(World::status(w.syscall(nr::QUOTA_SET, &[n, MEMORY, 1])), Err(Error::WrongType));
+    assert_eq!(World::status(w.syscall(nr::QUOTA_SET, &[child, RESOURCES, 1])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::QUOTA_STAT, &[child, 99])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::QUOTA_CREATE, &[4000])), Err(Error::BadSlot));
+    let read_only = ok(w.syscall(nr::CAP_COPY, &[child, u64::from(keel_abi::NO_SLOT), Rights::READ.bits() as u64]))[1];
+    assert_eq!(stat(&mut w, read_only, MEMORY).limit, NO_LIMIT, "READ is enough to look");
+    assert_eq!(World::status(w.syscall(nr::QUOTA_SET, &[read_only, MEMORY, 1])), Err(Error::NoRights));
+    assert_eq!(World::status(w.syscall(nr::QUOTA_CREATE, &[read_only])), Err(Error::NoRights));
+    assert_eq!(World::status(w.syscall(nr::QUOTA_MOVE, &[read_only, 0])), Err(Error::NoRights));
+    assert_eq!(World::status(w.syscall(nr::QUOTA_MOVE, &[child, n])), Err(Error::WrongType));
+    // A tree deeper than the kernel keeps is refused.
+    let mut at = root;
+    let mut depth = 0;
+    loop {
+        match World::status(w.syscall(nr::QUOTA_CREATE, &[at])) {
+            Ok(r) => {
+                at = r[1];
+                depth += 1;
+            }
+            Err(e) => {
+                assert_eq!(e, Error::Limit);
+                break;
+            }
+        }
+    }
+    assert_eq!(depth, keel_abi::quota::MAX_DEPTH);
+    // Deleting the caps removes the quotas (nothing else holds them).
+    let before = crate::object::quota::QUOTAS.lock().len();
+    ok(w.syscall(nr::CAP_DELETE, &[at]));
+    assert_eq!(crate::object::quota::QUOTAS.lock().len(), before - 1);
+    let _ = pid;
+}

@@ -1,0 +1,48 @@
+//! Invoking the quota calls: a new child quota, and moving a process between quotas. (Setting
+//! a limit and reading usage are one call each on the quota table, in `mod.rs`.)
+
+use super::{Outcome, Result, install_new};
+use crate::cap::Rights;
+use crate::kernel::{Kernel, PROCESS_RECORD, THREAD_RECORD};
+use crate::object::quota::QUOTAS;
+use crate::object::{Id, ObjRef};
+use keel_abi::quota::{MEMORY, PROCESSES, THREADS};
+
+/// A child of `parent`, with no limits of its own, as a new cap with every right.
+pub(super) fn create(k: &mut Kernel, pid: Id, parent: Id) -> Result<Outcome> {
+    k.check_heap()?;
+    let child = QUOTAS.lock().create_child(parent)?;
+    install_new(k, pid, ObjRef::Quota(child), Rights::ALL, |_| QUOTAS.lock().forget_if_unused(child))
+}
+
+/// Moves running process `pid` into `to`: from now on its count, its record, its threads' counts
+/// and records, and its page tables are charged there. Never refused (cgroup v2: a move may take
+/// a group over its limits; limits stop new work). Memory objects stay charged where they were.
+pub(super) fn move_process(k: &mut Kernel, pid: Id, to: Id) {
+    let Some(p) = k.processes.get_mut(&pid) else { return };
+    let from = p.quota;
+    if from == to {
+        return;
+    }
+    p.quota = to;
+    let vs = p.vmspace;
+    let threads = p.threads.clone();
+    {
+        let mut quotas = QUOTAS.lock();
+        quotas.join(to);
+        quotas.transfer(from, to, PROCESSES, 1);
+        quotas.transfer(from, to, MEMORY, PROCESS_RECORD);
+        for tid in threads {
+            // A thread carries its own charge: move those that are where the process was.
+            if let Some(t) = k.threads.get_mut(&tid).filter(|t| t.quota == from) {
+                t.quota = to;
+                quotas.transfer(from, to, THREADS, 1);
+                quotas.transfer(from, to, MEMORY, THREAD_RECORD);
+            }
+        }
+    }
+    if let Some(v) = k.vmspaces.get_mut(&vs) {
+        v.tables.move_to(to);
+    }
+    QUOTAS.lock().leave(from);
+}
