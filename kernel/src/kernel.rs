@@ -396,22 +396,24 @@ impl Kernel {
     }
 
     pub fn inc_ref(&mut self, obj: ObjRef) {
-        if let ObjRef::Quota(id) = obj {
-            QUOTAS.lock().inc_ref(id);
-            return;
+        match self.refs_mut(obj) {
+            Some(r) => *r += 1,
+            None => self.quota_ref(obj, true),
         }
-        if let Some(r) = self.refs_mut(obj) {
-            *r += 1;
+    }
+
+    /// A quota's references are counted in the quota table (which removes it).
+    #[cold]
+    fn quota_ref(&mut self, obj: ObjRef, inc: bool) {
+        if let ObjRef::Quota(id) = obj {
+            let mut quotas = QUOTAS.lock();
+            if inc { quotas.inc_ref(id) } else { quotas.dec_ref(id) }
         }
     }
 
     /// Drops one reference; destroys the object when it was the last.
     pub fn dec_ref(&mut self, obj: ObjRef) {
-        if let ObjRef::Quota(id) = obj {
-            QUOTAS.lock().dec_ref(id);
-            return;
-        }
-        let Some(r) = self.refs_mut(obj) else { return };
+        let Some(r) = self.refs_mut(obj) else { return self.quota_ref(obj, false) };
         *r = r.saturating_sub(1);
         if *r == 0 {
             self.destroy_object(obj);

@@ -129,7 +129,7 @@ impl QuotaTable {
         Ok(QuotaStat {
             usage: q.usage[r],
             limit: q.limit[r],
-            peak: q.peak[r],
+            peak: q.peak[r].max(q.usage[r]),
             refused: q.refused[r],
             oom_kills: if resource == MEMORY { q.oom_kills } else { 0 },
         })
@@ -138,22 +138,34 @@ impl QuotaTable {
     /// Charges `amount` of `resource` to `id` and each of its ancestors, or to none of them:
     /// refused (and counted as refused by the quota whose limit stopped it) when any would go over
     /// its limit. The error is `NoMemory` for memory and `Limit` for counts.
+    #[inline]
     pub fn charge(&mut self, id: Id, resource: u64, amount: u64) -> Result<(), Error> {
         let r = resource as usize;
+        // One walk that adds as it goes (a page fault charges here: one lookup per level), and on
+        // a refusal a second that takes back what the first added. Peaks need no work here: usage
+        // only grows between two uncharges, so `uncharge` and `stat` see every maximum.
         let mut at = Some(id);
         while let Some(qid) = at {
             let Some(q) = self.quotas.get_mut(&qid) else {
                 panic!("quota {qid} charged but gone: a parent must outlive its children and charges")
             };
             match q.usage[r].checked_add(amount) {
-                Some(total) if total <= q.limit[r] => at = q.parent,
+                Some(total) if total <= q.limit[r] => {
+                    q.usage[r] = total;
+                    at = q.parent;
+                }
                 _ => {
                     q.refused[r] += 1;
+                    let mut back = Some(id);
+                    while let Some(b) = back.filter(|&b| b != qid) {
+                        let Some(q) = self.quotas.get_mut(&b) else { break };
+                        q.usage[r] -= amount;
+                        back = q.parent;
+                    }
                     return Err(if resource == MEMORY { Error::NoMemory } else { Error::Limit });
                 }
             }
         }
-        self.add(id, r, amount);
         Ok(())
     }
 
@@ -166,7 +178,6 @@ impl QuotaTable {
                 panic!("quota {qid} charged but gone: a parent must outlive its children and charges")
             };
             q.usage[r] += amount;
-            q.peak[r] = q.peak[r].max(q.usage[r]);
             at = q.parent;
         }
     }
@@ -174,6 +185,7 @@ impl QuotaTable {
     /// Returns `amount` of `resource` charged to `id` earlier.
     pub fn uncharge(&mut self, id: Id, resource: u64, amount: u64) {
         let r = resource as usize;
+        let mut idle = false;
         let mut at = Some(id);
         while let Some(qid) = at {
             let Some(q) = self.quotas.get_mut(&qid) else {
@@ -182,10 +194,16 @@ impl QuotaTable {
             let Some(left) = q.usage[r].checked_sub(amount) else {
                 panic!("quota {qid}: {amount} of resource {r} returned, {} charged", q.usage[r])
             };
+            q.peak[r] = q.peak[r].max(q.usage[r]);
             q.usage[r] = left;
+            if qid == id {
+                idle = q.refs == 0 && q.members == 0 && q.children == 0 && q.usage.iter().all(|&u| u == 0);
+            }
             at = q.parent;
         }
-        self.maybe_remove(id);
+        if idle {
+            self.maybe_remove(id);
+        }
     }
 
     /// Moves `amount` of `resource` from `from` to `to` (never refused).
@@ -266,6 +284,7 @@ impl QuotaTable {
 
 /// Allocates `count` frames (rounded up to a power of two, as the frame allocator does) charged
 /// to `quota`: `NoMemory` when the quota or the machine has no room, with nothing charged.
+#[inline]
 pub fn alloc_frames(quota: Id, count: usize) -> Result<u64, Error> {
     let bytes = frames_bytes(count);
     let mut quotas = QUOTAS.lock();
@@ -306,15 +325,6 @@ pub fn frames_bytes(count: usize) -> u64 {
     count.next_power_of_two() as u64 * PAGE_SIZE
 }
 
-/// Charges `bytes` of kernel record to `quota`.
-pub fn charge_record(quota: Id, bytes: usize) -> Result<(), Error> {
-    QUOTAS.lock().charge(quota, MEMORY, bytes as u64)
-}
-
-/// Returns a record's charge.
-pub fn uncharge_record(quota: Id, bytes: usize) {
-    QUOTAS.lock().uncharge(quota, MEMORY, bytes as u64)
-}
 
 #[cfg(test)]
 mod tests {
@@ -356,6 +366,7 @@ mod tests {
         assert_eq!((usage(&t, root, PROCESSES), usage(&t, a, PROCESSES), usage(&t, b, PROCESSES)), (2, 2, 2));
         // The refusal is counted where the limit was, not where the charge started.
         assert_eq!((t.stat(a, PROCESSES).unwrap().refused, t.stat(b, PROCESSES).unwrap().refused), (2, 0));
+        assert_eq!(t.stat(b, PROCESSES).unwrap().peak, 2, "a refused charge leaves no peak behind");
         t.set_limit(b, MEMORY, 8192).unwrap();
         assert_eq!(t.charge(b, MEMORY, 8193), Err(Error::NoMemory));
         assert_eq!(t.charge(b, MEMORY, u64::MAX), Err(Error::NoMemory), "an overflowing charge is refused");

@@ -22,17 +22,30 @@ pub struct UserTables {
     pub quota: Id,
     /// Frames held now.
     pub frames: u64,
+    /// Frames freed whose charge is not yet returned: a walk that frees many tables (an unmap,
+    /// a teardown) returns their charge in one go ([`Self::settle`]).
+    freed: u64,
 }
 
 impl UserTables {
     pub fn new(quota: Id) -> Self {
-        Self { quota, frames: 0 }
+        Self { quota, frames: 0, freed: 0 }
     }
 
     /// Charges every frame held to `quota` from now on (a process moved to another quota).
     pub fn move_to(&mut self, quota: Id) {
+        self.settle();
         super::quota::QUOTAS.lock().transfer(self.quota, quota, keel_abi::quota::MEMORY, self.frames * PAGE_SIZE);
         self.quota = quota;
+    }
+
+    /// Returns the charge of the frames freed since the last call. Called after every walk that
+    /// may free tables; a table allocation settles first too, so nothing stays owed for long.
+    pub fn settle(&mut self) {
+        if self.freed != 0 {
+            super::quota::QUOTAS.lock().uncharge(self.quota, keel_abi::quota::MEMORY, self.freed * PAGE_SIZE);
+            self.freed = 0;
+        }
     }
 }
 
@@ -47,6 +60,7 @@ pub fn table_frames() -> usize {
 
 impl TableMemory for UserTables {
     fn alloc_table(&mut self) -> Option<u64> {
+        self.settle();
         let pa = super::quota::alloc_frames(self.quota, 1).ok()?;
         self.frames += 1;
         TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
@@ -55,8 +69,9 @@ impl TableMemory for UserTables {
     }
 
     fn free_table(&mut self, pa: u64) {
-        super::quota::free_frames(self.quota, pa, 1);
+        crate::mm::frame::FRAMES.lock().free(pa, 1);
         self.frames -= 1;
+        self.freed += 1;
         TABLE_FRAMES.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -241,6 +256,7 @@ impl VmSpace {
             }
         }
         self.mapped_pages -= removed;
+        self.tables.settle();
         if removed == 0 {
             return;
         }
@@ -295,5 +311,6 @@ impl VmSpace {
     pub fn destroy(mut self) {
         hal::tlb_flush_asid(self.asid);
         self.table.destroy(&mut self.tables);
+        self.tables.settle();
     }
 }

@@ -311,6 +311,7 @@ impl Vm {
     pub fn destroy(mut self) {
         hal::tlb_flush_vmid(self.vmid);
         self.stage2.destroy(&mut self.tables);
+        self.tables.settle();
     }
 }
 

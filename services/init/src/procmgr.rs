@@ -381,14 +381,14 @@ fn forget_exited_children(state: &Mutex<State>) {
 fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
     match req.msg.label {
         procmgr::SPAWN => {
-            let given: Vec<Slot> = req.caps.slots().collect();
+            let given = req.caps;
             let drop_given = || {
-                for &c in &given {
+                for c in given.slots() {
                     let _ = sys::cap_delete(c);
                 }
             };
             let r = match parse_spawn(req.payload()) {
-                Ok(r) if given.len() <= 1 => r,
+                Ok(r) if given.slots().nth(1).is_none() => r,
                 _ => {
                     drop_given();
                     return Reply::err(Error::Invalid);
@@ -396,7 +396,7 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             };
             // The child's quota: the one the caller gave, else the caller's own (a child starts
             // in its parent's group, as in cgroups), else init's.
-            let quota = given.first().copied().unwrap_or_else(|| {
+            let quota = given.slots().next().unwrap_or_else(|| {
                 let st = state.lock();
                 st.procs.iter().find(|p| p.badge == req.badge).map_or(slots::SELF_PROCESS, |p| p.cap)
             });
