@@ -30,7 +30,7 @@ IMAGE := target/keel.Image
 # User programs (EL0) and the initrd that carries them.
 USER_TARGET := aarch64-unknown-none
 USER_BIN_DIR := target/$(USER_TARGET)/user
-PROGRAMS := init namesrv console blk fs shell ktest vmm vdev netsw nic
+PROGRAMS := init namesrv console blk fs shell ktest vmm vdev netsw nic resmgr
 INITRD := target/initrd.cpio
 MANIFEST := services/init/manifest
 INITRD_EXTRA ?=

@@ -41,7 +41,7 @@ fn shell_commands_and_their_errors() {
         .expect("kill: usage: kill <pid>")
         .expect("kill: abc is not a pid")
         .expect("kill: no process 99999")
-        .expect("run: usage: run <program> [args...]")
+        .expect("run: usage: run [--cgroup PATH] <program> [args...]")
         .expect("run: nosuch: no such program")
         .expect_clean_poweroff();
     // The census counts the running system: init, namesrv, console, fs, shell at least.
@@ -123,5 +123,54 @@ fn a_line_over_the_console_limit_is_refused_whole_and_said_so() {
     // The next line is whole and runs: its output, not the console's echo of it.
     if !run.log.lines().any(|l| l.trim_end().ends_with("after-$((0))-long") && !l.contains("echo")) {
         run.fail("the line after the long one did not run");
+    }
+}
+
+#[test]
+fn cgroups_from_the_shell_limit_memory_and_processes_of_what_runs_in_them() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "cgroup mkdir /jobs",
+            "cgroup set /jobs memory.max 8M",
+            "cgroup cat /jobs memory.max",
+            "run --cgroup /jobs ktest hog 32",
+            "cgroup cat /jobs memory.events",
+            "run --cgroup /jobs ktest hog 4",
+            "echo hog   4 done",
+            "cgroup set /jobs pids.max 0",
+            "run --cgroup /jobs ktest exit",
+            "cgroup cat /jobs pids.events",
+            "cgroup set /jobs memory.max 12Q",
+            "cgroup mkdir /jobs/a/b",
+            "cgroup stat",
+            "cgroup rmdir /jobs",
+            "cgroup cat /jobs memory.max",
+            "poweroff",
+        ])
+        .run();
+    run.expect("8388608")
+        .expect("ktest was killed: out of memory")
+        .expect("oom_kill 1")
+        .expect("hog 4 done")
+        .expect("run: ktest: cgroup /jobs has no room (over a quota limit)")
+        .expect("cgroup: \"12Q\" is not a number or max")
+        .expect("cgroup: /jobs/a: no such group")
+        .expect("GROUP                     MEMORY")
+        .expect("cgroup: /jobs: no such group")
+        .expect_clean_poweroff();
+    // What a command printed: the log from its echo to the next prompt.
+    let output = |command: &str| -> String {
+        let log = &run.log;
+        let Some(at) = log.find(command) else { run.fail(&format!("{command:?} was never typed")) };
+        let rest = &log[at + command.len()..];
+        rest[..rest.find("keel> ").unwrap_or(rest.len())].to_string()
+    };
+    let hog = output("run --cgroup /jobs ktest hog 4");
+    if hog.contains("was killed") || hog.contains("exited with") {
+        run.fail(&format!("the 4 MiB hog did not run to its end under an 8 MiB limit: {hog:?}"));
+    }
+    let events = output("cgroup cat /jobs pids.events");
+    if events.trim() != "max 1" {
+        run.fail(&format!("pids.events after one refused spawn: {events:?}"));
     }
 }

@@ -89,8 +89,10 @@ struct Env {
     initrd_arg: String,
     /// The real-time clock's registers (read-only), for the file service's timestamps.
     rtc: Option<Slot>,
-    /// The root of the quota tree (the kernel gives it to init).
+    /// The root of the quota tree (the kernel gives it to init), for resmgr.
     quota: Option<Slot>,
+    /// resmgr's connection: it serves it; the shell and ktest call it.
+    resmgr: Option<Slot>,
 }
 
 fn fail(msg: core::fmt::Arguments) -> i32 {
@@ -139,6 +141,9 @@ pub fn main(startup: &Startup) -> i32 {
     let (Ok(procmgr_conn), Ok(namesrv_conn), Ok(exits)) = (sys::conn_create(), sys::conn_create(), sys::notif_create()) else {
         return fail(format_args!("cannot create its connections"));
     };
+    // The cgroup service's connection: made and kept here, so only the programs given it below
+    // may change limits, and a restarted resmgr serves the same one.
+    let resmgr_conn = sys::conn_create().ok();
     let env = Arc::new(Env {
         archive,
         procmgr: procmgr_conn,
@@ -151,6 +156,7 @@ pub fn main(startup: &Startup) -> i32 {
         initrd_arg: alloc::format!("initrd={offset:#x}:{size:#x}"),
         rtc: sys::device_pmo(control, PL031_BASE, PL031_SIZE).ok(),
         quota: startup.cap("quota"),
+        resmgr: resmgr_conn,
     });
     // init's own file calls (the shutdown before power-off) find the file service through here.
     keel_rt::fs::set_namesrv(Some(env.namesrv));
@@ -296,6 +302,21 @@ fn start(
             grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" });
             if let Some(quota) = env.quota {
                 grants.push(Grant { slot: quota, rights: rights::ALL, badge: 0, name: "quota" });
+            }
+            if let Some(conn) = env.resmgr {
+                grants.push(Grant { slot: conn, rights: call, badge: id, name: "resmgr" });
+            }
+        }
+        "shell" => {
+            if let Some(conn) = env.resmgr {
+                grants.push(Grant { slot: conn, rights: call, badge: id, name: "resmgr" });
+            }
+        }
+        // The cgroup service keeps the quota tree below the root init was given.
+        "resmgr" => {
+            if let (Some(quota), Some(conn)) = (env.quota, env.resmgr) {
+                grants.push(Grant { slot: quota, rights: rights::ALL, badge: 0, name: "quota" });
+                grants.push(Grant { slot: conn, rights: rights::ALL, badge: 0, name: "serve" });
             }
         }
         // The block driver maps its device's registers, claims its interrupt and does DMA.

@@ -56,6 +56,18 @@ pub mod procmgr {
     pub const SPAWN_UNPRIVILEGED: u64 = 2;
 }
 
+/// The cgroup service (resmgr). Capability name: `resmgr`, given by init to the shell and ktest
+/// only (a connection init keeps, so it outlives a restart of resmgr).
+pub mod resmgr {
+    /// Bulk payload: a command's words, NUL-separated (`mkdir\0/jobs`; see keel_resmgr::tree).
+    /// Reply: data[1] = 0 and the text to print as payload, or data[1] = an error code
+    /// (`Error::code`) and a one-line message as payload. data[3] = payload length.
+    pub const COMMAND: u64 = 1;
+    /// Bulk payload: a group's path. Reply caps: its quota (READ | MANAGE | GRANT), for SPAWN
+    /// into the group; `NotFound` for no such group.
+    pub const QUOTA: u64 = 2;
+}
+
 /// Name service. Capability name: `namesrv`.
 pub mod namesrv {
     /// data[0..4] = name ([`super::pack_name`]); caps: [the connection to register]. A later

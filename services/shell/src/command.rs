@@ -18,7 +18,8 @@ pub enum Command {
     Ps,
     Kill(u64),
     /// `run <program> [args...]`: `path` is `/bin/<program>` unless the program is a path.
-    Run { program: String, path: String, args: Vec<String> },
+    /// `cgroup`: the group (resmgr path) the program starts in; None for the shell's own.
+    Run { program: String, path: String, args: Vec<String>, cgroup: Option<String> },
     Mem,
     Uptime,
     PowerOff,
@@ -26,6 +27,8 @@ pub enum Command {
     Vm(Vec<String>),
     /// `net <subcommand> [args...]`: handed to the switch service, which parses it.
     Net(Vec<String>),
+    /// `cgroup <subcommand> [args...]`: handed to resmgr, which parses it.
+    Cgroup(Vec<String>),
     /// A file command (`ls`, `cat`, `cp` ... see `files`), which parses its own arguments.
     File { name: String, args: Vec<String> },
     /// `<command> > path` or `>> path` (append): the command's output goes to the file.
@@ -38,7 +41,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("echo <words...>", "print the words"),
     ("ps", "list the processes"),
     ("kill <pid>", "kill a process"),
-    ("run <program> [args...]", "run /bin/<program> in the foreground (Ctrl-C kills it)"),
+    ("run [--cgroup PATH] <program> [args...]", "run /bin/<program> in the foreground (Ctrl-C kills it), in a cgroup"),
     ("mem", "physical memory (total, used, free), the kernel heap and its objects"),
     ("uptime", "time since boot"),
     ("poweroff", "power the machine off"),
@@ -47,6 +50,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("vm console <id> | stop <id>", "show a VM's console; stop a VM"),
     ("vm rm <id> | start <id> [opts]", "forget a VM that has stopped; boot a stopped VM again (--attach|--wait|--timeout S)"),
     ("net list | stat [switch]", "the virtual switches' ports and counters; a switch's learned addresses"),
+    ("cgroup ls|mkdir|rmdir PATH", "cgroups: list a group's files and children, make or remove one (/jobs, /jobs/a)"),
+    ("cgroup cat|set PATH FILE [V]", "read or set memory.max, pids.max, threads.max (max, 64M, 50); memory.current, memory.events, pids.current ..."),
+    ("cgroup stat", "every group with its memory, processes and OOM kills"),
 ];
 
 /// Why a line could not be decoded. Displayed as the one line the shell prints.
@@ -145,18 +151,27 @@ fn parse_words(words: &[String]) -> Result<Command, ParseError> {
             [pid] => Ok(Command::Kill(parse_pid(pid)?)),
             _ => Err(ParseError::Usage("kill", "kill <pid>")),
         },
-        "run" => match args.split_first() {
-            Some((program, rest)) if !program.is_empty() => {
-                Ok(Command::Run { program: program.clone(), path: program_path(program), args: rest.to_vec() })
+        "run" => {
+            let (cgroup, args) = match args {
+                [flag, group, rest @ ..] if flag == "--cgroup" => (Some(group.clone()), rest),
+                [flag] if flag == "--cgroup" => return Err(ParseError::Usage("run", "run [--cgroup PATH] <program> [args...]")),
+                _ => (None, args),
+            };
+            match args.split_first() {
+                Some((program, rest)) if !program.is_empty() => {
+                    Ok(Command::Run { program: program.clone(), path: program_path(program), args: rest.to_vec(), cgroup })
+                }
+                _ => Err(ParseError::Usage("run", "run [--cgroup PATH] <program> [args...]")),
             }
-            _ => Err(ParseError::Usage("run", "run <program> [args...]")),
-        },
+        }
         "mem" => no_args(Command::Mem, "mem"),
         "uptime" => no_args(Command::Uptime, "uptime"),
         "poweroff" => no_args(Command::PowerOff, "poweroff"),
         "vm" if !args.is_empty() => Ok(Command::Vm(args.to_vec())),
         "vm" => Err(ParseError::Usage("vm", "vm run|start|list|stat|console|stop|rm ...")),
         "net" => Ok(Command::Net(args.to_vec())),
+        "cgroup" if !args.is_empty() => Ok(Command::Cgroup(args.to_vec())),
+        "cgroup" => Err(ParseError::Usage("cgroup", "cgroup ls|mkdir|rmdir|cat|set|stat ...")),
         name if crate::files::is_file_command(name) => Ok(Command::File { name: name.to_string(), args: args.to_vec() }),
         other => Err(ParseError::Unknown(other.to_string())),
     }
@@ -223,11 +238,19 @@ mod tests {
     fn run_looks_in_bin_unless_given_a_path() {
         assert_eq!(
             parse("run ktest crash now"),
-            Ok(Command::Run { program: "ktest".into(), path: "/bin/ktest".into(), args: words(&["crash", "now"]) })
+            Ok(Command::Run { program: "ktest".into(), path: "/bin/ktest".into(), args: words(&["crash", "now"]), cgroup: None })
         );
-        assert_eq!(parse("run /sbin/x"), Ok(Command::Run { program: "/sbin/x".into(), path: "/sbin/x".into(), args: Vec::new() }));
-        assert_eq!(parse("run").unwrap_err().to_string(), "run: usage: run <program> [args...]");
-        assert_eq!(parse("run ''").unwrap_err().to_string(), "run: usage: run <program> [args...]");
+        assert_eq!(parse("run /sbin/x"), Ok(Command::Run { program: "/sbin/x".into(), path: "/sbin/x".into(), args: Vec::new(), cgroup: None }));
+        assert_eq!(
+            parse("run --cgroup /jobs x 1"),
+            Ok(Command::Run { program: "x".into(), path: "/bin/x".into(), args: words(&["1"]), cgroup: Some("/jobs".into()) })
+        );
+        assert!(matches!(parse("run --cgroup"), Err(ParseError::Usage("run", _))));
+        assert!(matches!(parse("run --cgroup /jobs"), Err(ParseError::Usage("run", _))));
+        assert_eq!(parse("cgroup mkdir /a"), Ok(Command::Cgroup(words(&["mkdir", "/a"]))));
+        assert!(matches!(parse("cgroup"), Err(ParseError::Usage("cgroup", _))));
+        assert_eq!(parse("run").unwrap_err().to_string(), "run: usage: run [--cgroup PATH] <program> [args...]");
+        assert_eq!(parse("run ''").unwrap_err().to_string(), "run: usage: run [--cgroup PATH] <program> [args...]");
     }
 
     #[test]

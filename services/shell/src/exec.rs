@@ -20,8 +20,9 @@ pub trait System {
     /// The process manager's PS payload.
     fn ps(&mut self) -> Result<alloc::vec::Vec<u8>, Error>;
     fn kill(&mut self, pid: u64) -> Result<(), Error>;
-    /// Starts `path` with `args`, sharing our console: (pid, process).
-    fn spawn(&mut self, path: &str, args: &[String]) -> Result<(u64, Self::Process), Error>;
+    /// Starts `path` with `args`, sharing our console, in cgroup `cgroup` (None: ours): (pid,
+    /// process).
+    fn spawn(&mut self, path: &str, args: &[String], cgroup: Option<&str>) -> Result<(u64, Self::Process), Error>;
     /// Tells the console which program Ctrl-C kills (0 = none).
     fn set_foreground(&mut self, pid: u64) -> Result<(), Error>;
     /// Waits for the program to end; its exit code.
@@ -38,6 +39,10 @@ pub trait System {
     fn vm(&mut self, args: &[String]) -> Result<String, Error>;
     /// Runs a `net` command in the switch service; the text it prints.
     fn net(&mut self, args: &[String]) -> Result<String, Error>;
+    /// Runs a `cgroup` command in resmgr: the text it prints, or the message of its failure.
+    fn cgroup(&mut self, _args: &[String]) -> Result<String, String> {
+        Err("the cgroup service is not available".into())
+    }
     /// The file service.
     fn files(&mut self) -> &mut dyn crate::files::Files;
 }
@@ -99,7 +104,7 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
                 let _ = writeln!(out, "kill: process {pid}: {e}");
             }
         },
-        Command::Run { program, path, args } => run(sys, program, path, args, out),
+        Command::Run { program, path, args, cgroup } => run(sys, program, path, args, cgroup.as_deref(), out),
         Command::Mem => match sys.mem_info() {
             Ok(c) => {
                 let (total, free) = (c.frames_total, c.frames_free);
@@ -150,6 +155,12 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
                 let _ = writeln!(out, "shell: {path}: {}", e.message());
             }
         }
+        Command::Cgroup(args) => match sys.cgroup(args) {
+            Ok(text) => out.push_str(&text),
+            Err(message) => {
+                let _ = writeln!(out, "cgroup: {message}");
+            }
+        },
         Command::Net(args) => match sys.net(args) {
             Ok(text) => out.push_str(&text),
             Err(Error::NotFound) => {
@@ -171,14 +182,18 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
     }
 }
 
-fn run<S: System>(sys: &mut S, program: &str, path: &str, args: &[String], out: &mut String) {
+fn run<S: System>(sys: &mut S, program: &str, path: &str, args: &[String], cgroup: Option<&str>, out: &mut String) {
     // The console keeps a Ctrl-C typed while the program starts, for its pid.
     let _ = sys.set_foreground(FOREGROUND_STARTING);
-    let (pid, process) = match sys.spawn(path, args) {
+    let (pid, process) = match sys.spawn(path, args, cgroup) {
         Ok(started) => started,
         Err(e) => {
             let _ = sys.set_foreground(0);
-            if e == Error::NotFound {
+            if let (Some(group), Error::Limit | Error::NoMemory) = (cgroup, e) {
+                let _ = writeln!(out, "run: {program}: cgroup {group} has no room ({e})");
+            } else if e == Error::NotFound && cgroup.is_some() {
+                let _ = writeln!(out, "run: {program}: no such program, or no cgroup {}", cgroup.unwrap_or(""));
+            } else if e == Error::NotFound {
                 let _ = writeln!(out, "run: {program}: no such program");
             } else {
                 let _ = writeln!(out, "run: {program}: {e}");
@@ -236,7 +251,7 @@ mod tests {
                 _ => Err(Error::NotFound),
             }
         }
-        fn spawn(&mut self, path: &str, args: &[String]) -> Result<(u64, u64), Error> {
+        fn spawn(&mut self, path: &str, args: &[String], _: Option<&str>) -> Result<(u64, u64), Error> {
             self.calls.push(alloc::format!("spawn {path} {args:?}"));
             if path == "/bin/missing" { Err(Error::NotFound) } else { Ok((42, 900)) }
         }

@@ -53,7 +53,7 @@ pub fn main(startup: &Startup) -> i32 {
         println!("shell: the startup block lacks the 'procmgr' or 'namesrv' capability");
         return 2;
     };
-    let mut system = match LiveSystem::connect(procmgr, namesrv) {
+    let mut system = match LiveSystem::connect(procmgr, namesrv, startup.cap("resmgr")) {
         Ok(s) => s,
         Err(e) => {
             println!("shell: cannot find the console: {e}");
@@ -208,7 +208,7 @@ mod tests {
         fn kill(&mut self, _: u64) -> Result<(), Error> {
             unreachable!()
         }
-        fn spawn(&mut self, _: &str, _: &[String]) -> Result<(u64, ()), Error> {
+        fn spawn(&mut self, _: &str, _: &[String], _: Option<&str>) -> Result<(u64, ()), Error> {
             unreachable!()
         }
         fn set_foreground(&mut self, _: u64) -> Result<(), Error> {

@@ -37,6 +37,8 @@ pub struct LiveSystem {
     vmm: ServiceClient,
     /// The switch service (`net`).
     net: ServiceClient,
+    /// The cgroup service, if init gave us its connection.
+    resmgr: Option<Client>,
     /// `vmm.generation()` when the user was last told about a restart.
     vmm_generation: u64,
     /// The VM whose console the last `vm` command attached to.
@@ -152,12 +154,13 @@ fn console_control(procmgr: &Client, namesrv: &Client) -> Result<Slot, Error> {
 
 impl LiveSystem {
     /// Connects to the console (its control connection, from procmgr).
-    pub fn connect(procmgr: Slot, namesrv: Slot) -> Result<Self, Error> {
+    pub fn connect(procmgr: Slot, namesrv: Slot, resmgr: Option<Slot>) -> Result<Self, Error> {
         let (procmgr, namesrv) = (Client::new(procmgr), Client::new(namesrv));
         let console = Client::new(console_control(&procmgr, &namesrv)?);
         let vmm = ServiceClient::new(namesrv.slot(), "vmm");
         let net = ServiceClient::new(namesrv.slot(), "net");
-        Ok(Self { procmgr, namesrv, console, vmm, net, vmm_generation: 0, attached: None, waiting: None, files: LiveFiles })
+        let resmgr = resmgr.map(Client::new);
+        Ok(Self { procmgr, namesrv, console, vmm, net, resmgr, vmm_generation: 0, attached: None, waiting: None, files: LiveFiles })
     }
 
     /// Finds the console again (after it restarted): Ok once the connection procmgr gives
@@ -183,6 +186,14 @@ impl LiveSystem {
             _ => {}
         }
         Ok(ReadLine::Line(String::from_utf8_lossy(&payload).into_owned()))
+    }
+
+    /// The quota of cgroup `group` (from resmgr), to start a program in.
+    fn group_quota(&mut self, group: &str) -> Result<Slot, Error> {
+        let resmgr = self.resmgr.as_mut().ok_or(Error::NoRights)?;
+        let (r, _) = resmgr.call_bulk(keel_rt::proto::resmgr::QUOTA, [0; 3], group.as_bytes())?;
+        status(&r)?;
+        r.caps.slots().next().ok_or(Error::NotFound)
     }
 
     /// Waits up to `timeout_ns` for Ctrl-C, leaving typed lines queued; true if it came.
@@ -233,11 +244,19 @@ impl System for LiveSystem {
         status(&self.procmgr.call(procmgr::KILL, [pid, 0, 0, 0])?)
     }
 
-    fn spawn(&mut self, path: &str, args: &[String]) -> Result<(u64, Process), Error> {
+    fn spawn(&mut self, path: &str, args: &[String], cgroup: Option<&str>) -> Result<(u64, Process), Error> {
         let payload = spawn_payload(path, args)?;
         // What the user runs gets no device capabilities and no rights over other processes.
         let flags = procmgr::SPAWN_INHERIT_CONSOLE | procmgr::SPAWN_UNPRIVILEGED;
-        let (r, _) = self.procmgr.call_bulk(procmgr::SPAWN, [flags, 0, 0], &payload)?;
+        let quota = match cgroup {
+            Some(group) => Some(self.group_quota(group)?),
+            None => None,
+        };
+        let spawned = self.procmgr.call_bulk_with_caps(procmgr::SPAWN, [flags, 0, 0], &payload, quota.as_slice());
+        if let Some(q) = quota {
+            let _ = sys::cap_delete(q);
+        }
+        let (r, _) = spawned?;
         status(&r)?;
         let pid = r.msg.data[0];
         let slot = r.caps.slots().next().ok_or(Error::Invalid)?;
@@ -274,6 +293,15 @@ impl System for LiveSystem {
 
     fn files(&mut self) -> &mut dyn crate::files::Files {
         &mut self.files
+    }
+
+    fn cgroup(&mut self, args: &[String]) -> Result<String, String> {
+        let Some(resmgr) = self.resmgr.as_mut() else { return Err("this shell was not given the cgroup service".into()) };
+        let payload = args.join("\0");
+        let (r, text) = resmgr.call_bulk(keel_rt::proto::resmgr::COMMAND, [0; 3], payload.as_bytes()).map_err(|e| alloc::format!("the cgroup service: {e}"))?;
+        status(&r).map_err(|e| alloc::format!("the cgroup service: {e}"))?;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        if r.msg.data[1] == 0 { Ok(text) } else { Err(text) }
     }
 
     fn net(&mut self, args: &[String]) -> Result<String, Error> {

@@ -1,0 +1,63 @@
+//! The resmgr process: serves [`keel_rt::proto::resmgr`] on the connection init gave it, over
+//! the root quota init gave it.
+
+use crate::tree::{Quotas, Tree};
+use alloc::string::String;
+use alloc::vec::Vec;
+use keel_rt::abi::quota::QuotaStat;
+use keel_rt::abi::rights;
+use keel_rt::ipc::{Reply, Request};
+use keel_rt::proto::resmgr;
+use keel_rt::startup::Startup;
+use keel_rt::{Error, Slot, println, sys};
+
+/// The kernel's quota calls on capabilities in our table.
+pub struct KernelQuotas;
+
+impl Quotas for KernelQuotas {
+    type Handle = Slot;
+    fn create_child(&mut self, parent: Slot) -> Result<Slot, Error> {
+        sys::quota_create(parent)
+    }
+    fn set(&mut self, quota: Slot, resource: u64, limit: u64) -> Result<(), Error> {
+        sys::quota_set(quota, resource, limit)
+    }
+    fn stat(&mut self, quota: Slot, resource: u64) -> Result<QuotaStat, Error> {
+        sys::quota_stat(quota, resource)
+    }
+    fn release(&mut self, quota: Slot) {
+        let _ = sys::cap_delete(quota);
+    }
+}
+
+pub fn main(startup: &Startup) -> i32 {
+    let (Some(root), Some(conn)) = (startup.cap("quota"), startup.cap("serve")) else {
+        println!("resmgr: started without the quota and serve capabilities");
+        return 1;
+    };
+    let mut tree = Tree::new(KernelQuotas, root);
+    keel_rt::ipc::serve(conn, |req| handle(&mut tree, req))
+}
+
+fn handle(tree: &mut Tree<KernelQuotas>, req: &mut Request) -> Reply {
+    for c in req.caps.slots() {
+        let _ = sys::cap_delete(c);
+    }
+    let text = String::from_utf8_lossy(req.payload()).into_owned();
+    match req.msg.label {
+        resmgr::COMMAND => {
+            let words: Vec<&str> = text.split('\0').filter(|w| !w.is_empty()).collect();
+            let (code, out) = match tree.command(&words) {
+                Ok(out) => (0, out),
+                Err(e) => (e.code.code() as u64, e.message),
+            };
+            let n = req.reply_payload(out.as_bytes());
+            Reply::ok([0, code, 0, n])
+        }
+        resmgr::QUOTA => match tree.quota(&text).map_err(|e| e.code).and_then(|q| sys::cap_copy(q, None, rights::READ | rights::MANAGE | rights::GRANT, 0)) {
+            Ok(copy) => Reply { msg: keel_rt::abi::ipc::Message::new(0, [0; 4]), caps: alloc::vec![copy] },
+            Err(e) => Reply::err(e),
+        },
+        _ => Reply::err(Error::NoSys),
+    }
+}

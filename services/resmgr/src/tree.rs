@@ -1,0 +1,475 @@
+//! The cgroup tree: groups named by paths, each backed by one kernel quota, and the text commands
+//! the shell's `cgroup` command sends.
+//!
+//! Rules (cgroup v2's, where Keel has the same thing): a group's limits bind everything below
+//! it (the kernel checks every level); the root group has no limits of its own; a group with
+//! child groups or processes cannot be removed (`BadState`); a limit may be set below the usage
+//! (new charges are refused until usage falls). Every controller is enabled in every group
+//! (`cgroup.controllers` and `cgroup.subtree_control` both read `memory pids`); Keel has no
+//! internal-process rule to enforce because groups are placed, not populated by hand.
+//!
+//! Commands (`args[0]`; every path is absolute):
+//! - `ls [PATH]`: the files and child groups (with a trailing `/`) of a group;
+//! - `mkdir PATH`, `rmdir PATH`;
+//! - `cat PATH FILE`, `set PATH FILE VALUE`;
+//! - `stat`: every group with its memory and process counts.
+//!
+//! A reply is the text to print, or an error code with a one-line message.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Write;
+use keel_rt::Error;
+use keel_rt::abi::quota::{MEMORY, NO_LIMIT, PROCESSES, QuotaStat, THREADS};
+
+/// The kernel's quota calls, as the tree needs them (a fake on the host).
+pub trait Quotas {
+    /// A quota capability.
+    type Handle: Copy + core::fmt::Debug;
+    fn create_child(&mut self, parent: Self::Handle) -> Result<Self::Handle, Error>;
+    fn set(&mut self, quota: Self::Handle, resource: u64, limit: u64) -> Result<(), Error>;
+    fn stat(&mut self, quota: Self::Handle, resource: u64) -> Result<QuotaStat, Error>;
+    /// Lets go of the capability (the kernel removes the quota once nothing else holds it).
+    fn release(&mut self, quota: Self::Handle);
+}
+
+/// Most bytes in a group name.
+pub const MAX_NAME: usize = 64;
+/// Most groups the tree keeps (the kernel also limits the depth).
+pub const MAX_GROUPS: usize = 1024;
+
+/// A failed command: the error code and what to tell the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandError {
+    pub code: Error,
+    pub message: String,
+}
+
+fn fail<T>(code: Error, message: impl Into<String>) -> Result<T, CommandError> {
+    Err(CommandError { code, message: message.into() })
+}
+
+/// A control file: its name and what it reads or sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum File {
+    Controllers,
+    SubtreeControl,
+    Current(u64),
+    Max(u64),
+    Peak(u64),
+    Events(u64),
+}
+
+const FILES: &[(&str, File)] = &[
+    ("cgroup.controllers", File::Controllers),
+    ("cgroup.subtree_control", File::SubtreeControl),
+    ("memory.current", File::Current(MEMORY)),
+    ("memory.max", File::Max(MEMORY)),
+    ("memory.peak", File::Peak(MEMORY)),
+    ("memory.events", File::Events(MEMORY)),
+    ("pids.current", File::Current(PROCESSES)),
+    ("pids.max", File::Max(PROCESSES)),
+    ("pids.peak", File::Peak(PROCESSES)),
+    ("pids.events", File::Events(PROCESSES)),
+    ("threads.current", File::Current(THREADS)),
+    ("threads.max", File::Max(THREADS)),
+];
+
+fn file(name: &str) -> Result<File, CommandError> {
+    FILES.iter().find(|(n, _)| *n == name).map(|&(_, f)| f).map_or_else(|| fail(Error::NotFound, format!("{name}: no such file")), Ok)
+}
+
+/// Parses a limit: `max`, or a number; for memory, bytes with an optional `K`, `M`, `G` or `T`
+/// (powers of 1024), rounded down to whole pages as cgroup v2 does.
+pub fn parse_limit(resource: u64, text: &str) -> Result<u64, CommandError> {
+    let text = text.trim();
+    if text == "max" {
+        return Ok(NO_LIMIT);
+    }
+    let (digits, shift) = match (resource, text.as_bytes().last()) {
+        (MEMORY, Some(b'K' | b'k')) => (&text[..text.len() - 1], 10),
+        (MEMORY, Some(b'M' | b'm')) => (&text[..text.len() - 1], 20),
+        (MEMORY, Some(b'G' | b'g')) => (&text[..text.len() - 1], 30),
+        (MEMORY, Some(b'T' | b't')) => (&text[..text.len() - 1], 40),
+        _ => (text, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return fail(Error::Invalid, format!("{text:?} is not a number or max"));
+    }
+    let n: u64 = digits.parse().map_err(|_| CommandError { code: Error::Invalid, message: format!("{text} is too large") })?;
+    let value = n.checked_mul(1u64 << shift).ok_or(CommandError { code: Error::Invalid, message: format!("{text} is too large") })?;
+    if value == NO_LIMIT {
+        return fail(Error::Invalid, format!("{text} is too large (use max)"));
+    }
+    Ok(if resource == MEMORY { value & !(keel_rt::abi::PAGE_SIZE - 1) } else { value })
+}
+
+fn show_limit(limit: u64) -> String {
+    if limit == NO_LIMIT { "max".to_string() } else { limit.to_string() }
+}
+
+/// Checks a group name: 1 to [`MAX_NAME`] bytes of letters, digits, `-`, `_` and `.`, not `.` or
+/// `..`, and not the name of a control file.
+fn check_name(name: &str) -> Result<(), CommandError> {
+    let ok_bytes = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if name.is_empty() || name.len() > MAX_NAME || !ok_bytes || name == "." || name == ".." {
+        return fail(Error::Invalid, format!("{name:?}: a group name is 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"));
+    }
+    if FILES.iter().any(|(n, _)| *n == name) {
+        return fail(Error::Invalid, format!("{name}: that is a control file's name"));
+    }
+    Ok(())
+}
+
+/// A path in canonical form (`/`, `/a/b`): absolute, no empty, `.` or `..` components.
+fn canonical(path: &str) -> Result<String, CommandError> {
+    if !path.starts_with('/') {
+        return fail(Error::Invalid, format!("{path}: a group path starts with /"));
+    }
+    let mut out = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        check_name(part)?;
+        out.push('/');
+        out.push_str(part);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &path[..i],
+        None => "/",
+    }
+}
+
+/// The tree: every group's quota by canonical path (the root is `/`).
+pub struct Tree<Q: Quotas> {
+    quotas: Q,
+    groups: BTreeMap<String, Q::Handle>,
+}
+
+impl<Q: Quotas> Tree<Q> {
+    pub fn new(quotas: Q, root: Q::Handle) -> Self {
+        let mut groups = BTreeMap::new();
+        groups.insert("/".to_string(), root);
+        Self { quotas, groups }
+    }
+
+    /// The quota of the group at `path`.
+    pub fn quota(&self, path: &str) -> Result<Q::Handle, CommandError> {
+        let path = canonical(path)?;
+        self.groups.get(&path).copied().map_or_else(|| fail(Error::NotFound, format!("{path}: no such group")), Ok)
+    }
+
+    fn children<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.groups.keys().filter(move |k| k.as_str() != "/" && parent_of(k) == path).map(|k| &k[k.rfind('/').map_or(0, |i| i + 1)..])
+    }
+
+    /// Runs one command.
+    pub fn command(&mut self, args: &[&str]) -> Result<String, CommandError> {
+        match args {
+            ["ls"] => self.ls("/"),
+            ["ls", path] => self.ls(path),
+            ["mkdir", path] => self.mkdir(path).map(|()| String::new()),
+            ["rmdir", path] => self.rmdir(path).map(|()| String::new()),
+            ["cat", path, name] => self.cat(path, name),
+            ["set", path, name, value] => self.set(path, name, value).map(|()| String::new()),
+            ["stat"] => self.stat(),
+            _ => fail(Error::Invalid, "usage: ls [PATH] | mkdir PATH | rmdir PATH | cat PATH FILE | set PATH FILE VALUE | stat"),
+        }
+    }
+
+    fn ls(&self, path: &str) -> Result<String, CommandError> {
+        let path = canonical(path)?;
+        self.quota(&path)?;
+        let mut out = String::new();
+        for (name, f) in FILES {
+            if path == "/" && matches!(f, File::Max(_)) {
+                continue;
+            }
+            let _ = writeln!(out, "{name}");
+        }
+        for child in self.children(&path) {
+            let _ = writeln!(out, "{child}/");
+        }
+        Ok(out)
+    }
+
+    fn mkdir(&mut self, path: &str) -> Result<(), CommandError> {
+        let path = canonical(path)?;
+        if path == "/" || self.groups.contains_key(&path) {
+            return fail(Error::Exists, format!("{path}: exists"));
+        }
+        let parent = self.quota(parent_of(&path))?;
+        if self.groups.len() >= MAX_GROUPS {
+            return fail(Error::Limit, format!("{path}: the tree has {MAX_GROUPS} groups already"));
+        }
+        let quota = match self.quotas.create_child(parent) {
+            Ok(q) => q,
+            Err(Error::Limit) => return fail(Error::Limit, format!("{path}: too deep (the kernel keeps 32 levels)")),
+            Err(e) => return fail(e, format!("{path}: {e}")),
+        };
+        self.groups.insert(path, quota);
+        Ok(())
+    }
+
+    fn rmdir(&mut self, path: &str) -> Result<(), CommandError> {
+        let path = canonical(path)?;
+        if path == "/" {
+            return fail(Error::BadState, "/: the root group cannot be removed");
+        }
+        let quota = self.quota(&path)?;
+        if self.children(&path).next().is_some() {
+            return fail(Error::BadState, format!("{path}: has child groups"));
+        }
+        let procs = self.quotas.stat(quota, PROCESSES).map_err(|e| CommandError { code: e, message: format!("{path}: {e}") })?;
+        if procs.usage != 0 {
+            return fail(Error::BadState, format!("{path}: has {} processes", procs.usage));
+        }
+        self.groups.remove(&path);
+        self.quotas.release(quota);
+        Ok(())
+    }
+
+    fn read(&mut self, quota: Q::Handle, resource: u64) -> Result<QuotaStat, CommandError> {
+        self.quotas.stat(quota, resource).map_err(|e| CommandError { code: e, message: format!("{e}") })
+    }
+
+    fn cat(&mut self, path: &str, name: &str) -> Result<String, CommandError> {
+        let path = canonical(path)?;
+        let quota = self.quota(&path)?;
+        let f = file(name)?;
+        Ok(match f {
+            File::Controllers | File::SubtreeControl => "memory pids\n".to_string(),
+            File::Max(_) if path == "/" => return fail(Error::NotFound, format!("{name}: the root group has no limits")),
+            File::Current(r) => format!("{}\n", self.read(quota, r)?.usage),
+            File::Max(r) => format!("{}\n", show_limit(self.read(quota, r)?.limit)),
+            File::Peak(r) => format!("{}\n", self.read(quota, r)?.peak),
+            File::Events(MEMORY) => {
+                let s = self.read(quota, MEMORY)?;
+                format!("max {}\noom {}\noom_kill {}\n", s.refused, s.oom_kills, s.oom_kills)
+            }
+            File::Events(r) => format!("max {}\n", self.read(quota, r)?.refused),
+        })
+    }
+
+    fn set(&mut self, path: &str, name: &str, value: &str) -> Result<(), CommandError> {
+        let path = canonical(path)?;
+        let quota = self.quota(&path)?;
+        match file(name)? {
+            File::Max(_) if path == "/" => fail(Error::Invalid, format!("{name}: the root group has no limits")),
+            File::Max(r) => {
+                let limit = parse_limit(r, value)?;
+                self.quotas.set(quota, r, limit).map_err(|e| CommandError { code: e, message: format!("{name}: {e}") })
+            }
+            // cgroup.subtree_control: every controller is always on; asking for that is fine.
+            File::SubtreeControl if value.split_whitespace().all(|w| ["+memory", "+pids"].contains(&w)) => Ok(()),
+            File::SubtreeControl => fail(Error::Invalid, format!("{value}: Keel has the memory and pids controllers, always on")),
+            _ => fail(Error::Invalid, format!("{name}: read-only")),
+        }
+    }
+
+    fn stat(&mut self) -> Result<String, CommandError> {
+        let mut out = String::from("GROUP                     MEMORY        MAX   PROCS    MAX  OOM-KILLS\n");
+        let groups: Vec<(String, Q::Handle)> = self.groups.iter().map(|(p, q)| (p.clone(), *q)).collect();
+        for (path, quota) in groups {
+            let m = self.read(quota, MEMORY)?;
+            let p = self.read(quota, PROCESSES)?;
+            let _ = writeln!(
+                out,
+                "{path:<20} {:>11} {:>10} {:>7} {:>6} {:>10}",
+                m.usage,
+                show_limit(m.limit),
+                p.usage,
+                show_limit(p.limit),
+                m.oom_kills
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Quotas as the kernel keeps them, hierarchical limits included.
+    #[derive(Default)]
+    struct Fake {
+        next: u32,
+        parent: HashMap<u32, Option<u32>>,
+        usage: HashMap<(u32, u64), u64>,
+        limit: HashMap<(u32, u64), u64>,
+        released: Vec<u32>,
+    }
+
+    impl Fake {
+        fn root() -> (Self, u32) {
+            let mut f = Fake::default();
+            f.parent.insert(0, None);
+            f.next = 1;
+            (f, 0)
+        }
+
+        fn charge(&mut self, q: u32, r: u64, n: u64) {
+            let mut at = Some(q);
+            while let Some(x) = at {
+                *self.usage.entry((x, r)).or_default() += n;
+                at = self.parent[&x];
+            }
+        }
+    }
+
+    impl Quotas for &mut Fake {
+        type Handle = u32;
+        fn create_child(&mut self, parent: u32) -> Result<u32, Error> {
+            let mut depth = 0;
+            let mut at = Some(parent);
+            while let Some(x) = at {
+                depth += 1;
+                at = self.parent[&x];
+            }
+            if depth > 32 {
+                return Err(Error::Limit);
+            }
+            let id = self.next;
+            self.next += 1;
+            self.parent.insert(id, Some(parent));
+            Ok(id)
+        }
+        fn set(&mut self, q: u32, r: u64, limit: u64) -> Result<(), Error> {
+            self.limit.insert((q, r), limit);
+            Ok(())
+        }
+        fn stat(&mut self, q: u32, r: u64) -> Result<QuotaStat, Error> {
+            if self.released.contains(&q) {
+                return Err(Error::BadSlot);
+            }
+            Ok(QuotaStat {
+                usage: self.usage.get(&(q, r)).copied().unwrap_or(0),
+                limit: self.limit.get(&(q, r)).copied().unwrap_or(NO_LIMIT),
+                ..QuotaStat::default()
+            })
+        }
+        fn release(&mut self, q: u32) {
+            self.released.push(q);
+        }
+    }
+
+    fn run(t: &mut Tree<&mut Fake>, line: &str) -> Result<String, Error> {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        t.command(&args).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn groups_are_made_listed_limited_and_removed() {
+        let (mut f, root) = Fake::root();
+        let mut t = Tree::new(&mut f, root);
+        run(&mut t, "mkdir /jobs").unwrap();
+        run(&mut t, "mkdir /jobs/a").unwrap();
+        run(&mut t, "mkdir /vms").unwrap();
+        let ls = run(&mut t, "ls /").unwrap();
+        assert!(ls.contains("jobs/\n") && ls.contains("vms/\n") && !ls.contains("a/"));
+        assert!(!ls.contains("memory.max"), "the root has no limit files");
+        assert!(run(&mut t, "ls /jobs").unwrap().contains("memory.max\n"));
+        run(&mut t, "set /jobs memory.max 64M").unwrap();
+        assert_eq!(run(&mut t, "cat /jobs memory.max").unwrap(), "67108864\n");
+        run(&mut t, "set /jobs pids.max 50").unwrap();
+        assert_eq!(run(&mut t, "cat /jobs/ pids.max").unwrap(), "50\n", "a trailing slash names the same group");
+        run(&mut t, "set /jobs pids.max max").unwrap();
+        assert_eq!(run(&mut t, "cat /jobs pids.max").unwrap(), "max\n");
+        assert_eq!(run(&mut t, "rmdir /jobs"), Err(Error::BadState), "it has a child");
+        run(&mut t, "rmdir /jobs/a").unwrap();
+        run(&mut t, "rmdir /jobs").unwrap();
+        assert_eq!(run(&mut t, "cat /jobs memory.max"), Err(Error::NotFound));
+        assert_eq!(f.released.len(), 2);
+    }
+
+    #[test]
+    fn usage_and_events_read_as_cgroup_v2_prints_them() {
+        let (mut f, root) = Fake::root();
+        let mut t = Tree::new(&mut f, root);
+        run(&mut t, "mkdir /a").unwrap();
+        let a = t.quota("/a").unwrap();
+        drop(t);
+        f.charge(a, MEMORY, 8192);
+        f.charge(a, PROCESSES, 2);
+        let mut t = Tree::new(&mut f, root);
+        t.groups.insert("/a".into(), a);
+        assert_eq!(run(&mut t, "cat /a memory.current").unwrap(), "8192\n");
+        assert_eq!(run(&mut t, "cat / memory.current").unwrap(), "8192\n", "the root counts everything");
+        assert_eq!(run(&mut t, "cat /a memory.events").unwrap(), "max 0\noom 0\noom_kill 0\n");
+        assert_eq!(run(&mut t, "cat /a pids.events").unwrap(), "max 0\n");
+        assert_eq!(run(&mut t, "cat /a cgroup.controllers").unwrap(), "memory pids\n");
+        assert_eq!(run(&mut t, "rmdir /a"), Err(Error::BadState), "it has processes");
+        let stat = run(&mut t, "stat").unwrap();
+        assert!(stat.lines().any(|l| l.starts_with("/a ") && l.contains("8192")), "{stat}");
+    }
+
+    #[test]
+    fn bad_input_is_refused_and_changes_nothing() {
+        let (mut f, root) = Fake::root();
+        let mut t = Tree::new(&mut f, root);
+        run(&mut t, "mkdir /a").unwrap();
+        for bad in ["-1", "12Q", "", "max1", "1.5G", "99999999999999999999", "16777216T", "0x10"] {
+            let args = ["set", "/a", "memory.max", bad];
+            assert_eq!(t.command(&args).map_err(|e| e.code), Err(Error::Invalid), "memory.max {bad:?}");
+        }
+        assert_eq!(run(&mut t, "set /a pids.max 5K"), Err(Error::Invalid), "suffixes are for memory only");
+        assert_eq!(run(&mut t, "cat /a memory.max").unwrap(), "max\n");
+        assert_eq!(run(&mut t, "set /a memory.current 5"), Err(Error::Invalid), "read-only");
+        assert_eq!(run(&mut t, "set / memory.max 5"), Err(Error::Invalid), "the root has no limits");
+        assert_eq!(run(&mut t, "cat /a nosuch.file"), Err(Error::NotFound));
+        assert_eq!(run(&mut t, "mkdir /a"), Err(Error::Exists));
+        assert_eq!(run(&mut t, "mkdir /"), Err(Error::Exists));
+        assert_eq!(run(&mut t, "mkdir /nosuch/b"), Err(Error::NotFound));
+        assert_eq!(run(&mut t, "mkdir relative"), Err(Error::Invalid));
+        assert_eq!(run(&mut t, "mkdir /a/.."), Err(Error::Invalid));
+        assert_eq!(run(&mut t, "mkdir /a/memory.max"), Err(Error::Invalid));
+        assert_eq!(run(&mut t, "mkdir /a/b$c"), Err(Error::Invalid));
+        let long = format!("mkdir /{}", "x".repeat(MAX_NAME + 1));
+        assert_eq!(run(&mut t, &long), Err(Error::Invalid));
+        assert_eq!(run(&mut t, "rmdir /"), Err(Error::BadState));
+        assert_eq!(run(&mut t, "frobnicate"), Err(Error::Invalid));
+        assert_eq!(run(&mut t, "set /a cgroup.subtree_control +cpu"), Err(Error::Invalid));
+        t.command(&["set", "/a", "cgroup.subtree_control", "+memory +pids"]).unwrap();
+        assert_eq!(run(&mut t, "ls /").unwrap().matches('/').count(), 1);
+    }
+
+    #[test]
+    fn a_deep_tree_stops_at_the_kernels_depth() {
+        let (mut f, root) = Fake::root();
+        let mut t = Tree::new(&mut f, root);
+        let mut path = String::new();
+        let mut made = 0;
+        for _ in 0..10_000 {
+            path.push_str("/d");
+            match run(&mut t, &format!("mkdir {path}")) {
+                Ok(_) => made += 1,
+                Err(e) => {
+                    assert_eq!(e, Error::Limit);
+                    break;
+                }
+            }
+        }
+        assert_eq!(made, 32);
+    }
+
+    #[test]
+    fn limits_parse_like_cgroup_v2() {
+        assert_eq!(parse_limit(MEMORY, "max"), Ok(NO_LIMIT));
+        assert_eq!(parse_limit(MEMORY, "64M"), Ok(64 << 20));
+        assert_eq!(parse_limit(MEMORY, "1g"), Ok(1 << 30));
+        assert_eq!(parse_limit(MEMORY, "4097"), Ok(4096), "rounded down to pages");
+        assert_eq!(parse_limit(MEMORY, " 2K\n"), Ok(0), "2 KiB is less than a page");
+        assert_eq!(parse_limit(PROCESSES, "50"), Ok(50));
+        assert!(parse_limit(PROCESSES, "18446744073709551615").is_err(), "u64::MAX is spelled max");
+    }
+}
