@@ -19,7 +19,8 @@ use crate::virt::vm::Vm;
 use crate::idmap::IdMap;
 use crate::object::{Id, ObjRef};
 use crate::object::ipc::{Connection, Notification};
-use crate::object::quota::QUOTAS;
+use crate::object::quota::{self, QUOTAS};
+use core::sync::atomic::Ordering::Relaxed;
 use keel_abi::quota::{MEMORY, PROCESSES, THREADS};
 use crate::percpu::MAX_CPUS;
 use crate::sched::runqueue::{CpuSet, SchedId, SchedParams, Scheduler};
@@ -39,6 +40,9 @@ pub static KERNEL: hal::Mutex<Option<Kernel>> = hal::Mutex::new(None);
 /// Heap bytes the kernel keeps in reserve: work that would allocate is refused (`NoMemory`)
 /// below this, so running out of kernel heap is an error for the asking process, never a panic.
 pub const HEAP_RESERVE: usize = 512 * 1024;
+
+/// `CpuSlot::bill_since` of an idle CPU.
+pub const BILL_IDLE: u64 = u64::MAX;
 
 /// Slots in every process's capability table.
 pub const PROCESS_SLOTS: u32 = 4096;
@@ -78,6 +82,17 @@ pub struct CpuSlot {
     pub guest_ioevents: bool,
     /// The loaded VM has interrupt status registers the kernel answers.
     pub guest_status_regs: bool,
+    /// The quota this CPU's time is charged to (0: none yet): the running thread's, and through
+    /// an IPC hand-off still its caller's (a server's handler runs on its client's time). It has
+    /// run since the counter value `bill_since` ([`BILL_IDLE`] while the CPU idles), and
+    /// `bill_pending` ticks before that are not yet charged: they go to the quota table when the
+    /// quota changes or the timer ticks, so a CPU that idles between two calls of one client
+    /// takes no lock for it.
+    pub bill: Id,
+    pub bill_since: u64,
+    pub bill_pending: u64,
+    /// When `bill`'s CPU budget for its period runs out (`cpu.max`; u64::MAX: no limit).
+    pub budget_until: u64,
 }
 
 pub struct Kernel {
@@ -105,6 +120,10 @@ pub struct Kernel {
     pub ram: Vec<(u64, u64)>,
     /// The quota every other quota descends from; processes the kernel starts are in it.
     pub root_quota: Id,
+    /// Threads waiting for their quota's next CPU period (`Block::Throttled`), and the earliest
+    /// time one of them may run again (u64::MAX: none).
+    pub throttled: Vec<Id>,
+    pub unthrottle_at: u64,
     next_id: Id,
     free_asids: Vec<u16>,
     next_asid: u16,
@@ -122,6 +141,10 @@ impl Kernel {
         let mut cpus = [CpuSlot::default(); MAX_CPUS];
         for c in cpus.iter_mut().take(ncpus) {
             c.online = true;
+        }
+        for c in cpus.iter_mut() {
+            c.budget_until = u64::MAX;
+            c.bill_since = BILL_IDLE;
         }
         Self {
             caps: CapSpace::new(),
@@ -144,6 +167,8 @@ impl Kernel {
             claimable_irqs: Vec::new(),
             ram: Vec::new(),
             root_quota: QUOTAS.lock().create_root(),
+            throttled: Vec::new(),
+            unthrottle_at: u64::MAX,
             next_id: 1,
             free_asids: Vec::new(),
             next_asid: 1,
@@ -663,7 +688,7 @@ impl Kernel {
             self.sched.hand_off(cpu, t.sched, t.params);
         }
         t.state = ThreadState::Running(cpu);
-        let (pid, (vs, root, asid)) = (t.pid, t.space);
+        let (pid, (vs, root, asid), quota) = (t.pid, t.space, t.quota);
         match t.guest {
             Some(vcpu) => self.load_guest(cpu, frame, vcpu),
             None => {
@@ -677,7 +702,159 @@ impl Kernel {
             hal::set_user_space(root, asid);
             self.cpus[cpu].vmspace = vs;
         }
+        if !hand_off {
+            // A thread the scheduler chose runs on its own quota's time (a hand-off keeps the
+            // caller's), for a slice its quota's CPU weight sizes.
+            let slot = &mut self.cpus[cpu];
+            if slot.bill == quota && quota::CPU_POLICIES.load(Relaxed) == 0 {
+                // The same quota again (a server waking for its next call): only a CPU coming
+                // out of idle restarts its clock.
+                if slot.bill_since == BILL_IDLE {
+                    slot.bill_since = hal::now_ticks();
+                }
+            } else {
+                self.bill_and_slice(cpu, quota);
+            }
+        }
         true
+    }
+
+    /// The slow half of [`Self::switch_in`]: a change of the quota billed, or CPU limits or
+    /// weights in force somewhere.
+    #[inline(never)]
+    fn bill_and_slice(&mut self, cpu: usize, quota: Id) {
+        self.bill_to(cpu, quota, hal::now_ticks());
+        if quota::CPU_WEIGHTED.load(Relaxed) != 0 {
+            let slice = self.weighted_slice(quota);
+            self.sched.set_slice(cpu, slice);
+        }
+    }
+
+    /// `cpu` runs a thread of `quota` from `now`: the time since the last change is added to
+    /// what the quota billed so far has pending; when the quota changes, that is charged to it
+    /// (under CPU limits always, and then the CPU's timer is armed for when `quota`'s budget for
+    /// this period runs out).
+    #[inline(never)]
+    pub fn bill_to(&mut self, cpu: usize, quota: Id, now: u64) {
+        let limited = quota::CPU_LIMITED.load(Relaxed) != 0;
+        let slot = &mut self.cpus[cpu];
+        if slot.bill_since != BILL_IDLE {
+            slot.bill_pending += now.saturating_sub(slot.bill_since);
+        }
+        slot.bill_since = now;
+        if quota == slot.bill && !limited {
+            return;
+        }
+        let (old, pending) = (slot.bill, core::mem::take(&mut slot.bill_pending));
+        slot.bill = quota;
+        slot.budget_until = u64::MAX;
+        let mut quotas = QUOTAS.lock();
+        if old != 0 && pending != 0 {
+            quotas.charge_cpu(old, pending, now);
+        }
+        if limited {
+            if let Some(left) = quotas.cpu_remaining(quota, now) {
+                drop(quotas);
+                let until = now.saturating_add(left.max(1));
+                self.cpus[cpu].budget_until = until;
+                hal::timer_wake_by(until);
+            }
+        }
+    }
+
+    /// `cpu` goes idle at `now`: its time stops counting (no lock taken).
+    #[inline]
+    fn bill_pause(&mut self, cpu: usize, now: u64) {
+        let slot = &mut self.cpus[cpu];
+        if slot.bill_since != BILL_IDLE {
+            slot.bill_pending += now.saturating_sub(slot.bill_since);
+            slot.bill_since = BILL_IDLE;
+        }
+    }
+
+    /// Charges what `cpu` has run for its billed quota up to `now`; the end of that quota's
+    /// period if its CPU budget is now used up.
+    pub fn flush_bill(&mut self, cpu: usize, now: u64) -> Option<u64> {
+        let slot = &mut self.cpus[cpu];
+        if slot.bill_since != BILL_IDLE {
+            slot.bill_pending += now.saturating_sub(slot.bill_since);
+            slot.bill_since = now;
+        }
+        let (q, pending) = (slot.bill, core::mem::take(&mut slot.bill_pending));
+        if q == 0 || pending == 0 {
+            return None;
+        }
+        QUOTAS.lock().charge_cpu(q, pending, now)
+    }
+
+    /// Charges the time the billed quota has run on `cpu` so far (a timer interrupt). True if its
+    /// CPU budget for the period is used up: the running thread must make way. Otherwise the
+    /// budget's end is worked out again (a new period may have begun since it was armed), so
+    /// `budget_until` is never left in the past.
+    fn charge_running(&mut self, cpu: usize, now: u64) -> bool {
+        if self.flush_bill(cpu, now).is_some() {
+            // Out of budget: the thread is parked at the reschedule this asks for. The deadline
+            // is spent (left armed in the past, the timer would fire again at once, forever).
+            self.cpus[cpu].budget_until = u64::MAX;
+            return true;
+        }
+        let q = self.cpus[cpu].bill;
+        let left = if q != 0 && quota::CPU_LIMITED.load(Relaxed) != 0 { QUOTAS.lock().cpu_remaining(q, now) } else { None };
+        self.cpus[cpu].budget_until = left.map_or(u64::MAX, |l| now.saturating_add(l.max(1)));
+        false
+    }
+
+    /// The slice of a thread of `quota`: the default scaled by the quota's CPU weight over the
+    /// default weight (cgroup v2's `cpu.weight`), so threads of equal priority share a CPU in
+    /// proportion to their quotas' weights. At least one tick, at most 100.
+    #[cold]
+    #[inline(never)]
+    fn weighted_slice(&self, quota: Id) -> u32 {
+        let weight = QUOTAS.lock().cpu_weight(quota);
+        let ticks = u64::from(self.sched.timeslice()) * weight / keel_abi::quota::DEFAULT_CPU_WEIGHT;
+        ticks.clamp(1, 100) as u32
+    }
+
+    /// Parks `n` (just chosen to run on `cpu`) if its quota has used up its CPU time for this
+    /// period: it waits in the throttled list, and the timer is armed for the next period. `running`
+    /// is what ran here (saved first if it is `n`). True if parked.
+    #[cold]
+    #[inline(never)]
+    fn park_if_throttled(&mut self, cpu: usize, frame: &mut UserRegs, running: &mut Option<(Id, SchedId, SchedParams)>, n: Id) -> bool {
+        let now = hal::now_ticks();
+        let Some(q) = self.threads.get(&n).map(|t| t.quota) else { return false };
+        let Some(until) = QUOTAS.lock().cpu_throttled_until(q, now) else { return false };
+        if running.is_some_and(|(cur, _, _)| cur == n) {
+            self.save_current(cpu, frame);
+            *running = None;
+        }
+        self.sched.stop_running(cpu);
+        if let Some(t) = self.threads.get_mut(&n) {
+            t.state = ThreadState::Blocked(Block::Throttled);
+        }
+        self.throttled.push(n);
+        self.unthrottle_at = self.unthrottle_at.min(until);
+        hal::timer_wake_by(until);
+        true
+    }
+
+    /// Requeues the throttled threads whose quota has CPU time again.
+    #[cold]
+    #[inline(never)]
+    fn unthrottle(&mut self, cpu: usize, now: u64) {
+        self.unthrottle_at = u64::MAX;
+        for tid in core::mem::take(&mut self.throttled) {
+            let Some(q) = self.threads.get(&tid).filter(|t| t.state == ThreadState::Blocked(Block::Throttled)).map(|t| t.quota) else {
+                continue;
+            };
+            match QUOTAS.lock().cpu_throttled_until(q, now) {
+                Some(until) => {
+                    self.throttled.push(tid);
+                    self.unthrottle_at = self.unthrottle_at.min(until);
+                }
+                None => self.make_ready(tid, cpu),
+            }
+        }
     }
 
     /// Blocks the current thread of `cpu` (saving `frame`) for `why`.
@@ -733,7 +910,7 @@ impl Kernel {
     /// nothing is runnable (the arch layer then idles and calls this again).
     pub fn schedule(&mut self, cpu: usize, frame: &mut UserRegs) {
         self.cpus[cpu].need_resched = false;
-        let running = self.current[cpu].and_then(|tid| {
+        let mut running = self.current[cpu].and_then(|tid| {
             let t = self.threads.get(&tid)?;
             matches!(t.state, ThreadState::Running(_)).then_some((tid, t.sched, t.params))
         });
@@ -741,7 +918,16 @@ impl Kernel {
             // The current thread died while running here.
             self.save_current(cpu, frame);
         }
-        let next = self.sched.pick_next(cpu, running.map(|(_, id, params)| (id, params)));
+        // One call site of pick_next (it is inlined here): a choice whose quota is out of CPU
+        // time for this period is parked and the scheduler asked again.
+        let mut pick_current = running.map(|(_, id, params)| (id, params));
+        let next = loop {
+            let next = self.sched.pick_next(cpu, pick_current);
+            match next {
+                Some(n) if quota::CPU_LIMITED.load(Relaxed) != 0 && self.park_if_throttled(cpu, frame, &mut running, n) => pick_current = None,
+                _ => break next,
+            }
+        };
         match (running, next) {
             (Some((cur, _, _)), Some(n)) if n == cur => {}
             (Some((cur, sched, _)), next) => {
@@ -761,6 +947,9 @@ impl Kernel {
             hal::set_user_space(0, 0);
             self.cpus[cpu].vmspace = 0;
         }
+        if self.current[cpu].is_none() && self.cpus[cpu].bill_since != BILL_IDLE {
+            self.bill_pause(cpu, hal::now_ticks());
+        }
     }
 
     /// The timer fired on `cpu` at `now`: wakes the sleepers whose time has come and, when the
@@ -768,6 +957,14 @@ impl Kernel {
     /// running thread's slice. True if the running thread should be preempted. Returns with the
     /// earliest remaining deadline in [`Kernel::next_deadline`] for the caller to arm.
     pub fn timer_fired(&mut self, cpu: usize, now: u64, tick: bool) -> bool {
+        // CPU time: the running quota's so far; a quota out of budget makes way, and threads
+        // whose quota has a new period run again.
+        if (tick || now >= self.cpus[cpu].budget_until) && self.charge_running(cpu, now) {
+            self.cpus[cpu].need_resched = true;
+        }
+        if now >= self.unthrottle_at {
+            self.unthrottle(cpu, now);
+        }
         while let Some(&(deadline, tid)) = self.sleepers.first() {
             if deadline > now {
                 break;
@@ -807,9 +1004,11 @@ impl Kernel {
         }
     }
 
-    /// The earliest deadline of a sleeper, for the timer.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.sleepers.first().map(|&(d, _)| d)
+    /// The earliest deadline `cpu`'s timer must fire for: a sleeper's, a throttled quota's new
+    /// period, or the end of the CPU budget of the quota running on `cpu`.
+    pub fn next_deadline(&self, cpu: usize) -> Option<u64> {
+        let d = self.sleepers.first().map_or(u64::MAX, |&(d, _)| d).min(self.unthrottle_at).min(self.cpus[cpu].budget_until);
+        (d != u64::MAX).then_some(d)
     }
 
     /// Adds sleeper `tid` with `deadline`, and arms this CPU's timer for it if that is earlier

@@ -219,3 +219,75 @@ fn quota_calls_check_their_caps_and_arguments() {
     assert_eq!(crate::object::quota::QUOTAS.lock().len(), before - 1);
     let _ = pid;
 }
+
+#[test]
+fn a_thread_whose_quota_used_its_cpu_budget_waits_for_the_next_period() {
+    let set_now = |now: u64| crate::hal::fake::MACHINE.with(|m| m.borrow_mut().now = now);
+    set_now(1_000_000);
+    let (mut w, _, _, child) = with_child_quota();
+    // 20 ms per 100 ms (the fake counter runs at 1 GHz: ticks are ns).
+    ok(w.syscall(nr::QUOTA_SET, &[child, keel_abi::quota::CPU, 20_000_000, 100_000_000]));
+    let r = create_process(&mut w, "spinner", child).unwrap();
+    let spinner = ok(w.syscall(nr::THREAD_CREATE, &[r[1], 0x40_0000, 0x40_0000, 0, 32, 0]))[2];
+    // The caller blocks (waits on a notification), so the spinner runs alone.
+    let n = ok(w.syscall(nr::NOTIF_CREATE, &[]))[1];
+    w.syscall(nr::NOTIF_WAIT, &[n, 0]);
+    assert_eq!(w.k.current[0], Some(spinner));
+    assert_eq!(w.k.cpus[0].budget_until, 1_000_000 + 20_000_000, "armed for the end of its budget");
+    // Ticks every 10 ms: after 20 ms it is parked.
+    let mut now = 1_000_000;
+    for _ in 0..2 {
+        now += 10_000_000;
+        set_now(now);
+        if w.k.timer_fired(0, now, true) || w.k.cpus[0].need_resched {
+            w.k.schedule(0, &mut w.frame);
+        }
+    }
+    assert_eq!(w.k.current[0], None, "throttled: nothing else to run");
+    assert_eq!(w.k.threads[&spinner].state, ThreadState::Blocked(crate::object::thread::Block::Throttled));
+    assert_eq!(w.k.next_deadline(0), Some(101_000_000), "woken for the next period");
+    // The next period: it runs again.
+    now = 101_000_000;
+    set_now(now);
+    w.k.timer_fired(0, now, false);
+    w.k.schedule(0, &mut w.frame);
+    assert_eq!(w.k.current[0], Some(spinner));
+}
+
+#[test]
+fn a_throttled_process_can_be_killed_and_its_quota_goes() {
+    let set_now = |now: u64| crate::hal::fake::MACHINE.with(|m| m.borrow_mut().now = now);
+    set_now(5_000_000);
+    let (mut w, _, _, child) = with_child_quota();
+    ok(w.syscall(nr::QUOTA_SET, &[child, keel_abi::quota::CPU, 1_000_000, 100_000_000]));
+    let r = create_process(&mut w, "spinner", child).unwrap();
+    let spinner = ok(w.syscall(nr::THREAD_CREATE, &[r[1], 0x40_0000, 0x40_0000, 0, 32, 0]))[1];
+    let n = ok(w.syscall(nr::NOTIF_CREATE, &[]))[1];
+    let me = w.k.current[0].unwrap();
+    w.syscall(nr::NOTIF_WAIT, &[n, 0]);
+    set_now(7_000_000);
+    assert!(w.k.timer_fired(0, 7_000_000, true));
+    w.k.schedule(0, &mut w.frame);
+    assert_eq!(w.k.current[0], None);
+    assert_eq!(w.k.throttled.len(), 1);
+    // Our thread is woken and kills the parked process; its quota's count goes.
+    ok_signal(&mut w, me, n);
+    ok(w.syscall(nr::PROCESS_KILL, &[r[1], 0]));
+    assert_eq!(stat(&mut w, child, PROCESSES).usage, 0);
+    for s in [spinner, r[1], r[2]] {
+        ok(w.syscall(nr::CAP_DELETE, &[s]));
+    }
+    set_now(200_000_000);
+    w.k.timer_fired(0, 200_000_000, true);
+    assert!(w.k.throttled.is_empty(), "the dead thread left the throttled list");
+    assert_eq!(stat(&mut w, child, MEMORY).usage, 0);
+    let c = keel_abi::quota::CpuStat::from_words(&ok(w.syscall(nr::QUOTA_STAT, &[child, keel_abi::quota::CPU]))[1..8]);
+    assert!(c.usage_ns >= 1_000_000 && c.nr_throttled == 1, "{c:?}");
+}
+
+/// Wakes `tid` (blocked on notification `slot`) by signalling it from the kernel side and runs it.
+fn ok_signal(w: &mut World, tid: crate::object::Id, slot: u64) {
+    let ObjRef::Notif(id) = w.k.caps.lookup(w.k.threads[&tid].pid, slot as u32, Rights::NONE).unwrap().object else { panic!("not a notification") };
+    w.k.signal(id, 1);
+    w.run(tid);
+}

@@ -868,14 +868,14 @@ fn a_sleeper_arms_the_timer_for_its_deadline_and_wakes_between_ticks() {
     let deadline = 1_000 + 5_000_000;
     assert!(matches!(w.k.threads[&t].state, ThreadState::Blocked(_)), "sleep did not block");
     assert_eq!(crate::hal::fake::MACHINE.with(|m| m.borrow().wake_by.clone()), [deadline], "the timer was not armed for the deadline");
-    assert_eq!(w.k.next_deadline(), Some(deadline));
+    assert_eq!(w.k.next_deadline(0), Some(deadline));
     // An early interrupt (not a tick) before the deadline wakes no one.
     w.k.timer_fired(0, deadline - 1, false);
     assert!(matches!(w.k.threads[&t].state, ThreadState::Blocked(_)), "woken before its deadline");
     // One at the deadline wakes it, without waiting for the next tick.
     w.k.timer_fired(0, deadline, false);
     assert_eq!(w.k.threads[&t].state, ThreadState::Ready, "not woken at its deadline");
-    assert_eq!(w.k.next_deadline(), None, "the sleeper is still listed");
+    assert_eq!(w.k.next_deadline(0), None, "the sleeper is still listed");
 }
 
 #[test]

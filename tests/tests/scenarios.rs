@@ -92,3 +92,14 @@ fn an_unprivileged_process_cannot_kill_power_off_or_take_the_console() {
 fn quotas_stop_a_spawn_loop_at_its_limit_and_oom_kill_a_hog_in_its_group_only() {
     scenario("quota", 600);
 }
+
+#[test]
+fn cpu_quotas_hold_a_spinner_to_its_bandwidth_and_share_a_cpu_by_weight() {
+    // Under icount: time is instructions, so the shares do not move with the host's load.
+    let name = "cpuquota";
+    let run = keel_tests::Boot::scenario(name).icount().timeout(900).run();
+    run.expect_absent(&format!("ktest: {name}: FAILED"))
+        .expect(&format!("ktest: {name}: ok ("))
+        .expect(&format!("init: scenario {name} finished with code 0"))
+        .expect_clean_poweroff();
+}

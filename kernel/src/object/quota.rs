@@ -21,13 +21,90 @@
 use super::Id;
 use crate::idmap::IdMap;
 use crate::mm::frame::FRAMES;
-use keel_abi::quota::{MAX_DEPTH, MEMORY, NO_LIMIT, QuotaStat, RESOURCES};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use keel_abi::quota::{DEFAULT_CPU_WEIGHT, MAX_DEPTH, MEMORY, NO_LIMIT, QuotaStat, RESOURCES};
 use keel_abi::{Error, PAGE_SIZE};
 
 const N: usize = RESOURCES as usize;
 
 /// Every quota on the machine. Lock order: after `KERNEL`, before `FRAMES` (docs/ARCHITECTURE.md).
 pub static QUOTAS: crate::hal::Mutex<QuotaTable> = crate::hal::Mutex::new(QuotaTable::new());
+
+/// Quotas with a CPU limit, and quotas with a weight other than the default: while both are 0
+/// the scheduler asks nothing of the quota table (the switch paths stay as they were).
+pub static CPU_LIMITED: AtomicUsize = AtomicUsize::new(0);
+pub static CPU_WEIGHTED: AtomicUsize = AtomicUsize::new(0);
+/// `CPU_LIMITED + CPU_WEIGHTED`: the switch path's one check.
+pub static CPU_POLICIES: AtomicUsize = AtomicUsize::new(0);
+
+fn count_policy(counter: &AtomicUsize, was: bool, is: bool) {
+    match (was, is) {
+        (false, true) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+            CPU_POLICIES.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            counter.fetch_sub(1, Ordering::Relaxed);
+            CPU_POLICIES.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
+/// A quota's CPU time and bandwidth limit, in counter ticks.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuBudget {
+    /// Run time allowed per period; [`NO_LIMIT`] for none.
+    pub quota: u64,
+    pub period: u64,
+    pub weight: u64,
+    /// Run time charged here and below, ever.
+    pub usage: u64,
+    /// The current period began at this counter value; this much of it is used.
+    pub period_start: u64,
+    pub period_used: u64,
+    pub nr_periods: u64,
+    pub nr_throttled: u64,
+    pub throttled: u64,
+    /// When the budget ran out in the current period (None: it has not).
+    pub throttled_at: Option<u64>,
+}
+
+impl CpuBudget {
+    const fn new() -> Self {
+        Self {
+            quota: NO_LIMIT,
+            period: 0,
+            weight: DEFAULT_CPU_WEIGHT,
+            usage: 0,
+            period_start: 0,
+            period_used: 0,
+            nr_periods: 0,
+            nr_throttled: 0,
+            throttled: 0,
+            throttled_at: None,
+        }
+    }
+
+    /// Brings the period up to `now`: a new period starts with nothing used.
+    fn roll(&mut self, now: u64) {
+        if self.quota == NO_LIMIT || self.period == 0 || now < self.period_start + self.period {
+            return;
+        }
+        let periods = (now - self.period_start) / self.period;
+        self.nr_periods += periods;
+        self.period_start += periods * self.period;
+        self.period_used = 0;
+        if let Some(at) = self.throttled_at.take() {
+            self.throttled += self.period_start.saturating_sub(at);
+        }
+    }
+
+    /// The end of the current period if its budget is used up.
+    fn exhausted_until(&self) -> Option<u64> {
+        (self.quota != NO_LIMIT && self.period_used >= self.quota).then_some(self.period_start + self.period)
+    }
+}
 
 /// One quota.
 #[derive(Debug)]
@@ -39,6 +116,7 @@ pub struct Quota {
     peak: [u64; N],
     refused: [u64; N],
     oom_kills: u64,
+    cpu: CpuBudget,
     /// Capabilities naming it (and the kernel's own hold on a root).
     refs: u32,
     /// Processes in it (running or not yet removed).
@@ -68,6 +146,7 @@ impl QuotaTable {
             peak: [0; N],
             refused: [0; N],
             oom_kills: 0,
+            cpu: CpuBudget::new(),
             refs: 0,
             members: 0,
             children: 0,
@@ -215,6 +294,105 @@ impl QuotaTable {
         self.uncharge(from, resource, amount);
     }
 
+    /// Sets `id`'s CPU limit: `quota` ticks of run time per `period` ticks (`NO_LIMIT`: none).
+    /// A new period starts at `now`.
+    pub fn set_cpu_max(&mut self, id: Id, quota: u64, period: u64, now: u64) -> Result<(), Error> {
+        let q = self.quotas.get_mut(&id).ok_or(Error::PeerDied)?;
+        let (was, is) = (q.cpu.quota != NO_LIMIT, quota != NO_LIMIT);
+        q.cpu.roll(now);
+        if let Some(at) = q.cpu.throttled_at.take() {
+            q.cpu.throttled += now.saturating_sub(at);
+        }
+        q.cpu.quota = quota;
+        q.cpu.period = period;
+        q.cpu.period_start = now;
+        q.cpu.period_used = 0;
+        count_policy(&CPU_LIMITED, was, is);
+        Ok(())
+    }
+
+    /// Sets `id`'s CPU weight (its threads' time slices are this many hundredths of the default).
+    pub fn set_cpu_weight(&mut self, id: Id, weight: u64) -> Result<(), Error> {
+        let q = self.quotas.get_mut(&id).ok_or(Error::PeerDied)?;
+        let (was, is) = (q.cpu.weight != DEFAULT_CPU_WEIGHT, weight != DEFAULT_CPU_WEIGHT);
+        q.cpu.weight = weight;
+        count_policy(&CPU_WEIGHTED, was, is);
+        Ok(())
+    }
+
+    /// `id`'s CPU account, periods brought up to `now`.
+    pub fn cpu_stat(&mut self, id: Id, now: u64) -> Result<CpuBudget, Error> {
+        let q = self.quotas.get_mut(&id).ok_or(Error::PeerDied)?;
+        q.cpu.roll(now);
+        let mut cpu = q.cpu;
+        if let Some(at) = cpu.throttled_at {
+            cpu.throttled += now.saturating_sub(at);
+        }
+        Ok(cpu)
+    }
+
+    /// `id`'s CPU weight (the default for a quota that is gone).
+    pub fn cpu_weight(&self, id: Id) -> u64 {
+        self.quotas.get(&id).map_or(DEFAULT_CPU_WEIGHT, |q| q.cpu.weight)
+    }
+
+    /// Charges `ticks` of run time ending at `now` to `id` and its ancestors. Returns the end
+    /// of the current period of the first level whose budget is now used up (its threads must
+    /// wait for it), if any.
+    pub fn charge_cpu(&mut self, id: Id, ticks: u64, now: u64) -> Option<u64> {
+        let mut until = None;
+        let mut at = Some(id);
+        while let Some(qid) = at {
+            let Some(q) = self.quotas.get_mut(&qid) else { break };
+            q.cpu.usage += ticks;
+            if q.cpu.quota != NO_LIMIT {
+                q.cpu.roll(now);
+                q.cpu.period_used += ticks;
+                if let Some(end) = q.cpu.exhausted_until() {
+                    if q.cpu.throttled_at.is_none() {
+                        q.cpu.nr_throttled += 1;
+                        q.cpu.throttled_at = Some(now);
+                    }
+                    until = Some(until.map_or(end, |u: u64| u.max(end)));
+                }
+            }
+            at = q.parent;
+        }
+        until
+    }
+
+    /// Until when `id`'s threads must wait (a level's budget is used up for its period), if so.
+    pub fn cpu_throttled_until(&mut self, id: Id, now: u64) -> Option<u64> {
+        let mut until = None;
+        let mut at = Some(id);
+        while let Some(qid) = at {
+            let Some(q) = self.quotas.get_mut(&qid) else { break };
+            q.cpu.roll(now);
+            if let Some(end) = q.cpu.exhausted_until() {
+                until = Some(until.map_or(end, |u: u64| u.max(end)));
+            }
+            at = q.parent;
+        }
+        until
+    }
+
+    /// The run time `id`'s threads may still use in this period (the least over its levels),
+    /// or None when no level limits it.
+    pub fn cpu_remaining(&mut self, id: Id, now: u64) -> Option<u64> {
+        let mut left: Option<u64> = None;
+        let mut at = Some(id);
+        while let Some(qid) = at {
+            let Some(q) = self.quotas.get_mut(&qid) else { break };
+            if q.cpu.quota != NO_LIMIT {
+                q.cpu.roll(now);
+                let here = q.cpu.quota.saturating_sub(q.cpu.period_used);
+                left = Some(left.map_or(here, |l| l.min(here)));
+            }
+            at = q.parent;
+        }
+        left
+    }
+
     /// A process killed in `id` because its demand fault could not be given memory: counted there
     /// and in every ancestor (cgroup v2's hierarchical `memory.events`).
     pub fn record_oom_kill(&mut self, id: Id) {
@@ -269,6 +447,8 @@ impl QuotaTable {
                 return;
             }
             at = q.parent;
+            count_policy(&CPU_LIMITED, q.cpu.quota != NO_LIMIT, false);
+            count_policy(&CPU_WEIGHTED, q.cpu.weight != DEFAULT_CPU_WEIGHT, false);
             self.quotas.remove(&qid);
             if let Some(p) = at.and_then(|p| self.quotas.get_mut(&p)) {
                 p.children -= 1;
@@ -432,6 +612,47 @@ mod tests {
         assert!(!t.exists(b) && !t.exists(a), "both go once nothing holds them");
         assert!(t.exists(root), "the root is never removed");
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn cpu_bandwidth_is_counted_per_period_at_every_level() {
+        let mut t = QuotaTable::new();
+        let root = t.create_root();
+        let a = t.create_child(root).unwrap();
+        let b = t.create_child(a).unwrap();
+        t.inc_ref(a);
+        t.inc_ref(b);
+        // a: 20 per 100 ticks, from tick 1000.
+        t.set_cpu_max(a, 20, 100, 1000).unwrap();
+        assert_eq!(t.cpu_remaining(b, 1000), Some(20));
+        assert_eq!(t.cpu_remaining(root, 1000), None, "the root is not limited");
+        assert_eq!(t.charge_cpu(b, 15, 1015), None);
+        assert_eq!(t.cpu_remaining(b, 1015), Some(5));
+        // The budget runs out at 1020: wait for the period's end at 1100.
+        assert_eq!(t.charge_cpu(b, 5, 1020), Some(1100));
+        assert_eq!(t.cpu_throttled_until(b, 1050), Some(1100));
+        assert_eq!(t.cpu_throttled_until(root, 1050), None);
+        // A new period: the budget is back.
+        assert_eq!(t.cpu_throttled_until(b, 1100), None);
+        assert_eq!(t.cpu_remaining(b, 1100), Some(20));
+        let s = t.cpu_stat(a, 1100).unwrap();
+        assert_eq!((s.usage, s.nr_periods, s.nr_throttled, s.throttled), (20, 1, 1, 80));
+        assert_eq!(t.cpu_stat(root, 1100).unwrap().usage, 20, "usage counts up the tree");
+        // Lifting the limit ends it.
+        t.set_cpu_max(a, NO_LIMIT, 100, 1200).unwrap();
+        assert_eq!(t.charge_cpu(b, 500, 1700), None);
+    }
+
+    #[test]
+    fn cpu_weights_are_kept_per_quota() {
+        let mut t = QuotaTable::new();
+        let root = t.create_root();
+        let a = t.create_child(root).unwrap();
+        t.inc_ref(a);
+        assert_eq!(t.cpu_weight(a), DEFAULT_CPU_WEIGHT);
+        t.set_cpu_weight(a, 300).unwrap();
+        assert_eq!(t.cpu_weight(a), 300);
+        assert_eq!(t.cpu_weight(12345), DEFAULT_CPU_WEIGHT);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum Block {
     GuestWfi { vcpu: Id },
     /// In guest mode: the vCPU is powered off (PSCI) until CPU_ON or a kick.
     GuestOff { vcpu: Id },
+    /// Its quota used up its CPU time for this period (`cpu.max`): it waits in the kernel's
+    /// throttled list for the next period.
+    Throttled,
 }
 
 /// IPC state of a thread.

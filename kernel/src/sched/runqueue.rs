@@ -219,6 +219,9 @@ struct RunQueue {
     running_params: SchedParams,
     /// Ticks charged to `running` in its current slice.
     slice_used: u32,
+    /// The length of `running`'s slice in ticks (0: the scheduler's default): a thread of a
+    /// quota with a CPU weight gets a slice that many hundredths of the default.
+    slice_limit: u32,
 }
 
 impl RunQueue {
@@ -230,7 +233,13 @@ impl RunQueue {
             running: NIL,
             running_params: SchedParams { priority: 0, affinity: CpuSet::EMPTY },
             slice_used: 0,
+            slice_limit: 0,
         }
+    }
+
+    /// Ticks in the running thread's slice.
+    fn slice_ticks(&self, default: u32) -> u32 {
+        if self.slice_limit == 0 { default } else { self.slice_limit }
     }
 
     /// The highest priority with a queued thread.
@@ -449,7 +458,7 @@ impl<T: Copy + Eq + Debug> Scheduler<T> {
         q.slice_used = q.slice_used.saturating_add(1);
         match q.top() {
             None => false,
-            Some(top) => top > priority || (top == priority && q.slice_used >= self.timeslice),
+            Some(top) => top > priority || (top == priority && q.slice_used >= q.slice_ticks(self.timeslice)),
         }
     }
 
@@ -537,6 +546,11 @@ impl<T: Copy + Eq + Debug> Scheduler<T> {
     /// Whether `cpu` exists and is online.
     pub fn is_online(&self, cpu: usize) -> bool {
         cpu < MAX_CPUS && self.online & bit(cpu) != 0
+    }
+
+    /// Sets the length of the slice of the thread that runs on `cpu` now (0: the default).
+    pub fn set_slice(&mut self, cpu: usize, ticks: u32) {
+        self.queues[cpu].slice_limit = ticks;
     }
 
     /// Ticks in a time slice.
@@ -675,7 +689,7 @@ impl<T: Copy + Eq + Debug> Scheduler<T> {
         }
         let q = &mut self.queues[cpu];
         let outranked = q.top().is_some_and(|top| top > params.priority);
-        if q.slice_used < self.timeslice && !outranked {
+        if q.slice_used < q.slice_ticks(self.timeslice) && !outranked {
             q.running = r;
             q.running_params = params;
             true
@@ -701,7 +715,9 @@ impl<T: Copy + Eq + Debug> Scheduler<T> {
 
     /// Takes the next thread for `cpu` from its queue, or steals one, and makes it run there.
     fn pick_queued(&mut self, cpu: usize) -> Option<T> {
+        // A new slice of the default length (the kernel sets a weighted one after loading).
         self.queues[cpu].slice_used = 0;
+        self.queues[cpu].slice_limit = 0;
         if !self.is_online(cpu) {
             return None;
         }

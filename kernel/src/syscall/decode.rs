@@ -64,6 +64,10 @@ pub enum Call {
     Sleep { deadline: u64 },
     QuotaCreate { parent: Id },
     QuotaSet { quota: Id, resource: u64, limit: u64 },
+    /// `cpu.max`: `quota_ns` (NO_LIMIT: none) of run time per `period_ns`.
+    QuotaSetCpu { quota: Id, quota_ns: u64, period_ns: u64 },
+    QuotaSetWeight { quota: Id, weight: u64 },
+    QuotaStatCpu { quota: Id },
     QuotaStat { quota: Id, resource: u64 },
     /// Move `process` (and its threads and page tables' charges) into `quota`.
     QuotaMove { quota: Id, process: Id },
@@ -198,8 +202,32 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
         nr::THREAD_SET_SCHED => Call::ThreadSetSched { thread: thread(k, pid, a[0], Rights::MANAGE)?, params: sched_params(k, a[1], a[2])? },
         nr::SLEEP => Call::Sleep { deadline: after_ns(a[0]) },
         nr::QUOTA_CREATE => Call::QuotaCreate { parent: quota(k, pid, a[0], Rights::MANAGE)? },
-        nr::QUOTA_SET => Call::QuotaSet { quota: quota(k, pid, a[0], Rights::MANAGE)?, resource: resource(a[1])?, limit: a[2] },
-        nr::QUOTA_STAT => Call::QuotaStat { quota: quota(k, pid, a[0], Rights::READ)?, resource: resource(a[1])? },
+        nr::QUOTA_SET => {
+            let q = quota(k, pid, a[0], Rights::MANAGE)?;
+            match a[1] {
+                keel_abi::quota::CPU => {
+                    let (quota_ns, period_ns) = (a[2], a[3]);
+                    if !keel_abi::quota::CPU_PERIOD_NS.contains(&period_ns) {
+                        return Err(Error::Invalid);
+                    }
+                    // cgroup v2's smallest quota: 1 ms.
+                    if quota_ns != keel_abi::quota::NO_LIMIT && quota_ns < 1_000_000 {
+                        return Err(Error::Invalid);
+                    }
+                    Call::QuotaSetCpu { quota: q, quota_ns, period_ns }
+                }
+                keel_abi::quota::CPU_WEIGHT if keel_abi::quota::CPU_WEIGHTS.contains(&a[2]) => Call::QuotaSetWeight { quota: q, weight: a[2] },
+                keel_abi::quota::CPU_WEIGHT => return Err(Error::Invalid),
+                r => Call::QuotaSet { quota: q, resource: resource(r)?, limit: a[2] },
+            }
+        }
+        nr::QUOTA_STAT => {
+            let q = quota(k, pid, a[0], Rights::READ)?;
+            match a[1] {
+                keel_abi::quota::CPU => Call::QuotaStatCpu { quota: q },
+                r => Call::QuotaStat { quota: q, resource: resource(r)? },
+            }
+        }
         nr::QUOTA_MOVE => {
             let quota = quota(k, pid, a[0], Rights::MANAGE)?;
             let process = process(k, pid, a[1], Rights::MANAGE)?;

@@ -70,6 +70,12 @@ fn ns_to_ticks(ns: u64) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
+/// Nanoseconds in `ticks` counter ticks.
+fn ticks_to_ns(ticks: u64) -> u64 {
+    let ns = u128::from(ticks) * 1_000_000_000 / u128::from(hal::ticks_per_second().max(1));
+    u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
 /// Runs a decoded call made by thread `tid` of process `pid`, current on `cpu` (its registers
 /// in `frame`).
 #[inline(always)]
@@ -330,6 +336,34 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
         }
         Call::QuotaStat { quota, resource } => {
             let stat = crate::object::quota::QUOTAS.lock().stat(quota, resource)?;
+            Ok(Outcome::words(&stat.to_words()))
+        }
+        Call::QuotaSetCpu { quota, quota_ns, period_ns } => {
+            let limit = if quota_ns == keel_abi::quota::NO_LIMIT { quota_ns } else { ns_to_ticks(quota_ns) };
+            crate::object::quota::QUOTAS.lock().set_cpu_max(quota, limit, ns_to_ticks(period_ns), hal::now_ticks())?;
+            Ok(Outcome::Done)
+        }
+        Call::QuotaSetWeight { quota, weight } => {
+            crate::object::quota::QUOTAS.lock().set_cpu_weight(quota, weight)?;
+            Ok(Outcome::Done)
+        }
+        Call::QuotaStatCpu { quota } => {
+            let now = hal::now_ticks();
+            // What the CPUs have run and not charged yet (a CPU whose quota this uses up finds
+            // out at its budget deadline, which stays armed).
+            for c in 0..k.ncpus {
+                k.flush_bill(c, now);
+            }
+            let c = crate::object::quota::QUOTAS.lock().cpu_stat(quota, now)?;
+            let stat = keel_abi::quota::CpuStat {
+                usage_ns: ticks_to_ns(c.usage),
+                quota_ns: if c.quota == keel_abi::quota::NO_LIMIT { c.quota } else { ticks_to_ns(c.quota) },
+                period_ns: if c.period == 0 { keel_abi::quota::DEFAULT_CPU_PERIOD_NS } else { ticks_to_ns(c.period) },
+                nr_periods: c.nr_periods,
+                nr_throttled: c.nr_throttled,
+                throttled_ns: ticks_to_ns(c.throttled),
+                weight: c.weight,
+            };
             Ok(Outcome::words(&stat.to_words()))
         }
         Call::QuotaMove { quota, process } => {

@@ -31,10 +31,13 @@ pub enum Scenario {
     Leaks,
     /// Quotas: a process limit stops a spawn loop, a memory limit OOM-kills a hog, bad calls.
     Quota,
+    /// CPU quotas: a spinner under `cpu.max` 20 ms per 100 ms gets 20% of a CPU; two spinners on
+    /// one CPU with weights 100 and 300 share it 1:3 (run under icount).
+    CpuQuota,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::Syscalls,
         Scenario::Ipc,
         Scenario::CapTransfer,
@@ -49,6 +52,7 @@ impl Scenario {
         Scenario::Access,
         Scenario::Leaks,
         Scenario::Quota,
+        Scenario::CpuQuota,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +71,7 @@ impl Scenario {
             Scenario::Access => "access",
             Scenario::Leaks => "leaks",
             Scenario::Quota => "quota",
+            Scenario::CpuQuota => "cpuquota",
         }
     }
 }
@@ -126,6 +131,8 @@ pub enum ServerMode {
     Bomb,
     /// Maps `mib` MiB of anonymous memory and writes to every page; exits 0 if it got them all.
     Hog { mib: u64 },
+    /// Spins until killed, on one thread pinned to CPU `cpu` (any CPU if None).
+    Spin { cpu: Option<u32> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +214,11 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
         "exit" => Ok(Mode::Server(ServerMode::Exit)),
         "no-privileges" => Ok(Mode::Server(ServerMode::NoPrivileges)),
         "bomb" => Ok(Mode::Server(ServerMode::Bomb)),
+        "spin" => match args.get(1).map(|a| a.parse::<u32>()) {
+            None => Ok(Mode::Server(ServerMode::Spin { cpu: None })),
+            Some(Ok(cpu)) if cpu <= MAX_CPU => Ok(Mode::Server(ServerMode::Spin { cpu: Some(cpu) })),
+            Some(_) => Err(ArgError::BadServerArgs("spin takes [cpu] (0 to 63)")),
+        },
         "hog" => match args.get(1).and_then(|a| a.parse::<u64>().ok()) {
             Some(mib) if (1..=4096).contains(&mib) => Ok(Mode::Server(ServerMode::Hog { mib })),
             _ => Err(ArgError::BadServerArgs("hog needs <MiB> (1 to 4096)")),
@@ -244,7 +256,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
 /// The accepted first arguments, `|`-separated.
 pub fn usage() -> String {
     let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit", "kill-during-copy:<service>", "bomb", "hog <MiB>"]);
+    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit", "kill-during-copy:<service>", "bomb", "hog <MiB>", "spin [cpu]"]);
     names.extend(Fault::ALL.iter().map(|f| f.mode_name()));
     names.join("|")
 }

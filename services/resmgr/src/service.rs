@@ -4,7 +4,7 @@
 use crate::tree::{Quotas, Tree};
 use alloc::string::String;
 use alloc::vec::Vec;
-use keel_rt::abi::quota::QuotaStat;
+use keel_rt::abi::quota::{CpuStat, QuotaStat};
 use keel_rt::abi::rights;
 use keel_rt::ipc::{Reply, Request};
 use keel_rt::proto::resmgr;
@@ -27,6 +27,15 @@ impl Quotas for KernelQuotas {
     }
     fn release(&mut self, quota: Slot) {
         let _ = sys::cap_delete(quota);
+    }
+    fn set_cpu(&mut self, quota: Slot, quota_ns: u64, period_ns: u64) -> Result<(), Error> {
+        sys::quota_set_cpu(quota, quota_ns, period_ns)
+    }
+    fn set_weight(&mut self, quota: Slot, weight: u64) -> Result<(), Error> {
+        sys::quota_set_weight(quota, weight)
+    }
+    fn stat_cpu(&mut self, quota: Slot) -> Result<CpuStat, Error> {
+        sys::quota_stat_cpu(quota)
     }
 }
 

@@ -5,7 +5,7 @@
 //! it (the kernel checks every level); the root group has no limits of its own; a group with
 //! child groups or processes cannot be removed (`BadState`); a limit may be set below the usage
 //! (new charges are refused until usage falls). Every controller is enabled in every group
-//! (`cgroup.controllers` and `cgroup.subtree_control` both read `memory pids`); Keel has no
+//! (`cgroup.controllers` and `cgroup.subtree_control` both read `cpu memory pids`); Keel has no
 //! internal-process rule to enforce because groups are placed, not populated by hand.
 //!
 //! Commands (`args[0]`; every path is absolute):
@@ -22,7 +22,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write;
 use keel_rt::Error;
-use keel_rt::abi::quota::{MEMORY, NO_LIMIT, PROCESSES, QuotaStat, THREADS};
+use keel_rt::abi::quota::{CPU_PERIOD_NS, CPU_WEIGHTS, CpuStat, MEMORY, NO_LIMIT, PROCESSES, QuotaStat, THREADS};
 
 /// The kernel's quota calls, as the tree needs them (a fake on the host).
 pub trait Quotas {
@@ -31,6 +31,10 @@ pub trait Quotas {
     fn create_child(&mut self, parent: Self::Handle) -> Result<Self::Handle, Error>;
     fn set(&mut self, quota: Self::Handle, resource: u64, limit: u64) -> Result<(), Error>;
     fn stat(&mut self, quota: Self::Handle, resource: u64) -> Result<QuotaStat, Error>;
+    /// `cpu.max` in nanoseconds (quota `NO_LIMIT`: none).
+    fn set_cpu(&mut self, quota: Self::Handle, quota_ns: u64, period_ns: u64) -> Result<(), Error>;
+    fn set_weight(&mut self, quota: Self::Handle, weight: u64) -> Result<(), Error>;
+    fn stat_cpu(&mut self, quota: Self::Handle) -> Result<CpuStat, Error>;
     /// Lets go of the capability (the kernel removes the quota once nothing else holds it).
     fn release(&mut self, quota: Self::Handle);
 }
@@ -60,11 +64,17 @@ enum File {
     Max(u64),
     Peak(u64),
     Events(u64),
+    CpuMax,
+    CpuWeight,
+    CpuStat,
 }
 
 const FILES: &[(&str, File)] = &[
     ("cgroup.controllers", File::Controllers),
     ("cgroup.subtree_control", File::SubtreeControl),
+    ("cpu.max", File::CpuMax),
+    ("cpu.weight", File::CpuWeight),
+    ("cpu.stat", File::CpuStat),
     ("memory.current", File::Current(MEMORY)),
     ("memory.max", File::Max(MEMORY)),
     ("memory.peak", File::Peak(MEMORY)),
@@ -104,6 +114,34 @@ pub fn parse_limit(resource: u64, text: &str) -> Result<u64, CommandError> {
         return fail(Error::Invalid, format!("{text} is too large (use max)"));
     }
     Ok(if resource == MEMORY { value & !(keel_rt::abi::PAGE_SIZE - 1) } else { value })
+}
+
+/// Parses `cpu.max`: `QUOTA [PERIOD]` in microseconds, QUOTA `max` or at least 1000, PERIOD
+/// 1000 to 1000000 (kept as `period_ns` when left out); (quota, period) in nanoseconds.
+pub fn parse_cpu_max(text: &str, period_ns: u64) -> Result<(u64, u64), CommandError> {
+    let usec = |w: &str| w.bytes().all(|b| b.is_ascii_digit()).then(|| w.parse::<u64>().ok()).flatten().and_then(|u| u.checked_mul(1000));
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (quota, period) = match words.as_slice() {
+        [q] => (*q, None),
+        [q, p] => (*q, Some(*p)),
+        _ => return fail(Error::Invalid, format!("{text:?}: cpu.max is QUOTA [PERIOD] in microseconds (QUOTA may be max)")),
+    };
+    let period = match period {
+        None => period_ns,
+        Some(p) => usec(p).filter(|p| CPU_PERIOD_NS.contains(p)).ok_or(CommandError {
+            code: Error::Invalid,
+            message: format!("{p:?}: the period is 1000 to 1000000 microseconds"),
+        })?,
+    };
+    let quota = if quota == "max" {
+        NO_LIMIT
+    } else {
+        usec(quota).filter(|q| *q >= 1_000_000 && *q != NO_LIMIT).ok_or(CommandError {
+            code: Error::Invalid,
+            message: format!("{quota:?}: the quota is max or at least 1000 microseconds"),
+        })?
+    };
+    Ok((quota, period))
 }
 
 fn show_limit(limit: u64) -> String {
@@ -190,7 +228,7 @@ impl<Q: Quotas> Tree<Q> {
         self.quota(&path)?;
         let mut out = String::new();
         for (name, f) in FILES {
-            if path == "/" && matches!(f, File::Max(_)) {
+            if path == "/" && matches!(f, File::Max(_) | File::CpuMax | File::CpuWeight) {
                 continue;
             }
             let _ = writeln!(out, "{name}");
@@ -241,13 +279,35 @@ impl<Q: Quotas> Tree<Q> {
         self.quotas.stat(quota, resource).map_err(|e| CommandError { code: e, message: format!("{e}") })
     }
 
+    fn read_cpu(&mut self, quota: Q::Handle) -> Result<CpuStat, CommandError> {
+        self.quotas.stat_cpu(quota).map_err(|e| CommandError { code: e, message: format!("{e}") })
+    }
+
     fn cat(&mut self, path: &str, name: &str) -> Result<String, CommandError> {
         let path = canonical(path)?;
         let quota = self.quota(&path)?;
         let f = file(name)?;
         Ok(match f {
-            File::Controllers | File::SubtreeControl => "memory pids\n".to_string(),
-            File::Max(_) if path == "/" => return fail(Error::NotFound, format!("{name}: the root group has no limits")),
+            File::Controllers | File::SubtreeControl => "cpu memory pids\n".to_string(),
+            File::Max(_) | File::CpuMax | File::CpuWeight if path == "/" => {
+                return fail(Error::NotFound, format!("{name}: the root group has no limits"));
+            }
+            File::CpuMax => {
+                let c = self.read_cpu(quota)?;
+                let q = if c.quota_ns == NO_LIMIT { "max".to_string() } else { (c.quota_ns / 1000).to_string() };
+                format!("{q} {}\n", c.period_ns / 1000)
+            }
+            File::CpuWeight => format!("{}\n", self.read_cpu(quota)?.weight),
+            File::CpuStat => {
+                let c = self.read_cpu(quota)?;
+                format!(
+                    "usage_usec {}\nnr_periods {}\nnr_throttled {}\nthrottled_usec {}\n",
+                    c.usage_ns / 1000,
+                    c.nr_periods,
+                    c.nr_throttled,
+                    c.throttled_ns / 1000
+                )
+            }
             File::Current(r) => format!("{}\n", self.read(quota, r)?.usage),
             File::Max(r) => format!("{}\n", show_limit(self.read(quota, r)?.limit)),
             File::Peak(r) => format!("{}\n", self.read(quota, r)?.peak),
@@ -263,32 +323,44 @@ impl<Q: Quotas> Tree<Q> {
         let path = canonical(path)?;
         let quota = self.quota(&path)?;
         match file(name)? {
-            File::Max(_) if path == "/" => fail(Error::Invalid, format!("{name}: the root group has no limits")),
+            File::Max(_) | File::CpuMax | File::CpuWeight if path == "/" => fail(Error::Invalid, format!("{name}: the root group has no limits")),
+            File::CpuMax => {
+                let (quota_ns, period_ns) = parse_cpu_max(value, self.read_cpu(quota)?.period_ns)?;
+                self.quotas.set_cpu(quota, quota_ns, period_ns).map_err(|e| CommandError { code: e, message: format!("{name}: {e}") })
+            }
+            File::CpuWeight => {
+                let w = value.trim().parse::<u64>().ok().filter(|w| CPU_WEIGHTS.contains(w) && value.trim().bytes().all(|b| b.is_ascii_digit()));
+                let Some(w) = w else { return fail(Error::Invalid, format!("{value:?}: cpu.weight is 1 to 10000")) };
+                self.quotas.set_weight(quota, w).map_err(|e| CommandError { code: e, message: format!("{name}: {e}") })
+            }
             File::Max(r) => {
                 let limit = parse_limit(r, value)?;
                 self.quotas.set(quota, r, limit).map_err(|e| CommandError { code: e, message: format!("{name}: {e}") })
             }
             // cgroup.subtree_control: every controller is always on; asking for that is fine.
-            File::SubtreeControl if value.split_whitespace().all(|w| ["+memory", "+pids"].contains(&w)) => Ok(()),
-            File::SubtreeControl => fail(Error::Invalid, format!("{value}: Keel has the memory and pids controllers, always on")),
+            File::SubtreeControl if value.split_whitespace().all(|w| ["+cpu", "+memory", "+pids"].contains(&w)) => Ok(()),
+            File::SubtreeControl => fail(Error::Invalid, format!("{value}: Keel has the cpu, memory and pids controllers, always on")),
             _ => fail(Error::Invalid, format!("{name}: read-only")),
         }
     }
 
     fn stat(&mut self) -> Result<String, CommandError> {
-        let mut out = String::from("GROUP                     MEMORY        MAX   PROCS    MAX  OOM-KILLS\n");
+        let mut out = String::from("GROUP                     MEMORY        MAX   PROCS    MAX  OOM-KILLS     CPU-MS  CPU.MAX\n");
         let groups: Vec<(String, Q::Handle)> = self.groups.iter().map(|(p, q)| (p.clone(), *q)).collect();
         for (path, quota) in groups {
             let m = self.read(quota, MEMORY)?;
             let p = self.read(quota, PROCESSES)?;
+            let c = self.read_cpu(quota)?;
+            let cpu_max = if c.quota_ns == NO_LIMIT { "max".to_string() } else { format!("{}/{}", c.quota_ns / 1000, c.period_ns / 1000) };
             let _ = writeln!(
                 out,
-                "{path:<20} {:>11} {:>10} {:>7} {:>6} {:>10}",
+                "{path:<20} {:>11} {:>10} {:>7} {:>6} {:>10} {:>10}  {cpu_max}",
                 m.usage,
                 show_limit(m.limit),
                 p.usage,
                 show_limit(p.limit),
-                m.oom_kills
+                m.oom_kills,
+                c.usage_ns / 1_000_000
             );
         }
         Ok(out)
@@ -308,6 +380,8 @@ mod tests {
         usage: HashMap<(u32, u64), u64>,
         limit: HashMap<(u32, u64), u64>,
         released: Vec<u32>,
+        cpu: HashMap<u32, (u64, u64)>,
+        weight: HashMap<u32, u64>,
     }
 
     impl Fake {
@@ -361,6 +435,18 @@ mod tests {
         fn release(&mut self, q: u32) {
             self.released.push(q);
         }
+        fn set_cpu(&mut self, q: u32, quota_ns: u64, period_ns: u64) -> Result<(), Error> {
+            self.cpu.insert(q, (quota_ns, period_ns));
+            Ok(())
+        }
+        fn set_weight(&mut self, q: u32, weight: u64) -> Result<(), Error> {
+            self.weight.insert(q, weight);
+            Ok(())
+        }
+        fn stat_cpu(&mut self, q: u32) -> Result<CpuStat, Error> {
+            let (quota_ns, period_ns) = self.cpu.get(&q).copied().unwrap_or((NO_LIMIT, 100_000_000));
+            Ok(CpuStat { usage_ns: 1_500_000, quota_ns, period_ns, weight: self.weight.get(&q).copied().unwrap_or(100), ..CpuStat::default() })
+        }
     }
 
     fn run(t: &mut Tree<&mut Fake>, line: &str) -> Result<String, Error> {
@@ -377,7 +463,7 @@ mod tests {
         run(&mut t, "mkdir /vms").unwrap();
         let ls = run(&mut t, "ls /").unwrap();
         assert!(ls.contains("jobs/\n") && ls.contains("vms/\n") && !ls.contains("a/"));
-        assert!(!ls.contains("memory.max"), "the root has no limit files");
+        assert!(!ls.contains("memory.max") && !ls.contains("cpu.max"), "the root has no limit files");
         assert!(run(&mut t, "ls /jobs").unwrap().contains("memory.max\n"));
         run(&mut t, "set /jobs memory.max 64M").unwrap();
         assert_eq!(run(&mut t, "cat /jobs memory.max").unwrap(), "67108864\n");
@@ -407,7 +493,7 @@ mod tests {
         assert_eq!(run(&mut t, "cat / memory.current").unwrap(), "8192\n", "the root counts everything");
         assert_eq!(run(&mut t, "cat /a memory.events").unwrap(), "max 0\noom 0\noom_kill 0\n");
         assert_eq!(run(&mut t, "cat /a pids.events").unwrap(), "max 0\n");
-        assert_eq!(run(&mut t, "cat /a cgroup.controllers").unwrap(), "memory pids\n");
+        assert_eq!(run(&mut t, "cat /a cgroup.controllers").unwrap(), "cpu memory pids\n");
         assert_eq!(run(&mut t, "rmdir /a"), Err(Error::BadState), "it has processes");
         let stat = run(&mut t, "stat").unwrap();
         assert!(stat.lines().any(|l| l.starts_with("/a ") && l.contains("8192")), "{stat}");
@@ -438,7 +524,7 @@ mod tests {
         assert_eq!(run(&mut t, &long), Err(Error::Invalid));
         assert_eq!(run(&mut t, "rmdir /"), Err(Error::BadState));
         assert_eq!(run(&mut t, "frobnicate"), Err(Error::Invalid));
-        assert_eq!(run(&mut t, "set /a cgroup.subtree_control +cpu"), Err(Error::Invalid));
+        assert_eq!(run(&mut t, "set /a cgroup.subtree_control +io"), Err(Error::Invalid));
         t.command(&["set", "/a", "cgroup.subtree_control", "+memory +pids"]).unwrap();
         assert_eq!(run(&mut t, "ls /").unwrap().matches('/').count(), 1);
     }
@@ -460,6 +546,32 @@ mod tests {
             }
         }
         assert_eq!(made, 32);
+    }
+
+    #[test]
+    fn cpu_files_read_and_write_as_cgroup_v2() {
+        let (mut f, root) = Fake::root();
+        let mut t = Tree::new(&mut f, root);
+        run(&mut t, "mkdir /a").unwrap();
+        assert_eq!(run(&mut t, "cat /a cpu.max").unwrap(), "max 100000\n");
+        t.command(&["set", "/a", "cpu.max", "20000 100000"]).unwrap();
+        assert_eq!(run(&mut t, "cat /a cpu.max").unwrap(), "20000 100000\n");
+        run(&mut t, "set /a cpu.max 50000").unwrap();
+        assert_eq!(run(&mut t, "cat /a cpu.max").unwrap(), "50000 100000\n", "the period is kept");
+        run(&mut t, "set /a cpu.max max").unwrap();
+        assert_eq!(run(&mut t, "cat /a cpu.max").unwrap(), "max 100000\n");
+        run(&mut t, "set /a cpu.weight 300").unwrap();
+        assert_eq!(run(&mut t, "cat /a cpu.weight").unwrap(), "300\n");
+        assert!(run(&mut t, "cat /a cpu.stat").unwrap().starts_with("usage_usec 1500\nnr_periods 0\n"));
+        for bad in ["0", "999", "-5", "x", "20000 999", "20000 2000000", "1 2 3", ""] {
+            assert_eq!(t.command(&["set", "/a", "cpu.max", bad]).map_err(|e| e.code), Err(Error::Invalid), "cpu.max {bad:?}");
+        }
+        for bad in ["0", "10001", "-1", "1e3", "max"] {
+            assert_eq!(t.command(&["set", "/a", "cpu.weight", bad]).map_err(|e| e.code), Err(Error::Invalid), "cpu.weight {bad:?}");
+        }
+        assert_eq!(run(&mut t, "set / cpu.max 20000"), Err(Error::Invalid));
+        assert_eq!(run(&mut t, "cat / cpu.weight"), Err(Error::NotFound));
+        assert!(run(&mut t, "cat / cpu.stat").is_ok(), "the root has cpu.stat");
     }
 
     #[test]

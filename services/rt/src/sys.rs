@@ -176,6 +176,22 @@ pub fn quota_stat(quota: Slot, resource: u64) -> Result<keel_abi::quota::QuotaSt
     call(nr::QUOTA_STAT, a(&[quota as u64, resource])).map(|r| keel_abi::quota::QuotaStat::from_words(&r[1..6]))
 }
 
+/// Sets `quota`'s CPU limit (cgroup v2's `cpu.max`): `quota_ns` of run time per `period_ns`
+/// (`NO_LIMIT` for none; the period 1 ms to 1 s, the quota at least 1 ms).
+pub fn quota_set_cpu(quota: Slot, quota_ns: u64, period_ns: u64) -> Result<(), Error> {
+    call(nr::QUOTA_SET, a(&[quota as u64, keel_abi::quota::CPU, quota_ns, period_ns])).map(|_| ())
+}
+
+/// Sets `quota`'s CPU weight (1 to 10,000; default 100).
+pub fn quota_set_weight(quota: Slot, weight: u64) -> Result<(), Error> {
+    call(nr::QUOTA_SET, a(&[quota as u64, keel_abi::quota::CPU_WEIGHT, weight])).map(|_| ())
+}
+
+/// `quota`'s CPU time, limit and weight (READ).
+pub fn quota_stat_cpu(quota: Slot) -> Result<keel_abi::quota::CpuStat, Error> {
+    call(nr::QUOTA_STAT, a(&[quota as u64, keel_abi::quota::CPU])).map(|r| keel_abi::quota::CpuStat::from_words(&r[1..8]))
+}
+
 /// Moves running `process` (MANAGE) into `quota` (MANAGE).
 pub fn quota_move(quota: Slot, process: Slot) -> Result<(), Error> {
     call(nr::QUOTA_MOVE, a(&[quota as u64, process as u64])).map(|_| ())

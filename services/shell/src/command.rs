@@ -51,8 +51,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("vm rm <id> | start <id> [opts]", "forget a VM that has stopped; boot a stopped VM again (--attach|--wait|--timeout S)"),
     ("net list | stat [switch]", "the virtual switches' ports and counters; a switch's learned addresses"),
     ("cgroup ls|mkdir|rmdir PATH", "cgroups: list a group's files and children, make or remove one (/jobs, /jobs/a)"),
-    ("cgroup cat|set PATH FILE [V]", "read or set memory.max, pids.max, threads.max (max, 64M, 50); memory.current, memory.events, pids.current ..."),
-    ("cgroup stat", "every group with its memory, processes and OOM kills"),
+    ("cgroup cat|set PATH FILE [V]", "read or set memory.max, pids.max, cpu.max, cpu.weight (max, 64M, 50, '20000 100000', 300); memory.current, cpu.stat ..."),
+    ("cgroup stat", "every group with its memory, processes, OOM kills and CPU time"),
 ];
 
 /// Why a line could not be decoded. Displayed as the one line the shell prints.

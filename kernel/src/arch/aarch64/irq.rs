@@ -32,7 +32,7 @@ fn dispatch(kernel: Option<&mut Kernel>, cpu: usize, intid: u32) {
                 if k.timer_fired(cpu, cpu::counter(), fired.tick) {
                     k.cpus[cpu].need_resched = true;
                 }
-                timer::rearm(cpu, if fired.deadline { k.next_deadline() } else { None });
+                timer::rearm(cpu, if fired.deadline { k.next_deadline(cpu) } else { None });
             }
             None => timer::rearm(cpu, None),
         }

@@ -5,6 +5,7 @@ pub mod access;
 mod bench;
 mod blk;
 mod captransfer;
+pub mod cpuquota;
 mod crash;
 mod fs;
 mod ipc;
@@ -38,6 +39,7 @@ pub fn run(s: Scenario, count: Option<u64>, startup: &Startup) -> i32 {
         Scenario::Access => access::run(startup),
         Scenario::Leaks => leaks::run(startup, count),
         Scenario::Quota => quota::run(startup),
+        Scenario::CpuQuota => cpuquota::run(startup),
     }
 }
 

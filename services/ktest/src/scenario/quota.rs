@@ -13,7 +13,7 @@
 use super::{SEC, procmgr, wait_exit};
 use crate::check::Checks;
 use crate::services::{KTEST_PATH, Procmgr};
-use keel_rt::abi::quota::{MAX_DEPTH, MEMORY, NO_LIMIT, PROCESSES, QuotaStat, RESOURCES, THREADS};
+use keel_rt::abi::quota::{CPU_WEIGHT, MAX_DEPTH, MEMORY, NO_LIMIT, PROCESSES, QuotaStat, THREADS};
 use keel_rt::abi::{EXIT_OOM, PAGE_SIZE, PmoKind, rights, slots};
 use keel_rt::startup::Startup;
 use keel_rt::vm::SharedMemory;
@@ -117,8 +117,9 @@ fn moves_and_bad_calls(c: &mut Checks, pm: &mut Procmgr, root: Slot) {
 
     let Some(n) = c.expect_ok("notif_create", sys::notif_create()) else { return };
     c.expect_err("quota_set(a notification)", sys::quota_set(n, MEMORY, 1), Error::WrongType);
-    c.expect_err("quota_set(resource 3)", sys::quota_set(q, RESOURCES, 1), Error::Invalid);
-    c.expect_err("quota_stat(resource 3)", sys::quota_stat(q, RESOURCES), Error::Invalid);
+    c.expect_err("quota_set(resource 5)", sys::quota_set(q, CPU_WEIGHT + 1, 1), Error::Invalid);
+    c.expect_err("quota_stat(resource 5)", sys::quota_stat(q, CPU_WEIGHT + 1), Error::Invalid);
+    c.expect_err("quota_stat(resource 4: a weight is read with the CPU)", sys::quota_stat(q, CPU_WEIGHT), Error::Invalid);
     c.expect_err("quota_create(empty slot)", sys::quota_create(4000), Error::BadSlot);
     c.expect_err("quota_move(q, a notification)", sys::quota_move(q, n), Error::WrongType);
     c.expect_err("pmo_create billed to a notification", sys::pmo_create_for(PmoKind::Anonymous, PAGE_SIZE, n), Error::WrongType);
