@@ -174,3 +174,52 @@ fn cgroups_from_the_shell_limit_memory_and_processes_of_what_runs_in_them() {
         run.fail(&format!("pids.events after one refused spawn: {events:?}"));
     }
 }
+
+#[test]
+fn a_running_service_moves_between_cgroups_with_its_counts() {
+    // A process's pid, from ps.
+    fn pid_of(log: &str, name: &str) -> String {
+        log.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 5 && f[1] == name && f[2] == "running").then(|| f[0].to_string())
+            })
+            .last()
+            .unwrap_or_default()
+    }
+    let pid_of_netsw = |log: &str| pid_of(log, "netsw");
+    let run = Boot::scenario("")
+        .commands(&["cgroup mkdir /svc", "ps"])
+        .command_from(move |log| format!("cgroup move /svc {}", pid_of_netsw(log)))
+        .commands(&["cgroup cat /svc pids.current", "echo moved   in"])
+        .command_from(move |log| format!("cgroup move / {}", pid_of_netsw(log)))
+        .commands(&[
+            "cgroup cat /svc pids.current",
+            "echo moved   out",
+        ])
+        .command_from(|log| format!("cgroup move /svc {}", pid_of(log, "init")))
+        .commands(&[
+            "cgroup move /nosuch 5",
+            "cgroup move /svc 99999",
+            "cgroup move /svc x",
+            "poweroff",
+        ])
+        .run();
+    run.expect("moved in")
+        .expect("moved out")
+        .expect(": bad state")
+        .expect("cgroup: /nosuch: no such group")
+        .expect("cgroup: no process 99999")
+        .expect("cgroup: x is not a pid")
+        .expect_clean_poweroff();
+    let output = |command: &str, nth: usize| -> String {
+        let log = &run.log;
+        let Some((at, _)) = log.match_indices(command).nth(nth) else { run.fail(&format!("{command:?} was never typed")) };
+        let rest = &log[at + command.len()..];
+        rest[..rest.find("keel> ").unwrap_or(rest.len())].trim().to_string()
+    };
+    let (inside, after) = (output("cgroup cat /svc pids.current", 0), output("cgroup cat /svc pids.current", 1));
+    if inside != "1" || after != "0" {
+        run.fail(&format!("pids.current of /svc with netsw in it and after: {inside:?}, {after:?} (want 1, 0)"));
+    }
+}

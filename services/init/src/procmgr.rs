@@ -479,6 +479,37 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
                 Err(KillRefused::NotYours) => Reply::err(Error::NoRights),
             }
         }
+        procmgr::MOVE => {
+            let pid = req.msg.data[0];
+            let mut given = req.caps.slots();
+            let (Some(quota), None) = (given.next(), given.next()) else {
+                for c in req.caps.slots() {
+                    let _ = sys::cap_delete(c);
+                }
+                return Reply::err(Error::Invalid);
+            };
+            let reply = if sys::process_info(slots::SELF_PROCESS).is_ok_and(|me| me.pid == pid) {
+                // init stays in the root group: a limit on it would stop everything.
+                Reply::err(Error::BadState)
+            } else {
+                let allowed = {
+                    let st = state.lock();
+                    let lineage: Vec<Lineage> = st.procs.iter().map(|p| Lineage { pid: p.pid, badge: p.badge, parent: p.parent }).collect();
+                    access::may_kill(req.badge, pid, &lineage).map(|()| st.procs.iter().find(|p| p.pid == pid).map(|p| p.cap))
+                };
+                match allowed {
+                    Ok(Some(cap)) => match sys::quota_move(quota, cap) {
+                        Ok(()) => Reply::ok([0; 4]),
+                        Err(Error::BadState) => Reply::err(Error::NotFound),
+                        Err(e) => Reply::err(e),
+                    },
+                    Ok(None) | Err(KillRefused::NoSuchProcess) => Reply::err(Error::NotFound),
+                    Err(KillRefused::NotYours) => Reply::err(Error::NoRights),
+                }
+            };
+            let _ = sys::cap_delete(quota);
+            reply
+        }
         procmgr::PS => {
             let mut out = String::new();
             if let Ok(me) = sys::process_info(slots::SELF_PROCESS) {

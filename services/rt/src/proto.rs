@@ -47,6 +47,10 @@ pub mod procmgr {
     /// caller may kill it as its SPAWNed child), and its record goes when it exits. `Invalid`
     /// without the capability or for a process that already ended.
     pub const ADOPT: u64 = 10;
+    /// data[0] = pid, caps[0] = a quota (MANAGE): moves the process into it (cgroup v2's `echo
+    /// PID > cgroup.procs`). Allowed as KILL is (the caller's own descendants, or any process but
+    /// init for the shell): `NoRights`, `NotFound`, `BadState` for init; `Invalid` without the cap.
+    pub const MOVE: u64 = 11;
     /// Most bytes STATE_SAVE keeps (one bulk buffer).
     pub const MAX_SAVED: usize = crate::ipc::BULK_SIZE as usize;
     /// Flag for SPAWN, reserved: children look up "console" by name, so there is nothing to inherit.

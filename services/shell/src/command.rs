@@ -53,6 +53,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("cgroup ls|mkdir|rmdir PATH", "cgroups: list a group's files and children, make or remove one (/jobs, /jobs/a)"),
     ("cgroup cat|set PATH FILE [V]", "read or set memory.max, pids.max, cpu.max, cpu.weight (max, 64M, 50, '20000 100000', 300); memory.current, cpu.stat ..."),
     ("cgroup stat", "every group with its memory, processes, OOM kills and CPU time"),
+    ("cgroup move PATH PID", "move a running process into a group (its processes, threads and page tables go with it)"),
 ];
 
 /// Why a line could not be decoded. Displayed as the one line the shell prints.

@@ -188,6 +188,24 @@ impl LiveSystem {
         Ok(ReadLine::Line(String::from_utf8_lossy(&payload).into_owned()))
     }
 
+    /// `cgroup move PATH PID`: the process manager (which holds every process) moves the process
+    /// into the group's quota, which resmgr gives us.
+    fn cgroup_move(&mut self, args: &[String]) -> Result<String, String> {
+        let [group, pid] = args else { return Err("usage: cgroup move PATH PID".into()) };
+        let pid: u64 = pid.parse().ok().filter(|&p| p > 0).ok_or_else(|| alloc::format!("{pid} is not a pid"))?;
+        let quota = self.group_quota(group).map_err(|e| match e {
+            Error::NotFound => alloc::format!("{group}: no such group"),
+            e => alloc::format!("{group}: {e}"),
+        })?;
+        let moved = self.procmgr.call_with_caps(procmgr::MOVE, [pid, 0, 0, 0], &[quota]);
+        let _ = sys::cap_delete(quota);
+        match moved.map_err(|e| alloc::format!("{e}")).and_then(|r| status(&r).map_err(|e| alloc::format!("{e}"))) {
+            Ok(()) => Ok(String::new()),
+            Err(e) if e == alloc::format!("{}", Error::NotFound) => Err(alloc::format!("no process {pid}")),
+            Err(e) => Err(alloc::format!("{pid}: {e}")),
+        }
+    }
+
     /// The quota of cgroup `group` (from resmgr), to start a program in.
     fn group_quota(&mut self, group: &str) -> Result<Slot, Error> {
         let resmgr = self.resmgr.as_mut().ok_or(Error::NoRights)?;
@@ -296,6 +314,9 @@ impl System for LiveSystem {
     }
 
     fn cgroup(&mut self, args: &[String]) -> Result<String, String> {
+        if args.first().is_some_and(|a| a == "move") {
+            return self.cgroup_move(&args[1..]);
+        }
         let Some(resmgr) = self.resmgr.as_mut() else { return Err("this shell was not given the cgroup service".into()) };
         let payload = args.join("\0");
         let (r, text) = resmgr.call_bulk(keel_rt::proto::resmgr::COMMAND, [0; 3], payload.as_bytes()).map_err(|e| alloc::format!("the cgroup service: {e}"))?;
