@@ -815,6 +815,20 @@ impl Kernel {
         ticks.clamp(1, 100) as u32
     }
 
+    /// Parks `next` (just chosen to run on `cpu`) and each later choice whose quota has used up
+    /// its CPU time for this period (see [`Self::park_if_throttled`]); what runs.
+    #[cold]
+    #[inline(never)]
+    fn skip_throttled(&mut self, cpu: usize, frame: &mut UserRegs, running: &mut Option<(Id, SchedId, SchedParams)>, mut next: Option<Id>) -> Option<Id> {
+        while let Some(n) = next {
+            if !self.park_if_throttled(cpu, frame, running, n) {
+                break;
+            }
+            next = self.sched.pick_next(cpu, None);
+        }
+        next
+    }
+
     /// Parks `n` (just chosen to run on `cpu`) if its quota has used up its CPU time for this
     /// period: it waits in the throttled list, and the timer is armed for the next period. `running`
     /// is what ran here (saved first if it is `n`). True if parked.
@@ -918,16 +932,10 @@ impl Kernel {
             // The current thread died while running here.
             self.save_current(cpu, frame);
         }
-        // One call site of pick_next (it is inlined here): a choice whose quota is out of CPU
-        // time for this period is parked and the scheduler asked again.
-        let mut pick_current = running.map(|(_, id, params)| (id, params));
-        let next = loop {
-            let next = self.sched.pick_next(cpu, pick_current);
-            match next {
-                Some(n) if quota::CPU_LIMITED.load(Relaxed) != 0 && self.park_if_throttled(cpu, frame, &mut running, n) => pick_current = None,
-                _ => break next,
-            }
-        };
+        let mut next = self.sched.pick_next(cpu, running.map(|(_, id, params)| (id, params)));
+        if quota::CPU_LIMITED.load(Relaxed) != 0 {
+            next = self.skip_throttled(cpu, frame, &mut running, next);
+        }
         match (running, next) {
             (Some((cur, _, _)), Some(n)) if n == cur => {}
             (Some((cur, sched, _)), next) => {

@@ -389,6 +389,7 @@ impl<T: Copy + Eq + Debug> Scheduler<T> {
     /// If `cpu` is not below the CPU count, if `current` is queued (the kernel enqueued a thread
     /// it still runs) or has a priority not below [`PRIORITIES`] (the kernel validates priorities
     /// where it sets them).
+    #[inline(always)]
     pub fn pick_next(&mut self, cpu: usize, current: Option<(SchedId, SchedParams)>) -> Option<T> {
         self.expect_cpu(cpu, "pick_next");
         let prev = core::mem::replace(&mut self.queues[cpu].running, NIL);
@@ -714,6 +715,7 @@ impl<T: Copy + Eq + Debug> Scheduler<T> {
     }
 
     /// Takes the next thread for `cpu` from its queue, or steals one, and makes it run there.
+    #[inline(always)]
     fn pick_queued(&mut self, cpu: usize) -> Option<T> {
         // A new slice of the default length (the kernel sets a weighted one after loading).
         self.queues[cpu].slice_used = 0;
@@ -738,6 +740,7 @@ impl<T: Copy + Eq + Debug> Scheduler<T> {
 
     /// The record to steal for `cpu`: from the CPU with the most queued threads that has one
     /// `cpu` may run, its highest-priority such thread.
+    #[inline(always)]
     fn steal(&self, cpu: usize) -> Option<u32> {
         // Victims in order of queue length (longest first, the lowest index among equals),
         // chosen one at a time: an idle CPU comes here at every wake-up, and usually every
