@@ -291,3 +291,17 @@ fn ok_signal(w: &mut World, tid: crate::object::Id, slot: u64) {
     w.k.signal(id, 1);
     w.run(tid);
 }
+
+#[test]
+fn a_memory_object_keeps_its_quota_after_the_quotas_last_cap_goes() {
+    let (mut w, pid, _, child) = with_child_quota();
+    let before = crate::object::quota::QUOTAS.lock().len();
+    let a = ok(w.syscall(nr::PMO_CREATE, &[PmoKind::Anonymous as u64, 4 * PAGE_SIZE, child]))[1];
+    ok(w.syscall(nr::CAP_DELETE, &[child]));
+    assert_eq!(crate::object::quota::QUOTAS.lock().len(), before, "the object holds the quota");
+    // A page allocated now is charged to the (dying) quota, not refused and not a panic.
+    let ObjRef::Pmo(pmo) = w.k.caps.lookup(pid, a as u32, Rights::NONE).unwrap().object else { panic!("not a pmo") };
+    w.k.pmos.get_mut(&pmo).unwrap().write(0, &[1]).unwrap();
+    ok(w.syscall(nr::CAP_DELETE, &[a]));
+    assert_eq!(crate::object::quota::QUOTAS.lock().len(), before - 1, "and goes with its last object");
+}

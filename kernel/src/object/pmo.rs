@@ -30,10 +30,24 @@ pub struct Pmo {
     pub refs: u32,
 }
 
+impl Drop for Pmo {
+    /// The object no longer holds its quota (see [`Pmo::new`]).
+    fn drop(&mut self) {
+        super::quota::QUOTAS.lock().leave(self.quota);
+    }
+}
+
 impl Pmo {
+    /// Every memory object holds its quota as a member does, so the quota outlives it: a page
+    /// allocated long after the quota's last capability went is still charged to a live quota.
+    fn new(size: u64, backing: Backing, quota: Id) -> Self {
+        super::quota::QUOTAS.lock().join(quota);
+        Self { size, backing, quota, refs: 0 }
+    }
+
     /// Anonymous memory whose pages are charged to `quota` as they are allocated.
     pub fn anonymous(size: u64, quota: Id) -> Self {
-        Self { size, backing: Backing::Anonymous { pages: BTreeMap::new() }, quota, refs: 0 }
+        Self::new(size, Backing::Anonymous { pages: BTreeMap::new() }, quota)
     }
 
     /// Allocates `size` bytes of zeroed contiguous frames, charged to `quota`.
@@ -43,17 +57,17 @@ impl Pmo {
         for i in 0..frames.next_power_of_two() {
             hal::zero_frame(base + i as u64 * PAGE_SIZE);
         }
-        Ok(Self { size, backing: Backing::Contiguous { base, frames }, quota, refs: 0 })
+        Ok(Self::new(size, Backing::Contiguous { base, frames }, quota))
     }
 
     /// Device registers (no RAM, nothing charged).
     pub fn device(base: u64, size: u64, quota: Id) -> Self {
-        Self { size, backing: Backing::Phys { base, device: true }, quota, refs: 0 }
+        Self::new(size, Backing::Phys { base, device: true }, quota)
     }
 
     /// A view of RAM the PMO does not own (the initrd; nothing charged).
     pub fn borrowed_ram(base: u64, size: u64, quota: Id) -> Self {
-        Self { size, backing: Backing::Phys { base, device: false }, quota, refs: 0 }
+        Self::new(size, Backing::Phys { base, device: false }, quota)
     }
 
     /// The frame backing page `index`, allocating a zeroed one for anonymous memory when `alloc`.

@@ -119,7 +119,8 @@ pub struct Quota {
     cpu: CpuBudget,
     /// Capabilities naming it (and the kernel's own hold on a root).
     refs: u32,
-    /// Processes in it (running or not yet removed).
+    /// Processes in it (running or not yet removed) and memory objects billed to it: whatever
+    /// may charge it later keeps it.
     members: u32,
     children: u32,
 }
@@ -248,17 +249,26 @@ impl QuotaTable {
         Ok(())
     }
 
-    /// Charges without checking limits: what a process brings when it moves into a quota (cgroup v2
-    /// lets a move take a group over `pids.max`; limits stop new work, not moves).
-    fn add(&mut self, id: Id, r: usize, amount: u64) {
+    /// Calls `f` on `id` and on each of its ancestors, nearest first; on nothing if `id` is gone
+    /// (CPU time may still be billed to a quota removed a moment ago).
+    fn each_level(&mut self, id: Id, mut f: impl FnMut(&mut Quota)) {
+        if !self.quotas.contains_key(&id) {
+            return;
+        }
         let mut at = Some(id);
         while let Some(qid) = at {
             let Some(q) = self.quotas.get_mut(&qid) else {
-                panic!("quota {qid} charged but gone: a parent must outlive its children and charges")
+                panic!("quota {qid} reached from a child but gone: a parent outlives its children")
             };
-            q.usage[r] += amount;
+            f(q);
             at = q.parent;
         }
+    }
+
+    /// Charges without checking limits: what a process brings when it moves into a quota (cgroup v2
+    /// lets a move take a group over `pids.max`; limits stop new work, not moves).
+    fn add(&mut self, id: Id, r: usize, amount: u64) {
+        self.each_level(id, |q| q.usage[r] += amount);
     }
 
     /// Returns `amount` of `resource` charged to `id` earlier.
@@ -341,9 +351,7 @@ impl QuotaTable {
     /// wait for it), if any.
     pub fn charge_cpu(&mut self, id: Id, ticks: u64, now: u64) -> Option<u64> {
         let mut until = None;
-        let mut at = Some(id);
-        while let Some(qid) = at {
-            let Some(q) = self.quotas.get_mut(&qid) else { break };
+        self.each_level(id, |q| {
             q.cpu.usage += ticks;
             if q.cpu.quota != NO_LIMIT {
                 q.cpu.roll(now);
@@ -356,23 +364,19 @@ impl QuotaTable {
                     until = Some(until.map_or(end, |u: u64| u.max(end)));
                 }
             }
-            at = q.parent;
-        }
+        });
         until
     }
 
     /// Until when `id`'s threads must wait (a level's budget is used up for its period), if so.
     pub fn cpu_throttled_until(&mut self, id: Id, now: u64) -> Option<u64> {
         let mut until = None;
-        let mut at = Some(id);
-        while let Some(qid) = at {
-            let Some(q) = self.quotas.get_mut(&qid) else { break };
+        self.each_level(id, |q| {
             q.cpu.roll(now);
             if let Some(end) = q.cpu.exhausted_until() {
                 until = Some(until.map_or(end, |u: u64| u.max(end)));
             }
-            at = q.parent;
-        }
+        });
         until
     }
 
@@ -380,28 +384,20 @@ impl QuotaTable {
     /// or None when no level limits it.
     pub fn cpu_remaining(&mut self, id: Id, now: u64) -> Option<u64> {
         let mut left: Option<u64> = None;
-        let mut at = Some(id);
-        while let Some(qid) = at {
-            let Some(q) = self.quotas.get_mut(&qid) else { break };
+        self.each_level(id, |q| {
             if q.cpu.quota != NO_LIMIT {
                 q.cpu.roll(now);
                 let here = q.cpu.quota.saturating_sub(q.cpu.period_used);
                 left = Some(left.map_or(here, |l| l.min(here)));
             }
-            at = q.parent;
-        }
+        });
         left
     }
 
     /// A process killed in `id` because its demand fault could not be given memory: counted there
     /// and in every ancestor (cgroup v2's hierarchical `memory.events`).
     pub fn record_oom_kill(&mut self, id: Id) {
-        let mut at = Some(id);
-        while let Some(qid) = at {
-            let Some(q) = self.quotas.get_mut(&qid) else { return };
-            q.oom_kills += 1;
-            at = q.parent;
-        }
+        self.each_level(id, |q| q.oom_kills += 1);
     }
 
     pub fn inc_ref(&mut self, id: Id) {
@@ -423,14 +419,14 @@ impl QuotaTable {
         self.maybe_remove(id);
     }
 
-    /// A process joins `id`.
+    /// A process or memory object joins `id`.
     pub fn join(&mut self, id: Id) {
         if let Some(q) = self.quotas.get_mut(&id) {
             q.members += 1;
         }
     }
 
-    /// A process's record leaves `id`.
+    /// A process's record or a memory object leaves `id`.
     pub fn leave(&mut self, id: Id) {
         if let Some(q) = self.quotas.get_mut(&id) {
             q.members = q.members.checked_sub(1).expect("quota member count underflow");
@@ -638,6 +634,9 @@ mod tests {
         let s = t.cpu_stat(a, 1100).unwrap();
         assert_eq!((s.usage, s.nr_periods, s.nr_throttled, s.throttled), (20, 1, 1, 80));
         assert_eq!(t.cpu_stat(root, 1100).unwrap().usage, 20, "usage counts up the tree");
+        // A quota that is gone takes no charge (a CPU may bill it a moment after).
+        assert_eq!(t.charge_cpu(987_654, 5, 1100), None);
+        assert_eq!(t.cpu_remaining(987_654, 1100), None);
         // Lifting the limit ends it.
         t.set_cpu_max(a, NO_LIMIT, 100, 1200).unwrap();
         assert_eq!(t.charge_cpu(b, 500, 1700), None);
