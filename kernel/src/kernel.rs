@@ -376,6 +376,7 @@ impl Kernel {
         let sched = self.sched.add(tid);
         let mut thread = Thread::new(tid, pid, entry, stack, arg, params, sched, space);
         thread.quota = quota;
+        thread.counted = true;
         self.threads.insert(tid, thread);
         if let Some(p) = self.processes.get_mut(&pid) {
             p.threads.push(tid);
@@ -586,7 +587,7 @@ impl Kernel {
         let t = self.threads.remove(&tid)?;
         self.sched.forget(t.sched);
         let mut quotas = QUOTAS.lock();
-        if t.state != ThreadState::Dead {
+        if t.counted {
             quotas.uncharge(t.quota, THREADS, 1);
         }
         quotas.uncharge(t.quota, MEMORY, THREAD_RECORD);
@@ -770,6 +771,7 @@ impl Kernel {
             slot.bill_pending += now.saturating_sub(slot.bill_since);
             slot.bill_since = BILL_IDLE;
         }
+        slot.budget_until = u64::MAX;
     }
 
     /// Charges what `cpu` has run for its billed quota up to `now`; the end of that quota's
@@ -800,8 +802,17 @@ impl Kernel {
         }
         let q = self.cpus[cpu].bill;
         let left = if q != 0 && quota::CPU_LIMITED.load(Relaxed) != 0 { QUOTAS.lock().cpu_remaining(q, now) } else { None };
-        self.cpus[cpu].budget_until = left.map_or(u64::MAX, |l| now.saturating_add(l.max(1)));
-        false
+        self.cpus[cpu].budget_until = u64::MAX;
+        match left {
+            // Used up by its threads elsewhere: what runs here for it must make way too (an
+            // idle CPU needs no deadline: a deadline of now + 1 would fire back to back).
+            Some(0) => self.current[cpu].is_some(),
+            Some(l) if self.current[cpu].is_some() => {
+                self.cpus[cpu].budget_until = now.saturating_add(l);
+                false
+            }
+            _ => false,
+        }
     }
 
     /// The slice of a thread of `quota`: the default scaled by the quota's CPU weight over the
@@ -1130,7 +1141,7 @@ impl Kernel {
     fn kill_thread(&mut self, tid: Id) -> bool {
         let Some(t) = self.threads.get_mut(&tid) else { return false };
         let (state, sched) = (t.state, t.sched);
-        if state != ThreadState::Dead {
+        if core::mem::take(&mut t.counted) {
             // A dead thread no longer counts; its record is charged until it goes.
             QUOTAS.lock().uncharge(t.quota, THREADS, 1);
         }

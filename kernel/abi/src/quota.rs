@@ -1,12 +1,12 @@
 //! Quotas (the kernel half of cgroups): what they limit and how `quota_stat` reports it.
 //!
-//! A quota limits three resources of the processes in it and of every quota below it:
-//! memory in bytes (frames of user memory and page tables, and the kernel's records of
-//! processes, threads and memory objects), processes, and threads. A charge must fit under the
+//! A quota limits the resources of the processes in it and of every quota below it: memory in
+//! bytes (frames of user memory and page tables, and the kernel's records of processes and
+//! threads), processes, threads, and CPU time. A charge must fit under the
 //! limit of the quota and of each of its ancestors. [`NO_LIMIT`] means no limit.
 
 /// The memory (bytes) charged to the quota: a full [`crate::PAGE_SIZE`] per frame, plus a
-/// kernel record's size for each process, thread and memory object.
+/// kernel record's size for each process and thread.
 pub const MEMORY: u64 = 0;
 /// Running processes.
 pub const PROCESSES: u64 = 1;

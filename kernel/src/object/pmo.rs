@@ -24,7 +24,7 @@ pub enum Backing {
 pub struct Pmo {
     pub size: u64,
     pub backing: Backing,
-    /// The quota its frames (and its record, kernel.rs) are charged to.
+    /// The quota its frames are charged to (its record is not charged).
     pub quota: Id,
     /// References: caps plus mappings.
     pub refs: u32,

@@ -79,6 +79,9 @@ pub struct Thread {
     pub guest: Option<Id>,
     /// The quota its count and record are charged to (its process's; moves with it).
     pub quota: Id,
+    /// It holds its quota's THREADS charge (from creation until it dies, whatever its state
+    /// says in between).
+    pub counted: bool,
 }
 
 impl Thread {
@@ -102,6 +105,7 @@ impl Thread {
             refs: 0,
             guest: None,
             quota: 0,
+            counted: false,
         }
     }
 

@@ -216,6 +216,7 @@ impl VmSpace {
                 // entered; a walk may have cached some of it meanwhile.
                 hal::tlb_flush_asid(self.asid);
                 self.regions.remove(&va);
+                self.tables.settle();
                 Err(Error::NoMemory)
             }
         }
@@ -228,7 +229,10 @@ impl VmSpace {
                 Ok(())
             }
             Err(MapError::AlreadyMapped) => Ok(()),
-            Err(_) => Err(Error::NoMemory),
+            Err(_) => {
+                self.tables.settle();
+                Err(Error::NoMemory)
+            }
         }
     }
 

@@ -34,6 +34,12 @@ type Result<T = ()> = core::result::Result<T, Error>;
 /// Handles the system call in `frame` made by the current thread of `cpu`.
 pub fn dispatch(k: &mut Kernel, cpu: usize, frame: &mut UserRegs) {
     let Some(tid) = k.current[cpu] else { return };
+    // A thread killed from another CPU while it trapped here makes no call: it is dropped at
+    // the reschedule its kill asked for (a call could block it, and a blocked thread would
+    // later run again in a process that has ended).
+    if k.cpus[cpu].need_resched && k.threads.get(&tid).is_none_or(|t| t.state == crate::object::thread::ThreadState::Dead) {
+        return;
+    }
     let pid = k.cpus[cpu].pid;
     debug_assert_eq!(k.threads.get(&tid).map(|t| t.pid), Some(pid), "cpu{cpu}: the cached pid of the current thread is stale");
     crate::failpoint::begin(tid);

@@ -36,7 +36,9 @@ pub(super) fn move_process(k: &mut Kernel, pid: Id, to: Id) {
             // A thread carries its own charge: move those that are where the process was.
             if let Some(t) = k.threads.get_mut(&tid).filter(|t| t.quota == from) {
                 t.quota = to;
-                quotas.transfer(from, to, THREADS, 1);
+                if t.counted {
+                    quotas.transfer(from, to, THREADS, 1);
+                }
                 quotas.transfer(from, to, MEMORY, THREAD_RECORD);
             }
         }

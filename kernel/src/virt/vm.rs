@@ -117,10 +117,10 @@ impl Vm {
     /// A VM whose stage-2 tables are charged to `quota`.
     pub fn new(vmid: u16, nr_vcpus: usize, now: u64, quota: Id) -> Result<Self, Error> {
         let vgic = VGic::new(nr_vcpus, layout::NR_SPIS).map_err(|_| Error::Invalid)?;
-        let mut tables = UserTables::new(quota);
-        let stage2 = PageTable::new(&mut tables).map_err(|_| Error::NoMemory)?;
         let mut vcpus = Vec::new();
         vcpus.try_reserve_exact(nr_vcpus).map_err(|_| Error::NoMemory)?;
+        let mut tables = UserTables::new(quota);
+        let stage2 = PageTable::new(&mut tables).map_err(|_| Error::NoMemory)?;
         vcpus.resize(nr_vcpus, None);
         Ok(Self { stage2, tables, vmid, regions: BTreeMap::new(), vgic, vcpus, cntvoff: now, mapped_pages: 0, refs: 0, ioevents: Vec::new(), status_regs: Vec::new(), tx: None })
     }
@@ -282,7 +282,10 @@ impl Vm {
                 }
                 // Another vCPU entered it first (or an earlier fault entered it around its own).
                 Err(MapError::AlreadyMapped) => Ok(()),
-                Err(_) => Err(FaultIn::NoMemory),
+                Err(_) => {
+                    vm.tables.settle();
+                    Err(FaultIn::NoMemory)
+                }
             }
         };
         enter(self, pmo, page)?;

@@ -482,11 +482,15 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
         procmgr::MOVE => {
             let pid = req.msg.data[0];
             let mut given = req.caps.slots();
-            let (Some(quota), None) = (given.next(), given.next()) else {
-                for c in req.caps.slots() {
-                    let _ = sys::cap_delete(c);
+            let (quota, owned) = match (given.next(), given.next(), req.msg.data[1]) {
+                (Some(q), None, 0) => (q, true),
+                (None, None, procmgr::MOVE_TO_ROOT) if env.quota.is_some() => (env.quota.unwrap_or(0), false),
+                _ => {
+                    for c in req.caps.slots() {
+                        let _ = sys::cap_delete(c);
+                    }
+                    return Reply::err(Error::Invalid);
                 }
-                return Reply::err(Error::Invalid);
             };
             let reply = if sys::process_info(slots::SELF_PROCESS).is_ok_and(|me| me.pid == pid) {
                 // init stays in the root group: a limit on it would stop everything.
@@ -507,7 +511,9 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
                     Err(KillRefused::NotYours) => Reply::err(Error::NoRights),
                 }
             };
-            let _ = sys::cap_delete(quota);
+            if owned {
+                let _ = sys::cap_delete(quota);
+            }
             reply
         }
         procmgr::PS => {

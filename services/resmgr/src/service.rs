@@ -63,6 +63,8 @@ fn handle(tree: &mut Tree<KernelQuotas>, req: &mut Request) -> Reply {
             let n = req.reply_payload(out.as_bytes());
             Reply::ok([0, code, 0, n])
         }
+        // The root's quota bounds everything (init's own limits included): it stays here.
+        resmgr::QUOTA if text.trim_end_matches('/').is_empty() => Reply::err(Error::NoRights),
         resmgr::QUOTA => match tree.quota(&text).map_err(|e| e.code).and_then(|q| sys::cap_copy(q, None, rights::READ | rights::MANAGE | rights::GRANT, 0)) {
             Ok(copy) => Reply { msg: keel_rt::abi::ipc::Message::new(0, [0; 4]), caps: alloc::vec![copy] },
             Err(e) => Reply::err(e),

@@ -48,9 +48,12 @@ pub mod procmgr {
     /// without the capability or for a process that already ended.
     pub const ADOPT: u64 = 10;
     /// data[0] = pid, caps[0] = a quota (MANAGE): moves the process into it (cgroup v2's `echo
-    /// PID > cgroup.procs`). Allowed as KILL is (the caller's own descendants, or any process but
-    /// init for the shell): `NoRights`, `NotFound`, `BadState` for init; `Invalid` without the cap.
+    /// PID > cgroup.procs`); with data[1] = [`MOVE_TO_ROOT`] and no cap, into the root quota
+    /// (which nobody else holds). Allowed as KILL is (the caller's own descendants, or any process
+    /// but init for the shell): `NoRights`, `NotFound`, `BadState` for init; `Invalid` for a
+    /// missing or extra cap.
     pub const MOVE: u64 = 11;
+    pub const MOVE_TO_ROOT: u64 = 1;
     /// Most bytes STATE_SAVE keeps (one bulk buffer).
     pub const MAX_SAVED: usize = crate::ipc::BULK_SIZE as usize;
     /// Flag for SPAWN, reserved: children look up "console" by name, so there is nothing to inherit.

@@ -193,12 +193,18 @@ impl LiveSystem {
     fn cgroup_move(&mut self, args: &[String]) -> Result<String, String> {
         let [group, pid] = args else { return Err("usage: cgroup move PATH PID".into()) };
         let pid: u64 = pid.parse().ok().filter(|&p| p > 0).ok_or_else(|| alloc::format!("{pid} is not a pid"))?;
-        let quota = self.group_quota(group).map_err(|e| match e {
-            Error::NotFound => alloc::format!("{group}: no such group"),
-            e => alloc::format!("{group}: {e}"),
-        })?;
-        let moved = self.procmgr.call_with_caps(procmgr::MOVE, [pid, 0, 0, 0], &[quota]);
-        let _ = sys::cap_delete(quota);
+        let moved = if group.trim_end_matches('/').is_empty() {
+            // The root group's quota stays with init and resmgr: init moves the process there.
+            self.procmgr.call(procmgr::MOVE, [pid, procmgr::MOVE_TO_ROOT, 0, 0])
+        } else {
+            let quota = self.group_quota(group).map_err(|e| match e {
+                Error::NotFound => alloc::format!("{group}: no such group"),
+                e => alloc::format!("{group}: {e}"),
+            })?;
+            let moved = self.procmgr.call_with_caps(procmgr::MOVE, [pid, 0, 0, 0], &[quota]);
+            let _ = sys::cap_delete(quota);
+            moved
+        };
         match moved.map_err(|e| alloc::format!("{e}")).and_then(|r| status(&r).map_err(|e| alloc::format!("{e}"))) {
             Ok(()) => Ok(String::new()),
             Err(e) if e == alloc::format!("{}", Error::NotFound) => Err(alloc::format!("no process {pid}")),
@@ -266,7 +272,8 @@ impl System for LiveSystem {
         let payload = spawn_payload(path, args)?;
         // What the user runs gets no device capabilities and no rights over other processes.
         let flags = procmgr::SPAWN_INHERIT_CONSOLE | procmgr::SPAWN_UNPRIVILEGED;
-        let quota = match cgroup {
+        // The root group is where a program starts anyway (the shell's own group).
+        let quota = match cgroup.filter(|g| !g.trim_end_matches('/').is_empty()) {
             Some(group) => Some(self.group_quota(group)?),
             None => None,
         };
