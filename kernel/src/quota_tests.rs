@@ -305,3 +305,26 @@ fn a_memory_object_keeps_its_quota_after_the_quotas_last_cap_goes() {
     ok(w.syscall(nr::CAP_DELETE, &[a]));
     assert_eq!(crate::object::quota::QUOTAS.lock().len(), before - 1, "and goes with its last object");
 }
+
+#[test]
+fn a_process_touching_a_full_groups_buffer_pays_for_the_page_itself_and_lives() {
+    // A client's group is full; a "server" (this process, in the root) maps the client's buffer
+    // and touches it: the page is charged to the server's quota, nobody is killed, and the
+    // charge goes back there when the buffer goes.
+    let (mut w, pid, root, client) = with_child_quota();
+    let buf = ok(w.syscall(nr::PMO_CREATE, &[PmoKind::Anonymous as u64, 4 * PAGE_SIZE, client]))[1];
+    ok(w.syscall(nr::QUOTA_SET, &[client, MEMORY, 0]));
+    ok(w.syscall(nr::VMSPACE_MAP, &[1, buf, 0x2000_0000, 4 * PAGE_SIZE, 0, perm::READ | perm::WRITE]));
+    let root_before = stat(&mut w, root, MEMORY).usage;
+    let trap = UserTrap::Abort { addr: 0x2000_0000, access: Access::Write, translation: true, class: "data abort", status: "translation" };
+    let tid = w.k.current[0].unwrap();
+    w.k.user_trap(0, &mut w.frame, trap);
+    assert_eq!(w.k.current[0], Some(tid), "the toucher was not killed");
+    assert_eq!(stat(&mut w, client, MEMORY).usage, 0);
+    assert_eq!(stat(&mut w, client, MEMORY).refused, 1, "the owner's limit refused it first");
+    assert!(stat(&mut w, root, MEMORY).usage >= root_before + PAGE_SIZE, "the toucher's quota paid");
+    ok(w.syscall(nr::VMSPACE_UNMAP, &[1, 0x2000_0000, 4 * PAGE_SIZE]));
+    ok(w.syscall(nr::CAP_DELETE, &[buf]));
+    assert!(stat(&mut w, root, MEMORY).usage <= root_before, "and got it back");
+    let _ = pid;
+}

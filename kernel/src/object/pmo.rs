@@ -26,6 +26,9 @@ pub struct Pmo {
     pub backing: Backing,
     /// The quota its frames are charged to (its record is not charged).
     pub quota: Id,
+    /// Pages charged to another quota: the quota of whoever touched them first when this
+    /// object's own quota had no room (see [`Pmo::frame_for`]). Usually empty.
+    foreign: BTreeMap<u64, Id>,
     /// References: caps plus mappings.
     pub refs: u32,
 }
@@ -42,7 +45,7 @@ impl Pmo {
     /// allocated long after the quota's last capability went is still charged to a live quota.
     fn new(size: u64, backing: Backing, quota: Id) -> Self {
         super::quota::QUOTAS.lock().join(quota);
-        Self { size, backing, quota, refs: 0 }
+        Self { size, backing, quota, foreign: BTreeMap::new(), refs: 0 }
     }
 
     /// Anonymous memory whose pages are charged to `quota` as they are allocated.
@@ -72,6 +75,19 @@ impl Pmo {
 
     /// The frame backing page `index`, allocating a zeroed one for anonymous memory when `alloc`.
     pub fn frame(&mut self, index: u64, alloc: bool) -> Result<Option<u64>, Error> {
+        self.frame_charged(index, alloc, None)
+    }
+
+    /// [`Self::frame`] for a demand fault by a process (or VM) charged to `toucher`: a new page
+    /// is charged to this object's quota, or, when that has no room and the toucher is someone
+    /// else, to the toucher's. So a client whose group is full cannot make a service that maps
+    /// the client's buffer die for want of memory: the service pays for the page it touched,
+    /// and is refused only when its own group is full.
+    pub fn frame_for(&mut self, index: u64, toucher: Id) -> Result<Option<u64>, Error> {
+        self.frame_charged(index, true, Some(toucher).filter(|&t| t != self.quota))
+    }
+
+    fn frame_charged(&mut self, index: u64, alloc: bool, fallback: Option<Id>) -> Result<Option<u64>, Error> {
         if index >= self.size.div_ceil(PAGE_SIZE) {
             return Err(Error::Invalid);
         }
@@ -83,7 +99,15 @@ impl Pmo {
                 if !alloc {
                     return Ok(None);
                 }
-                let pa = alloc_frames(self.quota, 1)?;
+                let pa = match (alloc_frames(self.quota, 1), fallback) {
+                    (Ok(pa), _) => pa,
+                    (Err(Error::NoMemory), Some(toucher)) => {
+                        let pa = alloc_frames(toucher, 1)?;
+                        self.foreign.insert(index, toucher);
+                        pa
+                    }
+                    (Err(e), _) => return Err(e),
+                };
                 hal::zero_frame(pa);
                 pages.insert(index, pa);
                 Ok(Some(pa))
@@ -200,7 +224,13 @@ impl Pmo {
     /// Gives every RAM frame back (called when the last reference goes).
     pub fn release(&mut self) {
         match &mut self.backing {
-            Backing::Anonymous { pages } => free_pages(self.quota, core::mem::take(pages).into_values()),
+            Backing::Anonymous { pages } if self.foreign.is_empty() => free_pages(self.quota, core::mem::take(pages).into_values()),
+            Backing::Anonymous { pages } => {
+                for (index, pa) in core::mem::take(pages) {
+                    free_frames(self.foreign.get(&index).copied().unwrap_or(self.quota), pa, 1);
+                }
+                self.foreign.clear();
+            }
             Backing::Contiguous { base, frames } => {
                 if *frames != 0 {
                     free_frames(self.quota, *base, *frames);

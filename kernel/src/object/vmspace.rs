@@ -301,7 +301,7 @@ impl VmSpace {
             return Ok(pa + (va & (PAGE_SIZE - 1)));
         }
         let index = (region.pmo_offset + (page_va - start)) / PAGE_SIZE;
-        let pa = match pmo.frame(index, true) {
+        let pa = match pmo.frame_for(index, self.tables.quota) {
             Ok(Some(pa)) => pa,
             Ok(None) => return Err(FaultError::Unmapped),
             Err(Error::NoMemory) => return Err(FaultError::NoMemory),
