@@ -145,6 +145,13 @@ fn cgroups_from_the_shell_limit_memory_and_processes_of_what_runs_in_them() {
             "cgroup stat",
             "cgroup rmdir /jobs",
             "cgroup cat /jobs memory.max",
+            // A fork bomb in a group of 50 processes: it starts exactly 49 more, is refused,
+            // kills them and exits with the count; the group is empty again and the shell answers.
+            "cgroup mkdir /bomb",
+            "cgroup set /bomb pids.max 50",
+            "run --cgroup /bomb ktest bomb",
+            "cgroup cat /bomb pids.current",
+            "echo still   answering",
             "poweroff",
         ])
         .run();
@@ -157,6 +164,8 @@ fn cgroups_from_the_shell_limit_memory_and_processes_of_what_runs_in_them() {
         .expect("cgroup: /jobs/a: no such group")
         .expect("GROUP                     MEMORY")
         .expect("cgroup: /jobs: no such group")
+        .expect("ktest exited with code 49")
+        .expect("still answering")
         .expect_clean_poweroff();
     // What a command printed: the log from its echo to the next prompt.
     let output = |command: &str| -> String {
@@ -172,6 +181,10 @@ fn cgroups_from_the_shell_limit_memory_and_processes_of_what_runs_in_them() {
     let events = output("cgroup cat /jobs pids.events");
     if events.trim() != "max 1" {
         run.fail(&format!("pids.events after one refused spawn: {events:?}"));
+    }
+    let bombed = output("cgroup cat /bomb pids.current");
+    if bombed.trim() != "0" {
+        run.fail(&format!("pids.current of /bomb after the bomb: {bombed:?} (want 0)"));
     }
 }
 

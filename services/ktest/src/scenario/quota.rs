@@ -1,8 +1,8 @@
 //! `quota`: the kernel's quotas as a process manager and its children meet them.
 //!
-//! - A process limit: a `bomb` child in a quota of 5 processes spawns sleepers through the process
-//!   manager (children start in their parent's quota) until a spawn fails; it started exactly 4
-//!   (5 with itself), the failure is `Limit`, and the counts return to 0.
+//! - A process limit: a `bomb` child in a quota of 50 processes spawns sleepers through the process
+//!   manager (children start in their parent's quota) until a spawn fails; it started exactly 49
+//!   (50 with itself), the failure is `Limit`, and the counts return to 0.
 //! - A memory limit: a `hog` child in an 8 MiB quota touching 32 MiB is killed (`EXIT_OOM`) and
 //!   counted as an `oom_kill`; meanwhile this process, outside the quota, maps and touches 16 MiB
 //!   untouched by it; afterwards the quota holds no memory. With the limit lifted the same hog
@@ -21,7 +21,7 @@ use keel_rt::{Error, Slot, println, sys};
 
 const MIB: u64 = 1 << 20;
 /// The bomb's group's process limit (the bomb itself is one of them).
-const BOMB_LIMIT: u64 = 5;
+const BOMB_LIMIT: u64 = 50;
 
 pub fn run(startup: &Startup) -> i32 {
     let mut c = Checks::new("quota");
@@ -69,12 +69,12 @@ fn settled_memory(pm: &mut Procmgr, quota: Slot) -> Result<u64, Error> {
 
 fn process_limit(c: &mut Checks, pm: &mut Procmgr, root: Slot) {
     let Some(q) = c.expect_ok("quota_create(root)", sys::quota_create(root)) else { return };
-    c.expect_ok("quota_set(processes 5)", sys::quota_set(q, PROCESSES, BOMB_LIMIT));
+    c.expect_ok("quota_set(processes 50)", sys::quota_set(q, PROCESSES, BOMB_LIMIT));
     let Some(bomb) = c.expect_ok("SPAWN bomb in the quota", pm.spawn_in(q, KTEST_PATH, &["bomb"])) else { return };
     c.expect_eq("processes the bomb started before its spawn failed with Limit", wait_exit(bomb.process, 120 * SEC), Ok(BOMB_LIMIT as i64 - 1));
     forget(pm, bomb.process);
     let p = stat(c, q, PROCESSES);
-    c.check(p.peak == BOMB_LIMIT && p.refused >= 1 && p.usage == 0, || alloc::format!("processes: peak 5, refused >= 1, 0 now; got {p:?}"));
+    c.check(p.peak == BOMB_LIMIT && p.refused >= 1 && p.usage == 0, || alloc::format!("processes: peak 50, refused >= 1, 0 now; got {p:?}"));
     c.expect_eq("threads in the quota after the bomb", usage(q, THREADS), Ok(0));
     c.expect_eq("memory charged to the quota once the bomb is gone", settled_memory(pm, q), Ok(0));
     let m = stat(c, q, MEMORY);
