@@ -95,6 +95,15 @@ pub struct CpuSlot {
     pub budget_until: u64,
 }
 
+impl CpuSlot {
+    /// Adds the time run since `bill_since` to what is pending for `bill`, up to `now`.
+    fn accrue(&mut self, now: u64) {
+        if self.bill_since != BILL_IDLE {
+            self.bill_pending += now.saturating_sub(self.bill_since);
+        }
+    }
+}
+
 pub struct Kernel {
     pub caps: CapSpace<ObjRef>,
     pub processes: IdMap<Process>,
@@ -268,8 +277,7 @@ impl Kernel {
 
     // ---- object creation -------------------------------------------------------------------
 
-    /// A new address space (not yet referenced).
-    /// An empty address space whose tables are charged to `quota`.
+    /// A new, empty address space (not yet referenced) whose tables are charged to `quota`.
     pub fn create_vmspace(&mut self, quota: Id) -> Result<Id, Error> {
         self.check_heap()?;
         let asid = self.alloc_asid()?;
@@ -298,11 +306,7 @@ impl Kernel {
     pub fn create_process_in(&mut self, name: &str, quota: Id) -> Result<Id, Error> {
         {
             let mut quotas = QUOTAS.lock();
-            quotas.charge(quota, PROCESSES, 1)?;
-            if let Err(e) = quotas.charge(quota, MEMORY, PROCESS_RECORD) {
-                quotas.uncharge(quota, PROCESSES, 1);
-                return Err(e);
-            }
+            quotas.charge_object(quota, PROCESSES, PROCESS_RECORD)?;
             quotas.join(quota);
         }
         let undo_charges = |_: &mut Self| {
@@ -364,14 +368,7 @@ impl Kernel {
         };
         let space = self.vmspaces.get(&vs).map(|v| (vs, v.root(), v.asid)).ok_or(Error::BadState)?;
         self.check_heap()?;
-        {
-            let mut quotas = QUOTAS.lock();
-            quotas.charge(quota, THREADS, 1)?;
-            if let Err(e) = quotas.charge(quota, MEMORY, THREAD_RECORD) {
-                quotas.uncharge(quota, THREADS, 1);
-                return Err(e);
-            }
-        }
+        QUOTAS.lock().charge_object(quota, THREADS, THREAD_RECORD)?;
         let tid = self.new_id();
         let sched = self.sched.add(tid);
         let mut thread = Thread::new(tid, pid, entry, stack, arg, params, sched, space);
@@ -739,9 +736,7 @@ impl Kernel {
     pub fn bill_to(&mut self, cpu: usize, quota: Id, now: u64) {
         let limited = quota::CPU_LIMITED.load(Relaxed) != 0;
         let slot = &mut self.cpus[cpu];
-        if slot.bill_since != BILL_IDLE {
-            slot.bill_pending += now.saturating_sub(slot.bill_since);
-        }
+        slot.accrue(now);
         slot.bill_since = now;
         if quota == slot.bill && !limited {
             return;
@@ -767,10 +762,8 @@ impl Kernel {
     #[inline]
     fn bill_pause(&mut self, cpu: usize, now: u64) {
         let slot = &mut self.cpus[cpu];
-        if slot.bill_since != BILL_IDLE {
-            slot.bill_pending += now.saturating_sub(slot.bill_since);
-            slot.bill_since = BILL_IDLE;
-        }
+        slot.accrue(now);
+        slot.bill_since = BILL_IDLE;
         slot.budget_until = u64::MAX;
     }
 
@@ -779,7 +772,7 @@ impl Kernel {
     pub fn flush_bill(&mut self, cpu: usize, now: u64) -> Option<u64> {
         let slot = &mut self.cpus[cpu];
         if slot.bill_since != BILL_IDLE {
-            slot.bill_pending += now.saturating_sub(slot.bill_since);
+            slot.accrue(now);
             slot.bill_since = now;
         }
         let (q, pending) = (slot.bill, core::mem::take(&mut slot.bill_pending));

@@ -400,17 +400,14 @@ impl QuotaTable {
         self.each_level(id, |q| q.oom_kills += 1);
     }
 
+    /// A capability to `id` is made.
     pub fn inc_ref(&mut self, id: Id) {
-        if let Some(q) = self.quotas.get_mut(&id) {
-            q.refs += 1;
-        }
+        self.hold(id, |q| &mut q.refs);
     }
 
+    /// A capability to `id` goes.
     pub fn dec_ref(&mut self, id: Id) {
-        if let Some(q) = self.quotas.get_mut(&id) {
-            q.refs = q.refs.checked_sub(1).expect("quota reference count underflow");
-        }
-        self.maybe_remove(id);
+        self.release(id, |q| &mut q.refs);
     }
 
     /// Removes `id` if nothing holds it (a quota made for a capability that could not be
@@ -421,17 +418,35 @@ impl QuotaTable {
 
     /// A process or memory object joins `id`.
     pub fn join(&mut self, id: Id) {
-        if let Some(q) = self.quotas.get_mut(&id) {
-            q.members += 1;
-        }
+        self.hold(id, |q| &mut q.members);
     }
 
     /// A process's record or a memory object leaves `id`.
     pub fn leave(&mut self, id: Id) {
+        self.release(id, |q| &mut q.members);
+    }
+
+    /// Counts one more holder of `id` in `count` (its references or its members).
+    fn hold(&mut self, id: Id, count: fn(&mut Quota) -> &mut u32) {
         if let Some(q) = self.quotas.get_mut(&id) {
-            q.members = q.members.checked_sub(1).expect("quota member count underflow");
+            *count(q) += 1;
+        }
+    }
+
+    /// Counts one holder of `id` fewer in `count`; removes the quota if that was the last hold.
+    fn release(&mut self, id: Id, count: fn(&mut Quota) -> &mut u32) {
+        if let Some(q) = self.quotas.get_mut(&id) {
+            let c = count(q);
+            *c = c.checked_sub(1).expect("quota invariant: a hold is released once (reference or member count underflow)");
         }
         self.maybe_remove(id);
+    }
+
+    /// Charges a new process or thread: one of `count` (PROCESSES or THREADS) and `record`
+    /// bytes of memory, both or neither.
+    pub fn charge_object(&mut self, id: Id, count: u64, record: u64) -> Result<(), Error> {
+        self.charge(id, count, 1)?;
+        self.charge(id, MEMORY, record).inspect_err(|_| self.uncharge(id, count, 1))
     }
 
     /// Removes `id` (and then perhaps its parent) once nothing holds it.
