@@ -16,7 +16,7 @@ fn ok(r: [u64; 8]) -> [u64; 8] {
 }
 
 fn stat(w: &mut World, quota: u64, resource: u64) -> QuotaStat {
-    QuotaStat::from_words(&ok(w.syscall(nr::QUOTA_STAT, &[quota, resource]))[1..6])
+    QuotaStat::from_words(&ok(w.syscall(nr::QUOTA_STAT, &[quota, resource]))[1..8])
 }
 
 /// A world whose running process holds the root quota's cap; (world, pid, root slot, child slot).
@@ -177,6 +177,61 @@ fn a_move_takes_counts_records_and_page_tables_but_leaves_memory_objects() {
     ok(w.syscall(nr::CAP_DELETE, &[vslot]));
     ok(w.syscall(nr::CAP_DELETE, &[m]));
     for q in [a, b] {
+        for r in 0..RESOURCES {
+            assert_eq!(stat(&mut w, q, r).usage, 0, "quota slot {q} resource {r}");
+        }
+    }
+}
+
+#[test]
+fn a_thread_moves_alone_and_a_vm_bills_its_tables_where_its_monitor_says() {
+    // A monitor (in a) runs a VM in group b: the VM's stage-2 tables, its RAM and its vCPU
+    // thread are charged to b, the monitor's own threads stay in a.
+    let (mut w, me, root, a) = with_child_quota();
+    let b = ok(w.syscall(nr::QUOTA_CREATE, &[root]))[1];
+    let r = create_process(&mut w, "vmm", a).unwrap();
+    let pslot = r[1];
+    let main = ok(w.syscall(nr::THREAD_CREATE, &[pslot, 0x40_0000, 0x40_0000, 0, 32, 0]))[1];
+    let vcpu = ok(w.syscall(nr::THREAD_CREATE, &[pslot, 0x40_0000, 0x40_0000, 0, 32, 0]))[1];
+    let a_mem = stat(&mut w, a, MEMORY).usage;
+    ok(w.syscall(nr::QUOTA_MOVE, &[b, vcpu]));
+    assert_eq!((stat(&mut w, a, THREADS).usage, stat(&mut w, b, THREADS).usage), (1, 1));
+    assert_eq!(stat(&mut w, b, MEMORY).usage, THREAD_RECORD, "the thread's record goes with it");
+    assert_eq!(stat(&mut w, a, MEMORY).usage, a_mem - THREAD_RECORD);
+    // A move of the process leaves the thread that moved alone where it is.
+    let c = ok(w.syscall(nr::QUOTA_CREATE, &[root]))[1];
+    ok(w.syscall(nr::QUOTA_MOVE, &[c, pslot]));
+    assert_eq!((stat(&mut w, a, THREADS).usage, stat(&mut w, b, THREADS).usage, stat(&mut w, c, THREADS).usage), (0, 1, 1));
+    // The process reports its quota by the number quota_stat gives.
+    let info = ok(w.syscall(nr::PROCESS_INFO, &[pslot]));
+    assert_eq!(info[6], stat(&mut w, c, MEMORY).id);
+    assert_ne!(stat(&mut w, b, MEMORY).id, stat(&mut w, c, MEMORY).id);
+    // A VM billed to b: its stage-2 root table is b's from the start.
+    let b_before = stat(&mut w, b, MEMORY).usage;
+    let ctl = u64::from(w.give(me, ObjRef::Control, Rights::ALL));
+    let vm = ok(w.syscall(nr::VM_CREATE, &[ctl, 1, b]))[1];
+    assert_eq!(stat(&mut w, b, MEMORY).usage, b_before + PAGE_SIZE, "the stage-2 root table");
+    assert_eq!(World::status(w.syscall(nr::VM_CREATE, &[ctl, 1, vcpu])), Err(Error::WrongType), "a thread bills nothing");
+    ok(w.syscall(nr::CAP_DELETE, &[vm]));
+    assert_eq!(stat(&mut w, b, MEMORY).usage, b_before);
+    // room: the least headroom up the tree.
+    ok(w.syscall(nr::QUOTA_SET, &[root, MEMORY, u64::MAX - 1]));
+    ok(w.syscall(nr::QUOTA_SET, &[b, MEMORY, b_before + 10 * PAGE_SIZE]));
+    assert_eq!(stat(&mut w, b, MEMORY).room, 10 * PAGE_SIZE);
+    let d = ok(w.syscall(nr::QUOTA_CREATE, &[b]))[1];
+    assert_eq!(stat(&mut w, d, MEMORY).room, 10 * PAGE_SIZE, "a parent's limit binds its child");
+    ok(w.syscall(nr::QUOTA_SET, &[d, MEMORY, 2 * PAGE_SIZE]));
+    assert_eq!(stat(&mut w, d, MEMORY).room, 2 * PAGE_SIZE);
+    ok(w.syscall(nr::QUOTA_SET, &[root, MEMORY, NO_LIMIT]));
+    ok(w.syscall(nr::QUOTA_SET, &[b, MEMORY, NO_LIMIT]));
+    assert_eq!(stat(&mut w, b, MEMORY).room, NO_LIMIT);
+    // A dead thread cannot move; everything goes back when the process goes.
+    ok(w.syscall(nr::PROCESS_KILL, &[pslot, 0]));
+    assert_eq!(World::status(w.syscall(nr::QUOTA_MOVE, &[a, vcpu])), Err(Error::BadState));
+    for s in [main, vcpu, pslot, r[2]] {
+        ok(w.syscall(nr::CAP_DELETE, &[s]));
+    }
+    for q in [a, b, c] {
         for r in 0..RESOURCES {
             assert_eq!(stat(&mut w, q, r).usage, 0, "quota slot {q} resource {r}");
         }

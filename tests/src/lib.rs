@@ -411,6 +411,31 @@ impl Run {
     }
 }
 
+/// One line of the shell's `ps` table: `PID NAME STATE MEM KiB [CGROUP]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PsRow<'a> {
+    pub pid: u64,
+    pub name: &'a str,
+    pub state: &'a str,
+    pub mem_kib: u64,
+    /// The CGROUP column (the shell prints it when resmgr names the quotas).
+    pub cgroup: Option<&'a str>,
+}
+
+/// `line` as a `ps` table line, if it is a whole one.
+pub fn ps_row(line: &str) -> Option<PsRow<'_>> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if !(5..=6).contains(&f.len()) || f[4] != "KiB" {
+        return None;
+    }
+    Some(PsRow { pid: f[0].parse().ok()?, name: f[1], state: f[2], mem_kib: f[3].parse().ok()?, cgroup: f.get(5).copied() })
+}
+
+/// The pid of the running process `name` in the last `ps` table of `log` that lists it.
+pub fn ps_pid(log: &str, name: &str) -> Option<u64> {
+    log.lines().filter_map(ps_row).filter(|r| r.name == name && r.state == "running").map(|r| r.pid).last()
+}
+
 /// The number right after `key` in `line` (e.g. `number_after("5 ticks", "")`), if any.
 pub fn number_before(line: &str, word: &str) -> Option<u64> {
     let end = line.find(word)?;
@@ -421,6 +446,15 @@ pub fn number_before(line: &str, word: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_rows_parse_with_and_without_the_cgroup_column() {
+        assert_eq!(ps_row("   40 hog              running      64 KiB  /jobs/a").map(|r| (r.pid, r.cgroup)), Some((40, Some("/jobs/a"))));
+        assert_eq!(ps_row("    1 init             running     512 KiB").map(|r| (r.name, r.mem_kib, r.cgroup)), Some(("init", 512, None)));
+        assert_eq!(ps_row("  PID NAME             STATE           MEM  CGROUP"), None);
+        assert_eq!(ps_row("    1 init             running     512"), None, "cut short");
+        assert_eq!(ps_pid("    1 init running 5 KiB /\n    9 x running 5 KiB /\n    9 x exited(0) 5 KiB /\n   12 x running 5 KiB /a\n", "x"), Some(12));
+    }
 
     #[test]
     fn number_before_a_word() {

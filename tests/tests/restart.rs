@@ -80,12 +80,7 @@ fn debugfs_cat(image: &Path, path: &str) -> Vec<u8> {
 
 /// The pid `ps` showed last for the running process `name`.
 fn pid_of(log: &str, name: &str) -> Option<u64> {
-    log.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 5 && f[1] == name && f[2] == "running").then(|| f[0].parse().ok()).flatten()
-        })
-        .last()
+    keel_tests::ps_pid(log, name)
 }
 
 /// Lines typed as one input.

@@ -11,16 +11,13 @@ use keel_tests::Boot;
 fn piped_ps_lists_every_process_and_poweroff_exits_cleanly() {
     let run = Boot::scenario("").input("ps\npoweroff\n").run();
     run.expect("console: ready (uart 0x9000000 irq 33)")
-        .expect("  PID NAME             STATE           MEM")
+        .expect("  PID NAME             STATE           MEM  CGROUP")
         .expect("process 3 asked to power off")
         .expect_clean_poweroff();
     for name in ["init", "namesrv", "console", "shell"] {
-        let found = run.log.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() == 5 && f[1] == name && f[2] == "running" && f[4] == "KiB" && f[0].parse::<u64>().is_ok()
-        });
+        let found = run.log.lines().filter_map(keel_tests::ps_row).any(|r| r.name == name && r.state == "running" && r.cgroup == Some("/"));
         if !found {
-            run.fail(&format!("ps has no running {name} line with a pid and memory"));
+            run.fail(&format!("ps has no running {name} line with a pid, its memory and its cgroup (/)"));
         }
     }
 }
@@ -192,13 +189,7 @@ fn cgroups_from_the_shell_limit_memory_and_processes_of_what_runs_in_them() {
 fn a_running_service_moves_between_cgroups_with_its_counts() {
     // A process's pid, from ps.
     fn pid_of(log: &str, name: &str) -> String {
-        log.lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() == 5 && f[1] == name && f[2] == "running").then(|| f[0].to_string())
-            })
-            .last()
-            .unwrap_or_default()
+        keel_tests::ps_pid(log, name).map(|p| p.to_string()).unwrap_or_default()
     }
     let pid_of_netsw = |log: &str| pid_of(log, "netsw");
     let run = Boot::scenario("")

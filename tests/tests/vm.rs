@@ -404,3 +404,78 @@ fn a_guest_keel_runs_out_of_memory_for_is_listed_as_crashed() {
         run.fail(&format!("vm list does not give the crash's reason: {listed:?}"));
     }
 }
+
+/// The line the shell printed after each time `command` was typed (a `cgroup cat`'s value).
+fn answers<'a>(log: &'a str, command: &str) -> Vec<&'a str> {
+    let echo = format!("keel> {command}");
+    let lines: Vec<&str> = log.lines().collect();
+    lines.windows(2).filter(|w| w[0].trim_end() == echo).map(|w| w[1].trim()).collect()
+}
+
+/// `vm run --cgroup`: everything a VM uses is charged to its group — its guest RAM (the kernel
+/// image written into it, more than 500 KiB), its stage-2 tables, its vCPU thread (count,
+/// record and run time: the crash guest spins in exception entry), its device backend — and
+/// given back when it stops. A group whose `memory.max` cannot hold the guest's RAM refuses
+/// the start. `ps` shows the backend in the group, `cgroup.procs` lists it.
+#[test]
+fn a_vm_in_a_cgroup_is_charged_its_ram_threads_cpu_and_backends_and_gives_them_back() {
+    let run = Boot::scenario("")
+        .commands(&[
+            "cgroup mkdir /vms",
+            "cgroup set /vms memory.max 64M",
+            "vm run spin --kernel /guest/test.Image --append guest=crash --cgroup /vms --rng",
+            "vm run spin --kernel /guest/test.Image --append guest=crash --cgroup /nosuch",
+            "cgroup set /vms memory.max 300M",
+            "vm run spin --kernel /guest/test.Image --append guest=crash --cgroup /vms --rng",
+            "cgroup cat /vms pids.current",
+            "cgroup cat /vms threads.current",
+            "cgroup cat /vms memory.current",
+            "cgroup cat /vms cgroup.procs",
+            "ps",
+            "vm list",
+            "cgroup cat /vms cpu.stat",
+            "vm stop 1",
+        ])
+        .commands_after(
+            "vm 1 (spin) stopped",
+            &["cgroup cat /vms memory.current", "cgroup cat /vms threads.current", "cgroup cat /vms pids.current", "cgroup rmdir /vms", "cgroup ls /", "poweroff"],
+        )
+        .timeout(300)
+        .run();
+    run.expect("vm run: --cgroup /vms: guest RAM (256 MiB) does not fit: the group has room for 64 MiB more (its memory.max or a parent's)")
+        .expect("vm run: --cgroup /nosuch: no such group (cgroup mkdir /nosuch makes it)")
+        .expect("vm 1 started (spin, 1 vcpus, 256 MiB, cgroup /vms)")
+        .expect("  (cgroup /vms)")
+        .expect_absent("vm 2 started")
+        .expect_clean_poweroff();
+    let num = |s: &str| s.parse::<u64>().unwrap_or_else(|_| run.fail(&format!("{s:?} is not a number")));
+    let pids = answers(&run.log, "cgroup cat /vms pids.current");
+    let threads = answers(&run.log, "cgroup cat /vms threads.current");
+    let memory = answers(&run.log, "cgroup cat /vms memory.current");
+    if pids.len() != 2 || threads.len() != 2 || memory.len() != 2 {
+        run.fail("each cgroup cat should have been answered twice");
+    }
+    if num(pids[0]) != 1 || num(threads[0]) < 2 {
+        run.fail("while it runs, the group should hold the VM's backend (1 process) and its vCPU thread besides the backend's");
+    }
+    if num(memory[0]) < 519_000 {
+        run.fail("the guest RAM the kernel image was written into should be charged to the group");
+    }
+    if (num(pids[1]), num(threads[1]), num(memory[1])) != (0, 0, 0) {
+        run.fail("a stopped VM should give its group everything back");
+    }
+    let procs = answers(&run.log, "cgroup cat /vms cgroup.procs");
+    let backend = run.log.lines().find(|l| l.contains("vdev-rng") && l.trim_end().ends_with("/vms"));
+    match (procs.first(), backend) {
+        (Some(pid), Some(line)) if line.split_whitespace().next() == Some(*pid) => {}
+        _ => run.fail("ps should show the VM's backend in /vms, with the pid cgroup.procs lists"),
+    }
+    let usage = run.log.lines().find_map(|l| l.strip_prefix("usage_usec ")).map(num).unwrap_or(0);
+    if usage == 0 {
+        run.fail("the vCPU thread's run time should be charged to the group");
+    }
+    let after_ls = run.log.split("keel> cgroup ls /").nth(1).and_then(|t| t.split("keel> ").next()).unwrap_or("vms/");
+    if answers(&run.log, "cgroup rmdir /vms").first().is_none_or(|l| !l.starts_with("keel> ")) || after_ls.contains("vms/") {
+        run.fail("the emptied group should be removed by rmdir, with nothing to say");
+    }
+}

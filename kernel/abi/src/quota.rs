@@ -34,7 +34,7 @@ pub const NO_LIMIT: u64 = u64::MAX;
 /// `Limit` (every charge walks the tree up to the root).
 pub const MAX_DEPTH: u32 = 32;
 
-/// What `quota_stat(quota, resource)` returns in x1..x5.
+/// What `quota_stat(quota, resource)` returns in x1..x7.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QuotaStat {
     /// Charged now (this quota and every quota below it).
@@ -48,17 +48,23 @@ pub struct QuotaStat {
     /// Processes of this quota or below killed because a demand fault could not be given memory
     /// (`oom_kill`); 0 for the count resources.
     pub oom_kills: u64,
+    /// How much more can be charged here before this quota's limit or an ancestor's refuses it
+    /// (the least headroom on the way to the root; [`NO_LIMIT`] when nothing limits it).
+    pub room: u64,
+    /// The quota's number: the same for every capability to it, never reused while the system
+    /// runs; `process_info` reports a process's (how `ps` names a process's group).
+    pub id: u64,
 }
 
 impl QuotaStat {
-    /// The registers x1..x5.
-    pub fn to_words(self) -> [u64; 5] {
-        [self.usage, self.limit, self.peak, self.refused, self.oom_kills]
+    /// The registers x1..x7.
+    pub fn to_words(self) -> [u64; 7] {
+        [self.usage, self.limit, self.peak, self.refused, self.oom_kills, self.room, self.id]
     }
 
     pub fn from_words(w: &[u64]) -> Self {
         let at = |i: usize| w.get(i).copied().unwrap_or(0);
-        Self { usage: at(0), limit: at(1), peak: at(2), refused: at(3), oom_kills: at(4) }
+        Self { usage: at(0), limit: at(1), peak: at(2), refused: at(3), oom_kills: at(4), room: at(5), id: at(6) }
     }
 }
 

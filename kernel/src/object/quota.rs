@@ -206,12 +206,22 @@ impl QuotaTable {
         if r >= N {
             return Err(Error::Invalid);
         }
+        let mut room = NO_LIMIT;
+        let mut at = Some(id);
+        while let Some(l) = at.and_then(|a| self.quotas.get(&a)) {
+            if l.limit[r] != NO_LIMIT {
+                room = room.min(l.limit[r].saturating_sub(l.usage[r]));
+            }
+            at = l.parent;
+        }
         Ok(QuotaStat {
             usage: q.usage[r],
             limit: q.limit[r],
             peak: q.peak[r].max(q.usage[r]),
             refused: q.refused[r],
             oom_kills: if resource == MEMORY { q.oom_kills } else { 0 },
+            room,
+            id,
         })
     }
 

@@ -71,6 +71,8 @@ pub enum Call {
     QuotaStat { quota: Id, resource: u64 },
     /// Move `process` (and its threads and page tables' charges) into `quota`.
     QuotaMove { quota: Id, process: Id },
+    /// Move one live thread (its count, record and CPU time) into `quota`.
+    QuotaMoveThread { quota: Id, thread: Id },
     Vm(VmCall),
 }
 
@@ -230,12 +232,17 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
         }
         nr::QUOTA_MOVE => {
             let quota = quota(k, pid, a[0], Rights::MANAGE)?;
-            let process = process(k, pid, a[1], Rights::MANAGE)?;
-            match k.processes.get(&process) {
-                Some(p) if p.state == crate::object::process::ProcState::Running => {}
-                _ => return Err(Error::BadState),
+            match k.caps.lookup(pid, slot(a[1])?, Rights::MANAGE).map_err(cap_error)?.object {
+                ObjRef::Process(process) => match k.processes.get(&process) {
+                    Some(p) if p.state == crate::object::process::ProcState::Running => Call::QuotaMove { quota, process },
+                    _ => return Err(Error::BadState),
+                },
+                ObjRef::Thread(thread) => match k.threads.get(&thread) {
+                    Some(t) if t.counted => Call::QuotaMoveThread { quota, thread },
+                    _ => return Err(Error::BadState),
+                },
+                _ => return Err(Error::WrongType),
             }
-            Call::QuotaMove { quota, process }
         }
         _ => Call::Vm(vm::decode(k, pid, a)?),
     })

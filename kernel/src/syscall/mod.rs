@@ -220,7 +220,7 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
                 ProcState::Exited(c) => (keel_abi::ProcessState::Exited as u64, c as u64),
             };
             let pages = if p.holds_vmspace { k.vmspaces.get(&p.vmspace).map_or(0, |v| v.mapped_pages as u64) } else { 0 };
-            Ok(Outcome::words(&[state, code, pages, p.threads.len() as u64, process]))
+            Ok(Outcome::words(&[state, code, pages, p.threads.len() as u64, process, p.quota]))
         }
         Call::ProcessWatch { process, notif, bits } => {
             k.check_heap()?;
@@ -374,6 +374,10 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
         }
         Call::QuotaMove { quota, process } => {
             quota::move_process(k, process, quota);
+            Ok(Outcome::Done)
+        }
+        Call::QuotaMoveThread { quota, thread } => {
+            quota::move_thread(k, thread, quota);
             Ok(Outcome::Done)
         }
         Call::Vm(call) => vm::invoke(k, cpu, tid, pid, frame, call),

@@ -1,4 +1,4 @@
-//! Invoking the quota calls: a new child quota, and moving a process between quotas. (Setting
+//! Invoking the quota calls: a new child quota, and moving a process or a thread between quotas. (Setting
 //! a limit and reading usage are one call each on the quota table, in `mod.rs`.)
 
 use super::{Outcome, Result, install_new};
@@ -47,4 +47,22 @@ pub(super) fn move_process(k: &mut Kernel, pid: Id, to: Id) {
         v.tables.move_to(to);
     }
     QUOTAS.lock().leave(from);
+}
+
+/// Moves live thread `tid` alone into `to` (a VM's vCPU thread into the VM's group, say): from
+/// now on its count, its record and its CPU time are charged there; a later move of its process
+/// leaves it where it is. Never refused by limits, as a process's move. Its record's charge keeps
+/// `to` alive while the thread is.
+pub(super) fn move_thread(k: &mut Kernel, tid: Id, to: Id) {
+    let Some(t) = k.threads.get_mut(&tid) else { return };
+    let from = t.quota;
+    if from == to {
+        return;
+    }
+    t.quota = to;
+    let mut quotas = QUOTAS.lock();
+    if t.counted {
+        quotas.transfer(from, to, THREADS, 1);
+    }
+    quotas.transfer(from, to, MEMORY, THREAD_RECORD);
 }

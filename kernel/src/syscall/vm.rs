@@ -3,7 +3,7 @@
 
 use super::Result;
 use alloc::vec::Vec;
-use super::caps::{control, guest_ram_capable, notif, pmo, vcpu, vm, vm_irq_line};
+use super::caps::{billed_quota, control, guest_ram_capable, notif, pmo, vcpu, vm, vm_irq_line};
 use crate::cap::Rights;
 use crate::hal;
 use crate::kernel::Kernel;
@@ -18,7 +18,8 @@ use keel_abi::{Error, syscall as nr};
 /// A decoded virtual-machine call.
 #[derive(Clone, Copy, Debug)]
 pub enum VmCall {
-    Create { vcpus: usize },
+    /// `quota`: where its stage-2 tables are charged.
+    Create { vcpus: usize, quota: Id },
     /// Guest RAM from `pmo` (`None`: an MMIO region whose accesses exit to the monitor).
     Map { vm: Id, ipa: u64, size: u64, ram: Option<(Id, u64, u64)> },
     VCpuCreate { vm: Id, index: usize },
@@ -42,7 +43,7 @@ pub(super) fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
             if a[1] == 0 || a[1] > u64::from(layout::MAX_VCPUS) {
                 return Err(Error::Invalid);
             }
-            VmCall::Create { vcpus: a[1] as usize }
+            VmCall::Create { vcpus: a[1] as usize, quota: billed_quota(k, pid, a[2])? }
         }
         nr::VM_MAP => {
             let vm = vm(k, pid, a[0], Rights::WRITE)?;
@@ -187,7 +188,7 @@ fn decode_ioevent(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<VmCall> {
 /// Runs a decoded VM call made by thread `tid` of process `pid`, current on `cpu`.
 pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, call: VmCall) -> Result<Outcome> {
     match call {
-        VmCall::Create { vcpus } => vm_create(k, pid, vcpus),
+        VmCall::Create { vcpus, quota } => vm_create(k, pid, vcpus, quota),
         VmCall::Map { vm, ipa, size, ram } => {
             k.check_heap()?;
             let kind = match ram {
@@ -289,13 +290,12 @@ pub(super) fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut U
     }
 }
 
-/// vm_create(control, vcpus) -> vm slot.
-fn vm_create(k: &mut Kernel, pid: Id, vcpus: usize) -> Result<Outcome> {
+/// vm_create(control, vcpus, quota) -> vm slot. Its stage-2 tables are charged to `quota` (the
+/// creator's, or the group a monitor runs the VM in); guest RAM to whoever its memory objects
+/// are billed to. The root table is charged from the start, so the quota stays while the VM does.
+fn vm_create(k: &mut Kernel, pid: Id, vcpus: usize, quota: Id) -> Result<Outcome> {
     k.check_heap()?;
     let vmid = k.alloc_vmid()?;
-    // Its stage-2 tables are charged to its creator's quota (guest RAM: to whoever its memory
-    // objects are billed to).
-    let quota = k.processes.get(&pid).map_or(k.root_quota, |p| p.quota);
     let vm = match Vm::new(vmid, vcpus, hal::now_ticks(), quota) {
         Ok(vm) => vm,
         Err(e) => {

@@ -4,6 +4,7 @@
 //! The badge says who is calling (a number unique to the process) and, in its top bits, what it
 //! may do beyond the calls anyone may make (SPAWN, PS, KILL of its own descendants):
 //! - [`KILL_ANY`]: KILL any process but init (the shell, and the console for Ctrl-C);
+//! - [`MOVE_ANY`]: MOVE any process but init between quotas (resmgr, for `cgroup.procs`);
 //! - [`ADMIN`]: POWER_OFF, CONSOLE_CONTROL (the capability that sets the console's foreground),
 //!   and SPAWN of a service program with that program's privileges (its device and initrd
 //!   capabilities and its own rights bits).
@@ -15,8 +16,10 @@
 pub const KILL_ANY: u64 = 1 << 62;
 /// May power off, take console control and spawn privileged programs.
 pub const ADMIN: u64 = 1 << 61;
+/// May move any process except init into another quota.
+pub const MOVE_ANY: u64 = 1 << 60;
 /// The rights bits of a badge; the rest identifies the process.
-pub const RIGHTS: u64 = KILL_ANY | ADMIN;
+pub const RIGHTS: u64 = KILL_ANY | ADMIN | MOVE_ANY;
 
 /// The rights bits a program started with its privileges gets, by program name.
 pub fn program_rights(name: &str) -> u64 {
@@ -24,6 +27,8 @@ pub fn program_rights(name: &str) -> u64 {
         "shell" | "ktest" => KILL_ANY | ADMIN,
         // Ctrl-C kills the foreground program, whoever started it.
         "console" => KILL_ANY,
+        // The cgroup service moves processes between groups (`echo PID > cgroup.procs`).
+        "resmgr" => MOVE_ANY,
         _ => 0,
     }
 }
@@ -55,6 +60,15 @@ pub struct Lineage {
 
 /// Whether the caller with `caller_badge` may kill `pid` among `procs`: any process with
 /// [`KILL_ANY`], else only those it spawned or that descend from those.
+/// Whether a caller may MOVE process `pid` into another quota: as it may kill it, or any
+/// process with [`MOVE_ANY`] (init is refused before this).
+pub fn may_move(caller_badge: u64, pid: u64, procs: &[Lineage]) -> Result<(), KillRefused> {
+    if caller_badge & MOVE_ANY != 0 {
+        return procs.iter().any(|p| p.pid == pid).then_some(()).ok_or(KillRefused::NoSuchProcess);
+    }
+    may_kill(caller_badge, pid, procs)
+}
+
 pub fn may_kill(caller_badge: u64, pid: u64, procs: &[Lineage]) -> Result<(), KillRefused> {
     let target = procs.iter().find(|p| p.pid == pid).ok_or(KillRefused::NoSuchProcess)?;
     if caller_badge & KILL_ANY != 0 {
@@ -106,6 +120,17 @@ mod tests {
         assert_eq!(may_kill(SHELL, 3, &p), Ok(()));
         assert_eq!(may_kill(5 | KILL_ANY, 7, &p), Ok(()));
         assert_eq!(may_kill(5 | ADMIN, 3, &p), Err(KillRefused::NotYours));
+    }
+
+    #[test]
+    fn the_cgroup_service_moves_any_process_but_kills_none() {
+        let p = procs();
+        assert_eq!(may_move(5 | MOVE_ANY, 3, &p), Ok(()));
+        assert_eq!(may_move(5 | MOVE_ANY, 999, &p), Err(KillRefused::NoSuchProcess));
+        assert_eq!(may_kill(5 | MOVE_ANY, 3, &p), Err(KillRefused::NotYours));
+        assert_eq!(may_move(10, 11, &p), Ok(()), "a parent moves its own children");
+        assert_eq!(may_move(10, 12, &p), Err(KillRefused::NotYours));
+        assert_eq!(program_rights("resmgr"), MOVE_ANY);
     }
 
     #[test]

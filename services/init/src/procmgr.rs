@@ -336,6 +336,10 @@ fn start(
             grants.push(Grant { slot: env.control, rights: rights::ALL, badge: 0, name: "control" });
             grants.push(Grant { slot: env.initrd, rights: rights::READ | rights::MAP, badge: 0, name: "initrd" });
             argv.push(env.initrd_arg.as_str());
+            // For `vm run --cgroup`: the group's quota, to charge the VM to.
+            if let Some(conn) = env.resmgr {
+                grants.push(Grant { slot: conn, rights: call, badge: id, name: "resmgr" });
+            }
         }
         _ => {}
     }
@@ -499,7 +503,7 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
                 let allowed = {
                     let st = state.lock();
                     let lineage: Vec<Lineage> = st.procs.iter().map(|p| Lineage { pid: p.pid, badge: p.badge, parent: p.parent }).collect();
-                    access::may_kill(req.badge, pid, &lineage).map(|()| st.procs.iter().find(|p| p.pid == pid).map(|p| p.cap))
+                    access::may_move(req.badge, pid, &lineage).map(|()| st.procs.iter().find(|p| p.pid == pid).map(|p| p.cap))
                 };
                 match allowed {
                     Ok(Some(cap)) => match sys::quota_move(quota, cap) {
@@ -519,14 +523,14 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
         procmgr::PS => {
             let mut out = String::new();
             if let Ok(me) = sys::process_info(slots::SELF_PROCESS) {
-                out.push_str(&ps_line(me.pid, "init", true, 0, me.pages));
+                out.push_str(&ps_line(me.pid, "init", true, 0, me.pages, me.quota));
             }
             let mut st = state.lock();
             st.procs.retain(|p| {
                 let info = sys::process_info(p.cap);
                 match info {
                     Ok(i) if i.running => {
-                        out.push_str(&ps_line(p.pid, &p.name, true, 0, i.pages));
+                        out.push_str(&ps_line(p.pid, &p.name, true, 0, i.pages, i.quota));
                         true
                     }
                     // A service that exited stays until the supervisor handles it; others go.

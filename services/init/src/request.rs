@@ -43,10 +43,10 @@ pub fn program_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// One `ps` line: `pid<TAB>name<TAB>state<TAB>mem_kib`.
-pub fn ps_line(pid: u64, name: &str, running: bool, exit_code: i64, pages: u64) -> String {
+/// One `ps` line ([`keel_rt::proto::procmgr::PsLine`]).
+pub fn ps_line(pid: u64, name: &str, running: bool, exit_code: i64, pages: u64, quota: u64) -> String {
     let state = if running { String::from("running") } else { alloc::format!("exited({exit_code})") };
-    alloc::format!("{pid}\t{name}\t{state}\t{}\n", pages * 4)
+    keel_rt::proto::procmgr::PsLine { pid, name: name.into(), state, mem_kib: pages * 4, quota }.format()
 }
 
 #[cfg(test)]
@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn ps_lines_show_state_and_memory_in_kib() {
-        assert_eq!(ps_line(3, "shell", true, 0, 10), "3\tshell\trunning\t40\n");
-        assert_eq!(ps_line(9, "crash", false, -11, 0), "9\tcrash\texited(-11)\t0\n");
+        assert_eq!(ps_line(3, "shell", true, 0, 10, 1), "3\tshell\trunning\t40\t1\n");
+        assert_eq!(ps_line(9, "crash", false, -11, 0, 4), "9\tcrash\texited(-11)\t0\t4\n");
     }
 }

@@ -4,7 +4,7 @@
 //! Failures come back as the kernel's or the server's `Error` (a reply label that is a negative
 //! error code), so a scenario can say which call failed and how.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use keel_rt::ipc::{self, Client};
 use keel_rt::proto::{namesrv, pack_name, procmgr};
@@ -33,44 +33,11 @@ pub fn spawn_payload(path: &str, args: &[&str]) -> Vec<u8> {
 }
 
 /// One line of the process list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PsEntry {
-    pub pid: u64,
-    pub name: String,
-    pub state: String,
-    pub mem_kib: u64,
-}
+pub use keel_rt::proto::procmgr::PsLine as PsEntry;
 
-impl PsEntry {
-    /// Whether this is the program `program` (the name may be a path).
-    pub fn is_program(&self, program: &str) -> bool {
-        self.name == program || self.name.rsplit('/').next() == Some(program)
-    }
-
-    /// Whether the process has not exited.
-    pub fn is_alive(&self) -> bool {
-        !matches!(self.state.as_str(), "exited" | "dead" | "zombie") && !self.state.starts_with("exited")
-    }
-}
-
-/// Parses the PS payload: one `pid name state mem_kib` line per process, tab-separated. A line
-/// that does not parse is an error naming it.
+/// Parses the PS payload; a line that does not parse is an error naming it.
 pub fn parse_ps(text: &str) -> Result<Vec<PsEntry>, String> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split('\t').collect();
-        let parsed = match f.as_slice() {
-            [pid, name, state, mem] => pid
-                .trim()
-                .parse()
-                .ok()
-                .zip(mem.trim().parse().ok())
-                .map(|(pid, mem_kib)| PsEntry { pid, name: name.to_string(), state: state.to_string(), mem_kib }),
-            _ => None,
-        };
-        out.push(parsed.ok_or_else(|| alloc::format!("bad process list line {line:?}"))?);
-    }
-    Ok(out)
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| PsEntry::parse(l).ok_or_else(|| alloc::format!("bad process list line {l:?}"))).collect()
 }
 
 /// The process manager, through the `procmgr` capability.
@@ -240,11 +207,11 @@ mod tests {
     fn process_lists_parse() {
         let ps = parse_ps("1\tinit\trunning\t120\n7\t/bin/namesrv\trunning\t64\n\n9\tktest\texited(-9)\t0\n").unwrap();
         assert_eq!(ps.len(), 3);
-        assert_eq!(ps[1], PsEntry { pid: 7, name: "/bin/namesrv".into(), state: "running".into(), mem_kib: 64 });
+        assert_eq!(ps[1], PsEntry { pid: 7, name: "/bin/namesrv".into(), state: "running".into(), mem_kib: 64, quota: 0 });
         assert!(ps[1].is_program("namesrv"));
         assert!(!ps[1].is_program("srv"));
-        assert!(ps[0].is_alive());
-        assert!(!ps[2].is_alive());
+        assert!(ps[0].is_running());
+        assert!(!ps[2].is_running());
     }
 
     #[test]

@@ -7,12 +7,15 @@ use alloc::vec::Vec;
 use keel_rt::abi::quota::{CpuStat, QuotaStat};
 use keel_rt::abi::rights;
 use keel_rt::ipc::{Reply, Request};
-use keel_rt::proto::resmgr;
+use keel_rt::proto::{procmgr, resmgr};
 use keel_rt::startup::Startup;
 use keel_rt::{Error, Slot, println, sys};
 
-/// The kernel's quota calls on capabilities in our table.
-pub struct KernelQuotas;
+/// The kernel's quota calls on capabilities in our table, and procmgr for the process list
+/// and moves.
+pub struct KernelQuotas {
+    procmgr: Option<keel_rt::ipc::Client>,
+}
 
 impl Quotas for KernelQuotas {
     type Handle = Slot;
@@ -37,6 +40,21 @@ impl Quotas for KernelQuotas {
     fn stat_cpu(&mut self, quota: Slot) -> Result<CpuStat, Error> {
         sys::quota_stat_cpu(quota)
     }
+    fn processes(&mut self) -> Result<Vec<(u64, u64)>, Error> {
+        let pm = self.procmgr.as_mut().ok_or(Error::NoRights)?;
+        let (r, payload) = pm.call_bulk(procmgr::PS, [0; 3], &[])?;
+        keel_rt::ipc::status(&r)?;
+        let (rows, _) = procmgr::PsLine::parse_all(&String::from_utf8_lossy(&payload));
+        Ok(rows.iter().filter(|p| p.is_running()).map(|p| (p.pid, p.quota)).collect())
+    }
+    fn move_process(&mut self, quota: Slot, pid: u64) -> Result<(), Error> {
+        let pm = self.procmgr.as_mut().ok_or(Error::NoRights)?;
+        // GRANT: the copy travels in the call.
+        let copy = sys::cap_copy(quota, None, rights::MANAGE | rights::GRANT, 0)?;
+        let r = pm.call_with_caps(procmgr::MOVE, [pid, 0, 0, 0], &[copy]);
+        let _ = sys::cap_delete(copy);
+        keel_rt::ipc::status(&r?).map(|_| ())
+    }
 }
 
 pub fn main(startup: &Startup) -> i32 {
@@ -44,7 +62,7 @@ pub fn main(startup: &Startup) -> i32 {
         println!("resmgr: started without the quota and serve capabilities");
         return 1;
     };
-    let mut tree = Tree::new(KernelQuotas, root);
+    let mut tree = Tree::new(KernelQuotas { procmgr: startup.cap("procmgr").map(keel_rt::ipc::Client::new) }, root);
     keel_rt::ipc::serve(conn, |req| handle(&mut tree, req))
 }
 

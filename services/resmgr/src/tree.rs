@@ -11,8 +11,10 @@
 //! Commands (`args[0]`; every path is absolute):
 //! - `ls [PATH]`: the files and child groups (with a trailing `/`) of a group;
 //! - `mkdir PATH`, `rmdir PATH`;
-//! - `cat PATH FILE`, `set PATH FILE VALUE`;
-//! - `stat`: every group with its memory and process counts.
+//! - `cat PATH FILE`, `set PATH FILE VALUE` (`set PATH cgroup.procs PID` moves a process);
+//! - `stat`: every group with its memory and process counts;
+//! - `ids`: `ID<TAB>PATH` per group, ID the kernel's number of its quota (how `ps` shows each
+//!   process's group).
 //!
 //! A reply is the text to print, or an error code with a one-line message.
 
@@ -37,6 +39,10 @@ pub trait Quotas {
     fn stat_cpu(&mut self, quota: Self::Handle) -> Result<CpuStat, Error>;
     /// Lets go of the capability (the kernel removes the quota once nothing else holds it).
     fn release(&mut self, quota: Self::Handle);
+    /// The running processes: (pid, the number of the quota each is charged to).
+    fn processes(&mut self) -> Result<Vec<(u64, u64)>, Error>;
+    /// Moves process `pid` into `quota` (`NotFound`: no such process; `BadState`: init).
+    fn move_process(&mut self, quota: Self::Handle, pid: u64) -> Result<(), Error>;
 }
 
 /// Most bytes in a group name.
@@ -58,6 +64,7 @@ fn fail<T>(code: Error, message: impl Into<String>) -> Result<T, CommandError> {
 /// A control file: its name and what it reads or sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum File {
+    Procs,
     Controllers,
     SubtreeControl,
     Current(u64),
@@ -70,6 +77,7 @@ enum File {
 }
 
 const FILES: &[(&str, File)] = &[
+    ("cgroup.procs", File::Procs),
     ("cgroup.controllers", File::Controllers),
     ("cgroup.subtree_control", File::SubtreeControl),
     ("cpu.max", File::CpuMax),
@@ -219,7 +227,8 @@ impl<Q: Quotas> Tree<Q> {
             ["cat", path, name] => self.cat(path, name),
             ["set", path, name, value] => self.set(path, name, value).map(|()| String::new()),
             ["stat"] => self.stat(),
-            _ => fail(Error::Invalid, "usage: ls [PATH] | mkdir PATH | rmdir PATH | cat PATH FILE | set PATH FILE VALUE | stat"),
+            ["ids"] => self.ids(),
+            _ => fail(Error::Invalid, "usage: ls [PATH] | mkdir PATH | rmdir PATH | cat PATH FILE | set PATH FILE VALUE | stat | ids"),
         }
     }
 
@@ -288,6 +297,13 @@ impl<Q: Quotas> Tree<Q> {
         let quota = self.quota(&path)?;
         let f = file(name)?;
         Ok(match f {
+            File::Procs => {
+                let id = self.read(quota, MEMORY)?.id;
+                let procs = self.quotas.processes().map_err(|e| CommandError { code: e, message: format!("cgroup.procs: the process list: {e}") })?;
+                let mut pids: Vec<u64> = procs.iter().filter(|&&(_, q)| q == id).map(|&(pid, _)| pid).collect();
+                pids.sort_unstable();
+                pids.iter().map(|p| format!("{p}\n")).collect()
+            }
             File::Controllers | File::SubtreeControl => "cpu memory pids\n".to_string(),
             File::Max(_) | File::CpuMax | File::CpuWeight if path == "/" => {
                 return fail(Error::NotFound, format!("{name}: the root group has no limits"));
@@ -337,11 +353,30 @@ impl<Q: Quotas> Tree<Q> {
                 let limit = parse_limit(r, value)?;
                 self.quotas.set(quota, r, limit).map_err(|e| CommandError { code: e, message: format!("{name}: {e}") })
             }
+            File::Procs => {
+                let v = value.trim();
+                let pid = v.parse::<u64>().ok().filter(|_| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+                let Some(pid) = pid else { return fail(Error::Invalid, format!("{value:?}: cgroup.procs takes one process id")) };
+                self.quotas.move_process(quota, pid).map_err(|e| match e {
+                    Error::NotFound => CommandError { code: e, message: format!("{pid}: no such process") },
+                    Error::BadState => CommandError { code: e, message: format!("{pid}: init stays in the root group") },
+                    e => CommandError { code: e, message: format!("cgroup.procs: moving {pid}: {e}") },
+                })
+            }
             // cgroup.subtree_control: every controller is always on; asking for that is fine.
             File::SubtreeControl if value.split_whitespace().all(|w| ["+cpu", "+memory", "+pids"].contains(&w)) => Ok(()),
             File::SubtreeControl => fail(Error::Invalid, format!("{value}: Keel has the cpu, memory and pids controllers, always on")),
             _ => fail(Error::Invalid, format!("{name}: read-only")),
         }
+    }
+
+    fn ids(&mut self) -> Result<String, CommandError> {
+        let groups: Vec<(String, Q::Handle)> = self.groups.iter().map(|(p, q)| (p.clone(), *q)).collect();
+        let mut out = String::new();
+        for (path, quota) in groups {
+            let _ = writeln!(out, "{}\t{path}", self.read(quota, MEMORY)?.id);
+        }
+        Ok(out)
     }
 
     fn stat(&mut self) -> Result<String, CommandError> {
@@ -382,6 +417,13 @@ mod tests {
         released: Vec<u32>,
         cpu: HashMap<u32, (u64, u64)>,
         weight: HashMap<u32, u64>,
+        /// Running processes: pid → quota.
+        procs: std::collections::BTreeMap<u64, u32>,
+    }
+
+    /// The fake's quota numbers differ from its handles, as the kernel's ids differ from slots.
+    fn fake_id(q: u32) -> u64 {
+        u64::from(q) + 100
     }
 
     impl Fake {
@@ -429,6 +471,7 @@ mod tests {
             Ok(QuotaStat {
                 usage: self.usage.get(&(q, r)).copied().unwrap_or(0),
                 limit: self.limit.get(&(q, r)).copied().unwrap_or(NO_LIMIT),
+                id: fake_id(q),
                 ..QuotaStat::default()
             })
         }
@@ -446,6 +489,19 @@ mod tests {
         fn stat_cpu(&mut self, q: u32) -> Result<CpuStat, Error> {
             let (quota_ns, period_ns) = self.cpu.get(&q).copied().unwrap_or((NO_LIMIT, 100_000_000));
             Ok(CpuStat { usage_ns: 1_500_000, quota_ns, period_ns, weight: self.weight.get(&q).copied().unwrap_or(100), ..CpuStat::default() })
+        }
+        fn processes(&mut self) -> Result<Vec<(u64, u64)>, Error> {
+            Ok(self.procs.iter().map(|(&pid, &q)| (pid, fake_id(q))).collect())
+        }
+        fn move_process(&mut self, q: u32, pid: u64) -> Result<(), Error> {
+            match self.procs.get_mut(&pid) {
+                Some(_) if pid == 1 => Err(Error::BadState),
+                Some(at) => {
+                    *at = q;
+                    Ok(())
+                }
+                None => Err(Error::NotFound),
+            }
         }
     }
 
@@ -497,6 +553,35 @@ mod tests {
         assert_eq!(run(&mut t, "rmdir /a"), Err(Error::BadState), "it has processes");
         let stat = run(&mut t, "stat").unwrap();
         assert!(stat.lines().any(|l| l.starts_with("/a ") && l.contains("8192")), "{stat}");
+    }
+
+    #[test]
+    fn cgroup_procs_lists_a_groups_own_processes_and_a_write_moves_one() {
+        let (mut f, root) = Fake::root();
+        f.procs.extend([(1, root), (5, root), (9, root)]);
+        let mut t = Tree::new(&mut f, root);
+        run(&mut t, "mkdir /a").unwrap();
+        run(&mut t, "mkdir /a/b").unwrap();
+        assert_eq!(run(&mut t, "cat / cgroup.procs").unwrap(), "1\n5\n9\n");
+        assert_eq!(run(&mut t, "cat /a cgroup.procs").unwrap(), "");
+        run(&mut t, "set /a/b cgroup.procs 9").unwrap();
+        run(&mut t, "set /a cgroup.procs 5\n").unwrap();
+        assert_eq!(run(&mut t, "cat /a cgroup.procs").unwrap(), "5\n", "its own processes, not its children's");
+        assert_eq!(run(&mut t, "cat /a/b cgroup.procs").unwrap(), "9\n");
+        assert_eq!(run(&mut t, "cat / cgroup.procs").unwrap(), "1\n");
+        for bad in ["", "x", "-5", "5 9", "0x5", "99999999999999999999"] {
+            let args = ["set", "/a", "cgroup.procs", bad];
+            assert_eq!(t.command(&args).map_err(|e| e.code), Err(Error::Invalid), "cgroup.procs {bad:?}");
+        }
+        assert_eq!(run(&mut t, "set /a cgroup.procs 77"), Err(Error::NotFound));
+        assert_eq!(run(&mut t, "set /a cgroup.procs 1"), Err(Error::BadState), "init stays at the root");
+        assert!(run(&mut t, "ls /").unwrap().contains("cgroup.procs\n"));
+        // Each group's number, for ps.
+        let ids = run(&mut t, "ids").unwrap();
+        let a = t.quota("/a").unwrap();
+        assert!(ids.lines().any(|l| l == format!("{}\t/a", fake_id(a))), "{ids}");
+        assert!(ids.lines().any(|l| l == format!("{}\t/", fake_id(root))), "{ids}");
+        assert_eq!(ids.lines().count(), 3);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod procmgr {
     /// `NoRights` for a process that is not the caller's, `NotFound` for no such process,
     /// `BadState` for init itself.
     pub const KILL: u64 = 2;
-    /// Reply payload: one line per process: `pid name state mem_kib`, tab-separated.
+    /// Reply payload: one line per process ([`PsLine`]).
     pub const PS: u64 = 3;
     /// data[0] = 1 to reset instead of powering off. Admin right only (else `NoRights`).
     pub const POWER_OFF: u64 = 4;
@@ -61,6 +61,59 @@ pub mod procmgr {
     /// Flag for SPAWN: start the program with no rights and no device capabilities, even when
     /// the caller could give them.
     pub const SPAWN_UNPRIVILEGED: u64 = 2;
+
+    /// One process in a [`PS`] payload: `pid<TAB>name<TAB>state<TAB>mem_kib<TAB>quota` per
+    /// line. `state` is `running` or `exited(CODE)`; `quota` is the number of the quota it is
+    /// charged to (`QuotaStat::id`; 0 from a procmgr that does not say).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct PsLine {
+        pub pid: u64,
+        pub name: alloc::string::String,
+        pub state: alloc::string::String,
+        pub mem_kib: u64,
+        pub quota: u64,
+    }
+
+    impl PsLine {
+        /// The line, newline included.
+        pub fn format(&self) -> alloc::string::String {
+            alloc::format!("{}\t{}\t{}\t{}\t{}\n", self.pid, self.name, self.state, self.mem_kib, self.quota)
+        }
+
+        /// One line (without its newline); `None` if it is not one.
+        pub fn parse(line: &str) -> Option<Self> {
+            let f: alloc::vec::Vec<&str> = line.split('\t').collect();
+            let (pid, name, state, mem, quota) = match f.as_slice() {
+                [pid, name, state, mem] => (pid, name, state, mem, "0"),
+                [pid, name, state, mem, quota] => (pid, name, state, mem, *quota),
+                _ => return None,
+            };
+            Some(Self {
+                pid: pid.trim().parse().ok()?,
+                name: (*name).into(),
+                state: (*state).into(),
+                mem_kib: mem.trim().parse().ok()?,
+                quota: quota.trim().parse().ok()?,
+            })
+        }
+
+        /// Every line of a payload (blank lines skipped), and how many did not parse.
+        pub fn parse_all(text: &str) -> (alloc::vec::Vec<Self>, usize) {
+            let mut bad = 0;
+            let rows = text.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| Self::parse(l).or_else(|| { bad += 1; None })).collect();
+            (rows, bad)
+        }
+
+        /// Whether the process has not exited.
+        pub fn is_running(&self) -> bool {
+            self.state == "running"
+        }
+
+        /// Whether this is the program `program` (the name may be a path).
+        pub fn is_program(&self, program: &str) -> bool {
+            self.name == program || self.name.rsplit('/').next() == Some(program)
+        }
+    }
 }
 
 /// The cgroup service (resmgr). Capability name: `resmgr`, given by init to the shell and ktest
@@ -545,6 +598,17 @@ mod tests {
         assert_eq!(net::word_mac(net::mac_word([2, 0x4b, 0x65, 0, 1, 9])), [2, 0x4b, 0x65, 0, 1, 9]);
         assert!(net::valid_switch_name("sw0") && net::valid_switch_name("lab-net-2"));
         assert!(!net::valid_switch_name("") && !net::valid_switch_name("Sw0") && !net::valid_switch_name("a/b") && !net::valid_switch_name("sixteen-chars-xx"));
+    }
+
+    #[test]
+    fn process_lines_round_trip_and_old_four_field_lines_still_parse() {
+        let l = procmgr::PsLine { pid: 7, name: "ktest".into(), state: "exited(-9)".into(), mem_kib: 64, quota: 12 };
+        assert_eq!(l.format(), "7\tktest\texited(-9)\t64\t12\n");
+        assert_eq!(procmgr::PsLine::parse(l.format().trim_end()), Some(l.clone()));
+        assert!(!l.is_running());
+        assert_eq!(procmgr::PsLine::parse("1\tinit\trunning\t5").map(|p| (p.quota, p.is_running())), Some((0, true)));
+        let (rows, bad) = procmgr::PsLine::parse_all("1\tinit\trunning\t5\t1\n\nx\ta\trunning\t1\n2\tthree\trunning\n1 a b 2\n3\tb\trunning\t1\tq\n");
+        assert_eq!((rows.len(), bad), (1, 4));
     }
 
     #[test]

@@ -173,7 +173,7 @@ pub fn quota_set(quota: Slot, resource: u64, limit: u64) -> Result<(), Error> {
 
 /// Usage, limit, peak and events of `quota`'s `resource` (READ).
 pub fn quota_stat(quota: Slot, resource: u64) -> Result<keel_abi::quota::QuotaStat, Error> {
-    call(nr::QUOTA_STAT, a(&[quota as u64, resource])).map(|r| keel_abi::quota::QuotaStat::from_words(&r[1..6]))
+    call(nr::QUOTA_STAT, a(&[quota as u64, resource])).map(|r| keel_abi::quota::QuotaStat::from_words(&r[1..8]))
 }
 
 /// Sets `quota`'s CPU limit (cgroup v2's `cpu.max`): `quota_ns` of run time per `period_ns`
@@ -192,7 +192,8 @@ pub fn quota_stat_cpu(quota: Slot) -> Result<keel_abi::quota::CpuStat, Error> {
     call(nr::QUOTA_STAT, a(&[quota as u64, keel_abi::quota::CPU])).map(|r| keel_abi::quota::CpuStat::from_words(&r[1..8]))
 }
 
-/// Moves running `process` (MANAGE) into `quota` (MANAGE).
+/// Moves running `process` (MANAGE) into `quota` (MANAGE); given a thread instead, that thread
+/// alone (its count, record and CPU time).
 pub fn quota_move(quota: Slot, process: Slot) -> Result<(), Error> {
     call(nr::QUOTA_MOVE, a(&[quota as u64, process as u64])).map(|_| ())
 }
@@ -234,11 +235,13 @@ pub struct ProcessInfo {
     pub pages: u64,
     pub threads: u64,
     pub pid: u64,
+    /// The number of the quota it is charged to (`QuotaStat::id`: how `ps` finds its cgroup).
+    pub quota: u64,
 }
 
 pub fn process_info(process: Slot) -> Result<ProcessInfo, Error> {
     call(nr::PROCESS_INFO, a(&[process as u64]))
-        .map(|r| ProcessInfo { running: r[1] == 0, exit_code: r[2] as i64, pages: r[3], threads: r[4], pid: r[5] })
+        .map(|r| ProcessInfo { running: r[1] == 0, exit_code: r[2] as i64, pages: r[3], threads: r[4], pid: r[5], quota: r[6] })
 }
 
 /// Signals `bits` on `notif` when `process` exits.
@@ -420,7 +423,13 @@ pub struct VcpuExit {
 }
 
 pub fn vm_create(control: Slot, vcpus: u32) -> Result<Slot, Error> {
-    call(nr::VM_CREATE, a(&[control as u64, u64::from(vcpus)])).map(|r| r[1] as Slot)
+    vm_create_for(control, vcpus, slots::SELF_PROCESS)
+}
+
+/// A VM whose stage-2 tables are charged to the quota `bill` names (a quota or a process, MANAGE;
+/// [`slots::SELF_PROCESS`]: ours).
+pub fn vm_create_for(control: Slot, vcpus: u32, bill: Slot) -> Result<Slot, Error> {
+    call(nr::VM_CREATE, a(&[control as u64, u64::from(vcpus), bill as u64])).map(|r| r[1] as Slot)
 }
 
 /// Maps `size` bytes of `pmo` (from `pmo_offset`) at guest physical `ipa`; with

@@ -79,7 +79,9 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
         Command::Ps => match sys.ps() {
             Ok(payload) => {
                 let (rows, bad) = ps::parse_ps(&payload);
-                out.push_str(&ps::format_table(&rows));
+                // Each process's cgroup, when the cgroup service is there to name the quotas.
+                let groups = sys.cgroup(&[String::from("ids")]).ok().map(|t| ps::parse_group_ids(&t));
+                out.push_str(&ps::format_table(&rows, groups.as_ref()));
                 if bad > 0 {
                     let _ = writeln!(out, "ps: skipped {bad} malformed lines from the process manager");
                 }

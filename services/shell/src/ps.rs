@@ -1,53 +1,40 @@
-//! The process table: decodes the process manager's PS payload (one line per process,
-//! `pid name state mem_kib`, tab-separated) and formats it for people.
+//! The process table: decodes the process manager's PS payload ([`PsLine`]) and formats it for
+//! people, with each process's cgroup when resmgr says which quota is which group.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
-
-/// One process as PS reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcessRow {
-    pub pid: u64,
-    pub name: String,
-    pub state: String,
-    pub mem_kib: u64,
-}
+pub use keel_rt::proto::procmgr::PsLine as ProcessRow;
 
 /// The rows of a PS payload, and how many lines were malformed (skipped).
 pub fn parse_ps(payload: &[u8]) -> (Vec<ProcessRow>, usize) {
-    let text = String::from_utf8_lossy(payload);
-    let mut rows = Vec::new();
-    let mut bad = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let row = match fields.as_slice() {
-            [pid, name, state, mem] => pid.trim().parse().ok().zip(mem.trim().parse().ok()).map(|(pid, mem_kib)| ProcessRow {
-                pid,
-                name: String::from(*name),
-                state: String::from(*state),
-                mem_kib,
-            }),
-            _ => None,
-        };
-        match row {
-            Some(r) => rows.push(r),
-            None => bad += 1,
+    ProcessRow::parse_all(&String::from_utf8_lossy(payload))
+}
+
+/// resmgr's `ids` answer (`ID<TAB>PATH` lines): quota number → group path.
+pub fn parse_group_ids(text: &str) -> BTreeMap<u64, String> {
+    text.lines().filter_map(|l| l.split_once('\t')).filter_map(|(id, path)| Some((id.trim().parse().ok()?, String::from(path)))).collect()
+}
+
+fn table_line(out: &mut String, pid: &dyn core::fmt::Display, name: &str, state: &str, mem: &str, group: Option<&str>) {
+    let _ = write!(out, "{pid:>5} {name:<16} {state:<8} {mem:>10}");
+    match group {
+        Some(g) => {
+            let _ = writeln!(out, "  {g}");
         }
+        None => out.push('\n'),
     }
-    (rows, bad)
 }
 
-fn table_line(out: &mut String, pid: &dyn core::fmt::Display, name: &str, state: &str, mem: &str) {
-    let _ = writeln!(out, "{pid:>5} {name:<16} {state:<8} {mem:>10}");
-}
-
-/// The table `ps` prints: a header, then one line per process.
-pub fn format_table(rows: &[ProcessRow]) -> String {
+/// The table `ps` prints: a header, then one line per process; a CGROUP column when `groups`
+/// (quota number → path) is known (a process in a quota no group names shows `?`).
+pub fn format_table(rows: &[ProcessRow], groups: Option<&BTreeMap<u64, String>>) -> String {
     let mut out = String::new();
-    table_line(&mut out, &"PID", "NAME", "STATE", "MEM");
+    table_line(&mut out, &"PID", "NAME", "STATE", "MEM", groups.map(|_| "CGROUP"));
     for r in rows {
-        table_line(&mut out, &r.pid, &r.name, &r.state, &alloc::format!("{} KiB", r.mem_kib));
+        let group = groups.map(|g| g.get(&r.quota).map_or("?", String::as_str));
+        table_line(&mut out, &r.pid, &r.name, &r.state, &alloc::format!("{} KiB", r.mem_kib), group);
     }
     out
 }
@@ -60,7 +47,7 @@ mod tests {
     fn rows_decode_from_tab_separated_lines() {
         let (rows, bad) = parse_ps(b"1\tinit\trunning\t512\n12\tshell\trunning\t1024\n");
         assert_eq!(bad, 0);
-        assert_eq!(rows[1], ProcessRow { pid: 12, name: "shell".into(), state: "running".into(), mem_kib: 1024 });
+        assert_eq!(rows[1], ProcessRow { pid: 12, name: "shell".into(), state: "running".into(), mem_kib: 1024, quota: 0 });
     }
 
     #[test]
@@ -73,10 +60,10 @@ mod tests {
     #[test]
     fn the_table_has_a_header_and_aligned_columns() {
         let rows = [
-            ProcessRow { pid: 1, name: "init".into(), state: "running".into(), mem_kib: 512 },
-            ProcessRow { pid: 23, name: "namesrv".into(), state: "exited".into(), mem_kib: 12345 },
+            ProcessRow { pid: 1, name: "init".into(), state: "running".into(), mem_kib: 512, quota: 1 },
+            ProcessRow { pid: 23, name: "namesrv".into(), state: "exited".into(), mem_kib: 12345, quota: 1 },
         ];
-        let table = format_table(&rows);
+        let table = format_table(&rows, None);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "  PID NAME             STATE           MEM");
         assert_eq!(lines[1], "    1 init             running     512 KiB");
@@ -86,7 +73,21 @@ mod tests {
 
     #[test]
     fn a_long_name_widens_its_line_but_keeps_every_field() {
-        let rows = [ProcessRow { pid: 7, name: "a-very-long-program-name".into(), state: "running".into(), mem_kib: 8 }];
-        assert_eq!(format_table(&rows).lines().nth(1), Some("    7 a-very-long-program-name running       8 KiB"));
+        let rows = [ProcessRow { pid: 7, name: "a-very-long-program-name".into(), state: "running".into(), mem_kib: 8, quota: 0 }];
+        assert_eq!(format_table(&rows, None).lines().nth(1), Some("    7 a-very-long-program-name running       8 KiB"));
+    }
+
+    #[test]
+    fn with_resmgr_s_numbers_each_process_shows_its_group() {
+        let (rows, bad) = parse_ps(b"1\tinit\trunning\t512\t1\n40\thog\trunning\t64\t9\n41\tx\trunning\t4\t77\n");
+        assert_eq!(bad, 0);
+        let groups = parse_group_ids("1\t/\n9\t/jobs/a\nbad line\nx\t/y\n");
+        assert_eq!(groups.len(), 2);
+        let table = format_table(&rows, Some(&groups));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "  PID NAME             STATE           MEM  CGROUP");
+        assert_eq!(lines[1], "    1 init             running     512 KiB  /");
+        assert_eq!(lines[2], "   40 hog              running      64 KiB  /jobs/a");
+        assert_eq!(lines[3], "   41 x                running       4 KiB  ?", "a quota no group names");
     }
 }

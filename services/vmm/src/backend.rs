@@ -134,11 +134,12 @@ impl Device {
     /// `adopt` puts the backend in procmgr's process list (`ps`, `kill`); `namesrv` finds the
     /// file service for a disk's backend (which gets that connection, not namesrv); `output`:
     /// for a console, the badged connection its output goes to the monitor by, for a network
-    /// device the one it asks for a new port by (`proto::vmm::PORT_LOST`).
+    /// device the one it asks for a new port by (`proto::vmm::PORT_LOST`). The backend process
+    /// is charged to `quota` (the VM's cgroup, or `SELF_PROCESS` for the monitor's).
     #[allow(clippy::too_many_arguments)]
-    pub fn start(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, output: Option<Slot>, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
+    pub fn start(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, output: Option<Slot>, quota: Slot, adopt: &dyn Fn(Slot, &str) -> Result<(), Error>) -> Result<Device, String> {
         let mut made: Vec<Slot> = Vec::new();
-        let r = Self::start_with(elf, kind, slot, vm, id, ram, ram_bytes, namesrv, output, &mut made);
+        let r = Self::start_with(elf, kind, slot, vm, id, ram, ram_bytes, namesrv, output, quota, &mut made);
         if let Ok(d) = &r
             && let Err(e) = adopt(d.process, &alloc::format!("vdev-{}", kind.name()))
         {
@@ -153,7 +154,7 @@ impl Device {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn start_with(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, output: Option<Slot>, made: &mut Vec<Slot>) -> Result<Device, String> {
+    fn start_with(elf: &[u8], kind: &VirtioDevice, slot: u32, vm: Slot, id: u32, ram: Slot, ram_bytes: u64, namesrv: Slot, output: Option<Slot>, quota: Slot, made: &mut Vec<Slot>) -> Result<Device, String> {
         let what = |step: &str, e: Error| alloc::format!("virtio-{} in slot {slot}: {step}: {e}", kind.name());
         let window = virtio_mmio(slot).ok_or_else(|| alloc::format!("no virtio-mmio slot {slot}"))?;
         let keep = |made: &mut Vec<Slot>, r: Result<Slot, Error>, step: &str| {
@@ -230,7 +231,7 @@ impl Device {
         }
         let name = alloc::format!("vdev-{}", kind.name());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = process::spawn(&name, elf, &argv, &grants, Sched::default()).map_err(|e| {
+        let child = process::spawn_in(quota, &name, elf, None, &argv, &grants, Sched::default()).map_err(|e| {
             close(port);
             what("cannot start its backend /bin/vdev", e)
         })?;

@@ -91,6 +91,9 @@ pub struct VmConfig {
     pub host_cpu: Option<u32>,
     /// The guest's virtio devices, in slot order (slot 0 first).
     pub devices: Vec<VirtioDevice>,
+    /// `--cgroup PATH`, `cgroup = PATH`: the cgroup its RAM, stage-2 tables, vCPU threads and
+    /// device backends are charged to (None: the monitor's own).
+    pub cgroup: Option<String>,
 }
 
 /// A virtio device a VM can have, each served by its own backend process (`/bin/vdev`).
@@ -199,6 +202,7 @@ impl VmConfig {
         let mut raw_load: Option<u64> = None;
         let mut rng: Option<bool> = None;
         let mut console: Option<bool> = None;
+        let mut cgroup: Option<String> = None;
         let mut listed: Vec<VirtioDevice> = Vec::new();
 
         for (index, line) in text.lines().enumerate() {
@@ -251,6 +255,7 @@ impl VmConfig {
                     required("raw_load", value).and_then(|v| parse_address("raw_load", v)),
                 ),
                 "rng" => set(&mut rng, "rng", parse_yes_no("rng", value)),
+                "cgroup" => set(&mut cgroup, "cgroup", required("cgroup", value).and_then(|v| parse_cgroup("cgroup", v))),
                 "console" => set(&mut console, "console", parse_console("console", value)),
                 // One line per disk.
                 "disk" => VirtioDevice::parse_disk("disk", value).map(|d| listed.push(d)),
@@ -281,6 +286,7 @@ impl VmConfig {
             mode: RunMode::Background,
             timeout_secs: None,
             host_cpu: None,
+            cgroup,
             devices: listed
                 .into_iter()
                 .chain((console == Some(true)).then_some(VirtioDevice::Console))
@@ -331,6 +337,8 @@ pub struct RunCommand {
     pub extra_append: Option<String>,
     /// `--kernel FILE ...`, if given.
     pub kernel: Option<InlineKernel>,
+    /// `--cgroup PATH` (over the config file's `cgroup`).
+    pub cgroup: Option<String>,
 }
 
 impl RunCommand {
@@ -351,6 +359,7 @@ impl RunCommand {
         let mut disks = Vec::new();
         let mut nets = Vec::new();
         let mut console = None;
+        let mut cgroup = None;
 
         let mut words = words.iter().copied();
         while let Some(word) = words.next() {
@@ -386,6 +395,10 @@ impl RunCommand {
                 "--cpu" => {
                     let value = option_value(&mut words, "--cpu")?;
                     set(&mut host_cpu, "--cpu", parse_host_cpu(value))?;
+                }
+                "--cgroup" => {
+                    let value = option_value(&mut words, "--cgroup")?;
+                    set(&mut cgroup, "--cgroup", parse_cgroup("--cgroup", value))?;
                 }
                 "--rng" if rng => return Err(VmmError::Duplicate { what: "--rng".to_string() }),
                 "--rng" => rng = true,
@@ -487,6 +500,7 @@ impl RunCommand {
             nets,
             extra_append: if kernel.is_none() { append.map(String::from) } else { None },
             kernel,
+            cgroup,
         })
     }
 
@@ -514,6 +528,7 @@ impl RunCommand {
                 timeout_secs: None,
                 host_cpu: None,
                 devices: Vec::new(),
+                cgroup: None,
             },
             None => VmConfig::from_file(&self.target, config_text.ok_or(VmmError::MissingKernel)?)?,
         };
@@ -526,6 +541,9 @@ impl RunCommand {
         config.mode = self.mode;
         config.timeout_secs = self.timeout_secs;
         config.host_cpu = self.host_cpu;
+        if self.cgroup.is_some() {
+            config.cgroup = self.cgroup;
+        }
         // Disks first (vda, vdb, ... in the order given), then the rest.
         let (mut devices, others): (Vec<_>, Vec<_>) = config.devices.drain(..).partition(|d| matches!(d, VirtioDevice::Disk { .. }));
         devices.extend(self.disks);
@@ -595,6 +613,15 @@ impl SortedByRank for Vec<VirtioDevice> {
     fn sorted_by_rank(mut self) -> Self {
         self.sort_by_key(VirtioDevice::rank);
         self
+    }
+}
+
+/// A cgroup path (resmgr checks that the group exists when the VM starts).
+fn parse_cgroup(what: &'static str, value: &str) -> Result<String, VmmError> {
+    if value.starts_with('/') && value.len() <= 256 && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(value.to_string())
+    } else {
+        Err(VmmError::BadCgroup { what, value: value.to_string() })
     }
 }
 
@@ -830,6 +857,7 @@ mod tests {
                 timeout_secs: None,
                 host_cpu: None,
                 devices: Vec::new(),
+                cgroup: None,
             }
         );
     }
@@ -915,6 +943,19 @@ mod tests {
 
     /// The config scripts/mkguest.sh writes for the Linux guest.
     #[test]
+    fn a_cgroup_comes_from_the_file_or_the_command_line_and_must_be_a_path() {
+        let text = "kernel = /k\ncgroup = /vms/a\n";
+        assert_eq!(run("/etc/vm/x.conf").unwrap().into_config(Some(text)).unwrap().cgroup.as_deref(), Some("/vms/a"));
+        let over = run("/etc/vm/x.conf --cgroup /vms/b").unwrap().into_config(Some(text)).unwrap();
+        assert_eq!(over.cgroup.as_deref(), Some("/vms/b"), "the command line wins");
+        assert_eq!(run("/etc/vm/x.conf").unwrap().into_config(Some("kernel = /k\n")).unwrap().cgroup, None);
+        assert!(matches!(run("x --cgroup vms"), Err(VmmError::BadCgroup { .. })));
+        assert!(matches!(run("x --cgroup"), Err(VmmError::MissingValue { .. })));
+        assert!(matches!(run("x --cgroup /a --cgroup /b"), Err(VmmError::Duplicate { .. })));
+        assert!(VmConfig::from_file("x.conf", "kernel = /k\ncgroup = relative\n").is_err());
+    }
+
+    #[test]
     fn reads_the_linux_guest_config() {
         let text = "name = linux\n\
                     kernel = /guest/linux/Image\n\
@@ -938,6 +979,7 @@ mod tests {
                 timeout_secs: None,
                 host_cpu: None,
                 devices: Vec::new(),
+                cgroup: None,
             }
         );
     }

@@ -139,6 +139,13 @@ pub enum VmmError {
         /// The text given.
         value: String,
     },
+    /// A `--cgroup`/`cgroup =` value that is not an absolute group path.
+    BadCgroup {
+        /// The option or key.
+        what: &'static str,
+        /// The text given.
+        value: String,
+    },
     /// A `--net`/`net =` value that is not a switch's name.
     BadNet {
         /// The option or key.
@@ -288,6 +295,7 @@ impl fmt::Display for VmmError {
             Self::Duplicate { what } => write!(f, "{what} given twice"),
             Self::MissingValue { what } => write!(f, "{what} needs a value"),
             Self::BadDisk { what, value } => write!(f, "{what} {value}: give a file's absolute path or a block device (blk0, blk1, ...), with :ro after it for a read-only disk"),
+            Self::BadCgroup { what, value } => write!(f, "{what} {value}: a cgroup is an absolute path like /vms/a (see cgroup ls)"),
             Self::BadNet { what, value } => write!(f, "{what} {value}: a switch's name is 1 to 15 characters of a-z, 0-9 and -"),
             Self::BadConsole { what, value } => write!(f, "{what} {value}: the console is virtio or pl011"),
             Self::TooManyDevices { count } => write!(f, "{count} virtio devices: a VM has at most {}", crate::config::MAX_DEVICES),

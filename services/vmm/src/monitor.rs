@@ -52,6 +52,8 @@ struct Vm {
     ram: Slot,
     vcpus: Vec<Slot>,
     mem_bytes: u64,
+    /// Its cgroup's path and quota (the quota's slot is given back when the VM is released).
+    cgroup: Option<(String, Slot)>,
     uart: Mutex<Uart>,
     output: Mutex<Vec<u8>>,
     foreground: AtomicBool,
@@ -142,6 +144,8 @@ struct Monitor {
     keeper: Mutex<ipc::Client>,
     /// Keel's console as this monitor writes it.
     console: Mutex<ConsoleWriter>,
+    /// The cgroup service, which gives the quota of a VM's `--cgroup` (None: init gave none).
+    resmgr: Option<Mutex<ipc::Client>>,
 }
 
 /// The foreground guest's console stream and the notices of other VMs' ends, written in one
@@ -281,6 +285,7 @@ impl Vm {
             ram: 0,
             vcpus: Vec::new(),
             mem_bytes: v.mem_bytes,
+            cgroup: None,
             uart: Mutex::new(Uart::new()),
             output: Mutex::new(Vec::new()),
             foreground: AtomicBool::new(false),
@@ -325,6 +330,7 @@ pub fn main(startup: &Startup) -> i32 {
         next_id: AtomicUsize::new(1),
         keeper: Mutex::new(ipc::Client::new(procmgr_slot)),
         console: Mutex::new(ConsoleWriter { mid_line: false, held: Vec::new() }),
+        resmgr: startup.cap("resmgr").map(|s| Mutex::new(ipc::Client::new(s))),
     }));
     // Before serving: the shell's first command after a restart already sees the old list.
     monitor.restore();
@@ -614,7 +620,10 @@ fn run(m: &'static Monitor, words: &[&str], id: Option<u32>) -> Result<(String, 
         return Ok((alloc::format!("vm {id} {}\n", exit_state(&vm)), Started::Background));
     }
     match config.mode {
-        RunMode::Background => Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB)\n", config.name, config.vcpus, config.mem_bytes >> 20), Started::Background)),
+        RunMode::Background => {
+            let group = config.cgroup.as_ref().map(|g| alloc::format!(", cgroup {g}")).unwrap_or_default();
+            Ok((alloc::format!("vm {id} started ({}, {} vcpus, {} MiB{group})\n", config.name, config.vcpus, config.mem_bytes >> 20), Started::Background))
+        }
         RunMode::Attach => {
             vm.attached.store(true, Ordering::Release);
             to_foreground(&vm, &alloc::format!("[vm {id} started and attached: lines you type go to its console; ~. on a line of its own detaches]\n"), "");
@@ -697,8 +706,14 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
     let dtb_addr = layout.dtb_address(dtb.len()).map_err(|e| e.to_string())?;
     let sys_err = |what: &str, e: Error| alloc::format!("{what}: {e}");
 
+    // Everything the VM uses is charged to its cgroup: stage-2 tables, RAM, backends, vCPUs.
+    let quota = match &config.cgroup {
+        Some(path) => Some(group_quota(m, path, config.mem_bytes)?),
+        None => None,
+    };
+    let bill = quota.unwrap_or(keel_rt::abi::slots::SELF_PROCESS);
     // Every capability made here is given back if a later step fails.
-    let mut made: Vec<Slot> = Vec::new();
+    let mut made: Vec<Slot> = quota.into_iter().collect();
     let mut devices: Vec<Device> = Vec::new();
     let fail = |made: &mut Vec<Slot>, devices: &mut Vec<Device>, e: String| {
         for d in devices.drain(..) {
@@ -717,8 +732,8 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         .map_err(|e| sys_err(what, e))
     };
     let parts = (|| {
-        let vm = keep(sys::vm_create(m.control, config.vcpus), "cannot create the VM")?;
-        let ram_pmo = keep(sys::pmo_create(PmoKind::Anonymous, config.mem_bytes), "no memory for guest RAM")?;
+        let vm = keep(sys::vm_create_for(m.control, config.vcpus, bill), "cannot create the VM")?;
+        let ram_pmo = keep(sys::pmo_create_for(PmoKind::Anonymous, config.mem_bytes, bill), "no memory for guest RAM")?;
         // The kernel answers the guest's UARTFR loads (one before every byte it writes) with the
         // flags this monitor keeps it told of (`update_irq`), and buffers its UARTDR stores
         // while they change nothing but the output (`take_transmitted`); the registers must be
@@ -760,7 +775,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
                 ),
                 None => None,
             };
-            let started = Device::start(backend_elf, kind, slot, vm, id, ram_pmo, config.mem_bytes, m.namesrv, output, &|process, name| adopt(m, process, name));
+            let started = Device::start(backend_elf, kind, slot, vm, id, ram_pmo, config.mem_bytes, m.namesrv, output, bill, &|process, name| adopt(m, process, name));
             if let Some(o) = output {
                 let _ = sys::cap_delete(o);
             }
@@ -790,6 +805,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         ram: ram_pmo,
         vcpus: vcpus.clone(),
         mem_bytes: config.mem_bytes,
+        cgroup: config.cgroup.clone().zip(quota),
         uart: Mutex::new(Uart::new()),
         output: Mutex::new(Vec::new()),
         foreground: AtomicBool::new(false),
@@ -804,7 +820,14 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
     for index in 0..vcpus.len() {
         let v = vm.clone();
         let affinity = config.host_cpu.map_or(0, |cpu| 1u64 << cpu);
-        if let Err(e) = thread::spawn_with(32, affinity, move || vcpu_loop(&v, index)) {
+        let spawned = thread::spawn_with(32, affinity, move || vcpu_loop(&v, index)).and_then(|t| {
+            // Its run time (the guest's included) and its record go to the VM's cgroup; it may
+            // have run a moment on the monitor's before this.
+            let moved = quota.map_or(Ok(()), |q| sys::quota_move(q, t));
+            let _ = sys::cap_delete(t);
+            moved
+        });
+        if let Err(e) = spawned {
             let on = config.host_cpu.map(|c| alloc::format!(" on host CPU {c} (is it online?)")).unwrap_or_default();
             finish(&vm, Ending::Crashed, &alloc::format!("cannot start the thread of vCPU {index}{on}: {e}"));
             // `vm run` says so in its answer; no notice later as well.
@@ -815,6 +838,36 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         }
     }
     Ok(vm)
+}
+
+/// The quota of cgroup `path` (from resmgr), checked to have room for `ram` bytes of guest RAM
+/// (its `memory.max`, and every parent's, less what is charged there now).
+fn group_quota(m: &Monitor, path: &str, ram: u64) -> Result<Slot, String> {
+    let resmgr = m.resmgr.as_ref().ok_or_else(|| alloc::format!("--cgroup {path}: the VM monitor was not given the cgroup service"))?;
+    let reply = resmgr.lock().call_bulk(keel_rt::proto::resmgr::QUOTA, [0; 3], path.as_bytes());
+    let quota = match reply.as_ref().map(|(r, _)| (ipc::status(r), r.caps.slots().next())) {
+        Ok((Ok(_), Some(q))) => q,
+        Ok((Err(Error::NotFound), _)) => return Err(alloc::format!("--cgroup {path}: no such group (cgroup mkdir {path} makes it)")),
+        Ok((Err(Error::NoRights), _)) => return Err(alloc::format!("--cgroup {path}: VMs run in the monitor's group or a group below the root")),
+        Ok((Err(e), _)) => return Err(alloc::format!("--cgroup {path}: {e}")),
+        Ok((Ok(_), None)) => return Err(alloc::format!("--cgroup {path}: the cgroup service gave no quota")),
+        Err(e) => return Err(alloc::format!("--cgroup {path}: the cgroup service: {e}")),
+    };
+    match sys::quota_stat(quota, keel_rt::abi::quota::MEMORY) {
+        Ok(s) if s.room < ram => {
+            let _ = sys::cap_delete(quota);
+            Err(alloc::format!(
+                "--cgroup {path}: guest RAM ({} MiB) does not fit: the group has room for {} MiB more (its memory.max or a parent's)",
+                ram >> 20,
+                s.room >> 20
+            ))
+        }
+        Ok(_) => Ok(quota),
+        Err(e) => {
+            let _ = sys::cap_delete(quota);
+            Err(alloc::format!("--cgroup {path}: {e}"))
+        }
+    }
 }
 
 /// Puts a process this monitor started (a device backend) in procmgr's list, so `ps` shows it
@@ -1047,6 +1100,9 @@ fn release(vm: &Vm) {
     }
     let _ = sys::cap_delete(vm.vm);
     let _ = sys::cap_delete(vm.ram);
+    if let Some((_, q)) = &vm.cgroup {
+        let _ = sys::cap_delete(*q);
+    }
     vm.released.store(true, Ordering::Release);
     if let Some(notice) = vm.end_notice.lock().take() {
         vm.monitor.notice(notice);
@@ -1057,7 +1113,8 @@ fn list(m: &Monitor, out: &mut String) {
     let _ = writeln!(out, "{:<4} {:<16} {:>5} {:>8}  state", "id", "name", "vcpus", "mem MiB");
     for vm in m.vms.lock().iter() {
         let state = exit_state(vm);
-        let _ = writeln!(out, "{:<4} {:<16} {:>5} {:>8}  {state}", vm.id, vm.name, vm.vcpu_count, vm.mem_bytes >> 20);
+        let group = vm.cgroup.as_ref().map(|(g, _)| alloc::format!("  (cgroup {g})")).unwrap_or_default();
+        let _ = writeln!(out, "{:<4} {:<16} {:>5} {:>8}  {state}{group}", vm.id, vm.name, vm.vcpu_count, vm.mem_bytes >> 20);
     }
 }
 

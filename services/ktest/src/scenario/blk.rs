@@ -66,7 +66,7 @@ enum Found {
 
 fn blk_running(pm: &mut Procmgr) -> Option<bool> {
     let ps = parse_ps(&pm.ps_text().ok()?).ok()?;
-    Some(ps.iter().any(|p| p.is_program("blk") && p.is_alive()))
+    Some(ps.iter().any(|p| p.is_program("blk") && p.is_running()))
 }
 
 fn find_blk0(ns: &Namesrv, pm: &mut Procmgr) -> Found {

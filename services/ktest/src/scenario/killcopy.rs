@@ -171,7 +171,7 @@ fn verify() -> Result<(), String> {
 
 fn running(pm: &mut Procmgr, service: &str) -> Vec<u64> {
     let ps: Vec<PsEntry> = pm.ps_text().ok().and_then(|t| parse_ps(&t).ok()).unwrap_or_default();
-    ps.iter().filter(|p| p.is_program(service) && p.is_alive()).map(|p| p.pid).collect()
+    ps.iter().filter(|p| p.is_program(service) && p.is_running()).map(|p| p.pid).collect()
 }
 
 /// The services whose death the copy is meant to survive.

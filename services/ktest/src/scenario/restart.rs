@@ -17,7 +17,7 @@ const TIMEOUT_MS: u64 = 10_000;
 const POLL_MS: u64 = 50;
 
 fn alive_service(ps: &[PsEntry]) -> Vec<&PsEntry> {
-    ps.iter().filter(|p| p.is_program(SERVICE) && p.is_alive()).collect()
+    ps.iter().filter(|p| p.is_program(SERVICE) && p.is_running()).collect()
 }
 
 pub fn run(startup: &Startup) -> i32 {
