@@ -425,12 +425,16 @@ impl Kernel {
         }
     }
 
-    /// A quota's references are counted in the quota table (which removes it).
+    /// A quota's or a bill's references are counted in the quota table (which removes it).
     #[cold]
     fn quota_ref(&mut self, obj: ObjRef, inc: bool) {
-        if let ObjRef::Quota(id) = obj {
-            let mut quotas = QUOTAS.lock();
-            if inc { quotas.inc_ref(id) } else { quotas.dec_ref(id) }
+        let mut quotas = QUOTAS.lock();
+        match obj {
+            ObjRef::Quota(id) if inc => quotas.inc_ref(id),
+            ObjRef::Quota(id) => quotas.dec_ref(id),
+            ObjRef::Bill(id) if inc => quotas.bill_inc_ref(id),
+            ObjRef::Bill(id) => quotas.bill_dec_ref(id),
+            _ => {}
         }
     }
 
@@ -478,7 +482,7 @@ impl Kernel {
             ObjRef::VCpu(id) => self.vcpus.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::VmIrqLine(id) => self.vm_irq_lines.get_mut(&id).map(|o| &mut o.refs),
             ObjRef::VmIoEvent(id) => self.vm_ioevents.get_mut(&id).map(|o| &mut o.refs),
-            ObjRef::Control | ObjRef::Quota(_) => None,
+            ObjRef::Control | ObjRef::Quota(_) | ObjRef::Bill(_) => None,
         }
     }
 
@@ -551,7 +555,7 @@ impl Kernel {
                     self.dec_ref(ObjRef::Vm(e.vm));
                 }
             }
-            ObjRef::Control | ObjRef::Quota(_) => {}
+            ObjRef::Control | ObjRef::Quota(_) | ObjRef::Bill(_) => {}
         }
     }
 

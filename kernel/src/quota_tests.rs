@@ -383,3 +383,59 @@ fn a_process_touching_a_full_groups_buffer_pays_for_the_page_itself_and_lives() 
     assert!(stat(&mut w, root, MEMORY).usage <= root_before, "and got it back");
     let _ = pid;
 }
+
+#[test]
+fn a_bill_charges_the_client_for_what_a_service_keeps_and_the_service_lends_it() {
+    // The running process is a service in group s; a client in group c gives it a BILL-only
+    // copy of its process cap (what the file service gets with a session).
+    let (mut w, me, root, s) = with_child_quota();
+    let c = ok(w.syscall(nr::QUOTA_CREATE, &[root]))[1];
+    ok(w.syscall(nr::QUOTA_MOVE, &[s, 0]));
+    let client = create_process(&mut w, "client", c).unwrap();
+    let bill_only = ok(w.syscall(nr::CAP_COPY, &[client[1], u64::from(keel_abi::NO_SLOT), Rights::BILL.bits() as u64]))[1];
+    // The service keeps 4 pages (a heap it touched).
+    let m = ok(w.syscall(nr::PMO_CREATE, &[0, 4 * PAGE_SIZE, 0]))[1];
+    ok(w.syscall(nr::VMSPACE_MAP, &[1, m, 0x1000_0000, 4 * PAGE_SIZE, 0, perm::READ | perm::WRITE]));
+    for i in 0..4 {
+        w.k.copy_to_user(me, 0x1000_0000 + i * PAGE_SIZE, &[1]).unwrap();
+    }
+    let (s0, c0, r0) = (stat(&mut w, s, MEMORY).usage, stat(&mut w, c, MEMORY).usage, stat(&mut w, root, MEMORY).usage);
+    let bill = ok(w.syscall(nr::BILL_CREATE, &[bill_only]))[1];
+    assert_eq!(ok(w.syscall(nr::BILL_CHARGE, &[bill, 3 * PAGE_SIZE]))[1], 3 * PAGE_SIZE);
+    assert_eq!(stat(&mut w, c, MEMORY).usage, c0 + 3 * PAGE_SIZE, "the client pays");
+    assert_eq!(stat(&mut w, s, MEMORY).usage, s0 - 3 * PAGE_SIZE, "the service shows only its own");
+    assert_eq!(stat(&mut w, root, MEMORY).usage, r0, "counted once above both");
+    // The client's limit binds: a charge past it is refused and changes nothing.
+    ok(w.syscall(nr::QUOTA_SET, &[c, MEMORY, c0 + 3 * PAGE_SIZE]));
+    assert_eq!(World::status(w.syscall(nr::BILL_CHARGE, &[bill, PAGE_SIZE])), Err(Error::NoMemory));
+    assert_eq!(stat(&mut w, c, MEMORY).refused, 1);
+    ok(w.syscall(nr::QUOTA_SET, &[c, MEMORY, NO_LIMIT]));
+    // A service cannot lend more than it holds, nor refund more than the bill has.
+    assert_eq!(World::status(w.syscall(nr::BILL_CHARGE, &[bill, s0 * 2])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::BILL_CHARGE, &[bill, u64::MAX])), Err(Error::Invalid));
+    assert_eq!(World::status(w.syscall(nr::BILL_REFUND, &[bill, 4 * PAGE_SIZE])), Err(Error::Invalid));
+    assert_eq!(ok(w.syscall(nr::BILL_REFUND, &[bill, PAGE_SIZE]))[1], 2 * PAGE_SIZE);
+    assert_eq!(stat(&mut w, c, MEMORY).usage, c0 + 2 * PAGE_SIZE);
+    // Wrong caps: a bill needs BILL (or MANAGE) on the payer, and MANAGE on the bill.
+    let read_only = ok(w.syscall(nr::CAP_COPY, &[client[1], u64::from(keel_abi::NO_SLOT), Rights::READ.bits() as u64]))[1];
+    assert_eq!(World::status(w.syscall(nr::BILL_CREATE, &[read_only])), Err(Error::NoRights));
+    assert_eq!(World::status(w.syscall(nr::BILL_CREATE, &[m])), Err(Error::WrongType));
+    let bill_ro = ok(w.syscall(nr::CAP_COPY, &[bill, u64::from(keel_abi::NO_SLOT), Rights::READ.bits() as u64]))[1];
+    assert_eq!(World::status(w.syscall(nr::BILL_CHARGE, &[bill_ro, 1])), Err(Error::NoRights));
+    assert_eq!(World::status(w.syscall(nr::BILL_CHARGE, &[m, 1])), Err(Error::WrongType));
+    // BILL is also enough to create memory for the client.
+    let theirs = ok(w.syscall(nr::PMO_CREATE, &[0, PAGE_SIZE, bill_only]))[1];
+    // The client exits: its quota stays while the bill charges it; the bill's last cap gives
+    // everything back to the service.
+    ok(w.syscall(nr::PROCESS_KILL, &[client[1], 0]));
+    for slot in [client[1], client[2], bill_only, read_only, theirs] {
+        ok(w.syscall(nr::CAP_DELETE, &[slot]));
+    }
+    assert_eq!(stat(&mut w, c, MEMORY).usage, 2 * PAGE_SIZE, "only the bill is left on the client");
+    ok(w.syscall(nr::CAP_DELETE, &[bill_ro]));
+    ok(w.syscall(nr::CAP_DELETE, &[bill]));
+    assert_eq!(stat(&mut w, c, MEMORY).usage, 0);
+    assert_eq!(stat(&mut w, s, MEMORY).usage, s0, "the service's own again");
+    assert_eq!(crate::object::quota::QUOTAS.lock().bills(), 0);
+    ok(w.syscall(nr::CAP_DELETE, &[c]));
+}

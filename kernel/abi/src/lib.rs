@@ -70,6 +70,7 @@ pub enum ObjectKind {
     VmIrqLine = 11,
     VmIoEvent = 12,
     Quota = 13,
+    Bill = 14,
 }
 
 impl ObjectKind {
@@ -88,6 +89,7 @@ impl ObjectKind {
             11 => Self::VmIrqLine,
             12 => Self::VmIoEvent,
             13 => Self::Quota,
+            14 => Self::Bill,
             _ => return None,
         })
     }
@@ -107,6 +109,7 @@ impl ObjectKind {
             Self::VmIrqLine => "vm-irq-line",
             Self::VmIoEvent => "vm-ioevent",
             Self::Quota => "quota",
+            Self::Bill => "bill",
         }
     }
 }

@@ -9,4 +9,6 @@ pub const SIGNAL: u32 = 1 << 6;
 pub const WAIT: u32 = 1 << 7;
 pub const GRANT: u32 = 1 << 8;
 pub const MANAGE: u32 = 1 << 9;
-pub const ALL: u32 = (1 << 10) - 1;
+/// On a process or quota: charge memory to its quota (`bill_create`, `pmo_create`'s bill).
+pub const BILL: u32 = 1 << 10;
+pub const ALL: u32 = (1 << 11) - 1;

@@ -55,9 +55,12 @@ pub const QUOTA_CREATE: u64 = 51;
 pub const QUOTA_SET: u64 = 52;
 pub const QUOTA_STAT: u64 = 53;
 pub const QUOTA_MOVE: u64 = 54;
+pub const BILL_CREATE: u64 = 55;
+pub const BILL_CHARGE: u64 = 56;
+pub const BILL_REFUND: u64 = 57;
 
 /// One past the highest call number.
-pub const COUNT: u64 = 55;
+pub const COUNT: u64 = 58;
 
 /// The call's name, for logs and tests.
 pub fn name(nr: u64) -> &'static str {
@@ -117,6 +120,9 @@ pub fn name(nr: u64) -> &'static str {
         QUOTA_SET => "quota_set",
         QUOTA_STAT => "quota_stat",
         QUOTA_MOVE => "quota_move",
+        BILL_CREATE => "bill_create",
+        BILL_CHARGE => "bill_charge",
+        BILL_REFUND => "bill_refund",
         _ => "unknown",
     }
 }

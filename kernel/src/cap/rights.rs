@@ -1,6 +1,6 @@
 //! Capability rights: what the holder of a cap may do with the object behind it.
 //!
-//! [`Rights`] is a set of ten bits. It only ever shrinks along a derivation: a copy holds a subset
+//! [`Rights`] is a set of eleven bits. It only ever shrinks along a derivation: a copy holds a subset
 //! of its source's rights (the capability space refuses, rather than silently drops, a request for
 //! more). Bits outside [`Rights::ALL`] never appear in a `Rights` value: [`Rights::from_bits`]
 //! rejects them and every operation here is closed over the known bits.
@@ -35,11 +35,14 @@ impl Rights {
     pub const GRANT: Rights = Rights(1 << 8);
     /// Control operations: kill, configure, revoke.
     pub const MANAGE: Rights = Rights(1 << 9);
+    /// Charge memory to the object's quota (a process's or a quota's): what a client gives a
+    /// service that keeps memory for it (`bill_create`).
+    pub const BILL: Rights = Rights(1 << 10);
     /// Every right.
-    pub const ALL: Rights = Rights((1 << 10) - 1);
+    pub const ALL: Rights = Rights((1 << 11) - 1);
 
     /// Each right with the letter that stands for it in the compact form, in display order.
-    const LETTERS: [(Rights, char); 10] = [
+    const LETTERS: [(Rights, char); 11] = [
         (Rights::READ, 'r'),
         (Rights::WRITE, 'w'),
         (Rights::EXEC, 'x'),
@@ -50,6 +53,7 @@ impl Rights {
         (Rights::WAIT, 'a'),
         (Rights::GRANT, 'g'),
         (Rights::MANAGE, 'M'),
+        (Rights::BILL, 'b'),
     ];
 
     /// The raw bits (the ABI form).
@@ -160,14 +164,14 @@ mod tests {
         assert_eq!(rw.intersection(Rights::WRITE | Rights::MAP), Rights::WRITE);
         assert_eq!(rw & Rights::MAP, Rights::NONE);
         assert!((rw & Rights::MAP).is_empty());
-        assert_eq!(Rights::ALL - Rights::GRANT - Rights::MANAGE, Rights::from_bits(0xff).unwrap());
+        assert_eq!(Rights::ALL - Rights::GRANT - Rights::MANAGE - Rights::BILL, Rights::from_bits(0xff).unwrap());
     }
 
     #[test]
     fn from_bits_rejects_unknown_bits() {
         assert_eq!(Rights::from_bits(0), Some(Rights::NONE));
         assert_eq!(Rights::from_bits(Rights::ALL.bits()), Some(Rights::ALL));
-        assert_eq!(Rights::from_bits(1 << 10), None);
+        assert_eq!(Rights::from_bits(1 << 11), None);
         assert_eq!(Rights::from_bits(u32::MAX), None);
         assert_eq!(Rights::from_bits(0x3).map(Rights::bits), Some(0x3));
     }
@@ -175,9 +179,9 @@ mod tests {
     #[test]
     fn compact_display() {
         use std::string::ToString;
-        assert_eq!(Rights::NONE.to_string(), "----------");
-        assert_eq!(Rights::ALL.to_string(), "rwxmcsnagM");
-        assert_eq!((Rights::READ | Rights::WRITE | Rights::MAP | Rights::GRANT).to_string(), "rw-m----g-");
-        assert_eq!(format!("{:?}", Rights::CALL | Rights::MANAGE), "Rights(----c----M)");
+        assert_eq!(Rights::NONE.to_string(), "-----------");
+        assert_eq!(Rights::ALL.to_string(), "rwxmcsnagMb");
+        assert_eq!((Rights::READ | Rights::WRITE | Rights::MAP | Rights::GRANT).to_string(), "rw-m----g--");
+        assert_eq!(format!("{:?}", Rights::CALL | Rights::MANAGE), "Rights(----c----M-)");
     }
 }

@@ -34,6 +34,8 @@ pub enum ObjRef {
     Control,
     /// A budget of memory, processes and threads (object/quota.rs).
     Quota(Id),
+    /// Memory a service keeps for a client, charged to the client's quota (object/quota.rs).
+    Bill(Id),
 }
 
 impl ObjRef {
@@ -52,6 +54,7 @@ impl ObjRef {
             Self::VmIoEvent(_) => ObjectKind::VmIoEvent,
             Self::Control => ObjectKind::Control,
             Self::Quota(_) => ObjectKind::Quota,
+            Self::Bill(_) => ObjectKind::Bill,
         }
     }
 }

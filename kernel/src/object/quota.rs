@@ -14,8 +14,15 @@
 //! charged to it: a quota whose capabilities are gone lingers while memory charged to it lives
 //! (Linux's dying cgroups), and its usage stays counted in its parents until then.
 //!
+//! A bill moves the charge for memory a service keeps for a client onto the client's quota
+//! ("the client pays"): the service's quota still counts its frames (`usage`, checked against its
+//! limits) but lends that much (`lent`), and the client's quota is charged it (checked against
+//! the client's limits). What a quota reports as its memory is `usage - lent`; a quota above
+//! both sees the charge once.
+//!
 //! Invariants: a quota's usage is the sum of what was charged directly to it and its children's
-//! usage; a parent outlives its children. This module never allocates frames itself except in
+//! usage, and its `lent` the sum of its bills' and its children's; a parent outlives its children;
+//! a bill's amount is charged to its payer and lent by its holder until the bill goes. This module never allocates frames itself except in
 //! [`alloc_frames`], which charges before it allocates.
 
 use super::Id;
@@ -116,6 +123,8 @@ pub struct Quota {
     peak: [u64; N],
     refused: [u64; N],
     oom_kills: u64,
+    /// Memory of `usage` charged on to clients' quotas by bills (this quota's and below).
+    lent: u64,
     cpu: CpuBudget,
     /// Capabilities naming it (and the kernel's own hold on a root).
     refs: u32,
@@ -125,15 +134,27 @@ pub struct Quota {
     children: u32,
 }
 
-/// All quotas, by id. Ids come from the table's own counter (never reused).
+/// Memory a service (the holder) keeps for a client (the payer), charged to the payer.
+#[derive(Debug)]
+pub struct Bill {
+    payer: Id,
+    holder: Id,
+    /// Bytes charged to the payer and lent by the holder now.
+    amount: u64,
+    /// Capabilities naming it.
+    refs: u32,
+}
+
+/// All quotas and bills, by id. Ids come from the table's own counter (never reused).
 pub struct QuotaTable {
     quotas: IdMap<Quota>,
+    bills: IdMap<Bill>,
     next_id: Id,
 }
 
 impl QuotaTable {
     pub const fn new() -> Self {
-        Self { quotas: IdMap::new(), next_id: 1 }
+        Self { quotas: IdMap::new(), bills: IdMap::new(), next_id: 1 }
     }
 
     fn insert(&mut self, parent: Option<Id>, depth: u32) -> Id {
@@ -147,6 +168,7 @@ impl QuotaTable {
             peak: [0; N],
             refused: [0; N],
             oom_kills: 0,
+            lent: 0,
             cpu: CpuBudget::new(),
             refs: 0,
             members: 0,
@@ -215,7 +237,7 @@ impl QuotaTable {
             at = l.parent;
         }
         Ok(QuotaStat {
-            usage: q.usage[r],
+            usage: if resource == MEMORY { q.usage[r].saturating_sub(q.lent) } else { q.usage[r] },
             limit: q.limit[r],
             peak: q.peak[r].max(q.usage[r]),
             refused: q.refused[r],
@@ -475,6 +497,86 @@ impl QuotaTable {
                 p.children -= 1;
             }
         }
+    }
+
+    /// A bill on which the holder (the caller's quota) charges `payer` for memory it keeps for
+    /// it, starting at 0. The bill holds both quotas.
+    pub fn bill_create(&mut self, payer: Id, holder: Id) -> Result<Id, Error> {
+        if !self.quotas.contains_key(&payer) || !self.quotas.contains_key(&holder) {
+            return Err(Error::PeerDied);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.bills.insert(id, Bill { payer, holder, amount: 0, refs: 0 });
+        self.join(payer);
+        self.join(holder);
+        Ok(id)
+    }
+
+    /// Charges `bytes` more to the bill's payer (its limits apply: `NoMemory`); the holder lends
+    /// them, so it may not lend more than is charged to it (`Invalid`). The bill's amount now.
+    pub fn bill_charge(&mut self, bill: Id, bytes: u64) -> Result<u64, Error> {
+        let b = self.bills.get(&bill).ok_or(Error::PeerDied)?;
+        let (payer, holder, amount) = (b.payer, b.holder, b.amount);
+        let h = self.quotas.get(&holder).ok_or(Error::PeerDied)?;
+        if h.lent.checked_add(bytes).is_none_or(|l| l > h.usage[MEMORY as usize]) {
+            return Err(Error::Invalid);
+        }
+        let total = amount.checked_add(bytes).ok_or(Error::Invalid)?;
+        if payer != holder {
+            self.charge(payer, MEMORY, bytes)?;
+            self.each_level(holder, |q| q.lent += bytes);
+        }
+        if let Some(b) = self.bills.get_mut(&bill) {
+            b.amount = total;
+        }
+        Ok(total)
+    }
+
+    /// Gives `bytes` of the bill back: the payer is charged less and the holder lends less.
+    /// `Invalid` for more than the bill's amount. The bill's amount now.
+    pub fn bill_refund(&mut self, bill: Id, bytes: u64) -> Result<u64, Error> {
+        let b = self.bills.get_mut(&bill).ok_or(Error::PeerDied)?;
+        let left = b.amount.checked_sub(bytes).ok_or(Error::Invalid)?;
+        b.amount = left;
+        let (payer, holder) = (b.payer, b.holder);
+        if payer != holder {
+            self.each_level(holder, |q| q.lent -= bytes);
+            self.uncharge(payer, MEMORY, bytes);
+        }
+        Ok(left)
+    }
+
+    pub fn bill_inc_ref(&mut self, bill: Id) {
+        if let Some(b) = self.bills.get_mut(&bill) {
+            b.refs += 1;
+        }
+    }
+
+    /// A capability to the bill goes; with the last, what is still on it goes back to the
+    /// holder and the bill lets go of both quotas.
+    pub fn bill_dec_ref(&mut self, bill: Id) {
+        let Some(b) = self.bills.get_mut(&bill) else { return };
+        b.refs = b.refs.saturating_sub(1);
+        if b.refs == 0 {
+            self.bill_remove(bill);
+        }
+    }
+
+    /// Removes a bill no capability names (one made for a capability that could not be
+    /// installed, or whose last capability went).
+    pub fn bill_remove(&mut self, bill: Id) {
+        let Some(amount) = self.bills.get(&bill).filter(|b| b.refs == 0).map(|b| b.amount) else { return };
+        let _ = self.bill_refund(bill, amount);
+        if let Some(b) = self.bills.remove(&bill) {
+            self.leave(b.payer);
+            self.leave(b.holder);
+        }
+    }
+
+    /// Bills alive.
+    pub fn bills(&self) -> usize {
+        self.bills.len()
     }
 
     /// Quotas alive (the census counts them).

@@ -38,16 +38,25 @@ typed_lookups! {
     vcpu => VCpu: Id,
     vm_irq_line => VmIrqLine: Id,
     quota => Quota: Id,
+    bill => Bill: Id,
 }
 
-/// The quota a new object or process is charged to: slot `reg` names a quota (MANAGE) or a
-/// process (MANAGE: its quota); slot 0, the caller's own process, is the caller's quota.
+/// The quota a new object or process is charged to: slot `reg` names a quota or a process (its
+/// quota), with MANAGE or BILL; slot 0, the caller's own process, is the caller's quota.
 pub(super) fn billed_quota(k: &Kernel, pid: Id, reg: u64) -> Result<Id> {
     let of_process = |p: Id| k.processes.get(&p).map(|p| p.quota).ok_or(Error::PeerDied);
     if reg == u64::from(keel_abi::slots::SELF_PROCESS) {
         return of_process(pid);
     }
-    match object(k, pid, reg, Rights::MANAGE)? {
+    let cap = k.caps.lookup(pid, slot(reg)?, Rights::NONE).map_err(cap_error)?;
+    let object = cap.object;
+    if !matches!(object, ObjRef::Quota(_) | ObjRef::Process(_)) {
+        return Err(Error::WrongType);
+    }
+    if !cap.rights.contains(Rights::MANAGE) && !cap.rights.contains(Rights::BILL) {
+        return Err(Error::NoRights);
+    }
+    match object {
         ObjRef::Quota(q) => Ok(q),
         ObjRef::Process(p) => of_process(p),
         _ => Err(Error::WrongType),

@@ -3,7 +3,7 @@
 //! rights the call needs; every plain argument is in range. Decoding reads the kernel and
 //! changes nothing, so a call that fails here fails with no effect.
 
-use super::caps::{billed_quota, conn, control, irq, notif, pmo, process, quota, thread, vmspace};
+use super::caps::{bill, billed_quota, conn, control, irq, notif, pmo, process, quota, thread, vmspace};
 use super::vm::{self, VmCall};
 use super::{Result, ns_to_ticks, slot};
 use crate::cap::Rights;
@@ -73,6 +73,10 @@ pub enum Call {
     QuotaMove { quota: Id, process: Id },
     /// Move one live thread (its count, record and CPU time) into `quota`.
     QuotaMoveThread { quota: Id, thread: Id },
+    /// A bill on which the caller charges `payer` for memory it keeps for it.
+    BillCreate { payer: Id },
+    BillCharge { bill: Id, bytes: u64 },
+    BillRefund { bill: Id, bytes: u64 },
     Vm(VmCall),
 }
 
@@ -244,6 +248,9 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
                 _ => return Err(Error::WrongType),
             }
         }
+        nr::BILL_CREATE => Call::BillCreate { payer: billed_quota(k, pid, a[0])? },
+        nr::BILL_CHARGE => Call::BillCharge { bill: bill(k, pid, a[0], Rights::MANAGE)?, bytes: a[1] },
+        nr::BILL_REFUND => Call::BillRefund { bill: bill(k, pid, a[0], Rights::MANAGE)?, bytes: a[1] },
         _ => Call::Vm(vm::decode(k, pid, a)?),
     })
 }

@@ -380,6 +380,15 @@ fn invoke(k: &mut Kernel, cpu: usize, tid: Id, pid: Id, frame: &mut UserRegs, ca
             quota::move_thread(k, thread, quota);
             Ok(Outcome::Done)
         }
+        Call::BillCreate { payer } => quota::bill_create(k, pid, payer),
+        Call::BillCharge { bill, bytes } => {
+            let amount = crate::object::quota::QUOTAS.lock().bill_charge(bill, bytes)?;
+            Ok(Outcome::words(&[amount]))
+        }
+        Call::BillRefund { bill, bytes } => {
+            let amount = crate::object::quota::QUOTAS.lock().bill_refund(bill, bytes)?;
+            Ok(Outcome::words(&[amount]))
+        }
         Call::Vm(call) => vm::invoke(k, cpu, tid, pid, frame, call),
     }
 }

@@ -49,6 +49,15 @@ pub(super) fn move_process(k: &mut Kernel, pid: Id, to: Id) {
     QUOTAS.lock().leave(from);
 }
 
+/// A bill on which the caller's quota (the holder) charges `payer` for memory it keeps for the
+/// payer, as a new cap with every right.
+pub(super) fn bill_create(k: &mut Kernel, pid: Id, payer: Id) -> Result<Outcome> {
+    k.check_heap()?;
+    let holder = k.processes.get(&pid).map(|p| p.quota).ok_or(keel_abi::Error::PeerDied)?;
+    let bill = QUOTAS.lock().bill_create(payer, holder)?;
+    install_new(k, pid, ObjRef::Bill(bill), Rights::ALL, |_| QUOTAS.lock().bill_remove(bill))
+}
+
 /// Moves live thread `tid` alone into `to` (a VM's vCPU thread into the VM's group, say): from
 /// now on its count, its record and its CPU time are charged there; a later move of its process
 /// leaves it where it is. Never refused by limits, as a process's move. Its record's charge keeps

@@ -198,6 +198,22 @@ pub fn quota_move(quota: Slot, process: Slot) -> Result<(), Error> {
     call(nr::QUOTA_MOVE, a(&[quota as u64, process as u64])).map(|_| ())
 }
 
+/// A bill on which we charge `payer` (a process or quota cap with BILL or MANAGE) for memory we
+/// keep for it: "the client pays" (docs/ABI.md "Quotas").
+pub fn bill_create(payer: Slot) -> Result<Slot, Error> {
+    call(nr::BILL_CREATE, a(&[payer as u64])).map(|r| r[1] as Slot)
+}
+
+/// Charges `bytes` more to the bill's payer (`NoMemory` past its limits); the bill's amount.
+pub fn bill_charge(bill: Slot, bytes: u64) -> Result<u64, Error> {
+    call(nr::BILL_CHARGE, a(&[bill as u64, bytes])).map(|r| r[1])
+}
+
+/// Gives `bytes` of the bill back to the payer; the bill's amount.
+pub fn bill_refund(bill: Slot, bytes: u64) -> Result<u64, Error> {
+    call(nr::BILL_REFUND, a(&[bill as u64, bytes])).map(|r| r[1])
+}
+
 pub fn pmo_write(pmo: Slot, offset: u64, bytes: &[u8]) -> Result<(), Error> {
     call(nr::PMO_WRITE, a(&[pmo as u64, offset, bytes.as_ptr() as u64, bytes.len() as u64])).map(|_| ())
 }

@@ -324,6 +324,9 @@ fn bad_slots(c: &mut Checks, fx: &Fixture) {
         c.expect_err(format_args!("quota_move(slot {s}, self)"), sys::quota_move(s, slots::SELF_PROCESS), bs);
         c.expect_err(format_args!("pmo_create(billed to slot {s})"), sys::pmo_create_for(PmoKind::Anonymous, PAGE_SIZE, s), bs);
         c.expect_err(format_args!("process_create(in slot {s})"), sys::process_create_in("x", s), bs);
+        c.expect_err(format_args!("bill_create(payer slot {s})"), sys::bill_create(s), bs);
+        c.expect_err(format_args!("bill_charge(slot {s})"), sys::bill_charge(s, 1), bs);
+        c.expect_err(format_args!("bill_refund(slot {s})"), sys::bill_refund(s, 1), bs);
     }
     // A slot number does not wrap: the high half of the register is part of it.
     for high in [1u64 << 32, 0xFFFF_FFFF_0000_0000] {
@@ -383,6 +386,18 @@ fn wrong_types(c: &mut Checks, fx: &Fixture) {
     c.expect_err("quota_move(notification, self)", sys::quota_move(n, me), wt);
     c.expect_err("pmo_create(billed to a notification)", sys::pmo_create_for(PmoKind::Anonymous, PAGE_SIZE, n), wt);
     c.expect_err("process_create(in a connection)", sys::process_create_in("x", k), wt);
+    c.expect_err("bill_create(payer = notification)", sys::bill_create(n), wt);
+    c.expect_err("bill_charge(pmo)", sys::bill_charge(p, 1), wt);
+    c.expect_err("bill_refund(process)", sys::bill_refund(me, 1), wt);
+    // A bill on ourselves charges and lends within one quota: nothing moves, the amount counts.
+    if let Some(b) = c.expect_ok("bill_create(self)", sys::bill_create(me)) {
+        let charged = sys::bill_charge(b, 4096);
+        c.check(charged == Ok(4096), || format!("bill_charge(self bill, 4096): {charged:?}, expected Ok(4096)"));
+        c.expect_err("bill_refund(self bill, more than it has)", sys::bill_refund(b, 8192), Error::Invalid);
+        let left = sys::bill_refund(b, 4096);
+        c.check(left == Ok(0), || format!("bill_refund(self bill, 4096): {left:?}, expected Ok(0)"));
+        let _ = sys::cap_delete(b);
+    }
 }
 
 fn missing_rights(c: &mut Checks, fx: &Fixture) {
