@@ -227,3 +227,111 @@ fn a_running_service_moves_between_cgroups_with_its_counts() {
         run.fail(&format!("pids.current of /svc with netsw in it and after: {inside:?}, {after:?} (want 1, 0)"));
     }
 }
+
+/// What the `nth` run of `command` printed: the log from its echo (the whole line) to the next
+/// prompt.
+fn output_of(log: &str, command: &str, nth: usize) -> Option<String> {
+    let (at, _) = log.match_indices(command).filter(|(i, _)| log[i + command.len()..].starts_with(['\r', '\n'])).nth(nth)?;
+    let rest = &log[at + command.len()..];
+    Some(rest[..rest.find("keel> ").unwrap_or(rest.len())].to_string())
+}
+
+/// The lines of a listing, sorted (the shell's `ls` sorts, resmgr's `ls` does not).
+fn listing(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn cgroup_files_in_sys_fs_cgroup_are_the_same_tree_as_the_cgroup_command() {
+    const CG: &str = "/sys/fs/cgroup";
+    let run = Boot::scenario("")
+        .commands(&[
+            "mount",
+            "ls /sys/fs/cgroup",
+            "mkdir /sys/fs/cgroup/jobs",
+            "ls /sys/fs/cgroup",
+            "cgroup ls /",
+            "echo 20 > /sys/fs/cgroup/jobs/pids.max",
+            "cat /sys/fs/cgroup/jobs/pids.max",
+            "cgroup cat /jobs pids.max",
+            "echo garbage > /sys/fs/cgroup/jobs/pids.max",
+            "cat /sys/fs/cgroup/jobs/pids.max",
+            "cat /sys/fs/cgroup/jobs/memory.current",
+            // A group made by the command is a directory in the files, and holds its parent up.
+            "cgroup mkdir /jobs/sub",
+            "ls /sys/fs/cgroup/jobs",
+            "rmdir /sys/fs/cgroup/jobs",
+            "cgroup rmdir /jobs/sub",
+            "rmdir /sys/fs/cgroup/jobs",
+            "cgroup ls /",
+            "ls /sys/fs/cgroup",
+            "cat /sys/fs/cgroup/jobs/pids.max",
+            "touch /sys/fs/cgroup/newfile",
+            "poweroff",
+        ])
+        .run();
+    run.expect("cgroup2 on /sys/fs/cgroup type cgroup2 (rw)")
+        .expect("shell: /sys/fs/cgroup/jobs/pids.max: invalid argument")
+        .expect("rmdir: /sys/fs/cgroup/jobs: device or resource busy")
+        .expect("cat: /sys/fs/cgroup/jobs/pids.max: no such file or directory")
+        .expect("touch: /sys/fs/cgroup/newfile: permission denied")
+        .expect_clean_poweroff();
+    let out = |command: &str, nth: usize| output_of(&run.log, command, nth).unwrap_or_else(|| run.fail(&format!("{command:?} (run {nth}) was never typed")));
+    let before = listing(&out(&format!("ls {CG}"), 0));
+    if !before.iter().any(|l| l == "memory.current") || !before.iter().any(|l| l == "cgroup.controllers") || before.iter().any(|l| l.ends_with('/')) {
+        run.fail(&format!("ls {CG} at boot: want the root's files and no groups, got {before:?}"));
+    }
+    // One tree: the files list what resmgr lists, before and after.
+    let (files, command) = (listing(&out(&format!("ls {CG}"), 1)), listing(&out("cgroup ls /", 0)));
+    if files != command || !files.iter().any(|l| l == "jobs/") {
+        run.fail(&format!("after mkdir: ls {CG} {files:?} and cgroup ls / {command:?} differ or lack jobs/"));
+    }
+    let (files, command) = (listing(&out(&format!("ls {CG}"), 2)), listing(&out("cgroup ls /", 1)));
+    if files != command || files != before {
+        run.fail(&format!("after rmdir: ls {CG} {files:?}, cgroup ls / {command:?}, at boot {before:?}"));
+    }
+    let max = |nth| out("cat /sys/fs/cgroup/jobs/pids.max", nth).trim().to_string();
+    let command_max = out("cgroup cat /jobs pids.max", 0).trim().to_string();
+    if max(0) != "20" || command_max != "20" || max(1) != "20" {
+        run.fail(&format!("pids.max after echo 20: file {:?}, cgroup cat {command_max:?}; after echo garbage: {:?} (want 20 each)", max(0), max(1)));
+    }
+    let current = out("cat /sys/fs/cgroup/jobs/memory.current", 0);
+    if current.trim().parse::<u64>().is_err() {
+        run.fail(&format!("memory.current of an empty group is not a number: {current:?}"));
+    }
+    if !listing(&out("ls /sys/fs/cgroup/jobs", 0)).iter().any(|l| l == "sub/") {
+        run.fail("a group made with `cgroup mkdir` is not a directory in the files");
+    }
+}
+
+#[test]
+fn cgroup_files_reach_a_restarted_resmgr() {
+    fn pid_of_resmgr(log: &str) -> String {
+        pid_of(log, "resmgr").map(|p| p.to_string()).unwrap_or_default()
+    }
+    let run = Boot::scenario("")
+        .commands(&["mkdir /sys/fs/cgroup/before", "ps"])
+        .command_from(|log| format!("kill {}", pid_of_resmgr(log)))
+        .commands_after(
+            "service resmgr",
+            &[
+                "ls /sys/fs/cgroup",
+                "mkdir /sys/fs/cgroup/after",
+                "echo 7 > /sys/fs/cgroup/after/pids.max",
+                "cat /sys/fs/cgroup/after/pids.max",
+                "cgroup ls /",
+                "poweroff",
+            ],
+        )
+        .run();
+    run.expect("restarting it in").expect_absent("input/output error").expect_clean_poweroff();
+    let out = |command: &str| output_of(&run.log, command, 0).unwrap_or_else(|| run.fail(&format!("{command:?} was never typed")));
+    if out("cat /sys/fs/cgroup/after/pids.max").trim() != "7" {
+        run.fail(&format!("pids.max of a group made after the restart: {:?} (want 7)", out("cat /sys/fs/cgroup/after/pids.max")));
+    }
+    if !listing(&out("cgroup ls /")).iter().any(|l| l == "after/") {
+        run.fail("the group made through the files after the restart is not in resmgr's tree");
+    }
+}

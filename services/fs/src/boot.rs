@@ -74,6 +74,17 @@ pub fn populate(fs: &mut Tmpfs, archive: &'static [u8]) -> Result<Populated, Err
     Ok(done)
 }
 
+/// The directories of `path` (relative to the root, `sys/fs/cgroup`), made where missing
+/// (root-owned, 0755): a mount point the initrd need not hold. The last one's inode.
+pub fn make_dirs(fs: &mut Tmpfs, path: &str) -> Result<Ino, Errno> {
+    let mut dir = fs.root();
+    let mut done = Populated::default();
+    for name in path.split('/').filter(|p| !p.is_empty()) {
+        dir = mkdir(fs, dir, name, 0o755, &mut done)?;
+    }
+    Ok(dir)
+}
+
 /// The directory `name` in `dir`, made if missing.
 fn mkdir(
     fs: &mut Tmpfs,
@@ -138,5 +149,28 @@ mod tests {
         let sh = fs.lookup(bin, "sh").unwrap();
         assert_eq!(fs.getattr(sh).unwrap().perm, 0o755);
         assert!(populate(&mut Tmpfs::new(1, 1), b"garbage").is_err());
+    }
+
+    #[test]
+    fn mount_points_are_made_beside_what_is_there() {
+        let bytes = write_newc(&[("sys/kernel", 0o40700, b"")]);
+        let bytes: &'static [u8] = alloc::boxed::Box::leak(bytes.into_boxed_slice());
+        let mut fs = Tmpfs::new(1 << 20, 100);
+        populate(&mut fs, bytes).unwrap();
+        let cg = make_dirs(&mut fs, "sys/fs/cgroup").unwrap();
+        let sys = fs.lookup(fs.root(), "sys").unwrap();
+        assert!(
+            fs.lookup(sys, "kernel").is_ok(),
+            "the initrd's /sys is kept"
+        );
+        let sysfs = fs.lookup(sys, "fs").unwrap();
+        assert_eq!(fs.lookup(sysfs, "cgroup").unwrap(), cg);
+        let a = fs.getattr(cg).unwrap();
+        assert_eq!((a.kind, a.perm, a.uid), (Kind::Dir, 0o755, 0));
+        assert_eq!(
+            make_dirs(&mut fs, "/sys/fs/cgroup/").unwrap(),
+            cg,
+            "made once"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! - `vfs`: mounts, path resolution (`.`, `..`, symlinks), permission checks, open files and the
 //!   per-client descriptor tables;
 //! - `server`: the IPC protocol decoded and run against the VFS;
+//! - `cgroupfs`: the cgroup v2 files (`cgroup2` at /sys/fs/cgroup), forwarded to resmgr;
 //! - `boot`: the root tmpfs filled from the initrd.
 //!
 //! The service's Keel-only parts (the IPC loop, the virtio-blk client) are in `main.rs`.
@@ -19,6 +20,7 @@ extern crate alloc;
 
 pub mod block;
 pub mod boot;
+pub mod cgroupfs;
 pub mod chunks;
 pub mod ext2;
 pub mod node;

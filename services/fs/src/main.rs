@@ -6,6 +6,8 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod resmgr_link;
+#[cfg(target_os = "none")]
 mod service;
 
 #[cfg(target_os = "none")]

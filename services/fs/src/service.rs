@@ -2,15 +2,19 @@
 //! service, and the IPC loop.
 //!
 //! Startup capabilities: `namesrv`, `initrd` (read-only, with the `initrd=<offset>:<size>`
-//! argument) and, optionally, `rtc` (the PL031 real-time clock's registers, for timestamps).
-//! At start it registers `fs` at once (the root is ready), then, in the background, waits for
-//! the block service's `blk0` and mounts its ext2 file system on `/disk`.
+//! argument) and, optionally, `rtc` (the PL031 real-time clock's registers, for timestamps) and
+//! `resmgr` (the cgroup service's connection, for `/sys/fs/cgroup`).
+//! At start it mounts the cgroup v2 files (`cgroup2`) on `/sys/fs/cgroup` (asking resmgr
+//! nothing until they are used) and registers `fs` at once (the root is ready), then, in the
+//! background, waits for the block service's `blk0` and mounts its ext2 file system on `/disk`.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use keel_formats::startup::parse_initrd_arg;
 use keel_fs::block::BlockDevice;
+use keel_fs::cgroupfs::CgroupFs;
+use keel_fs::cgroupfs::resmgr::Resmgr;
 use keel_fs::ext2::{Ext2, MountOptions};
 use keel_fs::node::{FileSystem, Kind, NewNode};
 use keel_fs::server::{Disks, Server};
@@ -41,6 +45,8 @@ const BLK_ATTEMPTS: u32 = 100;
 const BLK_PAUSE_NS: u64 = 20_000_000;
 /// PL031 data register: seconds since the epoch.
 const RTC_DR: u64 = 0;
+/// Where the cgroup v2 files are, as on Linux.
+const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 
 /// Wall-clock seconds: the RTC at start plus the counter since.
 #[derive(Clone, Copy)]
@@ -158,8 +164,14 @@ pub fn main(startup: &Startup) -> i32 {
             },
         );
     }
+    let cgroup_dir = keel_fs::boot::make_dirs(&mut root, CGROUP_MOUNT);
     let disks = BlkDisks { namesrv, clock };
     let mut vfs = Vfs::new(Box::new(root), "rootfs");
+    if let Err(e) = cgroup_dir {
+        println!("fs: cannot make {CGROUP_MOUNT}: {e}; the cgroup files are not mounted");
+    } else {
+        mount_cgroup(&mut vfs, startup.cap("resmgr"), clock.now());
+    }
     // Until the disk is mounted (or known absent), /disk takes nothing: a file put there
     // would vanish under the mount.
     if let Err(e) = vfs.expect_mount("/disk") {
@@ -204,6 +216,23 @@ pub fn main(startup: &Startup) -> i32 {
             caps: Vec::new(),
         }
     })
+}
+
+/// Mounts the cgroup v2 files on [`CGROUP_MOUNT`], forwarded to resmgr through `conn` (without
+/// it they are there but answer EIO).
+fn mount_cgroup(vfs: &mut Vfs, conn: Option<Slot>, now: u64) {
+    if conn.is_none() {
+        println!("fs: started without the resmgr capability: {CGROUP_MOUNT} answers EIO");
+    }
+    let link = conn.map(|c| Box::new(crate::resmgr_link::ResmgrLink::new(c)) as Box<dyn Resmgr>);
+    if let Err(e) = vfs.mount(
+        CGROUP_MOUNT,
+        Box::new(CgroupFs::new(link, now)),
+        "cgroup2",
+        false,
+    ) {
+        println!("fs: cannot mount cgroup2 on {CGROUP_MOUNT}: {e}");
+    }
 }
 
 /// Every [`WRITEBACK_NS`], writes back the file systems that have dirty data. A failure is

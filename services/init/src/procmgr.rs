@@ -91,7 +91,7 @@ struct Env {
     rtc: Option<Slot>,
     /// The root of the quota tree (the kernel gives it to init), for resmgr.
     quota: Option<Slot>,
-    /// resmgr's connection: it serves it; the shell and ktest call it.
+    /// resmgr's connection: it serves it; the shell, ktest and fs call it.
     resmgr: Option<Slot>,
 }
 
@@ -328,6 +328,10 @@ fn start(
             grants.push(Grant { slot: env.initrd, rights: rights::READ | rights::MAP, badge: 0, name: "initrd" });
             if let Some(rtc) = env.rtc {
                 grants.push(Grant { slot: rtc, rights: rights::READ | rights::MAP, badge: 0, name: "rtc" });
+            }
+            // /sys/fs/cgroup forwards to resmgr (which never calls fs).
+            if let Some(conn) = env.resmgr {
+                grants.push(Grant { slot: conn, rights: call, badge: id, name: "resmgr" });
             }
             argv.push(env.initrd_arg.as_str());
         }
