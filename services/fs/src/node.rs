@@ -121,6 +121,10 @@ pub struct NewNode {
 pub trait FileSystem: Send {
     /// The type name `mount` shows ("tmpfs", "ext2").
     fn fs_type(&self) -> &'static str;
+    /// Only administrators may change it (the cgroup files), whatever its permission bits say.
+    fn admin_only(&self) -> bool {
+        false
+    }
     fn root(&self) -> Ino;
     /// The clock for timestamps, seconds since the epoch; the VFS sets it before operations.
     fn set_time(&mut self, now: u64);

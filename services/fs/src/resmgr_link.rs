@@ -26,7 +26,7 @@ impl Resmgr for ResmgrLink {
         let payload = words.join("\0");
         let conn = self.conn;
         let client = self.client.get_or_insert_with(|| Client::new(conn));
-        let (r, text) = client.call_bulk(COMMAND, [0; 3], payload.as_bytes())?;
+        let (r, text) = keel_rt::proto::resmgr::call(client, COMMAND, payload.as_bytes())?;
         ipc::status(&r)?;
         Ok(Reply {
             code: r.msg.data[1],

@@ -29,10 +29,35 @@ pub trait Disks {
     fn attach(&mut self, device: &str, read_only: bool) -> Result<Box<dyn FileSystem>, Errno>;
 }
 
+/// Who among the clients is an administrator (may change the cgroup files).
+pub trait Admins: Send {
+    fn is_admin(&mut self, sid: u64) -> bool;
+}
+
+/// Every client is: the file service as a library, and tests that are not about it.
+pub struct EveryoneAdmin;
+
+impl Admins for EveryoneAdmin {
+    fn is_admin(&mut self, _sid: u64) -> bool {
+        true
+    }
+}
+
+/// Whether a request may change the tree (a session is asked whether it is an administrator
+/// before its first such request).
+fn changes(label: u64) -> bool {
+    matches!(
+        label,
+        p::OPEN | p::MKDIR | p::RMDIR | p::UNLINK | p::RENAME | p::SYMLINK | p::LINK | p::TRUNCATE | p::FTRUNCATE | p::CHMOD | p::CHOWN | p::SETUID
+    )
+}
+
 /// The service state: the tree and where disks come from.
 pub struct Server<D: Disks> {
     pub vfs: Vfs,
     pub disks: D,
+    /// Who may change the cgroup files.
+    pub admins: Box<dyn Admins>,
     /// Bytes of tmpfs capacity not yet given to a mount: every tmpfs's data together stays
     /// within what the service's heap can hold beside everything else.
     pub tmpfs_free: u64,
@@ -114,6 +139,7 @@ impl<D: Disks> Server<D> {
         Server {
             vfs,
             disks,
+            admins: Box::new(EveryoneAdmin),
             tmpfs_free: 0,
             tmpfs_default: 0,
         }
@@ -173,9 +199,16 @@ impl<D: Disks> Server<D> {
             return Message::new(0, [0; 4]);
         }
         if !self.vfs.has_session(sid) {
-            if let Err(e) = self.vfs.open_session(sid, Cred::ROOT) {
+            if let Err(e) = self.vfs.open_session(sid, Cred::CLIENT) {
                 return Message::new(proto::errno_label(e), [0; 4]);
             }
+        }
+        // Whether the client is an administrator, asked once, at its first call that may change
+        // something (init's shutdown call never asks: procmgr, which would answer, is waiting
+        // for it).
+        if changes(msg.label) && !self.vfs.admin_known(sid) {
+            let admin = self.admins.is_admin(sid);
+            self.vfs.set_admin(sid, admin);
         }
         match self.dispatch(sid, msg, payload, out) {
             Ok(data) => Message::new(0, data),
@@ -289,15 +322,7 @@ impl<D: Disks> Server<D> {
                 .chown(sid, path(payload)?, id(d[0])?, id(d[1])?)
                 .map(|_| OK),
             p::CHDIR => v.check_dir(sid, path(payload)?).map(|_| OK),
-            p::SETUID => v
-                .set_cred(
-                    sid,
-                    Cred {
-                        uid: id(d[0])?,
-                        gid: id(d[1])?,
-                    },
-                )
-                .map(|_| OK),
+            p::SETUID => v.set_user(sid, id(d[0])?, id(d[1])?).map(|_| OK),
             p::MOUNT => {
                 let (device, point) = pair(payload)?;
                 self.root_only(sid)?;

@@ -185,6 +185,9 @@ pub fn main(startup: &Startup) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(format_args!("cannot create its connection: {e}")),
     };
+    if let Some(pm) = startup.cap("procmgr") {
+        server.lock().admins = Box::new(ProcmgrAdmins { conn, procmgr: ipc::Client::new(pm) });
+    }
     if let Err(e) = ipc::register_service(namesrv, "fs", conn) {
         return fail(format_args!("cannot register with namesrv: {e}"));
     }
@@ -216,6 +219,22 @@ pub fn main(startup: &Startup) -> i32 {
             caps: Vec::new(),
         }
     })
+}
+
+/// A client is an administrator when procmgr says the process behind its badge has the ADMIN
+/// right (the process capability comes with the client's bulk-buffer setup; a client without
+/// one is not).
+struct ProcmgrAdmins {
+    conn: Slot,
+    procmgr: ipc::Client,
+}
+
+impl keel_fs::server::Admins for ProcmgrAdmins {
+    fn is_admin(&mut self, sid: u64) -> bool {
+        let Some(pid) = ipc::client_process(self.conn, sid).and_then(|p| sys::process_info(p).ok()).map(|i| i.pid) else { return false };
+        let r = self.procmgr.call(keel_rt::proto::procmgr::RIGHTS_OF, [pid, 0, 0, 0]);
+        r.ok().and_then(|r| ipc::status(&r).ok().map(|m| m.data[0])).is_some_and(|bits| bits & keel_rt::proto::procmgr::ADMIN != 0)
+    }
 }
 
 /// Mounts the cgroup v2 files on [`CGROUP_MOUNT`], forwarded to resmgr through `conn` (without

@@ -41,10 +41,21 @@ pub use keel_rt::fs::{flags, whence};
 pub struct Cred {
     pub uid: u32,
     pub gid: u32,
+    /// May change what an administrators-only file system holds (the cgroup files): the
+    /// service found out its client is an administrator (procmgr's ADMIN right). Root alone is
+    /// not enough: every client starts as root in the file service.
+    pub admin: bool,
 }
 
 impl Cred {
-    pub const ROOT: Cred = Cred { uid: 0, gid: 0 };
+    pub const ROOT: Cred = Cred { uid: 0, gid: 0, admin: true };
+    /// Root, not (yet) known to be an administrator: how a session starts.
+    pub const CLIENT: Cred = Cred { uid: 0, gid: 0, admin: false };
+
+    /// `uid`/`gid` as a session with `self` may become (SETUID): administrator only as root.
+    pub fn become_user(self, uid: u32, gid: u32) -> Cred {
+        Cred { uid, gid, admin: self.admin && uid == 0 }
+    }
 }
 
 /// A session: one client's identity and descriptor table.
@@ -88,6 +99,8 @@ struct OpenFile {
 struct Session {
     cred: Cred,
     fds: BTreeMap<Fd, OpenFile>,
+    /// `cred.admin` was looked up ([`Vfs::set_admin`]).
+    admin_known: bool,
 }
 
 /// What `stat` returns: the inode's attributes and the mount it is on.
@@ -208,9 +221,14 @@ impl Vfs {
         }
     }
 
-    fn writable_mount(&self, m: usize) -> Result<(), Errno> {
-        if self.mount_at(m)?.read_only {
+    /// May `cred` change what mount `m` holds: not read-only, and an administrator for a file
+    /// system that asks for one.
+    fn writable_mount(&self, m: usize, cred: Cred) -> Result<(), Errno> {
+        let mount = self.mount_at(m)?;
+        if mount.read_only {
             Err(Errno::RoFs)
+        } else if mount.fs.admin_only() && !cred.admin {
+            Err(Errno::Acces)
         } else {
             Ok(())
         }
@@ -229,6 +247,7 @@ impl Vfs {
             Session {
                 cred,
                 fds: BTreeMap::new(),
+                admin_known: false,
             },
         );
         Ok(())
@@ -267,6 +286,26 @@ impl Vfs {
         }
         s.cred = cred;
         Ok(())
+    }
+
+    /// Becomes uid/gid (SETUID): only root may; administrator only while root.
+    pub fn set_user(&mut self, sid: SessionId, uid: u32, gid: u32) -> Result<(), Errno> {
+        let now = self.cred(sid)?;
+        self.set_cred(sid, now.become_user(uid, gid))
+    }
+
+    /// Whether the session's administrator right has been looked up ([`Self::set_admin`]).
+    pub fn admin_known(&self, sid: SessionId) -> bool {
+        self.sessions.get(&sid).is_none_or(|s| s.admin_known)
+    }
+
+    /// Records what the service found out about the session's client: an administrator or not
+    /// (never more than root: a session that gave up root stays without).
+    pub fn set_admin(&mut self, sid: SessionId, admin: bool) {
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.cred.admin = admin && s.cred.uid == 0;
+            s.admin_known = true;
+        }
     }
 
     /// Open descriptors of a session.
@@ -468,7 +507,7 @@ impl Vfs {
 
     /// May `cred` add or remove names in `dir` (write + search, and a writable mount)?
     fn may_change(&mut self, cred: Cred, dir: Loc) -> Result<Attr, Errno> {
-        self.writable_mount(dir.mount)?;
+        self.writable_mount(dir.mount, cred)?;
         let a = self.may(cred, dir, W | X)?;
         if a.kind != Kind::Dir {
             return Err(Errno::NotDir);
@@ -563,7 +602,7 @@ impl Vfs {
             return Err(Errno::Acces);
         }
         if writable || oflags & O_TRUNC != 0 {
-            self.writable_mount(loc.mount)?;
+            self.writable_mount(loc.mount, cred)?;
         }
         if oflags & O_TRUNC != 0 && writable && attr.kind == Kind::File && attr.size != 0 {
             self.fs(loc.mount)?.truncate(loc.ino, 0)?;
@@ -757,16 +796,16 @@ impl Vfs {
         let cred = self.cred(sid)?;
         let loc = self.resolve(cred, path, true)?;
         let a = self.may(cred, loc, W)?;
-        self.set_size(loc, &a, size)
+        self.set_size(loc, &a, size, cred)
     }
 
-    fn set_size(&mut self, loc: Loc, a: &Attr, size: u64) -> Result<(), Errno> {
+    fn set_size(&mut self, loc: Loc, a: &Attr, size: u64, cred: Cred) -> Result<(), Errno> {
         match a.kind {
             Kind::Dir => return Err(Errno::IsDir),
             Kind::File => {}
             _ => return Err(Errno::Inval),
         }
-        self.writable_mount(loc.mount)?;
+        self.writable_mount(loc.mount, cred)?;
         self.fs(loc.mount)?.truncate(loc.ino, size)
     }
 
@@ -778,7 +817,7 @@ impl Vfs {
         if cred.uid != 0 && cred.uid != a.uid {
             return Err(Errno::Perm);
         }
-        self.writable_mount(loc.mount)?;
+        self.writable_mount(loc.mount, cred)?;
         self.fs(loc.mount)?
             .setattr(
                 loc.ino,
@@ -797,7 +836,7 @@ impl Vfs {
         if cred.uid != 0 {
             return Err(Errno::Perm);
         }
-        self.writable_mount(loc.mount)?;
+        self.writable_mount(loc.mount, cred)?;
         self.fs(loc.mount)?
             .setattr(
                 loc.ino,
@@ -933,7 +972,8 @@ impl Vfs {
         }
         let loc = f.loc;
         let a = self.getattr(loc)?;
-        self.set_size(loc, &a, size)
+        let cred = self.cred(sid)?;
+        self.set_size(loc, &a, size, cred)
     }
 
     pub fn fsync(&mut self, sid: SessionId, fd: Fd) -> Result<(), Errno> {

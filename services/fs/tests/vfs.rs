@@ -13,10 +13,7 @@ fn tree() -> Vfs {
     v.open_session(ROOT, Cred::ROOT).unwrap();
     v.open_session(
         USER,
-        Cred {
-            uid: 1000,
-            gid: 1000,
-        },
+        Cred::ROOT.become_user(1000, 1000),
     )
     .unwrap();
     v
@@ -208,7 +205,7 @@ fn permission_bits_are_honoured() {
     put(&mut v, USER, "/tmp/users", b"u");
     v.unlink(USER, "/tmp/users").unwrap();
     // A session may drop root but never regain it.
-    v.set_cred(ROOT, Cred { uid: 5, gid: 5 }).unwrap();
+    v.set_user(ROOT, 5, 5).unwrap();
     assert_eq!(v.set_cred(ROOT, Cred::ROOT), Err(Errno::Perm));
     assert_eq!(get(&mut v, ROOT, "/secret"), Err(Errno::Acces));
 }

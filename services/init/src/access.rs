@@ -13,11 +13,11 @@
 //! so these rights come from the capability, not from knowing the endpoint.
 
 /// May kill any process except init.
-pub const KILL_ANY: u64 = 1 << 62;
-/// May power off, take console control and spawn privileged programs.
-pub const ADMIN: u64 = 1 << 61;
+pub use keel_rt::proto::procmgr::KILL_ANY;
+/// May power off, take console control, spawn privileged programs and change cgroup files.
+pub use keel_rt::proto::procmgr::ADMIN;
 /// May move any process except init into another quota.
-pub const MOVE_ANY: u64 = 1 << 60;
+pub use keel_rt::proto::procmgr::MOVE_ANY;
 /// The rights bits of a badge; the rest identifies the process.
 pub const RIGHTS: u64 = KILL_ANY | ADMIN | MOVE_ANY;
 

@@ -524,6 +524,12 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             }
             reply
         }
+        procmgr::RIGHTS_OF => {
+            let pid = req.msg.data[0];
+            let st = state.lock();
+            let bits = st.procs.iter().find(|p| p.pid == pid).map_or(0, |p| p.badge & access::RIGHTS);
+            Reply::ok([bits, 0, 0, 0])
+        }
         procmgr::PS => {
             let mut out = String::new();
             if let Ok(me) = sys::process_info(slots::SELF_PROCESS) {

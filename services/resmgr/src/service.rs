@@ -70,6 +70,10 @@ fn handle(tree: &mut Tree<KernelQuotas>, req: &mut Request) -> Reply {
     for c in req.caps.slots() {
         let _ = sys::cap_delete(c);
     }
+    if req.bulk.is_none() && matches!(req.msg.label, resmgr::COMMAND | resmgr::QUOTA) {
+        // A client whose buffer an earlier resmgr set up: it sets one up again (proto::resmgr::call).
+        return Reply::err(Error::BadState);
+    }
     let text = String::from_utf8_lossy(req.payload()).into_owned();
     match req.msg.label {
         resmgr::COMMAND => {

@@ -55,6 +55,14 @@ impl Client {
         self.conn
     }
 
+    /// Lets go of the bulk buffer; the next bulk call sets up a new one (for a server that
+    /// restarted on the same connection and never saw the old one).
+    pub fn forget_buffer(&mut self) {
+        if let Some(va) = self.bulk.take() {
+            let _ = sys::vmspace_unmap(keel_abi::slots::SELF_VMSPACE, va, BULK_SIZE);
+        }
+    }
+
     /// A call with a short message.
     pub fn call(&self, label: u64, data: [u64; 4]) -> Result<Received, Error> {
         sys::ipc_call(self.conn, &Message::new(label, data), CapList::EMPTY)
@@ -118,9 +126,7 @@ impl Client {
 /// reconnect) gives its buffer back: each used to stay mapped, 64 KiB per reconnection.
 impl Drop for Client {
     fn drop(&mut self) {
-        if let Some(va) = self.bulk.take() {
-            let _ = sys::vmspace_unmap(keel_abi::slots::SELF_VMSPACE, va, BULK_SIZE);
-        }
+        self.forget_buffer();
     }
 }
 
@@ -277,6 +283,13 @@ pub fn serve(conn: Slot, mut handle: impl FnMut(&mut Request) -> Reply) -> ! {
             let _ = sys::cap_delete(s);
         }
     }
+}
+
+/// The process capability the client with `badge` on `conn` sent with its bulk-buffer setup
+/// (READ | WAIT, and BILL when it pays for what the service keeps for it): for a handler to ask
+/// who the client is. [`serve`] holds it until the client is gone: do not delete it.
+pub fn client_process(conn: Slot, badge: u64) -> Option<Slot> {
+    CLIENTS.lock().get(conn, badge).and_then(|c| c.process)
 }
 
 /// Frees every client of `conn` that exited: its buffer, its process capability, and (through

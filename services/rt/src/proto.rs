@@ -54,6 +54,17 @@ pub mod procmgr {
     /// missing or extra cap.
     pub const MOVE: u64 = 11;
     pub const MOVE_TO_ROOT: u64 = 1;
+    /// data[0] = pid. Reply data[0]: the rights bits init gave that process ([`KILL_ANY`],
+    /// [`ADMIN`], [`MOVE_ANY`]; 0 for a process procmgr does not know). The file service asks it
+    /// before it lets a client change cgroup files.
+    pub const RIGHTS_OF: u64 = 12;
+    /// Rights bits in the badge of a process's procmgr capability (services/init/src/access.rs):
+    /// kill any process but init (the shell, the console);
+    pub const KILL_ANY: u64 = 1 << 62;
+    /// power off, console control, privileged spawns, cgroup changes (the shell, ktest);
+    pub const ADMIN: u64 = 1 << 61;
+    /// move any process but init between quotas (resmgr).
+    pub const MOVE_ANY: u64 = 1 << 60;
     /// Most bytes STATE_SAVE keeps (one bulk buffer).
     pub const MAX_SAVED: usize = crate::ipc::BULK_SIZE as usize;
     /// Flag for SPAWN, reserved: children look up "console" by name, so there is nothing to inherit.
@@ -126,6 +137,21 @@ pub mod resmgr {
     /// Bulk payload: a group's path. Reply caps: its quota (READ | MANAGE | GRANT), for SPAWN
     /// into the group; `NotFound` for no such group.
     pub const QUOTA: u64 = 2;
+
+    /// A COMMAND or QUOTA call over `client`. Both always carry a payload; a call resmgr gets
+    /// without a bulk buffer it knows it answers `BadState` (a restarted resmgr: init keeps the
+    /// connection, so the client's capability still reaches the new process, which never saw
+    /// the buffer set up with the old one). The buffer is then set up again and the call sent
+    /// once more: it had no effect.
+    pub fn call(client: &mut crate::ipc::Client, label: u64, payload: &[u8]) -> Result<(crate::ipc::Received, alloc::vec::Vec<u8>), keel_abi::Error> {
+        let lost = |r: &crate::ipc::Received| r.msg.label == keel_abi::Error::BadState.code() as u64;
+        let (r, text) = client.call_bulk(label, [0; 3], payload)?;
+        if !lost(&r) {
+            return Ok((r, text));
+        }
+        client.forget_buffer();
+        client.call_bulk(label, [0; 3], payload)
+    }
 }
 
 /// Name service. Capability name: `namesrv`.

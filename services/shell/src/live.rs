@@ -215,7 +215,7 @@ impl LiveSystem {
     /// The quota of cgroup `group` (from resmgr), to start a program in.
     fn group_quota(&mut self, group: &str) -> Result<Slot, Error> {
         let resmgr = self.resmgr.as_mut().ok_or(Error::NoRights)?;
-        let (r, _) = resmgr.call_bulk(keel_rt::proto::resmgr::QUOTA, [0; 3], group.as_bytes())?;
+        let (r, _) = keel_rt::proto::resmgr::call(resmgr, keel_rt::proto::resmgr::QUOTA, group.as_bytes())?;
         status(&r)?;
         r.caps.slots().next().ok_or(Error::NotFound)
     }
@@ -326,7 +326,7 @@ impl System for LiveSystem {
         }
         let Some(resmgr) = self.resmgr.as_mut() else { return Err("this shell was not given the cgroup service".into()) };
         let payload = args.join("\0");
-        let (r, text) = resmgr.call_bulk(keel_rt::proto::resmgr::COMMAND, [0; 3], payload.as_bytes()).map_err(|e| alloc::format!("the cgroup service: {e}"))?;
+        let (r, text) = keel_rt::proto::resmgr::call(resmgr, keel_rt::proto::resmgr::COMMAND, payload.as_bytes()).map_err(|e| alloc::format!("the cgroup service: {e}"))?;
         status(&r).map_err(|e| alloc::format!("the cgroup service: {e}"))?;
         let text = String::from_utf8_lossy(&text).into_owned();
         if r.msg.data[1] == 0 { Ok(text) } else { Err(text) }

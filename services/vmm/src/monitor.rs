@@ -844,7 +844,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
 /// (its `memory.max`, and every parent's, less what is charged there now).
 fn group_quota(m: &Monitor, path: &str, ram: u64) -> Result<Slot, String> {
     let resmgr = m.resmgr.as_ref().ok_or_else(|| alloc::format!("--cgroup {path}: the VM monitor was not given the cgroup service"))?;
-    let reply = resmgr.lock().call_bulk(keel_rt::proto::resmgr::QUOTA, [0; 3], path.as_bytes());
+    let reply = keel_rt::proto::resmgr::call(&mut resmgr.lock(), keel_rt::proto::resmgr::QUOTA, path.as_bytes());
     let quota = match reply.as_ref().map(|(r, _)| (ipc::status(r), r.caps.slots().next())) {
         Ok((Ok(_), Some(q))) => q,
         Ok((Err(Error::NotFound), _)) => return Err(alloc::format!("--cgroup {path}: no such group (cgroup mkdir {path} makes it)")),

@@ -141,6 +141,12 @@ impl CgroupFs {
 }
 
 impl FileSystem for CgroupFs {
+    /// Limits are the administrators' (procmgr's ADMIN right: the shell, ktest): a program the
+    /// shell runs in a group must not lift its own `memory.max`.
+    fn admin_only(&self) -> bool {
+        true
+    }
+
     fn fs_type(&self) -> &'static str {
         "cgroup2"
     }

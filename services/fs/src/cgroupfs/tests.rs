@@ -14,19 +14,16 @@ use std::sync::{Arc, Mutex};
 
 const ROOT: u64 = 1;
 const USER: u64 = 2;
+/// Root in the file service, but not an administrator (a program the shell ran).
+const PROGRAM: u64 = 3;
 const CG: &str = "/sys/fs/cgroup";
 
 fn mounted(resmgr: Option<Arc<Mutex<Tree>>>) -> Vfs {
     let mut v = Vfs::new(Box::new(Tmpfs::new(1 << 20, 100)), "rootfs");
     v.open_session(ROOT, Cred::ROOT).unwrap();
-    v.open_session(
-        USER,
-        Cred {
-            uid: 1000,
-            gid: 1000,
-        },
-    )
-    .unwrap();
+    v.open_session(USER, Cred::ROOT.become_user(1000, 1000)).unwrap();
+    v.open_session(PROGRAM, Cred::CLIENT).unwrap();
+    v.set_admin(PROGRAM, false);
     for d in ["/sys", "/sys/fs", CG] {
         v.mkdir(ROOT, d, 0o755).unwrap();
     }
@@ -269,6 +266,26 @@ fn only_root_changes_groups() {
     );
     assert_eq!(v.rmdir(USER, &p("/a")), Err(Errno::Acces));
     assert!(cat(&mut v, &p("/a/pids.max")).is_ok());
+}
+
+#[test]
+fn root_that_is_not_an_administrator_reads_but_changes_nothing() {
+    let mut v = mounted(Some(Tree::new()));
+    v.mkdir(ROOT, &p("/a"), 0o755).unwrap();
+    echo(&mut v, ROOT, &p("/a/pids.max"), "8\n").unwrap();
+    // A program in /a must not lift its own limit, make or remove groups.
+    assert_eq!(echo(&mut v, PROGRAM, &p("/a/pids.max"), "max\n"), Err(Errno::Acces));
+    assert_eq!(v.mkdir(PROGRAM, &p("/b"), 0o755), Err(Errno::Acces));
+    assert_eq!(v.rmdir(PROGRAM, &p("/a")), Err(Errno::Acces));
+    assert_eq!(v.truncate(PROGRAM, &p("/a/pids.max"), 0), Err(Errno::Acces));
+    assert_eq!(cat(&mut v, &p("/a/pids.max")).unwrap(), "8\n");
+    // Reading is fine, and the rest of the tree is its as root's.
+    let fd = v.open(PROGRAM, &p("/a/pids.max"), O_RDONLY, 0).unwrap();
+    v.close(PROGRAM, fd).unwrap();
+    v.mkdir(PROGRAM, "/sys/x", 0o755).unwrap();
+    // Giving up root gives up the administrator right too, for good.
+    v.set_user(ROOT, 1000, 1000).unwrap();
+    assert_eq!(v.mkdir(ROOT, &p("/c"), 0o755), Err(Errno::Acces));
 }
 
 #[test]

@@ -43,6 +43,20 @@ fn unprivileged_checks(c: &mut Checks, pm: &mut Procmgr, ns: &Namesrv, startup: 
         }
         None => c.fail(format_args!("no console in the process list: {ps:?}")),
     }
+    // The cgroup files: readable, but limits and groups are the administrators' (a program in
+    // a group must not lift its own limit). The file service asks procmgr who we are.
+    use keel_rt::errno::Errno;
+    use keel_rt::fs;
+    let refused = |r: Result<(), Errno>| r == Err(Errno::Acces);
+    let opened = fs::open("/sys/fs/cgroup/cgroup.subtree_control", fs::flags::O_WRONLY | fs::flags::O_TRUNC, 0);
+    if let Ok(fd) = opened {
+        let _ = fs::close(fd);
+    }
+    c.check(refused(opened.map(|_| ())), || format!("an unprivileged program opened a cgroup file for writing: {opened:?}"));
+    let made = fs::mkdir("/sys/fs/cgroup/escape", 0o755);
+    c.check(refused(made), || format!("an unprivileged program made a cgroup: {made:?}"));
+    let listed = fs::read_dir("/sys/fs/cgroup").map(|d| d.iter().any(|e| e.name == "cgroup.procs"));
+    c.check(listed == Ok(true), || format!("an unprivileged program cannot read the cgroup files: {listed:?}"));
 }
 
 /// `access-child <sibling pid>`: run unprivileged by the scenario.
