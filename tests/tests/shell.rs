@@ -337,3 +337,70 @@ fn cgroup_files_reach_a_restarted_resmgr() {
         run.fail("the group made through the files after the restart is not in resmgr's tree");
     }
 }
+
+/// A group's MEMORY column in the `nth` `cgroup stat` table of `log`.
+fn stat_memory(log: &str, nth: usize, group: &str) -> Option<u64> {
+    let table = output_of(log, "cgroup stat", nth)?;
+    table.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&group)).then(|| f.get(1)?.parse().ok()).flatten()
+    })
+}
+
+/// "The client pays": two groups, one whose program writes a 4 MiB file through the file
+/// service, one holding an idle service. The busy group is charged the file's memory (after
+/// its program has exited, until the file is removed) and the CPU time the file service spent
+/// on its calls; the idle group's memory and CPU do not move; the file service, moved into a
+/// group of its own first, stays flat; the root counts the memory once.
+#[test]
+fn a_client_pays_for_the_memory_and_time_the_file_service_spends_on_it() {
+    let run = Boot::scenario("")
+        .commands(&["cgroup mkdir /services", "cgroup mkdir /busy", "cgroup mkdir /idle", "ps"])
+        .command_from(|log| format!("cgroup move /services {}", pid_of(log, "fs").unwrap_or(0)))
+        .command_from(|log| format!("cgroup move /idle {}", pid_of(log, "netsw").unwrap_or(0)))
+        .commands(&[
+            "cgroup stat",
+            "run --cgroup /busy ktest fill /tmp/busy 4096",
+            "cgroup stat",
+            "cgroup cat /busy cpu.stat",
+            "cgroup cat /idle cpu.stat",
+            "rm /tmp/busy",
+            "cgroup stat",
+            "cgroup rmdir /busy",
+            "cgroup ls /",
+            "poweroff",
+        ])
+        .timeout(180)
+        .run();
+    run.expect("ktest: fill: wrote 4096 KiB to /tmp/busy").expect_absent("no process").expect_clean_poweroff();
+    let mem = |nth: usize, group: &str| stat_memory(&run.log, nth, group).unwrap_or_else(|| run.fail(&format!("no {group} in cgroup stat {nth}")));
+    const FILE: u64 = 4 << 20;
+    let (busy, idle, services, root) = (mem(1, "/busy"), mem(1, "/idle"), mem(1, "/services"), mem(1, "/"));
+    if !(FILE..FILE + (64 << 10)).contains(&busy) {
+        run.fail(&format!("/busy should be charged the 4 MiB file its program left (and no more than 64 KiB besides): {busy}"));
+    }
+    if idle != mem(0, "/idle") {
+        run.fail("/idle's memory moved while another group used the file service");
+    }
+    if services > mem(0, "/services") + (64 << 10) {
+        run.fail(&format!("the file service's own group grew with its client's file: {} -> {services}", mem(0, "/services")));
+    }
+    if root > mem(0, "/") + FILE + (1 << 20) {
+        run.fail("the root should count the file's memory once");
+    }
+    if mem(2, "/busy") != 0 {
+        run.fail("removing the file should give /busy its memory back");
+    }
+    let usage = |nth_group: &str| {
+        output_of(&run.log, &format!("cgroup cat {nth_group} cpu.stat"), 0)
+            .and_then(|t| t.lines().find_map(|l| l.trim().strip_prefix("usage_usec ").and_then(|v| v.parse::<u64>().ok())))
+            .unwrap_or_else(|| run.fail(&format!("no usage_usec for {nth_group}")))
+    };
+    let (busy_cpu, idle_cpu) = (usage("/busy"), usage("/idle"));
+    if busy_cpu == 0 || idle_cpu * 10 > busy_cpu {
+        run.fail(&format!("/busy should be charged its calls' time ({busy_cpu} us), /idle next to nothing ({idle_cpu} us)"));
+    }
+    if output_of(&run.log, "cgroup ls /", 0).is_none_or(|t| t.contains("busy/")) {
+        run.fail("/busy should be removable once its file is gone");
+    }
+}

@@ -22,8 +22,9 @@
 //!
 //! Invariants: a quota's usage is the sum of what was charged directly to it and its children's
 //! usage, and its `lent` the sum of its bills' and its children's; a parent outlives its children;
-//! a bill's amount is charged to its payer and lent by its holder until the bill goes. This module never allocates frames itself except in
-//! [`alloc_frames`], which charges before it allocates.
+//! a bill's amount is charged to its payer and lent by its holder until the bill goes. This
+//! module never allocates frames itself except in [`alloc_frames`], which charges before it
+//! allocates.
 
 use super::Id;
 use crate::idmap::IdMap;
@@ -514,15 +515,17 @@ impl QuotaTable {
     }
 
     /// Charges `bytes` more to the bill's payer (its limits apply: `NoMemory`); the holder lends
-    /// them, so it may not lend more than is charged to it (`Invalid`). The bill's amount now.
+    /// them. The bill's amount now. The holder's own limits still count its frames (`usage`);
+    /// what it reports is `usage - lent`, at least 0 (its memory may be charged elsewhere: a
+    /// service moved to another quota leaves its older memory objects where they were).
     pub fn bill_charge(&mut self, bill: Id, bytes: u64) -> Result<u64, Error> {
         let b = self.bills.get(&bill).ok_or(Error::PeerDied)?;
         let (payer, holder, amount) = (b.payer, b.holder, b.amount);
-        let h = self.quotas.get(&holder).ok_or(Error::PeerDied)?;
-        if h.lent.checked_add(bytes).is_none_or(|l| l > h.usage[MEMORY as usize]) {
+        let total = amount.checked_add(bytes).ok_or(Error::Invalid)?;
+        let lent = self.quotas.get(&holder).ok_or(Error::PeerDied)?.lent;
+        if lent.checked_add(bytes).is_none() {
             return Err(Error::Invalid);
         }
-        let total = amount.checked_add(bytes).ok_or(Error::Invalid)?;
         if payer != holder {
             self.charge(payer, MEMORY, bytes)?;
             self.each_level(holder, |q| q.lent += bytes);

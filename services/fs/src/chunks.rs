@@ -37,6 +37,11 @@ impl Chunks {
         self.len
     }
 
+    /// The bytes of memory the chunks hold (what a write or a cut changes).
+    pub fn allocated(&self) -> u64 {
+        self.chunks.iter().map(|c| c.capacity() as u64).sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

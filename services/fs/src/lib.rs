@@ -9,6 +9,7 @@
 //! - `vfs`: mounts, path resolution (`.`, `..`, symlinks), permission checks, open files and the
 //!   per-client descriptor tables;
 //! - `server`: the IPC protocol decoded and run against the VFS;
+//! - `billing`: what the service keeps for a client charged to the client's quota;
 //! - `cgroupfs`: the cgroup v2 files (`cgroup2` at /sys/fs/cgroup), forwarded to resmgr;
 //! - `boot`: the root tmpfs filled from the initrd.
 //!
@@ -18,6 +19,7 @@
 
 extern crate alloc;
 
+pub mod billing;
 pub mod block;
 pub mod boot;
 pub mod cgroupfs;

@@ -125,6 +125,12 @@ pub trait FileSystem: Send {
     fn admin_only(&self) -> bool {
         false
     }
+    /// The bytes of memory file `ino`'s data holds in this service (what a client who owns it
+    /// pays for, crate::billing); None when its data is not in memory (a disk's) or it is not a
+    /// file.
+    fn allocated(&self, _ino: Ino) -> Option<u64> {
+        None
+    }
     fn root(&self) -> Ino;
     /// The clock for timestamps, seconds since the epoch; the VFS sets it before operations.
     fn set_time(&mut self, now: u64);

@@ -188,6 +188,7 @@ pub fn main(startup: &Startup) -> i32 {
     if let Some(pm) = startup.cap("procmgr") {
         server.lock().admins = Box::new(ProcmgrAdmins { conn, procmgr: ipc::Client::new(pm) });
     }
+    server.lock().vfs.set_billing(Box::new(KernelBilling { conn }));
     if let Err(e) = ipc::register_service(namesrv, "fs", conn) {
         return fail(format_args!("cannot register with namesrv: {e}"));
     }
@@ -219,6 +220,36 @@ pub fn main(startup: &Startup) -> i32 {
             caps: Vec::new(),
         }
     })
+}
+
+/// The kernel's bills: a client that set up its buffer with a BILL-carrying process capability
+/// (`keel_rt::fs` does) gets a bill, and pays on it; others do not pay.
+struct KernelBilling {
+    conn: Slot,
+}
+
+impl keel_fs::billing::Billing for KernelBilling {
+    fn payer(&mut self, sid: u64) -> keel_fs::billing::Lookup {
+        use keel_fs::billing::Lookup;
+        let Some(process) = ipc::client_process(self.conn, sid) else { return Lookup::NotYet };
+        match sys::bill_create(process) {
+            Ok(bill) => Lookup::Pays(u64::from(bill)),
+            Err(keel_rt::Error::NoRights) => Lookup::DoesNot,
+            Err(e) => {
+                println!("fs: client {sid:#x} cannot be billed ({e}); the file service pays for it");
+                Lookup::DoesNot
+            }
+        }
+    }
+    fn charge(&mut self, payer: u64, bytes: u64) -> Result<(), Errno> {
+        sys::bill_charge(payer as Slot, bytes).map(|_| ()).map_err(|_| Errno::NoMem)
+    }
+    fn refund(&mut self, payer: u64, bytes: u64) {
+        let _ = sys::bill_refund(payer as Slot, bytes);
+    }
+    fn release(&mut self, payer: u64) {
+        let _ = sys::cap_delete(payer as Slot);
+    }
 }
 
 /// A client is an administrator when procmgr says the process behind its badge has the ADMIN

@@ -256,6 +256,15 @@ impl FileSystem for Tmpfs {
         "tmpfs"
     }
 
+    fn allocated(&self, ino: Ino) -> Option<u64> {
+        match &self.nodes.get(&ino)?.data {
+            Data::File(c) => Some(c.allocated()),
+            // The initrd's bytes, mapped: nothing until a write copies them.
+            Data::Static(_) => Some(0),
+            _ => None,
+        }
+    }
+
     fn root(&self) -> Ino {
         ROOT
     }

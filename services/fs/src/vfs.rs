@@ -15,6 +15,7 @@
 //!
 //! A file system never sees a path or a credential; the VFS never sees a disk block.
 
+use crate::billing::{Billing, FD_COST, Ledger, Lookup, NoBilling, Owned, Payer};
 use crate::node::{Attr, DirEntry, FileSystem, Ino, Kind, NAME_MAX, NewNode, SetAttr, StatFs};
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -85,6 +86,8 @@ struct Mount {
 }
 
 struct OpenFile {
+    /// Charged [`FD_COST`] for it.
+    payer: Option<Payer>,
     loc: Loc,
     readable: bool,
     writable: bool,
@@ -101,6 +104,9 @@ struct Session {
     fds: BTreeMap<Fd, OpenFile>,
     /// `cred.admin` was looked up ([`Vfs::set_admin`]).
     admin_known: bool,
+    /// Who pays for what the session keeps (None: the service), once known.
+    payer: Option<Payer>,
+    payer_known: bool,
 }
 
 /// What `stat` returns: the inode's attributes and the mount it is on.
@@ -142,6 +148,10 @@ pub struct Vfs {
     /// it lands ([`Vfs::expect_mount`]), or what went in would be hidden by it.
     pending: BTreeSet<Loc>,
     now: u64,
+    /// Who pays for what (the billing module).
+    ledger: Ledger,
+    /// Files whose data in memory a client pays for.
+    owners: BTreeMap<Loc, Owned>,
 }
 
 impl Vfs {
@@ -164,7 +174,88 @@ impl Vfs {
             orphans: BTreeSet::new(),
             pending: BTreeSet::new(),
             now: 0,
+            ledger: Ledger::new(Box::new(NoBilling)),
+            owners: BTreeMap::new(),
         }
+    }
+
+    /// Charges clients for what is kept for them through `billing` (crate::billing).
+    pub fn set_billing(&mut self, billing: Box<dyn Billing>) {
+        self.ledger.billing = billing;
+    }
+
+    /// Payers with something charged (their sessions, files they own).
+    pub fn payers(&self) -> usize {
+        self.ledger.payers()
+    }
+
+    /// Who pays for session `sid`, asked of the billing until it knows.
+    fn session_payer(&mut self, sid: SessionId) -> Option<Payer> {
+        let s = self.sessions.get(&sid)?;
+        if s.payer_known {
+            return s.payer;
+        }
+        let (payer, known) = match self.ledger.billing.payer(sid) {
+            Lookup::Pays(p) => (Some(p), true),
+            Lookup::DoesNot => (None, true),
+            Lookup::NotYet => (None, false),
+        };
+        if let Some(p) = payer {
+            self.ledger.hold(p);
+        }
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.payer = payer;
+            s.payer_known = known;
+        }
+        payer
+    }
+
+    /// The bytes file `loc`'s data holds in memory, if its file system charges for them.
+    fn allocated(&mut self, loc: Loc) -> Option<u64> {
+        self.fs(loc.mount).ok()?.allocated(loc.ino)
+    }
+
+    /// Charges file `loc`'s owner for what its data holds now.
+    fn settle(&mut self, loc: Loc) {
+        let Some(mut owned) = self.owners.get(&loc).copied() else { return };
+        let allocated = self.allocated(loc).unwrap_or(0);
+        self.ledger.settle(&mut owned, allocated);
+        self.owners.insert(loc, owned);
+    }
+
+    /// File `loc` is freed: its owner pays no more.
+    fn disown(&mut self, loc: Loc) {
+        if let Some(o) = self.owners.remove(&loc) {
+            self.ledger.billing.refund(o.payer, o.charged);
+            self.ledger.drop_ref(o.payer);
+        }
+    }
+
+    /// Writes `data` at `offset` of file `loc` for session `sid`, its owner (or `sid`'s payer,
+    /// for a file nobody pays for yet) charged first for every chunk the write may fill, then
+    /// settled to what it did.
+    fn write_billed(&mut self, sid: SessionId, loc: Loc, offset: u64, data: &[u8]) -> Result<usize, Errno> {
+        if data.is_empty() || self.allocated(loc).is_none() {
+            return self.fs(loc.mount)?.write(loc.ino, offset, data);
+        }
+        let owned = match self.owners.get(&loc) {
+            Some(o) => Some(*o),
+            None => self.session_payer(sid).map(|payer| {
+                self.ledger.hold(payer);
+                Owned { payer, charged: 0 }
+            }),
+        };
+        let Some(mut owned) = owned else { return self.fs(loc.mount)?.write(loc.ino, offset, data) };
+        self.owners.insert(loc, owned);
+        let chunk = crate::chunks::CHUNK as u64;
+        let end = offset.checked_add(data.len() as u64).ok_or(Errno::FBig)?;
+        let bound = ((end - 1) / chunk - offset / chunk + 1) * chunk;
+        self.ledger.billing.charge(owned.payer, bound).map_err(|_| Errno::NoMem)?;
+        owned.charged += bound;
+        self.owners.insert(loc, owned);
+        let r = self.fs(loc.mount)?.write(loc.ino, offset, data);
+        self.settle(loc);
+        r
     }
 
     /// The clock for timestamps (seconds since the epoch).
@@ -248,6 +339,8 @@ impl Vfs {
                 cred,
                 fds: BTreeMap::new(),
                 admin_known: false,
+                payer: None,
+                payer_known: false,
             },
         );
         Ok(())
@@ -257,9 +350,20 @@ impl Vfs {
     pub fn close_session(&mut self, sid: SessionId) {
         if let Some(s) = self.sessions.remove(&sid) {
             for f in s.fds.into_values() {
-                self.release(f.loc);
+                self.close_file(f);
+            }
+            if let Some(p) = s.payer {
+                self.ledger.drop_ref(p);
             }
         }
+    }
+
+    /// A descriptor goes: its charge is refunded, its inode released.
+    fn close_file(&mut self, f: OpenFile) {
+        if let Some(p) = f.payer {
+            self.ledger.billing.refund(p, FD_COST);
+        }
+        self.release(f.loc);
     }
 
     /// Ends every session (before power-off: nothing may keep a disk busy).
@@ -324,6 +428,7 @@ impl Vfs {
         if left == 0 {
             self.open.remove(&loc);
             if self.orphans.remove(&loc) {
+                self.disown(loc);
                 if let Ok(fs) = self.fs(loc.mount) {
                     let _ = fs.evict(loc.ino);
                 }
@@ -337,6 +442,7 @@ impl Vfs {
             self.orphans.insert(loc);
             Ok(())
         } else {
+            self.disown(loc);
             self.fs(loc.mount)?.evict(loc.ino)
         }
     }
@@ -538,13 +644,35 @@ impl Vfs {
 
     // ---- operations on paths ----
 
-    /// Opens (and with O_CREAT creates, with `mode`'s permission bits) the file at `path`.
+    /// Opens (and with O_CREAT creates, with `mode`'s permission bits) the file at `path`. The
+    /// descriptor is charged to the session's payer ([`FD_COST`]; `NoMem` past its limits), and
+    /// so is a file it creates, for its data.
     pub fn open(
         &mut self,
         sid: SessionId,
         path: &str,
         oflags: u32,
         mode: u16,
+    ) -> Result<Fd, Errno> {
+        self.cred(sid)?;
+        let payer = self.session_payer(sid);
+        if let Some(p) = payer {
+            self.ledger.billing.charge(p, FD_COST)?;
+        }
+        let opened = self.open_for(sid, path, oflags, mode, payer);
+        if let (Err(_), Some(p)) = (&opened, payer) {
+            self.ledger.billing.refund(p, FD_COST);
+        }
+        opened
+    }
+
+    fn open_for(
+        &mut self,
+        sid: SessionId,
+        path: &str,
+        oflags: u32,
+        mode: u16,
+        payer: Option<Payer>,
     ) -> Result<Fd, Errno> {
         use flags::*;
         let cred = self.cred(sid)?;
@@ -582,10 +710,16 @@ impl Vfs {
                 let ino = self
                     .fs(parent.mount)?
                     .create(parent.ino, &w.name, Kind::File, new)?;
-                Loc {
+                let loc = Loc {
                     mount: parent.mount,
                     ino,
+                };
+                // Its creator pays for its data.
+                if let Some(payer) = payer.filter(|_| self.allocated(loc).is_some()) {
+                    self.ledger.hold(payer);
+                    self.owners.insert(loc, Owned { payer, charged: 0 });
                 }
+                loc
             }
             None => return Err(Errno::NoEnt),
         };
@@ -606,8 +740,10 @@ impl Vfs {
         }
         if oflags & O_TRUNC != 0 && writable && attr.kind == Kind::File && attr.size != 0 {
             self.fs(loc.mount)?.truncate(loc.ino, 0)?;
+            self.settle(loc);
         }
         let file = OpenFile {
+            payer,
             loc,
             readable,
             writable,
@@ -806,7 +942,9 @@ impl Vfs {
             _ => return Err(Errno::Inval),
         }
         self.writable_mount(loc.mount, cred)?;
-        self.fs(loc.mount)?.truncate(loc.ino, size)
+        self.fs(loc.mount)?.truncate(loc.ino, size)?;
+        self.settle(loc);
+        Ok(())
     }
 
     /// Changes permission bits: the owner or root.
@@ -867,7 +1005,7 @@ impl Vfs {
 
     pub fn close(&mut self, sid: SessionId, fd: Fd) -> Result<(), Errno> {
         let f = self.session(sid)?.fds.remove(&fd).ok_or(Errno::BadF)?;
-        self.release(f.loc);
+        self.close_file(f);
         Ok(())
     }
 
@@ -909,7 +1047,7 @@ impl Vfs {
         if append {
             offset = self.getattr(loc)?.size;
         }
-        let n = self.fs(loc.mount)?.write(loc.ino, offset, data)?;
+        let n = self.write_billed(sid, loc, offset, data)?;
         self.file(sid, fd)?.offset = offset + n as u64;
         Ok(n)
     }
@@ -927,7 +1065,7 @@ impl Vfs {
             return Err(Errno::BadF);
         }
         let loc = f.loc;
-        self.fs(loc.mount)?.write(loc.ino, offset, data)
+        self.write_billed(sid, loc, offset, data)
     }
 
     /// Moves the offset; the new offset.
@@ -1137,6 +1275,10 @@ impl Vfs {
             self.covered.remove(&c);
         }
         self.orphans.retain(|l| l.mount != m);
+        let owned: Vec<Loc> = self.owners.keys().filter(|l| l.mount == m).copied().collect();
+        for l in owned {
+            self.disown(l);
+        }
         Ok(mount.fs)
     }
 

@@ -465,3 +465,106 @@ fn the_service_protocol_decodes_once_and_shutdown_leaves_ext2_clean() {
         "e2fsck -n: {text}"
     );
 }
+
+/// A bank for the billing tests: what each payer is charged, its limit, who was released.
+#[derive(Default)]
+struct Bank {
+    charged: std::collections::BTreeMap<u64, u64>,
+    limit: std::collections::BTreeMap<u64, u64>,
+    /// Session → payer (sessions not listed do not pay).
+    payers: std::collections::BTreeMap<u64, u64>,
+    released: Vec<u64>,
+}
+
+struct FakeBilling(std::sync::Arc<std::sync::Mutex<Bank>>);
+
+impl keel_fs::billing::Billing for FakeBilling {
+    fn payer(&mut self, sid: u64) -> keel_fs::billing::Lookup {
+        match self.0.lock().unwrap().payers.get(&sid) {
+            Some(&p) => keel_fs::billing::Lookup::Pays(p),
+            None => keel_fs::billing::Lookup::DoesNot,
+        }
+    }
+    fn charge(&mut self, payer: u64, bytes: u64) -> Result<(), Errno> {
+        let mut b = self.0.lock().unwrap();
+        let now = b.charged.get(&payer).copied().unwrap_or(0);
+        if now + bytes > b.limit.get(&payer).copied().unwrap_or(u64::MAX) {
+            return Err(Errno::NoMem);
+        }
+        b.charged.insert(payer, now + bytes);
+        Ok(())
+    }
+    fn refund(&mut self, payer: u64, bytes: u64) {
+        let mut b = self.0.lock().unwrap();
+        let now = b.charged.get(&payer).copied().unwrap_or(0);
+        assert!(now >= bytes, "payer {payer}: {bytes} refunded, {now} charged");
+        b.charged.insert(payer, now - bytes);
+    }
+    fn release(&mut self, payer: u64) {
+        let mut b = self.0.lock().unwrap();
+        assert_eq!(b.charged.get(&payer).copied().unwrap_or(0), 0, "payer {payer} released with a charge");
+        b.released.push(payer);
+    }
+}
+
+#[test]
+fn the_client_pays_for_its_open_files_and_the_data_of_files_it_made() {
+    use keel_fs::billing::FD_COST;
+    let bank = std::sync::Arc::new(std::sync::Mutex::new(Bank::default()));
+    let mut v = tree();
+    v.mkdir(ROOT, "/tmp", 0o1777).unwrap();
+    v.set_billing(Box::new(FakeBilling(bank.clone())));
+    const BUSY: u64 = 7;
+    const IDLE: u64 = 8;
+    {
+        let mut b = bank.lock().unwrap();
+        b.payers.insert(BUSY, 100);
+        b.payers.insert(IDLE, 200);
+    }
+    v.open_session(BUSY, Cred::ROOT).unwrap();
+    v.open_session(IDLE, Cred::ROOT).unwrap();
+    let charged = |p: u64| bank.lock().unwrap().charged.get(&p).copied().unwrap_or(0);
+    // An open descriptor costs its session's payer until it is closed.
+    let fd = v.open(BUSY, "/tmp/big", O_WRONLY | O_CREAT, 0o644).unwrap();
+    assert_eq!(charged(100), FD_COST);
+    // The data: what its chunks hold.
+    v.write(BUSY, fd, &[7u8; 10_000]).unwrap();
+    assert_eq!(charged(100), FD_COST + 10_000);
+    v.close(BUSY, fd).unwrap();
+    assert_eq!(charged(100), 10_000, "the data stays charged after the close");
+    // Another client writing into the file does not pay for it: the owner does.
+    let fd = v.open(IDLE, "/tmp/big", O_WRONLY | O_APPEND, 0).unwrap();
+    v.write(IDLE, fd, &[1u8; 4096]).unwrap();
+    v.close(IDLE, fd).unwrap();
+    assert_eq!((charged(100), charged(200)), (14_096, 0), "the owner pays");
+    // A write past the owner's limit fails before anything is written.
+    let room = charged(100) + 4096;
+    bank.lock().unwrap().limit.insert(100, room);
+    let fd = v.open(BUSY, "/tmp/big", O_WRONLY | O_APPEND, 0).unwrap();
+    let size = v.stat(BUSY, "/tmp/big", true).unwrap().attr.size;
+    assert_eq!(v.write(BUSY, fd, &[2u8; 3 * 4096]), Err(Errno::NoMem));
+    assert_eq!(v.stat(BUSY, "/tmp/big", true).unwrap().attr.size, size, "nothing was written");
+    v.close(BUSY, fd).unwrap();
+    bank.lock().unwrap().limit.remove(&100);
+    // The client goes; its file still costs it. Cutting the file refunds, removing it ends it.
+    v.close_session(BUSY);
+    assert!(bank.lock().unwrap().released.is_empty(), "the file still holds the payer");
+    v.truncate(ROOT, "/tmp/big", 4096).unwrap();
+    assert_eq!(charged(100), 4096);
+    v.unlink(ROOT, "/tmp/big").unwrap();
+    assert_eq!(charged(100), 0);
+    assert_eq!(bank.lock().unwrap().released, [100]);
+    // A session that does not pay (root here) charges nobody.
+    put(&mut v, ROOT, "/tmp/roots", &[0; 9000]);
+    assert_eq!(charged(200), 0);
+    // A file open when it is removed is refunded at its last close.
+    let fd = v.open(IDLE, "/tmp/open", O_RDWR | O_CREAT, 0o644).unwrap();
+    v.write(IDLE, fd, &[3u8; 5000]).unwrap();
+    v.unlink(IDLE, "/tmp/open").unwrap();
+    assert_eq!(charged(200), FD_COST + 5000, "still open");
+    v.close(IDLE, fd).unwrap();
+    assert_eq!(charged(200), 0);
+    v.close_session(IDLE);
+    assert_eq!(bank.lock().unwrap().released, [100, 200]);
+    assert_eq!(v.payers(), 0);
+}

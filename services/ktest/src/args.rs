@@ -131,6 +131,9 @@ pub enum ServerMode {
     Bomb,
     /// Maps `mib` MiB of anonymous memory and writes to every page; exits 0 if it got them all.
     Hog { mib: u64 },
+    /// Writes a file of `kib` KiB at `path` (made or cut first) and exits 0 leaving it there: a
+    /// client the file service keeps memory for.
+    Fill { path: String, kib: u64 },
     /// Spins until killed, on one thread pinned to CPU `cpu` (any CPU if None).
     Spin { cpu: Option<u32> },
 }
@@ -223,6 +226,10 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
             Some(mib) if (1..=4096).contains(&mib) => Ok(Mode::Server(ServerMode::Hog { mib })),
             _ => Err(ArgError::BadServerArgs("hog needs <MiB> (1 to 4096)")),
         },
+        "fill" => match (args.get(1), args.get(2).and_then(|a| a.parse::<u64>().ok())) {
+            (Some(path), Some(kib)) if path.starts_with('/') && (1..=1 << 20).contains(&kib) => Ok(Mode::Server(ServerMode::Fill { path: path.clone(), kib })),
+            _ => Err(ArgError::BadServerArgs("fill needs <absolute path> <KiB> (1 to 1048576)")),
+        },
         "access-child" => match args.get(1).and_then(|a| a.parse::<u64>().ok()) {
             Some(sibling) => Ok(Mode::Server(ServerMode::AccessChild { sibling })),
             None => Err(ArgError::BadServerArgs("access-child needs <sibling pid>")),
@@ -256,7 +263,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
 /// The accepted first arguments, `|`-separated.
 pub fn usage() -> String {
     let mut names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit", "kill-during-copy:<service>", "bomb", "hog <MiB>", "spin [cpu]"]);
+    names.extend(["ipc-server <name> <cpus>", "sleeper", "hold-files", "exit", "kill-during-copy:<service>", "bomb", "hog <MiB>", "fill <path> <KiB>", "spin [cpu]"]);
     names.extend(Fault::ALL.iter().map(|f| f.mode_name()));
     names.join("|")
 }

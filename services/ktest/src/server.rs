@@ -34,6 +34,7 @@ pub fn run(mode: ServerMode, startup: &Startup) -> i32 {
         ServerMode::Crash(f) => crash(f),
         ServerMode::Bomb => crate::scenario::quota::bomb(startup),
         ServerMode::Hog { mib } => crate::scenario::quota::hog(mib),
+        ServerMode::Fill { path, kib } => crate::scenario::quota::fill(&path, kib),
         ServerMode::Spin { cpu } => crate::scenario::cpuquota::spin(cpu),
         ServerMode::Echo(cfg) => match echo_server(&cfg, startup) {
             Ok(never) => match never {},

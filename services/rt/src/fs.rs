@@ -71,7 +71,7 @@ pub fn set_namesrv(slot: Option<Slot>) {
 /// the service up in namesrv (a program given no namesrv: a device backend). Should the file
 /// service restart, calls fail rather than find it again.
 pub fn set_connection(conn: Slot) {
-    STATE.lock().client = Some(ServiceClient::from_slot(keel_abi::NO_SLOT, "fs", conn));
+    STATE.lock().client = Some(ServiceClient::from_slot(keel_abi::NO_SLOT, "fs", conn).paying());
 }
 
 fn transport(e: Error) -> Errno {
@@ -102,7 +102,8 @@ fn with_client<T>(retry: Retry, mut f: impl FnMut(&mut ServiceClient, Retry) -> 
     let mut st = STATE.lock();
     if st.client.is_none() {
         let ns = st.namesrv.ok_or(Errno::NoSys)?;
-        st.client = Some(ServiceClient::new(ns, "fs"));
+        // The file service charges what it keeps for us (open files, file data) to our quota.
+        st.client = Some(ServiceClient::new(ns, "fs").paying());
     }
     let client = st.client.as_mut().ok_or(Errno::Io)?;
     f(client, retry).map_err(transport)?

@@ -44,11 +44,19 @@ pub use crate::sys::Received;
 pub struct Client {
     conn: Slot,
     bulk: Option<u64>,
+    /// The process capability sent with the bulk-buffer setup carries BILL: the server may
+    /// charge what it keeps for us to our quota (`sys::bill_create`; the file service does).
+    pays: bool,
 }
 
 impl Client {
     pub const fn new(conn: Slot) -> Self {
-        Self { conn, bulk: None }
+        Self { conn, bulk: None, pays: false }
+    }
+
+    /// A client that pays for what the server keeps for it ("the client pays").
+    pub const fn paying(conn: Slot) -> Self {
+        Self { conn, bulk: None, pays: true }
     }
 
     pub fn slot(&self) -> Slot {
@@ -99,7 +107,8 @@ impl Client {
         let (va, pmo) = vm::map_anonymous(BULK_SIZE)?;
         // Our process, so the server can tell when we are gone (it may only wait on it and read
         // its state).
-        let me = sys::cap_copy(keel_abi::slots::SELF_PROCESS, None, keel_abi::rights::READ | keel_abi::rights::WAIT | keel_abi::rights::GRANT, 0);
+        let bill = if self.pays { keel_abi::rights::BILL } else { 0 };
+        let me = sys::cap_copy(keel_abi::slots::SELF_PROCESS, None, keel_abi::rights::READ | keel_abi::rights::WAIT | keel_abi::rights::GRANT | bill, 0);
         let r = match me {
             Ok(me) => {
                 let r = self.call_with_caps(LABEL_BULK_SETUP, [0; 4], &[pmo, me]);

@@ -127,12 +127,28 @@ pub struct ServiceClient {
     backoff: Backoff,
     generation: u64,
     connected_once: bool,
+    /// Each connection is a [`Client::paying`] one.
+    pays: bool,
 }
 
 impl ServiceClient {
     /// A client of `name`; nothing is looked up until the first call.
     pub fn new(namesrv: Slot, name: &str) -> Self {
-        Self { namesrv, name: String::from(name), client: None, backoff: Backoff::RESTART, generation: 0, connected_once: false }
+        Self { namesrv, name: String::from(name), client: None, backoff: Backoff::RESTART, generation: 0, connected_once: false, pays: false }
+    }
+
+    /// The same, paying for what the service keeps for us (`Client::paying`).
+    pub fn paying(mut self) -> Self {
+        self.pays = true;
+        if let Some(c) = self.client.take() {
+            // Dropping the old client unmaps its buffer, not the connection.
+            self.client = Some(Client::paying(c.slot()));
+        }
+        self
+    }
+
+    fn client_of(&self, slot: Slot) -> Client {
+        if self.pays { Client::paying(slot) } else { Client::new(slot) }
     }
 
     /// The same with another back-off.
@@ -175,7 +191,7 @@ impl ServiceClient {
     fn lookup_once(&mut self) -> Result<(), Error> {
         self.disconnect();
         let slot = crate::ipc::lookup(self.namesrv, &self.name, 1, 0)?;
-        self.client = Some(Client::new(slot));
+        self.client = Some(self.client_of(slot));
         if self.connected_once {
             self.generation += 1;
         }

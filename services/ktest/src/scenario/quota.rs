@@ -174,6 +174,32 @@ pub fn hog(mib: u64) -> i32 {
     }
 }
 
+/// The `fill` helper: a file of `kib` KiB at `path`, written 16 KiB at a time, left behind.
+pub fn fill(path: &str, kib: u64) -> i32 {
+    use keel_rt::fs;
+    let fd = match fs::open(path, fs::flags::O_WRONLY | fs::flags::O_CREAT | fs::flags::O_TRUNC, 0o644) {
+        Ok(fd) => fd,
+        Err(e) => {
+            println!("ktest: fill: {path}: {e}");
+            return crate::EXIT_FAILED;
+        }
+    };
+    let piece = [0x5au8; 16 * 1024];
+    let mut left = kib * 1024;
+    while left > 0 {
+        let n = left.min(piece.len() as u64) as usize;
+        if let Err(e) = fs::write(fd, &piece[..n]) {
+            println!("ktest: fill: {path}: {e} after {} KiB", (kib * 1024 - left) / 1024);
+            let _ = fs::close(fd);
+            return crate::EXIT_FAILED;
+        }
+        left -= n as u64;
+    }
+    let _ = fs::close(fd);
+    println!("ktest: fill: wrote {kib} KiB to {path}");
+    0
+}
+
 /// The `bomb` helper: sleepers until a spawn fails; they are killed and waited for; how many.
 pub fn bomb(startup: &Startup) -> i32 {
     let Some(mut pm) = Procmgr::from_startup(startup) else { return crate::EXIT_FAILED };
