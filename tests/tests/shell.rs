@@ -404,3 +404,32 @@ fn a_client_pays_for_the_memory_and_time_the_file_service_spends_on_it() {
         run.fail("/busy should be removable once its file is gone");
     }
 }
+
+/// `echo PID > cgroup.procs` through the files moves a process, as `cgroup move` does; `ps` and
+/// `cgroup.procs` then agree; a pid that names no process is ESRCH; writing it into the root's
+/// `cgroup.procs` moves it back, and the emptied group can go.
+#[test]
+fn a_pid_written_to_cgroup_procs_moves_the_process() {
+    let run = Boot::scenario("")
+        .commands(&["mkdir /sys/fs/cgroup/jobs", "ps"])
+        .command_from(|log| format!("echo {} > /sys/fs/cgroup/jobs/cgroup.procs", pid_of(log, "netsw").unwrap_or(0)))
+        .commands(&["cat /sys/fs/cgroup/jobs/cgroup.procs", "ps", "echo 999999 > /sys/fs/cgroup/jobs/cgroup.procs"])
+        .command_from(|log| format!("echo {} > /sys/fs/cgroup/cgroup.procs", pid_of(log, "netsw").unwrap_or(0)))
+        .commands(&["cat /sys/fs/cgroup/jobs/cgroup.procs", "rmdir /sys/fs/cgroup/jobs", "ls /sys/fs/cgroup", "poweroff"])
+        .run();
+    run.expect("shell: /sys/fs/cgroup/jobs/cgroup.procs: no such process").expect_clean_poweroff();
+    let netsw = pid_of(&run.log, "netsw").unwrap_or_else(|| run.fail("ps listed no netsw"));
+    if output_of(&run.log, "cat /sys/fs/cgroup/jobs/cgroup.procs", 0).map(|t| t.trim().to_string()) != Some(netsw.to_string()) {
+        run.fail("cgroup.procs should list the process written into it");
+    }
+    let in_jobs = run.log.lines().filter_map(keel_tests::ps_row).any(|r| r.name == "netsw" && r.cgroup == Some("/jobs"));
+    if !in_jobs {
+        run.fail("ps should show netsw in /jobs after the write");
+    }
+    if output_of(&run.log, "cat /sys/fs/cgroup/jobs/cgroup.procs", 1).is_none_or(|t| !t.trim().is_empty()) {
+        run.fail("after the move back, /jobs should have no process");
+    }
+    if output_of(&run.log, "ls /sys/fs/cgroup", 0).is_none_or(|t| t.contains("jobs/")) {
+        run.fail("the emptied group should have been removed");
+    }
+}

@@ -358,7 +358,9 @@ impl<Q: Quotas> Tree<Q> {
                 let pid = v.parse::<u64>().ok().filter(|_| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
                 let Some(pid) = pid else { return fail(Error::Invalid, format!("{value:?}: cgroup.procs takes one process id")) };
                 self.quotas.move_process(quota, pid).map_err(|e| match e {
-                    Error::NotFound => CommandError { code: e, message: format!("{pid}: no such process") },
+                    // Not NotFound, which is a group or file that is not there (ENOENT): the
+                    // process is gone (the file service answers ESRCH, as Linux does).
+                    Error::NotFound => CommandError { code: Error::PeerDied, message: format!("{pid}: no such process") },
                     Error::BadState => CommandError { code: e, message: format!("{pid}: init stays in the root group") },
                     e => CommandError { code: e, message: format!("cgroup.procs: moving {pid}: {e}") },
                 })
@@ -573,7 +575,7 @@ mod tests {
             let args = ["set", "/a", "cgroup.procs", bad];
             assert_eq!(t.command(&args).map_err(|e| e.code), Err(Error::Invalid), "cgroup.procs {bad:?}");
         }
-        assert_eq!(run(&mut t, "set /a cgroup.procs 77"), Err(Error::NotFound));
+        assert_eq!(run(&mut t, "set /a cgroup.procs 77"), Err(Error::PeerDied), "no such process");
         assert_eq!(run(&mut t, "set /a cgroup.procs 1"), Err(Error::BadState), "init stays at the root");
         assert!(run(&mut t, "ls /").unwrap().contains("cgroup.procs\n"));
         // Each group's number, for ps.

@@ -10,6 +10,8 @@ use core::fmt;
 pub enum Errno {
     Perm = 1,
     NoEnt = 2,
+    /// No such process (a pid written to `cgroup.procs`).
+    Srch = 3,
     Io = 5,
     BadF = 9,
     Again = 11,
@@ -39,9 +41,10 @@ pub enum Errno {
     Corrupt = 117,
 }
 
-const ALL: [Errno; 27] = [
+const ALL: [Errno; 28] = [
     Errno::Perm,
     Errno::NoEnt,
+    Errno::Srch,
     Errno::Io,
     Errno::BadF,
     Errno::Again,
@@ -85,6 +88,7 @@ impl Errno {
         match self {
             Errno::Perm => "EPERM",
             Errno::NoEnt => "ENOENT",
+            Errno::Srch => "ESRCH",
             Errno::Io => "EIO",
             Errno::BadF => "EBADF",
             Errno::Again => "EAGAIN",
@@ -118,6 +122,7 @@ impl Errno {
         match self {
             Errno::Perm => "operation not permitted",
             Errno::NoEnt => "no such file or directory",
+            Errno::Srch => "no such process",
             Errno::Io => "input/output error",
             Errno::BadF => "bad file descriptor",
             Errno::Again => "resource temporarily unavailable",

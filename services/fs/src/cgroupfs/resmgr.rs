@@ -49,8 +49,10 @@ pub fn errno_of(e: Error) -> Errno {
         Error::NotFound => Errno::NoEnt,
         Error::Exists => Errno::Exist,
         Error::NoRights => Errno::Perm,
-        // rmdir of a group with children or processes.
+        // rmdir of a group with children or processes; a move of init.
         Error::BadState => Errno::Busy,
+        // A pid written to cgroup.procs that names no process.
+        Error::PeerDied => Errno::Srch,
         // Too many groups or too deep: cgroup v2's mkdir past cgroup.max.descendants/depth.
         Error::Limit => Errno::Again,
         Error::NoMemory => Errno::NoMem,
@@ -299,7 +301,8 @@ mod tests {
         assert_eq!(errno_of(Error::NoRights), Errno::Perm);
         assert_eq!(errno_of(Error::BadState), Errno::Busy);
         assert_eq!(errno_of(Error::Limit), Errno::Again);
-        assert_eq!(errno_of(Error::PeerDied), Errno::Io);
+        assert_eq!(errno_of(Error::PeerDied), Errno::Srch);
+        assert_eq!(errno_of(Error::TimedOut), Errno::Io);
     }
 
     #[test]
