@@ -202,6 +202,11 @@ fn a_thread_moves_alone_and_a_vm_bills_its_tables_where_its_monitor_says() {
     let c = ok(w.syscall(nr::QUOTA_CREATE, &[root]))[1];
     ok(w.syscall(nr::QUOTA_MOVE, &[c, pslot]));
     assert_eq!((stat(&mut w, a, THREADS).usage, stat(&mut w, b, THREADS).usage, stat(&mut w, c, THREADS).usage), (0, 1, 1));
+    // Slot 0 names the caller's own quota (here the root): a thread moves there and back.
+    ok(w.syscall(nr::QUOTA_MOVE, &[0, vcpu]));
+    assert_eq!(stat(&mut w, b, THREADS).usage, 0);
+    ok(w.syscall(nr::QUOTA_MOVE, &[b, vcpu]));
+    assert_eq!(stat(&mut w, b, THREADS).usage, 1);
     // The process reports its quota by the number quota_stat gives.
     let info = ok(w.syscall(nr::PROCESS_INFO, &[pslot]));
     assert_eq!(info[6], stat(&mut w, c, MEMORY).id);

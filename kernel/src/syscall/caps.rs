@@ -63,6 +63,20 @@ pub(super) fn billed_quota(k: &Kernel, pid: Id, reg: u64) -> Result<Id> {
     }
 }
 
+/// A quota to move something into: slot `reg` names a quota or a process (its quota), with
+/// MANAGE; slot 0, the caller's own process, is the caller's quota (a thread moving back home).
+pub(super) fn managed_quota(k: &Kernel, pid: Id, reg: u64) -> Result<Id> {
+    let of_process = |p: Id| k.processes.get(&p).map(|p| p.quota).ok_or(Error::PeerDied);
+    if reg == u64::from(keel_abi::slots::SELF_PROCESS) {
+        return of_process(pid);
+    }
+    match object(k, pid, reg, Rights::MANAGE)? {
+        ObjRef::Quota(q) => Ok(q),
+        ObjRef::Process(p) => of_process(p),
+        _ => Err(Error::WrongType),
+    }
+}
+
 /// The machine's control cap (MANAGE).
 pub(super) fn control(k: &Kernel, pid: Id, reg: u64) -> Result {
     match object(k, pid, reg, Rights::MANAGE)? {

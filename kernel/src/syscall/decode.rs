@@ -3,7 +3,7 @@
 //! rights the call needs; every plain argument is in range. Decoding reads the kernel and
 //! changes nothing, so a call that fails here fails with no effect.
 
-use super::caps::{bill, billed_quota, conn, control, irq, notif, pmo, process, quota, thread, vmspace};
+use super::caps::{bill, billed_quota, conn, control, irq, managed_quota, notif, pmo, process, quota, thread, vmspace};
 use super::vm::{self, VmCall};
 use super::{Result, ns_to_ticks, slot};
 use crate::cap::Rights;
@@ -235,7 +235,7 @@ pub fn decode(k: &Kernel, pid: Id, a: &[u64; 31]) -> Result<Call> {
             }
         }
         nr::QUOTA_MOVE => {
-            let quota = quota(k, pid, a[0], Rights::MANAGE)?;
+            let quota = managed_quota(k, pid, a[0])?;
             match k.caps.lookup(pid, slot(a[1])?, Rights::MANAGE).map_err(cap_error)?.object {
                 ObjRef::Process(process) => match k.processes.get(&process) {
                     Some(p) if p.state == crate::object::process::ProcState::Running => Call::QuotaMove { quota, process },

@@ -72,7 +72,7 @@ fn handle(tree: &mut Tree<KernelQuotas>, req: &mut Request) -> Reply {
     }
     if req.bulk.is_none() && matches!(req.msg.label, resmgr::COMMAND | resmgr::QUOTA) {
         // A client whose buffer an earlier resmgr set up: it sets one up again (proto::resmgr::call).
-        return Reply::err(Error::BadState);
+        return Reply::err(Error::BadAddress);
     }
     let text = String::from_utf8_lossy(req.payload()).into_owned();
     match req.msg.label {
@@ -87,7 +87,7 @@ fn handle(tree: &mut Tree<KernelQuotas>, req: &mut Request) -> Reply {
         }
         // The root's quota bounds everything (init's own limits included): it stays here.
         resmgr::QUOTA if text.trim_end_matches('/').is_empty() => Reply::err(Error::NoRights),
-        resmgr::QUOTA => match tree.quota(&text).map_err(|e| e.code).and_then(|q| sys::cap_copy(q, None, rights::READ | rights::MANAGE | rights::GRANT, 0)) {
+        resmgr::QUOTA => match tree.quota_for_processes(&text).map_err(|e| e.code).and_then(|q| sys::cap_copy(q, None, rights::READ | rights::MANAGE | rights::GRANT, 0)) {
             Ok(copy) => Reply { msg: keel_rt::abi::ipc::Message::new(0, [0; 4]), caps: alloc::vec![copy] },
             Err(e) => Reply::err(e),
         },

@@ -4,9 +4,18 @@
 //! Rules (cgroup v2's, where Keel has the same thing): a group's limits bind everything below
 //! it (the kernel checks every level); the root group has no limits of its own; a group with
 //! child groups or processes cannot be removed (`BadState`); a limit may be set below the usage
-//! (new charges are refused until usage falls). Every controller is enabled in every group
-//! (`cgroup.controllers` and `cgroup.subtree_control` both read `cpu memory pids`); Keel has no
-//! internal-process rule to enforce because groups are placed, not populated by hand.
+//! (new charges are refused until usage falls).
+//!
+//! Controllers (`cpu`, `memory`, `pids`; `threads.*` go with `pids`) are enabled top-down: a
+//! group's `cgroup.controllers` is its parent's `cgroup.subtree_control` (the root has all of
+//! them, and starts with all of them in its `subtree_control`, as systemd sets it up), and only
+//! those controllers' files are in the group. `subtree_control` takes `+name`/`-name` words; a
+//! controller can be enabled only if the group has it, disabled only while no child enables it
+//! further down (`BadState`), and disabling it puts the children's limits of it back to `max`
+//! (their files are gone). No internal processes: a group other than the root with controllers
+//! in its `subtree_control` holds no processes — enabling one in a group with processes, and
+//! moving or starting a process in such a group, is refused (`BadState`). The kernel counts every
+//! resource at every level whatever is enabled: a controller that is off only has no files.
 //!
 //! Commands (`args[0]`; every path is absolute):
 //! - `ls [PATH]`: the files and child groups (with a trailing `/`) of a group;
@@ -61,6 +70,19 @@ fn fail<T>(code: Error, message: impl Into<String>) -> Result<T, CommandError> {
     Err(CommandError { code, message: message.into() })
 }
 
+/// The controllers, as bits of a set.
+const CPU_CTL: u8 = 1;
+const MEMORY_CTL: u8 = 2;
+const PIDS_CTL: u8 = 4;
+const ALL_CTL: u8 = CPU_CTL | MEMORY_CTL | PIDS_CTL;
+const CONTROLLERS: [(&str, u8); 3] = [("cpu", CPU_CTL), ("memory", MEMORY_CTL), ("pids", PIDS_CTL)];
+
+/// A set of controllers as cgroup v2 prints it (`cpu memory pids`).
+fn controller_names(set: u8) -> String {
+    let names: Vec<&str> = CONTROLLERS.iter().filter(|(_, c)| set & c != 0).map(|(n, _)| *n).collect();
+    format!("{}\n", names.join(" "))
+}
+
 /// A control file: its name and what it reads or sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum File {
@@ -94,6 +116,18 @@ const FILES: &[(&str, File)] = &[
     ("threads.current", File::Current(THREADS)),
     ("threads.max", File::Max(THREADS)),
 ];
+
+impl File {
+    /// The controller the file belongs to (0: the core `cgroup.*` files).
+    fn controller(self) -> u8 {
+        match self {
+            File::Procs | File::Controllers | File::SubtreeControl => 0,
+            File::CpuMax | File::CpuWeight | File::CpuStat => CPU_CTL,
+            File::Current(MEMORY) | File::Max(MEMORY) | File::Peak(MEMORY) | File::Events(MEMORY) => MEMORY_CTL,
+            _ => PIDS_CTL,
+        }
+    }
+}
 
 fn file(name: &str) -> Result<File, CommandError> {
     FILES.iter().find(|(n, _)| *n == name).map(|&(_, f)| f).map_or_else(|| fail(Error::NotFound, format!("{name}: no such file")), Ok)
@@ -198,13 +232,55 @@ fn parent_of(path: &str) -> &str {
 pub struct Tree<Q: Quotas> {
     quotas: Q,
     groups: BTreeMap<String, Q::Handle>,
+    /// Each group's `cgroup.subtree_control` (a group not here has none enabled).
+    subtree: BTreeMap<String, u8>,
 }
 
 impl<Q: Quotas> Tree<Q> {
     pub fn new(quotas: Q, root: Q::Handle) -> Self {
         let mut groups = BTreeMap::new();
         groups.insert("/".to_string(), root);
-        Self { quotas, groups }
+        let mut subtree = BTreeMap::new();
+        subtree.insert("/".to_string(), ALL_CTL);
+        Self { quotas, groups, subtree }
+    }
+
+    /// The controllers group `path` has (its `cgroup.controllers`).
+    fn controllers(&self, path: &str) -> u8 {
+        if path == "/" { ALL_CTL } else { self.subtree_of(parent_of(path)) }
+    }
+
+    fn subtree_of(&self, path: &str) -> u8 {
+        self.subtree.get(path).copied().unwrap_or(0)
+    }
+
+    /// Whether `f` is one of `path`'s files: a core file, or one of a controller it has (the
+    /// root: no limit files).
+    fn has_file(&self, path: &str, f: File) -> bool {
+        if path == "/" && matches!(f, File::Max(_) | File::CpuMax | File::CpuWeight) {
+            return false;
+        }
+        f.controller() == 0 || self.controllers(path) & f.controller() != 0
+    }
+
+    /// The processes in group `quota` itself (not below it), by pid.
+    fn own_processes(&mut self, quota: Q::Handle) -> Result<Vec<u64>, CommandError> {
+        let id = self.read(quota, MEMORY)?.id;
+        let procs = self.quotas.processes().map_err(|e| CommandError { code: e, message: format!("the process list: {e}") })?;
+        let mut pids: Vec<u64> = procs.iter().filter(|&&(_, q)| q == id).map(|&(pid, _)| pid).collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// The quota of the group at `path` to put a process in: not a group (other than the root)
+    /// with controllers enabled for its children (no internal processes).
+    pub fn quota_for_processes(&self, path: &str) -> Result<Q::Handle, CommandError> {
+        let path = canonical(path)?;
+        let quota = self.quota(&path)?;
+        if path != "/" && self.subtree_of(&path) != 0 {
+            return fail(Error::BadState, format!("{path}: has controllers enabled for its children (cgroup.subtree_control), so it holds no processes; use a group below it"));
+        }
+        Ok(quota)
     }
 
     /// The quota of the group at `path`.
@@ -236,11 +312,10 @@ impl<Q: Quotas> Tree<Q> {
         let path = canonical(path)?;
         self.quota(&path)?;
         let mut out = String::new();
-        for (name, f) in FILES {
-            if path == "/" && matches!(f, File::Max(_) | File::CpuMax | File::CpuWeight) {
-                continue;
+        for &(name, f) in FILES {
+            if self.has_file(&path, f) {
+                let _ = writeln!(out, "{name}");
             }
-            let _ = writeln!(out, "{name}");
         }
         for child in self.children(&path) {
             let _ = writeln!(out, "{child}/");
@@ -280,6 +355,7 @@ impl<Q: Quotas> Tree<Q> {
             return fail(Error::BadState, format!("{path}: has {} processes", procs.usage));
         }
         self.groups.remove(&path);
+        self.subtree.remove(&path);
         self.quotas.release(quota);
         Ok(())
     }
@@ -296,18 +372,13 @@ impl<Q: Quotas> Tree<Q> {
         let path = canonical(path)?;
         let quota = self.quota(&path)?;
         let f = file(name)?;
+        if !self.has_file(&path, f) {
+            return fail(Error::NotFound, format!("{path}: no {name} (the root group has no limits; a controller's files are in a group whose parent enables it in cgroup.subtree_control)"));
+        }
         Ok(match f {
-            File::Procs => {
-                let id = self.read(quota, MEMORY)?.id;
-                let procs = self.quotas.processes().map_err(|e| CommandError { code: e, message: format!("cgroup.procs: the process list: {e}") })?;
-                let mut pids: Vec<u64> = procs.iter().filter(|&&(_, q)| q == id).map(|&(pid, _)| pid).collect();
-                pids.sort_unstable();
-                pids.iter().map(|p| format!("{p}\n")).collect()
-            }
-            File::Controllers | File::SubtreeControl => "cpu memory pids\n".to_string(),
-            File::Max(_) | File::CpuMax | File::CpuWeight if path == "/" => {
-                return fail(Error::NotFound, format!("{name}: the root group has no limits"));
-            }
+            File::Procs => self.own_processes(quota)?.iter().map(|p| format!("{p}\n")).collect(),
+            File::Controllers => controller_names(self.controllers(&path)),
+            File::SubtreeControl => controller_names(self.subtree_of(&path)),
             File::CpuMax => {
                 let c = self.read_cpu(quota)?;
                 let q = if c.quota_ns == NO_LIMIT { "max".to_string() } else { (c.quota_ns / 1000).to_string() };
@@ -338,8 +409,12 @@ impl<Q: Quotas> Tree<Q> {
     fn set(&mut self, path: &str, name: &str, value: &str) -> Result<(), CommandError> {
         let path = canonical(path)?;
         let quota = self.quota(&path)?;
-        match file(name)? {
-            File::Max(_) | File::CpuMax | File::CpuWeight if path == "/" => fail(Error::Invalid, format!("{name}: the root group has no limits")),
+        let f = file(name)?;
+        if !self.has_file(&path, f) {
+            let why = if path == "/" { "the root group has no limits".to_string() } else { format!("{path}'s parent does not enable its controller (cgroup.subtree_control)") };
+            return fail(if path == "/" { Error::Invalid } else { Error::NotFound }, format!("{name}: {why}"));
+        }
+        match f {
             File::CpuMax => {
                 let (quota_ns, period_ns) = parse_cpu_max(value, self.read_cpu(quota)?.period_ns)?;
                 self.quotas.set_cpu(quota, quota_ns, period_ns).map_err(|e| CommandError { code: e, message: format!("{name}: {e}") })
@@ -354,6 +429,7 @@ impl<Q: Quotas> Tree<Q> {
                 self.quotas.set(quota, r, limit).map_err(|e| CommandError { code: e, message: format!("{name}: {e}") })
             }
             File::Procs => {
+                let quota = self.quota_for_processes(&path)?;
                 let v = value.trim();
                 let pid = v.parse::<u64>().ok().filter(|_| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
                 let Some(pid) = pid else { return fail(Error::Invalid, format!("{value:?}: cgroup.procs takes one process id")) };
@@ -365,11 +441,58 @@ impl<Q: Quotas> Tree<Q> {
                     e => CommandError { code: e, message: format!("cgroup.procs: moving {pid}: {e}") },
                 })
             }
-            // cgroup.subtree_control: every controller is always on; asking for that is fine.
-            File::SubtreeControl if value.split_whitespace().all(|w| ["+cpu", "+memory", "+pids"].contains(&w)) => Ok(()),
-            File::SubtreeControl => fail(Error::Invalid, format!("{value}: Keel has the cpu, memory and pids controllers, always on")),
+            File::SubtreeControl => self.set_subtree(&path, quota, value),
             _ => fail(Error::Invalid, format!("{name}: read-only")),
         }
+    }
+
+    /// `cgroup.subtree_control`: `+name` enables a controller for the children, `-name`
+    /// disables it (and puts their limits of it back to max).
+    fn set_subtree(&mut self, path: &str, quota: Q::Handle, value: &str) -> Result<(), CommandError> {
+        let (mut on, mut off) = (0u8, 0u8);
+        for word in value.split_whitespace() {
+            let (sign, name) = word.split_at(word.len().min(1));
+            let Some(&(_, c)) = CONTROLLERS.iter().find(|(n, _)| *n == name) else {
+                return fail(Error::Invalid, format!("{word:?}: +name or -name of cpu, memory, pids"));
+            };
+            match sign {
+                "+" => on |= c,
+                "-" => off |= c,
+                _ => return fail(Error::Invalid, format!("{word:?}: +name or -name of cpu, memory, pids")),
+            }
+        }
+        if on & off != 0 || (on | off) == 0 {
+            return fail(Error::Invalid, format!("{value:?}: each controller once, +name or -name"));
+        }
+        if on & !self.controllers(path) != 0 {
+            return fail(Error::NotFound, format!("{value}: {path} does not have it (cgroup.controllers: {})", controller_names(self.controllers(path)).trim_end()));
+        }
+        let now = self.subtree_of(path);
+        let children: Vec<String> = self.children(path).map(|c| if path == "/" { format!("/{c}") } else { format!("{path}/{c}") }).collect();
+        if children.iter().any(|c| self.subtree_of(c) & off != 0) {
+            return fail(Error::BadState, format!("{value}: a child group enables it for its own children"));
+        }
+        if path != "/" && now == 0 && on != 0 && !self.own_processes(quota)?.is_empty() {
+            return fail(Error::BadState, format!("{path}: has processes; a group that enables controllers for its children holds none (move them to a child first)"));
+        }
+        // The children's files of a controller turned off go, and their limits with them.
+        for child in &children {
+            let q = self.quota(child)?;
+            let reset = |r: Result<(), Error>| r.map_err(|e| CommandError { code: e, message: format!("{child}: {e}") });
+            if off & MEMORY_CTL != 0 {
+                reset(self.quotas.set(q, MEMORY, NO_LIMIT))?;
+            }
+            if off & PIDS_CTL != 0 {
+                reset(self.quotas.set(q, PROCESSES, NO_LIMIT))?;
+                reset(self.quotas.set(q, THREADS, NO_LIMIT))?;
+            }
+            if off & CPU_CTL != 0 {
+                reset(self.quotas.set_cpu(q, NO_LIMIT, keel_rt::abi::quota::DEFAULT_CPU_PERIOD_NS))?;
+                reset(self.quotas.set_weight(q, keel_rt::abi::quota::DEFAULT_CPU_WEIGHT))?;
+            }
+        }
+        self.subtree.insert(path.to_string(), (now | on) & !off);
+        Ok(())
     }
 
     fn ids(&mut self) -> Result<String, CommandError> {
@@ -584,6 +707,55 @@ mod tests {
         assert!(ids.lines().any(|l| l == format!("{}\t/a", fake_id(a))), "{ids}");
         assert!(ids.lines().any(|l| l == format!("{}\t/", fake_id(root))), "{ids}");
         assert_eq!(ids.lines().count(), 3);
+    }
+
+    #[test]
+    fn controllers_are_enabled_top_down_and_a_group_that_enables_them_holds_no_processes() {
+        let (mut f, root) = Fake::root();
+        f.procs.extend([(1, root), (5, root)]);
+        let mut t = Tree::new(&mut f, root);
+        assert_eq!(run(&mut t, "cat / cgroup.subtree_control").unwrap(), "cpu memory pids\n");
+        run(&mut t, "mkdir /jobs").unwrap();
+        run(&mut t, "mkdir /jobs/a").unwrap();
+        // /jobs has every controller (the root enables them); its children none yet.
+        assert_eq!(run(&mut t, "cat /jobs cgroup.controllers").unwrap(), "cpu memory pids\n");
+        assert_eq!(run(&mut t, "cat /jobs cgroup.subtree_control").unwrap(), "\n");
+        assert_eq!(run(&mut t, "cat /jobs/a cgroup.controllers").unwrap(), "\n");
+        assert!(!run(&mut t, "ls /jobs/a").unwrap().contains("memory.max"), "no controller, no files");
+        assert_eq!(run(&mut t, "set /jobs/a memory.max 8M"), Err(Error::NotFound));
+        // A process in /jobs keeps it from enabling controllers for its children.
+        run(&mut t, "set /jobs cgroup.procs 5").unwrap();
+        assert_eq!(run(&mut t, "set /jobs cgroup.subtree_control +memory"), Err(Error::BadState));
+        run(&mut t, "set /jobs/a cgroup.procs 5").unwrap();
+        t.command(&["set", "/jobs", "cgroup.subtree_control", "+memory +pids"]).unwrap();
+        assert_eq!(run(&mut t, "cat /jobs cgroup.subtree_control").unwrap(), "memory pids\n");
+        assert_eq!(run(&mut t, "cat /jobs/a cgroup.controllers").unwrap(), "memory pids\n");
+        run(&mut t, "set /jobs/a memory.max 8M").unwrap();
+        assert!(!run(&mut t, "ls /jobs/a").unwrap().contains("cpu.max"), "cpu is not enabled");
+        // Now /jobs holds no processes: neither a move nor a start.
+        assert_eq!(run(&mut t, "set /jobs cgroup.procs 1"), Err(Error::BadState));
+        assert_eq!(t.quota_for_processes("/jobs").map_err(|e| e.code), Err(Error::BadState));
+        assert!(t.quota_for_processes("/jobs/a").is_ok());
+        assert!(t.quota_for_processes("/").is_ok(), "the root is exempt");
+        // Enabling needs the controller in the group; disabling needs no child using it below.
+        run(&mut t, "mkdir /jobs/a/b").unwrap();
+        assert_eq!(run(&mut t, "set /jobs/a cgroup.subtree_control +cpu"), Err(Error::NotFound));
+        run(&mut t, "set /jobs/a cgroup.procs 1").unwrap_err();
+        run(&mut t, "set / cgroup.procs 5").unwrap();
+        run(&mut t, "set /jobs/a cgroup.subtree_control +memory").unwrap();
+        assert_eq!(run(&mut t, "set /jobs cgroup.subtree_control -memory"), Err(Error::BadState), "/jobs/a uses it");
+        run(&mut t, "set /jobs/a cgroup.subtree_control -memory").unwrap();
+        // Disabling takes the children's files and limits away.
+        let a = t.quota("/jobs/a").unwrap();
+        run(&mut t, "set /jobs cgroup.subtree_control -memory").unwrap();
+        assert_eq!(run(&mut t, "cat /jobs/a memory.max"), Err(Error::NotFound));
+        drop(t);
+        assert_eq!(f.limit.get(&(a, MEMORY)).copied(), Some(NO_LIMIT), "its limit went with its file");
+        let mut t = Tree::new(&mut f, root);
+        for bad in ["", "memory", "+mem", "+memory -memory", "*cpu", "+"] {
+            let args = ["set", "/", "cgroup.subtree_control", bad];
+            assert_eq!(t.command(&args).map_err(|e| e.code), Err(Error::Invalid), "subtree_control {bad:?}");
+        }
     }
 
     #[test]

@@ -139,12 +139,12 @@ pub mod resmgr {
     pub const QUOTA: u64 = 2;
 
     /// A COMMAND or QUOTA call over `client`. Both always carry a payload; a call resmgr gets
-    /// without a bulk buffer it knows it answers `BadState` (a restarted resmgr: init keeps the
+    /// without a bulk buffer it knows it answers `BadAddress` (a restarted resmgr: init keeps the
     /// connection, so the client's capability still reaches the new process, which never saw
     /// the buffer set up with the old one). The buffer is then set up again and the call sent
     /// once more: it had no effect.
     pub fn call(client: &mut crate::ipc::Client, label: u64, payload: &[u8]) -> Result<(crate::ipc::Received, alloc::vec::Vec<u8>), keel_abi::Error> {
-        let lost = |r: &crate::ipc::Received| r.msg.label == keel_abi::Error::BadState.code() as u64;
+        let lost = |r: &crate::ipc::Received| r.msg.label == keel_abi::Error::BadAddress.code() as u64;
         let (r, text) = client.call_bulk(label, [0; 3], payload)?;
         if !lost(&r) {
             return Ok((r, text));

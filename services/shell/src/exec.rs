@@ -193,6 +193,8 @@ fn run<S: System>(sys: &mut S, program: &str, path: &str, args: &[String], cgrou
             let _ = sys.set_foreground(0);
             if let (Some(group), Error::Limit | Error::NoMemory) = (cgroup, e) {
                 let _ = writeln!(out, "run: {program}: cgroup {group} has no room ({e})");
+            } else if let (Some(group), Error::BadState) = (cgroup, e) {
+                let _ = writeln!(out, "run: {program}: cgroup {group} enables controllers for its children (cgroup.subtree_control), so it holds no processes: use a group below it");
             } else if e == Error::NotFound && cgroup.is_some() {
                 let _ = writeln!(out, "run: {program}: no such program, or no cgroup {}", cgroup.unwrap_or(""));
             } else if e == Error::NotFound {

@@ -199,6 +199,7 @@ impl LiveSystem {
         } else {
             let quota = self.group_quota(group).map_err(|e| match e {
                 Error::NotFound => alloc::format!("{group}: no such group"),
+                Error::BadState => alloc::format!("{group}: enables controllers for its children (cgroup.subtree_control), so it holds no processes"),
                 e => alloc::format!("{group}: {e}"),
             })?;
             let moved = self.procmgr.call_with_caps(procmgr::MOVE, [pid, 0, 0, 0], &[quota]);

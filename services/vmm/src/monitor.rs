@@ -54,6 +54,9 @@ struct Vm {
     mem_bytes: u64,
     /// Its cgroup's path and quota (the quota's slot is given back when the VM is released).
     cgroup: Option<(String, Slot)>,
+    /// With a cgroup, each vCPU thread's capability: the thread moves itself back to the
+    /// monitor's quota before the VM is released, so its group is empty when the end is told.
+    vcpu_threads: Mutex<Vec<VcpuThread>>,
     uart: Mutex<Uart>,
     output: Mutex<Vec<u8>>,
     foreground: AtomicBool,
@@ -71,6 +74,16 @@ struct Vm {
     end_notice: Mutex<Option<String>>,
     /// Exit counters read just before the vCPUs were released (`vm stat` after the VM stopped).
     final_stats: Mutex<Option<Vec<[u64; COUNTERS]>>>,
+}
+
+/// A vCPU thread as its VM's cgroup needs it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum VcpuThread {
+    /// Started; its capability not stored yet.
+    Starting,
+    Running(Slot),
+    /// Ended before its capability was stored.
+    Ended,
 }
 
 /// How a VM ended.
@@ -286,6 +299,7 @@ impl Vm {
             vcpus: Vec::new(),
             mem_bytes: v.mem_bytes,
             cgroup: None,
+            vcpu_threads: Mutex::new(Vec::new()),
             uart: Mutex::new(Uart::new()),
             output: Mutex::new(Vec::new()),
             foreground: AtomicBool::new(false),
@@ -806,6 +820,7 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         vcpus: vcpus.clone(),
         mem_bytes: config.mem_bytes,
         cgroup: config.cgroup.clone().zip(quota),
+        vcpu_threads: Mutex::new(alloc::vec![VcpuThread::Starting; vcpus.len()]),
         uart: Mutex::new(Uart::new()),
         output: Mutex::new(Vec::new()),
         foreground: AtomicBool::new(false),
@@ -823,9 +838,17 @@ fn build(m: &'static Monitor, config: &VmConfig, words: Vec<String>, id: Option<
         let spawned = thread::spawn_with(32, affinity, move || vcpu_loop(&v, index)).and_then(|t| {
             // Its run time (the guest's included) and its record go to the VM's cgroup; it may
             // have run a moment on the monitor's before this.
-            let moved = quota.map_or(Ok(()), |q| sys::quota_move(q, t));
-            let _ = sys::cap_delete(t);
-            moved
+            let Some(q) = quota else {
+                let _ = sys::cap_delete(t);
+                return Ok(());
+            };
+            let mut threads = vm.vcpu_threads.lock();
+            if threads[index] == VcpuThread::Ended {
+                let _ = sys::cap_delete(t);
+                return Ok(());
+            }
+            threads[index] = VcpuThread::Running(t);
+            sys::quota_move(q, t)
         });
         if let Err(e) = spawned {
             let on = config.host_cpu.map(|c| alloc::format!(" on host CPU {c} (is it online?)")).unwrap_or_default();
@@ -849,6 +872,7 @@ fn group_quota(m: &Monitor, path: &str, ram: u64) -> Result<Slot, String> {
         Ok((Ok(_), Some(q))) => q,
         Ok((Err(Error::NotFound), _)) => return Err(alloc::format!("--cgroup {path}: no such group (cgroup mkdir {path} makes it)")),
         Ok((Err(Error::NoRights), _)) => return Err(alloc::format!("--cgroup {path}: VMs run in the monitor's group or a group below the root")),
+        Ok((Err(Error::BadState), _)) => return Err(alloc::format!("--cgroup {path}: the group enables controllers for its children (cgroup.subtree_control), so it holds no processes: use a group below it")),
         Ok((Err(e), _)) => return Err(alloc::format!("--cgroup {path}: {e}")),
         Ok((Ok(_), None)) => return Err(alloc::format!("--cgroup {path}: the cgroup service gave no quota")),
         Err(e) => return Err(alloc::format!("--cgroup {path}: the cgroup service: {e}")),
@@ -985,6 +1009,15 @@ fn vcpu_loop(vm: &Arc<Vm>, index: usize) {
                 break;
             }
         }
+    }
+    if vm.cgroup.is_some() {
+        // Home to the monitor's quota: when the end is told, the group holds nothing of the VM.
+        let mut threads = vm.vcpu_threads.lock();
+        if let VcpuThread::Running(t) = threads[index] {
+            let _ = sys::quota_move(keel_rt::abi::slots::SELF_PROCESS, t);
+            let _ = sys::cap_delete(t);
+        }
+        threads[index] = VcpuThread::Ended;
     }
     if vm.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
         release(vm);
