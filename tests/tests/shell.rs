@@ -38,7 +38,7 @@ fn shell_commands_and_their_errors() {
         .expect("kill: usage: kill <pid>")
         .expect("kill: abc is not a pid")
         .expect("kill: no process 99999")
-        .expect("run: usage: run [--cgroup PATH] <program> [args...]")
+        .expect("run: usage: run [--cgroup PATH] [--ns pid] <program> [args...]")
         .expect("run: nosuch: no such program")
         .expect_clean_poweroff();
     // The census counts the running system: init, namesrv, console, fs, shell at least.
@@ -432,5 +432,27 @@ fn a_pid_written_to_cgroup_procs_moves_the_process() {
     }
     if output_of(&run.log, "ls /sys/fs/cgroup", 0).is_none_or(|t| t.contains("jobs/")) {
         run.fail("the emptied group should have been removed");
+    }
+}
+
+/// `run --ns pid shell`: a shell in a new pid namespace is its pid 1 and its `ps` shows nothing
+/// else; Ctrl-C ends it (and with it the namespace), and the first shell sees everything again.
+#[test]
+fn a_shell_in_a_new_pid_namespace_sees_only_itself_as_pid_1() {
+    let run = Boot::scenario("")
+        .commands(&["run --ns pid shell", "ps"])
+        .then_next("keel> ", |_| "\x03".into())
+        .commands(&["ps", "run --ns mount shell", "poweroff"])
+        .timeout(120)
+        .run();
+    run.expect("run: usage: run --ns pid: the only namespace Keel makes is pid").expect_clean_poweroff();
+    let inner_text = output_of(&run.log, "ps", 0).unwrap_or_default();
+    let inner: Vec<keel_tests::PsRow> = inner_text.lines().filter_map(keel_tests::ps_row).collect();
+    if inner.len() != 1 || inner[0].pid != 1 || inner[0].name != "shell" {
+        run.fail(&format!("ps in the namespace should list only its shell as pid 1: {inner:?}"));
+    }
+    let outer = output_of(&run.log, "ps", 1).unwrap_or_default();
+    if !outer.lines().filter_map(keel_tests::ps_row).any(|r| r.name == "init") {
+        run.fail("the first shell's ps should show every process again");
     }
 }

@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod access;
+pub mod pidns;
 pub mod policy;
 pub mod request;
 

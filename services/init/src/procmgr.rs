@@ -1,6 +1,7 @@
 //! The running init: start services, supervise them, serve the process-manager protocol.
 
 use crate::access::{self, KillRefused, Lineage};
+use crate::pidns::{self, NsId, PidNamespaces};
 use crate::policy::{next_delay_ms, should_restart};
 use crate::request::{parse_initrd_arg, parse_spawn, program_name, ps_line};
 use alloc::string::{String, ToString};
@@ -64,9 +65,22 @@ struct State {
     /// The badge of the running namesrv's calls (set before it starts, so its first call is
     /// recognised even before its process record exists).
     namesrv_badge: Option<u64>,
+    /// Pid namespaces: which processes each caller sees, and by which numbers.
+    pidns: PidNamespaces,
 }
 
 impl State {
+    /// The pid namespace of the caller with `badge` (the root for init's own and services').
+    fn ns_of_caller(&self, badge: u64) -> NsId {
+        self.procs.iter().find(|p| p.badge == badge).map_or(pidns::ROOT, |p| self.pidns.ns_of(p.pid))
+    }
+
+    /// The kernel pid of the process the caller with `badge` numbers `pid` (None: it cannot see
+    /// one by that number).
+    fn global_pid(&self, badge: u64, pid: u64) -> Option<u64> {
+        self.pidns.global(self.ns_of_caller(badge), pid)
+    }
+
     /// Whether `badge` is the name service's (only it may save and restore registrations).
     fn is_namesrv(&self, badge: u64) -> bool {
         self.namesrv_badge == Some(badge)
@@ -160,7 +174,7 @@ pub fn main(startup: &Startup) -> i32 {
     });
     // init's own file calls (the shutdown before power-off) find the file service through here.
     keel_rt::fs::set_namesrv(Some(env.namesrv));
-    let state = Arc::new(Mutex::new(State { procs: Vec::new(), services, next_badge: 1, names: Vec::new(), namesrv_badge: None }));
+    let state = Arc::new(Mutex::new(State { procs: Vec::new(), services, next_badge: 1, names: Vec::new(), namesrv_badge: None, pidns: PidNamespaces::new() }));
 
     {
         let (env, state) = (env.clone(), state.clone());
@@ -397,14 +411,26 @@ fn supervise(env: &Env, state: &Mutex<State>) -> ! {
 
 /// Drops init's record and capability of every SPAWNed program that has exited (whoever spawned it
 /// holds its own capability to read the exit code).
+/// A namespace whose pid 1 exited loses the rest of its processes (killed here; their own exits
+/// come back through this function).
 fn forget_exited_children(state: &Mutex<State>) {
-    state.lock().procs.retain(|p| {
+    let mut st = state.lock();
+    let mut ended = Vec::new();
+    st.procs.retain(|p| {
         if p.service.is_some() || sys::process_info(p.cap).is_ok_and(|i| i.running) {
             return true;
         }
         let _ = sys::cap_delete(p.cap);
+        ended.push(p.pid);
         false
     });
+    for pid in ended {
+        for victim in st.pidns.leave(pid) {
+            if let Some(p) = st.procs.iter().find(|p| p.pid == victim) {
+                let _ = sys::process_kill(p.cap);
+            }
+        }
+    }
 }
 
 fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
@@ -432,7 +458,21 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             let privileged = access::spawn_privileged(req.badge, req.msg.data[0] & procmgr::SPAWN_UNPRIVILEGED != 0);
             let started = start(env, state, &r.path, &r.args, None, Sched::default(), Some(req.badge), privileged, quota);
             drop_given();
-            match started {
+            // Its pid namespace: the spawner's, or a new one below it whose pid 1 it is. (This
+            // one thread serves procmgr, so the child's first call comes after this.)
+            let entered = started.and_then(|(pid, cap)| {
+                let mut st = state.lock();
+                let ns = st.ns_of_caller(req.badge);
+                match st.pidns.enter(ns, req.msg.data[0] & procmgr::SPAWN_NEW_PID_NS != 0, pid) {
+                    Ok(_) => Ok((st.pidns.local(ns, pid).unwrap_or(pid), cap)),
+                    Err(e) => {
+                        let _ = sys::process_kill(cap);
+                        let _ = sys::cap_delete(cap);
+                        Err(e)
+                    }
+                }
+            });
+            match entered {
                 Ok((pid, cap)) => {
                     let copy = sys::process_watch(cap, env.exits, CHILD_EXITED)
                         .and_then(|()| sys::cap_copy(cap, None, rights::READ | rights::WAIT | rights::MANAGE | rights::GRANT, 0));
@@ -467,7 +507,8 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             Reply::ok([0; 4])
         }
         procmgr::KILL => {
-            let pid = req.msg.data[0];
+            // The caller names processes by its pid namespace's numbers.
+            let Some(pid) = state.lock().global_pid(req.badge, req.msg.data[0]) else { return Reply::err(Error::NotFound) };
             if sys::process_info(slots::SELF_PROCESS).is_ok_and(|me| me.pid == pid) {
                 // init supervises everything else; without it nothing restarts or powers off.
                 return Reply::err(Error::BadState);
@@ -488,7 +529,7 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             }
         }
         procmgr::MOVE => {
-            let pid = req.msg.data[0];
+            let pid = state.lock().global_pid(req.badge, req.msg.data[0]).unwrap_or(0);
             let mut given = req.caps.slots();
             let (quota, owned) = match (given.next(), given.next(), req.msg.data[1]) {
                 (Some(q), None, 0) => (q, true),
@@ -531,26 +572,20 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             Reply::ok([bits, 0, 0, 0])
         }
         procmgr::PS => {
+            // The running processes the caller's pid namespace holds, by its numbers (exited
+            // ones are forgotten by the supervisor, which also ends namespaces).
             let mut out = String::new();
-            if let Ok(me) = sys::process_info(slots::SELF_PROCESS) {
+            let st = state.lock();
+            let ns = st.ns_of_caller(req.badge);
+            if let (Ok(me), pidns::ROOT) = (sys::process_info(slots::SELF_PROCESS), ns) {
                 out.push_str(&ps_line(me.pid, "init", true, 0, me.pages, me.quota));
             }
-            let mut st = state.lock();
-            st.procs.retain(|p| {
-                let info = sys::process_info(p.cap);
-                match info {
-                    Ok(i) if i.running => {
-                        out.push_str(&ps_line(p.pid, &p.name, true, 0, i.pages, i.quota));
-                        true
-                    }
-                    // A service that exited stays until the supervisor handles it; others go.
-                    _ if p.service.is_some() => true,
-                    _ => {
-                        let _ = sys::cap_delete(p.cap);
-                        false
-                    }
+            for p in &st.procs {
+                let Some(pid) = st.pidns.local(ns, p.pid) else { continue };
+                if let Ok(i) = sys::process_info(p.cap) && i.running {
+                    out.push_str(&ps_line(pid, &p.name, true, 0, i.pages, i.quota));
                 }
-            });
+            }
             drop(st);
             let n = req.reply_payload(out.as_bytes());
             Reply::ok([0, 0, 0, n])

@@ -123,6 +123,9 @@ pub enum ServerMode {
     AccessChild { sibling: u64 },
     /// Checks it was given no privileges (spawned by an unprivileged process), exits 0 if so.
     NoPrivileges,
+    /// The `access` scenario's child in a new pid namespace: checks what it sees, leaves a
+    /// sleeper behind and exits with the sleeper's kernel pid (or a failure).
+    NsChild,
     /// Kills the named service while a copy into /disk runs (`kill-during-copy:<service>`, started by init).
     KillDuringCopy(String),
     /// Spawns sleepers through the process manager until a spawn fails, kills and waits for
@@ -216,6 +219,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ArgError> {
         "hold-files" => Ok(Mode::Server(ServerMode::HoldFiles)),
         "exit" => Ok(Mode::Server(ServerMode::Exit)),
         "no-privileges" => Ok(Mode::Server(ServerMode::NoPrivileges)),
+        "ns-child" => Ok(Mode::Server(ServerMode::NsChild)),
         "bomb" => Ok(Mode::Server(ServerMode::Bomb)),
         "spin" => match args.get(1).map(|a| a.parse::<u32>()) {
             None => Ok(Mode::Server(ServerMode::Spin { cpu: None })),

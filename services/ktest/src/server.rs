@@ -29,6 +29,7 @@ pub fn run(mode: ServerMode, startup: &Startup) -> i32 {
         ServerMode::Exit => 0,
         ServerMode::AccessChild { sibling } => crate::scenario::access::child(sibling, startup),
         ServerMode::NoPrivileges => crate::scenario::access::no_privileges(startup),
+        ServerMode::NsChild => crate::scenario::access::ns_child(startup),
         ServerMode::KillDuringCopy(service) => crate::scenario::killcopy::run(&service, startup),
         ServerMode::SysFuzzChild { seed, calls } => crate::sysfuzz::run(seed, calls, startup),
         ServerMode::Crash(f) => crash(f),

@@ -72,6 +72,10 @@ pub mod procmgr {
     /// Flag for SPAWN: start the program with no rights and no device capabilities, even when
     /// the caller could give them.
     pub const SPAWN_UNPRIVILEGED: u64 = 2;
+    /// Flag for SPAWN: the child is pid 1 of a new pid namespace below the caller's (it and its
+    /// descendants see only their namespace's processes, by its numbers; when it ends, the rest
+    /// of the namespace is killed).
+    pub const SPAWN_NEW_PID_NS: u64 = 4;
 
     /// One process in a [`PS`] payload: `pid<TAB>name<TAB>state<TAB>mem_kib<TAB>quota` per
     /// line. `state` is `running` or `exited(CODE)`; `quota` is the number of the quota it is

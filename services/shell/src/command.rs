@@ -19,7 +19,9 @@ pub enum Command {
     Kill(u64),
     /// `run <program> [args...]`: `path` is `/bin/<program>` unless the program is a path.
     /// `cgroup`: the group (resmgr path) the program starts in; None for the shell's own.
-    Run { program: String, path: String, args: Vec<String>, cgroup: Option<String> },
+    /// `run [--cgroup PATH] [--ns pid] PROGRAM ARGS`: `new_pid_ns` starts it as pid 1 of a new
+    /// pid namespace.
+    Run { program: String, path: String, args: Vec<String>, cgroup: Option<String>, new_pid_ns: bool },
     Mem,
     Uptime,
     PowerOff,
@@ -41,7 +43,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("echo <words...>", "print the words"),
     ("ps", "list the processes (with each one's cgroup)"),
     ("kill <pid>", "kill a process"),
-    ("run [--cgroup PATH] <program> [args...]", "run /bin/<program> in the foreground (Ctrl-C kills it), in a cgroup"),
+    ("run [--cgroup PATH] [--ns pid] <program> [args...]", "run /bin/<program> in the foreground (Ctrl-C kills it), in a cgroup, as pid 1 of a new pid namespace"),
     ("mem", "physical memory (total, used, free), the kernel heap and its objects"),
     ("uptime", "time since boot"),
     ("poweroff", "power the machine off"),
@@ -153,16 +155,31 @@ fn parse_words(words: &[String]) -> Result<Command, ParseError> {
             _ => Err(ParseError::Usage("kill", "kill <pid>")),
         },
         "run" => {
-            let (cgroup, args) = match args {
-                [flag, group, rest @ ..] if flag == "--cgroup" => (Some(group.clone()), rest),
-                [flag] if flag == "--cgroup" => return Err(ParseError::Usage("run", "run [--cgroup PATH] <program> [args...]")),
-                _ => (None, args),
-            };
+            const USAGE: &str = "run [--cgroup PATH] [--ns pid] <program> [args...]";
+            let (mut cgroup, mut new_pid_ns, mut args) = (None, false, args);
+            loop {
+                match args {
+                    [flag, group, rest @ ..] if flag == "--cgroup" && cgroup.is_none() => {
+                        cgroup = Some(group.clone());
+                        args = rest;
+                    }
+                    [flag, kinds, rest @ ..] if flag == "--ns" && !new_pid_ns => {
+                        // Keel has pid namespaces; mount, name and uts ones are not there yet.
+                        if kinds != "pid" {
+                            return Err(ParseError::Usage("run", "run --ns pid: the only namespace Keel makes is pid"));
+                        }
+                        new_pid_ns = true;
+                        args = rest;
+                    }
+                    [flag, ..] if flag == "--cgroup" || flag == "--ns" => return Err(ParseError::Usage("run", USAGE)),
+                    _ => break,
+                }
+            }
             match args.split_first() {
                 Some((program, rest)) if !program.is_empty() => {
-                    Ok(Command::Run { program: program.clone(), path: program_path(program), args: rest.to_vec(), cgroup })
+                    Ok(Command::Run { program: program.clone(), path: program_path(program), args: rest.to_vec(), cgroup, new_pid_ns })
                 }
-                _ => Err(ParseError::Usage("run", "run [--cgroup PATH] <program> [args...]")),
+                _ => Err(ParseError::Usage("run", USAGE)),
             }
         }
         "mem" => no_args(Command::Mem, "mem"),
@@ -239,19 +256,26 @@ mod tests {
     fn run_looks_in_bin_unless_given_a_path() {
         assert_eq!(
             parse("run ktest crash now"),
-            Ok(Command::Run { program: "ktest".into(), path: "/bin/ktest".into(), args: words(&["crash", "now"]), cgroup: None })
+            Ok(Command::Run { program: "ktest".into(), path: "/bin/ktest".into(), args: words(&["crash", "now"]), cgroup: None, new_pid_ns: false })
         );
-        assert_eq!(parse("run /sbin/x"), Ok(Command::Run { program: "/sbin/x".into(), path: "/sbin/x".into(), args: Vec::new(), cgroup: None }));
+        assert_eq!(parse("run /sbin/x"), Ok(Command::Run { program: "/sbin/x".into(), path: "/sbin/x".into(), args: Vec::new(), cgroup: None, new_pid_ns: false }));
         assert_eq!(
             parse("run --cgroup /jobs x 1"),
-            Ok(Command::Run { program: "x".into(), path: "/bin/x".into(), args: words(&["1"]), cgroup: Some("/jobs".into()) })
+            Ok(Command::Run { program: "x".into(), path: "/bin/x".into(), args: words(&["1"]), cgroup: Some("/jobs".into()), new_pid_ns: false })
         );
         assert!(matches!(parse("run --cgroup"), Err(ParseError::Usage("run", _))));
         assert!(matches!(parse("run --cgroup /jobs"), Err(ParseError::Usage("run", _))));
+        assert_eq!(
+            parse("run --ns pid --cgroup /jobs shell"),
+            Ok(Command::Run { program: "shell".into(), path: "/bin/shell".into(), args: Vec::new(), cgroup: Some("/jobs".into()), new_pid_ns: true })
+        );
+        assert!(matches!(parse("run --ns mount x"), Err(ParseError::Usage("run", _))));
+        assert!(matches!(parse("run --ns pid --ns pid x"), Err(ParseError::Usage("run", _))));
+        assert!(matches!(parse("run --ns"), Err(ParseError::Usage("run", _))));
         assert_eq!(parse("cgroup mkdir /a"), Ok(Command::Cgroup(words(&["mkdir", "/a"]))));
         assert!(matches!(parse("cgroup"), Err(ParseError::Usage("cgroup", _))));
-        assert_eq!(parse("run").unwrap_err().to_string(), "run: usage: run [--cgroup PATH] <program> [args...]");
-        assert_eq!(parse("run ''").unwrap_err().to_string(), "run: usage: run [--cgroup PATH] <program> [args...]");
+        assert_eq!(parse("run").unwrap_err().to_string(), "run: usage: run [--cgroup PATH] [--ns pid] <program> [args...]");
+        assert_eq!(parse("run ''").unwrap_err().to_string(), "run: usage: run [--cgroup PATH] [--ns pid] <program> [args...]");
     }
 
     #[test]

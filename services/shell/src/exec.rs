@@ -22,7 +22,7 @@ pub trait System {
     fn kill(&mut self, pid: u64) -> Result<(), Error>;
     /// Starts `path` with `args`, sharing our console, in cgroup `cgroup` (None: ours): (pid,
     /// process).
-    fn spawn(&mut self, path: &str, args: &[String], cgroup: Option<&str>) -> Result<(u64, Self::Process), Error>;
+    fn spawn(&mut self, path: &str, args: &[String], cgroup: Option<&str>, new_pid_ns: bool) -> Result<(u64, Self::Process), Error>;
     /// Tells the console which program Ctrl-C kills (0 = none).
     fn set_foreground(&mut self, pid: u64) -> Result<(), Error>;
     /// Waits for the program to end; its exit code.
@@ -106,7 +106,7 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
                 let _ = writeln!(out, "kill: process {pid}: {e}");
             }
         },
-        Command::Run { program, path, args, cgroup } => run(sys, program, path, args, cgroup.as_deref(), out),
+        Command::Run { program, path, args, cgroup, new_pid_ns } => run(sys, program, path, args, cgroup.as_deref(), *new_pid_ns, out),
         Command::Mem => match sys.mem_info() {
             Ok(c) => {
                 let (total, free) = (c.frames_total, c.frames_free);
@@ -184,10 +184,10 @@ pub fn execute<S: System>(sys: &mut S, cmd: &Command, out: &mut String) {
     }
 }
 
-fn run<S: System>(sys: &mut S, program: &str, path: &str, args: &[String], cgroup: Option<&str>, out: &mut String) {
+fn run<S: System>(sys: &mut S, program: &str, path: &str, args: &[String], cgroup: Option<&str>, new_pid_ns: bool, out: &mut String) {
     // The console keeps a Ctrl-C typed while the program starts, for its pid.
     let _ = sys.set_foreground(FOREGROUND_STARTING);
-    let (pid, process) = match sys.spawn(path, args, cgroup) {
+    let (pid, process) = match sys.spawn(path, args, cgroup, new_pid_ns) {
         Ok(started) => started,
         Err(e) => {
             let _ = sys.set_foreground(0);
@@ -255,7 +255,7 @@ mod tests {
                 _ => Err(Error::NotFound),
             }
         }
-        fn spawn(&mut self, path: &str, args: &[String], _: Option<&str>) -> Result<(u64, u64), Error> {
+        fn spawn(&mut self, path: &str, args: &[String], _: Option<&str>, _: bool) -> Result<(u64, u64), Error> {
             self.calls.push(alloc::format!("spawn {path} {args:?}"));
             if path == "/bin/missing" { Err(Error::NotFound) } else { Ok((42, 900)) }
         }

@@ -208,7 +208,7 @@ mod tests {
         fn kill(&mut self, _: u64) -> Result<(), Error> {
             unreachable!()
         }
-        fn spawn(&mut self, _: &str, _: &[String], _: Option<&str>) -> Result<(u64, ()), Error> {
+        fn spawn(&mut self, _: &str, _: &[String], _: Option<&str>, _: bool) -> Result<(u64, ()), Error> {
             unreachable!()
         }
         fn set_foreground(&mut self, _: u64) -> Result<(), Error> {

@@ -269,10 +269,10 @@ impl System for LiveSystem {
         status(&self.procmgr.call(procmgr::KILL, [pid, 0, 0, 0])?)
     }
 
-    fn spawn(&mut self, path: &str, args: &[String], cgroup: Option<&str>) -> Result<(u64, Process), Error> {
+    fn spawn(&mut self, path: &str, args: &[String], cgroup: Option<&str>, new_pid_ns: bool) -> Result<(u64, Process), Error> {
         let payload = spawn_payload(path, args)?;
         // What the user runs gets no device capabilities and no rights over other processes.
-        let flags = procmgr::SPAWN_INHERIT_CONSOLE | procmgr::SPAWN_UNPRIVILEGED;
+        let flags = procmgr::SPAWN_INHERIT_CONSOLE | procmgr::SPAWN_UNPRIVILEGED | if new_pid_ns { procmgr::SPAWN_NEW_PID_NS } else { 0 };
         // The root group is where a program starts anyway (the shell's own group).
         let quota = match cgroup.filter(|g| !g.trim_end_matches('/').is_empty()) {
             Some(group) => Some(self.group_quota(group)?),

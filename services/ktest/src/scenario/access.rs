@@ -88,6 +88,26 @@ pub fn no_privileges(startup: &Startup) -> i32 {
     c.finish("")
 }
 
+/// `ns-child`: pid 1 of a new pid namespace. It sees itself as pid 1 and nothing outside; its
+/// own child is pid 2; a pid outside is no process to it. It exits leaving that child running,
+/// with the child's kernel pid as its exit code (the namespace's end must take the child too).
+pub fn ns_child(startup: &Startup) -> i32 {
+    let mut c = Checks::new("ns-child");
+    let Some(mut pm) = procmgr(&mut c, startup) else { return c.finish("") };
+    let pids = |pm: &mut Procmgr| pm.ps_text().ok().and_then(|t| parse_ps(&t).ok()).map(|ps| ps.iter().map(|p| p.pid).collect::<alloc::vec::Vec<u64>>());
+    c.expect_eq("ps in a new pid namespace", pids(&mut pm), Some(alloc::vec![1]));
+    let Some(sleeper) = c.expect_ok("SPAWN sleeper in the namespace", pm.spawn_ktest(&["sleeper"])) else { return c.finish("") };
+    c.expect_eq("the namespace's second process's pid", sleeper.pid, 2);
+    c.expect_eq("ps with the sleeper", pids(&mut pm), Some(alloc::vec![1, 2]));
+    let me = sys::process_info(keel_rt::abi::slots::SELF_PROCESS).map(|i| i.pid).unwrap_or(0);
+    c.expect_err(format_args!("KILL {me} (our own kernel pid: no such process here)"), pm.kill(me), Error::NotFound);
+    let global = sys::process_info(sleeper.process).map(|i| i.pid).unwrap_or(0);
+    match c.finish("pid 1 sees its own namespace only") {
+        0 if global > 0 && global < i32::MAX as u64 => global as i32,
+        _ => crate::EXIT_FAILED,
+    }
+}
+
 pub fn run(startup: &Startup) -> i32 {
     let mut c = Checks::new("access");
     let (Some(mut pm), Some(ns)) = (procmgr(&mut c, startup), namesrv(&mut c, startup)) else { return c.finish("") };
@@ -121,5 +141,31 @@ pub fn run(startup: &Startup) -> i32 {
     c.expect_ok(format_args!("procmgr KILL {} (by its spawner)", sibling.pid), pm.kill(sibling.pid));
     c.expect_eq("exit code of the killed sleeper", wait_exit(sibling.process, 10 * SEC), Ok(keel_rt::abi::EXIT_KILLED));
     let _ = sys::cap_delete(sibling.process);
-    c.finish("an unprivileged process could not kill, power off or set the console's foreground")
+    pid_namespace(&mut c, &mut pm);
+    c.finish("an unprivileged process could not kill, power off or set the console's foreground; a pid namespace saw itself only and went with its pid 1")
+}
+
+/// A child in a new pid namespace (`ns-child`); we see it and its child by kernel pids, and its
+/// exit takes the rest of its namespace.
+fn pid_namespace(c: &mut Checks, pm: &mut Procmgr) {
+    let Some(child) = c.expect_ok("SPAWN ktest ns-child (new pid namespace)", pm.spawn_flags(crate::services::KTEST_PATH, &["ns-child"], pm_proto::SPAWN_NEW_PID_NS)) else { return };
+    let global_pid = sys::process_info(child.process).map(|i| i.pid).ok();
+    c.expect_eq("the spawner sees the namespace's pid 1 by its kernel pid", Some(child.pid), global_pid);
+    let code = wait_exit(child.process, 60 * SEC);
+    let _ = sys::cap_delete(child.process);
+    let Ok(sleeper) = code.map(|c| c as u64).map_err(|e| format!("{e:?}")).and_then(|p| if p > 0 && p < i32::MAX as u64 { Ok(p) } else { Err(format!("exit code {p}")) }) else {
+        c.fail(format_args!("ns-child failed: {code:?}"));
+        return;
+    };
+    // procmgr kills the rest of the namespace when it learns of pid 1's exit.
+    let running = |pm: &mut Procmgr| pm.ps_text().ok().and_then(|t| parse_ps(&t).ok()).is_none_or(|ps| ps.iter().any(|p| p.pid == sleeper && p.is_running()));
+    let mut gone = false;
+    for _ in 0..100 {
+        if !running(pm) {
+            gone = true;
+            break;
+        }
+        sys::sleep_ns(100_000_000);
+    }
+    c.check(gone, || format!("the sleeper (pid {sleeper}) outlived its namespace's pid 1 by 10 s"));
 }
