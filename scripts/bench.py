@@ -84,6 +84,11 @@ CATALOG = [
     ("fs_ext2_write_16m", None, "instructions/KiB", KERNEL),
     ("fs_ext2_read_16m", 20000, "instructions/KiB", KERNEL),
     ("fs_ext2_create_stat_unlink", None, "instructions/file", KERNEL),
+    # The cgroup files (issue 16), over resmgr's connection and through the file service.
+    ("cgroup_read_resmgr", None, "instructions", KERNEL),
+    ("cgroup_write_resmgr", None, "instructions", KERNEL),
+    ("cgroup_read_file", None, "instructions", KERNEL),
+    ("cgroup_write_file", None, "instructions", KERNEL),
     ("boot_to_ready", None, "instructions", "boot"),
     ("boot_to_shell_prompt", None, "instructions", PROMPT),
     ("kernel_memory_after_boot", None, "bytes", "boot"),

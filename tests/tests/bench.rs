@@ -59,6 +59,13 @@ fn the_quick_benchmark_run_produces_a_plausible_figure_for_every_benchmark() {
         ("fs_ext2_write_16m", 10, 100_000_000),
         ("fs_ext2_read_16m", 10, 100_000_000),
         ("fs_ext2_create_stat_unlink", 1_000, 1_000_000_000),
+        // A COMMAND to resmgr is at least an IPC round trip to another process (~1,600) with a
+        // bulk payload each way; through the file service, open, read or write, and close are
+        // three calls to it, each asking resmgr at least once.
+        ("cgroup_read_resmgr", 2_000, 10_000_000),
+        ("cgroup_write_resmgr", 2_000, 10_000_000),
+        ("cgroup_read_file", 10_000, 100_000_000),
+        ("cgroup_write_file", 10_000, 100_000_000),
         ("boot_to_ready", 100_000, 10_000_000_000),
         ("boot_to_shell_prompt", 100_000, 1_000_000_000_000),
         ("kernel_memory_after_boot", 1 << 20, 1 << 32),

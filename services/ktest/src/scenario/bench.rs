@@ -9,6 +9,7 @@
 //! (`scripts/bench.py` reads it; docs/PERFORMANCE.md says where each one starts and ends).
 //! `bench-quick` runs the same code with few iterations so that `make test` keeps it working.
 
+mod cgroup;
 mod doorbell;
 mod fault;
 mod fs;
@@ -60,6 +61,8 @@ struct Plan {
     fs_mib: usize,
     fs_files: usize,
     fs_samples: usize,
+    /// Untimed and timed operations of each cgroup file benchmark.
+    cgroup: cgroup::Counts,
 }
 
 impl Size {
@@ -76,6 +79,7 @@ impl Size {
                 fs_mib: 16,
                 fs_files: 1000,
                 fs_samples: 3,
+                cgroup: cgroup::Counts { warmup: 20, samples: 500 },
             },
             Size::Quick => Plan {
                 warmup: 100,
@@ -88,6 +92,7 @@ impl Size {
                 fs_mib: 1,
                 fs_files: 50,
                 fs_samples: 1,
+                cgroup: cgroup::Counts { warmup: 2, samples: 10 },
             },
         }
     }
@@ -146,6 +151,28 @@ fn fs_benches(c: &mut Checks, ns: Option<Slot>, p: Plan, out: &mut Vec<(&'static
             },
             Err(e) => c.fail(format_args!("{name}: {e}")),
         }
+    }
+}
+
+/// The cgroup file benchmarks on the client CPU, over resmgr's connection and through the file
+/// service (a group of their own, made and removed by them).
+fn cgroup_benches(c: &mut Checks, resmgr: Option<Slot>, p: Plan, out: &mut Vec<(&'static str, Summary)>) {
+    let Some(conn) = resmgr else {
+        c.fail("no 'resmgr' capability in the startup block: no cgroup benchmarks");
+        return;
+    };
+    let Some(measured) = on_client_cpu(c, "cgroup files", move || Ok(cgroup::measure(conn, p.cgroup))) else { return };
+    match measured {
+        Ok(costs) => {
+            for (name, v) in cgroup::NAMES.into_iter().zip(costs) {
+                match Summary::of(&v) {
+                    Some(s) => out.push((name, s)),
+                    None => c.fail(format_args!("{name}: no samples")),
+                }
+            }
+            c.pass();
+        }
+        Err(e) => c.fail(format_args!("cgroup files: {e}")),
     }
 }
 
@@ -257,6 +284,7 @@ pub fn run(startup: &Startup, size: Size) -> i32 {
         record("ipc_call_reply_cross_cpu", ipc_bench(&mut c, cross, "ipc_call_reply_cross_cpu", p));
         record("process_spawn_exit_wait", spawn_bench(&mut c, pm, p));
     }
+    cgroup_benches(&mut c, startup.cap("resmgr"), p, &mut lines);
     let mut per: Vec<(&str, Summary, &str)> = Vec::new();
     fs_benches(&mut c, startup.cap("namesrv"), p, &mut per);
     for (name, s) in &lines {
