@@ -405,7 +405,12 @@ fn a_bill_charges_the_client_for_what_a_service_keeps_and_the_service_lends_it()
         w.k.copy_to_user(me, 0x1000_0000 + i * PAGE_SIZE, &[1]).unwrap();
     }
     let (s0, c0, r0) = (stat(&mut w, s, MEMORY).usage, stat(&mut w, c, MEMORY).usage, stat(&mut w, root, MEMORY).usage);
-    let bill = ok(w.syscall(nr::BILL_CREATE, &[bill_only]))[1];
+    let made = ok(w.syscall(nr::BILL_CREATE, &[bill_only]));
+    assert_eq!(made[2], 0, "the client's quota is not the service's");
+    let bill = made[1];
+    let own = ok(w.syscall(nr::BILL_CREATE, &[0]));
+    assert_eq!(own[2], 1, "a bill on ourselves changes nothing");
+    ok(w.syscall(nr::CAP_DELETE, &[own[1]]));
     assert_eq!(ok(w.syscall(nr::BILL_CHARGE, &[bill, 3 * PAGE_SIZE]))[1], 3 * PAGE_SIZE);
     assert_eq!(stat(&mut w, c, MEMORY).usage, c0 + 3 * PAGE_SIZE, "the client pays");
     assert_eq!(stat(&mut w, s, MEMORY).usage, s0 - 3 * PAGE_SIZE, "the service shows only its own");

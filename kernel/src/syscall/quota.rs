@@ -50,12 +50,14 @@ pub(super) fn move_process(k: &mut Kernel, pid: Id, to: Id) {
 }
 
 /// A bill on which the caller's quota (the holder) charges `payer` for memory it keeps for the
-/// payer, as a new cap with every right.
+/// payer, as a new cap with every right; x2 is 1 when payer and holder are one quota (charges on
+/// it change nothing: the caller may as well not make them).
 pub(super) fn bill_create(k: &mut Kernel, pid: Id, payer: Id) -> Result<Outcome> {
     k.check_heap()?;
     let holder = k.processes.get(&pid).map(|p| p.quota).ok_or(keel_abi::Error::PeerDied)?;
     let bill = QUOTAS.lock().bill_create(payer, holder)?;
-    install_new(k, pid, ObjRef::Bill(bill), Rights::ALL, |_| QUOTAS.lock().bill_remove(bill))
+    let slot = k.install_cap(pid, ObjRef::Bill(bill), Rights::ALL).inspect_err(|_| QUOTAS.lock().bill_remove(bill))?;
+    Ok(Outcome::words(&[u64::from(slot), u64::from(payer == holder)]))
 }
 
 /// Moves live thread `tid` alone into `to` (a VM's vCPU thread into the VM's group, say): from

@@ -19,6 +19,8 @@ pub struct Chunks {
     len: u64,
     /// Chunk `i` holds bytes `i * CHUNK ..`; it is never longer than `CHUNK`.
     chunks: Vec<Vec<u8>>,
+    /// The chunks' capacities together (kept as they change: asked after every write).
+    held: u64,
 }
 
 fn no_mem<T>(_: T) -> Errno {
@@ -39,7 +41,7 @@ impl Chunks {
 
     /// The bytes of memory the chunks hold (what a write or a cut changes).
     pub fn allocated(&self) -> u64 {
-        self.chunks.iter().map(|c| c.capacity() as u64).sum()
+        self.held
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,7 +93,9 @@ impl Chunks {
             if c.capacity() < want {
                 // Grow by doubling (appends stay cheap), never past one chunk.
                 let target = want.max(c.capacity() * 2).min(CHUNK);
+                let before = c.capacity();
                 c.try_reserve_exact(target - c.len()).map_err(no_mem)?;
+                self.held += (c.capacity() - before) as u64;
             }
         }
         let mut done = 0;
@@ -114,6 +118,7 @@ impl Chunks {
     pub fn truncate(&mut self, size: u64) -> Result<(), Errno> {
         if size < self.len {
             let keep = usize::try_from(size.div_ceil(CHUNK as u64)).map_err(|_| Errno::FBig)?;
+            self.held -= self.chunks.iter().skip(keep).map(|c| c.capacity() as u64).sum::<u64>();
             self.chunks.truncate(keep);
             let tail = (size % CHUNK as u64) as usize;
             if tail != 0 {
@@ -161,9 +166,16 @@ mod tests {
         c.truncate(5 * CHUNK as u64).unwrap();
         model.resize(5 * CHUNK, 0);
         assert_eq!(all(&c), model);
+        let held = |c: &Chunks| c.chunks.iter().map(|x| x.capacity() as u64).sum::<u64>();
+        assert_eq!(c.allocated(), held(&c), "the running count is the chunks' capacities");
+        put(&mut c, &mut model, 7 * CHUNK + 1, &[9; 3 * CHUNK]);
+        assert_eq!(c.allocated(), held(&c));
+        c.truncate(2).unwrap();
+        model.truncate(2);
+        assert_eq!((c.allocated(), held(&c)), (held(&c), c.chunks[0].capacity() as u64));
         let mut buf = [1u8; 10];
-        assert_eq!(c.read(5 * CHUNK as u64 - 4, &mut buf), 4);
-        assert_eq!(c.read(5 * CHUNK as u64, &mut buf), 0);
+        assert_eq!(c.read(5 * CHUNK as u64 - 4, &mut buf), 0);
+        assert_eq!(all(&c), model);
         assert_eq!(
             Chunks::from_slice(b"abc").map(|c| all(&c)),
             Ok(b"abc".to_vec())

@@ -233,7 +233,12 @@ impl keel_fs::billing::Billing for KernelBilling {
         use keel_fs::billing::Lookup;
         let Some(process) = ipc::client_process(self.conn, sid) else { return Lookup::NotYet };
         match sys::bill_create(process) {
-            Ok(bill) => Lookup::Pays(u64::from(bill)),
+            // A client in our own group: charging it would change nothing, so skip the calls.
+            Ok((bill, true)) => {
+                let _ = sys::cap_delete(bill);
+                Lookup::DoesNot
+            }
+            Ok((bill, false)) => Lookup::Pays(u64::from(bill)),
             Err(keel_rt::Error::NoRights) => Lookup::DoesNot,
             Err(e) => {
                 println!("fs: client {sid:#x} cannot be billed ({e}); the file service pays for it");

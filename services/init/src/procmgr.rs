@@ -572,8 +572,10 @@ fn handle(env: &Env, state: &Mutex<State>, req: &mut Request) -> Reply {
             Reply::ok([bits, 0, 0, 0])
         }
         procmgr::PS => {
-            // The running processes the caller's pid namespace holds, by its numbers (exited
-            // ones are forgotten by the supervisor, which also ends namespaces).
+            // The running processes the caller's pid namespace holds, by its numbers. Exited
+            // ones are forgotten first (as the supervisor does, ending namespaces whose pid 1
+            // went): a caller that saw its child exit finds it gone from the list.
+            forget_exited_children(state);
             let mut out = String::new();
             let st = state.lock();
             let ns = st.ns_of_caller(req.badge);

@@ -199,9 +199,10 @@ pub fn quota_move(quota: Slot, process: Slot) -> Result<(), Error> {
 }
 
 /// A bill on which we charge `payer` (a process or quota cap with BILL or MANAGE) for memory we
-/// keep for it: "the client pays" (docs/ABI.md "Quotas").
-pub fn bill_create(payer: Slot) -> Result<Slot, Error> {
-    call(nr::BILL_CREATE, a(&[payer as u64])).map(|r| r[1] as Slot)
+/// keep for it: "the client pays" (docs/ABI.md "Quotas"). With it, whether the payer's quota is
+/// ours (then charging on the bill changes nothing).
+pub fn bill_create(payer: Slot) -> Result<(Slot, bool), Error> {
+    call(nr::BILL_CREATE, a(&[payer as u64])).map(|r| (r[1] as Slot, r[2] != 0))
 }
 
 /// Charges `bytes` more to the bill's payer (`NoMemory` past its limits); the bill's amount.

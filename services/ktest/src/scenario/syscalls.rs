@@ -390,7 +390,8 @@ fn wrong_types(c: &mut Checks, fx: &Fixture) {
     c.expect_err("bill_charge(pmo)", sys::bill_charge(p, 1), wt);
     c.expect_err("bill_refund(process)", sys::bill_refund(me, 1), wt);
     // A bill on ourselves charges and lends within one quota: nothing moves, the amount counts.
-    if let Some(b) = c.expect_ok("bill_create(self)", sys::bill_create(me)) {
+    if let Some((b, same)) = c.expect_ok("bill_create(self)", sys::bill_create(me)) {
+        c.check(same, || "bill_create(self): the payer's quota is ours".into());
         let charged = sys::bill_charge(b, 4096);
         c.check(charged == Ok(4096), || format!("bill_charge(self bill, 4096): {charged:?}, expected Ok(4096)"));
         c.expect_err("bill_refund(self bill, more than it has)", sys::bill_refund(b, 8192), Error::Invalid);
