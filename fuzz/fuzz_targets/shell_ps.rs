@@ -19,19 +19,23 @@ fuzz_target!(|payload: &[u8]| {
     }
 
     // The rows, written as procmgr writes a PS payload, read back the same.
-    let written: String = rows.iter().map(|r| format!("{}\t{}\t{}\t{}\n", r.pid, r.name, r.state, r.mem_kib)).collect();
+    let written: String = rows.iter().map(ProcessRow::format).collect();
     assert_eq!(parse_ps(written.as_bytes()), (rows.clone(), 0), "rows written back as {written:?}");
     // procmgr's own writer, for a running and an exited process of each name.
     for r in &rows {
-        let running = ps_line(r.pid, &r.name, true, 0, r.mem_kib / 4);
+        let running = ps_line(r.pid, &r.name, true, 0, r.mem_kib / 4, r.quota);
         let want = ProcessRow { state: "running".into(), mem_kib: r.mem_kib / 4 * 4, ..r.clone() };
         assert_eq!(parse_ps(running.as_bytes()), (vec![want], 0), "ps_line {running:?}");
         let code = r.pid as i64;
-        let exited = ps_line(r.pid, &r.name, false, code, 0);
+        let exited = ps_line(r.pid, &r.name, false, code, 0, r.quota);
         let want = ProcessRow { state: format!("exited({code})"), mem_kib: 0, ..r.clone() };
         assert_eq!(parse_ps(exited.as_bytes()), (vec![want], 0), "ps_line {exited:?}");
     }
 
-    let table = format_table(&rows);
+    let table = format_table(&rows, None);
+    assert_eq!(table.lines().count(), rows.len() + 1, "table {table:?}");
+    // With group names (resmgr's ids: the quota numbers seen, one of them unnamed).
+    let groups: std::collections::BTreeMap<u64, String> = rows.iter().skip(1).map(|r| (r.quota, format!("/g{}", r.quota))).collect();
+    let table = format_table(&rows, Some(&groups));
     assert_eq!(table.lines().count(), rows.len() + 1, "table {table:?}");
 });
