@@ -411,6 +411,14 @@ impl Run {
     }
 }
 
+/// What the `nth` run of `command` printed: the log from its echo (the whole line) to the next
+/// prompt.
+pub fn output_of(log: &str, command: &str, nth: usize) -> Option<String> {
+    let (at, _) = log.match_indices(command).filter(|(i, _)| log[i + command.len()..].starts_with(['\r', '\n'])).nth(nth)?;
+    let rest = &log[at + command.len()..];
+    Some(rest[..rest.find("keel> ").unwrap_or(rest.len())].to_string())
+}
+
 /// One line of the shell's `ps` table: `PID NAME STATE MEM KiB [CGROUP]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PsRow<'a> {
