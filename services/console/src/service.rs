@@ -85,7 +85,16 @@ pub fn run(uart: UartConfig, caps: Caps) -> Result<core::convert::Infallible, Co
     // until the registration is done, so this line comes first.
     println!("console: ready (uart {:#x} irq {})", uart.base, uart.intid);
     ipc::register_service(caps.namesrv, "console", conn).map_err(ConsoleError::Register)?;
-    ipc::serve(conn, |req| handle(&shared, req))
+    ipc::serve(conn, |req| handle(&shared, conn, req))
+}
+
+/// How often a waiting READ_LINE looks whether its caller still lives.
+const CALLER_CHECK_NS: u64 = 200_000_000;
+
+/// Whether the client with `badge` on `conn` has exited (its process capability came with its
+/// buffer's setup; a client without one is taken as alive).
+fn caller_gone(conn: Slot, badge: u64) -> bool {
+    ipc::client_process(conn, badge).is_some_and(|p| sys::process_info(p).map_or(true, |i| !i.running))
 }
 
 /// Maps the UART's registers; the receive side of the driver.
@@ -160,9 +169,9 @@ fn interrupt(shared: &Shared, pid: u64) {
 }
 
 /// One call to the console.
-fn handle(shared: &Shared, req: &mut Request) -> Reply {
+fn handle(shared: &Shared, conn: Slot, req: &mut Request) -> Reply {
     match req.msg.label {
-        console::READ_LINE => read_line(shared, req),
+        console::READ_LINE => read_line(shared, conn, req),
         console::SET_FOREGROUND if req.badge != console::CONTROL_BADGE => Reply::err(Error::NoRights),
         console::SET_FOREGROUND => {
             // A Ctrl-C typed while the program was starting kills it now.
@@ -180,7 +189,7 @@ fn handle(shared: &Shared, req: &mut Request) -> Reply {
 /// the request's timeout (data[0] ns, 0 = none) passed first; with data[1] = INTERRUPT_ONLY it
 /// waits for Ctrl-C alone and leaves lines queued. A client without a bulk buffer cannot receive
 /// a line, so it gets `Invalid` and no line is consumed.
-fn read_line(shared: &Shared, req: &mut Request) -> Reply {
+fn read_line(shared: &Shared, conn: Slot, req: &mut Request) -> Reply {
     let [timeout_ns, flags, ..] = req.msg.data;
     let interrupt_only = flags & console::INTERRUPT_ONLY != 0;
     if flags & !console::INTERRUPT_ONLY != 0 || (req.bulk.is_none() && !interrupt_only) {
@@ -200,10 +209,16 @@ fn read_line(shared: &Shared, req: &mut Request) -> Reply {
             }
             break Some(r);
         }
+        // This one thread serves the console: a reader killed while it waits (Ctrl-C that came
+        // just before its READ_LINE did) must not keep everyone else's calls waiting behind it.
+        if caller_gone(conn, req.badge) {
+            lock(&shared.state).reader_gone();
+            return Reply::err(Error::PeerDied);
+        }
         let wait_ns = match deadline {
-            None => 0,
+            None => CALLER_CHECK_NS,
             Some(d) => match d.checked_sub(sys::counter()) {
-                Some(left) if left > 0 => (left as u128 * 1_000_000_000 / sys::counter_freq().max(1) as u128).max(1) as u64,
+                Some(left) if left > 0 => (left as u128 * 1_000_000_000 / sys::counter_freq().max(1) as u128).clamp(1, CALLER_CHECK_NS as u128) as u64,
                 _ => {
                     lock(&shared.state).reader_timed_out();
                     break None;

@@ -116,6 +116,11 @@ impl ConsoleState {
         result
     }
 
+    /// A waiting reader went away (its process ended): nobody waits now.
+    pub fn reader_gone(&mut self) {
+        self.reader_waiting = false;
+    }
+
     /// A waiting reader's time ran out. It stays marked waiting, so a Ctrl-C that comes before
     /// its next call is kept for that call rather than lost in the gap.
     pub fn reader_timed_out(&mut self) {
