@@ -44,33 +44,27 @@ typed_lookups! {
 /// The quota a new object or process is charged to: slot `reg` names a quota or a process (its
 /// quota), with MANAGE or BILL; slot 0, the caller's own process, is the caller's quota.
 pub(super) fn billed_quota(k: &Kernel, pid: Id, reg: u64) -> Result<Id> {
+    named_quota(k, pid, reg, true)
+}
+
+/// A quota to move something into: as [`billed_quota`], but MANAGE only (slot 0: a thread
+/// moving back home).
+pub(super) fn managed_quota(k: &Kernel, pid: Id, reg: u64) -> Result<Id> {
+    named_quota(k, pid, reg, false)
+}
+
+/// The quota slot `reg` names: a quota, a process's quota, or (slot 0) the caller's; the cap
+/// needs MANAGE, or with `bill_ok` BILL instead.
+fn named_quota(k: &Kernel, pid: Id, reg: u64, bill_ok: bool) -> Result<Id> {
     let of_process = |p: Id| k.processes.get(&p).map(|p| p.quota).ok_or(Error::PeerDied);
     if reg == u64::from(keel_abi::slots::SELF_PROCESS) {
         return of_process(pid);
     }
     let cap = k.caps.lookup(pid, slot(reg)?, Rights::NONE).map_err(cap_error)?;
-    let object = cap.object;
-    if !matches!(object, ObjRef::Quota(_) | ObjRef::Process(_)) {
-        return Err(Error::WrongType);
-    }
-    if !cap.rights.contains(Rights::MANAGE) && !cap.rights.contains(Rights::BILL) {
+    if !cap.rights.contains(Rights::MANAGE) && !(bill_ok && cap.rights.contains(Rights::BILL)) {
         return Err(Error::NoRights);
     }
-    match object {
-        ObjRef::Quota(q) => Ok(q),
-        ObjRef::Process(p) => of_process(p),
-        _ => Err(Error::WrongType),
-    }
-}
-
-/// A quota to move something into: slot `reg` names a quota or a process (its quota), with
-/// MANAGE; slot 0, the caller's own process, is the caller's quota (a thread moving back home).
-pub(super) fn managed_quota(k: &Kernel, pid: Id, reg: u64) -> Result<Id> {
-    let of_process = |p: Id| k.processes.get(&p).map(|p| p.quota).ok_or(Error::PeerDied);
-    if reg == u64::from(keel_abi::slots::SELF_PROCESS) {
-        return of_process(pid);
-    }
-    match object(k, pid, reg, Rights::MANAGE)? {
+    match cap.object {
         ObjRef::Quota(q) => Ok(q),
         ObjRef::Process(p) => of_process(p),
         _ => Err(Error::WrongType),

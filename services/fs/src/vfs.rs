@@ -245,14 +245,13 @@ impl Vfs {
                 Owned { payer, charged: 0 }
             }),
         };
-        let Some(mut owned) = owned else { return self.fs(loc.mount)?.write(loc.ino, offset, data) };
-        self.owners.insert(loc, owned);
+        let Some(owned) = owned else { return self.fs(loc.mount)?.write(loc.ino, offset, data) };
+        let charged = self.owners.entry(loc).or_insert(owned);
         let chunk = crate::chunks::CHUNK as u64;
         let end = offset.checked_add(data.len() as u64).ok_or(Errno::FBig)?;
         let bound = ((end - 1) / chunk - offset / chunk + 1) * chunk;
         self.ledger.billing.charge(owned.payer, bound).map_err(|_| Errno::NoMem)?;
-        owned.charged += bound;
-        self.owners.insert(loc, owned);
+        charged.charged += bound;
         let r = self.fs(loc.mount)?.write(loc.ino, offset, data);
         self.settle(loc);
         r
